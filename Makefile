@@ -1,0 +1,39 @@
+# The two commands of the README:  make run  (start the gateway)  and  make test  (all tests).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: run test setup test-setup check lint bench binary clean
+
+$(BIN)/converger: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+setup: $(BIN)/converger
+
+## Start the gateway on ./data with a dev tenant, echo channel and admin token printed.
+run: setup
+	$(BIN)/converger serve --dev
+
+## Install what the tests need (browser, node client) and run every test.
+test: setup test-setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-setup: setup
+	bash tests/setup.sh
+
+lint: setup
+	$(BIN)/ruff check .
+
+check: lint test
+
+bench: setup
+	$(BIN)/python -m tests.bench.run_all
+
+binary: setup
+	bash build/build.sh
+
+clean:
+	rm -rf $(VENV) dist .pyi-work data
