@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import sqlite3
 from collections import OrderedDict
 from typing import Any
@@ -65,6 +64,27 @@ def claim_tx(conn: sqlite3.Connection, now: str, lease: float, limit: int,
             for d in claimed]
 
 
+class Outcome(msgspec.Struct):
+    delivery: Delivery
+    token: str
+    at: str
+    result: DeliveryResult
+
+
+def outcomes_tx(conn: sqlite3.Connection, batch: list[Outcome], scale: float,
+                retries: bool) -> list[Delivery | None]:
+    """Write attempts' outcomes; each row changes only if its claim token still holds."""
+    out: list[Delivery | None] = []
+    for o in batch:
+        d, r = o.delivery, o.result
+        if r.ok:
+            out.append(queue.complete(conn, d.id, o.token, o.at, r.provider_message_id, r.metadata))
+        else:
+            out.append(queue.fail(conn, d.id, o.token, o.at, r.error or "failed",
+                                  r.retryable and retries, r.retry_after, scale=scale))
+    return out
+
+
 class Engine:
     """The delivery workers of one app. ``app.ctx.delivery`` holds it."""
 
@@ -88,6 +108,8 @@ class Engine:
         self._conv_channel: OrderedDict[str, str] = OrderedDict()
         self._channel_type: dict[str, str] = {}
         self.attempts = 0
+        self._outcomes: list[Outcome] = []
+        self._flushing: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -113,6 +135,8 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self.tasks, *self.spawned, return_exceptions=True)
         self.tasks.clear()
+        if self._flushing is not None:  # outcomes already known are written, not redone
+            await asyncio.gather(self._flushing, return_exceptions=True)
         if self.held and self.app.ctx.db is not None:
             await self.app.ctx.db.write(queue.release, list(self.held))
             self.held.clear()
@@ -240,28 +264,45 @@ class Engine:
             return DeliveryResult(ok=False, error=f"adapter error: {exc!r}")
 
     async def attempt(self, work: Work) -> None:
-        """Send one claimed delivery and write its outcome (checked against its claim token)."""
-        ctx = self.app.ctx
+        """Send one claimed delivery and record its outcome (checked against its claim token).
+
+        With the queue backend the outcome is written in the background, batched with other
+        workers' outcomes (one write job for many rows), and the worker moves on at once;
+        inline, the request waits for it."""
         d = work.delivery
-        token = d.claim_token or ""
         result = await self._send(work)
         self.attempts += 1
-        now = ctx.now_iso()
-        if result.ok:
-            done = await ctx.db.write(queue.complete, d.id, token, now,
-                                      result.provider_message_id, result.metadata)
-            self.held.pop(token, None)
-            if done is not None:
-                receipts.publish(self.app, done)
+        outcome = Outcome(d, d.claim_token or "", self.app.ctx.now_iso(), result)
+        if self.inline:
+            await self._write([outcome])
             return
-        retryable = result.retryable and not self.inline
-        failed = await ctx.db.write(functools.partial(queue.fail, scale=self.scale), d.id, token,
-                                    now, result.error or "failed", retryable, result.retry_after)
-        self.held.pop(token, None)
-        if failed is not None and failed.status == "pending" and not self.inline:
-            # A new due time the sleeping dispatcher does not know of: let it look again.
-            self._wake.set()
-        ctx.log.info("delivery %s to channel %s failed: %s", d.id, d.channel_id, result.error)
+        self._outcomes.append(outcome)
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush(), name="delivery-outcomes")
+
+    async def _flush(self) -> None:
+        try:
+            while self._outcomes:
+                batch, self._outcomes = self._outcomes, []
+                await self._write(batch)
+        finally:
+            self._flushing = None
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        ctx = self.app.ctx
+        rows = await ctx.db.write(outcomes_tx, batch, self.scale, not self.inline)
+        for outcome, row in zip(batch, rows, strict=True):
+            self.held.pop(outcome.token, None)
+            result = outcome.result
+            if result.ok:
+                if row is not None:
+                    receipts.publish(self.app, row)
+                continue
+            ctx.log.info("delivery %s to channel %s failed: %s", outcome.delivery.id,
+                         outcome.delivery.channel_id, result.error)
+            if row is not None and row.status == "pending":
+                # A new due time the sleeping dispatcher does not know of: let it look again.
+                self._wake.set()
 
     # -- echo -------------------------------------------------------------------------------
     def on_activity(self, activity: Activity) -> None:
