@@ -79,3 +79,25 @@ async def test_sigkill_mid_delivery_loses_nothing(
     assert set(seen) == ids  # every activity arrived at least once
     for activity_id, webhook_ids in seen.items():
         assert webhook_ids == {delivery_of[activity_id]}  # duplicates share the delivery id
+
+
+async def test_sigterm_releases_every_lease(
+    fresh_server: Server, session: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    receiver.delay["term"] = 0.5
+    srv = fresh_server.start()
+    api = Api(session, srv.url)
+    s = await webhook_setup(api, receiver, "term")
+    for i in range(60):
+        await api.post_activity(s["conversation"]["id"], s["api_key"], text=f"t{i}")
+
+    async def in_flight() -> bool:
+        return len(receiver.calls["term"]) >= 20
+
+    await _wait(in_flight, 20, "workers never started")
+    assert srv.stop() == 0
+    db = sqlite3.connect(srv.data_dir / "converger.db")
+    held = db.execute("SELECT count(*) FROM deliveries WHERE claim_token IS NOT NULL").fetchone()[0]
+    pending = db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]
+    db.close()
+    assert held == 0 and pending > 0

@@ -190,3 +190,18 @@ def test_receipt_time_parsing() -> None:
     assert queue.receipt_time("2024-05-01T10:00:00Z", now) == "2024-05-01T10:00:00.000000Z"
     assert queue.receipt_time("nonsense", now) == now
     assert queue.receipt_time({"x": 1}, now) == now
+
+
+def test_thread_senders_only_for_the_conversations_own_channel(conn: sqlite3.Connection) -> None:
+    channel_id, (a,) = _setup(conn)
+    t = conn.execute("SELECT tenant_id FROM channels WHERE id = ?", (channel_id,)).fetchone()[0]
+    other = channels.create(conn, tenant_id=t, name="other", type="webhook", mode="duplex",
+                            config={}, transformations=[], secret_hash="s2", secret_enc="e", now=T0)
+    thread = conversations.create(conn, tenant_id=t, channel_id=channel_id, now=T0, sender_key="+31")
+    b = activities.insert(conn, tenant_id=t, conversation_id=thread.id, sender="+31", now=T0)
+    queue.enqueue(conn, b, [channel_id, other.id], T0)
+    claimed = queue.claim(conn, T0, 60, 10)
+    senders = queue.thread_senders(conn, claimed)
+    by_channel = {d.channel_id: senders.get(d.id) for d in claimed if d.activity_id == b.id}
+    assert by_channel == {channel_id: "+31", other.id: None}
+    assert set(queue.activities_for(conn, claimed)) == {a.id, b.id}
