@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections import OrderedDict
 from typing import Any
 
 import aiohttp
@@ -26,19 +25,17 @@ import msgspec
 import adapters
 from adapters import middleware
 from adapters.base import ChannelInfo, DeliveryResult, OutboundActivity
-from adapters.echo import EchoAdapter
 from store import channels, queue
 from store.models import Activity, Channel, Delivery
 from store.util import parse_iso, utcnow
 
 from .. import domain
 from ..pipeline import receipts
-from ..pipeline.activities import NewActivity, create
+from . import echo
 
 LEASE_SECONDS = 120.0  # longer than a batch can wait in the buffer plus one attempt
 RESCUE_EVERY = 30.0
 MAX_SLEEP = 60.0
-CACHE_SIZE = 10_000
 
 
 class Work(msgspec.Struct):
@@ -97,6 +94,8 @@ class Engine:
         self.batch = max(2 * self.concurrency, 16)
         self.scale = settings.backoff_scale
         self.timeout = settings.webhook_timeout
+        # A claimed row may wait in the buffer behind two rounds of attempts before its own.
+        self.lease = max(LEASE_SECONDS, 4 * self.timeout + 30)
         self.held: dict[str, Delivery] = {}  # claim token → row, until its outcome is written
         self.tasks: list[asyncio.Task[Any]] = []
         self.spawned: set[asyncio.Task[Any]] = set()
@@ -105,8 +104,6 @@ class Engine:
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._infos: dict[str, tuple[str, ChannelInfo]] = {}
-        self._conv_channel: OrderedDict[str, str] = OrderedDict()
-        self._channel_type: dict[str, str] = {}
         self.attempts = 0
         self._outcomes: list[Outcome] = []
         self._flushing: asyncio.Task[None] | None = None
@@ -176,7 +173,7 @@ class Engine:
             # Cleared before claiming: a wake-up that races the claim is not lost.
             self._wake.clear()
             limit = self.batch - self.buffer.qsize()
-            batch = await db.write(claim_tx, self.app.ctx.now_iso(), LEASE_SECONDS, limit)
+            batch = await db.write(claim_tx, self.app.ctx.now_iso(), self.lease, limit)
             if batch:
                 for work in batch:
                     self.held[work.delivery.claim_token] = work.delivery
@@ -214,12 +211,12 @@ class Engine:
     async def deliver_inline(self, activity: Activity) -> None:
         """One attempt per delivery of a new activity, inside the request (inline pipeline)."""
         ctx = self.app.ctx
-        batch = await ctx.db.write(claim_tx, ctx.now_iso(), LEASE_SECONDS, 0, activity.id)
+        batch = await ctx.db.write(claim_tx, ctx.now_iso(), self.lease, 0, activity.id)
         await self._attempt_all(batch)
 
     async def drain_once(self) -> None:
         ctx = self.app.ctx
-        while batch := await ctx.db.write(claim_tx, ctx.now_iso(), LEASE_SECONDS, self.batch):
+        while batch := await ctx.db.write(claim_tx, ctx.now_iso(), self.lease, self.batch):
             await self._attempt_all(batch)
 
     async def _attempt_all(self, batch: list[Work]) -> None:
@@ -304,44 +301,6 @@ class Engine:
                 # A new due time the sleeping dispatcher does not know of: let it look again.
                 self._wake.set()
 
-    # -- echo -------------------------------------------------------------------------------
-    def on_activity(self, activity: Activity) -> None:
-        """``ctx.on_activity`` hook: the echo bot answers non-bot messages in its conversations."""
-        if activity.sender == "bot":
-            return
-        channel_id = self._conv_channel.get(activity.conversation_id)
-        if channel_id is not None and self._channel_type.get(channel_id) not in (None, "echo"):
-            return
-        self._spawn(self._echo(activity))
-
-    async def _echo(self, activity: Activity) -> None:
-        ctx = self.app.ctx
-        found = await ctx.db.read(_conversation_channel, activity.conversation_id)
-        if found is None:
-            return
-        channel_id, channel_type, status = found
-        self._conv_channel[activity.conversation_id] = channel_id
-        if len(self._conv_channel) > CACHE_SIZE:
-            self._conv_channel.popitem(last=False)
-        self._channel_type[channel_id] = channel_type
-        if channel_type != "echo" or status != "active":
-            return
-        text = EchoAdapter.reply_text(activity.sender, activity.text)
-        try:
-            await create(self.app, activity.tenant_id, activity.conversation_id,
-                         NewActivity(sender="bot", text=text))
-        except Exception as exc:  # e.g. the conversation was closed meanwhile
-            ctx.log.info("echo in %s skipped: %s", activity.conversation_id, exc)
-
-
-def _conversation_channel(conn: sqlite3.Connection, conversation_id: str) -> tuple[str, str, str] | None:
-    row = conn.execute(
-        """SELECT c.id, c.type, c.status FROM conversations v JOIN channels c ON c.id = v.channel_id
-            WHERE v.id = ?""",
-        (conversation_id,),
-    ).fetchone()
-    return (row[0], row[1], row[2]) if row else None
-
 
 def install(app: Any) -> None:
     """Attach the engine to ``app``: hooks now, tasks once the server (and database) is up."""
@@ -349,7 +308,7 @@ def install(app: Any) -> None:
     engine = Engine(app)
     ctx.delivery = engine
     ctx.on_enqueue.append(engine.wake)
-    ctx.on_activity.append(engine.on_activity)
+    echo.install(app)
     ctx.readiness["delivery"] = engine.alive
     if engine.inline:
         ctx.deliver_inline = engine.deliver_inline
