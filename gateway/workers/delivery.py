@@ -163,29 +163,39 @@ class Engine:
 
     # -- the queue backend ------------------------------------------------------------------
     async def _dispatch(self) -> None:
-        db = self.app.ctx.db
         while True:
-            while self.buffer.qsize() >= self.concurrency:
-                self._drained.clear()
-                if self.buffer.qsize() < self.concurrency:
-                    break
-                await self._drained.wait()
-            # Cleared before claiming: a wake-up that races the claim is not lost.
-            self._wake.clear()
-            limit = self.batch - self.buffer.qsize()
-            batch = await db.write(claim_tx, self.app.ctx.now_iso(), self.lease, limit)
-            if batch:
-                for work in batch:
-                    self.held[work.delivery.claim_token] = work.delivery
-                    self.buffer.put_nowait(work)
-                continue
-            due = await db.read(queue.next_due_at)
-            delay = MAX_SLEEP
-            if due is not None:
-                delay = min(MAX_SLEEP, (parse_iso(due) - utcnow()).total_seconds())
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+            try:
+                await self._dispatch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # e.g. a disk error: keep the dispatcher alive, try again soon
+                self.app.ctx.log.exception("delivery dispatcher: claim failed")
+                await asyncio.sleep(1.0)
+
+    async def _dispatch_once(self) -> None:
+        """Fill the buffer with one claimed batch, or sleep until work is due or arrives."""
+        db = self.app.ctx.db
+        while self.buffer.qsize() >= self.concurrency:
+            self._drained.clear()
+            if self.buffer.qsize() < self.concurrency:
+                break
+            await self._drained.wait()
+        # Cleared before claiming: a wake-up that races the claim is not lost.
+        self._wake.clear()
+        limit = self.batch - self.buffer.qsize()
+        batch = await db.write(claim_tx, self.app.ctx.now_iso(), self.lease, limit)
+        if batch:
+            for work in batch:
+                self.held[work.delivery.claim_token] = work.delivery
+                self.buffer.put_nowait(work)
+            return
+        due = await db.read(queue.next_due_at)
+        delay = MAX_SLEEP
+        if due is not None:
+            delay = min(MAX_SLEEP, (parse_iso(due) - utcnow()).total_seconds())
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
 
     async def _work(self) -> None:
         log = self.app.ctx.log
@@ -204,8 +214,11 @@ class Engine:
         ctx = self.app.ctx
         while True:
             await asyncio.sleep(RESCUE_EVERY)
-            if await ctx.db.write(queue.rescue_expired, ctx.now_iso()):
-                self._wake.set()
+            try:
+                if await ctx.db.write(queue.rescue_expired, ctx.now_iso()):
+                    self._wake.set()
+            except Exception:  # logged; the next round tries again
+                ctx.log.exception("delivery rescuer failed")
 
     # -- the inline backend -----------------------------------------------------------------
     async def deliver_inline(self, activity: Activity) -> None:
