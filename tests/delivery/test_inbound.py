@@ -95,6 +95,8 @@ async def test_threading_by_sender(dapi: Api, receiver: Receiver) -> None:
     items = (await dapi.ok("GET", f"/api/v1/conversations/{a1['conversation_id']}/activities",
                            headers={"x-api-key": s["api_key"]}))["data"]
     assert [(i["sender"], i["text"]) for i in items] == [("+111", "one"), ("+111", "two")]
+    # An inbound-only channel delivers nothing out.
+    assert await deliveries(dapi, activity_id=a1["activity_id"]) == []
 
 
 async def test_duplicate_message_id_is_ignored(dapi: Api, receiver: Receiver) -> None:
