@@ -105,6 +105,11 @@ def _register_routes(app: Sanic) -> None:
     app.blueprint(openapi.bp)
     app.blueprint(compat.bp)
     app.blueprint(manage.bp)
+    from .api import inbound
+    from .workers import delivery
+
+    app.blueprint(inbound.bp)
+    delivery.install(app)
 
 
 def _register_middleware(app: Sanic) -> None:
