@@ -79,6 +79,14 @@ OPERATIONS: list[Op] = [
     Op("PUT", "/api/v1/routing_rules/{rule_id}", "Update a routing rule", API_KEY,
        s.RoutingRuleIn, 200, s.RoutingRuleOut, (400, 401, 404, 422)),
     Op("DELETE", "/api/v1/routing_rules/{rule_id}", "Delete a routing rule", API_KEY, ok=204),
+    # inbound webhooks (signed with x-converger-signature, or the provider's own signature)
+    Op("GET", "/api/v1/channels/{channel_id}/inbound", "Provider verification challenge", (),
+       result={"type": "string"}, errors=(400, 403, 404), wrap="",
+       query=("hub.mode", "hub.verify_token", "hub.challenge")),
+    Op("POST", "/api/v1/channels/{channel_id}/inbound", "Inbound message or status receipts",
+       (), ANY_OBJECT, 201, ANY_OBJECT, (400, 401, 404, 413), ""),
+    Op("POST", "/api/v1/channels/{channel_id}/status", "Delivery status receipts", (),
+       ANY_OBJECT, 200, ANY_OBJECT, (400, 401, 404, 413), ""),
     # management API
     Op("POST", "/api/admin/tenants", "Create a tenant (the API key is in the answer, once)",
        ADMIN, s.TenantCreate, 201, s.TenantOut, (400, 401, 403, 422)),
