@@ -99,8 +99,10 @@ async def _no_rate_limit(request: Request, scope: str, key: str | None = None) -
 
 
 def _register_routes(app: Sanic) -> None:
+    from . import lifecycle
     from .api import compat, health, manage
 
+    lifecycle.install(app)  # ops: rate limits, CORS, metrics, replication, jobs (before db open)
     app.blueprint(health.bp)
     app.blueprint(compat.bp)
     app.blueprint(manage.bp)
