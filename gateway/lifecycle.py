@@ -22,7 +22,8 @@ from sanic import Sanic
 
 def install(app: Sanic) -> None:
     """Install rate limits, CORS, metrics, request logs, replication and background jobs."""
-    from . import cors, ratelimit
+    from . import cors, metrics, ratelimit
 
     ratelimit.install(app)
     cors.install(app)
+    metrics.install(app)

@@ -23,7 +23,7 @@ from typing import Any
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
-from . import errors
+from . import errors, metrics
 from .ipallow import client_ip
 
 TOO_MANY = "Too many requests. Please try again later."
@@ -145,6 +145,7 @@ def install(app: Sanic) -> None:
         # token_create and cg_token share nothing: the bucket is named by scope.
         decision = limiter.hit(f"{scope}:{keyed}:{key}", limit, window)
         if not decision.allowed:
+            metrics.rate_limited(scope)
             raise too_many(scope, decision)
         request.ctx.rate_limit_headers = policy_headers(scope, decision)
 
