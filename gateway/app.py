@@ -42,7 +42,9 @@ def secret_key(settings: Settings) -> str:
 
 def open_database(settings: Settings) -> tuple[Database, list[str]]:
     """Open the database, apply pending migrations, start the writer."""
-    db = Database(settings.db_path, synchronous=settings.synchronous)
+    # While Litestream replicates, it owns checkpoints (gateway/replication.py).
+    db = Database(settings.db_path, synchronous=settings.synchronous,
+                  checkpoints=not settings.replica_url)
     applied = db.start(prepare=migrations.apply)
     return db, applied
 

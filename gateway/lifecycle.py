@@ -22,8 +22,9 @@ from sanic import Sanic
 
 def install(app: Sanic) -> None:
     """Install rate limits, CORS, metrics, request logs, replication and background jobs."""
-    from . import cors, metrics, ratelimit
+    from . import cors, metrics, ratelimit, replication
 
+    replication.install(app)  # first: its restore must run before the database opens
     ratelimit.install(app)
     cors.install(app)
     metrics.install(app)
