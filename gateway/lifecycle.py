@@ -28,3 +28,6 @@ def install(app: Sanic) -> None:
     ratelimit.install(app)
     cors.install(app)
     metrics.install(app)
+    from .workers import scheduler
+
+    scheduler.install(app)
