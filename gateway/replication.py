@@ -191,6 +191,9 @@ class Supervisor:
             self._poller.cancel()
         proc = self.proc
         if proc is not None and proc.returncode is None:
+            # Litestream opens the database on its first monitor tick (1 s); stopped before
+            # that, it exits without a final sync. Wait (briefly) until it has synced once.
+            await self._await_first_sync(deadline=time.monotonic() + 5.0)
             proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), timeout)
@@ -200,6 +203,22 @@ class Supervisor:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         self.state = "stopped"
+
+    async def _await_first_sync(self, deadline: float) -> None:
+        import aiohttp
+
+        url = f"http://127.0.0.1:{self._metrics_port}/metrics"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
+            while self._syncs <= 0 and time.monotonic() < deadline:
+                if self.proc is None or self.proc.returncode is not None:
+                    return
+                try:
+                    async with http.get(url) as r:
+                        self._observe(await r.text())
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                if self._syncs <= 0:
+                    await asyncio.sleep(0.1)
 
     # -- the supervision loop ---------------------------------------------------------------
     async def _run(self) -> None:
