@@ -109,6 +109,15 @@ def write_config(settings: Settings, metrics_addr: str | None = None) -> Path:
     return path
 
 
+def child_env() -> dict[str, str]:
+    """The environment for Litestream. ``AWS_CA_BUNDLE`` is left out: Litestream 0.5's S3 client
+    fails to load its AWS config when it is set ("unable to add custom RootCAs HTTPClient");
+    Go reads custom CAs from ``SSL_CERT_FILE``/``SSL_CERT_DIR`` instead."""
+    env = dict(os.environ)
+    env.pop("AWS_CA_BUNDLE", None)
+    return env
+
+
 def _clear_stale_files(db_path: Path) -> None:
     """With the database gone, its -wal/-shm and Litestream's local state are stale: SQLite
     would apply old WAL pages to the new file, and Litestream would resume a dead position."""
@@ -144,7 +153,7 @@ def restore(settings: Settings, *, output: Path | None = None, timestamp: str | 
         cmd.append("-force")
     cmd.append(str(db_path))
     target.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=child_env())
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
@@ -278,6 +287,7 @@ class Supervisor:
                 self.exe, "replicate", "-config", str(cfg),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C must not reach it before us
+                env=child_env(),
             )
             self.state = "running"
             self.started_at = time.monotonic()
