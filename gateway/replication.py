@@ -316,7 +316,11 @@ class Supervisor:
             line = await proc.stdout.readline()
             if not line:
                 return
-            self.log.info("litestream: %s", line.decode(errors="replace").rstrip())
+            text = line.decode(errors="replace").rstrip()
+            if "level=ERROR" in text or "level=WARN" in text:
+                self.log.warning("litestream: %s", text)
+            else:
+                self.log.info("litestream: %s", text)
 
     async def _poll(self) -> None:
         """Follow Litestream's own metrics to know when it last synced without error."""
