@@ -160,6 +160,13 @@ def dev_setup(off: _Offline) -> dict[str, str]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port)
+    if args.dev and settings.replica_url:
+        # --dev writes to the database: restore a missing one from the replica first.
+        from . import replication
+
+        code, out = replication.restore(settings, if_missing=True)
+        if code != 0:
+            return _fail(f"restore failed: {out}")
     if args.dev:
         off = _Offline(settings)
         try:

@@ -57,8 +57,8 @@ QUEUE_DEPTH = Gauge("converger_queue_depth", "Deliveries waiting, by state.", ["
 QUEUE_OLDEST_DUE = Gauge("converger_queue_oldest_due_age_seconds",
                          "How long the oldest due, unclaimed delivery has been due.",
                          registry=REGISTRY)
-REPLICATION_UP = Gauge("converger_replication_up", "1 when Litestream runs (0 when configured "
-                       "but down; absent when not configured).", registry=REGISTRY)
+REPLICATION_UP = Gauge("converger_replication_up", "1 while Litestream runs; 0 when it is down "
+                       "or replication is not configured.", registry=REGISTRY)
 REPLICATION_LAG = Gauge("converger_replication_lag_seconds",
                         "Seconds since Litestream last confirmed the replica current.",
                         registry=REGISTRY)
