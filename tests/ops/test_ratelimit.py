@@ -102,3 +102,27 @@ async def test_limits_can_be_disabled(make_server, session) -> None:
     a = await api.setup("free")
     for i in range(30):
         await api.post_activity(a["conversation"]["id"], a["api_key"], text=f"m{i}")
+
+
+async def test_cg_token_scope_shares_one_bucket_per_ip(tmp_path) -> None:
+    """The Converger token routes (generate and refresh) share the ``cg_token`` bucket, separate
+    from ``token_create``; called here through ``ctx.rate_limit`` as those routes do."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from gateway import config, errors
+    from gateway.app import create_app
+
+    app = create_app(config.load({}, data_dir=str(tmp_path), secret_key="k" * 40))
+
+    def request(ip: str) -> SimpleNamespace:
+        return SimpleNamespace(ip=ip, headers={}, ctx=SimpleNamespace(), app=app)
+
+    for _ in range(10):
+        await app.ctx.rate_limit(request("10.0.0.1"), "cg_token")
+    with pytest.raises(errors.ApiError) as exc:
+        await app.ctx.rate_limit(request("10.0.0.1"), "cg_token")
+    assert exc.value.status == 429 and exc.value.headers["RateLimit-Policy"] == '"cg_token";q=10;w=60'
+    await app.ctx.rate_limit(request("10.0.0.1"), "token_create")  # another scope
+    await app.ctx.rate_limit(request("10.0.0.2"), "cg_token")  # another client
