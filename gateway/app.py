@@ -104,6 +104,9 @@ def _register_routes(app: Sanic) -> None:
     app.blueprint(health.bp)
     app.blueprint(compat.bp)
     app.blueprint(manage.bp)
+    from .web import install as install_web
+
+    install_web(app)
 
 
 def _register_middleware(app: Sanic) -> None:

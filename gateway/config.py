@@ -52,6 +52,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Most activities returned by the compatible activity list."),
     Setting("log_level", ("CONVERGER_LOG_LEVEL",), str, "INFO", "Log level."),
     Setting("access_log", ("CONVERGER_ACCESS_LOG",), bool, False, "Log every request."),
+    Setting("admin_ip_whitelist", ("ADMIN_IP_WHITELIST", "CONVERGER_ADMIN_IP_WHITELIST"), str,
+            "127.0.0.1,::1", "Addresses and CIDRs allowed to reach `/admin` (comma-separated)."),
+    Setting("trusted_proxies", ("CONVERGER_TRUSTED_PROXIES",), str, "",
+            "Proxy addresses/CIDRs whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed "
+            "(comma-separated). Default: none, the socket peer is the client."),
+    Setting("session_lifetime", ("CONVERGER_SESSION_LIFETIME",), int, 43_200,
+            "Lifetime of an admin panel or portal login session (seconds)."),
 )
 
 
@@ -71,6 +78,9 @@ class Settings(msgspec.Struct, kw_only=True):
     activity_list_cap: int = 10_000
     log_level: str = "INFO"
     access_log: bool = False
+    admin_ip_whitelist: str = "127.0.0.1,::1"
+    trusted_proxies: str = ""
+    session_lifetime: int = 43_200
 
     @property
     def db_path(self) -> Path:
@@ -109,6 +119,15 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         raise ConfigError("CONVERGER_PIPELINE must be 'queue' or 'inline'")
     if settings.delivery_concurrency < 1:
         raise ConfigError("CONVERGER_DELIVERY_CONCURRENCY must be at least 1")
+    for name in ("admin_ip_whitelist", "trusted_proxies"):
+        try:
+            from ipaddress import ip_network
+
+            for item in getattr(settings, name).split(","):
+                if item.strip():
+                    ip_network(item.strip(), strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
     return settings
 
 
