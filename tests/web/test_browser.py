@@ -126,6 +126,34 @@ async def test_conversation_timeline_updates_live(page: Any, web_server: Server,
     await expect(page.locator("#timeline")).to_contain_text("bob")
 
 
+async def test_delivery_ticks_redraw_live_as_the_store_changes(
+    page: Any, web_server: Server, web_api: Api
+) -> None:
+    """Without delivery workers (another area), drive the delivery row by hand and watch the
+    page follow: pending … → read ✓✓ (blue) → failed ✗, no reload."""
+    import sqlite3
+
+    from playwright.async_api import expect
+
+    if await _has_delivery_workers(web_api):
+        pytest.skip("delivery workers run: test_delivery_tick_advances_when_a_receipt_arrives covers it")
+    s = await web_api.setup("ticks-by-hand", type="webhook", mode="duplex",
+                            config={"url": "http://127.0.0.1:9/never"})
+    conv = s["conversation"]["id"]
+    await web_api.post_activity(conv, s["api_key"], text="watch my ticks")
+    await page.goto(f"{web_server.url}/admin/conversations/{conv}")
+    await expect(page.locator("#timeline [data-status=pending]")).to_have_count(1)
+    conn = sqlite3.connect(web_server.data_dir / "converger.db", timeout=10, isolation_level=None)
+    try:
+        for status in ("read", "failed"):
+            conn.execute("UPDATE deliveries SET status = ? WHERE conversation_id = ?", (status, conv))
+            tick = page.locator(f"#timeline [data-status={status}]")
+            await expect(tick).to_have_count(1, timeout=5000)
+            assert await tick.get_attribute("class") == f"tick {status}"
+    finally:
+        conn.close()
+
+
 async def test_viewer_cannot_change_anything(browser: Any, page: Any, web_server: Server,
                                              web_api: Api) -> None:
     from playwright.async_api import expect
@@ -275,19 +303,55 @@ async def test_retry_a_failed_delivery_until_it_succeeds(
 
 @pytest.mark.skipif(not os.environ.get("CONVERGER_SCREENSHOTS"),
                     reason="set CONVERGER_SCREENSHOTS=1 to refresh docs/screenshots")
-async def test_screenshots(page: Any, web_server: Server, web_api: Api) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    s = await web_api.setup("Northwind", type="websocket")
-    for i, (who, text) in enumerate([("customer-42", "Hi! Is my order on its way?"),
-                                     ("agent-bot", "Let me check that for you."),
-                                     ("agent-bot", "It ships tomorrow morning."),
-                                     ("customer-42", "Great, thanks!")]):
-        await web_api.post_activity(s["conversation"]["id"], s["api_key"], text=text, sender=who,
-                                    key=f"shot-{i}")
-    await page.goto(web_server.url + "/admin")
-    await page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
-    await page.goto(f"{web_server.url}/admin/conversations/{s['conversation']['id']}")
-    await page.wait_for_selector("#timeline tbody tr[data-activity]")
-    await page.screenshot(path=str(SHOTS / "conversation.png"), full_page=True)
-    await page.goto(web_server.url + "/admin/deliveries")
-    await page.screenshot(path=str(SHOTS / "deliveries.png"), full_page=True)
+async def test_screenshots(browser: Any, tmp_path: Path) -> None:
+    """docs/screenshots/*.png from a server of its own with a little made-up traffic."""
+    import sqlite3
+
+    from tests.web.conftest import create_admin
+
+    create_admin(tmp_path, "ops@northwind.example", "screenshot pw")
+    srv = Server(tmp_path).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            api = Api(http, srv.url)
+            shop = await api.setup("Northwind", type="websocket")
+            await api.tenant("Acme Corp")
+            hook = await api.channel(shop["tenant"]["id"], name="crm-webhook", type="webhook",
+                                     mode="duplex", config={"url": "https://crm.example/hook"})
+            await api.channel(shop["tenant"]["id"], name="whatsapp", type="whatsapp_meta",
+                              mode="duplex", config={"phone_number_id": "1065", "access_token": "x",
+                                                     "verify_token": "y"})
+            tok = await api.channel_token(hook["id"])
+            conv = await api.conversation(tok)
+            lines = [("customer-42", "Hi! Is my order #1881 on its way?"),
+                     ("agent-bot", "Let me check that for you."),
+                     ("agent-bot", "It left the warehouse this morning and arrives tomorrow."),
+                     ("customer-42", "Great, thanks!"), ("agent-bot", "Anything else I can do?")]
+            for i, (who, text) in enumerate(lines):
+                await api.post_activity(conv["id"], shop["api_key"], text=text, sender=who,
+                                        key=f"shot-{i}")
+        conn = sqlite3.connect(tmp_path / "converger.db", timeout=10, isolation_level=None)
+        rows = conn.execute("SELECT d.id FROM deliveries d JOIN activities a ON a.id = d.activity_id"
+                            " WHERE d.conversation_id = ? ORDER BY a.seq", (conv["id"],)).fetchall()
+        for (did,), status in zip(rows, ("read", "read", "delivered", "sent", "failed"), strict=False):
+            conn.execute("UPDATE deliveries SET status = ?, attempts = ?, last_error = ? WHERE id = ?",
+                         (status, 5 if status == "failed" else 1,
+                          "webhook returned status 503: upstream unavailable"
+                          if status == "failed" else None, did))
+        conn.execute("""INSERT INTO channel_health_checks (id, channel_id, status, total_deliveries,
+                        failed_deliveries, failure_rate, checked_at, inserted_at)
+                        VALUES ('h1', ?, 'degraded', 5, 1, 0.2, '2026-11-25T09:00:00Z',
+                                '2026-11-25T09:00:00Z')""", (hook["id"],))
+        conn.close()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page = await _login(browser, srv.url, "ops@northwind.example", "screenshot pw")
+        await page.goto(srv.url + "/admin")
+        await page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+        await page.goto(f"{srv.url}/admin/conversations/{conv['id']}")
+        await page.wait_for_selector("#timeline tbody tr[data-activity]")
+        await page.screenshot(path=str(SHOTS / "conversation.png"), full_page=True)
+        await page.goto(srv.url + "/admin/deliveries")
+        await page.screenshot(path=str(SHOTS / "deliveries.png"), full_page=True)
+        await page.context.close()
+    finally:
+        srv.stop()
