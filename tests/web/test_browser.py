@@ -104,6 +104,17 @@ async def test_login_create_a_tenant_and_a_channel_of_each_type(page: Any, web_s
         await expect(page.locator(".flash").first).to_contain_text("Channel created")
         await expect(page.locator("#shown-once")).to_contain_text(f"b-{kind}")
         form = page.locator("#channel-form")
+    # The step builder writes middleware steps the server validates and stores.
+    await form.locator("select[name=tenant_id]").select_option(label="browser-co")
+    await form.locator("input[name=name]").fill("b-steps")
+    await form.locator("select[name=type]").select_option("websocket")
+    await page.select_option("#step-type", "add_prefix")
+    await page.click("#add-step")
+    await page.select_option("#step-type", "truncate_text")
+    await page.click("#add-step")
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator("tr[data-channel='b-steps'] td").nth(7)).to_have_text("2")
+
     await page.goto(base + "/admin/channels")
     for kind in configs:
         await expect(page.locator(f"tr[data-channel='b-{kind}']")).to_have_count(1)

@@ -47,6 +47,37 @@
     }
     typeSel.addEventListener("change", apply);
     apply();
+    stepBuilder(form);
+  }
+
+  // Middleware steps: a builder that edits the JSON list in the textarea (which stays editable).
+  var STEPS = {
+    add_prefix: { type: "add_prefix", prefix: "[bot] " },
+    add_suffix: { type: "add_suffix", suffix: " (sent by converger)" },
+    text_replace: { type: "text_replace", pattern: "foo", replacement: "bar" },
+    truncate_text: { type: "truncate_text", max_length: 160, ellipsis: "..." },
+    set_metadata: { type: "set_metadata", values: { source: "converger" } },
+    content_filter: { type: "content_filter", block_patterns: ["spam"] }
+  };
+  function stepBuilder(form) {
+    var area = form.querySelector("textarea[name=transformations]");
+    var kind = document.getElementById("step-type");
+    function steps() {
+      try { var v = JSON.parse(area.value || "[]"); return Array.isArray(v) ? v : []; }
+      catch (e) { return null; }
+    }
+    function edit(change) {
+      var list = steps();
+      if (list === null) { area.focus(); return; }  // leave invalid JSON for the user to fix
+      change(list);
+      area.value = list.length ? JSON.stringify(list, null, 2) : "";
+    }
+    document.getElementById("add-step").addEventListener("click", function () {
+      edit(function (list) { list.push(JSON.parse(JSON.stringify(STEPS[kind.value]))); });
+    });
+    document.getElementById("drop-step").addEventListener("click", function () {
+      edit(function (list) { list.pop(); });
+    });
   }
 
   // Routing rule form: only the chosen tenant's channels.
