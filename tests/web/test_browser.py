@@ -289,7 +289,7 @@ async def test_retry_a_failed_delivery_until_it_succeeds(
 
     if not await _has_delivery_workers(web_api):
         pytest.skip("no delivery workers yet: /readyz has no delivery check (lights up after merge)")
-    receiver["status"] = 400  # a permanent refusal: failed at once, not retried
+    receiver["status"] = 410  # Gone: never retried, so failed at once
     s = await web_api.setup("retry-co", type="webhook", mode="duplex",
                             config={"url": receiver["url"]})
     await web_api.post_activity(s["conversation"]["id"], s["api_key"], text="retry me")
