@@ -58,7 +58,8 @@ def install(app: Sanic) -> None:
         item = app.ctx.web.static.get(name)
         if item is None:
             return text("Not Found", status=404)
-        return raw(item[0], content_type=item[1], headers={"cache-control": "public, max-age=3600"})
+        return raw(item[0], content_type=item[1], headers={
+            "cache-control": "public, max-age=3600", "x-content-type-options": "nosniff"})
 
     @app.get("/favicon.ico", name="web_favicon")
     async def favicon(request: Request) -> HTTPResponse:

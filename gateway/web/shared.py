@@ -9,7 +9,7 @@ from typing import Any
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, redirect, text
 
-from store import conversations, dashboard, queue, routing, tenants
+from store import audit, conversations, dashboard, queue, routing, tenants
 
 from .. import errors
 from ..api.compat.routing_rules import delete_rule_tx, save_rule_tx
@@ -131,11 +131,20 @@ async def delivery_retry(request: Request, delivery_id: Any) -> HTTPResponse:
     ctx = request.app.ctx
     tenant_id = request.ctx.user.tenant_id if request.ctx.area == "portal" else None
 
+    who, now = actor(request), ctx.now_iso()
+
     def tx(conn: Any) -> Any:
         found = queue.get(conn, str(delivery_id))
         if found is None or (tenant_id and found.tenant_id != tenant_id):
             return None
-        return queue.retry_now(conn, found.id, ctx.now_iso())
+        retried = queue.retry_now(conn, found.id, now)
+        if retried is not None:
+            audit.record(conn, actor_type=who[0], actor_id=who[1], action="retry",
+                         resource_type="delivery", resource_id=found.id, tenant_id=found.tenant_id,
+                         now=now, before={"status": found.status, "attempts": found.attempts,
+                                          "last_error": found.last_error},
+                         after={"status": retried.status})
+        return retried
 
     retried = await ctx.db.write(tx)
     if retried is not None:
@@ -152,7 +161,19 @@ async def deliveries_retry_failed(request: Request) -> HTTPResponse:
     if not common.is_uuid(channel_id):
         flash(request, "Choose a channel", "error")
         return back(request, f"/{request.ctx.area}/deliveries")
-    n = await ctx.db.write(dashboard.retry_failed_of_channel, channel_id, ctx.now_iso(), tenant_id)
+    who, now = actor(request), ctx.now_iso()
+
+    def tx(conn: Any) -> int:
+        n = dashboard.retry_failed_of_channel(conn, channel_id, now, tenant_id)
+        if n:
+            owner = conn.execute("SELECT tenant_id FROM channels WHERE id = ?",
+                                 (channel_id,)).fetchone()
+            audit.record(conn, actor_type=who[0], actor_id=who[1], action="retry_failed",
+                         resource_type="channel", resource_id=channel_id,
+                         tenant_id=owner[0] if owner else None, now=now, after={"retried": n})
+        return n
+
+    n = await ctx.db.write(tx)
     if n:
         _wake(request, n)
     flash(request, f"{n} failed deliveries queued for retry")

@@ -156,6 +156,10 @@ async def test_deliveries_filter_and_retry(admin: Client, web_api: Api, web_serv
         n = conn.execute("SELECT count(*) FROM deliveries WHERE channel_id = ? AND attempts = 5",
                          (cid,)).fetchone()[0]
     assert n == 0
+    _, body, _ = await admin.get("/admin/audit_logs?action=retry_failed")
+    assert cid[:8] in body
+    _, body, _ = await admin.get("/admin/audit_logs?resource_type=delivery&action=retry")
+    assert ids[0][:8] in body
     # Another tenant's filter shows none of them.
     other = await web_api.tenant("deliv-other")
     _, body, _ = await admin.get(f"/admin/deliveries?tenant_id={other['id']}")
@@ -193,3 +197,18 @@ def test_cli_admin_create_refuses_bad_input(web_server: Server) -> None:
     assert out.returncode == 2 and "at least 8" in out.stderr
 
 
+
+
+async def test_pages_are_self_contained_and_locked_down(admin: Client) -> None:
+    status, body, headers = await admin.get("/admin")
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY" and headers["cache-control"] == "no-store"
+    # Nothing from a CDN: every script, stylesheet and icon comes from this server.
+    assert not re.search(r'(src|href)="(https?:)?//', body)
+    for name, ctype in (("app.css", "text/css"), ("app.js", "javascript"),
+                        ("favicon.svg", "image/svg+xml")):
+        status, _, headers = await admin.get(f"/ui/static/{name}")
+        assert status == 200 and ctype in headers["content-type"], name
+    status, _, headers = await admin.get("/favicon.ico")
+    assert status == 301 and headers["location"] == "/ui/static/favicon.svg"
+    assert (await admin.get("/ui/static/nope.js"))[0] == 404
