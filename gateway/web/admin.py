@@ -122,13 +122,15 @@ async def setup_page(request: Request, token: str) -> HTTPResponse:
 async def setup(request: Request, token: str) -> HTTPResponse:
     if not _setup_valid(request, token):
         return text("This setup link is not valid (it works once).", status=404)
+    web = common.state(request)
+    web.setup_token = None  # taken before the first await: two racing posts cannot both use it
     try:
         user = await create_admin(request, form(request, "email"), form(request, "name"),
                                   form(request, "password"), "super_admin", ("system", "setup"))
     except errors.ApiError as exc:
+        web.setup_token = token  # not used up by a form with mistakes
         return render(request, "admin/setup.html", status=422, token=token,
                       errors=exc.legacy.get("errors", {}))
-    common.state(request).setup_token = None
     common.replace_session(request, {"uid": user.id})
     flash(request, f"Welcome, {user.name}! You are the first super admin.")
     return redirect("/admin")

@@ -80,6 +80,9 @@ async def test_one_time_setup_link_creates_the_first_admin(walled: Server) -> No
     try:
         status, body, _ = await c.get(path)
         assert status == 200 and "Create the first admin" in body
+        status, body, _ = await c.post(path, {"name": "First", "email": "first@example.com",
+                                              "password": "short"})
+        assert status == 422 and "at least 8 characters" in body  # a mistake does not use it up
         status, _, headers = await c.post(path, {"name": "First", "email": "first@example.com",
                                                  "password": "long enough pw"})
         assert status == 302 and headers["location"] == "/admin"
@@ -87,8 +90,15 @@ async def test_one_time_setup_link_creates_the_first_admin(walled: Server) -> No
         assert status == 200 and "first@example.com" in body
         status, _, _ = await c.get(path)  # valid once
         assert status == 404
+        assert (await c.get("/admin/setup/guess"))[0] == 404
     finally:
         await c.close()
+
+
+def test_no_setup_link_when_an_admin_exists(web_server: Server) -> None:
+    assert "/admin/setup/" not in web_server.log()
+
+
 
 
 # -- CSRF ------------------------------------------------------------------------------------
