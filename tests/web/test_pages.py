@@ -212,3 +212,17 @@ async def test_pages_are_self_contained_and_locked_down(admin: Client) -> None:
     status, _, headers = await admin.get("/favicon.ico")
     assert status == 301 and headers["location"] == "/ui/static/favicon.svg"
     assert (await admin.get("/ui/static/nope.js"))[0] == 404
+
+
+async def test_audit_log_pages_and_filters(admin: Client, web_api: Api) -> None:
+    for i in range(51):
+        await web_api.tenant(f"paged-{i:02d}")
+    path = "/admin/audit_logs?actor_type=admin_token&resource_type=tenant&action=create"
+    ids = re.compile(r'title="([0-9a-f-]{36})"')
+    _, first, _ = await admin.get(path)
+    assert first.count("<details>") == 50 and "Next page" in first and "First page" not in first
+    nxt = re.search(r'href="([^"]*cursor=[^"]+)">Next page', first).group(1).replace("&amp;", "&")
+    _, second, _ = await admin.get("/admin/audit_logs" + nxt)
+    assert "First page" in second and second.count("<details>") >= 1
+    assert not set(ids.findall(first)) & set(ids.findall(second))  # no entry on both pages
+    assert "paged-00" in second and "paged-50" in first  # newest first
