@@ -245,8 +245,11 @@ async def tenant_delete(request: Request, tenant_id: Any) -> HTTPResponse:
 
 # -- channels ---------------------------------------------------------------------------------
 def _types() -> list[dict[str, Any]]:
+    # The adapter's own secret_fields win: a field it encrypts is never a plain text input.
     return [{"type": t, "modes": list(a.supported_modes), "default": domain.default_mode(t),
-             "fields": CONFIG_FIELDS.get(t, [])} for t, a in adapters.REGISTRY.items()]
+             "fields": [(k, label, secret or k in a.secret_fields, required)
+                        for k, label, secret, required in CONFIG_FIELDS.get(t, [])]}
+            for t, a in adapters.REGISTRY.items()]
 
 
 async def _channels_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
