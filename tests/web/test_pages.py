@@ -226,3 +226,38 @@ async def test_audit_log_pages_and_filters(admin: Client, web_api: Api) -> None:
     assert "First page" in second and second.count("<details>") >= 1
     assert not set(ids.findall(first)) & set(ids.findall(second))  # no entry on both pages
     assert "paged-00" in second and "paged-50" in first  # newest first
+
+
+async def test_portal_retries_only_its_own_deliveries(admin: Client, web_api: Api,
+                                                      web_server: Server) -> None:
+    mine = await web_api.setup("retry-mine", type="webhook", mode="duplex",
+                               config={"url": "http://127.0.0.1:9/x"})
+    other = await web_api.setup("retry-other", type="webhook", mode="duplex",
+                                config={"url": "http://127.0.0.1:9/x"})
+    for s in (mine, other):
+        await web_api.post_activity(s["conversation"]["id"], s["api_key"], text="x")
+    with _db(web_server) as conn:
+        conn.execute("UPDATE deliveries SET status = 'failed', attempts = 7, claim_token = NULL "
+                     "WHERE tenant_id IN (?, ?)", (mine["tenant"]["id"], other["tenant"]["id"]))
+        theirs = conn.execute("SELECT id FROM deliveries WHERE tenant_id = ?",
+                              (other["tenant"]["id"],)).fetchone()[0]
+    await admin.post("/admin/tenant_users", {"tenant_id": mine["tenant"]["id"], "name": "M",
+                                             "email": "m@mine.example", "password": "portal pass 1",
+                                             "role": "member"})
+    member = Client(web_server.url)
+    try:
+        assert await member.login("m@mine.example", "portal pass 1", "portal",
+                                  tenant="retry-mine") == 302
+        _, body, _ = await member.get("/portal/deliveries?status=failed")
+        ids = re.findall(r'data-delivery="([0-9a-f-]{36})"', body)
+        assert len(ids) == 1 and theirs not in ids and "Retry now" in body
+        await member.post(f"/portal/deliveries/{ids[0]}/retry", {})
+        await member.post(f"/portal/deliveries/{theirs}/retry", {})
+        await member.post("/portal/deliveries/retry_failed",
+                          {"channel_id": other["channel"]["id"]})
+        with _db(web_server) as conn:
+            rows = dict(conn.execute("SELECT id, attempts FROM deliveries WHERE id IN (?, ?)",
+                                     (ids[0], theirs)).fetchall())
+        assert rows[ids[0]] < 7 and rows[theirs] == 7
+    finally:
+        await member.close()
