@@ -10,6 +10,7 @@ from typing import Any
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, redirect, text
 
+import adapters
 from store import channels, dashboard, tenants, users
 
 from .. import domain, errors
@@ -100,8 +101,15 @@ async def logout(request: Request) -> HTTPResponse:
 @bp.get("")
 async def dashboard_page(request: Request) -> HTTPResponse:
     tenant_id = request.ctx.user.tenant_id
-    counts = await request.app.ctx.db.read(dashboard.counts, tenant_id)
-    return render(request, "portal/dashboard.html", counts=counts, tenant=request.ctx.tenant)
+
+    def read(conn: Any) -> dict[str, Any]:
+        external = [c for c in channels.for_tenant(conn, tenant_id)
+                    if c.status == "active" and c.type in adapters.DELIVERING_TYPES]
+        return {"counts": dashboard.counts(conn, tenant_id), "external": external,
+                "health": dashboard.latest_health(conn, tenant_id)}
+
+    return render(request, "portal/dashboard.html", tenant=request.ctx.tenant,
+                  **await request.app.ctx.db.read(read))
 
 
 @bp.get("/channels")

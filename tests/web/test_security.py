@@ -324,6 +324,13 @@ async def test_portal_user_sees_only_their_tenant(admin: Client, web_server: Ser
                                 tenant="portal-b") == 401
         assert await user.login("owner@a.example", "portal pass 1", "portal",
                                 tenant="portal-a") == 302
+        status, body, _ = await user.get("/portal")
+        assert status == 200 and "portal-a" in body and "Channel health" in body
+        assert "portal-b" not in body
+        for page in ("/portal/channels", "/portal/conversations", "/portal/deliveries",
+                     "/portal/routing_rules", "/portal/users"):
+            status, body, _ = await user.get(page)
+            assert status == 200 and b["channel"]["id"][:8] not in body, page
         status, body, _ = await user.get(f"/portal/conversations/{a['conversation']['id']}")
         assert status == 200 and a["conversation"]["id"] in body
         status, _, headers = await user.get(f"/portal/conversations/{b['conversation']['id']}")
