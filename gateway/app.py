@@ -114,6 +114,9 @@ def _register_routes(app: Sanic) -> None:
 
     app.blueprint(inbound.bp)
     delivery.install(app)
+    from .web import install as install_web
+
+    install_web(app)
 
 
 def _register_middleware(app: Sanic) -> None:

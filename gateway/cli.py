@@ -54,8 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--tenant")
     _common(cl)
 
-    admin = sub.add_parser("admin", help="admin tokens")
+    admin = sub.add_parser("admin", help="admin users and admin tokens")
     asub = admin.add_subparsers(dest="action", required=True)
+    auc = asub.add_parser("create", help="create an admin user for the admin panel")
+    auc.add_argument("--email", required=True)
+    auc.add_argument("--name", required=True)
+    auc.add_argument("--role", default="super_admin", choices=("super_admin", "admin", "viewer"))
+    auc.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input (else prompt for it)")
+    _common(auc)
     tok = asub.add_parser("token", help="admin API tokens")
     toksub = tok.add_subparsers(dest="token_action", required=True)
     tokc = toksub.add_parser("create", help="create an admin API token; prints it once")
@@ -250,9 +257,37 @@ def cmd_channel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_create(args: argparse.Namespace) -> int:
+    """``converger admin create``: the first (or another) admin user, no default password."""
+    import getpass
+
+    from . import errors
+    from .web import accounts, sessions
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            return _fail("the passwords differ")
+    off = _Offline(_settings(args))
+    try:
+        user = off.db.write_sync(
+            accounts.create_admin_tx, args.email, args.name, password,
+            sessions.hash_password(password), args.role, SYSTEM, off.now())
+    except errors.ApiError as exc:
+        return _fail("; ".join(f"{k} {', '.join(v)}" for k, v in exc.legacy["errors"].items()))
+    finally:
+        off.close()
+    print(f"created {user.role} {user.email}")
+    return 0
+
+
 def cmd_admin(args: argparse.Namespace) -> int:
     from . import domain
 
+    if args.action == "create":
+        return cmd_admin_create(args)
     off = _Offline(_settings(args))
     try:
         _, token = off.db.write_sync(domain.create_admin_token_tx, args.name, args.role, SYSTEM, off.now())

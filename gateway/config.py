@@ -104,6 +104,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds between prunings of old health checks; 0 disables."),
     Setting("health_retention_days", ("CONVERGER_HEALTH_RETENTION_DAYS",), int, 7,
             "Days of channel health history kept."),
+    Setting("session_lifetime", ("CONVERGER_SESSION_LIFETIME",), int, 43_200,
+            "Lifetime of an admin panel or portal login session (seconds)."),
 )
 
 
@@ -145,6 +147,7 @@ class Settings(msgspec.Struct, kw_only=True):
     conversation_idle: int = 86400
     prune_interval: int = 3600
     health_retention_days: int = 7
+    session_lifetime: int = 43_200
 
     @property
     def db_path(self) -> Path:
@@ -190,6 +193,15 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         raise ConfigError("CONVERGER_DELIVERY_CONCURRENCY must be at least 1")
     if settings.webhook_timeout <= 0 or settings.backoff_scale < 0:
         raise ConfigError("CONVERGER_WEBHOOK_TIMEOUT must be > 0 and CONVERGER_BACKOFF_SCALE >= 0")
+    for name in ("admin_ip_whitelist", "trusted_proxies"):
+        try:
+            from ipaddress import ip_network
+
+            for item in getattr(settings, name).split(","):
+                if item.strip():
+                    ip_network(item.strip(), strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
     return settings
 
 

@@ -135,8 +135,10 @@ class Engine:
         self.tasks.clear()
         if self._flushing is not None:  # outcomes already known are written, not redone
             await asyncio.gather(self._flushing, return_exceptions=True)
-        if self.held and self.app.ctx.db is not None:
-            await self.app.ctx.db.write(queue.release, list(self.held))
+        if self.app.ctx.db is not None:
+            # One process owns the database, so every lease still set is ours: the ones in
+            # `held`, and any claim whose write committed just as its awaiting task was cancelled.
+            await self.app.ctx.db.write(queue.rescue_all, self.app.ctx.now_iso())
             self.held.clear()
         if self.session is not None:
             await self.session.close()
