@@ -104,6 +104,8 @@ def _register_routes(app: Sanic) -> None:
     app.blueprint(health.bp)
     app.blueprint(compat.bp)
     app.blueprint(manage.bp)
+    from . import realtime
+    realtime.install(app)
 
 
 def _register_middleware(app: Sanic) -> None:

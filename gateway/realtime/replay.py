@@ -1,0 +1,30 @@
+"""Store reads for joins: the conversation check and what to replay, in one read snapshot."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from store import activities, conversations
+from store.models import Activity, Conversation
+
+
+def load(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    conversation_id: str,
+    after_activity_id: str | None,
+    replay: bool,
+    cap: int,
+) -> tuple[Conversation | None, list[Activity], int]:
+    """The conversation (None when not in the tenant), the activities after ``after_activity_id``
+    (all of them when that id is unknown in this conversation; none when not ``replay``) and
+    the seq they follow."""
+    conv = conversations.get_for_tenant(conn, tenant_id, conversation_id)
+    if conv is None or not replay:
+        return conv, [], 0
+    after_seq = 0
+    if after_activity_id is not None:
+        anchor = activities.get_in_conversation(conn, conversation_id, after_activity_id)
+        if anchor is not None:
+            after_seq = anchor.seq
+    return conv, activities.list_after(conn, conversation_id, after_seq=after_seq, limit=cap), after_seq
