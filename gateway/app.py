@@ -105,6 +105,8 @@ def _register_routes(app: Sanic) -> None:
     app.blueprint(compat.bp)
     app.blueprint(manage.bp)
     from . import realtime
+    from .api import converger
+    app.blueprint(converger.bp)
     realtime.install(app)
 
 

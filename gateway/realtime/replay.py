@@ -22,9 +22,6 @@ def load(
     conv = conversations.get_for_tenant(conn, tenant_id, conversation_id)
     if conv is None or not replay:
         return conv, [], 0
-    after_seq = 0
-    if after_activity_id is not None:
-        anchor = activities.get_in_conversation(conn, conversation_id, after_activity_id)
-        if anchor is not None:
-            after_seq = anchor.seq
-    return conv, activities.list_after(conn, conversation_id, after_seq=after_seq, limit=cap), after_seq
+    items, after_seq = activities.list_after_activity(conn, conversation_id, after_activity_id,
+                                                      limit=cap)
+    return conv, items, after_seq

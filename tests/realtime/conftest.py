@@ -30,3 +30,24 @@ async def make_world(api: Api) -> dict[str, Any]:
 @pytest.fixture
 async def world(api: Api) -> dict[str, Any]:
     return await make_world(api)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def make_cg_world(api: Api) -> dict[str, Any]:
+    """A tenant and channel, an unscoped Converger token, and a conversation with its token."""
+    t = await api.tenant(f"cg-{next(_names)}")
+    c = await api.channel(t["id"], type="websocket")
+    gen = await api.ok("POST", "/api/v1/converger/tokens/generate", headers=bearer(c["secret"]))
+    conv = await api.ok("POST", "/api/v1/converger/conversations", 201,
+                        headers=bearer(gen["token"]))
+    return {"tenant": t, "api_key": t["api_key"], "channel": c, "secret": c["secret"],
+            "token": gen["token"], "conv": conv, "conv_id": conv["conversationId"],
+            "conv_token": conv["token"]}
+
+
+@pytest.fixture
+async def cg(api: Api) -> dict[str, Any]:
+    return await make_cg_world(api)
