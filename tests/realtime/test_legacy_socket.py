@@ -194,3 +194,36 @@ async def test_closed_conversation_refuses_socket_pushes(
     assert r.payload["status"] == "error"
     assert r.payload["response"]["reason"] == "conversation_closed"
     await phx.close()
+
+
+async def test_disabled_tenant_cannot_join(
+    server: Server, session: aiohttp.ClientSession, api: Api
+) -> None:
+    from .conftest import make_world
+
+    w = await make_world(api)
+    await api.ok("PATCH", f"/api/admin/tenants/{w['tenant']['id']}", json={"status": "inactive"},
+                 headers=api.admin)
+    phx = await Phx.connect(session, server.ws_url, PATH, w["user_token"])
+    r = await phx.join(f"conversation:{w['conv_id']}")
+    assert r.payload == {"status": "error", "response": {"reason": "unauthorized"}}
+    await phx.close()
+
+
+async def test_sigterm_closes_open_sockets_and_exits(tmp_path: Any,
+                                                     session: aiohttp.ClientSession) -> None:
+    from tests.support.api import Api as _Api
+
+    from .conftest import make_world
+
+    srv = Server(tmp_path / "term").start()
+    api = _Api(session, srv.url)
+    w = await make_world(api)
+    phx = await Phx.connect(session, srv.ws_url, PATH, w["user_token"])
+    await phx.join(f"conversation:{w['conv_id']}")
+    import asyncio
+
+    code = await asyncio.to_thread(srv.stop, 15.0)
+    assert code == 0, srv.log()
+    msg = await phx.ws.receive(timeout=5)
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
