@@ -247,7 +247,12 @@ class Connection:
         if channel is None:
             self.reply(msg, "error", {"reason": "unmatched topic"})
             return
-        await self.router.handle_in(self, channel, msg)
+        try:
+            await self.router.handle_in(self, channel, msg)
+        except Exception:
+            # A crash in one event must not take the socket down: the client gets an answer.
+            log.exception("%s on %s failed", msg.event, msg.topic)
+            self.reply(msg, "error", {"reason": "internal error"})
 
     def leave(self, channel: Channel) -> None:
         self.hub.unsubscribe(channel.hub_topic, channel)

@@ -56,7 +56,9 @@ async def authenticate(request: Request, *, secret_ok: bool = False) -> Principa
     if not value:
         raise errors.unauthorized("Missing or malformed Authorization header",
                                   "missing_credentials", style="converger")
-    if secret_ok and value.startswith("whsec_"):
+    # A JWT has exactly two dots; a secret (``whsec_`` + Base64) has none, so only a value
+    # that cannot be a token costs a secret lookup.
+    if secret_ok and value.count(".") != 2:
         channel = await ctx.db.read(_by_secret, sha256_hex(value))
         if channel is not None:
             return Principal(channel, None, "secret")
