@@ -117,6 +117,7 @@ class Connection:
                  vsn: str) -> None:
         ctx = request.app.ctx
         self.app = request.app
+        self.request = request  # the upgrade request (for the rate-limit hook)
         self.ws = ws
         self.router = router
         self.claims = claims

@@ -105,8 +105,10 @@ class LegacyRouter(Router):
         new = NewActivity(type=body.type or "message", sender=body.sender or "user",
                           text=body.text, attachments=body.attachments, metadata=body.metadata,
                           idempotency_key=key)
+        tenant_id = conn.claims["tenant_id"]
         try:
-            result = await create(conn.app, conn.claims["tenant_id"], channel.conversation_id, new)
+            await conn.app.ctx.rate_limit(conn.request, "activity_create", tenant_id)
+            result = await create(conn.app, tenant_id, channel.conversation_id, new)
         except errors.ApiError as exc:
             conn.reply(msg, "error", {"reason": exc.code, "detail": exc.detail})
             return
