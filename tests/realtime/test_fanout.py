@@ -107,7 +107,9 @@ async def test_a_stalled_socket_is_dropped_and_does_not_slow_50_others(
             sent_at[i] = time.monotonic()
             await api.post_activity(w["conv_id"], w["api_key"], text=f"{i}:{pad}")
         await draining
-        assert max(lags) < 5, lags  # the last push reached every reader promptly
+        # Every reader got everything while the stalled socket was still not reading: had the
+        # hub waited on it, they would have stalled too (until its ping timeout, 40 s).
+        assert max(lags) < 15, lags
         # The stalled socket was dropped: reading it now ends in a close, not all 40 pushes.
         stalled.setblocking(True)
         stalled.settimeout(10)
