@@ -227,3 +227,47 @@ async def test_sigterm_closes_open_sockets_and_exits(tmp_path: Any,
     assert code == 0, srv.log()
     msg = await phx.ws.receive(timeout=5)
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+
+
+async def test_reconnecting_while_others_post_sees_every_activity_once(
+    server: Server, session: aiohttp.ClientSession, api: Api, world: dict[str, Any]
+) -> None:
+    """A client that keeps dropping and rejoining (with ``last_activity_id``) while activities
+    are being posted ends with every activity exactly once, in seq order."""
+    import asyncio
+
+    cid, key, n = world["conv_id"], world["api_key"], 120
+    topic = f"conversation:{cid}"
+
+    async def post_all() -> None:
+        sem = asyncio.Semaphore(4)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await api.post_activity(cid, key, text=f"m{i}")
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+    posting: asyncio.Future[None] | None = None
+    seqs: list[int] = []
+    last_id = None
+    rounds = 0
+    while len(seqs) < n:
+        rounds += 1
+        assert rounds < 200, seqs
+        phx = await Phx.connect(session, server.ws_url, PATH, world["user_token"])
+        await phx.join(topic, {"last_activity_id": last_id} if last_id else {})
+        if posting is None:  # the first join (no replay) comes before any post
+            posting = asyncio.ensure_future(post_all())
+        for _ in range(7):  # read a few, then drop the connection mid-stream
+            try:
+                f = await phx.expect(lambda f: f.event == "new_activity", timeout=2)
+            except TimeoutError:
+                break
+            seqs.append(f.payload["seq"])
+            last_id = f.payload["id"]
+        await phx.close()
+    assert posting is not None
+    await posting
+    assert seqs == list(range(1, n + 1))
+    assert rounds > 5
