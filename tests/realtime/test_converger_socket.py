@@ -110,3 +110,47 @@ async def test_watermark_replay_loses_and_duplicates_nothing(
     replay = await phx.expect(lambda f: f.event == "activitySet")
     assert [a["text"] for a in replay.payload["activities"]] == [f"m{i}" for i in range(4, 10)]
     await phx.close()
+
+
+async def test_reconnecting_by_watermark_while_others_post_sees_every_activity_once(
+    server: Server, session: aiohttp.ClientSession, api: Api, cg: dict[str, Any]
+) -> None:
+    import asyncio
+
+    n = 100
+    topic = f"converger:conversation:{cg['conv_id']}"
+
+    async def post_all() -> None:
+        sem = asyncio.Semaphore(4)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await _post(api, cg, text=f"m{i}")
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+    posting: asyncio.Future[None] | None = None
+    texts: list[str] = []
+    wm = None
+    rounds = 0
+    while len(texts) < n:
+        rounds += 1
+        assert rounds < 200, texts
+        phx = await Phx.connect(session, server.ws_url, PATH, cg["conv_token"])
+        await phx.join(topic, {"watermark": wm} if wm else {})
+        if posting is None:
+            posting = asyncio.ensure_future(post_all())
+        for _ in range(5):
+            try:
+                f = await phx.expect(lambda f: f.event == "activitySet", timeout=2)
+            except TimeoutError:
+                break
+            texts.extend(a["text"] for a in f.payload["activities"])
+            wm = f.payload["watermark"]
+        await phx.close()
+    assert posting is not None
+    await posting
+    listed = await api.ok("GET", f"{CG}/conversations/{cg['conv_id']}/activities",
+                          headers=bearer(cg["conv_token"]))
+    assert texts == [a["text"] for a in listed["activities"]]
+    assert len(set(texts)) == n
