@@ -29,7 +29,7 @@ class From(msgspec.Struct, kw_only=True):
     role: str | None = None
 
 
-class ActivityIn(msgspec.Struct, kw_only=True, rename={"from_": "from"}):
+class ConvergerActivityIn(msgspec.Struct, kw_only=True, rename={"from_": "from"}):
     """A Converger activity: ``from.id`` → sender, ``channelData`` (else ``metadata``) →
     metadata. Unknown fields are ignored, as the original ignored them."""
 
@@ -63,7 +63,7 @@ async def post_activity(request: Request, conversation_id: str) -> HTTPResponse:
     principal = await authenticate(request)
     conv = await conversation(request, principal, conversation_id)
     await ctx.rate_limit(request, "activity_create", conv.tenant_id)
-    body = decode(request, ActivityIn)
+    body = decode(request, ConvergerActivityIn)
     result = await create(request.app, conv.tenant_id, conv.id, body.to_new(idempotency_key(request)))
     return json({"id": result.activity.id})
 

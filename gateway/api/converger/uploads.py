@@ -24,7 +24,7 @@ from ...auth import tenant_auth
 from ...http import json, uuid_param, validation_error
 from ...pipeline.activities import create
 from ...tokens import TokenError
-from .activities import ActivityIn
+from .activities import ConvergerActivityIn
 from .auth import authenticate, conversation
 
 bp = Blueprint("converger_uploads")
@@ -46,20 +46,20 @@ def upload_dir(request: Request, tenant_id: str) -> Path:
     return Path(request.app.ctx.settings.data_dir) / "uploads" / tenant_id
 
 
-def _activity_fields(request: Request) -> ActivityIn:
+def _activity_fields(request: Request) -> ConvergerActivityIn:
     """The ``activity`` part: a JSON string, or ``activity[text]``-style form fields."""
     form = request.form or {}
     raw = form.get("activity")
     try:
         if raw:
-            return msgspec.json.decode(raw.encode(), type=ActivityIn)
+            return msgspec.json.decode(raw.encode(), type=ConvergerActivityIn)
         nested: dict[str, Any] = {}
         for key in ("type", "text"):
             if form.get(f"activity[{key}]") is not None:
                 nested[key] = form.get(f"activity[{key}]")
         if form.get("activity[from][id]") is not None:
             nested["from"] = {"id": form.get("activity[from][id]")}
-        return msgspec.convert(nested, ActivityIn)
+        return msgspec.convert(nested, ConvergerActivityIn)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
     except msgspec.DecodeError:
