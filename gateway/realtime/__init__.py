@@ -7,6 +7,7 @@ committed activity on ``ctx.on_activity``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,25 @@ async def _authenticate(request: Request) -> HTTPResponse | None:
     return None
 
 
+def _socket_gauge() -> Callable[[int], None]:
+    """``metrics.ws_connected`` (the open-sockets gauge) when the metrics module is there."""
+    try:
+        from ..metrics import ws_connected  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # a build without the metrics area
+        return lambda delta: None
+    return ws_connected  # type: ignore[no-any-return,unused-ignore]
+
+
+_gauge = _socket_gauge()
+
+
 async def _serve(request: Request, ws: Any, router: Router) -> None:
     conn = Connection(request, ws, router, request.ctx.claims, request.ctx.vsn)
-    await conn.run()
+    _gauge(1)
+    try:
+        await conn.run()
+    finally:
+        _gauge(-1)
 
 
 @bp.websocket("/socket/websocket")
