@@ -121,3 +121,19 @@ async def test_legacy_user_token_reads_uploads_of_its_conversation(
     ut = await user_token(api, tok, cid)
     status, body, _ = await api.call("GET", url, headers={"x-channel-token": ut})
     assert status == 200 and body == "abc"
+
+
+async def test_closed_conversation_refuses_uploads_and_keeps_no_file(
+    server: Server, api: Api, cg: dict[str, Any]
+) -> None:
+    tok = await api.channel_token(cg["channel"]["id"])
+    closed = await api.conversation(tok, status="closed")
+    h = bearer(cg["token"])  # unscoped: reaches every conversation of its channel
+    status, body, _ = await api.call("POST", f"{CG}/conversations/{closed['id']}/upload", headers=h,
+                                     data=_form(b"late"))
+    assert status == 409 and body["code"] == "conversation_closed"
+    status, _, _ = await api.call("POST", f"{CG}/conversations/{closed['id']}/activities",
+                                  headers=h, json={"text": "late"})
+    assert status == 409
+    tenant_dir = Path(server.data_dir) / "uploads" / cg["tenant"]["id"]
+    assert not tenant_dir.exists() or not any(tenant_dir.iterdir())
