@@ -100,6 +100,9 @@
       if (token) this.token = token;
       if (!this.token) return Promise.reject(new Error("a token is required"));
       this._closedByUser = false;
+      if (this.connected) return Promise.resolve(this);
+      if (this._ws) { const old = this._ws; this._ws = null; old.close(1000, "reconnect"); }
+      clearTimeout(this._reconnectTimer);
       return new Promise((resolve, reject) => this._open(resolve, reject));
     }
 
