@@ -117,6 +117,11 @@ def _register_routes(app: Sanic) -> None:
     from .web import install as install_web
 
     install_web(app)
+    from . import realtime
+    from .api import converger
+
+    app.blueprint(converger.bp)
+    realtime.install(app)
 
 
 def _register_middleware(app: Sanic) -> None:

@@ -56,6 +56,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest upload accepted (bytes)."),
     Setting("activity_list_cap", ("CONVERGER_ACTIVITY_LIST_CAP",), int, 10_000,
             "Most activities returned by the compatible activity list."),
+    Setting("ws_idle_timeout", ("CONVERGER_WS_IDLE_TIMEOUT",), int, 60,
+            "Seconds a socket may stay silent (no heartbeat, no message) before it is closed."),
+    Setting("ws_max_frame_bytes", ("CONVERGER_WS_MAX_FRAME_BYTES",), int, 1_048_576,
+            "Largest WebSocket message accepted from a client (bytes); larger closes with 1009."),
+    Setting("ws_send_queue", ("CONVERGER_WS_SEND_QUEUE",), int, 1000,
+            "Frames queued for one socket before it counts as too slow and is dropped."),
     Setting("log_level", ("CONVERGER_LOG_LEVEL",), str, "INFO", "Log level."),
     Setting("access_log", ("CONVERGER_ACCESS_LOG",), bool, False, "Log every request."),
     # -- operations (rate limits, CORS, metrics, replication, background jobs) ---------------
@@ -125,6 +131,9 @@ class Settings(msgspec.Struct, kw_only=True):
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 10_485_760
     activity_list_cap: int = 10_000
+    ws_idle_timeout: int = 60
+    ws_max_frame_bytes: int = 1_048_576
+    ws_send_queue: int = 1000
     log_level: str = "INFO"
     access_log: bool = False
     rate_limit_tokens: int = 10
