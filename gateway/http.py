@@ -86,6 +86,8 @@ def validation_error(exc: msgspec.ValidationError) -> errors.ApiError:
     field = match.group(1) if match else "body"
     field = field.split(".")[0].split("[")[0] or "body"
     short = message.split(" - at ")[0]
+    if short.startswith("Object contains unknown field"):
+        return errors.validation({_missing(short): ["is not a known field"]}, detail=short)
     if short.startswith("Object missing required field"):
         return errors.validation({field if field != "body" else _missing(short): ["can't be blank"]},
                                  detail=short)
