@@ -266,8 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         if command == "admin":
             return cmd_admin(args)
         if command == "settings":
-            print(config.markdown() if args.markdown else "\n".join(
-                f"{s.name}: {', '.join(s.env)} (default {s.default!r})" for s in config.SETTINGS))
+            # markdown() ends with a newline already: the file it writes is byte-identical.
+            sys.stdout.write(config.markdown() if args.markdown else "\n".join(
+                f"{s.name}: {', '.join(s.env)} (default {s.default!r})" for s in config.SETTINGS) + "\n")
             return 0
         if command == "version":
             return cmd_version()
