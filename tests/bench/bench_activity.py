@@ -205,8 +205,7 @@ def main() -> int:
             setup = converger_setup(server.url, args.channel_type)
             act_url = f"{server.url}/api/v1/conversations/{setup['conversation_id']}/activities"
             act_headers = {"x-api-key": setup["api_key"]}
-            for name, url, headers in (("echo", echo_url + "/echo", {}),
-                                       ("activity", act_url, act_headers)):
+            for url, headers in ((echo_url + "/echo", {}), (act_url, act_headers)):
                 load(url, headers, args.warmup, args.connections)
             for r in range(args.rounds):
                 for name, url, headers in (("echo", echo_url + "/echo", {}),
