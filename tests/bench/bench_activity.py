@@ -42,7 +42,7 @@ def run_echo(port: int) -> None:
     from sanic.response import json as json_response
 
     app = Sanic("echo", configure_logging=False)
-    app.config.TOUCHUP = False
+    app.config.TOUCHUP = not getattr(sys, "frozen", False)  # as gateway/app.py sets it
     app.config.MOTD = False
     app.config.ACCESS_LOG = False
     app.config.KEEP_ALIVE_TIMEOUT = 75
