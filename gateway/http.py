@@ -65,6 +65,13 @@ def decode(request: Request, cls: type[T], *, empty_ok: bool = True, plain: bool
         if not empty_ok:
             raise errors.bad_request("request body is required", "body_required", plain=plain)
         body = b"{}"
+    if body.count(b"{") + body.count(b"[") <= MAX_DEPTH:
+        # Fast path (the hot write path): too few brackets to nest too deep, so decode straight
+        # into the Struct. Any failure is re-run on the slow path below for the exact error.
+        try:
+            return _decoder(cls).decode(body)
+        except msgspec.DecodeError:
+            pass
     try:
         raw = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:

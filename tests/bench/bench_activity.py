@@ -180,6 +180,16 @@ def aiohttp_client(url: str, headers: dict[str, str], duration: float, connectio
     print(json.dumps(asyncio.run(main())))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all threads), from /proc: unlike requests/s it
+    hardly moves when other work shares the machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- the run ----------------------------------------------------------------------------------
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -207,13 +217,18 @@ def main() -> int:
             act_headers = {"x-api-key": setup["api_key"]}
             for url, headers in ((echo_url + "/echo", {}), (act_url, act_headers)):
                 load(url, headers, args.warmup, args.connections)
+            pids = {"echo": echo_proc.pid, "activity": server.proc.pid}  # type: ignore[union-attr]
             for r in range(args.rounds):
                 for name, url, headers in (("echo", echo_url + "/echo", {}),
                                            ("activity", act_url, act_headers)):
+                    cpu0 = cpu_seconds(pids[name])
                     res = load(url, headers, args.duration, args.connections)
+                    res["cpu_us_per_request"] = (cpu_seconds(pids[name]) - cpu0) / max(
+                        1, res["requests"]) * 1e6
                     results[name].append(res)
                     print(f"round {r + 1} {name:8} {res['rps']:9.0f} req/s  p50 {res['p50_ms']:7.2f} ms"
-                          f"  p99 {res['p99_ms']:7.2f} ms  non-2xx {res['non_2xx']}"
+                          f"  p99 {res['p99_ms']:7.2f} ms  server CPU "
+                          f"{res['cpu_us_per_request']:5.0f} us/req  non-2xx {res['non_2xx']}"
                           f"{'  socket errors ' + res['socket_errors'] if res['socket_errors'] else ''}",
                           flush=True)
         finally:
@@ -236,15 +251,17 @@ def main() -> int:
           f"duration={args.duration}s x {args.rounds} rounds  channel={args.channel_type}")
     for name in ("echo", "activity"):
         print(f"{name:8} median {med(name, 'rps'):9.0f} req/s  p50 {med(name, 'p50_ms'):7.2f} ms  "
-              f"p99 {med(name, 'p99_ms'):7.2f} ms")
+              f"p99 {med(name, 'p99_ms'):7.2f} ms  server CPU {med(name, 'cpu_us_per_request'):5.0f} us/req")
     print(f"ratio activity/echo: median {ratio:.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
           f"  target >= {TARGET}  {'OK' if ratio >= TARGET else 'BELOW TARGET'}")
     answered = sum(x["requests"] - x["non_2xx"] for x in results["activity"])
+    cpu_ratio = med("echo", "cpu_us_per_request") / med("activity", "cpu_us_per_request")
+    print(f"CPU-cost ratio echo/activity (noise-robust estimate of the same ratio): {cpu_ratio:.2f}")
     print(f"activities in the database: {stored} (answered 201 in measured rounds: {answered}; "
           "the rest are the warm-up and requests in flight when wrk stopped)")
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "ratios": ratios,
-                                               "ratio": ratio, "loader": loader,
+                                               "ratio": ratio, "cpu_ratio": cpu_ratio, "loader": loader,
                                                "nproc": os.cpu_count()}, indent=2))
     return 0
 

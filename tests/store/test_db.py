@@ -162,3 +162,16 @@ def test_close_finishes_queued_writes(tmp_path) -> None:
         assert reopened.read_sync(activities.count) == 20
     finally:
         reopened.close()
+
+
+async def test_a_lone_failing_job_leaves_nothing(db: Database) -> None:
+    tenant_id, conv_id = _setup(db)
+
+    def half_done(conn: sqlite3.Connection) -> None:
+        _insert(conn, tenant_id, conv_id, "half")
+        raise Boom("after a write")
+
+    with pytest.raises(Boom):
+        await db.write(half_done)
+    assert await db.read(activities.count) == 0
+    assert await db.write(_insert, tenant_id, conv_id, "next") == 1  # seq 1 was never used
