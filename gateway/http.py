@@ -18,6 +18,7 @@ _encoder = msgspec.json.Encoder()
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 _PATH_RE = re.compile(r"at `\$\.?([^`]*)`")
 MAX_DEPTH = 32
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
@@ -108,6 +109,8 @@ def _missing(message: str) -> str:
 
 def uuid_param(value: str, name: str = "id") -> str:
     """A path id must be a UUID: a malformed one is 400, never a 404 or a 500."""
+    if isinstance(value, str) and _UUID_RE.fullmatch(value):
+        return value  # already canonical: skip the (ten times slower) uuid.UUID round trip
     try:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError, TypeError):

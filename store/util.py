@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import threading
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,12 +40,17 @@ def random_bytes(n: int = 16) -> bytes:
 
 def new_id() -> str:
     """A random UUIDv4 string (the original's id format)."""
-    return str(uuid.UUID(bytes=random_bytes(16), version=4))
+    b = bytearray(random_bytes(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def iso(dt: datetime) -> str:
     """ISO-8601 UTC with 6 fractional digits and ``Z``: ``2026-02-28T12:34:56.123456Z``."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is twice as fast as strftime, and this runs several times per request.
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def utcnow() -> datetime:
