@@ -237,11 +237,15 @@ def cmd_channel(args: argparse.Namespace) -> int:
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    from . import domain
+    from . import domain, errors
 
     off = _Offline(_settings(args))
     try:
-        _, token = off.db.write_sync(domain.create_admin_token_tx, args.name, args.role, SYSTEM, off.now())
+        try:
+            _, token = off.db.write_sync(domain.create_admin_token_tx, args.name, args.role,
+                                         SYSTEM, off.now())
+        except errors.ApiError as exc:  # e.g. a blank name: a message, not a traceback
+            return _fail(exc.detail)
     finally:
         off.close()
     print(token)

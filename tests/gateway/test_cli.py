@@ -52,7 +52,8 @@ def test_bad_arguments_fail_cleanly(tmp_path: Path) -> None:
     for args in (("tenant", "create", "   "),
                  ("channel", "create", "--tenant", "00000000-0000-4000-8000-000000000000",
                   "--name", "x", "--type", "echo"),
-                 ("channel", "create", "--tenant", "x", "--name", "x", "--config", "{nope")):
+                 ("channel", "create", "--tenant", "x", "--name", "x", "--config", "{nope"),
+                 ("admin", "token", "create", "--name", " ")):
         proc = cli(*args, data_dir=tmp_path, check=False)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert proc.stderr.startswith("converger: ") and "Traceback" not in proc.stderr
