@@ -61,7 +61,8 @@ def create_tenant_tx(
         now=now, status=status, alert_webhook_url=alert_webhook_url or None,
     )
     audit.record(conn, actor_type=actor[0], actor_id=actor[1], action="create",
-                 resource_type="tenant", resource_id=tenant.id, now=now, after=_snap(tenant))
+                 resource_type="tenant", resource_id=tenant.id, tenant_id=tenant.id, now=now,
+                 after=_snap(tenant))
     return tenant, api_key
 
 
@@ -79,7 +80,7 @@ def update_tenant_tx(
     after = tenants.update(conn, tenant_id, changes, now)
     action = "toggle_status" if set(changes) == {"status"} else "update"
     audit.record(conn, actor_type=actor[0], actor_id=actor[1], action=action,
-                 resource_type="tenant", resource_id=tenant_id, now=now,
+                 resource_type="tenant", resource_id=tenant_id, tenant_id=tenant_id, now=now,
                  before=_snap(before), after=_snap(after))
     return after
 
@@ -95,7 +96,7 @@ def rotate_tenant_key_tx(
     )
     assert tenant is not None
     audit.record(conn, actor_type=actor[0], actor_id=actor[1], action="rotate_key",
-                 resource_type="tenant", resource_id=tenant_id, now=now,
+                 resource_type="tenant", resource_id=tenant_id, tenant_id=tenant_id, now=now,
                  after={"api_key_hint": tenant.api_key_hint})
     return tenant, api_key
 
@@ -303,3 +304,13 @@ def create_admin_token_tx(
     audit.record(conn, actor_type=actor[0], actor_id=actor[1], action="create",
                  resource_type="admin_token", resource_id=row.id, now=now, after=_snap(row))
     return row, token
+
+
+def revoke_admin_token_tx(conn: sqlite3.Connection, token_id: str, actor: Actor, now: str) -> bool:
+    """Revoke an admin API token; audited like every other management change."""
+    if not admin_tokens.revoke(conn, token_id, now):
+        return False
+    audit.record(conn, actor_type=actor[0], actor_id=actor[1], action="revoke",
+                 resource_type="admin_token", resource_id=token_id, now=now,
+                 after={"revoked_at": now})
+    return True

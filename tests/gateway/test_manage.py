@@ -151,6 +151,10 @@ async def test_conversations_deliveries_health(api: Api) -> None:
     # Retrying a delivery: pending (or failed) → due now; unknown → 404.
     retried = await api.call("POST", f"/api/admin/deliveries/{rows[0]['id']}/retry", headers=api.admin)
     assert retried[0] in (200, 409), retried
+    if retried[0] == 200:  # still pending (no worker claimed it yet): made due now, audited
+        assert retried[1]["data"]["status"] == "pending"
+        entries = await _audit(api, resource_type="delivery", resource_id=rows[0]["id"])
+        assert [e["action"] for e in entries] == ["retry"]
     problem(await api.call("POST", f"/api/admin/deliveries/{NIL}/retry", headers=api.admin), 404)
     health = await api.ok("GET", "/api/admin/health", headers=api.admin)
     assert isinstance(health["data"], list) and health["next"] is None
@@ -208,6 +212,9 @@ async def test_admin_tokens_roles_and_revoke(api: Api) -> None:
                            json={"name": "x", "role": "emperor"}), 422)
     assert (await api.call("DELETE", f"/api/admin/tokens/{made['id']}", headers=api.admin))[0] == 204
     problem(await api.call("GET", "/api/admin/tenants", headers=viewer), 401)
+    problem(await api.call("DELETE", f"/api/admin/tokens/{made['id']}", headers=api.admin), 404)
+    entries = await _audit(api, resource_type="admin_token", resource_id=made["id"])
+    assert sorted(e["action"] for e in entries) == ["create", "revoke"]
     problem(await api.call("DELETE", f"/api/admin/tokens/{NIL}", headers=api.admin), 404)
 
 
@@ -240,6 +247,9 @@ async def test_audit_never_holds_secrets(api: Api, server: Server) -> None:
                  json={"status": "inactive"})
 
     entries = await _audit(api, tenant_id=t["id"])
+    # The tenant's own entries are found by the tenant filter too.
+    assert {("tenant", "create"), ("tenant", "rotate_key"), ("tenant", "toggle_status")} <= {
+        (e["resource_type"], e["action"]) for e in entries}
     entries += await _audit(api, resource_type="tenant", resource_id=t["id"])
     entries += await _audit(api, resource_type="admin_token", resource_id=tokn["id"])
     got = {(e["resource_type"], e["action"]) for e in entries}
