@@ -41,6 +41,8 @@ def _tenant_errors(name: Any, status: Any, alert_webhook_url: Any) -> dict[str, 
     errs: dict[str, list[str]] = {}
     if name is not None and (not isinstance(name, str) or not name.strip()):
         errs["name"] = ["can't be blank"]
+    elif name is not None and "\x00" in name:
+        errs["name"] = ["is invalid"]
     if status is not None and status not in TENANT_STATUSES:
         errs["status"] = ["is invalid"]
     if alert_webhook_url not in (None, "") and not valid_http_url(alert_webhook_url):
@@ -205,6 +207,8 @@ def create_channel_tx(
     errs = channel_errors(type, mode, config, transformations, status)
     if not name or not name.strip():
         errs.setdefault("name", []).append("can't be blank")
+    elif "\x00" in name:  # SQLite's length() stops at NUL: the CHECK would fail with a 500
+        errs.setdefault("name", []).append("is invalid")
     elif channels.name_taken(conn, tenant_id, name):
         errs.setdefault("name", []).append("has already been taken")
     if errs:
@@ -242,6 +246,8 @@ def update_channel_tx(
     if name is not None:
         if not name.strip():
             errs.setdefault("name", []).append("can't be blank")
+        elif "\x00" in name:
+            errs.setdefault("name", []).append("is invalid")
         elif channels.name_taken(conn, before.tenant_id, name, exclude_id=channel_id):
             errs.setdefault("name", []).append("has already been taken")
     if errs:

@@ -172,3 +172,20 @@ async def test_nothing_is_500(api: Api, s) -> None:
     for method, path, body, headers in cases:
         status, got, _ = await api.call(method, path, json=body, headers=headers)
         assert 400 <= status < 500, (path, body, status, got)
+
+
+async def test_nul_in_names_is_422_not_500(api: Api, s) -> None:
+    """SQLite's length() stops at NUL, so such a name would break the schema's CHECK."""
+    tid, chid = s["tenant"]["id"], s["channel"]["id"]
+    for method, path, body, headers in (
+        ("POST", "/api/admin/tenants", {"name": "\u0000"}, api.admin),
+        ("PATCH", f"/api/admin/tenants/{tid}", {"name": "\u0000x"}, api.admin),
+        ("POST", "/api/admin/channels", {"tenant_id": tid, "name": "\u0000", "type": "echo"},
+         api.admin),
+        ("PATCH", f"/api/admin/channels/{chid}", {"name": "\u0000"}, api.admin),
+        ("POST", "/api/v1/routing_rules", {"routing_rule": {
+            "name": "\u0000", "source_channel_id": chid, "target_channel_ids": [NIL]}},
+         key(s["api_key"])),
+    ):
+        body = problem(await api.call(method, path, json=body, headers=headers), 422, "errors")
+        assert body["errors"]["name"] == ["is invalid"], body

@@ -143,3 +143,7 @@ def test_delivery_targets_one_hop_enabled_active(conn, world) -> None:
     assert {t.id for t in targets} == {a.id, b.id}
     assert {t.id for t in routing.delivery_targets(
         conn, a, outbound_types=frozenset({"webhook"}), exclude_channel_id=a.id)} == {b.id}
+
+
+def test_nul_in_name(conn, world) -> None:
+    assert _v(conn, world, world["a"].id, [world["b"].id], name="\x00") == {"name": ["is invalid"]}
