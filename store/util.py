@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,9 +40,16 @@ def random_bytes(n: int = 16) -> bytes:
 
 
 def new_id() -> str:
-    """A random UUIDv4 string (the original's id format)."""
-    b = bytearray(random_bytes(16))
-    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    """A new id: a UUID string (the original's id format), time-ordered as in UUIDv7.
+
+    48 bits of Unix milliseconds, then 74 random bits. The original made random v4 UUIDs;
+    clients only ever see opaque UUID strings, while time order makes every primary-key and
+    foreign-key index append near its right edge instead of dirtying a random page per row:
+    on the activity write path it halved the WAL bytes per activity and cut the writer's CPU
+    by a fifth with a queued delivery (docs/performance.md).
+    """
+    b = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + random_bytes(10))
+    b[6] = (b[6] & 0x0F) | 0x70  # version 7
     b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = b.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
