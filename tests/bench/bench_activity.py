@@ -3,7 +3,8 @@
     python -m tests.bench.bench_activity [--duration 10] [--connections 50] [--rounds 3]
 
 Starts two servers, one after the other, each in its own process with the same Sanic settings
-(single_process, uvloop, no access log): a tiny JSON echo app, and the real converger server on a
+(single_process, uvloop, no access log): the JSON echo app of tests/bench/baseline.py, and the
+real converger server on a
 fresh data directory with one tenant, a websocket channel and one conversation. Load comes from a
 separate process: ``wrk`` (Debian's package) with a Lua script for the POST, or, without wrk, an
 aiohttp client in its own process. Prints requests/s, p50/p99 for each, and the ratio
@@ -29,56 +30,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.server import ADMIN_TOKEN, Server, free_port  # noqa: E402
+from tests.bench.baseline import start_echo  # noqa: E402
+from tests.support.server import ADMIN_TOKEN, Server  # noqa: E402
 
 BODY = {"text": "hello from the benchmark", "sender": "bench", "metadata": {"n": 1}}
 TARGET = 0.35
-
-
-# -- the echo baseline ------------------------------------------------------------------------
-def run_echo(port: int) -> None:
-    """A bare Sanic app with the gateway's server settings: POST /echo answers its JSON body."""
-    from sanic import Request, Sanic
-    from sanic.response import json as json_response
-
-    app = Sanic("echo", configure_logging=False)
-    app.config.TOUCHUP = not getattr(sys, "frozen", False)  # as gateway/app.py sets it
-    app.config.MOTD = False
-    app.config.ACCESS_LOG = False
-    app.config.KEEP_ALIVE_TIMEOUT = 75
-
-    @app.post("/echo")
-    async def echo(request: Request):  # type: ignore[no-untyped-def]
-        return json_response({"data": request.json}, status=201)
-
-    @app.get("/livez")
-    async def livez(request: Request):  # type: ignore[no-untyped-def]
-        return json_response({"status": "ok"})
-
-    app.run(host="127.0.0.1", port=port, single_process=True, access_log=False, motd=False,
-            debug=False, auto_reload=False)
-
-
-def start_echo() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve-echo", str(port)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_live(url, proc)
-    return proc, url
-
-
-def wait_live(url: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited")
-        try:
-            with urllib.request.urlopen(url + "/livez", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
 
 
 # -- the converger side -----------------------------------------------------------------------
@@ -267,9 +223,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--serve-echo":
-        run_echo(int(sys.argv[2]))
-    elif len(sys.argv) > 2 and sys.argv[1] == "--aiohttp-load":
+    if len(sys.argv) > 2 and sys.argv[1] == "--aiohttp-load":
         aiohttp_client(sys.argv[2], json.loads(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
     else:
         raise SystemExit(main())
