@@ -2,13 +2,14 @@
 
     python -m tests.bench.bench_activity [--duration 10] [--connections 50] [--rounds 3]
 
-Starts two servers, one after the other, each in its own process with the same Sanic settings
-(single_process, uvloop, no access log): the JSON echo app of tests/bench/baseline.py, and the
-real converger server on a
-fresh data directory with one tenant, a websocket channel and one conversation. Load comes from a
-separate process: ``wrk`` (Debian's package) with a Lua script for the POST, or, without wrk, an
-aiohttp client in its own process. Prints requests/s, p50/p99 for each, and the ratio
-activity / echo (target: ≥ 0.35). Rounds alternate echo and activity so both see the same noise.
+Starts two servers, each in its own process with the same Sanic settings (single_process,
+uvloop, no access log): the JSON echo app of tests/bench/baseline.py, and the real converger
+server on a fresh data directory with one tenant, a websocket channel and one conversation. Load
+comes from a separate process: ``wrk`` (Debian's package) with a Lua script for the POST, or,
+without wrk, an aiohttp client in its own process. Prints requests/s, p50/p99 and the server's
+CPU time per request for each, and the ratio activity / echo (target: ≥ 0.35). Only one server
+is under load at a time; rounds alternate echo and activity so both see the same noise.
+Rounds alternate echo and activity so both see the same noise.
 """
 
 from __future__ import annotations
