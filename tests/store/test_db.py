@@ -175,3 +175,40 @@ async def test_a_lone_failing_job_leaves_nothing(db: Database) -> None:
         await db.write(half_done)
     assert await db.read(activities.count) == 0
     assert await db.write(_insert, tenant_id, conv_id, "next") == 1  # seq 1 was never used
+
+
+async def test_checkpoints_run_off_the_writer(tmp_path) -> None:
+    import time as _time
+
+    from store import migrations
+
+    db = Database(tmp_path / "k.db", checkpoint_interval=0.01)
+    db.start(prepare=migrations.apply)
+    try:
+        assert db._write_conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        tenant_id, conv_id = _setup(db)
+        await asyncio.gather(*(db.write(_insert, tenant_id, conv_id, "x" * 2000) for _ in range(300)))
+        deadline = _time.monotonic() + 10
+        # 300 rows of 2 kB reach the database file only through a checkpoint.
+        while db.path.stat().st_size < 500_000:
+            assert _time.monotonic() < deadline, (db.checkpoints_run, db.path.stat().st_size)
+            await asyncio.sleep(0.01)
+        assert db.checkpoints_run >= 1
+    finally:
+        db.close()
+
+
+async def test_no_checkpoints_when_left_to_litestream(tmp_path) -> None:
+    from store import migrations
+
+    db = Database(tmp_path / "l.db", checkpoints=False)
+    db.start(prepare=migrations.apply)
+    try:
+        tenant_id, conv_id = _setup(db)
+        await asyncio.gather(*(db.write(_insert, tenant_id, conv_id, "x" * 4000) for _ in range(300)))
+        assert db._checkpointer is None and db.checkpoints_run == 0
+        # The WAL only grows: nothing here copied it back into the database file.
+        assert db.path.stat().st_size < 300_000
+        assert db.path.with_name(db.path.name + "-wal").stat().st_size > 1_200_000
+    finally:
+        db.close()
