@@ -4,9 +4,7 @@ All writes go through :meth:`Database.write`: a single thread owns the write con
 each job inside ``BEGIN IMMEDIATE … COMMIT``. Jobs that arrive together are group-committed: each
 runs in its own SAVEPOINT inside one transaction, so one failing job rolls back alone and a
 burst of requests pays for one fsync. Callers see "database is locked" never, because nobody
-else writes. Reads run on a small thread pool of read-only connections. WAL checkpoints run on
-a thread of their own (PASSIVE, after commits, at most one per ``checkpoint_interval``), never
-inside the writer's COMMIT; ``checkpoints=False`` leaves them to an outside process (Litestream).
+else writes. Reads run on a small thread pool of read-only connections.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ T = TypeVar("T")
 
 _STOP = object()
 MAX_BATCH = 256
-CHECKPOINT_INTERVAL = 0.5
 
 
 class Database:
@@ -39,16 +36,10 @@ class Database:
         synchronous: str = "NORMAL",
         readers: int = 4,
         checkpoints: bool = True,
-        checkpoint_interval: float = CHECKPOINT_INTERVAL,
     ) -> None:
         self.path = Path(path)
         self.synchronous = synchronous
         self.checkpoints = checkpoints
-        self.checkpoint_interval = checkpoint_interval
-        self._checkpointer: threading.Thread | None = None
-        self._ckpt_wake = threading.Event()
-        self._ckpt_stop = threading.Event()
-        self.checkpoints_run = 0
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._write_conn: sqlite3.Connection | None = None
@@ -63,19 +54,12 @@ class Database:
         """Open the write connection, run ``prepare(conn)`` on it (migrations: they own their
         transactions), then start the writer thread. Returns what ``prepare`` returned."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # The writer never checkpoints itself: SQLite's automatic checkpoint would run inside the
-        # writer's COMMIT (copying pages and an fsync) and stall every queued write. With
-        # ``checkpoints`` a thread of our own does it; without (Litestream), nobody here does.
-        self._write_conn = connect(self.path, synchronous=self.synchronous, checkpoints=False)
+        self._write_conn = connect(
+            self.path, synchronous=self.synchronous, checkpoints=self.checkpoints
+        )
         result = prepare(self._write_conn) if prepare is not None else None
         self._writer = threading.Thread(target=self._run_writer, name="db-writer", daemon=True)
         self._writer.start()
-        if self.checkpoints:
-            self._ckpt_stop.clear()
-            self._checkpointer = threading.Thread(
-                target=self._run_checkpointer, name="db-checkpoint", daemon=True
-            )
-            self._checkpointer.start()
         return result
 
     def close(self) -> None:
@@ -84,11 +68,6 @@ class Database:
             self._jobs.put(_STOP)
             self._writer.join(timeout=30)
             self._writer = None
-        if self._checkpointer is not None:
-            self._ckpt_stop.set()
-            self._ckpt_wake.set()
-            self._checkpointer.join(timeout=30)
-            self._checkpointer = None
         self._pool.shutdown(wait=True)
         with self._reader_lock:
             for conn in self._reader_conns:
@@ -146,25 +125,6 @@ class Database:
         finally:
             conn.execute("COMMIT")
 
-    def _run_checkpointer(self) -> None:
-        """PASSIVE checkpoints on a connection of their own, at most one per interval and only
-        after commits: they never block the writer, and the WAL holds at most about an
-        interval's worth of writes."""
-        conn = connect(self.path, synchronous=self.synchronous, checkpoints=False)
-        try:
-            while not self._ckpt_stop.is_set():
-                self._ckpt_wake.wait()
-                if self._ckpt_stop.wait(self.checkpoint_interval):
-                    return
-                self._ckpt_wake.clear()
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints_run += 1
-                except sqlite3.Error:
-                    pass  # busy or I/O trouble: the next commit brings another try
-        finally:
-            conn.close()
-
     def _run_writer(self) -> None:
         conn = self._write_conn
         assert conn is not None
@@ -212,7 +172,6 @@ class Database:
                     results.append((loop, fut, None, value))
             conn.execute("COMMIT")
             self.commits += 1
-            self._ckpt_wake.set()
         except BaseException as exc:  # commit failed (disk full, I/O): every job fails
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
