@@ -3,6 +3,7 @@ works against a real server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -119,9 +120,16 @@ async def test_serve_dev_prints_working_credentials(tmp_path: Path,
         conv = await api.conversation(creds["token"])
         assert conv["channel_id"] == creds["channel_id"]
         await api.post_activity(conv["id"], creds["api_key"], text="dev")
-        listed = await api.ok("GET", f"/api/v1/conversations/{conv['id']}/activities",
-                              headers=key(creds["api_key"]))
-        assert [x["text"] for x in listed["data"]] == ["dev"]
+        # The dev channel is an echo channel: the bot's answer follows the message.
+        deadline = time.monotonic() + 10
+        while True:
+            listed = await api.ok("GET", f"/api/v1/conversations/{conv['id']}/activities",
+                                  headers=key(creds["api_key"]))
+            if len(listed["data"]) >= 2 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert [(x["sender"], x["text"]) for x in listed["data"]] == [
+            (listed["data"][0]["sender"], "dev"), ("bot", "dev")]
         await api.ok("GET", f"/api/v1/conversations/{conv['id']}", headers=tok(creds["token"]))
         await api.ok("GET", "/api/admin/tenants", headers={"authorization": f"Bearer {creds['admin']}"})
     finally:
