@@ -117,7 +117,7 @@ def main() -> int:
                              args.runs, v_env)
     v_size = dir_size(venv / "lib")
 
-    print(f"| figure | `dist/converger` | `converger serve` (venv) |")
+    print("| figure | `dist/converger` | `converger serve` (venv) |")
     print("|---|---|---|")
     print(f"| size on disk | {b_size / 2**20:.1f} MiB (one file) | "
           f"{v_size / 2**20:.0f} MiB (venv site-packages, incl. test tools) |")
