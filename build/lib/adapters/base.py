@@ -1,0 +1,147 @@
+"""The one small protocol every channel type implements, and the values it returns.
+
+An adapter knows only this protocol, msgspec and aiohttp: it validates its config, says which
+modes it supports, delivers an outbound activity over HTTP, and parses and verifies what a
+provider sends in. It returns values; the gateway's workers change state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
+
+import msgspec
+
+MODES = ("inbound", "outbound", "duplex")
+
+
+class ChannelInfo(msgspec.Struct, kw_only=True):
+    """What an adapter may know of a channel: config with secrets already decrypted."""
+
+    id: str
+    tenant_id: str
+    name: str
+    type: str
+    mode: str
+    config: dict[str, Any]
+    secret: str
+
+
+class OutboundActivity(msgspec.Struct, kw_only=True):
+    """The activity as sent to a channel, after that channel's middleware ran."""
+
+    id: str
+    type: str
+    sender: str
+    text: str | None
+    attachments: list[Any]
+    metadata: dict[str, Any]
+    conversation_id: str
+    tenant_id: str
+    timestamp: str
+    seq: int = 0
+    delivery_id: str = ""
+    # The person a reply goes to when the conversation began inbound on this channel.
+    thread_sender: str | None = None
+
+
+class DeliveryResult(msgspec.Struct, kw_only=True):
+    ok: bool
+    provider_message_id: str | None = None
+    metadata: dict[str, Any] = {}
+    error: str | None = None
+    # False: the error will never go away by retrying (fail at once).
+    retryable: bool = True
+    # Seconds the receiver asked us to wait (Retry-After), if it said.
+    retry_after: float | None = None
+
+
+class InboundMessage(msgspec.Struct, kw_only=True):
+    sender: str
+    text: str | None = None
+    type: str = "message"
+    metadata: dict[str, Any] = {}
+    attachments: list[Any] = []
+    # The provider's message id: a retry of the same id creates nothing new.
+    external_id: str | None = None
+    conversation_id: str | None = None
+
+
+class StatusUpdate(msgspec.Struct, kw_only=True):
+    status: str
+    provider_message_id: str | None = None
+    delivery_id: str | None = None
+    timestamp: Any = None
+    recipient_id: str | None = None
+    error: str | None = None
+
+
+class InboundError(ValueError):
+    """The provider's payload cannot be used; the message is shown to the caller (400)."""
+
+
+class Adapter(Protocol):
+    type: ClassVar[str]
+    supported_modes: ClassVar[tuple[str, ...]]
+    # Config keys holding credentials: encrypted at rest, never shown again.
+    secret_fields: ClassVar[tuple[str, ...]]
+    # Whether the pipeline makes delivery rows for this type (external, outbound-capable).
+    delivers: ClassVar[bool]
+
+    def validate_config(self, config: Mapping[str, Any]) -> str | None:
+        """An error message, or None when the config is valid."""
+        ...
+
+    async def deliver(self, session: Any, channel: ChannelInfo, activity: OutboundActivity) -> DeliveryResult:
+        ...
+
+    def parse_inbound(self, payload: Any) -> list[InboundMessage]:
+        """Messages in a provider payload; raises InboundError when it holds none."""
+        ...
+
+    def parse_status(self, payload: Any) -> list[StatusUpdate] | None:
+        """Status receipts in a payload, or None when the payload is not a receipt."""
+        ...
+
+    def verify_challenge(self, channel: ChannelInfo, query: Mapping[str, str]) -> tuple[int, str]:
+        """Answer to ``GET …/inbound`` (status, plain body)."""
+        ...
+
+    def verify_signature(
+        self, channel: ChannelInfo, headers: Mapping[str, str], body: bytes
+    ) -> bool | None:
+        """Provider-specific signature check: True/False, or None when it has none to check."""
+        ...
+
+
+class BaseAdapter:
+    """Defaults shared by adapters: no inbound, no receipts, no provider signature."""
+
+    type: ClassVar[str] = ""
+    supported_modes: ClassVar[tuple[str, ...]] = MODES
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    delivers: ClassVar[bool] = False
+
+    def validate_config(self, config: Mapping[str, Any]) -> str | None:
+        return None
+
+    async def deliver(self, session: Any, channel: ChannelInfo, activity: OutboundActivity) -> DeliveryResult:
+        return DeliveryResult(ok=True)
+
+    def parse_inbound(self, payload: Any) -> list[InboundMessage]:
+        raise InboundError(f"{self.type} channel does not support inbound webhooks")
+
+    def parse_status(self, payload: Any) -> list[StatusUpdate] | None:
+        return None
+
+    def verify_challenge(self, channel: ChannelInfo, query: Mapping[str, str]) -> tuple[int, str]:
+        return 200, "ok"
+
+    def verify_signature(
+        self, channel: ChannelInfo, headers: Mapping[str, str], body: bytes
+    ) -> bool | None:
+        return None
+
+
+def missing_strings(config: Mapping[str, Any], keys: tuple[str, ...]) -> list[str]:
+    return [k for k in keys if not isinstance(config.get(k), str) or not config.get(k)]

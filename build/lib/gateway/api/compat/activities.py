@@ -1,0 +1,79 @@
+"""``POST|GET /api/v1/conversations/:id/activities`` — the hot write path."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+
+from store import activities, conversations, queue
+
+from ... import errors
+from ...auth import check_scope, tenant_auth
+from ...http import decode, json, uuid_param
+from ...pipeline.activities import NewActivity, create
+from ..schemas import ActivityIn, activity_out
+
+bp = Blueprint("compat_activities")
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@bp.post("/conversations/<conversation_id>/activities")
+async def create_activity(request: Request, conversation_id: str) -> HTTPResponse:
+    ctx = request.app.ctx
+    conversation_id = uuid_param(conversation_id, "conversation_id")
+    tenant, claims = await tenant_auth(request)
+    check_scope(claims, conversation_id)
+    await ctx.rate_limit(request, "activity_create", tenant.id)
+    body = decode(request, ActivityIn)
+    key = request.headers.get("x-idempotency-key")
+    if key is not None and (not key or len(key) > MAX_IDEMPOTENCY_KEY):
+        raise errors.bad_request(
+            f"x-idempotency-key must be 1 to {MAX_IDEMPOTENCY_KEY} characters", "invalid_idempotency_key"
+        )
+    new = NewActivity(
+        type=body.type or "message", sender=body.sender or "user", text=body.text,
+        attachments=body.attachments, metadata=body.metadata, idempotency_key=key,
+    )
+    result = await create(request.app, tenant.id, conversation_id, new)
+    return json({"data": activity_out(result.activity)}, status=201)
+
+
+def _list_tx(conn: sqlite3.Connection, tenant_id: str, conversation_id: str, cap: int, with_deliveries: bool):
+    conv = conversations.get_for_tenant(conn, tenant_id, conversation_id)
+    if conv is None:
+        return None
+    items = activities.list_after(conn, conversation_id, limit=cap)
+    deliveries = queue.for_activities(conn, [a.id for a in items]) if with_deliveries else {}
+    return items, deliveries
+
+
+@bp.get("/conversations/<conversation_id>/activities")
+async def list_activities(request: Request, conversation_id: str) -> HTTPResponse:
+    ctx = request.app.ctx
+    conversation_id = uuid_param(conversation_id, "conversation_id")
+    tenant, claims = await tenant_auth(request)
+    check_scope(claims, conversation_id)
+    include = request.args.get("include", "")
+    if include not in ("", "deliveries"):
+        raise errors.bad_request("include must be 'deliveries'", "invalid_query")
+    found = await ctx.db.read(
+        _list_tx, tenant.id, conversation_id, ctx.settings.activity_list_cap, include == "deliveries"
+    )
+    if found is None:
+        raise errors.not_found()
+    items, deliveries = found
+    out = []
+    for a in items:
+        view = activity_out(a)
+        if include:
+            view.deliveries = [
+                {"id": d.id, "channel_id": d.channel_id, "status": d.status, "attempts": d.attempts,
+                 "last_error": d.last_error, "sent_at": d.sent_at, "delivered_at": d.delivered_at,
+                 "read_at": d.read_at}
+                for d in deliveries.get(a.id, [])
+            ]
+        out.append(view)
+    return json({"data": out})

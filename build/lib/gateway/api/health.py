@@ -1,0 +1,30 @@
+"""``/livez`` (the process answers) and ``/readyz`` (it can do its work)."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+
+from ..http import json
+
+bp = Blueprint("health")
+
+
+@bp.get("/livez")
+async def livez(request: Request) -> HTTPResponse:
+    return json({"status": "ok"})
+
+
+@bp.get("/readyz")
+async def readyz(request: Request) -> HTTPResponse:
+    ctx = request.app.ctx
+    checks: dict[str, dict[str, object]] = {}
+    try:
+        await ctx.db.write(lambda conn: conn.execute("SELECT 1").fetchone())
+        checks["database"] = {"ok": True}
+    except Exception as exc:  # any failure to write means not ready
+        checks["database"] = {"ok": False, "error": str(exc)}
+    for name, probe in ctx.readiness.items():
+        checks[name] = probe()
+    ok = all(c.get("ok") for c in checks.values())
+    return json({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)

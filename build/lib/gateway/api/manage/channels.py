@@ -1,0 +1,118 @@
+"""Channels: create (the secret is shown once), list, show, update, rotate secret, mint a
+channel token, delete."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+
+from store import channels
+
+from ... import domain, errors
+from ...auth import admin_auth
+from ...http import decode, empty, int_arg, json, set_fields, uuid_param
+from ...tokens import LEGACY_LIFETIME
+from ..schemas import ChannelCreate, ChannelPatch, TokenOut, channel_out
+
+bp = Blueprint("manage_channels")
+
+
+def _out(ctx, channel, secret=None):
+    return channel_out(channel, domain.masked_config(ctx.cipher, channel.config), secret)
+
+
+@bp.post("/channels")
+async def create(request: Request) -> HTTPResponse:
+    ctx = request.app.ctx
+    who = await admin_auth(request, write=True)
+    body = decode(request, ChannelCreate, empty_ok=False)
+    uuid_param(body.tenant_id, "tenant_id")
+    channel, secret = await ctx.db.write(
+        lambda conn: domain.create_channel_tx(
+            conn, ctx.cipher, tenant_id=body.tenant_id, name=body.name, type=body.type,
+            mode=body.mode, config=body.config, transformations=body.transformations,
+            status=body.status, actor=(who.actor_type, who.actor_id), now=ctx.now_iso(),
+        )
+    )
+    return json({"data": _out(ctx, channel, secret)}, status=201)
+
+
+@bp.get("/channels")
+async def index(request: Request) -> HTTPResponse:
+    ctx = request.app.ctx
+    await admin_auth(request)
+    limit = int_arg(request, "limit", 50)
+    args = request.args
+    tenant_id = args.get("tenant_id")
+    if tenant_id:
+        uuid_param(tenant_id, "tenant_id")
+    try:
+        items, nxt = await ctx.db.read(
+            lambda c: channels.list_page(
+                c, tenant_id=tenant_id, type=args.get("type"), mode=args.get("mode"),
+                status=args.get("status"), limit=limit, cursor=args.get("cursor"),
+            )
+        )
+    except ValueError:
+        raise errors.bad_request("invalid cursor", "invalid_cursor") from None
+    return json({"data": [_out(ctx, c) for c in items], "next": nxt})
+
+
+@bp.get("/channels/<channel_id>")
+async def show(request: Request, channel_id: str) -> HTTPResponse:
+    ctx = request.app.ctx
+    channel_id = uuid_param(channel_id)
+    await admin_auth(request)
+    channel = await ctx.db.read(channels.get, channel_id)
+    if channel is None:
+        raise errors.not_found()
+    return json({"data": _out(ctx, channel)})
+
+
+@bp.patch("/channels/<channel_id>")
+async def update(request: Request, channel_id: str) -> HTTPResponse:
+    ctx = request.app.ctx
+    channel_id = uuid_param(channel_id)
+    who = await admin_auth(request, write=True)
+    changes = set_fields(decode(request, ChannelPatch))
+    channel = await ctx.db.write(domain.update_channel_tx, ctx.cipher, channel_id, changes,
+                                 (who.actor_type, who.actor_id), ctx.now_iso())
+    if channel is None:
+        raise errors.not_found()
+    return json({"data": _out(ctx, channel)})
+
+
+@bp.post("/channels/<channel_id>/rotate-secret")
+async def rotate_secret(request: Request, channel_id: str) -> HTTPResponse:
+    ctx = request.app.ctx
+    channel_id = uuid_param(channel_id)
+    who = await admin_auth(request, write=True)
+    result = await ctx.db.write(domain.rotate_channel_secret_tx, ctx.cipher, channel_id,
+                                (who.actor_type, who.actor_id), ctx.now_iso())
+    if result is None:
+        raise errors.not_found()
+    channel, secret = result
+    return json({"data": _out(ctx, channel, secret)})
+
+
+@bp.post("/channels/<channel_id>/token")
+async def mint_token(request: Request, channel_id: str) -> HTTPResponse:
+    ctx = request.app.ctx
+    channel_id = uuid_param(channel_id)
+    await admin_auth(request, write=True)
+    channel = await ctx.db.read(channels.get, channel_id)
+    if channel is None:
+        raise errors.not_found()
+    token = ctx.tokens.channel_token(channel.id, channel.tenant_id)
+    return json(TokenOut(token, LEGACY_LIFETIME))
+
+
+@bp.delete("/channels/<channel_id>")
+async def delete(request: Request, channel_id: str) -> HTTPResponse:
+    ctx = request.app.ctx
+    channel_id = uuid_param(channel_id)
+    who = await admin_auth(request, write=True)
+    if not await ctx.db.write(domain.delete_channel_tx, ctx.cipher, channel_id,
+                              (who.actor_type, who.actor_id), ctx.now_iso()):
+        raise errors.not_found()
+    return empty(204)

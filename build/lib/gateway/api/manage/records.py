@@ -1,0 +1,207 @@
+"""Management views over conversations, deliveries, routing rules, the audit log, channel
+health and admin API tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+
+from store import admin_tokens, audit, conversations, queue, routing
+from store.models import Delivery
+
+from ... import domain, errors
+from ...auth import admin_auth
+from ...http import decode, empty, int_arg, json, uuid_param
+from ..compat.routing_rules import delete_rule_tx, save_rule_tx
+from ..schemas import AdminTokenCreate, RoutingRuleFields, conversation_out, rule_out
+
+bp = Blueprint("manage_records")
+
+DELIVERY_STATUSES = ("pending", "sent", "delivered", "read", "failed")
+
+
+def _uuid_args(request: Request, *names: str) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in names:
+        value = request.args.get(name)
+        out[name] = uuid_param(value, name) if value else None
+    return out
+
+
+async def _paged(request: Request, fn: Any, **filters: Any) -> tuple[list[Any], str | None]:
+    limit = int_arg(request, "limit", 50)
+    cursor = request.args.get("cursor")
+    try:
+        return await request.app.ctx.db.read(
+            lambda c: fn(c, limit=limit, cursor=cursor, **filters)
+        )
+    except ValueError:
+        raise errors.bad_request("invalid cursor", "invalid_cursor") from None
+
+
+@bp.get("/conversations")
+async def list_conversations(request: Request) -> HTTPResponse:
+    await admin_auth(request)
+    ids = _uuid_args(request, "tenant_id", "channel_id")
+    items, nxt = await _paged(request, conversations.list_page, status=request.args.get("status"), **ids)
+    return json({"data": [conversation_out(c) for c in items], "next": nxt})
+
+
+def delivery_view(d: Delivery) -> dict[str, Any]:
+    view = msgspec.to_builtins(d)
+    view.pop("claim_token", None)
+    return view
+
+
+@bp.get("/deliveries")
+async def list_deliveries(request: Request) -> HTTPResponse:
+    await admin_auth(request)
+    status = request.args.get("status")
+    if status and status not in DELIVERY_STATUSES:
+        raise errors.bad_request(f"status must be one of {', '.join(DELIVERY_STATUSES)}", "invalid_query")
+    ids = _uuid_args(request, "tenant_id", "channel_id", "activity_id")
+    items, nxt = await _paged(request, queue.list_page, status=status, **ids)
+    return json({"data": [delivery_view(d) for d in items], "next": nxt})
+
+
+@bp.post("/deliveries/<delivery_id>/retry")
+async def retry_delivery(request: Request, delivery_id: str) -> HTTPResponse:
+    ctx = request.app.ctx
+    delivery_id = uuid_param(delivery_id)
+    await admin_auth(request, write=True)
+    existing = await ctx.db.read(queue.get, delivery_id)
+    if existing is None:
+        raise errors.not_found()
+    d = await ctx.db.write(queue.retry_now, delivery_id, ctx.now_iso())
+    if d is None:
+        raise errors.conflict(f"delivery is {existing.status}; only failed or pending deliveries "
+                              "can be retried", "not_retryable")
+    for hook in ctx.on_enqueue:
+        hook(None, 1)
+    return json({"data": delivery_view(d)})
+
+
+@bp.get("/audit")
+async def list_audit(request: Request) -> HTTPResponse:
+    await admin_auth(request)
+    args = request.args
+    ids = _uuid_args(request, "tenant_id")
+    items, nxt = await _paged(
+        request, audit.list_page, actor_type=args.get("actor_type"), action=args.get("action"),
+        resource_type=args.get("resource_type"), resource_id=args.get("resource_id"), **ids,
+    )
+    return json({"data": [msgspec.to_builtins(a) for a in items], "next": nxt})
+
+
+@bp.get("/health")
+async def channel_health(request: Request) -> HTTPResponse:
+    await admin_auth(request)
+
+    def latest(conn):
+        rows = conn.execute(
+            """SELECT h.channel_id, c.name AS channel_name, c.tenant_id, c.type, h.status,
+                      h.failure_rate, h.total_deliveries, h.failed_deliveries, h.checked_at
+                 FROM channel_health_checks h JOIN channels c ON c.id = h.channel_id
+                WHERE h.checked_at = (SELECT max(checked_at) FROM channel_health_checks
+                                       WHERE channel_id = h.channel_id)
+                ORDER BY c.name"""
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    return json({"data": await request.app.ctx.db.read(latest), "next": None})
+
+
+# -- routing rules (any tenant) -------------------------------------------------------------
+class _AdminRule(RoutingRuleFields, kw_only=True, forbid_unknown_fields=True):
+    tenant_id: str | msgspec.UnsetType = msgspec.UNSET
+
+
+@bp.get("/routing_rules")
+async def list_rules(request: Request) -> HTTPResponse:
+    await admin_auth(request)
+    ids = _uuid_args(request, "tenant_id")
+    rules = await request.app.ctx.db.read(routing.list_all, ids["tenant_id"])
+    return json({"data": [rule_out(r) for r in rules], "next": None})
+
+
+@bp.post("/routing_rules")
+async def create_rule(request: Request) -> HTTPResponse:
+    ctx = request.app.ctx
+    who = await admin_auth(request, write=True)
+    body = decode(request, _AdminRule, empty_ok=False)
+    if not isinstance(body.tenant_id, str):
+        raise errors.validation({"tenant_id": ["can't be blank"]})
+    tenant_id = uuid_param(body.tenant_id, "tenant_id")
+    fields = msgspec.convert(
+        {k: v for k, v in msgspec.to_builtins(body).items() if k != "tenant_id"}, RoutingRuleFields
+    )
+    rule = await ctx.db.write(save_rule_tx, tenant_id, None, fields, (who.actor_type, who.actor_id),
+                              ctx.now_iso())
+    return json({"data": rule_out(rule)}, status=201)
+
+
+@bp.patch("/routing_rules/<rule_id>")
+async def update_rule(request: Request, rule_id: str) -> HTTPResponse:
+    ctx = request.app.ctx
+    rule_id = uuid_param(rule_id)
+    who = await admin_auth(request, write=True)
+    fields = decode(request, RoutingRuleFields)
+    existing = await ctx.db.read(routing.get, rule_id)
+    if existing is None:
+        raise errors.not_found()
+    try:
+        rule = await ctx.db.write(save_rule_tx, existing.tenant_id, rule_id, fields,
+                                  (who.actor_type, who.actor_id), ctx.now_iso())
+    except LookupError:
+        raise errors.not_found() from None
+    return json({"data": rule_out(rule)})
+
+
+@bp.delete("/routing_rules/<rule_id>")
+async def delete_rule(request: Request, rule_id: str) -> HTTPResponse:
+    ctx = request.app.ctx
+    rule_id = uuid_param(rule_id)
+    who = await admin_auth(request, write=True)
+    existing = await ctx.db.read(routing.get, rule_id)
+    if existing is None or not await ctx.db.write(
+        delete_rule_tx, existing.tenant_id, rule_id, (who.actor_type, who.actor_id), ctx.now_iso()
+    ):
+        raise errors.not_found()
+    return empty(204)
+
+
+# -- admin API tokens -----------------------------------------------------------------------
+@bp.get("/tokens")
+async def list_tokens(request: Request) -> HTTPResponse:
+    await admin_auth(request)
+    rows = await request.app.ctx.db.read(admin_tokens.list_all)
+    return json({"data": [msgspec.to_builtins(r) for r in rows], "next": None})
+
+
+@bp.post("/tokens")
+async def create_token(request: Request) -> HTTPResponse:
+    ctx = request.app.ctx
+    who = await admin_auth(request, write=True)
+    if who.role != "super_admin":
+        raise errors.forbidden("only a super_admin may create admin tokens", "forbidden_role")
+    body = decode(request, AdminTokenCreate, empty_ok=False)
+    row, token = await ctx.db.write(domain.create_admin_token_tx, body.name, body.role,
+                                    (who.actor_type, who.actor_id), ctx.now_iso())
+    view = msgspec.to_builtins(row)
+    view["token"] = token
+    return json({"data": view}, status=201)
+
+
+@bp.delete("/tokens/<token_id>")
+async def revoke_token(request: Request, token_id: str) -> HTTPResponse:
+    ctx = request.app.ctx
+    token_id = uuid_param(token_id)
+    who = await admin_auth(request, write=True)
+    if who.role != "super_admin":
+        raise errors.forbidden("only a super_admin may revoke admin tokens", "forbidden_role")
+    if not await ctx.db.write(admin_tokens.revoke, token_id, ctx.now_iso()):
+        raise errors.not_found()
+    return empty(204)

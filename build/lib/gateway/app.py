@@ -1,0 +1,129 @@
+"""``create_app(settings)``: the Sanic app, its context, and its lifecycle."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from pathlib import Path
+
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse
+
+from store import migrations
+from store.db import Database
+from store.util import iso, utcnow
+
+from . import errors, logs
+from .auth import TenantCache
+from .config import Settings
+from .crypto import Cipher
+from .hub import Hub
+from .tokens import Tokens
+
+_NAMES = iter(range(1_000_000))
+
+
+def secret_key(settings: Settings) -> str:
+    """The configured key, or the one kept in the data directory (made once, mode 0600)."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path(settings.data_dir) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+def open_database(settings: Settings) -> tuple[Database, list[str]]:
+    """Open the database, apply pending migrations, start the writer."""
+    db = Database(settings.db_path, synchronous=settings.synchronous)
+    applied = db.start(prepare=migrations.apply)
+    return db, applied
+
+
+def create_app(settings: Settings, name: str | None = None) -> Sanic:
+    app = Sanic(name or f"converger{next(_NAMES)}", configure_logging=False)
+    app.config.REQUEST_MAX_SIZE = max(settings.max_upload_bytes, settings.max_body_bytes) + 65_536
+    app.config.TOUCHUP = False
+    app.config.MOTD = False
+    app.config.ACCESS_LOG = settings.access_log
+    app.config.KEEP_ALIVE_TIMEOUT = 75
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 8.0
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+
+    ctx = app.ctx
+    ctx.settings = settings
+    ctx.log = logs.configure(settings.log_level)
+    key = secret_key(settings)
+    ctx.tokens = Tokens(key)
+    ctx.cipher = Cipher(key)
+    ctx.tenant_cache = TenantCache()
+    ctx.hub = Hub()
+    ctx.now_iso = lambda: iso(utcnow())
+    ctx.metrics_activities = 0
+    # Extension points: areas register callbacks instead of importing each other.
+    ctx.on_activity = []  # called with each new committed activity
+    ctx.on_enqueue = []  # called after deliveries were enqueued
+    ctx.readiness = {}  # name -> () -> {"ok": bool, ...}
+    ctx.rate_limit = _no_rate_limit
+    ctx.db = None
+
+    errors.register(app)
+    _register_routes(app)
+    _register_middleware(app)
+
+    @app.before_server_start
+    async def _open(app: Sanic) -> None:
+        db, applied = open_database(settings)
+        if applied:
+            ctx.log.info("applied migrations: %s", ", ".join(applied))
+        ctx.db = db
+
+    @app.after_server_stop
+    async def _close(app: Sanic) -> None:
+        if ctx.db is not None:
+            ctx.db.close()
+            ctx.db = None
+
+    return app
+
+
+async def _no_rate_limit(request: Request, scope: str, key: str | None = None) -> None:
+    return None
+
+
+def _register_routes(app: Sanic) -> None:
+    from .api import compat, health, manage
+
+    app.blueprint(health.bp)
+    app.blueprint(compat.bp)
+    app.blueprint(manage.bp)
+
+
+def _register_middleware(app: Sanic) -> None:
+    @app.on_request(priority=100)
+    async def _start(request: Request) -> HTTPResponse | None:
+        rid = request.headers.get("x-request-id", "")
+        if not (0 < len(rid) <= 128 and rid.isprintable()):
+            rid = uuid.uuid4().hex
+        request.ctx.request_id = rid
+        request.ctx.started = time.perf_counter()
+        if request.path.startswith("/api/"):
+            accept = request.headers.get("accept")
+            if accept and not any(t in accept for t in ("json", "*/*", "application/*")):
+                return errors.problem_response(
+                    errors.ApiError(406, "not_acceptable", "this API answers application/json only")
+                )
+        return None
+
+    @app.on_response(priority=100)
+    async def _finish(request: Request, response: HTTPResponse) -> None:
+        rid = getattr(request.ctx, "request_id", None)
+        if rid is not None:
+            response.headers["x-request-id"] = rid

@@ -1,0 +1,146 @@
+"""Who is asking: tenant API keys and tokens (legacy TenantAuth, reference §3.5), channel tokens,
+and admin API tokens for the management API. Secrets are compared as hashes or in constant time."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from sanic import Request
+
+from store import admin_tokens, channels, tenants
+from store.models import Channel, Tenant
+
+from . import errors
+from .crypto import equal, sha256_hex
+from .tokens import TokenError
+
+TENANT_CACHE_TTL = 2.0
+
+
+class AdminPrincipal(msgspec.Struct, frozen=True):
+    actor_type: str  # "admin_token" or "admin"
+    actor_id: str
+    role: str
+
+    @property
+    def can_write(self) -> bool:
+        return self.role in ("admin", "super_admin")
+
+
+class TenantCache:
+    """API-key hash → tenant for a moment, so the hot path skips a read. Cleared on every
+    tenant change made through this process."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[float, Tenant | None]] = {}
+
+    def get(self, key_hash: str) -> tuple[bool, Tenant | None]:
+        item = self._items.get(key_hash)
+        if item is None or item[0] < time.monotonic():
+            return False, None
+        return True, item[1]
+
+    def put(self, key_hash: str, tenant: Tenant | None) -> None:
+        if len(self._items) > 10_000:
+            self._items.clear()
+        self._items[key_hash] = (time.monotonic() + TENANT_CACHE_TTL, tenant)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+async def _tenant_by_key(request: Request, api_key: str) -> Tenant | None:
+    ctx = request.app.ctx
+    key_hash = sha256_hex(api_key)
+    hit, tenant = ctx.tenant_cache.get(key_hash)
+    if not hit:
+        tenant = await ctx.db.read(tenants.by_key_hash, key_hash)
+        ctx.tenant_cache.put(key_hash, tenant)
+    return tenant
+
+
+async def tenant_auth(request: Request) -> tuple[Tenant, dict[str, Any] | None]:
+    """TenantAuth: ``x-api-key`` first (no fallback), else ``x-channel-token``.
+
+    Returns the tenant and, for token auth, the token's claims (to scope conversation tokens).
+    """
+    ctx = request.app.ctx
+    headers = request.headers
+    if "x-api-key" in headers:
+        tenant = await _tenant_by_key(request, headers.get("x-api-key", ""))
+        if tenant is None or not tenant.active:
+            raise errors.unauthorized("Invalid or inactive API Key", "invalid_api_key", style="tenant")
+        return tenant, None
+    if "x-channel-token" in headers:
+        try:
+            claims = ctx.tokens.verify_legacy(headers.get("x-channel-token", ""))
+        except TokenError:
+            raise errors.unauthorized("Invalid token", "invalid_token", style="tenant") from None
+        tenant_id = claims.get("tenant_id")
+        if not isinstance(tenant_id, str):
+            raise errors.unauthorized("Invalid token", "invalid_token", style="tenant")
+        tenant = await ctx.db.read(tenants.get, tenant_id)
+        if tenant is None:
+            raise errors.unauthorized("Tenant not found", "tenant_not_found", style="tenant")
+        if not tenant.active:
+            raise errors.unauthorized("Tenant is not active", "tenant_inactive", style="tenant")
+        return tenant, claims
+    raise errors.unauthorized("Missing authentication headers", "missing_credentials", style="tenant")
+
+
+def token_scope(claims: dict[str, Any] | None) -> str | None:
+    """The conversation a token is limited to, if it is a conversation (user) token."""
+    if claims is None:
+        return None
+    cid = claims.get("conversation_id")
+    return cid if isinstance(cid, str) else None
+
+
+def check_scope(claims: dict[str, Any] | None, conversation_id: str) -> None:
+    """A conversation token reaches only its conversation; elsewhere it sees 404 (no oracle)."""
+    scope = token_scope(claims)
+    if scope is not None and scope != conversation_id:
+        raise errors.not_found()
+
+
+async def channel_from_token(request: Request) -> Channel:
+    """``x-channel-token`` carrying a channel token → its channel (legacy conversation create)."""
+    ctx = request.app.ctx
+    token = request.headers.get("x-channel-token")
+    if token is None:
+        raise errors.bad_request("Missing x-channel-token header", "missing_channel_token", plain=True)
+    try:
+        claims = ctx.tokens.verify_legacy(token)
+    except TokenError:
+        raise errors.unauthorized("invalid channel token", "invalid_token") from None
+    channel_id, tenant_id = claims.get("channel_id"), claims.get("tenant_id")
+    if not isinstance(channel_id, str) or not isinstance(tenant_id, str):
+        raise errors.unauthorized("not a channel token", "not_channel_token")
+    channel = await ctx.db.read(channels.get_for_tenant, tenant_id, channel_id)
+    if channel is None:
+        raise errors.unauthorized("channel not found", "invalid_token")
+    return channel
+
+
+async def admin_auth(request: Request, *, write: bool = False) -> AdminPrincipal:
+    """``Authorization: Bearer <admin API token>`` for the management API."""
+    ctx = request.app.ctx
+    header = request.headers.get("authorization", "")
+    if not header.startswith("Bearer "):
+        raise errors.unauthorized("missing or malformed Authorization header", "missing_credentials")
+    token = header[len("Bearer "):].strip()
+    principal: AdminPrincipal | None = None
+    configured = ctx.settings.admin_token
+    if configured and equal(token, configured):
+        principal = AdminPrincipal("admin_token", "env:CONVERGER_ADMIN_TOKEN", "super_admin")
+    elif token:
+        row = await ctx.db.read(admin_tokens.by_hash, sha256_hex(token))
+        if row is not None:
+            principal = AdminPrincipal("admin_token", row.id, row.role)
+    if principal is None:
+        raise errors.unauthorized("invalid admin token", "invalid_admin_token")
+    if write and not principal.can_write:
+        raise errors.forbidden("this token is read-only", "read_only")
+    return principal

@@ -1,0 +1,281 @@
+"""The ``converger`` command: serve (default), migrate, tenant, channel, admin, settings, version."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from typing import Any
+
+from . import __version__, config
+
+SYSTEM = ("system", "cli")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="data directory (CONVERGER_DATA_DIR)")
+    p.add_argument("--db", help="database file (CONVERGER_DB)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="converger", description="Multi-tenant conversation gateway.")
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run the gateway (default)")
+    _common(serve)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--dev", action="store_true",
+                       help="create a dev tenant, echo channel and admin token; print them")
+
+    mig = sub.add_parser("migrate", help="apply pending database migrations and exit")
+    _common(mig)
+
+    tenant = sub.add_parser("tenant", help="manage tenants")
+    tsub = tenant.add_subparsers(dest="action", required=True)
+    tc = tsub.add_parser("create", help="create a tenant; prints its API key once")
+    tc.add_argument("name")
+    tc.add_argument("--alert-webhook-url")
+    _common(tc)
+    tl = tsub.add_parser("list")
+    _common(tl)
+
+    channel = sub.add_parser("channel", help="manage channels")
+    csub = channel.add_subparsers(dest="action", required=True)
+    cc = csub.add_parser("create", help="create a channel; prints its secret once and a token")
+    cc.add_argument("--tenant", required=True, help="tenant id")
+    cc.add_argument("--name", required=True)
+    cc.add_argument("--type", default="webhook")
+    cc.add_argument("--mode")
+    cc.add_argument("--config", default="{}", help="config as JSON")
+    _common(cc)
+    cl = csub.add_parser("list")
+    cl.add_argument("--tenant")
+    _common(cl)
+
+    admin = sub.add_parser("admin", help="admin tokens")
+    asub = admin.add_subparsers(dest="action", required=True)
+    tok = asub.add_parser("token", help="admin API tokens")
+    toksub = tok.add_subparsers(dest="token_action", required=True)
+    tokc = toksub.add_parser("create", help="create an admin API token; prints it once")
+    tokc.add_argument("--name", default="cli")
+    tokc.add_argument("--role", default="super_admin", choices=("super_admin", "admin", "viewer"))
+    _common(tokc)
+
+    st = sub.add_parser("settings", help="print the settings table")
+    st.add_argument("--markdown", action="store_true")
+
+    sub.add_parser("version", help="print versions")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> config.Settings:
+    return config.load(data_dir=getattr(args, "data_dir", None), db=getattr(args, "db", None), **extra)
+
+
+class _Offline:
+    """The store and the domain operations without a server, for CLI commands."""
+
+    def __init__(self, settings: config.Settings) -> None:
+        from .app import open_database, secret_key
+        from .crypto import Cipher
+        from .tokens import Tokens
+
+        self.settings = settings
+        self.db, self.applied = open_database(settings)
+        key = secret_key(settings)
+        self.cipher = Cipher(key)
+        self.tokens = Tokens(key)
+
+    @staticmethod
+    def now() -> str:
+        from store.util import iso, utcnow
+
+        return iso(utcnow())
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _fail(message: str) -> int:
+    print(f"converger: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_version() -> int:
+    import sanic
+
+    print(f"converger {__version__}")
+    print(f"python {sys.version.split()[0]}")
+    print(f"sanic {sanic.__version__}")
+    print(f"sqlite {sqlite3.sqlite_version}")
+    try:
+        from .litestream import version as ls_version  # type: ignore[attr-defined]
+
+        print(f"litestream {ls_version()}")
+    except Exception:
+        print("litestream not bundled")
+    return 0
+
+
+def dev_setup(off: _Offline) -> dict[str, str]:
+    """Create (once) a dev tenant, echo channel and admin token; return the credentials."""
+    from store import tenants
+
+    from . import domain
+
+    def tx(conn: sqlite3.Connection) -> dict[str, str]:
+        existing = tenants.by_name(conn, "dev")
+        out: dict[str, str] = {}
+        if existing:
+            tenant, api_key = domain.rotate_tenant_key_tx(conn, existing[0].id, SYSTEM, off.now())  # type: ignore[misc]
+        else:
+            tenant, api_key = domain.create_tenant_tx(conn, "dev", None, "active", SYSTEM, off.now())
+        from store import channels
+
+        chans = [c for c in channels.for_tenant(conn, tenant.id) if c.name == "dev-echo"]
+        if chans:
+            channel = chans[0]
+        else:
+            channel, _ = domain.create_channel_tx(
+                conn, off.cipher, tenant_id=tenant.id, name="dev-echo", type="echo", mode="outbound",
+                config={}, transformations=[], status="active", actor=SYSTEM, now=off.now(),
+            )
+        _, admin_token = domain.create_admin_token_tx(conn, "dev", "super_admin", SYSTEM, off.now())
+        out.update(tenant_id=tenant.id, api_key=api_key, channel_id=channel.id,
+                   channel_token=off.tokens.channel_token(channel.id, tenant.id),
+                   admin_token=admin_token)
+        return out
+
+    return off.db.write_sync(tx)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args, host=args.host, port=args.port)
+    if args.dev:
+        off = _Offline(settings)
+        try:
+            creds = dev_setup(off)
+        finally:
+            off.close()
+        base = f"http://{settings.host}:{settings.port}"
+        print("converger dev setup (credentials are shown once):")
+        print(f"  URL            {base}")
+        print(f"  tenant id      {creds['tenant_id']}")
+        print(f"  API key        {creds['api_key']}")
+        print(f"  echo channel   {creds['channel_id']}")
+        print(f"  channel token  {creds['channel_token']}")
+        print(f"  admin token    {creds['admin_token']}")
+        sys.stdout.flush()
+    from .server import run
+
+    return run(settings)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    off = _Offline(_settings(args))
+    off.close()
+    print("applied: " + (", ".join(off.applied) or "nothing (up to date)"))
+    return 0
+
+
+def cmd_tenant(args: argparse.Namespace) -> int:
+    from store import tenants
+
+    from . import domain, errors
+
+    off = _Offline(_settings(args))
+    try:
+        if args.action == "create":
+            try:
+                tenant, key = off.db.write_sync(
+                    domain.create_tenant_tx, args.name, args.alert_webhook_url, "active", SYSTEM, off.now()
+                )
+            except errors.ApiError as exc:
+                return _fail(exc.detail)
+            print(json.dumps({"id": tenant.id, "name": tenant.name, "api_key": key}, indent=2))
+        else:
+            items, _ = off.db.read_sync(lambda c: tenants.list_page(c, limit=500))
+            for t in items:
+                print(f"{t.id}  {t.status:8}  {t.name}")
+    finally:
+        off.close()
+    return 0
+
+
+def cmd_channel(args: argparse.Namespace) -> int:
+    from store import channels
+
+    from . import domain, errors
+
+    off = _Offline(_settings(args))
+    try:
+        if args.action == "create":
+            try:
+                cfg = json.loads(args.config)
+            except json.JSONDecodeError as exc:
+                return _fail(f"--config is not JSON: {exc}")
+            try:
+                channel, secret = off.db.write_sync(lambda conn: domain.create_channel_tx(
+                    conn, off.cipher, tenant_id=args.tenant, name=args.name, type=args.type,
+                    mode=args.mode, config=cfg, transformations=[], status="active", actor=SYSTEM,
+                    now=off.now()))
+            except errors.ApiError as exc:
+                return _fail(f"{exc.detail} {json.dumps(exc.legacy)}")
+            print(json.dumps({
+                "id": channel.id, "name": channel.name, "type": channel.type, "mode": channel.mode,
+                "secret": secret, "token": off.tokens.channel_token(channel.id, channel.tenant_id),
+            }, indent=2))
+        else:
+            items, _ = off.db.read_sync(lambda c: channels.list_page(c, tenant_id=args.tenant, limit=500))
+            for c in items:
+                print(f"{c.id}  {c.tenant_id}  {c.type:16} {c.mode:8} {c.status:8} {c.name}")
+    finally:
+        off.close()
+    return 0
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    from . import domain
+
+    off = _Offline(_settings(args))
+    try:
+        _, token = off.db.write_sync(domain.create_admin_token_tx, args.name, args.role, SYSTEM, off.now())
+    finally:
+        off.close()
+    print(token)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "serve"
+    if args.command is None:
+        args = parser.parse_args(["serve", *(argv or sys.argv[1:])])
+    try:
+        if command == "serve":
+            return cmd_serve(args)
+        if command == "migrate":
+            return cmd_migrate(args)
+        if command == "tenant":
+            return cmd_tenant(args)
+        if command == "channel":
+            return cmd_channel(args)
+        if command == "admin":
+            return cmd_admin(args)
+        if command == "settings":
+            print(config.markdown() if args.markdown else "\n".join(
+                f"{s.name}: {', '.join(s.env)} (default {s.default!r})" for s in config.SETTINGS))
+            return 0
+        if command == "version":
+            return cmd_version()
+    except config.ConfigError as exc:
+        return _fail(str(exc))
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

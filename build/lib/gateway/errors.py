@@ -1,0 +1,153 @@
+"""One error shape: RFC 9457 ``application/problem+json`` with a stable ``code``, which also
+carries the original's member (``errors`` or ``error``, reference §2.1) so old clients parse it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from sanic import Request
+from sanic.exceptions import SanicException
+from sanic.response import HTTPResponse
+
+_encode = msgspec.json.Encoder().encode
+
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error a client should see. ``legacy`` is the original's body member(s)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        legacy: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.legacy = legacy if legacy is not None else {"errors": {"detail": TITLES.get(status, "Error")}}
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"urn:converger:problem:{self.code}",
+            "title": TITLES.get(self.status, "Error"),
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        body.update(self.extra)
+        body.update(self.legacy)
+        return body
+
+
+# Constructors for the shapes the original used -------------------------------------------
+def not_found(detail: str = "Not Found", code: str = "not_found") -> ApiError:
+    return ApiError(404, code, detail, legacy={"errors": {"detail": "Not Found"}})
+
+
+def bad_request(detail: str, code: str = "bad_request", *, plain: bool = False) -> ApiError:
+    """400. ``plain`` uses the original's ``{"error": detail}`` member."""
+    legacy = {"error": detail} if plain else {"errors": {"detail": "Bad Request"}}
+    return ApiError(400, code, detail, legacy=legacy)
+
+
+def unauthorized(detail: str, code: str = "unauthorized", *, style: str = "errors") -> ApiError:
+    legacy: dict[str, Any]
+    if style == "tenant":
+        legacy = {"error": f"Unauthorized: {detail}"}
+    elif style == "converger":
+        legacy = {"error": {"code": "Unauthorized", "message": detail}}
+    else:
+        legacy = {"errors": {"detail": "Unauthorized"}}
+    return ApiError(401, code, detail, legacy=legacy)
+
+
+def forbidden(detail: str = "Forbidden", code: str = "forbidden", *, style: str = "errors") -> ApiError:
+    legacy: dict[str, Any]
+    if style == "converger":
+        legacy = {"error": {"code": "Forbidden", "message": detail}}
+    else:
+        legacy = {"errors": {"detail": "Forbidden"}}
+    return ApiError(403, code, detail, legacy=legacy)
+
+
+def validation(errors: dict[str, list[str]], detail: str | None = None) -> ApiError:
+    if detail is None:
+        first = next(iter(errors.items()))
+        detail = f"{first[0]} {first[1][0]}"
+    return ApiError(422, "validation_failed", detail, legacy={"errors": errors})
+
+
+def conflict(detail: str, code: str = "conflict") -> ApiError:
+    return ApiError(409, code, detail, legacy={"error": detail})
+
+
+def problem_response(err: ApiError) -> HTTPResponse:
+    headers = dict(err.headers)
+    return HTTPResponse(
+        _encode(err.body()), status=err.status, headers=headers,
+        content_type="application/problem+json",
+    )
+
+
+_SANIC_CODES = {
+    404: "route_not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    400: "bad_request",
+    408: "request_timeout",
+    503: "unavailable",
+}
+
+
+def register(app: Any) -> None:
+    """Install the handlers that turn every exception into a problem response."""
+
+    @app.exception(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> HTTPResponse:
+        return problem_response(exc)
+
+    @app.exception(SanicException)
+    async def _sanic_error(request: Request, exc: SanicException) -> HTTPResponse:
+        status = getattr(exc, "status_code", 500) or 500
+        code = _SANIC_CODES.get(status, "http_error")
+        detail = str(exc) or TITLES.get(status, "Error")
+        if status >= 500:
+            app.ctx.log.exception("unhandled error", exc_info=exc)
+            detail = "Internal Server Error"
+        err = ApiError(status, code, detail, legacy={"errors": {"detail": TITLES.get(status, "Error")}})
+        resp = problem_response(err)
+        if status == 405 and getattr(exc, "headers", None):
+            resp.headers.update(exc.headers)
+        return resp
+
+    @app.exception(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> HTTPResponse:
+        app.ctx.log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        return problem_response(
+            ApiError(500, "internal_error", "Internal Server Error",
+                     legacy={"errors": {"detail": "Internal Server Error"}})
+        )

@@ -1,0 +1,127 @@
+"""Request decoding and response encoding helpers shared by every route module."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, TypeVar
+
+import msgspec
+from sanic import Request
+from sanic.response import HTTPResponse
+
+from . import errors
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+_PATH_RE = re.compile(r"at `\$\.?([^`]*)`")
+MAX_DEPTH = 32
+
+
+def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
+    return HTTPResponse(_encoder.encode(body), status=status, headers=headers,
+                        content_type="application/json")
+
+
+def empty(status: int = 204) -> HTTPResponse:
+    return HTTPResponse(status=status)
+
+
+def _decoder(cls: Any) -> msgspec.json.Decoder[Any]:
+    dec = _decoders.get(cls)
+    if dec is None:
+        dec = _decoders[cls] = msgspec.json.Decoder(cls)
+    return dec
+
+
+def _depth(value: Any, limit: int) -> bool:
+    """True when ``value`` nests deeper than ``limit``."""
+    stack = [(value, 0)]
+    while stack:
+        item, d = stack.pop()
+        if d > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, d + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, d + 1) for v in item)
+    return False
+
+
+def decode(request: Request, cls: type[T], *, empty_ok: bool = True, plain: bool = False) -> T:
+    """Decode and validate the JSON body into ``cls``.
+
+    Malformed JSON → 400; the wrong shape or types → 422 with the field named; an oversize body
+    → 413. An empty body decodes as ``{}`` when ``empty_ok``.
+    """
+    body = request.body or b""
+    limit = request.app.ctx.settings.max_body_bytes
+    if len(body) > limit:
+        raise errors.ApiError(413, "payload_too_large", f"request body exceeds {limit} bytes",
+                              legacy={"error": "Request body too large"})
+    if not body.strip():
+        if not empty_ok:
+            raise errors.bad_request("request body is required", "body_required", plain=plain)
+        body = b"{}"
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise errors.bad_request(f"malformed JSON: {exc}", "malformed_json", plain=plain) from None
+    if _depth(raw, MAX_DEPTH):
+        raise errors.bad_request(f"JSON nests deeper than {MAX_DEPTH} levels", "json_too_deep",
+                                 plain=plain)
+    if not isinstance(raw, dict):
+        raise errors.bad_request("request body must be a JSON object", "body_not_object", plain=plain)
+    try:
+        return msgspec.convert(raw, cls)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def validation_error(exc: msgspec.ValidationError) -> errors.ApiError:
+    message = str(exc)
+    match = _PATH_RE.search(message)
+    field = match.group(1) if match else "body"
+    field = field.split(".")[0].split("[")[0] or "body"
+    short = message.split(" - at ")[0]
+    if short.startswith("Object missing required field"):
+        return errors.validation({field if field != "body" else _missing(short): ["can't be blank"]},
+                                 detail=short)
+    return errors.validation({field: ["is invalid"]}, detail=f"{short} (at {field})")
+
+
+def _missing(message: str) -> str:
+    m = re.search(r"`([^`]+)`", message)
+    return m.group(1) if m else "body"
+
+
+def uuid_param(value: str, name: str = "id") -> str:
+    """A path id must be a UUID: a malformed one is 400, never a 404 or a 500."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        raise errors.bad_request(f"{name} is not a valid UUID", "invalid_uuid") from None
+
+
+def int_arg(request: Request, name: str, default: int, lo: int = 1, hi: int = 500) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.bad_request(f"{name} must be an integer", "invalid_query") from None
+    if not lo <= value <= hi:
+        raise errors.bad_request(f"{name} must be between {lo} and {hi}", "invalid_query")
+    return value
+
+
+def set_fields(struct: Any) -> dict[str, Any]:
+    """The fields of a PATCH body that were given (not ``UNSET``)."""
+    return {
+        f: getattr(struct, f)
+        for f in struct.__struct_fields__
+        if getattr(struct, f) is not msgspec.UNSET
+    }

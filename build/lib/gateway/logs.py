@@ -1,0 +1,54 @@
+"""JSON-lines logging on stdout, with secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+import msgspec
+
+_encode = msgspec.json.Encoder().encode
+SECRET_KEYS = ("api_key", "secret", "token", "password", "x-api-key", "x-channel-token",
+               "authorization", "access_token", "app_secret")
+_PATTERN = re.compile(
+    r"(?i)(" + "|".join(re.escape(k) for k in SECRET_KEYS) + r")([\"']?\s*[:=]\s*[\"']?)([^\s\"',}&]+)"
+)
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+_KNOWN = re.compile(r"\b(cvk_|cva_|whsec_)[A-Za-z0-9_\-+/=]+")
+
+
+def redact(text: str) -> str:
+    text = _PATTERN.sub(lambda m: m.group(1) + m.group(2) + "[REDACTED]", text)
+    text = _BEARER.sub(lambda m: m.group(1) + "[REDACTED]", text)
+    return _KNOWN.sub(lambda m: m.group(1) + "[REDACTED]", text)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        for key in ("request_id", "method", "path", "status", "duration_ms"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return _encode(entry).decode()
+
+
+def configure(level: str = "INFO") -> logging.Logger:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    for name in ("converger", "sanic.root", "sanic.error", "sanic.access", "sanic.server"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False
+        logger.setLevel(level.upper())
+    return logging.getLogger("converger")

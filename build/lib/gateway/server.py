@@ -1,0 +1,16 @@
+"""Running the app: one process (SQLite has one writer), uvloop, graceful shutdown."""
+
+from __future__ import annotations
+
+from .app import create_app
+from .config import Settings
+
+
+def run(settings: Settings) -> int:
+    app = create_app(settings, name="converger")
+    app.ctx.log.info("converger listening on http://%s:%s", settings.host, settings.port)
+    app.run(
+        host=settings.host, port=settings.port, single_process=True, access_log=settings.access_log,
+        motd=False, debug=False, auto_reload=False,
+    )
+    return 0

@@ -1,0 +1,105 @@
+"""JWTs with the original's claim rules (reference §3.2–§3.5), signed HS256 with the secret key.
+
+Joken semantics: on issue, ``exp iat nbf iss aud jti`` are added; on verify only the claims a
+token carries are checked (``exp`` strictly after now, ``nbf`` not after now, ``iss``/``aud``
+equal ``"Joken"``). ``now`` is a parameter so expiry is tested with an injected clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from typing import Any
+
+import jwt
+
+LEGACY_LIFETIME = 3600
+CONVERGER_LIFETIME = 1800
+ISSUER = AUDIENCE = "Joken"
+
+
+class TokenError(Exception):
+    """The token is not valid; the message says why (never shown with secrets)."""
+
+
+def _jti() -> str:
+    return base64.b32hexencode(secrets.token_bytes(10)).decode().lower().rstrip("=")
+
+
+class Tokens:
+    def __init__(self, secret_key: str) -> None:
+        self._key = secret_key.encode()
+
+    # -- issue --------------------------------------------------------------------------
+    def sign(self, claims: dict[str, Any], lifetime: int, now: float | None = None) -> str:
+        t = int(now if now is not None else time.time())
+        full = {"exp": t + lifetime, "iat": t, "nbf": t, "iss": ISSUER, "aud": AUDIENCE, "jti": _jti()}
+        full.update(claims)
+        return jwt.encode(full, self._key, algorithm="HS256")
+
+    def channel_token(self, channel_id: str, tenant_id: str, now: float | None = None) -> str:
+        claims = {"channel_id": channel_id, "tenant_id": tenant_id, "sub": f"channel_{channel_id}"}
+        return self.sign(claims, LEGACY_LIFETIME, now)
+
+    def user_token(
+        self, conversation_id: str, tenant_id: str, user_id: str, now: float | None = None
+    ) -> str:
+        claims = {"conversation_id": conversation_id, "tenant_id": tenant_id, "sub": user_id}
+        return self.sign(claims, LEGACY_LIFETIME, now)
+
+    def converger_token(
+        self,
+        channel_id: str,
+        tenant_id: str,
+        conversation_id: str | None = None,
+        now: float | None = None,
+    ) -> str:
+        claims: dict[str, Any] = {
+            "type": "converger", "channel_id": channel_id, "tenant_id": tenant_id,
+            "sub": f"converger_{channel_id}",
+        }
+        if conversation_id:
+            claims["conversation_id"] = conversation_id
+        return self.sign(claims, CONVERGER_LIFETIME, now)
+
+    # -- verify -------------------------------------------------------------------------
+    def _decode(self, token: str, now: float | None) -> dict[str, Any]:
+        if not token or not isinstance(token, str):
+            raise TokenError("missing token")
+        try:
+            claims = jwt.decode(
+                token, self._key, algorithms=["HS256"],
+                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                         "verify_aud": False, "verify_iss": False, "require": []},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError("invalid signature or format") from exc
+        t = now if now is not None else time.time()
+        exp = claims.get("exp")
+        if exp is not None and (not isinstance(exp, int | float) or exp <= t):
+            raise TokenError("expired")
+        nbf = claims.get("nbf")
+        if nbf is not None and (not isinstance(nbf, int | float) or nbf > t):
+            raise TokenError("not yet valid")
+        if "iss" in claims and claims["iss"] != ISSUER:
+            raise TokenError("bad issuer")
+        if "aud" in claims and claims["aud"] != AUDIENCE:
+            raise TokenError("bad audience")
+        return claims
+
+    def verify_legacy(self, token: str, now: float | None = None) -> dict[str, Any]:
+        claims = self._decode(token, now)
+        for key in ("conversation_id", "tenant_id", "sub"):
+            if key in claims and claims[key] is None:
+                raise TokenError(f"{key} is null")
+        return claims
+
+    def verify_converger(self, token: str, now: float | None = None) -> dict[str, Any]:
+        claims = self._decode(token, now)
+        if claims.get("type") != "converger":
+            raise TokenError("invalid_token_type")
+        for key in ("channel_id", "tenant_id", "sub"):
+            if key in claims and not isinstance(claims[key], str):
+                raise TokenError(f"{key} must be a string")
+        return claims

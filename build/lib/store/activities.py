@@ -1,0 +1,116 @@
+"""Activities: the ordered content of a conversation. ``seq`` is assigned in the write
+transaction from the conversation's counter, so order is total and gap-free per conversation."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from .models import Activity, from_row
+from .util import dumps, new_id
+
+COLUMNS = (
+    "id, tenant_id, conversation_id, seq, type, sender, text, attachments, metadata, "
+    "idempotency_key, source_channel_id, external_id, inserted_at, updated_at"
+)
+
+
+class ConversationClosed(Exception):
+    """The conversation is closed and takes no new activities."""
+
+
+def by_idempotency_key(conn: sqlite3.Connection, conversation_id: str, key: str) -> Activity | None:
+    row = conn.execute(
+        f"SELECT {COLUMNS} FROM activities WHERE conversation_id = ? AND idempotency_key = ?",
+        (conversation_id, key),
+    ).fetchone()
+    return from_row(Activity, row) if row else None
+
+
+def by_external_id(conn: sqlite3.Connection, channel_id: str, external_id: str) -> Activity | None:
+    row = conn.execute(
+        f"SELECT {COLUMNS} FROM activities WHERE source_channel_id = ? AND external_id = ?",
+        (channel_id, external_id),
+    ).fetchone()
+    return from_row(Activity, row) if row else None
+
+
+def insert(
+    conn: sqlite3.Connection,
+    *,
+    tenant_id: str,
+    conversation_id: str,
+    sender: str,
+    now: str,
+    type: str = "message",
+    text: str | None = None,
+    attachments: list[Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    source_channel_id: str | None = None,
+    external_id: str | None = None,
+) -> Activity:
+    """Insert one activity at the conversation's next ``seq``.
+
+    The caller has checked the conversation (tenant, status) and idempotency in the same
+    transaction.
+    """
+    row = conn.execute(
+        """UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = ?, updated_at = ?
+           WHERE id = ? RETURNING last_seq""",
+        (now, now, conversation_id),
+    ).fetchone()
+    if row is None:
+        raise LookupError(conversation_id)
+    seq = row[0]
+    attachments = attachments if attachments is not None else []
+    metadata = metadata if metadata is not None else {}
+    activity_id = new_id()
+    conn.execute(
+        f"""INSERT INTO activities ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            activity_id, tenant_id, conversation_id, seq, type, sender, text, dumps(attachments),
+            dumps(metadata), idempotency_key, source_channel_id, external_id, now, now,
+        ),
+    )
+    return Activity(
+        id=activity_id, tenant_id=tenant_id, conversation_id=conversation_id, seq=seq, type=type,
+        sender=sender, text=text, attachments=attachments, metadata=metadata,
+        idempotency_key=idempotency_key, source_channel_id=source_channel_id,
+        external_id=external_id, inserted_at=now, updated_at=now,
+    )
+
+
+def get(conn: sqlite3.Connection, activity_id: str) -> Activity | None:
+    row = conn.execute(f"SELECT {COLUMNS} FROM activities WHERE id = ?", (activity_id,)).fetchone()
+    return from_row(Activity, row) if row else None
+
+
+def get_in_conversation(
+    conn: sqlite3.Connection, conversation_id: str, activity_id: str
+) -> Activity | None:
+    row = conn.execute(
+        f"SELECT {COLUMNS} FROM activities WHERE id = ? AND conversation_id = ?",
+        (activity_id, conversation_id),
+    ).fetchone()
+    return from_row(Activity, row) if row else None
+
+
+def list_after(
+    conn: sqlite3.Connection, conversation_id: str, *, after_seq: int = 0, limit: int = 10_000
+) -> list[Activity]:
+    """Activities with ``seq > after_seq``, in ``seq`` order, at most ``limit``."""
+    rows = conn.execute(
+        f"""SELECT {COLUMNS} FROM activities WHERE conversation_id = ? AND seq > ?
+            ORDER BY seq LIMIT ?""",
+        (conversation_id, after_seq, limit),
+    ).fetchall()
+    return [from_row(Activity, r) for r in rows]
+
+
+def count(conn: sqlite3.Connection, tenant_id: str | None = None) -> int:
+    if tenant_id:
+        return conn.execute(
+            "SELECT count(*) FROM activities WHERE tenant_id = ?", (tenant_id,)
+        ).fetchone()[0]
+    return conn.execute("SELECT count(*) FROM activities").fetchone()[0]

@@ -1,0 +1,48 @@
+"""Admin API tokens for the management API. Only a SHA-256 hash of each token is kept."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from .models import AdminToken, from_row
+from .util import new_id
+
+COLUMNS = "id, name, token_hint, role, created_by, last_used_at, revoked_at, inserted_at"
+
+
+def create(
+    conn: sqlite3.Connection,
+    *,
+    name: str,
+    token_hash: str,
+    token_hint: str,
+    now: str,
+    role: str = "admin",
+    created_by: str | None = None,
+) -> AdminToken:
+    row = conn.execute(
+        f"""INSERT INTO admin_tokens (id, name, token_hash, token_hint, role, created_by, inserted_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}""",
+        (new_id(), name, token_hash, token_hint, role, created_by, now),
+    ).fetchone()
+    return from_row(AdminToken, row)
+
+
+def by_hash(conn: sqlite3.Connection, token_hash: str) -> AdminToken | None:
+    row = conn.execute(
+        f"SELECT {COLUMNS} FROM admin_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+        (token_hash,),
+    ).fetchone()
+    return from_row(AdminToken, row) if row else None
+
+
+def list_all(conn: sqlite3.Connection) -> list[AdminToken]:
+    rows = conn.execute(f"SELECT {COLUMNS} FROM admin_tokens ORDER BY inserted_at DESC").fetchall()
+    return [from_row(AdminToken, r) for r in rows]
+
+
+def revoke(conn: sqlite3.Connection, token_id: str, now: str) -> bool:
+    cur = conn.execute(
+        "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id)
+    )
+    return cur.rowcount > 0

@@ -1,0 +1,87 @@
+"""Conversations: ordered streams of activities inside one channel of one tenant."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from .models import Conversation, from_row
+from .util import dumps, new_id, page
+
+COLUMNS = (
+    "id, tenant_id, channel_id, status, metadata, last_seq, sender_key, last_activity_at, "
+    "inserted_at, updated_at"
+)
+
+
+def create(
+    conn: sqlite3.Connection,
+    *,
+    tenant_id: str,
+    channel_id: str,
+    now: str,
+    status: str = "active",
+    metadata: dict[str, Any] | None = None,
+    sender_key: str | None = None,
+    id: str | None = None,
+) -> Conversation:
+    row = conn.execute(
+        f"""INSERT INTO conversations (id, tenant_id, channel_id, status, metadata, sender_key,
+                                       inserted_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}""",
+        (id or new_id(), tenant_id, channel_id, status, dumps(metadata or {}), sender_key, now, now),
+    ).fetchone()
+    return from_row(Conversation, row)
+
+
+def get(conn: sqlite3.Connection, conversation_id: str) -> Conversation | None:
+    row = conn.execute(
+        f"SELECT {COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+    ).fetchone()
+    return from_row(Conversation, row) if row else None
+
+
+def get_for_tenant(
+    conn: sqlite3.Connection, tenant_id: str, conversation_id: str
+) -> Conversation | None:
+    row = conn.execute(
+        f"SELECT {COLUMNS} FROM conversations WHERE id = ? AND tenant_id = ?",
+        (conversation_id, tenant_id),
+    ).fetchone()
+    return from_row(Conversation, row) if row else None
+
+
+def open_thread(conn: sqlite3.Connection, channel_id: str, sender_key: str) -> Conversation | None:
+    """The sender's open conversation on a channel (inbound threading), if any."""
+    row = conn.execute(
+        f"""SELECT {COLUMNS} FROM conversations
+            WHERE channel_id = ? AND sender_key = ? AND status = 'active'""",
+        (channel_id, sender_key),
+    ).fetchone()
+    return from_row(Conversation, row) if row else None
+
+
+def set_status(conn: sqlite3.Connection, conversation_id: str, status: str, now: str) -> None:
+    conn.execute(
+        "UPDATE conversations SET status = ?, updated_at = ? WHERE id = ?",
+        (status, now, conversation_id),
+    )
+
+
+def list_page(
+    conn: sqlite3.Connection,
+    *,
+    tenant_id: str | None = None,
+    channel_id: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Conversation], str | None]:
+    sql = f"SELECT {COLUMNS} FROM conversations WHERE 1=1"
+    params: list[Any] = []
+    for col, value in (("tenant_id", tenant_id), ("channel_id", channel_id), ("status", status)):
+        if value:
+            sql += f" AND {col} = ?"
+            params.append(value)
+    rows, nxt = page(conn, sql, params, limit=limit, cursor=cursor)
+    return [from_row(Conversation, r) for r in rows], nxt

@@ -1,0 +1,200 @@
+"""One writer thread and a pool of readers, bridged to asyncio.
+
+All writes go through :meth:`Database.write`: a single thread owns the write connection and runs
+each job inside ``BEGIN IMMEDIATE … COMMIT``. Jobs that arrive together are group-committed: each
+runs in its own SAVEPOINT inside one transaction, so one failing job rolls back alone and a
+burst of requests pays for one fsync. Callers see "database is locked" never, because nobody
+else writes. Reads run on a small thread pool of read-only connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .connect import connect
+
+T = TypeVar("T")
+
+_STOP = object()
+MAX_BATCH = 256
+
+
+class Database:
+    """Owns the SQLite file: the writer thread, the read pool, and their lifecycles."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "NORMAL",
+        readers: int = 4,
+        checkpoints: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.checkpoints = checkpoints
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._write_conn: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="db-read")
+        self.commits = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self, prepare: Callable[[sqlite3.Connection], Any] | None = None) -> Any:
+        """Open the write connection, run ``prepare(conn)`` on it (migrations: they own their
+        transactions), then start the writer thread. Returns what ``prepare`` returned."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_conn = connect(
+            self.path, synchronous=self.synchronous, checkpoints=self.checkpoints
+        )
+        result = prepare(self._write_conn) if prepare is not None else None
+        self._writer = threading.Thread(target=self._run_writer, name="db-writer", daemon=True)
+        self._writer.start()
+        return result
+
+    def close(self) -> None:
+        """Finish queued writes, stop the writer, close every connection."""
+        if self._writer is not None:
+            self._jobs.put(_STOP)
+            self._writer.join(timeout=30)
+            self._writer = None
+        self._pool.shutdown(wait=True)
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+        if self._write_conn is not None:
+            self._write_conn.close()
+            self._write_conn = None
+
+    # -- public API ----------------------------------------------------------------------
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in a write transaction on the writer thread.
+
+        The returned value is committed when this coroutine returns.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, args, loop, fut))
+        return await fut
+
+    def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Blocking variant of :meth:`write` for threads outside the event loop (CLI, tests)."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        self._jobs.put((fn, args, None, (done, box)))
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` on a read-only connection in the read pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._run_read, fn, args)
+
+    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._run_read(fn, args)
+
+    # -- internals -----------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True, synchronous=self.synchronous)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def _run_read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        conn = self._reader()
+        # An explicit read transaction gives the function one consistent snapshot.
+        conn.execute("BEGIN")
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute("COMMIT")
+
+    def _run_writer(self) -> None:
+        conn = self._write_conn
+        assert conn is not None
+        while True:
+            job = self._jobs.get()
+            if job is _STOP:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run_batch(conn, batch)
+            if stop:
+                return
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        results: list[tuple[Any, Any, BaseException | None, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, args, loop, fut in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = fn(conn, *args)
+                except BaseException as exc:  # the job's own failure: roll back only it
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((loop, fut, exc, None))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((loop, fut, None, value))
+            conn.execute("COMMIT")
+            self.commits += 1
+        except BaseException as exc:  # commit failed (disk full, I/O): every job fails
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            results = [(loop, fut, exc, None) for fn, args, loop, fut in batch]
+        self._resolve(results)
+
+    @staticmethod
+    def _resolve(results: list[tuple[Any, Any, BaseException | None, Any]]) -> None:
+        by_loop: dict[Any, list[tuple[Any, BaseException | None, Any]]] = {}
+        for loop, fut, exc, value in results:
+            if loop is None:  # write_sync
+                done, box = fut
+                if exc is not None:
+                    box["error"] = exc
+                else:
+                    box["value"] = value
+                done.set()
+            else:
+                by_loop.setdefault(loop, []).append((fut, exc, value))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # loop closed during shutdown: nobody is waiting any more
+                pass
+
+
+def _settle(items: list[tuple[asyncio.Future[Any], BaseException | None, Any]]) -> None:
+    for fut, exc, value in items:
+        if fut.done():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)

@@ -1,0 +1,49 @@
+"""Numbered, forward-only migrations, run at start-up through sqlite-utils' ``Migrations``.
+
+Each module ``mNNNN_<name>.py`` defines ``up(db)``; modules run in number order, each in one
+transaction together with the record of it having been applied (``_sqlite_migrations``).
+A migration never loses data: it adds tables, columns and indexes, or copies rows forward.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sqlite3
+
+import sqlite_utils
+
+MIGRATION_SET = "converger"
+
+
+def _modules() -> list[str]:
+    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("m")]
+    return sorted(names)
+
+
+def migrations() -> sqlite_utils.Migrations:
+    """The migration set, in number order."""
+    mset = sqlite_utils.Migrations(MIGRATION_SET)
+    for name in _modules():
+        module = importlib.import_module(f"{__name__}.{name}")
+        mset(name=name)(module.up)
+    return mset
+
+
+def apply(conn: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations on ``conn``; return the names applied."""
+    db = sqlite_utils.Database(conn)
+    mset = migrations()
+    pending = [m.name for m in mset.pending(db)]
+    mset.apply(db)
+    return pending
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    return [m.name for m in migrations().applied(sqlite_utils.Database(conn))]
+
+
+def execute_all(db: sqlite_utils.Database, statements: list[str]) -> None:
+    """Run DDL one statement at a time (``executescript`` would commit behind our back)."""
+    for sql in statements:
+        db.execute(sql)
