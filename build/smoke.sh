@@ -116,6 +116,16 @@ if [ -d "$ROOT/store/migrations" ]; then
 fi
 ok "migrate: $(cat "$WORK/migrate")"
 
+# The CLI works offline on the same data directory layout as the pip-installed command.
+"$BIN" tenant create cli-tenant --data-dir "$WORK/migrate-check" >"$WORK/cli" 2>&1 || fail "tenant create: $(cat "$WORK/cli")"
+grep -q '"api_key": "cvk_' "$WORK/cli" || fail "tenant create printed no API key: $(cat "$WORK/cli")"
+"$BIN" tenant list --data-dir "$WORK/migrate-check" >"$WORK/cli" 2>&1 || fail "tenant list: $(cat "$WORK/cli")"
+grep -q 'cli-tenant' "$WORK/cli" || fail "tenant list lacks the tenant: $(cat "$WORK/cli")"
+[ -f "$WORK/migrate-check/converger.db" ] && [ -f "$WORK/migrate-check/secret_key" ] \
+    || fail "data directory layout: $(ls "$WORK/migrate-check")"
+"$BIN" settings --markdown | grep -q CONVERGER_DATA_DIR || fail "settings --markdown lacks CONVERGER_DATA_DIR"
+ok "CLI: tenant create/list, settings; data dir holds converger.db and secret_key"
+
 # --- 1. start on an empty directory --------------------------------------------------------
 PORT=$(free_port)
 B="http://127.0.0.1:$PORT"
