@@ -37,3 +37,8 @@ binary: setup
 
 clean:
 	rm -rf $(VENV) dist .pyi-work data
+
+## The whole test suite against the single binary instead of `python -m gateway`.
+.PHONY: test-binary
+test-binary: binary test-setup
+	CONVERGER_TEST_BINARY=dist/converger $(BIN)/python -m pytest -q -p no:cacheprovider
