@@ -4,7 +4,8 @@
 # Runs the binary in an empty temporary directory on a free loopback port and walks the README
 # quickstart with curl: tenant, webhook channel (receiver: a tiny local server), channel token,
 # conversation, activity (idempotent retry), list; delivery to the receiver; a WebSocket push;
-# the admin login page; SIGTERM; restart on the same data; the data is still there.
+# the admin login page; /static/converger.js; SIGTERM; restart on the same data; the data is
+# still there; Litestream replicate and restore with the bundled executable.
 # Parts that need features not on every branch yet are skipped with "SKIP: ..." when the server
 # shows it lacks them (no "delivery" check in /readyz; 404 on /socket/websocket or /admin/login).
 # Needs: bash, curl, python3 (standard library only). Exits non-zero on the first failure.
@@ -215,6 +216,16 @@ else
     call GET /admin/login 200
     grep -qi '<form' "$WORK/body" || fail "/admin/login has no form: $(head -c 400 "$WORK/body")"
     ok "admin login page"
+fi
+
+# The JS client is served from inside the binary (DESIGN: /static/converger.js).
+code=$(status_of /static/converger.js)
+if [ "$code" = 404 ]; then
+    skip static "static files not present (/static/converger.js answers 404)"
+else
+    call GET /static/converger.js 200
+    [ -s "$WORK/body" ] || fail "/static/converger.js is empty"
+    ok "static file /static/converger.js ($(wc -c <"$WORK/body") bytes)"
 fi
 
 # --- 6. SIGTERM, restart on the same data --------------------------------------------------
