@@ -241,6 +241,21 @@ count=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["data"
 [ "$count" = "$(cat "$WORK/count")" ] || fail "$(cat "$WORK/count") activities before the restart, $count after"
 call POST "/api/v1/conversations/$CONV/activities" 201 -H "x-api-key: $KEY" -d '{"text": "after restart"}'
 ok "after restart: tenant, $count activities still there; still writable"
+
+# --- 6b. SIGKILL (a crash): nothing keeps running, and committed data survives ---------------
+kill -KILL "$SERVER_PID"
+wait "$SERVER_PID" 2>/dev/null || true
+SERVER_PID=""
+deadline=$((SECONDS + 10))
+while curl -fs -o /dev/null "$B/livez"; do
+    [ $SECONDS -lt $deadline ] || fail "something still answers on port $PORT 10 s after SIGKILL (an orphaned child?)"
+    sleep 0.05
+done
+ok "SIGKILL: the whole binary is gone"
+start_server
+call GET "/api/v1/conversations/$CONV/activities" 200 -H "x-api-key: $KEY"
+grep -q '"after restart"' "$WORK/body" || fail "an acknowledged activity was lost in the crash"
+ok "after the crash: every acknowledged activity is there"
 stop_server
 
 # --- 7. Litestream replication with the bundled executable (needs the operations feature) ----
