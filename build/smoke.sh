@@ -243,8 +243,7 @@ call POST "/api/v1/conversations/$CONV/activities" 201 -H "x-api-key: $KEY" -d '
 ok "after restart: tenant, $count activities still there; still writable"
 
 # --- 6b. SIGKILL (a crash): nothing keeps running, and committed data survives ---------------
-kill -KILL "$SERVER_PID"
-wait "$SERVER_PID" 2>/dev/null || true
+{ kill -KILL "$SERVER_PID"; wait "$SERVER_PID"; } 2>/dev/null || true  # quiet: no "Killed" job notice
 SERVER_PID=""
 deadline=$((SECONDS + 10))
 while curl -fs -o /dev/null "$B/livez"; do
