@@ -29,10 +29,21 @@ def _die_with_bootloader() -> None:
         pass  # /proc unreadable: run without the safety net
 
 
+def _unpack_litestream_if_needed() -> None:
+    """Litestream is unpacked lazily (gateway/litestream.py). When this run will need it —
+    replication configured, or `converger restore` — unpack it now, so that code looking for
+    ``sys._MEIPASS/litestream`` directly finds it as well."""
+    if os.environ.get("CONVERGER_REPLICA_URL") or "restore" in sys.argv[1:2]:
+        from gateway.litestream import executable
+
+        executable()
+
+
 if __name__ == "__main__":
     # First, before anything else: a frozen build must never re-run itself as a worker.
     multiprocessing.freeze_support()
     _die_with_bootloader()
+    _unpack_litestream_if_needed()
     from gateway.cli import main
 
     raise SystemExit(main())
