@@ -42,3 +42,8 @@ clean:
 .PHONY: test-binary
 test-binary: binary test-setup
 	CONVERGER_TEST_BINARY=dist/converger $(BIN)/python -m pytest -q -p no:cacheprovider
+
+## Refresh docs/screenshots/ (admin panel, headless Chromium).
+.PHONY: screenshots
+screenshots: setup test-setup
+	CONVERGER_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/web/test_browser.py -k screenshots

@@ -48,6 +48,9 @@ class Database:
         self._reader_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="db-read")
         self.commits = 0
+        # Called on the writer thread between two transactions (never inside one); replication
+        # sets it to yield the write lock to Litestream when the WAL runs away.
+        self.between_batches: Callable[[], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, prepare: Callable[[sqlite3.Connection], Any] | None = None) -> Any:
@@ -146,21 +149,31 @@ class Database:
             self._run_batch(conn, batch)
             if stop:
                 return
+            if self.between_batches is not None:
+                self.between_batches()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         results: list[tuple[Any, Any, BaseException | None, Any]] = []
+        # A job alone in its transaction needs no savepoint to fail alone: two statements saved.
+        single = len(batch) == 1
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, args, loop, fut in batch:
-                conn.execute("SAVEPOINT job")
+                if not single:
+                    conn.execute("SAVEPOINT job")
                 try:
                     value = fn(conn, *args)
                 except BaseException as exc:  # the job's own failure: roll back only it
+                    if single:
+                        conn.execute("ROLLBACK")
+                        self._resolve([(loop, fut, exc, None)])
+                        return
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     results.append((loop, fut, exc, None))
                 else:
-                    conn.execute("RELEASE job")
+                    if not single:
+                        conn.execute("RELEASE job")
                     results.append((loop, fut, None, value))
             conn.execute("COMMIT")
             self.commits += 1
