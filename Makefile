@@ -38,6 +38,11 @@ binary: setup
 clean:
 	rm -rf $(VENV) dist .pyi-work data
 
+## The whole test suite against the single binary instead of `python -m gateway`.
+.PHONY: test-binary
+test-binary: binary test-setup
+	CONVERGER_TEST_BINARY=dist/converger $(BIN)/python -m pytest -q -p no:cacheprovider
+
 ## Refresh docs/screenshots/ (admin panel, headless Chromium).
 .PHONY: screenshots
 screenshots: setup test-setup

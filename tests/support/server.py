@@ -14,6 +14,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "cva_test_admin_token_0123456789abcdef"
+# CONVERGER_TEST_BINARY=dist/converger runs the suite against the single binary (make test-binary).
+COMMAND = ([str(Path(os.environ["CONVERGER_TEST_BINARY"]).resolve())]
+           if os.environ.get("CONVERGER_TEST_BINARY") else [sys.executable, "-m", "gateway"])
 
 
 def free_port() -> int:
@@ -55,7 +58,7 @@ class Server:
         }
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--data-dir", str(self.data_dir),
+            [*COMMAND, "serve", "--data-dir", str(self.data_dir),
              "--port", str(self.port), "--host", "127.0.0.1"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
