@@ -11,13 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from gateway import replication
 from tests.support.api import Api
 from tests.support.server import ROOT
-
-pytestmark = pytest.mark.skipif(replication.executable() is None, reason="litestream not installed")
 
 
 async def _post_many(api: Api, conv: str, key: str, n: int, concurrency: int = 16) -> None:

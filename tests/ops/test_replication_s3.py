@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
+import moto.server as moto_server
 import pytest
 
-from gateway import replication
 from tests.support.api import Api
 from tests.support.server import free_port
-
-moto_server = pytest.importorskip("moto.server")
-boto3 = pytest.importorskip("boto3")
-pytestmark = pytest.mark.skipif(replication.executable() is None, reason="litestream not installed")
 
 
 @pytest.fixture
