@@ -7,15 +7,17 @@ import sqlite3
 from typing import Any
 
 import msgspec
+from msgspec import UNSET
 
 import adapters
 from adapters import middleware
 from adapters.base import ChannelInfo
 from adapters.webhook import valid_http_url
-from store import admin_tokens, audit, channels, tenants
-from store.models import AdminToken, Channel, Tenant
+from store import admin_tokens, audit, channels, routing, tenants
+from store.models import AdminToken, Channel, RoutingRule, Tenant
 
 from . import errors
+from .api.schemas import RoutingRuleFields
 from .crypto import (
     Cipher,
     hint,
@@ -319,4 +321,62 @@ def revoke_admin_token_tx(conn: sqlite3.Connection, token_id: str, actor: Actor,
     audit.record(conn, actor_type=actor[0], actor_id=actor[1], action="revoke",
                  resource_type="admin_token", resource_id=token_id, now=now,
                  after={"revoked_at": now})
+    return True
+
+
+# -- routing rules ----------------------------------------------------------------------------
+def _rule_snap(rule: RoutingRule) -> dict[str, Any]:
+    return msgspec.to_builtins(rule)
+
+
+def save_rule_tx(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    rule_id: str | None,
+    fields: RoutingRuleFields,
+    actor: tuple[str, str],
+    now: str,
+) -> RoutingRule:
+    """Create (``rule_id`` None) or update a rule after validating it; audited."""
+    before = routing.get_for_tenant(conn, tenant_id, rule_id) if rule_id else None
+    if rule_id and before is None:
+        raise LookupError(rule_id)
+    name = fields.name if fields.name is not UNSET else (before.name if before else None)
+    source = (fields.source_channel_id if fields.source_channel_id is not UNSET
+              else (before.source_channel_id if before else None))
+    targets = (fields.target_channel_ids if fields.target_channel_ids is not UNSET
+               else (before.target_channel_ids if before else None))
+    enabled = fields.enabled if fields.enabled is not UNSET else (before.enabled if before else True)
+    errs = routing.validate(
+        conn, tenant_id=tenant_id, name=name, source_channel_id=source,
+        target_channel_ids=targets, exclude_rule_id=rule_id,
+    )
+    if errs:
+        raise errors.validation(errs)
+    assert name and source and targets is not None
+    if before is None:
+        rule = routing.insert(conn, tenant_id=tenant_id, name=name, source_channel_id=source,
+                              target_channel_ids=targets, enabled=enabled, now=now)
+        action = "create"
+    else:
+        rule = routing.update(conn, msgspec.structs.replace(
+            before, name=name, source_channel_id=source, target_channel_ids=targets,
+            enabled=enabled), now)
+        action = "update"
+    audit.record(conn, actor_type=actor[0], actor_id=actor[1], action=action,
+                 resource_type="routing_rule", resource_id=rule.id, tenant_id=tenant_id, now=now,
+                 before=_rule_snap(before) if before else None, after=_rule_snap(rule))
+    return rule
+
+
+def delete_rule_tx(
+    conn: sqlite3.Connection, tenant_id: str, rule_id: str, actor: tuple[str, str], now: str
+) -> bool:
+    before = routing.get_for_tenant(conn, tenant_id, rule_id)
+    if before is None:
+        return False
+    routing.delete(conn, rule_id)
+    audit.record(conn, actor_type=actor[0], actor_id=actor[1], action="delete",
+                 resource_type="routing_rule", resource_id=rule_id, tenant_id=tenant_id, now=now,
+                 before=_rule_snap(before), after=None)
     return True

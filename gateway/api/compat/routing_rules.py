@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import msgspec
@@ -10,11 +9,12 @@ from msgspec import UNSET
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from store import audit, routing
-from store.models import RoutingRule, Tenant
+from store import routing
+from store.models import Tenant
 
 from ... import errors
 from ...auth import tenant_auth, token_scope
+from ...domain import delete_rule_tx, save_rule_tx
 from ...http import decode, empty, json, uuid_param, validation_error
 from ..schemas import RoutingRuleFields, rule_out
 
@@ -35,63 +35,6 @@ def _fields(request: Request) -> RoutingRuleFields:
         return msgspec.convert(fields, RoutingRuleFields)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
-
-
-def _snapshot(rule: RoutingRule) -> dict[str, Any]:
-    return msgspec.to_builtins(rule)
-
-
-def save_rule_tx(
-    conn: sqlite3.Connection,
-    tenant_id: str,
-    rule_id: str | None,
-    fields: RoutingRuleFields,
-    actor: tuple[str, str],
-    now: str,
-) -> RoutingRule:
-    """Create (``rule_id`` None) or update a rule after validating it; audited."""
-    before = routing.get_for_tenant(conn, tenant_id, rule_id) if rule_id else None
-    if rule_id and before is None:
-        raise LookupError(rule_id)
-    name = fields.name if fields.name is not UNSET else (before.name if before else None)
-    source = (fields.source_channel_id if fields.source_channel_id is not UNSET
-              else (before.source_channel_id if before else None))
-    targets = (fields.target_channel_ids if fields.target_channel_ids is not UNSET
-               else (before.target_channel_ids if before else None))
-    enabled = fields.enabled if fields.enabled is not UNSET else (before.enabled if before else True)
-    errs = routing.validate(
-        conn, tenant_id=tenant_id, name=name, source_channel_id=source,
-        target_channel_ids=targets, exclude_rule_id=rule_id,
-    )
-    if errs:
-        raise errors.validation(errs)
-    assert name and source and targets is not None
-    if before is None:
-        rule = routing.insert(conn, tenant_id=tenant_id, name=name, source_channel_id=source,
-                              target_channel_ids=targets, enabled=enabled, now=now)
-        action = "create"
-    else:
-        rule = routing.update(conn, msgspec.structs.replace(
-            before, name=name, source_channel_id=source, target_channel_ids=targets,
-            enabled=enabled), now)
-        action = "update"
-    audit.record(conn, actor_type=actor[0], actor_id=actor[1], action=action,
-                 resource_type="routing_rule", resource_id=rule.id, tenant_id=tenant_id, now=now,
-                 before=_snapshot(before) if before else None, after=_snapshot(rule))
-    return rule
-
-
-def delete_rule_tx(
-    conn: sqlite3.Connection, tenant_id: str, rule_id: str, actor: tuple[str, str], now: str
-) -> bool:
-    before = routing.get_for_tenant(conn, tenant_id, rule_id)
-    if before is None:
-        return False
-    routing.delete(conn, rule_id)
-    audit.record(conn, actor_type=actor[0], actor_id=actor[1], action="delete",
-                 resource_type="routing_rule", resource_id=rule_id, tenant_id=tenant_id, now=now,
-                 before=_snapshot(before), after=None)
-    return True
 
 
 async def _tenant(request: Request) -> Tenant:
