@@ -30,7 +30,7 @@ lint: setup
 check: lint test
 
 bench: setup
-	$(BIN)/python -m tests.bench.run_all
+	PYTHONPATH=. $(BIN)/python -m tests.bench.run_all
 
 binary: setup
 	bash build/build.sh
