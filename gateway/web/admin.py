@@ -85,18 +85,9 @@ async def login(request: Request) -> HTTPResponse:
         flash(request, "Too many failed attempts. Try again in a few minutes.", "error")
         return render(request, "admin/login.html", status=429, email=email)
     found = await request.app.ctx.db.read(users.admin_login_row, email)
-    if found is not None and found[0].status != "active":
-        flash(request, "Your account has been deactivated.", "error")
-        return render(request, "admin/login.html", status=401, email=email)
-    ok = await asyncio.to_thread(sessions.verify_password, found[1] if found else None, password)
-    if not ok or found is None:
-        web.limiter.failed(ip, email)
-        flash(request, "Invalid email or password.", "error")
-        return render(request, "admin/login.html", status=401, email=email)
-    web.limiter.succeeded(ip, email)
-    common.replace_session(request, {"uid": found[0].id})
-    flash(request, f"Welcome back, {found[0].name}!")
-    return redirect("/admin")
+    return await common.finish_login(request, found, password, ip=ip, key=email,
+                                     template="admin/login.html", home="/admin",
+                                     bad="Invalid email or password.", email=email)
 
 
 @bp.post("/logout")

@@ -4,6 +4,7 @@ out), CSRF checks, flash messages, rendering and static files."""
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,3 +182,23 @@ def is_uuid(value: str | None) -> bool:
     except ValueError:
         return False
     return True
+
+
+async def finish_login(request: Request, found: Any, password: str, *, ip: str, key: str,
+                       template: str, home: str, bad: str, **context: Any) -> HTTPResponse:
+    """The end of a login shared by the admin and portal pages: ``found`` is ``(user, hash)``
+    or None. The password is checked first (argon2, off the loop, also when there is no user,
+    so timing does not tell), and only a right password learns that the account is disabled."""
+    web = state(request)
+    ok = await asyncio.to_thread(sessions.verify_password, found[1] if found else None, password)
+    if not ok or found is None:
+        web.limiter.failed(ip, key)
+        flash(request, bad, "error")
+        return render(request, template, status=401, **context)
+    if found[0].status != "active":
+        flash(request, "Your account has been deactivated.", "error")
+        return render(request, template, status=401, **context)
+    web.limiter.succeeded(ip, key)
+    replace_session(request, {"uid": found[0].id})
+    flash(request, f"Welcome back, {found[0].name}!")
+    return redirect(home)

@@ -77,18 +77,9 @@ async def login(request: Request) -> HTTPResponse:
         return users.tenant_login_row(conn, found[0].id, email) if found else None
 
     found = await request.app.ctx.db.read(read)
-    if found is not None and found[0].status != "active":
-        flash(request, "Your account has been deactivated.", "error")
-        return render(request, "portal/login.html", status=401, values=values)
-    ok = await asyncio.to_thread(sessions.verify_password, found[1] if found else None, password)
-    if not ok or found is None:
-        web.limiter.failed(ip, key)
-        flash(request, "Invalid tenant, email, or password.", "error")
-        return render(request, "portal/login.html", status=401, values=values)
-    web.limiter.succeeded(ip, key)
-    common.replace_session(request, {"uid": found[0].id})
-    flash(request, f"Welcome back, {found[0].name}!")
-    return redirect("/portal")
+    return await common.finish_login(request, found, password, ip=ip, key=key,
+                                     template="portal/login.html", home="/portal",
+                                     bad="Invalid tenant, email, or password.", values=values)
 
 
 @bp.post("/logout")

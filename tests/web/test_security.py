@@ -385,3 +385,30 @@ def test_templates_and_static_files_ship_inside_the_package() -> None:
     web = Path(__file__).resolve().parents[2] / "gateway" / "web"
     assert (web / "templates" / "base.html").is_file()
     assert {"app.css", "app.js", "favicon.svg"} <= {p.name for p in (web / "static").iterdir()}
+
+
+async def test_a_disabled_account_is_only_told_to_whoever_knows_its_password(
+        admin: Client, web_server: Server) -> None:
+    """A wrong password gets the same answer for a disabled account as for no account, so the
+    login form tells nobody which addresses exist."""
+    status, _, _ = await admin.post("/admin/users", {"name": "Gone", "email": "gone@example.com",
+                                                     "password": "gone pass 1", "role": "viewer"})
+    assert status == 302
+    _, body, _ = await admin.get("/admin/users")
+    row = next(r for r in body.split("<tr") if "gone@example.com" in r)
+    user_id = re.search(r"/admin/users/([0-9a-f-]{36})/status", row).group(1)
+    status, _, _ = await admin.post(f"/admin/users/{user_id}/status", {"status": "inactive"})
+    assert status == 302
+    answers = []
+    for email, password in (("gone@example.com", "wrong pass"), ("nobody@example.com", "wrong pass"),
+                            ("gone@example.com", "gone pass 1")):
+        client = Client(web_server.url)
+        try:
+            await client.get("/admin/login")
+            status, body, _ = await client.post("/admin/login", {"email": email, "password": password})
+            answers.append((status, re.findall(r'class="flash[^"]*"[^>]*>([^<]+)<', body)))
+        finally:
+            await client.close()
+    assert answers[0] == answers[1] and answers[0][0] == 401
+    assert "Invalid email or password." in " ".join(answers[0][1])
+    assert answers[2][0] == 401 and "deactivated" in " ".join(answers[2][1])
