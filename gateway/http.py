@@ -51,17 +51,40 @@ def _depth(value: Any, limit: int) -> bool:
     return False
 
 
+def _sized_body(request: Request) -> bytes:
+    body = request.body or b""
+    limit = request.app.ctx.settings.max_body_bytes
+    if len(body) > limit:
+        raise errors.ApiError(413, "payload_too_large", f"request body exceeds {limit} bytes",
+                              legacy={"error": "Request body too large"})
+    return body
+
+
+def _decode_raw(body: bytes, plain: bool) -> Any:
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise errors.bad_request(f"malformed JSON: {exc}", "malformed_json", plain=plain) from None
+    if _depth(raw, MAX_DEPTH):
+        raise errors.bad_request(f"JSON nests deeper than {MAX_DEPTH} levels", "json_too_deep",
+                                 plain=plain)
+    return raw
+
+
+def decode_any(request: Request, *, plain: bool = False) -> Any:
+    """The JSON body as plain values (any shape), with :func:`decode`'s size, syntax and depth
+    checks; an empty body is ``{}``. For payloads whose shape an adapter decides (inbound)."""
+    body = _sized_body(request)
+    return _decode_raw(body, plain) if body.strip() else {}
+
+
 def decode(request: Request, cls: type[T], *, empty_ok: bool = True, plain: bool = False) -> T:
     """Decode and validate the JSON body into ``cls``.
 
     Malformed JSON → 400; the wrong shape or types → 422 with the field named; an oversize body
     → 413. An empty body decodes as ``{}`` when ``empty_ok``.
     """
-    body = request.body or b""
-    limit = request.app.ctx.settings.max_body_bytes
-    if len(body) > limit:
-        raise errors.ApiError(413, "payload_too_large", f"request body exceeds {limit} bytes",
-                              legacy={"error": "Request body too large"})
+    body = _sized_body(request)
     if not body.strip():
         if not empty_ok:
             raise errors.bad_request("request body is required", "body_required", plain=plain)
@@ -73,13 +96,7 @@ def decode(request: Request, cls: type[T], *, empty_ok: bool = True, plain: bool
             return _decoder(cls).decode(body)
         except msgspec.DecodeError:
             pass
-    try:
-        raw = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise errors.bad_request(f"malformed JSON: {exc}", "malformed_json", plain=plain) from None
-    if _depth(raw, MAX_DEPTH):
-        raise errors.bad_request(f"JSON nests deeper than {MAX_DEPTH} levels", "json_too_deep",
-                                 plain=plain)
+    raw = _decode_raw(body, plain)
     if not isinstance(raw, dict):
         raise errors.bad_request("request body must be a JSON object", "body_not_object", plain=plain)
     try:

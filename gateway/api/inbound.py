@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, text
 
@@ -22,7 +21,7 @@ from store import channels
 from store.models import Channel
 
 from .. import domain, errors
-from ..http import MAX_DEPTH, _depth, json, uuid_param
+from ..http import decode_any, json, uuid_param
 from ..pipeline import receipts
 from ..pipeline.activities import Closed, NotFound, after_commit
 from ..pipeline.inbound import inbound_tx
@@ -57,21 +56,7 @@ def _verify(request: Request, info: ChannelInfo, adapter: Adapter) -> None:
 
 
 def _payload(request: Request) -> Any:
-    body = request.body or b""
-    limit = request.app.ctx.settings.max_body_bytes
-    if len(body) > limit:
-        raise errors.ApiError(413, "payload_too_large", f"request body exceeds {limit} bytes",
-                              legacy={"error": "Request body too large"})
-    if not body.strip():
-        return {}
-    try:
-        payload = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise errors.bad_request(f"malformed JSON: {exc}", "malformed_json", plain=True) from None
-    if _depth(payload, MAX_DEPTH):
-        raise errors.bad_request(f"JSON nests deeper than {MAX_DEPTH} levels", "json_too_deep",
-                                 plain=True)
-    return payload
+    return decode_any(request, plain=True)
 
 
 async def _apply_receipts(request: Request, channel: Channel, updates: list[Any]) -> HTTPResponse:
