@@ -9,7 +9,7 @@ comes from a separate process: ``wrk`` (Debian's package) with a Lua script for 
 without wrk, an aiohttp client in its own process. Prints requests/s, p50/p99 and the server's
 CPU time per request for each, and the ratio activity / echo (target: ≥ 0.35). Only one server
 is under load at a time; rounds alternate echo and activity so both see the same noise.
-Rounds alternate echo and activity so both see the same noise.
+Figures: docs/performance.md.
 """
 
 from __future__ import annotations

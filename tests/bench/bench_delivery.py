@@ -1,7 +1,12 @@
-"""Delivery throughput (not collected by pytest).
+"""Delivery throughput against a same-run baseline (not collected by pytest).
 
     PYTHONPATH=. python -m tests.bench.bench_delivery [--n 5000] [--overhead-n 20000]
 
+0. **Baseline** (the ceiling for HTTP delivery on this machine, measured in the same run): a bare
+   aiohttp client in this process POSTs the body and headers of a real delivery (captured by the
+   receiver) to the same receiver with the same concurrency as the workers (20), as fast as it
+   can. Measured twice (after the end-to-end run and after the drain) to see the drift; the
+   ratios use the mean of the two.
 1. **End to end, sustained**: a real ``converger serve`` with 20 workers posts to a receiver
    in a separate process that answers 200 at once. Activities are posted as fast as a client
    can (32 in flight); reported: deliveries/s from the first post to the last delivery.
@@ -10,6 +15,10 @@
    delivery the receiver saw (the workers' own speed, no ingest competing for the CPU).
 3. **Queue overhead**: claim (batches of 40) → complete on a real database file, per delivery,
    each batch's claims and completions in one transaction as the writer group-commits them.
+
+Reported: the figures above, and ``ratio_e2e`` / ``ratio_drain`` = deliveries/s ÷ baseline
+posts/s. Target (issue 4): >= 1,000 deliveries/s sustained with 20 workers. Figures:
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -36,12 +46,18 @@ def run_receiver(port: int) -> None:
     from aiohttp import web
 
     state = {"n": 0, "first": 0.0, "last": 0.0}
+    sample: dict[str, Any] = {}  # the first request's body and headers (for the baseline)
 
     async def hook(request: web.Request) -> web.Response:
-        await request.read()
+        body = await request.read()
         now = time.time()
         if not state["n"]:
             state["first"] = now
+            if not sample:
+                sample.update(body=body.decode(), headers={
+                    k: v for k, v in request.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection", "user-agent",
+                                         "accept", "accept-encoding")})
         state["n"] += 1
         state["last"] = now
         return web.Response(text="ok")
@@ -53,7 +69,11 @@ def run_receiver(port: int) -> None:
         state.update(n=0, first=0.0, last=0.0)
         return web.json_response(state)
 
+    async def sample_(request: web.Request) -> web.Response:
+        return web.json_response(sample)
+
     app = web.Application()
+    app.router.add_get("/sample", sample_)
     app.router.add_post("/hook", hook)
     app.router.add_get("/count", count)
     app.router.add_post("/reset", reset)
@@ -74,6 +94,38 @@ async def _wait_count(session: aiohttp.ClientSession, url: str, n: int, timeout:
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {state['n']} of {n} delivered")
         await asyncio.sleep(0.02)
+
+
+# -- 0: the baseline ------------------------------------------------------------------------
+
+
+async def baseline(n: int, rurl: str, concurrency: int = 20) -> float:
+    """Posts/s of a bare aiohttp client sending a captured delivery to the receiver, ``n`` posts
+    over ``concurrency`` connections (as the workers: one session, 20 in flight)."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async with session.get(rurl + "/sample") as r:
+            sample = await r.json()
+        body, headers = sample["body"].encode(), sample["headers"]
+        await session.post(rurl + "/reset")
+        left = n
+
+        async def worker() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                async with session.post(rurl + "/hook", data=body, headers=headers) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        raise RuntimeError(f"receiver answered {resp.status}")
+
+        t0 = time.time()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.time() - t0
+        state = await _receiver_state(session, rurl)
+        if state["n"] < n:
+            raise RuntimeError(f"receiver saw {state['n']} of {n} baseline posts")
+        await session.post(rurl + "/reset")
+    return n / elapsed
 
 
 # -- 1 and 2: through the real server -------------------------------------------------------
@@ -101,6 +153,7 @@ async def end_to_end(n: int, workdir: Path, rurl: str) -> dict[str, float]:
             out["e2e_posts_per_s"] = n / (posted - t0)
             out["e2e_deliveries_per_s"] = n / (state["last"] - t0)
             out["e2e_lag_after_last_post_s"] = state["last"] - posted
+            base1 = await baseline(n, rurl)
 
             # Drain: the same server stopped, N more deliveries queued, then started again.
             srv.stop()
@@ -109,8 +162,13 @@ async def end_to_end(n: int, workdir: Path, rurl: str) -> dict[str, float]:
             srv.start()
             state = await _wait_count(session, rurl, n, 120)
             out["drain_deliveries_per_s"] = n / max(state["last"] - state["first"], 1e-9)
+            base2 = await baseline(n, rurl)
     finally:
         srv.stop()
+    out["baseline_posts_per_s_1"], out["baseline_posts_per_s_2"] = base1, base2
+    out["baseline_posts_per_s"] = (base1 + base2) / 2
+    out["ratio_e2e"] = out["e2e_deliveries_per_s"] / out["baseline_posts_per_s"]
+    out["ratio_drain"] = out["drain_deliveries_per_s"] / out["baseline_posts_per_s"]
     return out
 
 
@@ -197,7 +255,14 @@ async def main(argv: list[str]) -> None:
     finally:
         receiver.terminate()
         receiver.wait(5)
-    print(json.dumps({k: round(v, 1) for k, v in results.items()}, indent=2))
+    print(json.dumps({k: round(v, 2 if k.startswith("ratio") else 1) for k, v in results.items()},
+                     indent=2))
+    print(f"machine: nproc={os.cpu_count()}  loadavg={Path('/proc/loadavg').read_text().strip()}")
+    e2e = results["e2e_deliveries_per_s"]
+    print(f"end to end {e2e:,.0f} deliveries/s = {results['ratio_e2e']:.2f} x baseline "
+          f"{results['baseline_posts_per_s']:,.0f} posts/s; drain {results['drain_deliveries_per_s']:,.0f}"
+          f"/s = {results['ratio_drain']:.2f} x; target >= 1,000 deliveries/s "
+          f"{'OK' if e2e >= 1000 else 'BELOW TARGET'}")
 
 
 if __name__ == "__main__":

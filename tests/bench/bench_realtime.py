@@ -1,7 +1,7 @@
-"""Real-time benchmark: POST-to-receive latency and pushes/s through the real server.
+"""Real-time benchmark: POST-to-receive latency and pushes/s, the gateway against a baseline.
 
-    python -m tests.bench.bench_realtime            # both cases, 10 s each
-    python -m tests.bench.bench_realtime --case a --seconds 30
+    python -m tests.bench.bench_realtime            # both cases, 10 s each, baseline then gateway
+    python -m tests.bench.bench_realtime --case a --seconds 30 [--target gateway]
 
 (a) 1,000 sockets, each joined to its own conversation; activities posted over HTTP at 500/s
     spread across the conversations (one push per post).
@@ -11,6 +11,14 @@ The server, the poster and the socket clients are separate processes (clients sp
 ``--receivers`` processes), so the load generator does not share the server's event loop.
 Each activity's text carries the wall-clock time its POST started; a receiver's latency is its
 receive time minus that. Not collected by pytest (tests/bench is excluded).
+
+Same-run baseline: each case runs first against the bare Sanic broadcast app of
+tests/bench/baseline.py (the gateway's Sanic settings; a WebSocket endpoint, a plain set of
+sockets per conversation, a POST that sends its JSON to them; no auth, no store) with the same
+client processes and the same load, then against the gateway. Reported per case: both runs'
+latencies and pushes/s, and the ratios gateway p99 / baseline p99 and gateway pushes/s ÷
+baseline pushes/s. Target (issue 3): gateway p99 < 100 ms in both cases. Figures:
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -19,10 +27,12 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +42,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.bench.baseline import start_broadcast  # noqa: E402
 from tests.support.server import ADMIN_TOKEN, Server  # noqa: E402
 
+TARGET_P99_MS = 100  # issue 3, both cases
 SECRET = "bench-secret-key-0123456789-0123456789"
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -152,19 +164,41 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
 
-def run_case(name: str, sockets: int, conversations: int, rate: float, seconds: float,
-             receivers: int) -> dict[str, Any]:
+def _start(target: str, tmp: Path, conversations: int) -> tuple[str, str, dict[str, Any], Any]:
+    """The server under load: ``gateway`` (the real server, set up with a tenant, a websocket
+    channel and the conversations) or ``baseline`` (the bare Sanic broadcast app, which needs
+    no set-up). Returns its HTTP and WebSocket base URLs, the world and a stop function."""
+    if target == "baseline":
+        proc, url = start_broadcast()
+
+        def stop() -> None:
+            proc.terminate()
+            proc.wait(10)
+
+        ids = [str(uuid.uuid4()) for _ in range(conversations)]
+        world = {"api_key": "-", "conversations": ids, "tokens": ["-"] * conversations}
+        return url, "ws" + url[len("http"):], world, stop
+    srv = Server(tmp, env={"CONVERGER_SECRET_KEY": SECRET, "CONVERGER_LOG_LEVEL": "WARNING",
+                           "CONVERGER_WS_IDLE_TIMEOUT": "600"}).start()
+    try:
+        world = asyncio.run(_setup(srv.url, conversations))
+    except BaseException:
+        srv.stop()
+        raise
+    return srv.url, srv.ws_url, world, srv.stop
+
+
+def run_case(name: str, target: str, sockets: int, conversations: int, rate: float,
+             seconds: float, receivers: int) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        srv = Server(Path(tmp), env={"CONVERGER_SECRET_KEY": SECRET, "CONVERGER_LOG_LEVEL": "WARNING",
-                                     "CONVERGER_WS_IDLE_TIMEOUT": "600"}).start()
+        url, ws_url, world, stop_server = _start(target, Path(tmp), conversations)
         try:
-            world = asyncio.run(_setup(srv.url, conversations))
             joins = [(world["tokens"][i % conversations], world["conversations"][i % conversations])
                      for i in range(sockets)]
             ready = [ctx.Event() for _ in range(receivers)]
             stop, results = ctx.Event(), ctx.Queue()
-            procs = [ctx.Process(target=receiver, args=(srv.ws_url, joins[k::receivers], ready[k],
+            procs = [ctx.Process(target=receiver, args=(ws_url, joins[k::receivers], ready[k],
                                                         stop, results)) for k in range(receivers)]
             for p in procs:
                 p.start()
@@ -172,7 +206,7 @@ def run_case(name: str, sockets: int, conversations: int, rate: float, seconds: 
                 if not e.wait(120):
                     raise RuntimeError("receivers did not get ready")
             post_q = ctx.Queue()
-            post_proc = ctx.Process(target=poster, args=(srv.url, world["api_key"],
+            post_proc = ctx.Process(target=poster, args=(url, world["api_key"],
                                                          world["conversations"], rate, seconds,
                                                          post_q))
             post_proc.start()
@@ -188,10 +222,10 @@ def run_case(name: str, sockets: int, conversations: int, rate: float, seconds: 
             for p in procs:
                 p.join(30)
         finally:
-            srv.stop()
+            stop_server()
     window = posted["elapsed"]
     return {
-        "case": name, "sockets": sockets, "conversations": conversations, "rate": rate,
+        "case": name, "target": target, "sockets": sockets, "conversations": conversations, "rate": rate,
         "seconds": seconds, "posted": posted["posted"], "post_failures": posted["failed"],
         "pushes_expected": expected, "pushes_received": len(latencies),
         "pushes_per_s": round(len(latencies) / window, 1),
@@ -215,12 +249,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", choices=[*CASES, "all"], default="all")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--receivers", type=int, default=2)
+    parser.add_argument("--target", choices=("both", "gateway", "baseline"), default="both",
+                        help="both: the bare Sanic broadcast baseline, then the gateway")
     args = parser.parse_args(argv)
     names = list(CASES) if args.case == "all" else [args.case]
+    targets = ["baseline", "gateway"] if args.target == "both" else [args.target]
+    summary: list[str] = []
+    failed = False
     for name in names:
-        result = run_case(name, seconds=args.seconds, receivers=args.receivers, **CASES[name])
-        print(json.dumps(result), flush=True)
-    return 0
+        runs: dict[str, dict[str, Any]] = {}
+        for target in targets:
+            runs[target] = run_case(name, target, seconds=args.seconds, receivers=args.receivers,
+                                    **CASES[name])
+            runs[target]["loadavg"] = Path("/proc/loadavg").read_text().split()[0]
+            print(json.dumps(runs[target]), flush=True)
+            failed |= runs[target]["pushes_received"] < runs[target]["pushes_expected"]
+        line = f"case ({name})"
+        for target, r in runs.items():
+            line += (f"  {target}: p50 {r['latency_p50_ms']} / p99 {r['latency_p99_ms']} ms,"
+                     f" {r['pushes_per_s']:,.0f} pushes/s")
+        if len(runs) == 2:
+            g, b = runs["gateway"], runs["baseline"]
+            line += (f"  ratio p99 gateway/baseline {g['latency_p99_ms'] / b['latency_p99_ms']:.2f},"
+                     f" pushes/s gateway/baseline {g['pushes_per_s'] / b['pushes_per_s']:.2f}")
+        if "gateway" in runs:
+            line += f"  target p99 < {TARGET_P99_MS} ms " + (
+                "OK" if runs["gateway"]["latency_p99_ms"] < TARGET_P99_MS else "MISSED")
+        summary.append(line)
+    print(f"\nmachine: nproc={os.cpu_count()}  loadavg={Path('/proc/loadavg').read_text().strip()}")
+    print("\n".join(summary))
+    if failed:
+        print("some pushes were not received (see pushes_expected / pushes_received)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ Drives the write path at full speed in-process (the pipeline's insert + enqueue 
 through ``Database.write``, group-committed by the writer thread, one activity and one delivery
 per job), once without replication and once with ``litestream replicate`` supervised exactly as
 ``converger serve`` runs it (``gateway.replication.Supervisor``, ``checkpoints=False``). The WAL
-file size is sampled every 50 ms. Prints one JSON line per run.
+file size is sampled every 50 ms. Prints one JSON line per run; the run without replication is
+the same-run baseline. Targets (issue 7): WAL under 256 MB throughout, replication costing under
+30% of throughput. Figures: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from store.db import Database
 from store.util import iso, utcnow
 
 ACTOR = ("system", "bench")
+WAL_TARGET_MB = 256
+COST_TARGET = 0.30
 
 
 def _setup(conn: Any, cipher: Cipher) -> tuple[str, str]:
@@ -114,6 +118,12 @@ async def main() -> None:
         if len(results) == 2 and results[0]["activities_per_s"]:
             cost = 1 - results[1]["activities_per_s"] / results[0]["activities_per_s"]
             print(json.dumps({"replication_cost": f"{cost:.0%}"}), flush=True)
+            peak = results[1]["wal_peak_mb"]
+            ok = peak < WAL_TARGET_MB and cost < COST_TARGET
+            print(f"machine: nproc={os.cpu_count()}  loadavg={Path('/proc/loadavg').read_text().strip()}")
+            print(f"with/without {results[1]['activities_per_s']}/{results[0]['activities_per_s']} "
+                  f"activities/s: cost {cost:.0%} (target < {COST_TARGET:.0%}); WAL peak {peak} MB "
+                  f"(target < {WAL_TARGET_MB} MB)  {'OK' if ok else 'MISSED'}", flush=True)
 
 
 if __name__ == "__main__":

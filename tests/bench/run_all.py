@@ -10,6 +10,7 @@ and a one-line status per benchmark at the end. Figures and how to read them: do
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -28,7 +29,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds each (a smoke run)")
     parser.add_argument("--only", choices=sorted(BENCHES), action="append")
     args = parser.parse_args()
-    results: list[tuple[str, int, float]] = []
+    results: list[tuple[str, int, float, str]] = []
+    print(f"machine: nproc={os.cpu_count()}  loadavg at start: {_loadavg()}", flush=True)
     for name, (normal, quick) in BENCHES.items():
         if args.only and name not in args.only:
             continue
@@ -36,11 +38,19 @@ def main() -> int:
         start = time.monotonic()
         code = subprocess.call([sys.executable, "-m", f"tests.bench.{name}",
                                 *(quick if args.quick else normal)])
-        results.append((name, code, time.monotonic() - start))
-    print("\n== summary")
-    for name, code, seconds in results:
-        print(f"{name:20} {'ok' if code == 0 else f'FAILED ({code})':12} {seconds:6.1f}s")
-    return 0 if all(code == 0 for _, code, _ in results) else 1
+        results.append((name, code, time.monotonic() - start, _loadavg()))
+    print(f"\n== summary (nproc={os.cpu_count()}; load average 1/5/15 min when each finished)")
+    for name, code, seconds, load in results:
+        print(f"{name:20} {'ok' if code == 0 else f'FAILED ({code})':12} {seconds:6.1f}s  load {load}")
+    return 0 if all(code == 0 for _, code, _, _ in results) else 1
+
+
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 if __name__ == "__main__":
