@@ -148,6 +148,7 @@ def install(app: Sanic) -> None:
     ctx = app.ctx
     ctx.on_activity.append(activity_created)
     log = ctx.log
+    children: dict[tuple[str, str | None, int], tuple[Any, Any]] = {}
 
     @app.get("/metrics", name="metrics")
     async def metrics_route(request: Request) -> HTTPResponse:
@@ -162,9 +163,16 @@ def install(app: Sanic) -> None:
         if started is None:
             return
         seconds = time.perf_counter() - started
-        route = _route_label(request)
-        HTTP_REQUESTS.labels(request.method, route, str(response.status)).inc()
-        HTTP_LATENCY.labels(request.method, route).observe(seconds)
+        key = (request.method, request.route.path if request.route else None, response.status)
+        pair = children.get(key)
+        if pair is None:
+            # prometheus_client's labels() validates and locks on every call: the children
+            # are looked up once per (method, route, status), a bounded set.
+            route = _route_label(request)
+            pair = children[key] = (HTTP_REQUESTS.labels(request.method, route, str(response.status)),
+                                    HTTP_LATENCY.labels(request.method, route))
+        pair[0].inc()
+        pair[1].observe(seconds)
         if ctx.settings.access_log:
             # Only the path: query strings can carry tokens (?token=… on sockets).
             log.info("request", extra={
