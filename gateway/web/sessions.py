@@ -5,6 +5,7 @@ login-attempt limiter. Every clock is injectable so tests never sleep."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -102,8 +103,15 @@ def is_https(request: Request, trusted_proxies: list[Network]) -> bool:
 
 # -- passwords --------------------------------------------------------------------------------
 _hasher = PasswordHasher()
-# Verified against when the e-mail is unknown, so a miss costs as much as a wrong password.
-_DUMMY = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the e-mail is unknown, so a miss costs as much as a wrong password.
+    Made on first use, not at import: an argon2 hash takes 0.2 s and 64 MiB, and start-up
+    should not pay for it."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
 MIN_PASSWORD = 8
 
 
@@ -113,7 +121,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(stored_hash or _DUMMY, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
