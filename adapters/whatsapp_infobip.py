@@ -223,13 +223,16 @@ def _status(result: dict[str, Any]) -> StatusUpdate:
     error = common.as_dict(result.get("error"))
     # The sample reports carry {"groupName": "OK", "name": "NO_ERROR"}: that is not an error.
     is_error = error and error.get("groupId") not in (0, None) and error.get("name") != "NO_ERROR"
-    detail = common.as_str(error.get("description")) or common.as_str(error.get("name"))
+    detail = None
+    if is_error:
+        detail = common.as_str(error.get("description")) or common.as_str(error.get("name"))
     if status == "failed" and not detail:
+        # REJECTED reports say why in the status, their error being NO_ERROR.
         detail = common.as_str(common.as_dict(result.get("status")).get("description"))
     return StatusUpdate(
         status=status,
         provider_message_id=common.as_str(result.get("messageId")),
         timestamp=timestamp,
         recipient_id=common.as_str(result.get("to")),
-        error=detail if (is_error or status == "failed") else None,
+        error=detail,
     )
