@@ -8,14 +8,20 @@ from typing import Any
 
 from tests.support.api import Api
 from tests.whatsapp.conftest import (
-    delivery_of,
     deliveries,
+    delivery_of,
     meta_channel,
     needs_engine,
     new_phone,
     post_inbound,
 )
-from tests.whatsapp.standins import MetaStandIn, Reply, meta_error, meta_status_notification, meta_text_notification
+from tests.whatsapp.standins import (
+    MetaStandIn,
+    Reply,
+    meta_error,
+    meta_status_notification,
+    meta_text_notification,
+)
 
 pytestmark = needs_engine
 

@@ -115,7 +115,7 @@ async def test_hub_challenge(wapi: Api, meta: MetaStandIn) -> None:
     ok = f"hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444"
     status, body, _ = await wapi.call("GET", f"{path}?{ok}")
     assert (status, body) == (200, "1158201444")
-    for bad in (f"hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1",
+    for bad in ("hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1",
                 f"hub.mode=unsubscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1",
                 f"hub.verify_token={VERIFY_TOKEN}&hub.challenge=1", ""):
         status, body, _ = await wapi.call("GET", f"{path}?{bad}")
