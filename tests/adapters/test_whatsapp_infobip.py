@@ -160,7 +160,7 @@ async def test_500_is_retryable(infobip: InfobipStandIn, session: aiohttp.Client
 
 
 async def test_timeout_is_retryable(infobip: InfobipStandIn, session: aiohttp.ClientSession) -> None:
-    infobip.script.append(Reply(200, sample("infobip_send_response.json"), delay=2.0))
+    infobip.script.append(Reply(200, sample("infobip_send_response.json"), delay=1.0))
     result = await ADAPTER.deliver(session, channel(infobip.url, timeout_seconds=0.2),
                                    activity(to="385919998888"))
     assert (result.ok, result.retryable) == (False, True)

@@ -201,7 +201,7 @@ async def test_only_200_is_success(meta: MetaStandIn, session: aiohttp.ClientSes
 
 
 async def test_timeout_is_retryable(meta: MetaStandIn, session: aiohttp.ClientSession) -> None:
-    meta.script.append(Reply(200, sample("meta_send_response.json"), delay=2.0))
+    meta.script.append(Reply(200, sample("meta_send_response.json"), delay=1.0))
     result = await ADAPTER.deliver(session, channel(meta.url, timeout_seconds=0.2),
                                    activity(to="16505551234"))
     assert (result.ok, result.retryable) == (False, True)

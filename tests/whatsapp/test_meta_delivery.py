@@ -134,7 +134,7 @@ async def test_429_and_500_retry_on_the_schedule(wapi: Api, meta: MetaStandIn) -
 
 async def test_a_stalled_provider_times_out_and_is_retried(wapi: Api, meta: MetaStandIn) -> None:
     w = await _thread(wapi, meta, timeout_seconds=0.3)
-    meta.script.append(Reply(200, {"messages": [{"id": "wamid.LATE"}]}, delay=1.5))
+    meta.script.append(Reply(200, {"messages": [{"id": "wamid.LATE"}]}, delay=0.8))
     reply = await _reply(wapi, w)
     d = await delivery_of(wapi, reply["id"], lambda d: d["status"] == "sent", timeout=15)
     assert d["attempts"] == 2 and d["provider_message_id"] == meta.sent[0]["id"]
