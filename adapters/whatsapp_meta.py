@@ -129,8 +129,15 @@ class WhatsAppMetaAdapter(BaseAdapter):
         return out
 
     def parse_status(self, payload: Any) -> list[StatusUpdate] | None:
-        """Every status in the notification, or None when it carries none."""
+        """Every status in the notification, or None when it carries none.
+
+        A batched notification holding messages as well is not treated as a receipt: the
+        inbound route applies receipts *instead of* parsing messages, and a customer's message
+        must never be dropped (Meta would not resend it after our 2xx); its statuses are the
+        lesser loss (a delivery stays at its last state)."""
         if not _is_notification(payload):
+            return None
+        if any(_is_message(m) for v in _values(payload) for m in common.as_list(v.get("messages"))):
             return None
         updates = [
             _status(s)

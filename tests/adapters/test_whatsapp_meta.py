@@ -386,3 +386,11 @@ def test_payloads_are_not_mutated() -> None:
     ADAPTER.parse_inbound(payload)
     ADAPTER.parse_status(payload)
     assert payload == before
+
+
+def test_a_batch_with_messages_and_statuses_is_read_for_its_messages() -> None:
+    payload = sample("meta_inbound_text.json")
+    payload["entry"].append(sample("meta_status_read.json")["entry"][0])
+    assert ADAPTER.parse_status(payload) is None
+    [m] = ADAPTER.parse_inbound(payload)
+    assert m.text == "Does it come in another color?"

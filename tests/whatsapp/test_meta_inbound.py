@@ -142,3 +142,13 @@ async def test_outbound_only_channel_takes_receipts_but_no_messages(wapi: Api, m
     assert status == 400 and "does not accept inbound" in json.dumps(body)
     status, body = await post_inbound(wapi, w["channel"]["id"], sample("meta_status_read.json"))
     assert status == 200 and body == {"status": "accepted", "receipts_processed": 0}
+
+
+async def test_a_batch_with_messages_and_statuses_keeps_the_messages(wapi: Api, meta: MetaStandIn) -> None:
+    w = await meta_channel(wapi, meta)
+    payload = meta_text_notification(new_phone(), "mixed batch")
+    payload["entry"].append(sample("meta_status_read.json")["entry"][0])
+    status, body = await post_inbound(wapi, w["channel"]["id"], payload)
+    assert status == 201, body
+    [act] = await activities(wapi, w["api_key"], body["conversation_id"])
+    assert act["text"] == "mixed batch"
