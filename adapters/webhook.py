@@ -1,12 +1,33 @@
-"""Webhook: POST (or the configured method) the activity as JSON to a URL, signed."""
+"""Webhook: send the activity as JSON to a URL (reference §10.4), signed (DESIGN §4); receive
+messages and status receipts from the same kind of endpoint (reference §10.4–§10.5)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from .base import BaseAdapter
+import aiohttp
+import msgspec
+
+from .base import (
+    BaseAdapter,
+    ChannelInfo,
+    DeliveryResult,
+    InboundError,
+    InboundMessage,
+    OutboundActivity,
+    StatusUpdate,
+)
+from .signing import check_standard_signature, converger_signature, standard_signature
+
+_encode = msgspec.json.Encoder().encode
+ERROR_BODY_CHARS = 500
+# Standard Webhooks' replay window: a signed request older (or newer) than this is refused.
+TOLERANCE_SECONDS = 300
 
 
 def valid_http_url(value: Any) -> bool:
@@ -17,6 +38,51 @@ def valid_http_url(value: Any) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def body_of(activity: OutboundActivity) -> bytes:
+    """The documented JSON body (reference §10.4), keys in the original's order."""
+    return _encode({
+        "id": activity.id, "type": activity.type, "sender": activity.sender,
+        "text": activity.text, "attachments": activity.attachments,
+        "metadata": activity.metadata, "conversation_id": activity.conversation_id,
+        "tenant_id": activity.tenant_id, "timestamp": activity.timestamp,
+    })
+
+
+def signed_headers(secret: str, delivery_id: str, body: bytes, timestamp: int) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": standard_signature(secret, delivery_id, timestamp, body),
+        "x-converger-signature": converger_signature(secret, body),
+    }
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now_dt = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
+    return max(0.0, (when - now_dt).total_seconds())
+
+
+def _str(payload: Mapping[str, Any], *keys: str) -> str | None:
+    for key in keys:
+        value = payload.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 class WebhookAdapter(BaseAdapter):
@@ -38,3 +104,78 @@ class WebhookAdapter(BaseAdapter):
         ):
             return "webhook config 'headers' must be an object of strings"
         return None
+
+    async def deliver(
+        self, session: Any, channel: ChannelInfo, activity: OutboundActivity
+    ) -> DeliveryResult:
+        """One attempt. 2xx is success; 410 will never succeed (not retried); anything else,
+        a timeout or a connection error is retried, after ``Retry-After`` when given."""
+        config = channel.config
+        body = body_of(activity)
+        # Configured headers first: the signature headers cannot be overridden by config.
+        headers = {**config.get("headers", {}),
+                   **signed_headers(channel.secret, activity.delivery_id, body, int(time.time()))}
+        method = str(config.get("method", "POST")).upper()
+        try:
+            async with session.request(method, config["url"], data=body, headers=headers) as resp:
+                if 200 <= resp.status < 300:
+                    await resp.read()
+                    return DeliveryResult(ok=True)
+                text = (await resp.content.read(ERROR_BODY_CHARS * 4)).decode(errors="replace")
+                return DeliveryResult(
+                    ok=False,
+                    error=f"webhook returned status {resp.status}: {text[:ERROR_BODY_CHARS]}",
+                    retryable=resp.status != 410,
+                    retry_after=retry_after_seconds(resp.headers.get("retry-after")),
+                )
+        except TimeoutError:
+            return DeliveryResult(ok=False, error="webhook request failed: timeout")
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            reason = str(exc) or type(exc).__name__
+            return DeliveryResult(ok=False, error=f"webhook request failed: {reason}")
+
+    def parse_inbound(self, payload: Any) -> list[InboundMessage]:
+        """``sender`` (or ``from``, default ``external``), ``text`` (or ``message``/``body``),
+        ``type``, ``metadata``, ``attachments``; ``message_id`` (or ``id``) dedupes retries."""
+        if not isinstance(payload, dict):
+            raise InboundError("webhook payload must be a JSON object")
+        metadata = payload.get("metadata")
+        attachments = payload.get("attachments")
+        conversation_id = payload.get("conversation_id")
+        return [InboundMessage(
+            sender=_str(payload, "sender", "from") or "external",
+            text=_str(payload, "text", "message", "body"),
+            type=_str(payload, "type") or "message",
+            metadata=metadata if isinstance(metadata, dict) else {},
+            attachments=attachments if isinstance(attachments, list) else [],
+            external_id=_str(payload, "message_id", "id"),
+            conversation_id=conversation_id if isinstance(conversation_id, str) else None,
+        )]
+
+    def parse_status(self, payload: Any) -> list[StatusUpdate] | None:
+        """``{"delivery_id"|"provider_message_id", "status", "timestamp"?, "error"?}``."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("status"), str):
+            return None
+        error = payload.get("error")
+        error = error if isinstance(error, str) else None
+        if isinstance(payload.get("delivery_id"), str):
+            return [StatusUpdate(status=payload["status"], delivery_id=payload["delivery_id"],
+                                 timestamp=payload.get("timestamp"), error=error)]
+        if isinstance(payload.get("provider_message_id"), str):
+            return [StatusUpdate(status=payload["status"],
+                                 provider_message_id=payload["provider_message_id"],
+                                 timestamp=payload.get("timestamp"), error=error)]
+        return None
+
+    def verify_signature(
+        self, channel: ChannelInfo, headers: Mapping[str, str], body: bytes
+    ) -> bool | None:
+        """A sender may sign the Standard Webhooks way too; checked when it did (None if not)."""
+        signature = headers.get("webhook-signature")
+        if signature is None:
+            return None
+        msg_id = headers.get("webhook-id", "")
+        stamp = headers.get("webhook-timestamp", "")
+        if not stamp.isdigit() or abs(time.time() - int(stamp)) > TOLERANCE_SECONDS:
+            return False
+        return check_standard_signature(channel.secret, msg_id, stamp, body, signature)

@@ -99,11 +99,17 @@ async def _no_rate_limit(request: Request, scope: str, key: str | None = None) -
 
 
 def _register_routes(app: Sanic) -> None:
-    from .api import compat, health, manage
+    from .api import compat, health, manage, openapi
 
     app.blueprint(health.bp)
+    app.blueprint(openapi.bp)
     app.blueprint(compat.bp)
     app.blueprint(manage.bp)
+    from .api import inbound
+    from .workers import delivery
+
+    app.blueprint(inbound.bp)
+    delivery.install(app)
 
 
 def _register_middleware(app: Sanic) -> None:

@@ -44,6 +44,12 @@ SETTINGS: tuple[Setting, ...] = (
             "request; development only)."),
     Setting("delivery_concurrency", ("CONVERGER_DELIVERY_CONCURRENCY",), int, 20,
             "Number of delivery workers."),
+    Setting("webhook_timeout", ("CONVERGER_WEBHOOK_TIMEOUT",), float, 10.0,
+            "Seconds a delivery attempt may take (connect + response) before it counts as a "
+            "failed, retryable attempt."),
+    Setting("backoff_scale", ("CONVERGER_BACKOFF_SCALE",), float, 1.0,
+            "Multiplier on every retry wait (backoff and `Retry-After`). For tests only: "
+            "`0.001` turns the 30/90/270/810 s schedule into milliseconds."),
     Setting("max_body_bytes", ("CONVERGER_MAX_BODY_BYTES",), int, 1_048_576,
             "Largest JSON request body accepted (bytes)."),
     Setting("max_upload_bytes", ("CONVERGER_MAX_UPLOAD_BYTES",), int, 10_485_760,
@@ -66,6 +72,8 @@ class Settings(msgspec.Struct, kw_only=True):
     public_url: str = ""
     pipeline: str = "queue"
     delivery_concurrency: int = 20
+    webhook_timeout: float = 10.0
+    backoff_scale: float = 1.0
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 10_485_760
     activity_list_cap: int = 10_000
@@ -89,6 +97,11 @@ def _convert(setting: Setting, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{setting.env[0]} must be an integer, got {raw!r}") from None
+    if setting.type is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{setting.env[0]} must be a number, got {raw!r}") from None
     return raw
 
 
@@ -109,6 +122,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         raise ConfigError("CONVERGER_PIPELINE must be 'queue' or 'inline'")
     if settings.delivery_concurrency < 1:
         raise ConfigError("CONVERGER_DELIVERY_CONCURRENCY must be at least 1")
+    if settings.webhook_timeout <= 0 or settings.backoff_scale < 0:
+        raise ConfigError("CONVERGER_WEBHOOK_TIMEOUT must be > 0 and CONVERGER_BACKOFF_SCALE >= 0")
     return settings
 
 

@@ -5,12 +5,14 @@ Rows are written in the same transaction as their activity (transactional outbox
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .models import Activity, Delivery, from_row
-from .util import new_id, page
+from .util import dumps, iso, new_id, page, parse_iso
 
 COLUMNS = (
     "id, activity_id, channel_id, tenant_id, conversation_id, status, attempts, last_error, "
@@ -101,3 +103,293 @@ def retry_now(conn: sqlite3.Connection, delivery_id: str, now: str) -> Delivery 
         (now, now, delivery_id),
     ).fetchone()
     return from_row(Delivery, row) if row else None
+
+
+# -- the queue's transitions ----------------------------------------------------------------
+# Every transition after a claim names the claim token it holds: a worker whose lease expired
+# (and whose row was rescued and claimed again) cannot overwrite the newer attempt's outcome.
+
+MAX_ATTEMPTS = 5
+RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3, "failed": -1}
+
+
+def backoff(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt: 30, 90, 270, 810 (reference §10.6)."""
+    return float(3**attempts * 10)
+
+
+def _shift(now: str, seconds: float) -> str:
+    return iso(parse_iso(now) + timedelta(seconds=seconds))
+
+
+def claim(conn: sqlite3.Connection, now: str, lease_seconds: float, limit: int) -> list[Delivery]:
+    """Claim up to ``limit`` due deliveries (oldest due first) in one ``UPDATE … RETURNING``.
+
+    Each claimed row gets its own random claim token and a lease until ``now + lease_seconds``.
+    Due means: pending, not claimed, ``next_attempt_at <= now``.
+    """
+    rows = conn.execute(
+        f"""UPDATE deliveries
+               SET claim_token = lower(hex(randomblob(16))), leased_until = ?, updated_at = ?
+             WHERE id IN (SELECT id FROM deliveries
+                           WHERE status = 'pending' AND claim_token IS NULL
+                             AND next_attempt_at <= ?
+                           ORDER BY next_attempt_at LIMIT ?)
+         RETURNING {COLUMNS}""",
+        (_shift(now, lease_seconds), now, now, limit),
+    ).fetchall()
+    return [from_row(Delivery, r) for r in rows]
+
+
+def claim_activity(
+    conn: sqlite3.Connection, activity_id: str, now: str, lease_seconds: float
+) -> list[Delivery]:
+    """Claim the pending deliveries of one activity (the ``inline`` pipeline)."""
+    rows = conn.execute(
+        f"""UPDATE deliveries
+               SET claim_token = lower(hex(randomblob(16))), leased_until = ?, updated_at = ?
+             WHERE activity_id = ? AND status = 'pending' AND claim_token IS NULL
+         RETURNING {COLUMNS}""",
+        (_shift(now, lease_seconds), now, activity_id),
+    ).fetchall()
+    return [from_row(Delivery, r) for r in rows]
+
+
+def complete(
+    conn: sqlite3.Connection,
+    delivery_id: str,
+    token: str,
+    now: str,
+    provider_message_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Delivery | None:
+    """A successful attempt: ``sent``. None when the claim is no longer ours.
+
+    A receipt may have arrived while the attempt was in flight (a fast provider), so a row
+    already past ``pending`` keeps its status.
+    """
+    row = conn.execute(
+        f"""UPDATE deliveries
+               SET status = CASE WHEN status = 'pending' THEN 'sent' ELSE status END,
+                   sent_at = coalesce(sent_at, ?), attempts = attempts + 1, last_error = NULL,
+                   provider_message_id = coalesce(?, provider_message_id),
+                   metadata = json_patch(metadata, ?), next_attempt_at = NULL,
+                   claim_token = NULL, leased_until = NULL, updated_at = ?
+             WHERE id = ? AND claim_token = ?
+         RETURNING {COLUMNS}""",
+        (now, provider_message_id, dumps(metadata or {}), now, delivery_id, token),
+    ).fetchone()
+    return from_row(Delivery, row) if row else None
+
+
+def fail(
+    conn: sqlite3.Connection,
+    delivery_id: str,
+    token: str,
+    now: str,
+    error: str,
+    retryable: bool = True,
+    retry_after: float | None = None,
+    *,
+    scale: float = 1.0,
+) -> Delivery | None:
+    """A failed attempt: ``attempts += 1``, then due again after :func:`backoff` (or the
+    receiver's ``Retry-After`` when longer), or ``failed`` after the fifth attempt or at once
+    when the error is not retryable. ``scale`` multiplies the wait (tests only).
+    None when the claim is no longer ours."""
+    row = conn.execute(
+        "SELECT attempts FROM deliveries WHERE id = ? AND claim_token = ?", (delivery_id, token)
+    ).fetchone()
+    if row is None:
+        return None
+    attempts = row[0] + 1
+    if not retryable or attempts >= MAX_ATTEMPTS:
+        status, due = "failed", None
+    else:
+        wait = max(backoff(attempts), retry_after or 0.0)
+        status, due = "pending", _shift(now, wait * scale)
+    row = conn.execute(
+        f"""UPDATE deliveries
+               SET status = ?, attempts = ?, last_error = ?, next_attempt_at = ?,
+                   claim_token = NULL, leased_until = NULL, updated_at = ?
+             WHERE id = ? AND claim_token = ?
+         RETURNING {COLUMNS}""",
+        (status, attempts, error, due, now, delivery_id, token),
+    ).fetchone()
+    return from_row(Delivery, row) if row else None
+
+
+def release(conn: sqlite3.Connection, tokens: Iterable[str]) -> int:
+    """Give claimed rows back without an attempt (shutdown): due again at once."""
+    tokens = list(tokens)
+    n = 0
+    for start in range(0, len(tokens), 500):
+        chunk = tokens[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        n += conn.execute(
+            f"""UPDATE deliveries SET claim_token = NULL, leased_until = NULL
+                 WHERE claim_token IN ({marks})""",
+            chunk,
+        ).rowcount
+    return n
+
+
+def rescue_expired(conn: sqlite3.Connection, now: str) -> int:
+    """Reclaim rows whose lease ran out (their worker crashed or hung): due again now.
+
+    The attempt in flight is not counted: delivery is at least once, and the receiver dedupes
+    by the delivery id (``webhook-id``)."""
+    return conn.execute(
+        """UPDATE deliveries
+              SET claim_token = NULL, leased_until = NULL, next_attempt_at = ?, updated_at = ?
+            WHERE claim_token IS NOT NULL AND leased_until <= ?""",
+        (now, now, now),
+    ).rowcount
+
+
+def rescue_all(conn: sqlite3.Connection, now: str) -> int:
+    """At start-up every lease belongs to a previous process (one process owns the database),
+    so all of them are reclaimed without waiting for them to expire."""
+    return conn.execute(
+        """UPDATE deliveries
+              SET claim_token = NULL, leased_until = NULL, next_attempt_at = ?, updated_at = ?
+            WHERE claim_token IS NOT NULL""",
+        (now, now),
+    ).rowcount
+
+
+def next_due_at(conn: sqlite3.Connection) -> str | None:
+    """When the earliest unclaimed pending delivery becomes due (None: nothing is waiting)."""
+    row = conn.execute(
+        """SELECT min(next_attempt_at) FROM deliveries
+            WHERE status = 'pending' AND claim_token IS NULL"""
+    ).fetchone()
+    return row[0] if row else None
+
+
+def next_lease_expiry(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute(
+        "SELECT min(leased_until) FROM deliveries WHERE claim_token IS NOT NULL"
+    ).fetchone()
+    return row[0] if row else None
+
+
+# -- receipts (reference §10.7) -------------------------------------------------------------
+def receipt_time(value: Any, now: str) -> str:
+    """A provider timestamp as ISO text: ISO-8601 string, or Unix seconds (int, or a string
+    starting with digits); anything else (or nothing) is ``now``."""
+    if isinstance(value, bool):
+        return now
+    if isinstance(value, int | float):
+        try:
+            return iso(datetime.fromtimestamp(value, UTC))
+        except (OverflowError, OSError, ValueError):
+            return now
+    if isinstance(value, str) and value:
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            return iso(dt)
+        except ValueError:
+            digits = re.match(r"\d+", value)
+            if digits:
+                return receipt_time(int(digits.group()), now)
+    return now
+
+
+def find_for_receipt(
+    conn: sqlite3.Connection,
+    channel_id: str,
+    provider_message_id: str | None,
+    delivery_id: str | None,
+) -> Delivery | None:
+    """The delivery a receipt is about, always scoped to the channel it came in on."""
+    if provider_message_id:
+        row = conn.execute(
+            f"""SELECT {COLUMNS} FROM deliveries WHERE channel_id = ? AND provider_message_id = ?
+                ORDER BY inserted_at DESC LIMIT 1""",
+            (channel_id, provider_message_id),
+        ).fetchone()
+    elif delivery_id:
+        row = conn.execute(
+            f"SELECT {COLUMNS} FROM deliveries WHERE id = ? AND channel_id = ?",
+            (delivery_id, channel_id),
+        ).fetchone()
+    else:
+        return None
+    return from_row(Delivery, row) if row else None
+
+
+def receipt_applies(current: str, new: str) -> bool:
+    """Monotonic: ``failed`` overrides anything but ``read``; otherwise only forward moves,
+    and nothing but ``failed`` moves a failed delivery. Unknown statuses never apply."""
+    if new == "failed":
+        return current != "read"
+    if new not in RANK:
+        return False
+    return RANK[new] > RANK.get(current, -1) and RANK.get(current, -1) >= 0
+
+
+def apply_receipt(
+    conn: sqlite3.Connection,
+    delivery: Delivery,
+    status: str,
+    at: str,
+    error: str | None,
+    now: str,
+) -> Delivery | None:
+    """Apply a receipt to ``delivery``; the updated row, or None when it does not apply."""
+    if not receipt_applies(delivery.status, status):
+        return None
+    column = {"sent": "sent_at", "delivered": "delivered_at", "read": "read_at"}.get(status)
+    sets = "status = ?, updated_at = ?"
+    params: list[Any] = [status, now]
+    if column:
+        sets += f", {column} = ?"
+        params.append(at)
+    else:
+        sets += ", last_error = ?"
+        params.append(error)
+    # The status in the WHERE makes the check and the change one atomic step.
+    row = conn.execute(
+        f"UPDATE deliveries SET {sets} WHERE id = ? AND status = ? RETURNING {COLUMNS}",
+        (*params, delivery.id, delivery.status),
+    ).fetchone()
+    return from_row(Delivery, row) if row else None
+
+
+def activities_for(conn: sqlite3.Connection, deliveries: list[Delivery]) -> dict[str, Activity]:
+    """The activities of claimed deliveries, by id (what the workers send)."""
+    from .activities import COLUMNS as ACOLS
+
+    ids = list({d.activity_id for d in deliveries})
+    out: dict[str, Activity] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for r in conn.execute(f"SELECT {ACOLS} FROM activities WHERE id IN ({marks})", chunk):
+            out[r["id"]] = from_row(Activity, r)
+    return out
+
+
+def thread_senders(conn: sqlite3.Connection, deliveries: list[Delivery]) -> dict[str, str]:
+    """``delivery id → sender_key`` for deliveries whose conversation began inbound on the
+    delivery's own channel: a reply goes back to that sender."""
+    ids = list({d.conversation_id for d in deliveries})
+    keys: dict[str, tuple[str, str]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for r in conn.execute(
+            f"""SELECT id, channel_id, sender_key FROM conversations
+                 WHERE id IN ({marks}) AND sender_key IS NOT NULL""",
+            chunk,
+        ):
+            keys[r["id"]] = (r["channel_id"], r["sender_key"])
+    out: dict[str, str] = {}
+    for d in deliveries:
+        found = keys.get(d.conversation_id)
+        if found and found[0] == d.channel_id:
+            out[d.id] = found[1]
+    return out

@@ -89,6 +89,10 @@ async def create(app: Any, tenant_id: str, conversation_id: str, new: NewActivit
         raise errors.conflict("conversation is closed", "conversation_closed") from None
     if result.created:
         after_commit(app, result)
+        # The inline pipeline (development) makes its one attempt inside the request.
+        inline = getattr(ctx, "deliver_inline", None)
+        if inline is not None and result.deliveries:
+            await inline(result.activity)
     return result
 
 

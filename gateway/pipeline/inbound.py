@@ -1,0 +1,38 @@
+"""An inbound message from a provider becomes an activity: deduped by the provider's message
+id, threaded by (channel, sender) into that sender's open conversation (DESIGN §7), in one
+write transaction with its deliveries."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from adapters.base import InboundMessage
+from store import activities, conversations
+from store.models import Channel
+
+from .activities import Created, NewActivity, NotFound, insert_tx
+
+SOURCE = {"source": "inbound_webhook"}
+
+
+def inbound_tx(conn: sqlite3.Connection, channel: Channel, msg: InboundMessage, now: str) -> Created:
+    """Insert (or find, for a provider's retry) the activity of one inbound message."""
+    if msg.external_id:
+        existing = activities.by_external_id(conn, channel.id, msg.external_id)
+        if existing is not None:
+            return Created(existing, False, 0)
+    if msg.conversation_id:
+        conv = conversations.get_for_tenant(conn, channel.tenant_id, msg.conversation_id)
+        if conv is None:
+            raise NotFound(msg.conversation_id)
+    else:
+        # A closed thread is not reopened: the sender starts a new conversation.
+        conv = conversations.open_thread(conn, channel.id, msg.sender) or conversations.create(
+            conn, tenant_id=channel.tenant_id, channel_id=channel.id, now=now,
+            metadata=dict(SOURCE), sender_key=msg.sender,
+        )
+    new = NewActivity(
+        type=msg.type, sender=msg.sender, text=msg.text, attachments=msg.attachments,
+        metadata=msg.metadata, source_channel_id=channel.id, external_id=msg.external_id,
+    )
+    return insert_tx(conn, channel.tenant_id, conv.id, new, now)

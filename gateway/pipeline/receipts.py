@@ -1,0 +1,46 @@
+"""Delivery state changes that subscribers hear about: a delivery became ``sent``, or a receipt
+moved it (reference §8.2, §10.7). Shared by the workers and the inbound routes."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from adapters.base import StatusUpdate
+from store import queue
+from store.models import Delivery
+
+
+def status_payload(d: Delivery) -> dict[str, Any]:
+    """The ``delivery_status`` event payload (reference §8.2)."""
+    return {
+        "delivery_id": d.id, "activity_id": d.activity_id, "channel_id": d.channel_id,
+        "status": d.status, "sent_at": d.sent_at, "delivered_at": d.delivered_at,
+        "read_at": d.read_at,
+    }
+
+
+def publish(app: Any, d: Delivery) -> None:
+    """Push ``delivery_status`` to the conversation's subscribers (call after commit)."""
+    app.ctx.hub.publish(f"conversation:{d.conversation_id}", "delivery_status", status_payload(d))
+
+
+def apply_tx(
+    conn: sqlite3.Connection, channel_id: str, updates: list[StatusUpdate], now: str
+) -> tuple[int, list[Delivery]]:
+    """Apply receipts that came in on ``channel_id``; returns (processed, changed deliveries).
+
+    A receipt whose delivery is found counts as processed even when it changes nothing (a stale
+    ``delivered`` after ``read``), as in the original; an unknown id is not an error."""
+    processed = 0
+    changed: list[Delivery] = []
+    for u in updates:
+        d = queue.find_for_receipt(conn, channel_id, u.provider_message_id, u.delivery_id)
+        if d is None:
+            continue
+        processed += 1
+        moved = queue.apply_receipt(conn, d, u.status, queue.receipt_time(u.timestamp, now),
+                                    u.error, now)
+        if moved is not None:
+            changed.append(moved)
+    return processed, changed

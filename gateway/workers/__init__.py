@@ -1,0 +1,1 @@
+"""Background work inside the gateway process: delivery (and later health, expiry)."""

@@ -1,0 +1,336 @@
+"""Delivery workers: claim due rows from the queue table in batches, run each channel's
+middleware and adapter, record the outcome.
+
+One dispatcher task claims batches (one ``UPDATE … RETURNING`` per batch keeps the single
+writer cheap) into an in-memory buffer; ``CONVERGER_DELIVERY_CONCURRENCY`` worker tasks take
+from it and share one aiohttp session. The dispatcher is woken at once by new work
+(``ctx.on_enqueue``); otherwise it sleeps until the next row is due — no polling. A rescuer
+reclaims expired leases at start-up and periodically; on shutdown every lease still held is
+released, so nothing waits for a lease to expire after a clean stop.
+
+``CONVERGER_PIPELINE=inline`` instead makes one attempt per delivery inside the request that
+created the activity (development); a failure there is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from typing import Any
+
+import aiohttp
+import msgspec
+
+import adapters
+from adapters import middleware
+from adapters.base import ChannelInfo, DeliveryResult, OutboundActivity
+from store import channels, queue
+from store.models import Activity, Channel, Delivery
+from store.util import parse_iso, utcnow
+
+from .. import domain
+from ..pipeline import receipts
+from . import echo
+
+LEASE_SECONDS = 120.0  # longer than a batch can wait in the buffer plus one attempt
+RESCUE_EVERY = 30.0
+MAX_SLEEP = 60.0
+
+
+class Work(msgspec.Struct):
+    delivery: Delivery
+    activity: Activity | None
+    channel: Channel | None
+    thread_sender: str | None
+
+
+def claim_tx(conn: sqlite3.Connection, now: str, lease: float, limit: int,
+             activity_id: str | None = None) -> list[Work]:
+    """Claim due rows (or one activity's rows) and load what sending them needs."""
+    if activity_id is None:
+        claimed = queue.claim(conn, now, lease, limit)
+    else:
+        claimed = queue.claim_activity(conn, activity_id, now, lease)
+    if not claimed:
+        return []
+    acts = queue.activities_for(conn, claimed)
+    senders = queue.thread_senders(conn, claimed)
+    chans = {c.id: c for c in channels.many(conn, list({d.channel_id for d in claimed}))}
+    return [Work(d, acts.get(d.activity_id), chans.get(d.channel_id), senders.get(d.id))
+            for d in claimed]
+
+
+class Outcome(msgspec.Struct):
+    delivery: Delivery
+    token: str
+    at: str
+    result: DeliveryResult
+
+
+def outcomes_tx(conn: sqlite3.Connection, batch: list[Outcome], scale: float,
+                retries: bool) -> list[Delivery | None]:
+    """Write attempts' outcomes; each row changes only if its claim token still holds."""
+    out: list[Delivery | None] = []
+    for o in batch:
+        d, r = o.delivery, o.result
+        if r.ok:
+            out.append(queue.complete(conn, d.id, o.token, o.at, r.provider_message_id, r.metadata))
+        else:
+            out.append(queue.fail(conn, d.id, o.token, o.at, r.error or "failed",
+                                  r.retryable and retries, r.retry_after, scale=scale))
+    return out
+
+
+class Engine:
+    """The delivery workers of one app. ``app.ctx.delivery`` holds it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        ctx = app.ctx
+        settings = ctx.settings
+        self.inline = settings.pipeline == "inline"
+        self.concurrency = settings.delivery_concurrency
+        self.batch = max(2 * self.concurrency, 16)
+        self.scale = settings.backoff_scale
+        self.timeout = settings.webhook_timeout
+        # A claimed row may wait in the buffer behind two rounds of attempts before its own.
+        self.lease = max(LEASE_SECONDS, 4 * self.timeout + 30)
+        self.held: dict[str, Delivery] = {}  # claim token → row, until its outcome is written
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.spawned: set[asyncio.Task[Any]] = set()
+        self.session: aiohttp.ClientSession | None = None
+        self.buffer: asyncio.Queue[Work] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._infos: dict[str, tuple[str, ChannelInfo]] = {}
+        self.attempts = 0
+        self._outcomes: list[Outcome] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        ctx = self.app.ctx
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.timeout),
+            connector=aiohttp.TCPConnector(limit=2 * self.concurrency, keepalive_timeout=30),
+        )
+        rescued = await ctx.db.write(queue.rescue_all, ctx.now_iso())
+        if rescued:
+            ctx.log.info("delivery: reclaimed %d leases of a previous run", rescued)
+        if self.inline:
+            self._spawn(self.drain_once())
+            return
+        self.tasks.append(asyncio.create_task(self._dispatch(), name="delivery-dispatcher"))
+        self.tasks.append(asyncio.create_task(self._rescue(), name="delivery-rescuer"))
+        for i in range(self.concurrency):
+            self.tasks.append(asyncio.create_task(self._work(), name=f"delivery-worker-{i}"))
+
+    async def stop(self) -> None:
+        """Stop every task, then give back the leases still held (in flight or buffered)."""
+        for task in [*self.tasks, *self.spawned]:
+            task.cancel()
+        await asyncio.gather(*self.tasks, *self.spawned, return_exceptions=True)
+        self.tasks.clear()
+        if self._flushing is not None:  # outcomes already known are written, not redone
+            await asyncio.gather(self._flushing, return_exceptions=True)
+        if self.held and self.app.ctx.db is not None:
+            await self.app.ctx.db.write(queue.release, list(self.held))
+            self.held.clear()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def alive(self) -> dict[str, Any]:
+        if self.inline:
+            return {"ok": self.session is not None, "pipeline": "inline"}
+        running = sum(1 for t in self.tasks if not t.done())
+        return {"ok": bool(self.tasks) and running == len(self.tasks), "workers": running,
+                "in_flight": len(self.held)}
+
+    def wake(self, activity: Activity | None = None, n: int = 0) -> None:
+        """``ctx.on_enqueue`` hook: new (or retried) work is due now."""
+        if self.inline:
+            if activity is None:  # a retry by hand: nothing else will pick it up
+                self._spawn(self.drain_once())
+            return
+        self._wake.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.spawned.add(task)
+        task.add_done_callback(self.spawned.discard)
+
+    # -- the queue backend ------------------------------------------------------------------
+    async def _dispatch(self) -> None:
+        while True:
+            try:
+                await self._dispatch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # e.g. a disk error: keep the dispatcher alive, try again soon
+                self.app.ctx.log.exception("delivery dispatcher: claim failed")
+                await asyncio.sleep(1.0)
+
+    async def _dispatch_once(self) -> None:
+        """Fill the buffer with one claimed batch, or sleep until work is due or arrives."""
+        db = self.app.ctx.db
+        while self.buffer.qsize() >= self.concurrency:
+            self._drained.clear()
+            if self.buffer.qsize() < self.concurrency:
+                break
+            await self._drained.wait()
+        # Cleared before claiming: a wake-up that races the claim is not lost.
+        self._wake.clear()
+        limit = self.batch - self.buffer.qsize()
+        batch = await db.write(claim_tx, self.app.ctx.now_iso(), self.lease, limit)
+        if batch:
+            for work in batch:
+                self.held[work.delivery.claim_token] = work.delivery
+                self.buffer.put_nowait(work)
+            return
+        due = await db.read(queue.next_due_at)
+        delay = MAX_SLEEP
+        if due is not None:
+            delay = min(MAX_SLEEP, (parse_iso(due) - utcnow()).total_seconds())
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _work(self) -> None:
+        log = self.app.ctx.log
+        while True:
+            work = await self.buffer.get()
+            if self.buffer.qsize() < self.concurrency:
+                self._drained.set()
+            try:
+                await self.attempt(work)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not kill the worker; the lease expires and retries
+                log.exception("delivery %s: attempt crashed", work.delivery.id)
+
+    async def _rescue(self) -> None:
+        ctx = self.app.ctx
+        while True:
+            await asyncio.sleep(RESCUE_EVERY)
+            try:
+                if await ctx.db.write(queue.rescue_expired, ctx.now_iso()):
+                    self._wake.set()
+            except Exception:  # logged; the next round tries again
+                ctx.log.exception("delivery rescuer failed")
+
+    # -- the inline backend -----------------------------------------------------------------
+    async def deliver_inline(self, activity: Activity) -> None:
+        """One attempt per delivery of a new activity, inside the request (inline pipeline)."""
+        ctx = self.app.ctx
+        batch = await ctx.db.write(claim_tx, ctx.now_iso(), self.lease, 0, activity.id)
+        await self._attempt_all(batch)
+
+    async def drain_once(self) -> None:
+        ctx = self.app.ctx
+        while batch := await ctx.db.write(claim_tx, ctx.now_iso(), self.lease, self.batch):
+            await self._attempt_all(batch)
+
+    async def _attempt_all(self, batch: list[Work]) -> None:
+        for work in batch:
+            self.held[work.delivery.claim_token] = work.delivery
+        await asyncio.gather(*(self.attempt(w) for w in batch))
+
+    # -- one attempt ------------------------------------------------------------------------
+    def _info(self, channel: Channel) -> ChannelInfo:
+        """Decrypted channel info, cached until the channel row changes."""
+        cached = self._infos.get(channel.id)
+        if cached is None or cached[0] != channel.updated_at:
+            cached = (channel.updated_at, domain.channel_info(self.app.ctx.cipher, channel))
+            self._infos[channel.id] = cached
+        return cached[1]
+
+    async def _send(self, work: Work) -> DeliveryResult:
+        d, activity, channel = work.delivery, work.activity, work.channel
+        if activity is None or channel is None:
+            return DeliveryResult(ok=False, error="activity or channel no longer exists",
+                                  retryable=False)
+        if channel.status != "active":
+            return DeliveryResult(ok=False, error="channel is inactive", retryable=False)
+        adapter = adapters.get(channel.type)
+        if adapter is None:
+            return DeliveryResult(ok=False, error=f"no adapter for {channel.type}", retryable=False)
+        outbound = OutboundActivity(
+            id=activity.id, type=activity.type, sender=activity.sender, text=activity.text,
+            attachments=activity.attachments, metadata=activity.metadata,
+            conversation_id=activity.conversation_id, tenant_id=activity.tenant_id,
+            timestamp=activity.inserted_at, seq=activity.seq, delivery_id=d.id,
+            thread_sender=work.thread_sender,
+        )
+        try:
+            outbound = middleware.apply(channel.transformations, outbound)
+        except middleware.Halt as halt:  # final: the same text would be blocked again
+            return DeliveryResult(ok=False, error=f"halted: {halt}", retryable=False)
+        try:
+            return await adapter.deliver(self.session, self._info(channel), outbound)
+        except Exception as exc:  # an adapter bug counts as a failed, retryable attempt
+            self.app.ctx.log.exception("delivery %s: adapter %s raised", d.id, channel.type)
+            return DeliveryResult(ok=False, error=f"adapter error: {exc!r}")
+
+    async def attempt(self, work: Work) -> None:
+        """Send one claimed delivery and record its outcome (checked against its claim token).
+
+        With the queue backend the outcome is written in the background, batched with other
+        workers' outcomes (one write job for many rows), and the worker moves on at once;
+        inline, the request waits for it."""
+        d = work.delivery
+        result = await self._send(work)
+        self.attempts += 1
+        outcome = Outcome(d, d.claim_token or "", self.app.ctx.now_iso(), result)
+        if self.inline:
+            await self._write([outcome])
+            return
+        self._outcomes.append(outcome)
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush(), name="delivery-outcomes")
+
+    async def _flush(self) -> None:
+        try:
+            while self._outcomes:
+                batch, self._outcomes = self._outcomes, []
+                await self._write(batch)
+        finally:
+            self._flushing = None
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        ctx = self.app.ctx
+        rows = await ctx.db.write(outcomes_tx, batch, self.scale, not self.inline)
+        for outcome, row in zip(batch, rows, strict=True):
+            self.held.pop(outcome.token, None)
+            result = outcome.result
+            if result.ok:
+                if row is not None:
+                    receipts.publish(self.app, row)
+                continue
+            ctx.log.info("delivery %s to channel %s failed: %s", outcome.delivery.id,
+                         outcome.delivery.channel_id, result.error)
+            if row is not None and row.status == "pending":
+                # A new due time the sleeping dispatcher does not know of: let it look again.
+                self._wake.set()
+
+
+def install(app: Any) -> None:
+    """Attach the engine to ``app``: hooks now, tasks once the server (and database) is up."""
+    ctx = app.ctx
+    engine = Engine(app)
+    ctx.delivery = engine
+    ctx.on_enqueue.append(engine.wake)
+    echo.install(app)
+    ctx.readiness["delivery"] = engine.alive
+    if engine.inline:
+        ctx.deliver_inline = engine.deliver_inline
+
+    @app.after_server_start
+    async def _start_delivery(app: Any) -> None:
+        await engine.start()
+
+    # before_server_stop: the database is still open (it closes after the server stops).
+    @app.before_server_stop
+    async def _stop_delivery(app: Any) -> None:
+        await engine.stop()

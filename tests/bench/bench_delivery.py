@@ -1,0 +1,207 @@
+"""Delivery throughput (not collected by pytest).
+
+    PYTHONPATH=. python -m tests.bench.bench_delivery [--n 5000] [--overhead-n 20000]
+
+1. **End to end, sustained**: a real ``converger serve`` with 20 workers posts to a receiver
+   in a separate process that answers 200 at once. Activities are posted as fast as a client
+   can (32 in flight); reported: deliveries/s from the first post to the last delivery.
+2. **Drain**: N deliveries are already in the queue when the server starts (written with the
+   real write path while it was down); reported: deliveries/s from the first to the last
+   delivery the receiver saw (the workers' own speed, no ingest competing for the CPU).
+3. **Queue overhead**: claim (batches of 40) → complete on a real database file, per delivery,
+   each batch's claims and completions in one transaction as the writer group-commits them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.support.api import Api
+from tests.support.server import Server, free_port
+
+# -- the receiver process -------------------------------------------------------------------
+
+
+def run_receiver(port: int) -> None:
+    from aiohttp import web
+
+    state = {"n": 0, "first": 0.0, "last": 0.0}
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        now = time.time()
+        if not state["n"]:
+            state["first"] = now
+        state["n"] += 1
+        state["last"] = now
+        return web.Response(text="ok")
+
+    async def count(request: web.Request) -> web.Response:
+        return web.json_response(state)
+
+    async def reset(request: web.Request) -> web.Response:
+        state.update(n=0, first=0.0, last=0.0)
+        return web.json_response(state)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/count", count)
+    app.router.add_post("/reset", reset)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+async def _receiver_state(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with session.get(url + "/count") as r:
+        return await r.json()
+
+
+async def _wait_count(session: aiohttp.ClientSession, url: str, n: int, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = await _receiver_state(session, url)
+        if state["n"] >= n:
+            return state
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {state['n']} of {n} delivered")
+        await asyncio.sleep(0.02)
+
+
+# -- 1 and 2: through the real server -------------------------------------------------------
+
+
+async def end_to_end(n: int, workdir: Path, rurl: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    srv = Server(workdir / "e2e").start()
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+            api = Api(session, srv.url)
+            s = await api.setup("bench", type="webhook", config={"url": rurl + "/hook"})
+            conv, key = s["conversation"]["id"], s["api_key"]
+            await session.post(rurl + "/reset")
+            sem = asyncio.Semaphore(32)
+
+            async def post(i: int) -> None:
+                async with sem:
+                    await api.post_activity(conv, key, text=f"m{i}")
+
+            t0 = time.time()
+            await asyncio.gather(*(post(i) for i in range(n)))
+            posted = time.time()
+            state = await _wait_count(session, rurl, n, 120)
+            out["e2e_posts_per_s"] = n / (posted - t0)
+            out["e2e_deliveries_per_s"] = n / (state["last"] - t0)
+            out["e2e_lag_after_last_post_s"] = state["last"] - posted
+
+            # Drain: the same server stopped, N more deliveries queued, then started again.
+            srv.stop()
+            _queue_directly(srv, s["tenant"]["id"], conv, n)
+            await session.post(rurl + "/reset")
+            srv.start()
+            state = await _wait_count(session, rurl, n, 120)
+            out["drain_deliveries_per_s"] = n / max(state["last"] - state["first"], 1e-9)
+    finally:
+        srv.stop()
+    return out
+
+
+def _queue_directly(srv: Server, tenant_id: str, conversation_id: str, n: int) -> None:
+    """Write N activities and their deliveries with the server's own transaction code."""
+    from gateway.pipeline.activities import NewActivity, insert_tx
+    from store import migrations
+    from store.db import Database
+    from store.util import iso, utcnow
+
+    db = Database(srv.data_dir / "converger.db")
+    db.start(prepare=migrations.apply)
+
+    def batch(conn: Any, count: int) -> None:
+        for i in range(count):
+            insert_tx(conn, tenant_id, conversation_id, NewActivity(text=f"q{i}"), iso(utcnow()))
+
+    for start in range(0, n, 500):
+        db.write_sync(batch, min(500, n - start))
+    db.close()
+
+
+# -- 3: the queue alone ---------------------------------------------------------------------
+
+
+def queue_overhead(n: int, workdir: Path, batch: int = 40) -> dict[str, float]:
+    from store import activities, channels, conversations, migrations, queue, tenants
+    from store.connect import connect
+    from store.util import iso, utcnow
+
+    conn = connect(workdir / "queue.db")
+    migrations.apply(conn)
+    now = iso(utcnow())
+    conn.execute("BEGIN IMMEDIATE")
+    t = tenants.create(conn, name="t", api_key_hash="h", api_key_hint="x", now=now)
+    ch = channels.create(conn, tenant_id=t.id, name="c", type="webhook", mode="duplex", config={},
+                         transformations=[], secret_hash="s", secret_enc="e", now=now)
+    conv = conversations.create(conn, tenant_id=t.id, channel_id=ch.id, now=now)
+    for _ in range(n):
+        a = activities.insert(conn, tenant_id=t.id, conversation_id=conv.id, sender="u", now=now)
+        queue.enqueue(conn, a, [ch.id], now)
+    conn.execute("COMMIT")
+    done = 0
+    t0 = time.perf_counter()
+    while done < n:
+        now = iso(utcnow())
+        conn.execute("BEGIN IMMEDIATE")
+        claimed = queue.claim(conn, now, 120, batch)
+        conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        for d in claimed:
+            queue.complete(conn, d.id, d.claim_token, now)
+        conn.execute("COMMIT")
+        done += len(claimed)
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return {"queue_claim_complete_us_per_delivery": elapsed / n * 1e6,
+            "queue_claim_complete_per_s": n / elapsed}
+
+
+async def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--overhead-n", type=int, default=20000)
+    args = parser.parse_args(argv)
+    port = free_port()
+    rurl = f"http://127.0.0.1:{port}"
+    receiver = subprocess.Popen([sys.executable, "-m", "tests.bench.bench_delivery", "receiver", str(port)])
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    await _receiver_state(session, rurl)
+                    break
+                except aiohttp.ClientError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.05)
+        with tempfile.TemporaryDirectory() as tmp:
+            results = {"n": float(args.n)}
+            results.update(queue_overhead(args.overhead_n, Path(tmp)))
+            results.update(await end_to_end(args.n, Path(tmp), rurl))
+    finally:
+        receiver.terminate()
+        receiver.wait(5)
+    print(json.dumps({k: round(v, 1) for k, v in results.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["receiver"]:
+        run_receiver(int(sys.argv[2]))
+    else:
+        asyncio.run(main(sys.argv[1:]))
