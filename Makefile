@@ -37,3 +37,8 @@ binary: setup
 
 clean:
 	rm -rf $(VENV) dist .pyi-work data
+
+## Refresh docs/screenshots/ (admin panel, headless Chromium).
+.PHONY: screenshots
+screenshots: setup test-setup
+	CONVERGER_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/web/test_browser.py -k screenshots

@@ -42,7 +42,9 @@ def secret_key(settings: Settings) -> str:
 
 def open_database(settings: Settings) -> tuple[Database, list[str]]:
     """Open the database, apply pending migrations, start the writer."""
-    db = Database(settings.db_path, synchronous=settings.synchronous)
+    # While Litestream replicates, it owns checkpoints (gateway/replication.py).
+    db = Database(settings.db_path, synchronous=settings.synchronous,
+                  checkpoints=not settings.replica_url)
     applied = db.start(prepare=migrations.apply)
     return db, applied
 
@@ -99,8 +101,10 @@ async def _no_rate_limit(request: Request, scope: str, key: str | None = None) -
 
 
 def _register_routes(app: Sanic) -> None:
+    from . import lifecycle
     from .api import compat, health, manage, openapi
 
+    lifecycle.install(app)  # ops: rate limits, CORS, metrics, replication, jobs (before db open)
     app.blueprint(health.bp)
     app.blueprint(openapi.bp)
     app.blueprint(compat.bp)
@@ -110,6 +114,14 @@ def _register_routes(app: Sanic) -> None:
 
     app.blueprint(inbound.bp)
     delivery.install(app)
+    from .web import install as install_web
+
+    install_web(app)
+    from . import realtime
+    from .api import converger
+
+    app.blueprint(converger.bp)
+    realtime.install(app)
 
 
 def _register_middleware(app: Sanic) -> None:

@@ -54,14 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--tenant")
     _common(cl)
 
-    admin = sub.add_parser("admin", help="admin tokens")
+    admin = sub.add_parser("admin", help="admin users and admin tokens")
     asub = admin.add_subparsers(dest="action", required=True)
+    auc = asub.add_parser("create", help="create an admin user for the admin panel")
+    auc.add_argument("--email", required=True)
+    auc.add_argument("--name", required=True)
+    auc.add_argument("--role", default="super_admin", choices=("super_admin", "admin", "viewer"))
+    auc.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input (else prompt for it)")
+    _common(auc)
     tok = asub.add_parser("token", help="admin API tokens")
     toksub = tok.add_subparsers(dest="token_action", required=True)
     tokc = toksub.add_parser("create", help="create an admin API token; prints it once")
     tokc.add_argument("--name", default="cli")
     tokc.add_argument("--role", default="super_admin", choices=("super_admin", "admin", "viewer"))
     _common(tokc)
+
+    rs = sub.add_parser("restore", help="restore the database from the Litestream replica")
+    _common(rs)
+    rs.add_argument("--to", help="write the restored database here (default: the database path)")
+    rs.add_argument("--timestamp", help="point in time to restore to (RFC 3339, e.g. 2026-01-02T03:04:05Z)")
+    rs.add_argument("--replica-url", help="replica to restore from (CONVERGER_REPLICA_URL)")
+    rs.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     st = sub.add_parser("settings", help="print the settings table")
     st.add_argument("--markdown", action="store_true")
@@ -153,6 +167,13 @@ def dev_setup(off: _Offline) -> dict[str, str]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port)
+    if args.dev and settings.replica_url:
+        # --dev writes to the database: restore a missing one from the replica first.
+        from . import replication
+
+        code, out = replication.restore(settings, if_missing=True)
+        if code != 0:
+            return _fail(f"restore failed: {out}")
     if args.dev:
         off = _Offline(settings)
         try:
@@ -236,15 +257,64 @@ def cmd_channel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_create(args: argparse.Namespace) -> int:
+    """``converger admin create``: the first (or another) admin user, no default password."""
+    import getpass
+
+    from . import errors
+    from .web import accounts, sessions
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            return _fail("the passwords differ")
+    off = _Offline(_settings(args))
+    try:
+        user = off.db.write_sync(
+            accounts.create_admin_tx, args.email, args.name, password,
+            sessions.hash_password(password), args.role, SYSTEM, off.now())
+    except errors.ApiError as exc:
+        return _fail("; ".join(f"{k} {', '.join(v)}" for k, v in exc.legacy["errors"].items()))
+    finally:
+        off.close()
+    print(f"created {user.role} {user.email}")
+    return 0
+
+
 def cmd_admin(args: argparse.Namespace) -> int:
     from . import domain
 
+    if args.action == "create":
+        return cmd_admin_create(args)
     off = _Offline(_settings(args))
     try:
         _, token = off.db.write_sync(domain.create_admin_token_tx, args.name, args.role, SYSTEM, off.now())
     finally:
         off.close()
     print(token)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import replication
+
+    settings = _settings(args, replica_url=args.replica_url)
+    if not settings.replica_url:
+        return _fail("no replica configured (CONVERGER_REPLICA_URL or --replica-url)")
+    target = Path(args.to) if args.to else settings.db_path
+    if target.exists() and not args.force:
+        return _fail(f"{target} exists; pass --force to overwrite it (stop the server first)")
+    code, out = replication.restore(settings, output=target, timestamp=args.timestamp,
+                                    force=args.force)
+    if out:
+        print(out)
+    if code != 0:
+        return _fail(f"restore failed (litestream exit {code})")
+    print(f"restored {replication.redact_url(settings.replica_url)} → {target}")
     return 0
 
 
@@ -265,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_channel(args)
         if command == "admin":
             return cmd_admin(args)
+        if command == "restore":
+            return cmd_restore(args)
         if command == "settings":
             print(config.markdown() if args.markdown else "\n".join(
                 f"{s.name}: {', '.join(s.env)} (default {s.default!r})" for s in config.SETTINGS))

@@ -56,8 +56,62 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest upload accepted (bytes)."),
     Setting("activity_list_cap", ("CONVERGER_ACTIVITY_LIST_CAP",), int, 10_000,
             "Most activities returned by the compatible activity list."),
+    Setting("ws_idle_timeout", ("CONVERGER_WS_IDLE_TIMEOUT",), int, 60,
+            "Seconds a socket may stay silent (no heartbeat, no message) before it is closed."),
+    Setting("ws_max_frame_bytes", ("CONVERGER_WS_MAX_FRAME_BYTES",), int, 1_048_576,
+            "Largest WebSocket message accepted from a client (bytes); larger closes with 1009."),
+    Setting("ws_send_queue", ("CONVERGER_WS_SEND_QUEUE",), int, 1000,
+            "Frames queued for one socket before it counts as too slow and is dropped."),
     Setting("log_level", ("CONVERGER_LOG_LEVEL",), str, "INFO", "Log level."),
     Setting("access_log", ("CONVERGER_ACCESS_LOG",), bool, False, "Log every request."),
+    # -- operations (rate limits, CORS, metrics, replication, background jobs) ---------------
+    Setting("rate_limit_tokens", ("CONVERGER_RATE_LIMIT_TOKENS",), int, 10,
+            "Token requests per client IP per minute (`POST /api/v1/tokens`, "
+            "`/api/v1/converger/tokens/*`); 0 disables."),
+    Setting("rate_limit_activities", ("CONVERGER_RATE_LIMIT_ACTIVITIES",), int, 6000,
+            "Activities a tenant may create per minute; 0 disables."),
+    Setting("rate_limit_deliveries", ("CONVERGER_RATE_LIMIT_DELIVERIES",), int, 0,
+            "Outbound deliveries per channel per second (deliveries wait, never fail); 0 = no limit."),
+    Setting("cors_origins", ("CONVERGER_CORS_ORIGINS", "CORS_ORIGINS"), str,
+            "http://127.0.0.1:5500,http://localhost:5500",
+            "Comma-separated browser origins allowed by CORS (`*` allows any)."),
+    Setting("admin_ip_whitelist", ("CONVERGER_ADMIN_IP_WHITELIST", "ADMIN_IP_WHITELIST"), str,
+            "127.0.0.1,::1", "Comma-separated IPs or CIDRs allowed to reach admin pages and `/metrics`."),
+    Setting("trusted_proxies", ("CONVERGER_TRUSTED_PROXIES",), str, "",
+            "Comma-separated IPs or CIDRs of reverse proxies whose `X-Forwarded-For` is believed."),
+    Setting("prometheus_port", ("CONVERGER_PROMETHEUS_PORT", "PROMETHEUS_PORT"), int, 0,
+            "When set, `/metrics` is also served on this port (no allowlist there); 0 = off."),
+    Setting("replica_url", ("CONVERGER_REPLICA_URL",), str, "",
+            "Litestream replica (`file:///path` or `s3://bucket/path`). When set, `serve` restores a "
+            "missing database from it and replicates continuously."),
+    Setting("replica_endpoint", ("CONVERGER_REPLICA_ENDPOINT",), str, "",
+            "S3-compatible endpoint URL (MinIO, R2, …); empty for AWS."),
+    Setting("replica_region", ("CONVERGER_REPLICA_REGION", "AWS_REGION"), str, "",
+            "S3 region."),
+    Setting("replica_access_key_id", ("CONVERGER_REPLICA_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"), str,
+            "", "S3 access key id."),
+    Setting("replica_secret_access_key",
+            ("CONVERGER_REPLICA_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"), str, "",
+            "S3 secret access key."),
+    Setting("replica_force_path_style", ("CONVERGER_REPLICA_FORCE_PATH_STYLE",), bool, False,
+            "Use path-style S3 URLs (most S3-compatible servers need it)."),
+    Setting("replica_sync_interval", ("CONVERGER_REPLICA_SYNC_INTERVAL",), str, "1s",
+            "How often Litestream ships new WAL data to the replica (a Go duration)."),
+    Setting("wal_truncate_pages", ("CONVERGER_WAL_TRUNCATE_PAGES",), int, 16384,
+            "While Litestream runs: WAL size in pages (4 KiB) at which it forces a TRUNCATE "
+            "checkpoint, bounding the WAL under sustained writes."),
+    Setting("health_interval", ("CONVERGER_HEALTH_INTERVAL",), int, 300,
+            "Seconds between channel health checks; 0 disables."),
+    Setting("expiry_interval", ("CONVERGER_EXPIRY_INTERVAL",), int, 3600,
+            "Seconds between conversation expiry runs; 0 disables."),
+    Setting("conversation_idle", ("CONVERGER_CONVERSATION_IDLE",), int, 86400,
+            "Seconds without activity after which an active conversation is closed."),
+    Setting("prune_interval", ("CONVERGER_PRUNE_INTERVAL",), int, 3600,
+            "Seconds between prunings of old health checks; 0 disables."),
+    Setting("health_retention_days", ("CONVERGER_HEALTH_RETENTION_DAYS",), int, 7,
+            "Days of channel health history kept."),
+    Setting("session_lifetime", ("CONVERGER_SESSION_LIFETIME",), int, 43_200,
+            "Lifetime of an admin panel or portal login session (seconds)."),
 )
 
 
@@ -77,8 +131,32 @@ class Settings(msgspec.Struct, kw_only=True):
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 10_485_760
     activity_list_cap: int = 10_000
+    ws_idle_timeout: int = 60
+    ws_max_frame_bytes: int = 1_048_576
+    ws_send_queue: int = 1000
     log_level: str = "INFO"
     access_log: bool = False
+    rate_limit_tokens: int = 10
+    rate_limit_activities: int = 6000
+    rate_limit_deliveries: int = 0
+    cors_origins: str = "http://127.0.0.1:5500,http://localhost:5500"
+    admin_ip_whitelist: str = "127.0.0.1,::1"
+    trusted_proxies: str = ""
+    prometheus_port: int = 0
+    replica_url: str = ""
+    replica_endpoint: str = ""
+    replica_region: str = ""
+    replica_access_key_id: str = ""
+    replica_secret_access_key: str = ""
+    replica_force_path_style: bool = False
+    replica_sync_interval: str = "1s"
+    wal_truncate_pages: int = 16384
+    health_interval: int = 300
+    expiry_interval: int = 3600
+    conversation_idle: int = 86400
+    prune_interval: int = 3600
+    health_retention_days: int = 7
+    session_lifetime: int = 43_200
 
     @property
     def db_path(self) -> Path:
@@ -124,6 +202,15 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         raise ConfigError("CONVERGER_DELIVERY_CONCURRENCY must be at least 1")
     if settings.webhook_timeout <= 0 or settings.backoff_scale < 0:
         raise ConfigError("CONVERGER_WEBHOOK_TIMEOUT must be > 0 and CONVERGER_BACKOFF_SCALE >= 0")
+    for name in ("admin_ip_whitelist", "trusted_proxies"):
+        try:
+            from ipaddress import ip_network
+
+            for item in getattr(settings, name).split(","):
+                if item.strip():
+                    ip_network(item.strip(), strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
     return settings
 
 

@@ -1,50 +1,105 @@
 """In-process pub/sub: one fan-out from a committed event to every subscriber of its
 conversation, in commit order. Subscribers are bounded queues; a subscriber whose queue is full
-is dropped (its socket closes), so a slow reader never delays the others."""
+is dropped (its socket closes), so a slow reader never delays the others.
+
+Topics are ``conversation:<id>``; events ``new_activity`` (payload: the committed
+:class:`store.models.Activity`) and ``delivery_status`` (payload: a dict, published by the
+delivery side with ``hub.publish("conversation:<id>", "delivery_status", payload)``).
+
+A subscriber may name an ``encoder`` ``(topic, event, payload) -> frame``: the hub calls each
+encoder once per publish and hands the same frame to every subscriber that shares it, so 500
+sockets on one conversation cost one JSON encoding per serializer, not 500.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+log = logging.getLogger("converger.hub")
+
+Encoder = Callable[[str, str, Any], Any]
+_MISSING = object()
+
 
 class Subscriber:
-    """One receiver of a topic. ``deliver`` must not block; returns False when it is full."""
+    """One receiver of a topic. ``offer`` must not block; it returns False when the
+    subscriber cannot keep up, and the hub then drops it and calls ``dropped``."""
 
-    def __init__(self, deliver: Callable[[str, Any], bool], on_drop: Callable[[], None] | None = None):
+    encoder: Encoder | None = None
+
+    def __init__(
+        self,
+        deliver: Callable[[str, Any], bool] | None = None,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
         self.deliver = deliver
         self.on_drop = on_drop
+
+    def offer(self, event: str, payload: Any, frame: Any) -> bool:
+        """Take one event (``frame`` is the encoder's output, or None without an encoder)."""
+        return self.deliver(event, payload) if self.deliver is not None else True
+
+    def dropped(self) -> None:
+        if self.on_drop is not None:
+            self.on_drop()
 
 
 class Hub:
     def __init__(self) -> None:
-        self._topics: dict[str, set[Subscriber]] = defaultdict(set)
+        self._topics: dict[str, dict[Subscriber, None]] = defaultdict(dict)
         self.published = 0
         self.dropped = 0
 
     def subscribe(self, topic: str, sub: Subscriber) -> None:
-        self._topics[topic].add(sub)
+        # A dict keeps subscription order (sets do not): earlier subscribers are served first.
+        self._topics[topic][sub] = None
 
     def unsubscribe(self, topic: str, sub: Subscriber) -> None:
         subs = self._topics.get(topic)
         if subs is not None:
-            subs.discard(sub)
+            subs.pop(sub, None)
             if not subs:
                 del self._topics[topic]
 
     def subscribers(self, topic: str) -> int:
         return len(self._topics.get(topic, ()))
 
+    def connections(self) -> int:
+        return sum(len(s) for s in self._topics.values())
+
     def publish(self, topic: str, event: str, payload: Any) -> None:
-        """Deliver to every subscriber now, in a plain loop (no gather: measured faster)."""
+        """Deliver to every subscriber now, in a plain loop (no gather: measured faster).
+
+        Never raises: a failing subscriber is dropped, the others still get the event.
+        """
         self.published += 1
         subs = self._topics.get(topic)
         if not subs:
             return
+        frames: dict[Encoder, Any] = {}
         for sub in list(subs):
-            if not sub.deliver(event, payload):
+            try:
+                encoder = sub.encoder
+                frame = None
+                if encoder is not None:
+                    frame = frames.get(encoder, _MISSING)
+                    if frame is _MISSING:
+                        frame = frames[encoder] = encoder(topic, event, payload)
+                ok = sub.offer(event, payload, frame)
+            except Exception:
+                log.exception("subscriber failed on %s %s; dropping it", topic, event)
+                ok = False
+            if not ok:
                 self.dropped += 1
                 self.unsubscribe(topic, sub)
-                if sub.on_drop is not None:
-                    sub.on_drop()
+                try:
+                    sub.dropped()
+                except Exception:
+                    log.exception("subscriber drop hook failed")
+
+    def activity_hook(self, activity: Any) -> None:
+        """``ctx.on_activity`` callback: broadcast a newly committed activity, once."""
+        self.publish(f"conversation:{activity.conversation_id}", "new_activity", activity)

@@ -21,8 +21,9 @@ _KNOWN = re.compile(r"\b(cvk_|cva_|whsec_)[A-Za-z0-9_\-+/=]+")
 
 
 def redact(text: str) -> str:
-    text = _PATTERN.sub(lambda m: m.group(1) + m.group(2) + "[REDACTED]", text)
+    # Bearer first: "Authorization: Bearer x" would otherwise lose only the word "Bearer".
     text = _BEARER.sub(lambda m: m.group(1) + "[REDACTED]", text)
+    text = _PATTERN.sub(lambda m: m.group(1) + m.group(2) + "[REDACTED]", text)
     return _KNOWN.sub(lambda m: m.group(1) + "[REDACTED]", text)
 
 

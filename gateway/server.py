@@ -10,7 +10,8 @@ def run(settings: Settings) -> int:
     app = create_app(settings, name="converger")
     app.ctx.log.info("converger listening on http://%s:%s", settings.host, settings.port)
     app.run(
-        host=settings.host, port=settings.port, single_process=True, access_log=settings.access_log,
+        host=settings.host, port=settings.port, single_process=True,
+        access_log=False,  # gateway.metrics writes the request log (JSON, with request id)
         motd=False, debug=False, auto_reload=False,
     )
     return 0

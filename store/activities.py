@@ -114,3 +114,19 @@ def count(conn: sqlite3.Connection, tenant_id: str | None = None) -> int:
             "SELECT count(*) FROM activities WHERE tenant_id = ?", (tenant_id,)
         ).fetchone()[0]
     return conn.execute("SELECT count(*) FROM activities").fetchone()[0]
+
+
+def list_after_activity(
+    conn: sqlite3.Connection, conversation_id: str, activity_id: str | None, *, limit: int
+) -> tuple[list[Activity], int]:
+    """Activities after ``activity_id`` (by ``seq``; all of them when the id is None or not in
+    this conversation), at most ``limit``, and the seq they follow (replay and watermarks)."""
+    after_seq = 0
+    if activity_id is not None:
+        row = conn.execute(
+            "SELECT seq FROM activities WHERE id = ? AND conversation_id = ?",
+            (activity_id, conversation_id),
+        ).fetchone()
+        if row is not None:
+            after_seq = row[0]
+    return list_after(conn, conversation_id, after_seq=after_seq, limit=limit), after_seq

@@ -48,6 +48,9 @@ class Database:
         self._reader_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="db-read")
         self.commits = 0
+        # Called on the writer thread between two transactions (never inside one); replication
+        # sets it to yield the write lock to Litestream when the WAL runs away.
+        self.between_batches: Callable[[], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, prepare: Callable[[sqlite3.Connection], Any] | None = None) -> Any:
@@ -146,6 +149,8 @@ class Database:
             self._run_batch(conn, batch)
             if stop:
                 return
+            if self.between_batches is not None:
+                self.between_batches()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         results: list[tuple[Any, Any, BaseException | None, Any]] = []

@@ -230,3 +230,12 @@ bp = Blueprint("openapi")
 @bp.get("/api/openapi.json")
 async def openapi(request: Request) -> HTTPResponse:
     return json(document())
+
+
+def _extend() -> None:
+    from .converger import openapi_ops
+
+    OPERATIONS.extend(openapi_ops.operations(Op))
+
+
+_extend()

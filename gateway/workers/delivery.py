@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from typing import Any
 
 import aiohttp
@@ -29,7 +30,7 @@ from store import channels, queue
 from store.models import Activity, Channel, Delivery
 from store.util import parse_iso, utcnow
 
-from .. import domain
+from .. import domain, metrics
 from ..pipeline import receipts
 from . import echo
 
@@ -134,8 +135,10 @@ class Engine:
         self.tasks.clear()
         if self._flushing is not None:  # outcomes already known are written, not redone
             await asyncio.gather(self._flushing, return_exceptions=True)
-        if self.held and self.app.ctx.db is not None:
-            await self.app.ctx.db.write(queue.release, list(self.held))
+        if self.app.ctx.db is not None:
+            # One process owns the database, so every lease still set is ours: the ones in
+            # `held`, and any claim whose write committed just as its awaiting task was cancelled.
+            await self.app.ctx.db.write(queue.rescue_all, self.app.ctx.now_iso())
             self.held.clear()
         if self.session is not None:
             await self.session.close()
@@ -280,8 +283,19 @@ class Engine:
         workers' outcomes (one write job for many rows), and the worker moves on at once;
         inline, the request waits for it."""
         d = work.delivery
+        limiter = getattr(self.app.ctx, "delivery_limiter", None)
+        if limiter is not None and work.channel is not None:
+            delay = limiter.acquire(work.channel.id)  # per-channel pacing: wait, don't fail
+            if delay > 0:
+                await asyncio.sleep(delay)
+        started = time.perf_counter()
         result = await self._send(work)
         self.attempts += 1
+        metrics.delivery_finished(
+            work.channel.type if work.channel else "unknown",
+            "sent" if result.ok else ("retry" if result.retryable else "failed"),
+            time.perf_counter() - started,
+        )
         outcome = Outcome(d, d.claim_token or "", self.app.ctx.now_iso(), result)
         if self.inline:
             await self._write([outcome])

@@ -47,6 +47,10 @@ class Server:
             "CONVERGER_ADMIN_TOKEN": ADMIN_TOKEN,
             "CONVERGER_SECRET_KEY": "test-secret-key-0123456789",
             "PYTHONUNBUFFERED": "1",
+            # Suites share one server and one client IP: per-IP and per-tenant limits are tested
+            # on servers of their own (tests/ops), and are off here unless a test sets them.
+            "CONVERGER_RATE_LIMIT_TOKENS": "0",
+            "CONVERGER_RATE_LIMIT_ACTIVITIES": "0",
             **self.extra_env,
         }
         log = open(self.log_path, "ab")

@@ -1,0 +1,45 @@
+"""``POST /conversations`` and ``GET /conversations/:id``: a conversation, a token scoped to
+it, and the socket URL to stream it."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+
+from store import conversations
+
+from ...http import json
+from ...tokens import CONVERGER_LIFETIME
+from .auth import authenticate, conversation, stream_url
+
+bp = Blueprint("converger_conversations")
+
+
+def _answer(request: Request, channel_id: str, tenant_id: str, conversation_id: str,
+            watermark: str | None = None) -> dict[str, object]:
+    token = request.app.ctx.tokens.converger_token(channel_id, tenant_id, conversation_id)
+    return {"conversationId": conversation_id, "token": token, "expires_in": CONVERGER_LIFETIME,
+            "streamUrl": stream_url(request, token, conversation_id, watermark)}
+
+
+@bp.post("/conversations")
+async def create(request: Request) -> HTTPResponse:
+    """The body is ignored, as in the original."""
+    ctx = request.app.ctx
+    principal = await authenticate(request)
+    ch = principal.channel
+    conv = await ctx.db.write(
+        lambda conn: conversations.create(
+            conn, tenant_id=ch.tenant_id, channel_id=ch.id, now=ctx.now_iso(),
+            metadata={"source": "converger"},
+        )
+    )
+    return json(_answer(request, ch.id, ch.tenant_id, conv.id), status=201)
+
+
+@bp.get("/conversations/<conversation_id>")
+async def show(request: Request, conversation_id: str) -> HTTPResponse:
+    principal = await authenticate(request)
+    conv = await conversation(request, principal, conversation_id)
+    ch = principal.channel
+    return json(_answer(request, ch.id, ch.tenant_id, conv.id, request.args.get("watermark")))

@@ -1,0 +1,81 @@
+"""CORS, as reference §14.2 describes it, with the original's two holes fixed: the origins come
+from ``CORS_ORIGINS`` at run time, and ``x-idempotency-key`` is an allowed header.
+
+Preflights (``OPTIONS`` with ``Access-Control-Request-Method``) are answered here, before
+routing, for any path: 204 with the allow headers when the origin matches, a bare 204 when it
+does not. Other responses from an allowed origin get ``Access-Control-Allow-Origin`` and
+``-Credentials``; a non-matching origin gets no CORS headers at all.
+"""
+
+from __future__ import annotations
+
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse
+
+ALLOW_METHODS = "GET,POST,PUT,PATCH,DELETE,OPTIONS"
+ALLOW_HEADERS = (
+    "x-channel-token,x-api-key,x-idempotency-key,authorization,Authorization,Content-Type,Accept,"
+    "Origin,User-Agent,DNT,Cache-Control,X-Mx-ReqToken,Keep-Alive,X-Requested-With,"
+    "If-Modified-Since,X-CSRF-Token"
+)
+# Headers a browser script may read on actual responses (preflights expose none, as the original).
+EXPOSE_HEADERS = "x-request-id,retry-after,ratelimit,ratelimit-policy"
+MAX_AGE = "1728000"
+
+
+def parse_origins(spec: str) -> frozenset[str]:
+    """``"https://a.example, https://b.example/"`` → the set of normalised origins."""
+    return frozenset(o.strip().rstrip("/") for o in spec.split(",") if o.strip())
+
+
+def allowed(origin: str, origins: frozenset[str]) -> bool:
+    return "*" in origins or origin.rstrip("/") in origins
+
+
+def _vary(response: HTTPResponse) -> None:
+    current = response.headers.get("vary")
+    if not current:
+        response.headers["vary"] = "Origin"
+    elif "origin" not in current.lower():
+        response.headers["vary"] = current + ", Origin"
+
+
+def preflight(origin: str | None, origins: frozenset[str]) -> HTTPResponse:
+    """The answer to a preflight request."""
+    response = HTTPResponse(status=204)
+    if origin and allowed(origin, origins):
+        response.headers.update({
+            "access-control-allow-origin": origin,
+            "access-control-allow-credentials": "true",
+            "access-control-expose-headers": "",
+            "access-control-max-age": MAX_AGE,
+            "access-control-allow-methods": ALLOW_METHODS,
+            "access-control-allow-headers": ALLOW_HEADERS,
+        })
+    _vary(response)
+    return response
+
+
+def install(app: Sanic) -> None:
+    origins = parse_origins(app.ctx.settings.cors_origins)
+    app.ctx.cors_origins = origins
+
+    # Priority above the request-id middleware's 100: a preflight is answered before anything.
+    @app.on_request(priority=200)
+    async def _preflight(request: Request) -> HTTPResponse | None:
+        if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
+            return preflight(request.headers.get("origin"), origins)
+        return None
+
+    @app.on_response(priority=90)
+    async def _cors(request: Request, response: HTTPResponse) -> None:
+        origin = request.headers.get("origin")
+        if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
+            return  # answered by _preflight, headers already set
+        if origin is None:
+            return
+        _vary(response)
+        if allowed(origin, origins):
+            response.headers["access-control-allow-origin"] = origin
+            response.headers["access-control-allow-credentials"] = "true"
+            response.headers["access-control-expose-headers"] = EXPOSE_HEADERS

@@ -1,0 +1,159 @@
+"""Rate limits: per IP on the token endpoints, per tenant on activity creation, per channel on
+outbound deliveries.
+
+The algorithm is GCRA (the generic cell rate algorithm, a sliding-window equivalent of a token
+bucket): each key keeps one number, its "theoretical arrival time", so memory is O(keys) and a
+burst of ``limit`` is allowed, then one request every ``window / limit``. Unlike the original's
+fixed window (reference §14.1) there is no double burst at a window edge, and denied requests do
+not count, so a client that backs off for ``Retry-After`` seconds always gets through.
+The clock is injectable (``clock=``) so tests never sleep.
+
+A 429 carries ``Retry-After`` plus the IETF draft headers ``RateLimit-Policy`` and
+``RateLimit`` (draft-ietf-httpapi-ratelimit-headers, structured-field form); allowed requests
+in a limited scope carry the two ``RateLimit*`` headers too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse
+
+from . import errors, metrics
+from .ipallow import client_ip
+
+TOO_MANY = "Too many requests. Please try again later."
+#: scope → (setting name, window seconds, keyed by)
+SCOPES: dict[str, tuple[str, float, str]] = {
+    "token_create": ("rate_limit_tokens", 60.0, "ip"),
+    "cg_token": ("rate_limit_tokens", 60.0, "ip"),
+    "activity_create": ("rate_limit_activities", 60.0, "tenant"),
+}
+_SWEEP_EVERY = 600.0
+
+
+class Decision:
+    """The outcome of one hit: allowed or not, what is left, and when to come back."""
+
+    __slots__ = ("allowed", "limit", "remaining", "reset", "retry_after", "window")
+
+    def __init__(self, allowed: bool, limit: int, remaining: int, reset: float,
+                 retry_after: float, window: float) -> None:
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.reset = reset  # seconds until the full quota is back
+        self.retry_after = retry_after  # seconds until one more request is allowed
+        self.window = window
+
+
+class Limiter:
+    """GCRA limiter over string keys, with an injectable monotonic clock."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._tat: dict[str, float] = {}
+        self._swept = clock()
+
+    def hit(self, key: str, limit: int, window: float) -> Decision:
+        """Count one request for ``key`` against ``limit`` per ``window`` seconds."""
+        now = self.clock()
+        self._maybe_sweep(now)
+        interval = window / limit
+        tat = max(self._tat.get(key, now), now)
+        # Allowed when the new arrival time stays within one window of now.
+        new_tat = tat + interval
+        allow_at = new_tat - window
+        if allow_at > now:
+            return Decision(False, limit, 0, tat - now, allow_at - now, window)
+        self._tat[key] = new_tat
+        remaining = int((window - (new_tat - now)) / interval + 1e-9)
+        return Decision(True, limit, max(remaining, 0), new_tat - now, 0.0, window)
+
+    def _maybe_sweep(self, now: float) -> None:
+        # Keys whose arrival time has passed carry no state worth keeping.
+        if now - self._swept < _SWEEP_EVERY:
+            return
+        self._swept = now
+        for key in [k for k, t in self._tat.items() if t <= now]:
+            del self._tat[key]
+
+    def __len__(self) -> int:
+        return len(self._tat)
+
+
+class DeliveryLimiter:
+    """Per-channel pacing of outbound deliveries: ``acquire(channel_id)`` reserves the next slot
+    and returns how many seconds the caller should wait before sending (0.0 = send now).
+    Deliveries wait rather than fail. ``per_second <= 0`` means no limit."""
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        self.clock = clock
+        self._next: dict[str, float] = {}
+
+    def acquire(self, channel_id: str) -> float:
+        if self.per_second <= 0:
+            return 0.0
+        now = self.clock()
+        interval = 1.0 / self.per_second
+        # GCRA again: a burst of one second's worth, then sends evenly spaced.
+        tat = max(self._next.get(channel_id, now), now) + interval
+        self._next[channel_id] = tat
+        if len(self._next) > 10_000:  # forget idle channels
+            for key in [k for k, t in self._next.items() if t < now]:
+                del self._next[key]
+        delay = tat - 1.0 - now
+        return delay if delay > 1e-9 else 0.0
+
+
+def policy_headers(scope: str, d: Decision) -> dict[str, str]:
+    """``RateLimit-Policy`` and ``RateLimit`` in the draft's structured-field form."""
+    return {
+        "RateLimit-Policy": f'"{scope}";q={d.limit};w={int(d.window)}',
+        "RateLimit": f'"{scope}";r={d.remaining};t={max(0, math.ceil(d.reset))}',
+    }
+
+
+def too_many(scope: str, d: Decision) -> errors.ApiError:
+    headers = policy_headers(scope, d)
+    headers["Retry-After"] = str(max(1, math.ceil(d.retry_after)))
+    return errors.ApiError(429, "rate_limited", TOO_MANY, legacy={"error": TOO_MANY},
+                           headers=headers)
+
+
+def install(app: Sanic) -> None:
+    """Replace the no-op ``ctx.rate_limit`` and add ``ctx.delivery_limiter``."""
+    ctx = app.ctx
+    limiter = Limiter()
+    ctx.rate_limiter = limiter
+    ctx.delivery_limiter = DeliveryLimiter(ctx.settings.rate_limit_deliveries)
+
+    async def rate_limit(request: Request, scope: str, key: str | None = None) -> None:
+        """Count this request in ``scope``; raise a 429 ApiError when over the limit.
+        ``key`` defaults to the client IP for IP scopes and must be given (tenant id) otherwise."""
+        setting, window, keyed = SCOPES.get(scope, ("rate_limit_tokens", 60.0, "ip"))
+        limit = int(getattr(ctx.settings, setting))
+        if limit <= 0:
+            return
+        if key is None:
+            key = client_ip(request, ctx.settings.trusted_proxies) if keyed == "ip" else "anonymous"
+        # token_create and cg_token share nothing: the bucket is named by scope.
+        decision = limiter.hit(f"{scope}:{keyed}:{key}", limit, window)
+        if not decision.allowed:
+            metrics.rate_limited(scope)
+            raise too_many(scope, decision)
+        request.ctx.rate_limit_headers = policy_headers(scope, decision)
+
+    ctx.rate_limit = rate_limit
+
+    @app.on_response(priority=50)
+    async def _headers(request: Request, response: HTTPResponse) -> None:
+        extra: dict[str, Any] | None = getattr(request.ctx, "rate_limit_headers", None)
+        if extra and response.status < 400:
+            for name, value in extra.items():
+                response.headers.setdefault(name, value)

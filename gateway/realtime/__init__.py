@@ -1,0 +1,115 @@
+"""Real-time: the Phoenix Channels sockets (reference §8), the hub broadcast, and the JS client.
+
+``install(app)`` registers ``/socket/websocket`` (legacy), ``/socket/converger/websocket``
+(Converger), ``/static/converger.js`` (+ a demo page), and the broadcast of every newly
+committed activity on ``ctx.on_activity``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sanic import Blueprint, Request, Sanic
+from sanic.response import HTTPResponse
+
+from .. import errors
+from ..tokens import TokenError
+from . import phoenix
+from .connection import Connection, Router
+from .converger_socket import ConvergerRouter
+from .legacy_socket import LegacyRouter
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+STATIC_FILES = {"converger.js": "text/javascript; charset=utf-8",
+                "demo.html": "text/html; charset=utf-8"}
+
+bp = Blueprint("realtime")
+LEGACY, CONVERGER = LegacyRouter(), ConvergerRouter()
+PATHS: dict[str, Router] = {"/socket/websocket": LEGACY, "/socket/converger/websocket": CONVERGER}
+
+
+def _refuse(status: int, code: str, detail: str) -> HTTPResponse:
+    return errors.problem_response(errors.ApiError(status, code, detail))
+
+
+@bp.on_request
+async def _authenticate(request: Request) -> HTTPResponse | None:
+    """Before the upgrade: a bad or missing token is refused with HTTP 403 (the original's
+    socket ``connect`` error), an unknown serializer with 400."""
+    router = PATHS.get(request.path)
+    if router is None:
+        return None
+    vsn = request.args.get("vsn") or phoenix.V1
+    if vsn not in phoenix.VERSIONS:
+        return _refuse(400, "unsupported_vsn", f"vsn must be one of {', '.join(phoenix.VERSIONS)}")
+    tokens = request.app.ctx.tokens
+    token = request.args.get("token") or ""
+    try:
+        claims = (tokens.verify_converger(token) if router is CONVERGER
+                  else tokens.verify_legacy(token))
+    except TokenError:
+        return _refuse(403, "invalid_token", "a valid token is required to connect")
+    if not isinstance(claims.get("tenant_id"), str):
+        return _refuse(403, "invalid_token", "the token names no tenant")
+    request.ctx.claims = claims
+    request.ctx.vsn = vsn
+    return None
+
+
+def _socket_gauge() -> Callable[[int], None]:
+    """``metrics.ws_connected`` (the open-sockets gauge) when the metrics module is there."""
+    try:
+        from ..metrics import ws_connected  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # a build without the metrics area
+        return lambda delta: None
+    return ws_connected  # type: ignore[no-any-return,unused-ignore]
+
+
+_gauge = _socket_gauge()
+
+
+async def _serve(request: Request, ws: Any, router: Router) -> None:
+    conn = Connection(request, ws, router, request.ctx.claims, request.ctx.vsn)
+    _gauge(1)
+    try:
+        await conn.run()
+    finally:
+        _gauge(-1)
+
+
+@bp.websocket("/socket/websocket")
+async def legacy_socket(request: Request, ws: Any) -> None:
+    await _serve(request, ws, LEGACY)
+
+
+@bp.websocket("/socket/converger/websocket")
+async def converger_socket(request: Request, ws: Any) -> None:
+    await _serve(request, ws, CONVERGER)
+
+
+def _static_route(name: str, ctype: str) -> None:
+    """One fixed route per file (not a /static directory route another area may own)."""
+
+    async def handler(request: Request) -> HTTPResponse:
+        cache = request.app.ctx.static_cache
+        body = cache.get(name)
+        if body is None:
+            body = cache[name] = (STATIC / name).read_bytes()
+        return HTTPResponse(body, content_type=ctype, headers={"cache-control": "no-cache"})
+
+    bp.add_route(handler, f"/static/{name}", methods=["GET"], name=f"static_{name.replace('.', '_')}")
+
+
+for _name, _ctype in STATIC_FILES.items():
+    _static_route(_name, _ctype)
+
+
+def install(app: Sanic) -> None:
+    """Register the sockets, the static client and the broadcast of new activities."""
+    settings = app.ctx.settings
+    app.config.WEBSOCKET_MAX_SIZE = settings.ws_max_frame_bytes
+    app.ctx.static_cache = {}
+    app.ctx.on_activity.append(app.ctx.hub.activity_hook)
+    app.blueprint(bp)

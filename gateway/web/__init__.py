@@ -1,0 +1,76 @@
+"""The server-rendered web pages: the admin panel (``/admin``) and the tenant portal
+(``/portal``). ``install(app)`` wires them in: guards that run before any page logic, the
+blueprints, static files and the one-time setup link."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse, raw, redirect, text
+
+from store import users
+
+from . import common, sessions
+
+GUARDED = ("/admin", "/portal")
+
+
+def install(app: Sanic) -> None:
+    from ..app import secret_key
+    from . import admin, admin_more, portal, shared
+
+    settings = app.ctx.settings
+    app.ctx.web = common.WebState(
+        env=common.make_env(),
+        sessions=sessions.Sessions(secret_key(settings), settings.session_lifetime),
+        limiter=sessions.LoginLimiter(),
+        allow=sessions.parse_networks(settings.admin_ip_whitelist),
+        proxies=sessions.parse_networks(settings.trusted_proxies),
+        static=common.load_static(),
+    )
+    app.blueprint(admin.bp)
+    app.blueprint(admin_more.bp)
+    app.blueprint(shared.admin_bp)
+    app.blueprint(shared.portal_bp)
+    app.blueprint(portal.bp)
+
+    @app.on_request(priority=90)
+    async def _guard(request: Request) -> HTTPResponse | None:
+        path = request.path
+        if path == "/admin" or path.startswith("/admin/"):
+            web = app.ctx.web
+            # The allowlist comes first: outside it nothing else runs, not even the session.
+            if not sessions.within(sessions.client_ip(request, web.proxies), web.allow):
+                return text("Forbidden", status=403)
+            return await admin.guard(request)
+        if path == "/portal" or path.startswith("/portal/"):
+            return await portal.guard(request)
+        return None
+
+    @app.on_response(priority=90)
+    async def _save(request: Request, response: HTTPResponse) -> None:
+        common.write_session(request, response)
+
+    @app.get("/ui/static/<name>", name="web_static")
+    async def static(request: Request, name: str) -> HTTPResponse:
+        item = app.ctx.web.static.get(name)
+        if item is None:
+            return text("Not Found", status=404)
+        return raw(item[0], content_type=item[1], headers={
+            "cache-control": "public, max-age=3600", "x-content-type-options": "nosniff"})
+
+    @app.get("/favicon.ico", name="web_favicon")
+    async def favicon(request: Request) -> HTTPResponse:
+        return redirect("/ui/static/favicon.svg", status=301)
+
+    @app.after_server_start
+    async def _setup_link(app: Sanic) -> None:
+        if await app.ctx.db.read(users.count_admins) == 0:
+            token = secrets.token_urlsafe(24)
+            app.ctx.web.setup_token = token
+            base = settings.public_url.rstrip("/") or f"http://{settings.host}:{settings.port}"
+            # Printed, not logged: it is a credential, valid once, for whoever runs the server.
+            print(f"No admin user yet. Create the first one (link valid once): "
+                  f"{base}/admin/setup/{token}", file=sys.stdout, flush=True)

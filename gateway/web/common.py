@@ -1,0 +1,181 @@
+"""Shared machinery of the two web areas (``/admin`` and ``/portal``): the template
+environment, the per-request session (loaded before any page logic, written back on the way
+out), CSRF checks, flash messages, rendering and static files."""
+
+from __future__ import annotations
+
+import mimetypes
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from sanic import Request
+from sanic.response import HTTPResponse, html, redirect, text
+
+from . import sessions
+from .sessions import Network
+
+HERE = Path(__file__).resolve().parent
+COOKIES = {"admin": "_converger_key", "portal": "_converger_portal"}
+# Everything is served by this process: scripts only from here, no framing, no sniffing.
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self' "
+                               "'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; "
+                               "form-action 'self'; base-uri 'none'",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+}
+
+
+@dataclass
+class WebState:
+    """Kept on ``app.ctx.web``."""
+
+    env: jinja2.Environment
+    sessions: sessions.Sessions
+    limiter: sessions.LoginLimiter
+    allow: list[Network]
+    proxies: list[Network]
+    setup_token: str | None = None
+    static: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+
+
+def make_env() -> jinja2.Environment:
+    # Loaded relative to this file so the PyInstaller binary (which ships gateway/web/templates
+    # as data) finds them exactly as a source checkout does.
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+        autoescape=jinja2.select_autoescape(("html",)),
+        trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters["short"] = lambda v, n=8: (v or "")[:n]
+    env.filters["when"] = lambda v: (v or "")[:19].replace("T", " ")
+    env.filters["trunc"] = lambda v, n=40: (v if len(v or "") <= n else v[: n - 1] + "…") if v else ""
+    env.globals["qs"] = lambda args, **kw: "?" + urlencode(
+        {k: v for k, v in {**args, **kw}.items() if v not in (None, "")})
+    return env
+
+
+def load_static() -> dict[str, tuple[bytes, str]]:
+    out = {}
+    for path in (HERE / "static").iterdir():
+        if path.is_file():
+            ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            if path.suffix == ".svg":
+                ctype = "image/svg+xml"
+            out[path.name] = (path.read_bytes(), ctype)
+    return out
+
+
+def state(request: Request) -> WebState:
+    return request.app.ctx.web
+
+
+# -- the session of this request --------------------------------------------------------------
+def open_session(request: Request, area: str) -> dict[str, Any]:
+    """Load the area's session (a fresh one with a CSRF token when absent or invalid)."""
+    web = state(request)
+    data = web.sessions.load(request.cookies.get(COOKIES[area]))
+    if data is None:
+        data = {"csrf": sessions.new_csrf()}
+        request.ctx.session_dirty = True
+        request.ctx.session_invalid = request.cookies.get(COOKIES[area]) is not None
+    else:
+        request.ctx.session_dirty = False
+        request.ctx.session_invalid = False
+    request.ctx.session = data
+    request.ctx.area = area
+    return data
+
+
+def session(request: Request) -> dict[str, Any]:
+    return request.ctx.session
+
+
+def replace_session(request: Request, data: dict[str, Any]) -> None:
+    """A new session (login, logout): a new CSRF token, nothing carried over but flashes."""
+    flashes = request.ctx.session.get("flash", [])
+    request.ctx.session = {"csrf": sessions.new_csrf(), **data}
+    if flashes:
+        request.ctx.session.setdefault("flash", []).extend(flashes)
+    request.ctx.session_dirty = True
+
+
+def flash(request: Request, message: str, kind: str = "ok") -> None:
+    request.ctx.session.setdefault("flash", []).append([kind, message])
+    request.ctx.session_dirty = True
+
+
+def check_csrf(request: Request) -> HTTPResponse | None:
+    """403 for a state-changing request without the session's CSRF token."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    submitted = request.headers.get("x-csrf-token")
+    if submitted is None and request.form is not None:
+        submitted = request.form.get("_csrf")
+    if not sessions.csrf_ok(request.ctx.session, submitted):
+        return text("Forbidden: missing or invalid CSRF token", status=403)
+    return None
+
+
+def write_session(request: Request, response: HTTPResponse) -> None:
+    area = getattr(request.ctx, "area", None)
+    if area is None or not getattr(request.ctx, "session_dirty", False):
+        return
+    web = state(request)
+    response.add_cookie(
+        COOKIES[area], web.sessions.dump(request.ctx.session), path=f"/{area}",
+        httponly=True, samesite="Lax", secure=sessions.is_https(request, web.proxies),
+        max_age=web.sessions.lifetime,
+    )
+
+
+# -- rendering --------------------------------------------------------------------------------
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTTPResponse:
+    sess = request.ctx.session
+    flashes = sess.pop("flash", [])
+    if flashes:
+        request.ctx.session_dirty = True
+    user = getattr(request.ctx, "user", None)
+    body = state(request).env.get_template(template).render(
+        request=request, csrf=sess.get("csrf", ""), flashes=flashes, area=request.ctx.area,
+        user=user, can_write=user is not None and user.role != "viewer",
+        args=dict(request.query_args), path=request.path, **context,
+    )
+    response = html(body, status=status)
+    # Pages can hold a secret shown once (a new API key): never keep them in any cache.
+    response.headers["cache-control"] = "no-store"
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def back(request: Request, default: str) -> HTTPResponse:
+    """Redirect to the page the form came from (same area only), else ``default``."""
+    target = request.form.get("next") if request.form else None
+    area = f"/{request.ctx.area}"
+    if not target or not target.startswith(area) or target.startswith("//"):
+        target = default
+    return redirect(target)
+
+
+def form(request: Request, name: str, default: str = "") -> str:
+    value = request.form.get(name) if request.form else None
+    return (value if value is not None else default).strip()
+
+
+def arg(request: Request, name: str) -> str | None:
+    value = request.args.get(name)
+    return value.strip() if value and value.strip() else None
+
+
+def is_uuid(value: str | None) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True

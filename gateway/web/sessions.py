@@ -1,0 +1,168 @@
+"""What guards the web pages: signed expiring cookie sessions, CSRF tokens, the admin IP
+allowlist (with X-Forwarded-For trusted only from configured proxies), argon2 passwords and a
+login-attempt limiter. Every clock is injectable so tests never sleep."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sanic import Request
+
+Clock = Callable[[], float]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# -- sessions ---------------------------------------------------------------------------------
+class Sessions:
+    """A session is a small JSON dict in a cookie: base64(payload).base64(HMAC-SHA256).
+
+    The payload carries its own expiry (``exp``), so a copied cookie stops working on time and
+    a tampered one fails the MAC. The key is derived from the server's secret key, separately
+    from the JWT and at-rest keys.
+    """
+
+    def __init__(self, secret_key: str, lifetime: int, now: Clock = time.time) -> None:
+        self._key = hashlib.sha256(b"converger-web-session\x00" + secret_key.encode()).digest()
+        self.lifetime = lifetime
+        self.now = now
+
+    def _mac(self, payload: bytes) -> str:
+        digest = hmac.new(self._key, payload, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def dump(self, data: dict[str, Any]) -> str:
+        body = dict(data, exp=int(self.now()) + self.lifetime)
+        payload = base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode())
+        raw = payload.decode().rstrip("=")
+        return f"{raw}.{self._mac(raw.encode())}"
+
+    def load(self, cookie: str | None) -> dict[str, Any] | None:
+        """The session, or None when the cookie is absent, tampered with or expired."""
+        if not cookie or cookie.count(".") != 1:
+            return None
+        raw, mac = cookie.split(".")
+        if not hmac.compare_digest(mac, self._mac(raw.encode())):
+            return None
+        try:
+            data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("exp"), int):
+            return None
+        if data["exp"] <= self.now():
+            return None
+        data.pop("exp")
+        return data
+
+
+def new_csrf() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def csrf_ok(session: dict[str, Any], submitted: str | None) -> bool:
+    expected = session.get("csrf")
+    return bool(expected and submitted) and hmac.compare_digest(str(expected), str(submitted))
+
+
+# -- client address and the allowlist ---------------------------------------------------------
+def parse_networks(spec: str | Iterable[str]) -> list[Network]:
+    """``"127.0.0.1, 10.0.0.0/8, ::1"`` -> networks. Raises ValueError on a bad entry."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    return [ipaddress.ip_network(item.strip(), strict=False) for item in items if item.strip()]
+
+
+def _addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        addr = ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def within(address: str, networks: list[Network]) -> bool:
+    addr = _addr(address)
+    return addr is not None and any(addr in net for net in networks)
+
+
+def client_ip(request: Request, trusted_proxies: list[Network]) -> str:
+    """The socket peer; when the peer is a trusted proxy, the right-most X-Forwarded-For entry
+    that is not itself a trusted proxy (entries to its left can be forged by the client)."""
+    peer = request.conn_info.client_ip if request.conn_info else ""
+    if not trusted_proxies or not within(peer, trusted_proxies):
+        return peer
+    forwarded = request.headers.get("x-forwarded-for", "")
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not within(hop, trusted_proxies):
+            return hop
+    return hops[0] if hops else peer
+
+
+def is_https(request: Request, trusted_proxies: list[Network]) -> bool:
+    if request.scheme in ("https", "wss"):
+        return True
+    peer = request.conn_info.client_ip if request.conn_info else ""
+    return (bool(trusted_proxies) and within(peer, trusted_proxies)
+            and request.headers.get("x-forwarded-proto", "").lower() == "https")
+
+
+# -- passwords --------------------------------------------------------------------------------
+_hasher = PasswordHasher()
+# Verified against when the e-mail is unknown, so a miss costs as much as a wrong password.
+_DUMMY = _hasher.hash(secrets.token_urlsafe(16))
+MIN_PASSWORD = 8
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash or _DUMMY, password) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# -- login attempts ---------------------------------------------------------------------------
+class LoginLimiter:
+    """At most ``limit`` failed logins per (ip, e-mail) within ``window`` seconds."""
+
+    def __init__(self, limit: int = 5, window: float = 300.0, now: Clock = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self.now = now
+        self._fails: dict[tuple[str, str], list[float]] = {}
+
+    def _recent(self, key: tuple[str, str]) -> list[float]:
+        cutoff = self.now() - self.window
+        recent = [t for t in self._fails.get(key, ()) if t > cutoff]
+        if recent:
+            self._fails[key] = recent
+        else:
+            self._fails.pop(key, None)
+        return recent
+
+    def blocked(self, ip: str, email: str) -> bool:
+        return len(self._recent((ip, email.lower()))) >= self.limit
+
+    def failed(self, ip: str, email: str) -> None:
+        if len(self._fails) > 100_000:  # bound memory under a spray of addresses
+            self._fails.clear()
+        key = (ip, email.lower())
+        self._fails[key] = [*self._recent(key), self.now()]
+
+    def succeeded(self, ip: str, email: str) -> None:
+        self._fails.pop((ip, email.lower()), None)

@@ -1,0 +1,161 @@
+// converger web pages: a few behaviours, no framework, no build step.
+(function () {
+  "use strict";
+
+  // Forms marked data-confirm ask first (tenant/channel/user deletion).
+  document.addEventListener("submit", function (ev) {
+    var msg = ev.target.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) { ev.preventDefault(); return; }
+    var confirmInput = ev.target.querySelector("input[name=confirm]");
+    if (msg && confirmInput) { confirmInput.value = "yes"; }
+  });
+
+  // Copy buttons.
+  document.addEventListener("click", function (ev) {
+    var target = ev.target.closest("[data-copy]");
+    if (!target) { return; }
+    var node = document.getElementById(target.getAttribute("data-copy"));
+    if (node && navigator.clipboard) {
+      navigator.clipboard.writeText(node.textContent.trim());
+      target.textContent = "Copied";
+    }
+  });
+
+  // The channel form adapts to the type: its config inputs and its supported modes.
+  function channelForm() {
+    var form = document.getElementById("channel-form");
+    if (!form) { return; }
+    var types = JSON.parse(document.getElementById("channel-types").textContent);
+    var typeSel = form.querySelector("select[name=type]");
+    var modeSel = form.querySelector("select[name=mode]");
+    function apply() {
+      var info = types.filter(function (t) { return t.type === typeSel.value; })[0];
+      form.querySelectorAll("[data-config-for]").forEach(function (fs) {
+        var on = fs.getAttribute("data-config-for") === typeSel.value;
+        fs.hidden = !on;
+        fs.querySelectorAll("input").forEach(function (i) { i.disabled = !on; });
+      });
+      if (!info) { return; }
+      var keep = modeSel.value;
+      modeSel.innerHTML = "";
+      info.modes.forEach(function (m) {
+        var o = document.createElement("option");
+        o.value = m; o.textContent = m;
+        modeSel.appendChild(o);
+      });
+      modeSel.value = info.modes.indexOf(keep) >= 0 ? keep : info["default"];
+    }
+    typeSel.addEventListener("change", apply);
+    apply();
+    stepBuilder(form);
+  }
+
+  // Middleware steps: a builder that edits the JSON list in the textarea (which stays editable).
+  var STEPS = {
+    add_prefix: { type: "add_prefix", prefix: "[bot] " },
+    add_suffix: { type: "add_suffix", suffix: " (sent by converger)" },
+    text_replace: { type: "text_replace", pattern: "foo", replacement: "bar" },
+    truncate_text: { type: "truncate_text", max_length: 160, ellipsis: "..." },
+    set_metadata: { type: "set_metadata", values: { source: "converger" } },
+    content_filter: { type: "content_filter", block_patterns: ["spam"] }
+  };
+  function stepBuilder(form) {
+    var area = form.querySelector("textarea[name=transformations]");
+    var kind = document.getElementById("step-type");
+    function steps() {
+      try { var v = JSON.parse(area.value || "[]"); return Array.isArray(v) ? v : []; }
+      catch (e) { return null; }
+    }
+    function edit(change) {
+      var list = steps();
+      if (list === null) { area.focus(); return; }  // leave invalid JSON for the user to fix
+      change(list);
+      area.value = list.length ? JSON.stringify(list, null, 2) : "";
+    }
+    document.getElementById("add-step").addEventListener("click", function () {
+      edit(function (list) { list.push(JSON.parse(JSON.stringify(STEPS[kind.value]))); });
+    });
+    document.getElementById("drop-step").addEventListener("click", function () {
+      edit(function (list) { list.pop(); });
+    });
+  }
+
+  // Routing rule form: only the chosen tenant's channels.
+  function ruleForm() {
+    var form = document.getElementById("rule-form");
+    if (!form) { return; }
+    var tenantSel = form.querySelector("select[name=tenant_id]");
+    function apply() {
+      form.querySelectorAll("[data-tenant]").forEach(function (el) {
+        var on = el.getAttribute("data-tenant") === tenantSel.value;
+        el.hidden = !on;
+        if (el.tagName === "OPTION") { el.disabled = !on; }
+        el.querySelectorAll && el.querySelectorAll("input").forEach(function (i) {
+          i.disabled = !on;
+        });
+      });
+    }
+    tenantSel.addEventListener("change", apply);
+    apply();
+  }
+
+  // The live timeline: poll a small JSON endpoint every second and redraw on change.
+  var TICKS = { pending: "…", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "✗" };
+  function el(tag, cls, text) {
+    var n = document.createElement(tag);
+    if (cls) { n.className = cls; }
+    if (text !== undefined && text !== null) { n.textContent = text; }
+    return n;
+  }
+  function drawTimeline(body, items) {
+    body.innerHTML = "";
+    if (!items.length) {
+      var tr = el("tr"), td = el("td", "empty", "No activities yet.");
+      td.colSpan = 5; tr.appendChild(td); body.appendChild(tr);
+      return;
+    }
+    items.forEach(function (a) {
+      var tr = el("tr");
+      tr.setAttribute("data-activity", a.id);
+      tr.appendChild(el("td", "mono muted", "#" + a.seq));
+      tr.appendChild(el("td", "mono", (a.inserted_at || "").slice(0, 19).replace("T", " ")));
+      tr.appendChild(el("td", null, a.sender || "system"));
+      tr.appendChild(el("td", null, a.text === null ? "(" + a.type + ")" : a.text));
+      var td = el("td");
+      if (a.badge) {
+        var tick = el("span", "tick " + a.badge, TICKS[a.badge]);
+        tick.title = a.badge;
+        tick.setAttribute("data-status", a.badge);
+        td.appendChild(tick);
+      }
+      tr.appendChild(td);
+      body.appendChild(tr);
+    });
+  }
+  function timeline() {
+    var table = document.getElementById("timeline");
+    if (!table) { return; }
+    var url = table.getAttribute("data-url");
+    var body = table.querySelector("tbody");
+    var last = null;
+    function poll() {
+      fetch(url, { credentials: "same-origin", cache: "no-store" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (raw) {
+          if (raw && raw !== last) {
+            last = raw;
+            drawTimeline(body, JSON.parse(raw).items);
+          }
+        })
+        .catch(function () {})
+        .then(function () { setTimeout(poll, 1000); });
+    }
+    poll();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    channelForm();
+    ruleForm();
+    timeline();
+  });
+})();

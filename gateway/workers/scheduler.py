@@ -1,0 +1,111 @@
+"""An in-process scheduler for periodic jobs. Each job is an ``async fn(now)``; ``now`` comes
+from an injectable clock, and ``tick(now)`` runs whatever is due, so tests drive time by hand."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from store.util import iso, utcnow
+
+JobFn = Callable[[datetime], Awaitable[Any]]
+MAX_SLEEP = 60.0  # re-read the clock at least this often
+
+
+class Job:
+    def __init__(self, name: str, interval: float, fn: JobFn, next_run: datetime) -> None:
+        self.name = name
+        self.interval = timedelta(seconds=interval)
+        self.fn = fn
+        self.next_run = next_run
+        self.last_run: datetime | None = None
+        self.last_error: str | None = None
+        self.runs = 0
+
+
+class Scheduler:
+    def __init__(self, log: Any, clock: Callable[[], datetime] = utcnow) -> None:
+        self.log = log
+        self.clock = clock
+        self.jobs: dict[str, Job] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, name: str, interval: float, fn: JobFn, *, first_in: float | None = None) -> None:
+        """Run ``fn`` every ``interval`` seconds; first after ``first_in`` (default: one interval)."""
+        if interval <= 0:
+            return
+        delay = interval if first_in is None else first_in
+        self.jobs[name] = Job(name, interval, fn, self.clock() + timedelta(seconds=delay))
+
+    async def tick(self, now: datetime) -> list[str]:
+        """Run every job due at ``now`` (one after another); returns the names run."""
+        ran = []
+        for job in self.jobs.values():
+            if job.next_run > now:
+                continue
+            try:
+                await job.fn(now)
+                job.last_error = None
+            except Exception as exc:  # one failing job must not stop the others
+                job.last_error = f"{type(exc).__name__}: {exc}"
+                self.log.exception("job %s failed", job.name)
+            job.last_run = now
+            job.runs += 1
+            job.next_run = now + job.interval
+            ran.append(job.name)
+        return ran
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="scheduler")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            await self.tick(self.clock())
+            if not self.jobs:
+                wait = MAX_SLEEP
+            else:
+                nxt = min(j.next_run for j in self.jobs.values())
+                wait = min(MAX_SLEEP, max(0.0, (nxt - self.clock()).total_seconds()))
+            try:
+                await asyncio.wait_for(self._stop.wait(), wait)
+            except TimeoutError:
+                pass
+
+    def status(self) -> dict[str, Any]:
+        alive = self._task is not None and not self._task.done()
+        return {"ok": alive, "jobs": {
+            j.name: {"every": j.interval.total_seconds(), "runs": j.runs,
+                     "last_run": iso(j.last_run) if j.last_run else None,
+                     "next_run": iso(j.next_run), "last_error": j.last_error}
+            for j in self.jobs.values()}}
+
+
+def install(app: Any) -> None:
+    """Start the periodic jobs after the server starts; stop them first on shutdown."""
+    from . import expiry, health
+
+    @app.after_server_start
+    async def _start(app: Any) -> None:
+        ctx = app.ctx
+        s = ctx.settings
+        sched = Scheduler(ctx.log)
+        sched.add("channel_health", s.health_interval, lambda now: health.run(ctx, now))
+        sched.add("conversation_expiry", s.expiry_interval, lambda now: expiry.run(ctx, now))
+        sched.add("prune", s.prune_interval, lambda now: expiry.prune(ctx, now))
+        ctx.scheduler = sched
+        ctx.readiness["jobs"] = sched.status
+        sched.start()
+
+    @app.before_server_stop
+    async def _stop(app: Any) -> None:
+        sched = getattr(app.ctx, "scheduler", None)
+        if sched is not None:
+            await sched.stop()

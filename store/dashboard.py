@@ -1,0 +1,107 @@
+"""Read-only figures for the admin panel and the tenant portal: counts, channel health, and
+the per-activity delivery badge of a conversation timeline."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+# Most advanced first: a badge shows the furthest any of an activity's deliveries got.
+BADGE_ORDER = ("read", "delivered", "sent", "pending", "failed")
+
+
+def _where(tenant_id: str | None) -> tuple[str, list[Any]]:
+    return (" WHERE tenant_id = ?", [tenant_id]) if tenant_id else ("", [])
+
+
+def counts(conn: sqlite3.Connection, tenant_id: str | None = None) -> dict[str, Any]:
+    """Tenants, channels (total and per mode), conversations, activities, deliveries by status."""
+    where, params = _where(tenant_id)
+    modes = {r["mode"]: r["n"] for r in conn.execute(
+        f"SELECT mode, count(*) AS n FROM channels{where} GROUP BY mode", params)}
+    deliveries = {r["status"]: r["n"] for r in conn.execute(
+        f"SELECT status, count(*) AS n FROM deliveries{where} GROUP BY status", params)}
+    out: dict[str, Any] = {
+        "channels": sum(modes.values()),
+        "modes": {m: modes.get(m, 0) for m in ("inbound", "outbound", "duplex")},
+        "conversations": conn.execute(
+            f"SELECT count(*) FROM conversations{where}", params).fetchone()[0],
+        "activities": conn.execute(f"SELECT count(*) FROM activities{where}", params).fetchone()[0],
+        "deliveries": {s: deliveries.get(s, 0) for s in ("pending", "sent", "delivered", "read",
+                                                          "failed")},
+    }
+    if tenant_id is None:
+        out["tenants"] = conn.execute("SELECT count(*) FROM tenants").fetchone()[0]
+    return out
+
+
+def latest_health(conn: sqlite3.Connection, tenant_id: str | None = None) -> dict[str, dict[str, Any]]:
+    """channel id -> its latest health check (status, failure_rate, total, checked_at)."""
+    sql = """SELECT h.channel_id, h.status, h.failure_rate, h.total_deliveries, h.checked_at
+               FROM channel_health_checks h JOIN channels c ON c.id = h.channel_id
+              WHERE h.checked_at = (SELECT max(checked_at) FROM channel_health_checks
+                                     WHERE channel_id = h.channel_id)"""
+    params: list[Any] = []
+    if tenant_id:
+        sql += " AND c.tenant_id = ?"
+        params.append(tenant_id)
+    return {r["channel_id"]: dict(r) for r in conn.execute(sql, params)}
+
+
+def names(conn: sqlite3.Connection, table: str, ids: set[str]) -> dict[str, str]:
+    """id -> name for tenants or channels (for labelling tables)."""
+    assert table in ("tenants", "channels")
+    ids = {i for i in ids if i}
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(f"SELECT id, name FROM {table} WHERE id IN ({marks})", list(ids))
+    return {r["id"]: r["name"] for r in rows}
+
+
+def all_names(conn: sqlite3.Connection, table: str, tenant_id: str | None = None) -> list[tuple[str, str]]:
+    """(id, name) of every tenant or channel, for filter selects."""
+    assert table in ("tenants", "channels")
+    if tenant_id and table == "channels":
+        rows = conn.execute("SELECT id, name FROM channels WHERE tenant_id = ? ORDER BY name",
+                            (tenant_id,))
+    else:
+        rows = conn.execute(f"SELECT id, name FROM {table} ORDER BY name")
+    return [(r["id"], r["name"]) for r in rows]
+
+
+def timeline(conn: sqlite3.Connection, conversation_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The last ``limit`` activities of a conversation in order, each with its delivery badge."""
+    rows = conn.execute(
+        """SELECT id, seq, type, sender, text, inserted_at FROM activities
+            WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?""",
+        (conversation_id, limit),
+    ).fetchall()
+    items = [dict(r) for r in reversed(rows)]
+    if not items:
+        return items
+    statuses: dict[str, list[str]] = {}
+    marks = ",".join("?" * len(items))
+    for r in conn.execute(
+        f"SELECT activity_id, status FROM deliveries WHERE activity_id IN ({marks})",
+        [i["id"] for i in items],
+    ):
+        statuses.setdefault(r["activity_id"], []).append(r["status"])
+    for item in items:
+        found = statuses.get(item["id"], [])
+        item["badge"] = next((s for s in BADGE_ORDER if s in found), None)
+        item["deliveries"] = len(found)
+    return items
+
+
+def retry_failed_of_channel(conn: sqlite3.Connection, channel_id: str, now: str,
+                            tenant_id: str | None = None) -> int:
+    """Make every failed delivery of a channel due now with a fresh set of attempts."""
+    sql = """UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?,
+                    attempts = 0
+              WHERE channel_id = ? AND status = 'failed' AND claim_token IS NULL"""
+    params: list[Any] = [now, now, channel_id]
+    if tenant_id:
+        sql += " AND tenant_id = ?"
+        params.append(tenant_id)
+    return conn.execute(sql, params).rowcount

@@ -1,0 +1,227 @@
+"""Real-time benchmark: POST-to-receive latency and pushes/s through the real server.
+
+    python -m tests.bench.bench_realtime            # both cases, 10 s each
+    python -m tests.bench.bench_realtime --case a --seconds 30
+
+(a) 1,000 sockets, each joined to its own conversation; activities posted over HTTP at 500/s
+    spread across the conversations (one push per post).
+(b) 500 sockets joined to one conversation; 20 activities/s (500 pushes per post).
+
+The server, the poster and the socket clients are separate processes (clients split over
+``--receivers`` processes), so the load generator does not share the server's event loop.
+Each activity's text carries the wall-clock time its POST started; a receiver's latency is its
+receive time minus that. Not collected by pytest (tests/bench is excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.server import ADMIN_TOKEN, Server  # noqa: E402
+
+SECRET = "bench-secret-key-0123456789-0123456789"
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+# -- set-up (main process) ------------------------------------------------------------------
+async def _setup(base: str, conversations: int) -> dict[str, Any]:
+    from gateway.tokens import Tokens
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as s:
+        async with s.post(f"{base}/api/admin/tenants", json={"name": "bench"}, headers=ADMIN) as r:
+            tenant = (await r.json())["data"]
+        async with s.post(f"{base}/api/admin/channels", headers=ADMIN,
+                          json={"tenant_id": tenant["id"], "name": "ws", "type": "websocket"}) as r:
+            channel = (await r.json())["data"]
+        async with s.post(f"{base}/api/admin/channels/{channel['id']}/token", headers=ADMIN) as r:
+            ctoken = (await r.json())["token"]
+
+        async def conv(_: int) -> str:
+            async with s.post(f"{base}/api/v1/conversations", json={},
+                              headers={"x-channel-token": ctoken}) as r:
+                return (await r.json())["data"]["id"]
+
+        ids = await asyncio.gather(*(conv(i) for i in range(conversations)))
+    tokens = Tokens(SECRET)  # the server runs with this key, so tokens can be minted here
+    return {"api_key": tenant["api_key"], "conversations": list(ids),
+            "tokens": [tokens.user_token(cid, tenant["id"], f"u{i}") for i, cid in enumerate(ids)]}
+
+
+# -- socket clients (receiver processes) ----------------------------------------------------
+async def _receive(ws_base: str, joins: list[tuple[str, str]], ready: Any, stop: Any,
+                   out: Any) -> None:
+    latencies: list[float] = []
+    # limit=0: every socket holds a connection (the default pool of 100 would block the rest).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        sockets = []
+        for token, cid in joins:
+            ws = await s.ws_connect(f"{ws_base}/socket/websocket?token={token}&vsn=2.0.0",
+                                    heartbeat=None, max_msg_size=0)
+            await ws.send_str(json.dumps(["1", "1", f"conversation:{cid}", "phx_join", {}]))
+            sockets.append(ws)
+        for ws in sockets:  # every join answered before the load starts
+            while True:
+                frame = json.loads((await ws.receive(timeout=60)).data)
+                if frame[3] == "phx_reply":
+                    break
+
+        async def read(ws: aiohttp.ClientWebSocketResponse) -> None:
+            async for msg in ws:
+                now = time.time()
+                frame = json.loads(msg.data)
+                if frame[3] == "new_activity":
+                    latencies.append(now - float(frame[4]["text"]))
+
+        readers = [asyncio.create_task(read(ws)) for ws in sockets]
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        for t in readers:
+            t.cancel()
+        for ws in sockets:
+            await ws.close()
+    out.put(latencies)
+
+
+def receiver(ws_base: str, joins: list[tuple[str, str]], ready: Any, stop: Any, out: Any) -> None:
+    asyncio.run(_receive(ws_base, joins, ready, stop, out))
+
+
+# -- poster process -------------------------------------------------------------------------
+async def _post(base: str, api_key: str, conversations: list[str], rate: float, seconds: float,
+                out: Any) -> None:
+    posted, failed, post_lat = 0, 0, []
+    headers = {"x-api-key": api_key, "content-type": "application/json"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128)) as s:
+        async def one(cid: str) -> None:
+            nonlocal posted, failed
+            t = time.time()
+            body = json.dumps({"text": repr(t), "sender": "bench"})
+            try:
+                async with s.post(f"{base}/api/v1/conversations/{cid}/activities", data=body,
+                                  headers=headers) as r:
+                    await r.read()
+                    ok = r.status == 201
+            except aiohttp.ClientError:
+                ok = False
+            if ok:
+                posted += 1
+                post_lat.append(time.time() - t)
+            else:
+                failed += 1
+
+        n = int(rate * seconds)
+        start = time.monotonic()
+        tasks = []
+        for i in range(n):
+            due = start + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(conversations[i % len(conversations)])))
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - start
+    out.put({"posted": posted, "failed": failed, "elapsed": elapsed, "post_latencies": post_lat})
+
+
+def poster(base: str, api_key: str, conversations: list[str], rate: float, seconds: float,
+           out: Any) -> None:
+    asyncio.run(_post(base, api_key, conversations, rate, seconds, out))
+
+
+# -- one case -------------------------------------------------------------------------------
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def run_case(name: str, sockets: int, conversations: int, rate: float, seconds: float,
+             receivers: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = Server(Path(tmp), env={"CONVERGER_SECRET_KEY": SECRET, "CONVERGER_LOG_LEVEL": "WARNING",
+                                     "CONVERGER_WS_IDLE_TIMEOUT": "600"}).start()
+        try:
+            world = asyncio.run(_setup(srv.url, conversations))
+            joins = [(world["tokens"][i % conversations], world["conversations"][i % conversations])
+                     for i in range(sockets)]
+            ready = [ctx.Event() for _ in range(receivers)]
+            stop, results = ctx.Event(), ctx.Queue()
+            procs = [ctx.Process(target=receiver, args=(srv.ws_url, joins[k::receivers], ready[k],
+                                                        stop, results)) for k in range(receivers)]
+            for p in procs:
+                p.start()
+            for e in ready:
+                if not e.wait(120):
+                    raise RuntimeError("receivers did not get ready")
+            post_q = ctx.Queue()
+            post_proc = ctx.Process(target=poster, args=(srv.url, world["api_key"],
+                                                         world["conversations"], rate, seconds,
+                                                         post_q))
+            post_proc.start()
+            posted = post_q.get(timeout=seconds * 5 + 60)
+            post_proc.join()
+            expected = posted["posted"] * sockets // conversations
+            # Let the last pushes land (bounded wait), then collect.
+            time.sleep(2.0)
+            stop.set()
+            latencies: list[float] = []
+            for _ in procs:
+                latencies.extend(results.get(timeout=120))
+            for p in procs:
+                p.join(30)
+        finally:
+            srv.stop()
+    window = posted["elapsed"]
+    return {
+        "case": name, "sockets": sockets, "conversations": conversations, "rate": rate,
+        "seconds": seconds, "posted": posted["posted"], "post_failures": posted["failed"],
+        "pushes_expected": expected, "pushes_received": len(latencies),
+        "pushes_per_s": round(len(latencies) / window, 1),
+        "latency_p50_ms": round(_pct(latencies, 50) * 1000, 1),
+        "latency_p99_ms": round(_pct(latencies, 99) * 1000, 1),
+        "latency_max_ms": round(max(latencies, default=float("nan")) * 1000, 1),
+        "post_p50_ms": round(_pct(posted["post_latencies"], 50) * 1000, 1),
+        "post_p99_ms": round(_pct(posted["post_latencies"], 99) * 1000, 1),
+        "latency_mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+    }
+
+
+CASES = {
+    "a": dict(sockets=1000, conversations=1000, rate=500.0),
+    "b": dict(sockets=500, conversations=1, rate=20.0),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--receivers", type=int, default=2)
+    args = parser.parse_args(argv)
+    names = list(CASES) if args.case == "all" else [args.case]
+    for name in names:
+        result = run_case(name, seconds=args.seconds, receivers=args.receivers, **CASES[name])
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""Fixtures for the web pages: a server of their own with a super admin made by the CLI, and a
+small form-aware HTTP client that keeps cookies and reads CSRF tokens off the pages."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support.api import Api
+from tests.support.server import ROOT, Server
+
+ADMIN_EMAIL = "root@example.com"
+ADMIN_PASSWORD = "correct horse battery"
+SECRET_KEY = "test-secret-key-0123456789"  # what tests.support.server gives the server
+CSRF = re.compile(r'name="_csrf" value="([^"]+)"')
+
+
+def create_admin(data_dir: Any, email: str, password: str, role: str = "super_admin") -> str:
+    """``converger admin create`` as an operator runs it."""
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway", "admin", "create", "--email", email, "--name", "Root",
+         "--role", role, "--password-stdin", "--data-dir", str(data_dir)],
+        input=password + "\n", capture_output=True, text=True, cwd=ROOT, timeout=60,
+        env={**os.environ, "CONVERGER_SECRET_KEY": SECRET_KEY},
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+class Client:
+    """One visitor: its own cookie jar; ``form()`` posts with the CSRF token of a page."""
+
+    def __init__(self, base: str, headers: dict[str, str] | None = None) -> None:
+        self.base = base
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                             headers=headers or {})
+        self.csrf: str | None = None
+
+    async def get(self, path: str, **kw: Any) -> tuple[int, str, Any]:
+        async with self.session.get(self.base + path, allow_redirects=False, **kw) as r:
+            body = await r.text()
+            if m := CSRF.search(body):
+                self.csrf = m.group(1)
+            return r.status, body, r.headers
+
+    async def post(self, path: str, data: dict[str, Any] | list[tuple[str, str]],
+                   csrf: bool = True, **kw: Any) -> tuple[int, str, Any]:
+        if csrf:
+            data = [*(data.items() if isinstance(data, dict) else data), ("_csrf", self.csrf or "")]
+        async with self.session.post(self.base + path, data=data, allow_redirects=False,
+                                     **kw) as r:
+            body = await r.text()
+            if m := CSRF.search(body):
+                self.csrf = m.group(1)
+            return r.status, body, r.headers
+
+    async def login(self, email: str, password: str, area: str = "admin",
+                    tenant: str | None = None) -> int:
+        await self.get(f"/{area}/login")
+        data = {"email": email, "password": password}
+        if tenant is not None:
+            data["tenant"] = tenant
+        status, _, headers = await self.post(f"/{area}/login", data)
+        if status == 302:
+            await self.get(headers["location"].replace(self.base, ""))  # picks up the new CSRF
+        return status
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+@pytest.fixture(scope="session")
+def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("web")
+    create_admin(data, ADMIN_EMAIL, ADMIN_PASSWORD)
+    srv = Server(data).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+async def web_api(web_server: Server) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession() as s:
+        yield Api(s, web_server.url)
+
+
+@pytest.fixture
+async def admin(web_server: Server) -> AsyncIterator[Client]:
+    c = Client(web_server.url)
+    assert await c.login(ADMIN_EMAIL, ADMIN_PASSWORD) == 302
+    yield c
+    await c.close()
+
+
+@pytest.fixture
+async def anon(web_server: Server) -> AsyncIterator[Client]:
+    c = Client(web_server.url)
+    yield c
+    await c.close()
