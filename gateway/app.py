@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import time
-import uuid
 from pathlib import Path
 
 from sanic import Request, Sanic
@@ -13,7 +13,7 @@ from sanic.response import HTTPResponse
 
 from store import migrations
 from store.db import Database
-from store.util import iso, utcnow
+from store.util import iso, random_bytes, utcnow
 
 from . import errors, logs
 from .auth import TenantCache
@@ -52,7 +52,9 @@ def open_database(settings: Settings) -> tuple[Database, list[str]]:
 def create_app(settings: Settings, name: str | None = None) -> Sanic:
     app = Sanic(name or f"converger{next(_NAMES)}", configure_logging=False)
     app.config.REQUEST_MAX_SIZE = max(settings.max_upload_bytes, settings.max_body_bytes) + 65_536
-    app.config.TOUCHUP = False
+    # TouchUp strips Sanic's unused per-request signal dispatch (~30% of the event loop's time
+    # on the activity write path) but reads source files, which a frozen binary lacks.
+    app.config.TOUCHUP = not getattr(sys, "frozen", False)
     app.config.MOTD = False
     app.config.ACCESS_LOG = settings.access_log
     app.config.KEEP_ALIVE_TIMEOUT = 75
@@ -129,7 +131,7 @@ def _register_middleware(app: Sanic) -> None:
     async def _start(request: Request) -> HTTPResponse | None:
         rid = request.headers.get("x-request-id", "")
         if not (0 < len(rid) <= 128 and rid.isprintable()):
-            rid = uuid.uuid4().hex
+            rid = random_bytes(16).hex()  # buffered randomness: uuid4() costs a syscall each
         request.ctx.request_id = rid
         request.ctx.started = time.perf_counter()
         if request.path.startswith("/api/"):

@@ -284,13 +284,17 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    from . import domain
+    from . import domain, errors
 
     if args.action == "create":
         return cmd_admin_create(args)
     off = _Offline(_settings(args))
     try:
-        _, token = off.db.write_sync(domain.create_admin_token_tx, args.name, args.role, SYSTEM, off.now())
+        try:
+            _, token = off.db.write_sync(domain.create_admin_token_tx, args.name, args.role,
+                                         SYSTEM, off.now())
+        except errors.ApiError as exc:  # e.g. a blank name: a message, not a traceback
+            return _fail(exc.detail)
     finally:
         off.close()
     print(token)
@@ -338,8 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         if command == "restore":
             return cmd_restore(args)
         if command == "settings":
-            print(config.markdown() if args.markdown else "\n".join(
-                f"{s.name}: {', '.join(s.env)} (default {s.default!r})" for s in config.SETTINGS))
+            # markdown() ends with a newline already: the file it writes is byte-identical.
+            sys.stdout.write(config.markdown() if args.markdown else "\n".join(
+                f"{s.name}: {', '.join(s.env)} (default {s.default!r})" for s in config.SETTINGS) + "\n")
             return 0
         if command == "version":
             return cmd_version()

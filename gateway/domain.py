@@ -41,6 +41,8 @@ def _tenant_errors(name: Any, status: Any, alert_webhook_url: Any) -> dict[str, 
     errs: dict[str, list[str]] = {}
     if name is not None and (not isinstance(name, str) or not name.strip()):
         errs["name"] = ["can't be blank"]
+    elif name is not None and "\x00" in name:
+        errs["name"] = ["is invalid"]
     if status is not None and status not in TENANT_STATUSES:
         errs["status"] = ["is invalid"]
     if alert_webhook_url not in (None, "") and not valid_http_url(alert_webhook_url):
@@ -61,7 +63,8 @@ def create_tenant_tx(
         now=now, status=status, alert_webhook_url=alert_webhook_url or None,
     )
     audit.record(conn, actor_type=actor[0], actor_id=actor[1], action="create",
-                 resource_type="tenant", resource_id=tenant.id, now=now, after=_snap(tenant))
+                 resource_type="tenant", resource_id=tenant.id, tenant_id=tenant.id, now=now,
+                 after=_snap(tenant))
     return tenant, api_key
 
 
@@ -79,7 +82,7 @@ def update_tenant_tx(
     after = tenants.update(conn, tenant_id, changes, now)
     action = "toggle_status" if set(changes) == {"status"} else "update"
     audit.record(conn, actor_type=actor[0], actor_id=actor[1], action=action,
-                 resource_type="tenant", resource_id=tenant_id, now=now,
+                 resource_type="tenant", resource_id=tenant_id, tenant_id=tenant_id, now=now,
                  before=_snap(before), after=_snap(after))
     return after
 
@@ -95,7 +98,7 @@ def rotate_tenant_key_tx(
     )
     assert tenant is not None
     audit.record(conn, actor_type=actor[0], actor_id=actor[1], action="rotate_key",
-                 resource_type="tenant", resource_id=tenant_id, now=now,
+                 resource_type="tenant", resource_id=tenant_id, tenant_id=tenant_id, now=now,
                  after={"api_key_hint": tenant.api_key_hint})
     return tenant, api_key
 
@@ -204,6 +207,8 @@ def create_channel_tx(
     errs = channel_errors(type, mode, config, transformations, status)
     if not name or not name.strip():
         errs.setdefault("name", []).append("can't be blank")
+    elif "\x00" in name:  # SQLite's length() stops at NUL: the CHECK would fail with a 500
+        errs.setdefault("name", []).append("is invalid")
     elif channels.name_taken(conn, tenant_id, name):
         errs.setdefault("name", []).append("has already been taken")
     if errs:
@@ -241,6 +246,8 @@ def update_channel_tx(
     if name is not None:
         if not name.strip():
             errs.setdefault("name", []).append("can't be blank")
+        elif "\x00" in name:
+            errs.setdefault("name", []).append("is invalid")
         elif channels.name_taken(conn, before.tenant_id, name, exclude_id=channel_id):
             errs.setdefault("name", []).append("has already been taken")
     if errs:
@@ -303,3 +310,13 @@ def create_admin_token_tx(
     audit.record(conn, actor_type=actor[0], actor_id=actor[1], action="create",
                  resource_type="admin_token", resource_id=row.id, now=now, after=_snap(row))
     return row, token
+
+
+def revoke_admin_token_tx(conn: sqlite3.Connection, token_id: str, actor: Actor, now: str) -> bool:
+    """Revoke an admin API token; audited like every other management change."""
+    if not admin_tokens.revoke(conn, token_id, now):
+        return False
+    audit.record(conn, actor_type=actor[0], actor_id=actor[1], action="revoke",
+                 resource_type="admin_token", resource_id=token_id, now=now,
+                 after={"revoked_at": now})
+    return True

@@ -3,6 +3,7 @@ carries the original's member (``errors`` or ``error``, reference §2.1) so old 
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import msgspec
@@ -143,6 +144,14 @@ def register(app: Any) -> None:
         if status == 405 and getattr(exc, "headers", None):
             resp.headers.update(exc.headers)
         return resp
+
+    @app.exception(sqlite3.IntegrityError)
+    async def _constraint(request: Request, exc: sqlite3.IntegrityError) -> HTTPResponse:
+        # A safety net: input that slipped past validation and broke a schema constraint is
+        # the client's conflict, not a server error. Logged, since validation should catch it.
+        app.ctx.log.warning("constraint failed on %s %s: %s", request.method, request.path, exc)
+        return problem_response(conflict("the request conflicts with a constraint on stored data",
+                                         "constraint_failed"))
 
     @app.exception(Exception)
     async def _unhandled(request: Request, exc: Exception) -> HTTPResponse:

@@ -49,8 +49,12 @@ def in_networks(ip: str, networks: tuple[Network, ...]) -> bool:
 def client_ip(request: Any, trusted_proxies: str = "") -> str:
     """The client's address: the peer, or — when the peer is a trusted proxy — the right-most
     ``X-Forwarded-For`` entry that is not itself a trusted proxy."""
+    return client_ip_via(request, parse_networks(trusted_proxies) if trusted_proxies else ())
+
+
+def client_ip_via(request: Any, trusted: tuple[Network, ...]) -> str:
+    """:func:`client_ip` with the trusted proxies already parsed."""
     peer = request.ip or ""
-    trusted = parse_networks(trusted_proxies) if trusted_proxies else ()
     if not trusted or not in_networks(peer, trusted):
         return peer
     forwarded = request.headers.get("x-forwarded-for", "")

@@ -154,18 +154,26 @@ class Database:
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         results: list[tuple[Any, Any, BaseException | None, Any]] = []
+        # A job alone in its transaction needs no savepoint to fail alone: two statements saved.
+        single = len(batch) == 1
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, args, loop, fut in batch:
-                conn.execute("SAVEPOINT job")
+                if not single:
+                    conn.execute("SAVEPOINT job")
                 try:
                     value = fn(conn, *args)
                 except BaseException as exc:  # the job's own failure: roll back only it
+                    if single:
+                        conn.execute("ROLLBACK")
+                        self._resolve([(loop, fut, exc, None)])
+                        return
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     results.append((loop, fut, exc, None))
                 else:
-                    conn.execute("RELEASE job")
+                    if not single:
+                        conn.execute("RELEASE job")
                     results.append((loop, fut, None, value))
             conn.execute("COMMIT")
             self.commits += 1

@@ -127,20 +127,35 @@ class AdminToken(msgspec.Struct, kw_only=True):
 JSON_COLUMNS = {"config", "transformations", "metadata", "attachments", "target_channel_ids", "changes"}
 
 
+_PLANS: dict[tuple[type[Any], tuple[str, ...]], list[tuple[int, str, int]]] = {}
+_PLAIN, _JSON, _BOOL = 0, 1, 2
+
+
+def _plan(cls: type[Any], keys: tuple[str, ...]) -> list[tuple[int, str, int]]:
+    """Which row positions fill which fields, and how to convert them (computed once per
+    Struct and column list: from_row runs several times on every request's hot path)."""
+    index = {k: i for i, k in enumerate(keys)}
+    plan = []
+    for name in cls.__struct_fields__:
+        if name in index:
+            kind = _JSON if name in JSON_COLUMNS else _BOOL if name == "enabled" else _PLAIN
+            plan.append((index[name], name, kind))
+    _PLANS[(cls, keys)] = plan
+    return plan
+
+
 def from_row(cls: type[Any], row: Any) -> Any:
     """Build a Struct from a ``sqlite3.Row``, decoding JSON columns and dropping extra columns."""
     from .util import loads
 
-    fields = cls.__struct_fields__
-    keys = row.keys()
+    keys = tuple(row.keys())
+    plan = _PLANS.get((cls, keys)) or _plan(cls, keys)
     values = {}
-    for name in fields:
-        if name not in keys:
-            continue
-        value = row[name]
-        if name in JSON_COLUMNS:
+    for i, name, kind in plan:
+        value = row[i]
+        if kind == _JSON:
             value = loads(value)
-        elif name == "enabled":
+        elif kind == _BOOL:
             value = bool(value)
         values[name] = value
     return cls(**values)

@@ -92,6 +92,8 @@ def validate(
     errors: Errors = {}
     if not name:
         _add(errors, "name", "can't be blank")
+    elif "\x00" in name:  # SQLite's length() stops at NUL: the CHECK would fail
+        _add(errors, "name", "is invalid")
     if not source_channel_id:
         _add(errors, "source_channel_id", "can't be blank")
     if target_channel_ids is None:

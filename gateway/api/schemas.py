@@ -29,8 +29,9 @@ class ConversationIn(Struct, kw_only=True):
 
 
 class TokenIn(Struct, kw_only=True):
-    conversation_id: str
-    user_id: str
+    # Optional here so that a missing one is the original's 400, not a 422 (reference §5.1).
+    conversation_id: str | None = None
+    user_id: str | None = None
 
 
 class RoutingRuleFields(Struct, kw_only=True, forbid_unknown_fields=True):

@@ -51,7 +51,9 @@ def make_env() -> jinja2.Environment:
         autoescape=jinja2.select_autoescape(("html",)),
         trim_blocks=True, lstrip_blocks=True,
     )
-    env.filters["short"] = lambda v, n=8: (v or "")[:n]
+    # Ids are time-ordered (store.util.new_id): ids made in the same minute share their head, so
+    # the distinguishing part shown in tables is the random tail; the full id is in the title.
+    env.filters["short"] = lambda v, n=8: v if len(v or "") <= n else "…" + v[-n:]
     env.filters["when"] = lambda v: (v or "")[:19].replace("T", " ")
     env.filters["trunc"] = lambda v, n=40: (v if len(v or "") <= n else v[: n - 1] + "…") if v else ""
     env.globals["qs"] = lambda args, **kw: "?" + urlencode(

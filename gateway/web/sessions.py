@@ -18,6 +18,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sanic import Request
 
+from .. import ipallow
+
 Clock = Callable[[], float]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -74,40 +76,20 @@ def csrf_ok(session: dict[str, Any], submitted: str | None) -> bool:
     return bool(expected and submitted) and hmac.compare_digest(str(expected), str(submitted))
 
 
-# -- client address and the allowlist ---------------------------------------------------------
-def parse_networks(spec: str | Iterable[str]) -> list[Network]:
+# -- client address and the allowlist (one implementation: gateway/ipallow.py) -------------------
+def parse_networks(spec: str | Iterable[str]) -> tuple[Network, ...]:
     """``"127.0.0.1, 10.0.0.0/8, ::1"`` -> networks. Raises ValueError on a bad entry."""
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    return [ipaddress.ip_network(item.strip(), strict=False) for item in items if item.strip()]
+    return ipallow.parse_networks(spec if isinstance(spec, str) else ",".join(spec))
 
 
-def _addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        addr = ipaddress.ip_address(text.strip().strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    return addr
+def within(address: str, networks: Iterable[Network]) -> bool:
+    return ipallow.in_networks(address, tuple(networks))
 
 
-def within(address: str, networks: list[Network]) -> bool:
-    addr = _addr(address)
-    return addr is not None and any(addr in net for net in networks)
-
-
-def client_ip(request: Request, trusted_proxies: list[Network]) -> str:
+def client_ip(request: Request, trusted_proxies: Iterable[Network]) -> str:
     """The socket peer; when the peer is a trusted proxy, the right-most X-Forwarded-For entry
     that is not itself a trusted proxy (entries to its left can be forged by the client)."""
-    peer = request.conn_info.client_ip if request.conn_info else ""
-    if not trusted_proxies or not within(peer, trusted_proxies):
-        return peer
-    forwarded = request.headers.get("x-forwarded-for", "")
-    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not within(hop, trusted_proxies):
-            return hop
-    return hops[0] if hops else peer
+    return ipallow.client_ip_via(request, tuple(trusted_proxies))
 
 
 def is_https(request: Request, trusted_proxies: list[Network]) -> bool:

@@ -137,34 +137,6 @@ async def test_conversation_timeline_updates_live(page: Any, web_server: Server,
     await expect(page.locator("#timeline")).to_contain_text("bob")
 
 
-async def test_delivery_ticks_redraw_live_as_the_store_changes(
-    page: Any, web_server: Server, web_api: Api
-) -> None:
-    """Without delivery workers (another area), drive the delivery row by hand and watch the
-    page follow: pending … → read ✓✓ (blue) → failed ✗, no reload."""
-    import sqlite3
-
-    from playwright.async_api import expect
-
-    if await _has_delivery_workers(web_api):
-        pytest.skip("delivery workers run: test_delivery_tick_advances_when_a_receipt_arrives covers it")
-    s = await web_api.setup("ticks-by-hand", type="webhook", mode="duplex",
-                            config={"url": "http://127.0.0.1:9/never"})
-    conv = s["conversation"]["id"]
-    await web_api.post_activity(conv, s["api_key"], text="watch my ticks")
-    await page.goto(f"{web_server.url}/admin/conversations/{conv}")
-    await expect(page.locator("#timeline [data-status=pending]")).to_have_count(1)
-    conn = sqlite3.connect(web_server.data_dir / "converger.db", timeout=10, isolation_level=None)
-    try:
-        for status in ("read", "failed"):
-            conn.execute("UPDATE deliveries SET status = ? WHERE conversation_id = ?", (status, conv))
-            tick = page.locator(f"#timeline [data-status={status}]")
-            await expect(tick).to_have_count(1, timeout=5000)
-            assert await tick.get_attribute("class") == f"tick {status}"
-    finally:
-        conn.close()
-
-
 async def test_viewer_cannot_change_anything(browser: Any, page: Any, web_server: Server,
                                              web_api: Api) -> None:
     from playwright.async_api import expect
@@ -229,7 +201,7 @@ async def test_portal_user_cannot_reach_another_tenants_conversation(
         await portal.goto(f"{base}/portal/conversations/{b['conversation']['id']}")
         assert portal.url == f"{base}/portal/conversations"
         await expect(portal.locator(".flash")).to_contain_text("Conversation not found")
-        assert b["conversation"]["id"][:13] not in await portal.content()
+        assert b["conversation"]["id"][-12:] not in await portal.content()
     finally:
         await portal.context.close()
 
@@ -260,8 +232,7 @@ async def test_delivery_tick_advances_when_a_receipt_arrives(
 ) -> None:
     from playwright.async_api import expect
 
-    if not await _has_delivery_workers(web_api):
-        pytest.skip("no delivery workers yet: /readyz has no delivery check (lights up after merge)")
+    assert await _has_delivery_workers(web_api), "/readyz reports no delivery workers"
     s = await web_api.setup("ticks-co", type="webhook", mode="duplex",
                             config={"url": receiver["url"]})
     conv = s["conversation"]["id"]
@@ -287,8 +258,7 @@ async def test_retry_a_failed_delivery_until_it_succeeds(
 ) -> None:
     from playwright.async_api import expect
 
-    if not await _has_delivery_workers(web_api):
-        pytest.skip("no delivery workers yet: /readyz has no delivery check (lights up after merge)")
+    assert await _has_delivery_workers(web_api), "/readyz reports no delivery workers"
     receiver["status"] = 410  # Gone: never retried, so failed at once
     s = await web_api.setup("retry-co", type="webhook", mode="duplex",
                             config={"url": receiver["url"]})

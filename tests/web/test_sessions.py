@@ -36,7 +36,7 @@ def test_csrf_comparison() -> None:
 
 
 def _request(peer: str, headers: dict[str, str] | None = None, scheme: str = "http") -> object:
-    return SimpleNamespace(conn_info=SimpleNamespace(client_ip=peer), headers=headers or {},
+    return SimpleNamespace(ip=peer, conn_info=SimpleNamespace(client_ip=peer), headers=headers or {},
                            scheme=scheme)
 
 

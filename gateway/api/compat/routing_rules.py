@@ -11,10 +11,10 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from store import audit, routing
-from store.models import RoutingRule
+from store.models import RoutingRule, Tenant
 
 from ... import errors
-from ...auth import tenant_auth
+from ...auth import tenant_auth, token_scope
 from ...http import decode, empty, json, uuid_param, validation_error
 from ..schemas import RoutingRuleFields, rule_out
 
@@ -29,8 +29,10 @@ def _fields(request: Request) -> RoutingRuleFields:
     raw = decode(request, _Body)
     if raw.routing_rule is UNSET or not isinstance(raw.routing_rule, dict):
         raise errors.bad_request("body must wrap the rule in 'routing_rule'", "missing_wrapper")
+    # The tenant always comes from auth; the original accepted and ignored a body tenant_id.
+    fields = {k: v for k, v in raw.routing_rule.items() if k != "tenant_id"}
     try:
-        return msgspec.convert(raw.routing_rule, RoutingRuleFields)
+        return msgspec.convert(fields, RoutingRuleFields)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
 
@@ -92,9 +94,19 @@ def delete_rule_tx(
     return True
 
 
+async def _tenant(request: Request) -> Tenant:
+    """TenantAuth, refusing conversation (user) tokens: they reach only their conversation,
+    never the tenant's routing configuration."""
+    tenant, claims = await tenant_auth(request)
+    if token_scope(claims) is not None:
+        raise errors.forbidden("a conversation token cannot manage routing rules",
+                               "token_out_of_scope")
+    return tenant
+
+
 @bp.get("/routing_rules")
 async def list_rules(request: Request) -> HTTPResponse:
-    tenant, _ = await tenant_auth(request)
+    tenant = await _tenant(request)
     rules = await request.app.ctx.db.read(routing.for_tenant, tenant.id)
     return json({"data": [rule_out(r) for r in rules]})
 
@@ -102,7 +114,7 @@ async def list_rules(request: Request) -> HTTPResponse:
 @bp.get("/routing_rules/<rule_id>")
 async def show_rule(request: Request, rule_id: str) -> HTTPResponse:
     rule_id = uuid_param(rule_id)
-    tenant, _ = await tenant_auth(request)
+    tenant = await _tenant(request)
     rule = await request.app.ctx.db.read(routing.get_for_tenant, tenant.id, rule_id)
     if rule is None:
         raise errors.not_found()
@@ -112,7 +124,7 @@ async def show_rule(request: Request, rule_id: str) -> HTTPResponse:
 @bp.post("/routing_rules")
 async def create_rule(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
-    tenant, _ = await tenant_auth(request)
+    tenant = await _tenant(request)
     fields = _fields(request)
     rule = await ctx.db.write(save_rule_tx, tenant.id, None, fields, ("tenant_api", tenant.id),
                               ctx.now_iso())
@@ -123,7 +135,7 @@ async def create_rule(request: Request) -> HTTPResponse:
 async def update_rule(request: Request, rule_id: str) -> HTTPResponse:
     ctx = request.app.ctx
     rule_id = uuid_param(rule_id)
-    tenant, _ = await tenant_auth(request)
+    tenant = await _tenant(request)
     fields = _fields(request)
     try:
         rule = await ctx.db.write(save_rule_tx, tenant.id, rule_id, fields,
@@ -137,7 +149,7 @@ async def update_rule(request: Request, rule_id: str) -> HTTPResponse:
 async def delete_rule(request: Request, rule_id: str) -> HTTPResponse:
     ctx = request.app.ctx
     rule_id = uuid_param(rule_id)
-    tenant, _ = await tenant_auth(request)
+    tenant = await _tenant(request)
     if not await ctx.db.write(delete_rule_tx, tenant.id, rule_id, ("tenant_api", tenant.id),
                               ctx.now_iso()):
         raise errors.not_found()

@@ -22,6 +22,9 @@ async def create_token(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
     await ctx.rate_limit(request, "token_create")
     body = decode(request, TokenIn, plain=True)
+    if not body.conversation_id or not body.user_id:
+        raise errors.bad_request("conversation_id and user_id are required", "missing_params",
+                                 plain=True)
     token = request.headers.get("x-channel-token")
     if token is None:
         raise errors.bad_request("Missing x-channel-token header", "missing_channel_token", plain=True)
@@ -32,8 +35,6 @@ async def create_token(request: Request) -> HTTPResponse:
     channel_id = claims.get("channel_id")
     if not isinstance(channel_id, str):
         raise errors.forbidden("a channel token is required", "not_channel_token")
-    if not body.user_id:
-        raise errors.validation({"user_id": ["can't be blank"]})
     conversation_id = uuid_param(body.conversation_id, "conversation_id")
     conv = await ctx.db.read(conversations.get, conversation_id)
     if conv is None or conv.channel_id != channel_id or conv.tenant_id != claims.get("tenant_id"):

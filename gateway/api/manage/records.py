@@ -67,15 +67,24 @@ async def list_deliveries(request: Request) -> HTTPResponse:
     return json({"data": [delivery_view(d) for d in items], "next": nxt})
 
 
+def _retry_tx(conn: Any, delivery_id: str, actor: tuple[str, str], now: str) -> Delivery | None:
+    d = queue.retry_now(conn, delivery_id, now)
+    if d is not None:
+        audit.record(conn, actor_type=actor[0], actor_id=actor[1], action="retry",
+                     resource_type="delivery", resource_id=delivery_id, tenant_id=d.tenant_id,
+                     now=now, after={"status": d.status, "next_attempt_at": d.next_attempt_at})
+    return d
+
+
 @bp.post("/deliveries/<delivery_id>/retry")
 async def retry_delivery(request: Request, delivery_id: str) -> HTTPResponse:
     ctx = request.app.ctx
     delivery_id = uuid_param(delivery_id)
-    await admin_auth(request, write=True)
+    who = await admin_auth(request, write=True)
     existing = await ctx.db.read(queue.get, delivery_id)
     if existing is None:
         raise errors.not_found()
-    d = await ctx.db.write(queue.retry_now, delivery_id, ctx.now_iso())
+    d = await ctx.db.write(_retry_tx, delivery_id, (who.actor_type, who.actor_id), ctx.now_iso())
     if d is None:
         raise errors.conflict(f"delivery is {existing.status}; only failed or pending deliveries "
                               "can be retried", "not_retryable")
@@ -202,6 +211,7 @@ async def revoke_token(request: Request, token_id: str) -> HTTPResponse:
     who = await admin_auth(request, write=True)
     if who.role != "super_admin":
         raise errors.forbidden("only a super_admin may revoke admin tokens", "forbidden_role")
-    if not await ctx.db.write(admin_tokens.revoke, token_id, ctx.now_iso()):
+    if not await ctx.db.write(domain.revoke_admin_token_tx, token_id,
+                              (who.actor_type, who.actor_id), ctx.now_iso()):
         raise errors.not_found()
     return empty(204)

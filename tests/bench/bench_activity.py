@@ -1,0 +1,230 @@
+"""Activity write path vs. a bare Sanic JSON echo, in one run (not part of the test suite).
+
+    python -m tests.bench.bench_activity [--duration 10] [--connections 50] [--rounds 3]
+
+Starts two servers, each in its own process with the same Sanic settings (single_process,
+uvloop, no access log): the JSON echo app of tests/bench/baseline.py, and the real converger
+server on a fresh data directory with one tenant, a websocket channel and one conversation. Load
+comes from a separate process: ``wrk`` (Debian's package) with a Lua script for the POST, or,
+without wrk, an aiohttp client in its own process. Prints requests/s, p50/p99 and the server's
+CPU time per request for each, and the ratio activity / echo (target: ≥ 0.35). Only one server
+is under load at a time; rounds alternate echo and activity so both see the same noise.
+Rounds alternate echo and activity so both see the same noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.bench.baseline import start_echo  # noqa: E402
+from tests.support.server import ADMIN_TOKEN, Server  # noqa: E402
+
+BODY = {"text": "hello from the benchmark", "sender": "bench", "metadata": {"n": 1}}
+TARGET = 0.35
+
+
+# -- the converger side -----------------------------------------------------------------------
+def call(base: str, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    req = urllib.request.Request(base + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"content-type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def converger_setup(base: str, channel_type: str) -> dict[str, str]:
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    tenant = call(base, "POST", "/api/admin/tenants", {"name": "bench"}, admin)["data"]
+    config = {"url": "http://127.0.0.1:9/hook"} if channel_type == "webhook" else {}
+    channel = call(base, "POST", "/api/admin/channels", {
+        "tenant_id": tenant["id"], "name": "bench", "type": channel_type, "config": config}, admin)["data"]
+    token = call(base, "POST", f"/api/admin/channels/{channel['id']}/token", None, admin)["token"]
+    conv = call(base, "POST", "/api/v1/conversations", {}, {"x-channel-token": token})["data"]
+    return {"api_key": tenant["api_key"], "conversation_id": conv["id"]}
+
+
+# -- load generation --------------------------------------------------------------------------
+LUA = """wrk.method = "POST"
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+{extra}
+"""
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def load_wrk(url: str, headers: dict[str, str], duration: float, connections: int) -> dict[str, Any]:
+    extra = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(LUA.format(body=json.dumps(json.dumps(BODY)), extra=extra))
+        script = f.name
+    try:
+        # One wrk thread: on a 2-core machine the other core is the server's.
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-s", script, url],
+            capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    finally:
+        os.unlink(script)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors:(.*)", out)
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "requests": total,
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": sock.group(1).strip() if sock else ""}
+
+
+def load_aiohttp(url: str, headers: dict[str, str], duration: float, connections: int) -> dict[str, Any]:
+    """Fallback load generator: an aiohttp client in its own process."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--aiohttp-load", url, json.dumps(headers), str(duration),
+         str(connections)], capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    return json.loads(out)
+
+
+def aiohttp_client(url: str, headers: dict[str, str], duration: float, connections: int) -> None:
+    import asyncio
+
+    import aiohttp
+
+    async def main() -> dict[str, Any]:
+        lat: list[float] = []
+        bad = 0
+        body = json.dumps(BODY).encode()
+        hdrs = {"content-type": "application/json", **headers}
+        end = time.perf_counter() + duration
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as s:
+            async def worker() -> None:
+                nonlocal bad
+                while time.perf_counter() < end:
+                    t = time.perf_counter()
+                    async with s.post(url, data=body, headers=hdrs) as r:
+                        await r.read()
+                        if r.status >= 300:
+                            bad += 1
+                    lat.append(time.perf_counter() - t)
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(connections)))
+            elapsed = time.perf_counter() - start
+        lat.sort()
+        return {"rps": len(lat) / elapsed, "p50_ms": lat[len(lat) // 2] * 1000,
+                "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "requests": len(lat), "non_2xx": bad,
+                "socket_errors": ""}
+
+    print(json.dumps(asyncio.run(main())))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all threads), from /proc: unlike requests/s it
+    hardly moves when other work shares the machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- the run ----------------------------------------------------------------------------------
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=10)
+    p.add_argument("--warmup", type=float, default=2)
+    p.add_argument("--connections", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--channel-type", default="websocket", choices=("websocket", "webhook"),
+                   help="websocket: no delivery rows; webhook: one queued delivery per activity")
+    p.add_argument("--loader", choices=("auto", "wrk", "aiohttp"), default="auto")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+    loader = args.loader
+    if loader == "auto":
+        loader = "wrk" if shutil.which("wrk") else "aiohttp"
+    load = load_wrk if loader == "wrk" else load_aiohttp
+
+    results: dict[str, list[dict[str, Any]]] = {"echo": [], "activity": []}
+    with tempfile.TemporaryDirectory(prefix="converger-bench-") as tmp:
+        server = Server(Path(tmp) / "data", env={"CONVERGER_LOG_LEVEL": "WARNING"}).start()
+        echo_proc, echo_url = start_echo()
+        try:
+            setup = converger_setup(server.url, args.channel_type)
+            act_url = f"{server.url}/api/v1/conversations/{setup['conversation_id']}/activities"
+            act_headers = {"x-api-key": setup["api_key"]}
+            for url, headers in ((echo_url + "/echo", {}), (act_url, act_headers)):
+                load(url, headers, args.warmup, args.connections)
+            pids = {"echo": echo_proc.pid, "activity": server.proc.pid}  # type: ignore[union-attr]
+            for r in range(args.rounds):
+                for name, url, headers in (("echo", echo_url + "/echo", {}),
+                                           ("activity", act_url, act_headers)):
+                    cpu0 = cpu_seconds(pids[name])
+                    res = load(url, headers, args.duration, args.connections)
+                    res["cpu_us_per_request"] = (cpu_seconds(pids[name]) - cpu0) / max(
+                        1, res["requests"]) * 1e6
+                    results[name].append(res)
+                    print(f"round {r + 1} {name:8} {res['rps']:9.0f} req/s  p50 {res['p50_ms']:7.2f} ms"
+                          f"  p99 {res['p99_ms']:7.2f} ms  server CPU "
+                          f"{res['cpu_us_per_request']:5.0f} us/req  non-2xx {res['non_2xx']}"
+                          f"{'  socket errors ' + res['socket_errors'] if res['socket_errors'] else ''}",
+                          flush=True)
+        finally:
+            echo_proc.terminate()
+            echo_proc.wait(10)
+            server.stop()
+        from store.connect import connect
+
+        conn = connect(server.data_dir / "converger.db", readonly=True)
+        stored = conn.execute("SELECT count(*) FROM activities").fetchone()[0]
+        conn.close()
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(x[key] for x in results[name])
+
+    ratios = [a["rps"] / e["rps"] for a, e in zip(results["activity"], results["echo"], strict=True)]
+    ratio = statistics.median(ratios)
+    print()
+    print(f"machine: nproc={os.cpu_count()}  loader={loader}  connections={args.connections}  "
+          f"duration={args.duration}s x {args.rounds} rounds  channel={args.channel_type}")
+    for name in ("echo", "activity"):
+        print(f"{name:8} median {med(name, 'rps'):9.0f} req/s  p50 {med(name, 'p50_ms'):7.2f} ms  "
+              f"p99 {med(name, 'p99_ms'):7.2f} ms  server CPU {med(name, 'cpu_us_per_request'):5.0f} us/req")
+    print(f"ratio activity/echo: median {ratio:.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
+          f"  target >= {TARGET}  {'OK' if ratio >= TARGET else 'BELOW TARGET'}")
+    answered = sum(x["requests"] - x["non_2xx"] for x in results["activity"])
+    cpu_ratio = med("echo", "cpu_us_per_request") / med("activity", "cpu_us_per_request")
+    print(f"CPU-cost ratio echo/activity (noise-robust estimate of the same ratio): {cpu_ratio:.2f}")
+    print(f"activities in the database: {stored} (answered 201 in measured rounds: {answered}; "
+          "the rest are the warm-up and requests in flight when wrk stopped)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "ratios": ratios,
+                                               "ratio": ratio, "cpu_ratio": cpu_ratio, "loader": loader,
+                                               "nproc": os.cpu_count()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--aiohttp-load":
+        aiohttp_client(sys.argv[2], json.loads(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
+    else:
+        raise SystemExit(main())

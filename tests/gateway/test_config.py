@@ -1,0 +1,40 @@
+"""The settings table is the single source: docs/configuration.md is generated from it and
+current, and the ``Settings`` defaults are the table's defaults."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from gateway import config
+from tests.support.server import ROOT
+
+REGENERATE = "python -m gateway settings --markdown > docs/configuration.md"
+
+
+def test_configuration_doc_is_current() -> None:
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    assert doc == config.markdown(), f"docs/configuration.md is stale: run `{REGENERATE}`"
+
+
+def test_settings_defaults_equal_the_table() -> None:
+    fields = {f.name: f for f in msgspec.structs.fields(config.Settings)}
+    table = {s.name: s for s in config.SETTINGS}
+    assert set(fields) == set(table), set(fields) ^ set(table)
+    for name, setting in table.items():
+        assert fields[name].default == setting.default, name
+        assert isinstance(setting.default, setting.type), name
+    assert config.Settings() == config.load(env={})
+
+
+def test_environment_and_aliases() -> None:
+    s = config.load(env={"PORT": "5000", "SECRET_KEY_BASE": "k", "CONVERGER_ACCESS_LOG": "yes"})
+    assert (s.port, s.secret_key, s.access_log) == (5000, "k", True)
+    # The first variable of a setting wins over its alias; flags win over both.
+    s = config.load(env={"CONVERGER_PORT": "1", "PORT": "2"})
+    assert s.port == 1
+    assert config.load(env={"CONVERGER_PORT": "1"}, port=3).port == 3
+    with pytest.raises(config.ConfigError):
+        config.load(env={"CONVERGER_PORT": "eighty"})
+    with pytest.raises(config.ConfigError):
+        config.load(env={"CONVERGER_SYNCHRONOUS": "OFF"})

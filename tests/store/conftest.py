@@ -1,0 +1,45 @@
+"""Store fixtures: a migrated database file of its own per test, and helpers to make rows."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from store import channels, conversations, migrations, tenants
+from store.db import Database
+from store.models import Channel, Conversation, Tenant
+from store.util import iso, new_id, utcnow
+
+
+def now() -> str:
+    return iso(utcnow())
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(tmp_path / "t.db")
+    database.start(prepare=migrations.apply)
+    yield database
+    database.close()
+
+
+def make_tenant(conn: sqlite3.Connection, name: str = "acme") -> Tenant:
+    return tenants.create(conn, name=name, api_key_hash=new_id(), api_key_hint="cvk_…", now=now())
+
+
+def make_channel(conn: sqlite3.Connection, tenant_id: str, name: str | None = None,
+                 mode: str = "duplex", type: str = "webhook", status: str = "active") -> Channel:
+    return channels.create(
+        conn, tenant_id=tenant_id, name=name or f"ch-{new_id()[:8]}", type=type, mode=mode,
+        config={}, transformations=[], secret_hash=new_id(), secret_enc="x", now=now(),
+        status=status,
+    )
+
+
+def make_conversation(conn: sqlite3.Connection, tenant_id: str, channel_id: str,
+                      status: str = "active") -> Conversation:
+    return conversations.create(conn, tenant_id=tenant_id, channel_id=channel_id, now=now(),
+                                status=status)
