@@ -8,7 +8,6 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -17,11 +16,6 @@ import pytest
 from tests.support.api import Api
 from tests.support.server import Server
 from tests.whatsapp.standins import InfobipStandIn, MetaStandIn
-
-ROOT = Path(__file__).resolve().parents[2]
-HAS_ENGINE = (ROOT / "gateway" / "workers" / "delivery.py").exists()
-needs_engine = pytest.mark.skipif(
-    not HAS_ENGINE, reason="the delivery engine (gateway/workers/delivery.py) is not merged yet")
 
 META_TOKEN = "EAAG-integration-meta-token"
 VERIFY_TOKEN = "hub-verify-integration"

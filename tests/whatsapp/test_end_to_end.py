@@ -11,23 +11,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-import pytest
 
 from tests.support.api import Api
 from tests.support.server import Server
 from tests.whatsapp.conftest import (
-    ROOT,
     activities,
     delivery_of,
     meta_channel,
-    needs_engine,
     new_phone,
     post_inbound,
 )
 from tests.whatsapp.standins import MetaStandIn, meta_status_notification, meta_text_notification
-
-pytestmark = needs_engine
-HAS_SOCKETS = (ROOT / "gateway" / "realtime").is_dir()
 
 
 class Socket:
@@ -74,14 +68,12 @@ async def test_inbound_reply_delivered_read_and_pushed(
     conv = body["conversation_id"]
 
     # 2. Somebody watches the conversation on the legacy socket.
-    socket = None
-    if HAS_SOCKETS:
-        channel_token = await wapi.channel_token(cid)
-        minted = await wapi.ok("POST", "/api/v1/tokens", 201, headers={"x-channel-token": channel_token},
-                               json={"conversation_id": conv, "user_id": "watcher"})
-        socket = await Socket.open(session, wa_server, minted["token"])
-        joined = await socket.join(f"conversation:{conv}")
-        assert joined["status"] == "ok", joined
+    channel_token = await wapi.channel_token(cid)
+    minted = await wapi.ok("POST", "/api/v1/tokens", 201, headers={"x-channel-token": channel_token},
+                           json={"conversation_id": conv, "user_id": "watcher"})
+    socket = await Socket.open(session, wa_server, minted["token"])
+    joined = await socket.join(f"conversation:{conv}")
+    assert joined["status"] == "ok", joined
 
     # 3. An agent replies through the REST API; the queue sends it to Meta, to Sheena.
     reply = await wapi.post_activity(conv, w["api_key"], text="Yes, in navy blue.", sender="agent")
@@ -101,8 +93,6 @@ async def test_inbound_reply_delivered_read_and_pushed(
                                                         ("agent", "Yes, in navy blue.")]
 
     # 5. The watcher heard the delivery go to "read".
-    if socket is None:
-        pytest.skip("real-time sockets (gateway/realtime) not merged yet: push not checked")
     frame = await socket.expect(lambda f: f[3] == "delivery_status" and f[4].get("status") == "read")
     assert frame[2] == f"conversation:{conv}"
     assert frame[4]["delivery_id"] == read["id"] and frame[4]["activity_id"] == reply["id"]

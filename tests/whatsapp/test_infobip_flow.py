@@ -12,7 +12,6 @@ from tests.whatsapp.conftest import (
     deliveries,
     delivery_of,
     infobip_channel,
-    needs_engine,
     new_phone,
     post_inbound,
 )
@@ -24,8 +23,6 @@ from tests.whatsapp.standins import (
     infobip_text_message,
     sample,
 )
-
-pytestmark = needs_engine
 
 
 async def test_message_reply_and_reports(wapi: Api, infobip: InfobipStandIn) -> None:

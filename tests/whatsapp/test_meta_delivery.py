@@ -11,7 +11,6 @@ from tests.whatsapp.conftest import (
     deliveries,
     delivery_of,
     meta_channel,
-    needs_engine,
     new_phone,
     post_inbound,
 )
@@ -22,8 +21,6 @@ from tests.whatsapp.standins import (
     meta_status_notification,
     meta_text_notification,
 )
-
-pytestmark = needs_engine
 
 
 async def _thread(api: Api, meta: MetaStandIn, **config: Any) -> dict[str, Any]:

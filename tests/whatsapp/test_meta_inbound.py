@@ -12,13 +12,10 @@ from tests.whatsapp.conftest import (
     VERIFY_TOKEN,
     activities,
     meta_channel,
-    needs_engine,
     new_phone,
     post_inbound,
 )
 from tests.whatsapp.standins import MetaStandIn, meta_text_notification, sample
-
-pytestmark = needs_engine
 
 
 async def test_text_message_threads_into_the_senders_conversation(wapi: Api, meta: MetaStandIn) -> None:
