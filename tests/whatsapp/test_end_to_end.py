@@ -92,8 +92,16 @@ async def test_inbound_reply_delivered_read_and_pushed(
     assert [(a["sender"], a["text"]) for a in acts] == [(sheena, "Is it in blue?"),
                                                         ("agent", "Yes, in navy blue.")]
 
-    # 5. The watcher heard the delivery go to "read".
-    frame = await socket.expect(lambda f: f[3] == "delivery_status" and f[4].get("status") == "read")
+    # 5. The watcher heard the reply arrive, and the delivery go to "sent" and to "read".
+    heard: list[list[Any]] = []
+
+    def collect(f: list[Any]) -> bool:
+        heard.append(f)
+        return f[3] == "delivery_status" and f[4].get("status") == "read"
+
+    frame = await socket.expect(collect)
+    assert any(f[3] == "new_activity" and f[4]["id"] == reply["id"] for f in heard), heard
+    assert [f[4]["status"] for f in heard if f[3] == "delivery_status"][-2:] == ["sent", "read"]
     assert frame[2] == f"conversation:{conv}"
     assert frame[4]["delivery_id"] == read["id"] and frame[4]["activity_id"] == reply["id"]
     await socket.ws.close()
