@@ -2,11 +2,15 @@
 
 Outbound: ``POST {base_url}/whatsapp/1/message/text`` with ``Authorization: App <api_key>``.
 Inbound: Infobip posts ``{"results": [...]}`` to the channel's inbound URL, both for incoming
-messages and for delivery and seen reports; every result is used.
+messages and for delivery and seen reports; every result is used. Infobip does not sign its
+webhooks by default; its notification profiles can send HTTP Basic credentials, which the
+channel checks when ``webhook_username``/``webhook_password`` are configured.
 """
 
 from __future__ import annotations
 
+import base64
+import hmac
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -24,6 +28,8 @@ from .base import (
 from .webhook import valid_http_url
 
 REQUIRED = ("base_url", "api_key", "sender")
+# Optional HTTP Basic credentials Infobip's notification profile sends with every webhook.
+BASIC_FIELDS = ("webhook_username", "webhook_password")
 LABEL = "Infobip API"
 # Reference §10.5: Infobip status groups onto converger's delivery states.
 STATUS_GROUPS = {
@@ -38,7 +44,7 @@ MEDIA_TYPES = ("IMAGE", "VIDEO", "AUDIO", "VOICE", "DOCUMENT", "STICKER")
 
 class WhatsAppInfobipAdapter(BaseAdapter):
     type: ClassVar[str] = "whatsapp_infobip"
-    secret_fields: ClassVar[tuple[str, ...]] = ("api_key",)
+    secret_fields: ClassVar[tuple[str, ...]] = ("api_key", "webhook_password")
     delivers: ClassVar[bool] = True
 
     # -- config -------------------------------------------------------------------------
@@ -48,7 +54,25 @@ class WhatsAppInfobipAdapter(BaseAdapter):
             return "whatsapp_infobip config missing: " + ", ".join(missing)
         if not valid_http_url(config["base_url"]):
             return "whatsapp_infobip config 'base_url' must be a valid HTTP/HTTPS URL"
+        basic = [config.get(k) for k in BASIC_FIELDS]
+        if any(v is not None for v in basic) and not all(isinstance(v, str) and v for v in basic):
+            return ("whatsapp_infobip config 'webhook_username' and 'webhook_password' must be "
+                    "given together, as non-empty strings")
+        if isinstance(basic[0], str) and ":" in basic[0]:
+            return "whatsapp_infobip config 'webhook_username' must not contain ':'"
         return common.validate_common(config, "whatsapp_infobip")
+
+    def verify_signature(
+        self, channel: ChannelInfo, headers: Mapping[str, str], body: bytes
+    ) -> bool | None:
+        """``Authorization: Basic`` with the channel's webhook credentials (constant-time
+        compare); None when the channel has none configured (nothing to check)."""
+        user, password = (channel.config.get(k) for k in BASIC_FIELDS)
+        if not isinstance(user, str) or not isinstance(password, str) or not user or not password:
+            return None
+        given = common.header(headers, "Authorization") or ""
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        return hmac.compare_digest(given.strip().encode(), expected.encode())
 
     # -- outbound -----------------------------------------------------------------------
     def text_url(self, config: Mapping[str, Any]) -> str:

@@ -4,6 +4,7 @@ and seen reports (reference §10.5 status groups)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,7 +46,7 @@ async def infobip() -> AsyncIterator[InfobipStandIn]:
 # -- config ------------------------------------------------------------------------------------
 def test_registered() -> None:
     assert isinstance(get("whatsapp_infobip"), WhatsAppInfobipAdapter)
-    assert ADAPTER.delivers and ADAPTER.secret_fields == ("api_key",)
+    assert ADAPTER.delivers and ADAPTER.secret_fields == ("api_key", "webhook_password")
 
 
 @pytest.mark.parametrize("config, message", [
@@ -56,6 +57,17 @@ def test_registered() -> None:
      "whatsapp_infobip config 'base_url' must be a valid HTTP/HTTPS URL"),
     ({"base_url": "https://x.api.infobip.com", "api_key": "k", "sender": SENDER,
       "timeout_seconds": 0}, "whatsapp_infobip config 'timeout_seconds' must be a number between 0 and 120"),
+    ({"base_url": "https://x.api.infobip.com", "api_key": "k", "sender": SENDER,
+      "webhook_username": "u"},
+     "whatsapp_infobip config 'webhook_username' and 'webhook_password' must be given together, "
+     "as non-empty strings"),
+    ({"base_url": "https://x.api.infobip.com", "api_key": "k", "sender": SENDER,
+      "webhook_username": "u", "webhook_password": 5},
+     "whatsapp_infobip config 'webhook_username' and 'webhook_password' must be given together, "
+     "as non-empty strings"),
+    ({"base_url": "https://x.api.infobip.com", "api_key": "k", "sender": SENDER,
+      "webhook_username": "a:b", "webhook_password": "p"},
+     "whatsapp_infobip config 'webhook_username' must not contain ':'"),
 ])
 def test_invalid_config(config: dict[str, Any], message: str) -> None:
     assert ADAPTER.validate_config(config) == message
@@ -64,6 +76,7 @@ def test_invalid_config(config: dict[str, Any], message: str) -> None:
 def test_valid_config() -> None:
     assert ADAPTER.validate_config(channel().config) is None
     assert ADAPTER.validate_config(channel(timeout_seconds=2.5).config) is None
+    assert ADAPTER.validate_config(channel(webhook_username="ib", webhook_password="pw").config) is None
 
 
 # -- outbound ----------------------------------------------------------------------------------
@@ -282,3 +295,13 @@ def test_status_group_mapping(group: str, status: str) -> None:
 def test_no_challenge_no_signature() -> None:
     assert ADAPTER.verify_challenge(channel(), {"hub.mode": "subscribe"}) == (200, "ok")
     assert ADAPTER.verify_signature(channel(), {"X-Hub-Signature-256": "sha256=x"}, b"{}") is None
+
+
+def test_basic_credentials_when_configured() -> None:
+    ch = channel(webhook_username="infobip", webhook_password="s3cret")
+    good = "Basic " + base64.b64encode(b"infobip:s3cret").decode()
+    assert ADAPTER.verify_signature(ch, {"Authorization": good}, b"{}") is True
+    assert ADAPTER.verify_signature(ch, {"authorization": good}, b"{}") is True
+    for bad in ("", "Basic " + base64.b64encode(b"infobip:wrong").decode(), "Bearer x", "Basic"):
+        assert ADAPTER.verify_signature(ch, {"Authorization": bad}, b"{}") is False
+    assert ADAPTER.verify_signature(ch, {}, b"{}") is False

@@ -5,6 +5,7 @@ queue's transitions; Infobip's reports reach a subscribed socket as ``delivery_s
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from datetime import datetime
@@ -114,6 +115,24 @@ async def test_infobip_channel_can_require_the_converger_signature(
              401, "invalid_signature")
     status, body, _ = await _raw(wapi, path, raw,
                                  **{"x-converger-signature": converger_signature(secret, raw)})
+    assert status == 201, body
+
+
+async def test_infobip_basic_credentials_when_configured(wapi: Api, infobip: InfobipStandIn) -> None:
+    """Infobip's notification profile can send HTTP Basic credentials; with them configured,
+    the channel refuses webhooks without them."""
+    w = await infobip_channel(wapi, infobip, webhook_username="infobip", webhook_password="pw-42")
+    assert w["channel"]["config"]["webhook_password"] == "****"
+    cid = w["channel"]["id"]
+    raw = json.dumps(infobip_text_message(new_phone(), "with credentials")).encode()
+    path = f"/api/v1/channels/{cid}/inbound"
+    wrong = "Basic " + base64.b64encode(b"infobip:nope").decode()
+    _problem(*await _raw(wapi, path, raw), 401, "invalid_signature")
+    _problem(*await _raw(wapi, path, raw, authorization=wrong), 401, "invalid_signature")
+    report = json.dumps(infobip_report("not-ours", "DELIVERED", "1")).encode()
+    _problem(*await _raw(wapi, f"/api/v1/channels/{cid}/status", report), 401, "invalid_signature")
+    right = "Basic " + base64.b64encode(b"infobip:pw-42").decode()
+    status, body, _ = await _raw(wapi, path, raw, authorization=right)
     assert status == 201, body
 
 
