@@ -14,8 +14,9 @@ import aiohttp
 
 from .base import DeliveryResult, OutboundActivity
 
-DEFAULT_TIMEOUT = 15.0
-MAX_TIMEOUT = 120.0
+# A channel's own ``timeout_seconds`` is capped so that an attempt stays well inside the
+# delivery lease (120 s): a request still running when its lease ran out could be sent twice.
+MAX_TIMEOUT = 30.0
 # Statuses that may succeed later; every other 4xx will fail the same way again.
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 # How much of a provider's answer is kept in an error message.
@@ -55,9 +56,11 @@ def validate_common(config: Mapping[str, Any], prefix: str) -> str | None:
     return None
 
 
-def timeout_of(config: Mapping[str, Any]) -> aiohttp.ClientTimeout:
+def timeout_of(config: Mapping[str, Any]) -> aiohttp.ClientTimeout | None:
+    """The channel's ``timeout_seconds``; None (the session's own timeout, in the server
+    ``CONVERGER_WEBHOOK_TIMEOUT``) when it sets none."""
     value = config.get("timeout_seconds")
-    return aiohttp.ClientTimeout(total=float(value) if value else DEFAULT_TIMEOUT)
+    return aiohttp.ClientTimeout(total=float(value)) if value else None
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -95,14 +98,17 @@ async def post_json(
     url: str,
     headers: dict[str, str],
     body: dict[str, Any],
-    timeout: aiohttp.ClientTimeout,
+    timeout: aiohttp.ClientTimeout | None,
 ) -> tuple[int, Mapping[str, str], bytes] | str:
-    """POST JSON; the status, headers and body of the answer, or the reason it never came."""
+    """POST JSON; the status, headers and body of the answer, or the reason it never came.
+    ``timeout`` None keeps the session's own."""
+    kw: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
     try:
-        async with session.post(url, json=body, headers=headers, timeout=timeout) as resp:
+        async with session.post(url, json=body, headers=headers, **kw) as resp:
             return resp.status, resp.headers, await resp.read()
     except TimeoutError:
-        return f"timeout after {timeout.total:g}s"
+        total = (timeout or session.timeout).total
+        return f"timeout after {total:g}s" if total else "timeout"
     except aiohttp.ClientError as exc:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 

@@ -56,7 +56,7 @@ def test_registered() -> None:
     ({"base_url": "x.api.infobip.com", "api_key": "k", "sender": SENDER},
      "whatsapp_infobip config 'base_url' must be a valid HTTP/HTTPS URL"),
     ({"base_url": "https://x.api.infobip.com", "api_key": "k", "sender": SENDER,
-      "timeout_seconds": 0}, "whatsapp_infobip config 'timeout_seconds' must be a number between 0 and 120"),
+      "timeout_seconds": 0}, "whatsapp_infobip config 'timeout_seconds' must be a number between 0 and 30"),
     ({"base_url": "https://x.api.infobip.com", "api_key": "k", "sender": SENDER,
       "webhook_username": "u"},
      "whatsapp_infobip config 'webhook_username' and 'webhook_password' must be given together, "

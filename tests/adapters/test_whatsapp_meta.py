@@ -67,7 +67,7 @@ def test_registered() -> None:
     ({"phone_number_id": PNID, "access_token": "t", "verify_token": "v", "api_version": 26.0},
      "whatsapp_meta config 'api_version' must look like 'v26.0'"),
     ({"phone_number_id": PNID, "access_token": "t", "verify_token": "v", "timeout_seconds": "9"},
-     "whatsapp_meta config 'timeout_seconds' must be a number between 0 and 120"),
+     "whatsapp_meta config 'timeout_seconds' must be a number between 0 and 30"),
 ])
 def test_invalid_config(config: dict[str, Any], message: str) -> None:
     assert ADAPTER.validate_config(config) == message
@@ -204,6 +204,15 @@ async def test_timeout_is_retryable(meta: MetaStandIn, session: aiohttp.ClientSe
     meta.script.append(Reply(200, sample("meta_send_response.json"), delay=1.0))
     result = await ADAPTER.deliver(session, channel(meta.url, timeout_seconds=0.2),
                                    activity(to="16505551234"))
+    assert (result.ok, result.retryable) == (False, True)
+    assert result.error == "WhatsApp API request failed: timeout after 0.2s"
+
+
+async def test_without_timeout_seconds_the_sessions_timeout_applies(meta: MetaStandIn) -> None:
+    # In the server the workers' session carries CONVERGER_WEBHOOK_TIMEOUT.
+    meta.script.append(Reply(200, sample("meta_send_response.json"), delay=1.0))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.2)) as short:
+        result = await ADAPTER.deliver(short, channel(meta.url), activity(to="16505551234"))
     assert (result.ok, result.retryable) == (False, True)
     assert result.error == "WhatsApp API request failed: timeout after 0.2s"
 
