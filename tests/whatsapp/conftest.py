@@ -35,8 +35,11 @@ def new_phone() -> str:
 
 @pytest.fixture(scope="session")
 def wa_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # The production rate limits (the shared test servers turn them off): a provider's
+    # webhooks must get through them.
     srv = Server(tmp_path_factory.mktemp("whatsapp"), env={
         "CONVERGER_BACKOFF_SCALE": "0.001", "CONVERGER_WEBHOOK_TIMEOUT": "2",
+        "CONVERGER_RATE_LIMIT_TOKENS": "10", "CONVERGER_RATE_LIMIT_ACTIVITIES": "6000",
     }).start()
     yield srv
     srv.stop()
