@@ -62,6 +62,13 @@ class WhatsAppInfobipAdapter(BaseAdapter):
             return "whatsapp_infobip config 'webhook_username' must not contain ':'"
         return common.validate_common(config, "whatsapp_infobip")
 
+    def addressed_to(self, channel: ChannelInfo, message: InboundMessage) -> bool:
+        """A message to another of the account's senders (``to``) is not this channel's."""
+        to = message.metadata.get("to")
+        if not isinstance(to, str | int) or isinstance(to, bool):
+            return True
+        return _number(to) == _number(channel.config.get("sender"))
+
     def verify_signature(
         self, channel: ChannelInfo, headers: Mapping[str, str], body: bytes
     ) -> bool | None:
@@ -128,6 +135,11 @@ class WhatsAppInfobipAdapter(BaseAdapter):
         """Every delivery or seen report in ``results``, or None when there are none."""
         updates = [_status(r) for r in _results(payload) if _is_report(r)]
         return updates or None
+
+
+def _number(value: Any) -> str:
+    """A phone number compared as digits only (``+44 7860…`` and ``447860…`` are one)."""
+    return "".join(ch for ch in str(value) if ch.isdigit())
 
 
 def _describe_error(body: Any) -> tuple[str | None, bool | None]:

@@ -178,6 +178,13 @@ class WhatsAppMetaAdapter(BaseAdapter):
         return hmac.compare_digest(given.strip().lower().encode(), expected.encode())
 
 
+    def addressed_to(self, channel: ChannelInfo, message: InboundMessage) -> bool:
+        """Meta posts every number of an app to the app's one callback URL: a message whose
+        ``metadata.phone_number_id`` is another number's is not this channel's."""
+        number = message.metadata.get("phone_number_id")
+        return number is None or str(number) == str(channel.config.get("phone_number_id"))
+
+
 def sign(app_secret: str, body: bytes) -> str:
     """The ``X-Hub-Signature-256`` value Meta sends for ``body`` (for tests and tools)."""
     return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()

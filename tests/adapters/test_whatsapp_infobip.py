@@ -305,3 +305,13 @@ def test_basic_credentials_when_configured() -> None:
     for bad in ("", "Basic " + base64.b64encode(b"infobip:wrong").decode(), "Bearer x", "Basic"):
         assert ADAPTER.verify_signature(ch, {"Authorization": bad}, b"{}") is False
     assert ADAPTER.verify_signature(ch, {}, b"{}") is False
+
+
+def test_addressed_to_the_channels_own_sender() -> None:
+    [msg] = ADAPTER.parse_inbound(sample("infobip_inbound_text.json"))
+    assert msg.metadata["to"] == SENDER
+    assert ADAPTER.addressed_to(channel(), msg) is True
+    assert ADAPTER.addressed_to(channel(sender="+" + SENDER), msg) is True
+    assert ADAPTER.addressed_to(channel(sender="447000000000"), msg) is False
+    msg.metadata.pop("to")
+    assert ADAPTER.addressed_to(channel(sender="447000000000"), msg) is True

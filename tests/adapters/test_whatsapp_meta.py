@@ -403,3 +403,13 @@ def test_a_batch_with_messages_and_statuses_is_read_for_its_messages() -> None:
     assert ADAPTER.parse_status(payload) is None
     [m] = ADAPTER.parse_inbound(payload)
     assert m.text == "Does it come in another color?"
+
+
+def test_addressed_to_the_channels_own_number() -> None:
+    mine, other = ADAPTER.parse_inbound(sample("meta_inbound_mixed.json"))[0::10]
+    assert ADAPTER.addressed_to(channel(), mine) is True
+    assert ADAPTER.addressed_to(channel(), other) is False
+    assert ADAPTER.addressed_to(channel(phone_number_id="106540352242923"), other) is True
+    # A message without the number (a hand-made payload) is taken as this channel's.
+    other.metadata.pop("phone_number_id")
+    assert ADAPTER.addressed_to(channel(), other) is True
