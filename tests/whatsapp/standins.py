@@ -10,12 +10,17 @@ stall) with ``script``.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 # Copies of the shared provider samples, plus payloads derived from the providers' docs.
@@ -46,7 +51,11 @@ class Seen:
 
 
 class StandIn:
-    """Shared plumbing: start/stop on a free loopback port, a request log, a reply script."""
+    """Shared plumbing: start/stop on a free loopback port, a request log, a reply script,
+    and the provider's side of the webhooks: ``notify`` posts a payload to ``webhook_url`` the
+    way the provider does (its headers, its signature or credentials), and with
+    ``auto_statuses`` every accepted message is followed by those status webhooks, in order,
+    as the provider sends them on its own."""
 
     def __init__(self) -> None:
         self.requests: list[Seen] = []
@@ -54,6 +63,11 @@ class StandIn:
         self.arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.webhook_url: str | None = None
+        self.auto_statuses: list[str] = []
+        self.callbacks: list[tuple[int, Any]] = []  # converger's answers to our webhooks
+        self._client: aiohttp.ClientSession | None = None
+        self._pending: set[asyncio.Task[Any]] = set()
 
     @property
     def url(self) -> str:
@@ -73,8 +87,47 @@ class StandIn:
         return self
 
     async def stop(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._client:
+            await self._client.close()
         if self._runner:
             await self._runner.cleanup()
+
+    async def settled(self) -> None:
+        """Wait until the automatic status webhooks sent so far have been answered."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def webhook_headers(self, raw: bytes) -> dict[str, str]:
+        return {"Content-Type": "application/json"}
+
+    async def notify(self, payload: Any) -> tuple[int, Any]:
+        """POST ``payload`` to ``webhook_url`` as the provider would; converger's answer."""
+        assert self.webhook_url, "set webhook_url first"
+        if self._client is None:
+            self._client = aiohttp.ClientSession()
+        raw = json.dumps(payload).encode()
+        async with self._client.post(self.webhook_url, data=raw,
+                                     headers=self.webhook_headers(raw)) as resp:
+            body = await resp.json(content_type=None)
+            self.callbacks.append((resp.status, body))
+            return resp.status, body
+
+    def status_payload(self, message_id: str, status: str, to: str) -> Any:
+        raise NotImplementedError
+
+    def accepted(self, message_id: str, to: str) -> None:
+        """A message was accepted: send the automatic status webhooks after answering."""
+        if self.auto_statuses and self.webhook_url:
+            task = asyncio.get_running_loop().create_task(self._statuses(message_id, to))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _statuses(self, message_id: str, to: str) -> None:
+        await asyncio.sleep(0)  # after the send's answer has gone out, as the provider does
+        for status in self.auto_statuses:
+            await self.notify(self.status_payload(message_id, status, to))
 
     async def __aenter__(self) -> StandIn:
         return await self.start()
@@ -126,13 +179,28 @@ class MetaStandIn(StandIn):
     """
 
     def __init__(self, token: str = "meta-token", phone_number_id: str = "106540352242922",
-                 version: str = "v26.0", allowed: set[str] | None = None) -> None:
+                 version: str = "v26.0", allowed: set[str] | None = None,
+                 app_secret: str | None = None) -> None:
         super().__init__()
         self.token = token
         self.phone_number_id = phone_number_id
         self.version = version
         self.allowed = allowed
+        self.app_secret = app_secret  # signs the webhooks (X-Hub-Signature-256) when set
         self.sent: list[dict[str, Any]] = []  # accepted messages: {"id", "to", "text"}
+
+    def webhook_headers(self, raw: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "User-Agent": "facebookexternalua"}
+        if self.app_secret:
+            digest = hmac.new(self.app_secret.encode(), raw, hashlib.sha256).hexdigest()
+            headers["X-Hub-Signature-256"] = "sha256=" + digest
+        return headers
+
+    def status_payload(self, message_id: str, status: str, to: str) -> Any:
+        payload = meta_status_notification(message_id, status, to, str(int(time.time())))
+        payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = \
+            self.phone_number_id
+        return payload
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/{phone}/messages", self.messages)
@@ -167,6 +235,7 @@ class MetaStandIn(StandIn):
                 status=400)
         wamid = "wamid." + uuid.uuid4().hex.upper()
         self.sent.append({"id": wamid, "to": to, "text": body["text"]["body"]})
+        self.accepted(wamid, to)
         answer = sample("meta_send_response.json")
         answer["contacts"] = [{"input": to, "wa_id": to.lstrip("+")}]
         answer["messages"] = [{"id": wamid, "message_status": "accepted"}]
@@ -200,11 +269,27 @@ def infobip_error(message_id: str, text: str, **extra: Any) -> dict[str, Any]:
 class InfobipStandIn(StandIn):
     """``POST /whatsapp/1/message/text`` as Infobip answers it."""
 
-    def __init__(self, api_key: str = "ib-key", sender: str = "447860099299") -> None:
+    def __init__(self, api_key: str = "ib-key", sender: str = "447860099299",
+                 basic: tuple[str, str] | None = None) -> None:
         super().__init__()
         self.api_key = api_key
         self.sender = sender
+        self.basic = basic  # the notification profile's Basic credentials, when set
         self.sent: list[dict[str, Any]] = []
+
+    def webhook_headers(self, raw: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.basic:
+            token = base64.b64encode(f"{self.basic[0]}:{self.basic[1]}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        return headers
+
+    def status_payload(self, message_id: str, status: str, to: str) -> Any:
+        if status == "SEEN":
+            payload = sample("infobip_seen_report.json")
+            payload["results"][0].update(messageId=message_id, to=to)
+            return payload
+        return infobip_report(message_id, status, to)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/whatsapp/1/message/text", self.text)
@@ -232,6 +317,7 @@ class InfobipStandIn(StandIn):
                 infobip_error("BAD_REQUEST", "Bad request", validationErrors=errors), status=400)
         message_id = str(uuid.uuid4())
         self.sent.append({"id": message_id, "to": to, "text": content["text"]})
+        self.accepted(message_id, to)
         answer = sample("infobip_send_response.json")
         answer.update(to=to, messageId=message_id)
         return web.json_response(answer)

@@ -15,13 +15,27 @@ import aiohttp
 from tests.support.api import Api
 from tests.support.server import Server
 from tests.whatsapp.conftest import (
+    IB_KEY,
+    IB_SENDER,
+    META_TOKEN,
+    PNID,
+    VERIFY_TOKEN,
     activities,
     delivery_of,
+    infobip_channel,
     meta_channel,
     new_phone,
     post_inbound,
 )
-from tests.whatsapp.standins import MetaStandIn, meta_status_notification, meta_text_notification
+from tests.whatsapp.standins import (
+    InfobipStandIn,
+    MetaStandIn,
+    infobip_text_message,
+    meta_status_notification,
+    meta_text_notification,
+)
+
+APP_SECRET = "e2e-app-secret"
 
 
 class Socket:
@@ -104,4 +118,90 @@ async def test_inbound_reply_delivered_read_and_pushed(
     assert [f[4]["status"] for f in heard if f[3] == "delivery_status"][-2:] == ["sent", "read"]
     assert frame[2] == f"conversation:{conv}"
     assert frame[4]["delivery_id"] == read["id"] and frame[4]["activity_id"] == reply["id"]
+    await socket.ws.close()
+
+
+async def test_provider_driven_meta_flow(
+    wa_server: Server, wapi: Api, session: aiohttp.ClientSession
+) -> None:
+    """The stand-in plays Meta's part end to end: it verifies the callback URL with the hub
+    challenge, posts the customer's message signed with the app secret, answers the send, and
+    reports ``sent`` and ``delivered`` on its own; the test adds the customer's ``read``."""
+    async with MetaStandIn(token=META_TOKEN, phone_number_id=PNID, app_secret=APP_SECRET) as meta:
+        w = await meta_channel(wapi, meta, app_secret=APP_SECRET)
+        cid = w["channel"]["id"]
+        meta.webhook_url = f"{wa_server.url}/api/v1/channels/{cid}/inbound"
+        status, challenge, _ = await wapi.call(
+            "GET", f"/api/v1/channels/{cid}/inbound?hub.mode=subscribe"
+                   f"&hub.verify_token={VERIFY_TOKEN}&hub.challenge=8675309")
+        assert (status, challenge) == (200, "8675309")
+
+        customer = new_phone()
+        status, body = await meta.notify(meta_text_notification(customer, "Do you ship to Oslo?"))
+        assert status == 201, body
+        conv = body["conversation_id"]
+        socket = await _watch(wapi, session, wa_server, cid, conv)
+
+        meta.auto_statuses = ["sent", "delivered"]
+        reply = await wapi.post_activity(conv, w["api_key"], text="We do.", sender="agent")
+        d = await delivery_of(wapi, reply["id"], lambda d: d["status"] == "delivered")
+        [sent] = meta.sent
+        assert sent["to"] == customer and d["provider_message_id"] == sent["id"]
+        status, body = await meta.notify(meta.status_payload(sent["id"], "read", customer))
+        assert (status, body["receipts_processed"]) == (200, 1)
+        await delivery_of(wapi, reply["id"], lambda d: d["status"] == "read")
+        await meta.settled()
+        assert [c[0] for c in meta.callbacks] == [201, 200, 200, 200]
+        await _heard(socket, reply["id"], ["sent", "delivered", "read"])
+
+
+async def test_provider_driven_infobip_flow(
+    wa_server: Server, wapi: Api, session: aiohttp.ClientSession
+) -> None:
+    """The same with the Infobip stand-in: Basic credentials on its webhooks, a DELIVERED
+    report and a seen report of its own after the send."""
+    async with InfobipStandIn(api_key=IB_KEY, sender=IB_SENDER, basic=("infobip", "pw")) as ib:
+        w = await infobip_channel(wapi, ib, webhook_username="infobip", webhook_password="pw")
+        cid = w["channel"]["id"]
+        ib.webhook_url = f"{wa_server.url}/api/v1/channels/{cid}/inbound"
+        customer = new_phone()
+        status, body = await ib.notify(infobip_text_message(customer, "Is it in stock?"))
+        assert status == 201, body
+        conv = body["conversation_id"]
+        socket = await _watch(wapi, session, wa_server, cid, conv)
+
+        ib.auto_statuses = ["DELIVERED", "SEEN"]
+        reply = await wapi.post_activity(conv, w["api_key"], text="Yes.", sender="agent")
+        d = await delivery_of(wapi, reply["id"], lambda d: d["status"] == "read")
+        [sent] = ib.sent
+        assert sent["to"] == customer and d["provider_message_id"] == sent["id"]
+        assert d["delivered_at"] and d["read_at"]
+        await ib.settled()
+        assert ib.callbacks[1:] == [
+            (200, {"status": "accepted", "receipts_processed": 1})] * 2
+        await _heard(socket, reply["id"], ["sent", "delivered", "read"])
+
+
+async def _watch(api: Api, session: aiohttp.ClientSession, server: Server, channel_id: str,
+                 conversation_id: str) -> Socket:
+    """A socket joined to the conversation's legacy topic."""
+    minted = await api.ok("POST", "/api/v1/tokens", 201,
+                          headers={"x-channel-token": await api.channel_token(channel_id)},
+                          json={"conversation_id": conversation_id, "user_id": "watcher"})
+    socket = await Socket.open(session, server, minted["token"])
+    assert (await socket.join(f"conversation:{conversation_id}"))["status"] == "ok"
+    return socket
+
+
+async def _heard(socket: Socket, activity_id: str, statuses: list[str]) -> None:
+    """The socket got a ``delivery_status`` push for each of ``statuses``, in order."""
+    heard: list[str] = []
+
+    def collect(f: list[Any]) -> bool:
+        if f[3] == "delivery_status" and f[4]["activity_id"] == activity_id:
+            heard.append(f[4]["status"])
+        return heard[-1:] == statuses[-1:]
+
+    await socket.expect(collect)
+    assert heard == statuses
     await socket.ws.close()
