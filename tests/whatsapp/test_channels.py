@@ -12,6 +12,7 @@ from tests.support.server import Server
 META_TOKEN = "EAAGm0PX4ZCpsBAKZCsecret-meta-access-token-7781"
 APP_SECRET = "meta-app-secret-5f1e2d3c4b5a69788"
 IB_KEY = "infobip-api-key-3b9f1c2e8d7a6b5c4d3e2f1a0b9c8d7e-55aa"
+IB_HOOK_PASSWORD = "infobip-webhook-password-9d8c7b6a5f4e"
 
 
 def _files_contain(data_dir: Path, needle: str) -> list[str]:
@@ -28,14 +29,16 @@ async def test_credentials_are_encrypted_and_never_shown(api: Api, server: Serve
         "phone_number_id": "106540352242922", "access_token": META_TOKEN,
         "verify_token": "hub-verify-1", "app_secret": APP_SECRET, "api_version": "v25.0"})
     infobip = await api.channel(tenant["id"], name="wa-infobip", type="whatsapp_infobip", config={
-        "base_url": "https://xyz.api.infobip.com", "api_key": IB_KEY, "sender": "447860099299"})
+        "base_url": "https://xyz.api.infobip.com", "api_key": IB_KEY, "sender": "447860099299",
+        "webhook_username": "infobip", "webhook_password": IB_HOOK_PASSWORD})
 
     assert meta["config"] == {"phone_number_id": "106540352242922", "access_token": "****",
                               "verify_token": "hub-verify-1", "app_secret": "****",
                               "api_version": "v25.0"}
     assert meta["mode"] == "duplex" and meta["secret"].startswith("whsec_")
     assert infobip["config"] == {"base_url": "https://xyz.api.infobip.com", "api_key": "****",
-                                 "sender": "447860099299"}
+                                 "sender": "447860099299", "webhook_username": "infobip",
+                                 "webhook_password": "****"}
 
     for ch in (meta, infobip):
         shown = await api.ok("GET", f"/api/admin/channels/{ch['id']}", headers=api.admin)
@@ -52,7 +55,7 @@ async def test_credentials_are_encrypted_and_never_shown(api: Api, server: Serve
 
     _, audit, _ = await api.call("GET", "/api/admin/audit?limit=200", headers=api.admin)
     text = str(audit) + str(listing) + str(patched)
-    for secret in (META_TOKEN, APP_SECRET, IB_KEY):
+    for secret in (META_TOKEN, APP_SECRET, IB_KEY, IB_HOOK_PASSWORD):
         assert secret not in text
         assert _files_contain(server.data_dir, secret) == [], secret
 
