@@ -113,6 +113,11 @@ class Adapter(Protocol):
         """Provider-specific signature check: True/False, or None when it has none to check."""
         ...
 
+    def addressed_to(self, channel: ChannelInfo, message: InboundMessage) -> bool:
+        """Whether an inbound message was sent to this channel's own number/account (a
+        provider may post several numbers' messages to one URL)."""
+        ...
+
 
 class BaseAdapter:
     """Defaults shared by adapters: no inbound, no receipts, no provider signature."""
@@ -141,6 +146,9 @@ class BaseAdapter:
         self, channel: ChannelInfo, headers: Mapping[str, str], body: bytes
     ) -> bool | None:
         return None
+
+    def addressed_to(self, channel: ChannelInfo, message: InboundMessage) -> bool:
+        return True
 
 
 def missing_strings(config: Mapping[str, Any], keys: tuple[str, ...]) -> list[str]:

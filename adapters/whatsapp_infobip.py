@@ -1,22 +1,274 @@
-"""WhatsApp through Infobip."""
+"""WhatsApp through Infobip.
+
+Outbound: ``POST {base_url}/whatsapp/1/message/text`` with ``Authorization: App <api_key>``.
+Inbound: Infobip posts ``{"results": [...]}`` to the channel's inbound URL, both for incoming
+messages and for delivery and seen reports; every result is used. Infobip does not sign its
+webhooks by default; its notification profiles can send HTTP Basic credentials, which the
+channel checks when ``webhook_username``/``webhook_password`` are configured.
+"""
 
 from __future__ import annotations
 
+import base64
+import hmac
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .base import BaseAdapter, missing_strings
+from . import whatsapp_common as common
+from .base import (
+    BaseAdapter,
+    ChannelInfo,
+    DeliveryResult,
+    InboundError,
+    InboundMessage,
+    OutboundActivity,
+    StatusUpdate,
+    missing_strings,
+)
+from .webhook import valid_http_url
 
 REQUIRED = ("base_url", "api_key", "sender")
+# Optional HTTP Basic credentials Infobip's notification profile sends with every webhook.
+BASIC_FIELDS = ("webhook_username", "webhook_password")
+LABEL = "Infobip API"
+# Reference §10.5: Infobip status groups onto converger's delivery states.
+STATUS_GROUPS = {
+    "DELIVERED": "delivered",
+    "SEEN": "read",
+    "REJECTED": "failed",
+    "UNDELIVERABLE": "failed",
+    "PENDING": "sent",
+}
+MEDIA_TYPES = ("IMAGE", "VIDEO", "AUDIO", "VOICE", "DOCUMENT", "STICKER")
 
 
 class WhatsAppInfobipAdapter(BaseAdapter):
     type: ClassVar[str] = "whatsapp_infobip"
-    secret_fields: ClassVar[tuple[str, ...]] = ("api_key",)
+    secret_fields: ClassVar[tuple[str, ...]] = ("api_key", "webhook_password")
     delivers: ClassVar[bool] = True
 
+    # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
         missing = missing_strings(config, REQUIRED)
         if missing:
             return "whatsapp_infobip config missing: " + ", ".join(missing)
-        return None
+        if not valid_http_url(config["base_url"]):
+            return "whatsapp_infobip config 'base_url' must be a valid HTTP/HTTPS URL"
+        basic = [config.get(k) for k in BASIC_FIELDS]
+        if any(v is not None for v in basic) and not all(isinstance(v, str) and v for v in basic):
+            return ("whatsapp_infobip config 'webhook_username' and 'webhook_password' must be "
+                    "given together, as non-empty strings")
+        if isinstance(basic[0], str) and ":" in basic[0]:
+            return "whatsapp_infobip config 'webhook_username' must not contain ':'"
+        return common.validate_common(config, "whatsapp_infobip")
+
+    def addressed_to(self, channel: ChannelInfo, message: InboundMessage) -> bool:
+        """A message to another of the account's senders (``to``) is not this channel's."""
+        to = message.metadata.get("to")
+        if not isinstance(to, str | int) or isinstance(to, bool):
+            return True
+        return _number(to) == _number(channel.config.get("sender"))
+
+    def verify_signature(
+        self, channel: ChannelInfo, headers: Mapping[str, str], body: bytes
+    ) -> bool | None:
+        """``Authorization: Basic`` with the channel's webhook credentials (constant-time
+        compare); None when the channel has none configured (nothing to check)."""
+        user, password = (channel.config.get(k) for k in BASIC_FIELDS)
+        if not isinstance(user, str) or not isinstance(password, str) or not user or not password:
+            return None
+        given = common.header(headers, "Authorization") or ""
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        return hmac.compare_digest(given.strip().encode(), expected.encode())
+
+    # -- outbound -----------------------------------------------------------------------
+    def text_url(self, config: Mapping[str, Any]) -> str:
+        return config["base_url"].rstrip("/") + "/whatsapp/1/message/text"
+
+    async def deliver(
+        self, session: Any, channel: ChannelInfo, activity: OutboundActivity
+    ) -> DeliveryResult:
+        """Send the activity's text; any 2xx is success, keeping Infobip's message id."""
+        to = common.recipient(activity)
+        if to is None:
+            return common.no_recipient("Infobip")
+        text = common.text_of(activity, "Infobip")
+        if isinstance(text, DeliveryResult):
+            return text
+        config = channel.config
+        body = {"from": config["sender"], "to": to, "content": {"text": text}}
+        headers = {
+            "Authorization": f"App {config['api_key']}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        answer = await common.post_json(
+            session, self.text_url(config), headers, body, common.timeout_of(config)
+        )
+        if isinstance(answer, str):
+            return common.unreachable(LABEL, answer)
+        status, resp_headers, raw = answer
+        if not 200 <= status < 300:
+            return common.failure(LABEL, status, resp_headers, raw, _describe_error)
+        message_id = _sent_message_id(common.decode_json(raw))
+        meta: dict[str, Any] = {"recipient": to}
+        if message_id:
+            meta["infobip_message_id"] = message_id
+        return DeliveryResult(ok=True, provider_message_id=message_id, metadata=meta)
+
+    # -- inbound ------------------------------------------------------------------------
+    def parse_inbound(self, payload: Any) -> list[InboundMessage]:
+        """Every incoming message in ``results``; non-text content as attachments."""
+        out = [_message(r) for r in _results(payload) if _is_message(r)]
+        if not out:
+            if not (isinstance(payload, dict) and isinstance(payload.get("results"), list)):
+                raise InboundError(
+                    "unable to parse Infobip webhook payload: expected an object with a "
+                    "\"results\" list"
+                )
+            raise InboundError(
+                "unable to parse Infobip webhook payload: no incoming messages in 'results'"
+            )
+        return out
+
+    def parse_status(self, payload: Any) -> list[StatusUpdate] | None:
+        """Every delivery or seen report in ``results``, or None when there are none."""
+        updates = [_status(r) for r in _results(payload) if _is_report(r)]
+        return updates or None
+
+
+def _number(value: Any) -> str:
+    """A phone number compared as digits only (``+44 7860…`` and ``447860…`` are one)."""
+    return "".join(ch for ch in str(value) if ch.isdigit())
+
+
+def _describe_error(body: Any) -> tuple[str | None, bool | None]:
+    """Infobip's two error shapes: ``{"requestError": {"serviceException": {"messageId",
+    "text"}}}`` and the newer ``{"errorCode", "description", "violations": [...]}``."""
+    data = common.as_dict(body)
+    exc = common.as_dict(common.as_dict(data.get("requestError")).get("serviceException"))
+    text = common.as_str(exc.get("text"))
+    if text:
+        fields = common.as_dict(exc.get("validationErrors"))
+        if fields:
+            text += " (" + "; ".join(f"{k}: {', '.join(map(str, common.as_list(v)))}"
+                                      for k, v in fields.items()) + ")"
+        code = common.as_str(exc.get("messageId"))
+        return (f"{text} [{code}]" if code else text), None
+    description = common.as_str(data.get("description"))
+    if description:
+        violations = [
+            f"{v.get('property')}: {v.get('violation')}"
+            for v in common.as_list(data.get("violations")) if isinstance(v, dict)
+        ]
+        if violations:
+            description += " (" + "; ".join(violations) + ")"
+        code = common.as_str(data.get("errorCode"))
+        return (f"{description} [{code}]" if code else description), None
+    return None, None
+
+
+def _sent_message_id(body: Any) -> str | None:
+    """``messageId`` of the single-message answer, or of ``messages[0]`` in the bulk shape."""
+    data = common.as_dict(body)
+    first = common.as_dict((common.as_list(data.get("messages")) or [None])[0])
+    return common.as_str(first.get("messageId")) or common.as_str(data.get("messageId"))
+
+
+def _results(payload: Any) -> list[dict[str, Any]]:
+    if not isinstance(payload, dict):
+        return []
+    return [r for r in common.as_list(payload.get("results")) if isinstance(r, dict)]
+
+
+def _is_message(result: dict[str, Any]) -> bool:
+    return bool(common.as_str(result.get("from"))) and isinstance(result.get("message"), dict)
+
+
+def _is_report(result: dict[str, Any]) -> bool:
+    """A delivery report carries a status group; a seen report a ``seenAt`` (older seen
+    reports have no status object at all)."""
+    if "message" in result or not common.as_str(result.get("messageId")):
+        return False
+    group = common.as_dict(result.get("status")).get("groupName")
+    return isinstance(group, str) or bool(common.as_str(result.get("seenAt")))
+
+
+def _message(result: dict[str, Any]) -> InboundMessage:
+    message = result["message"]
+    kind = message.get("type") if isinstance(message.get("type"), str) else "UNKNOWN"
+    text, attachments = _content(kind.upper(), message)
+    if text is None and kind.upper() == "TEXT":
+        text = common.as_str(result.get("text")) or ""
+    meta: dict[str, Any] = {
+        "infobip_message_id": common.as_str(result.get("messageId")),
+        "whatsapp_type": kind.lower(),
+        "received_at": result.get("receivedAt"),
+        "to": result.get("to"),
+    }
+    name = common.as_str(common.as_dict(result.get("contact")).get("name"))
+    if name:
+        meta["profile_name"] = name
+    context = common.as_dict(message.get("context"))
+    if common.as_str(context.get("id")):
+        meta["reply_to"] = context["id"]
+    if result.get("callbackData") is not None:
+        meta["callback_data"] = result["callbackData"]
+    return InboundMessage(
+        sender=common.as_str(result.get("from")) or "", text=text, type="message", metadata=meta,
+        attachments=attachments, external_id=common.as_str(result.get("messageId")),
+    )
+
+
+def _content(kind: str, message: dict[str, Any]) -> tuple[str | None, list[Any]]:
+    """(text, attachments) for one incoming message of any type."""
+    def pick(*keys: str) -> dict[str, Any]:
+        return {k: message[k] for k in keys if k in message and message[k] is not None}
+
+    if kind == "TEXT":
+        return common.as_str(message.get("text")) or "", []
+    if kind in MEDIA_TYPES:
+        return common.as_str(message.get("caption")), [{"type": kind.lower(), **pick("url", "caption")}]
+    if kind == "LOCATION":
+        att = {"type": "location", **pick("latitude", "longitude", "name", "address", "url")}
+        return common.as_str(message.get("name")) or common.as_str(message.get("address")), [att]
+    if kind in ("CONTACT", "CONTACTS"):
+        return None, [{"type": "contacts", "contacts": common.as_list(message.get("contacts"))}]
+    if kind == "BUTTON":
+        return common.as_str(message.get("text")), [{"type": "button", **pick("text", "payload")}]
+    if kind.startswith("INTERACTIVE_"):
+        att = {"type": "interactive", "reply_type": kind.lower(), **pick("id", "title", "description")}
+        return common.as_str(message.get("title")), [att]
+    # ORDER, UNSUPPORTED and whatever Infobip adds later: kept, not dropped.
+    data = {k: v for k, v in message.items() if k not in ("type", "context")}
+    att: dict[str, Any] = {"type": kind.lower()}
+    if data:
+        att["data"] = data
+    return common.as_str(message.get("text")), [att]
+
+
+def _status(result: dict[str, Any]) -> StatusUpdate:
+    group = common.as_dict(result.get("status")).get("groupName")
+    if not isinstance(group, str):
+        group = "SEEN"  # only a seenAt: an old-style seen report
+    status = STATUS_GROUPS.get(group.upper(), "sent")
+    if status == "read":
+        timestamp = result.get("seenAt") or result.get("doneAt") or result.get("sentAt")
+    else:
+        timestamp = result.get("doneAt") or result.get("sentAt")
+    error = common.as_dict(result.get("error"))
+    # The sample reports carry {"groupName": "OK", "name": "NO_ERROR"}: that is not an error.
+    is_error = error and error.get("groupId") not in (0, None) and error.get("name") != "NO_ERROR"
+    detail = None
+    if is_error:
+        detail = common.as_str(error.get("description")) or common.as_str(error.get("name"))
+    if status == "failed" and not detail:
+        # REJECTED reports say why in the status, their error being NO_ERROR.
+        detail = common.as_str(common.as_dict(result.get("status")).get("description"))
+    return StatusUpdate(
+        status=status,
+        provider_message_id=common.as_str(result.get("messageId")),
+        timestamp=timestamp,
+        recipient_id=common.as_str(result.get("to")),
+        error=detail,
+    )

@@ -1,13 +1,46 @@
-"""WhatsApp through Meta's Cloud API (Graph API)."""
+"""WhatsApp through Meta's Cloud API (Graph API).
+
+Outbound: one text message per activity, ``POST {api_base_url}/{api_version}/{phone_number_id}/messages``
+with the access token as a Bearer token. Inbound: Meta posts notifications (messages and
+statuses alike) to the channel's inbound URL; every message of every change of every entry
+becomes an InboundMessage, every status a StatusUpdate. Verification: the ``hub.*`` challenge
+and, when the channel has an ``app_secret``, the ``X-Hub-Signature-256`` header.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .base import BaseAdapter, missing_strings
+from . import whatsapp_common as common
+from .base import (
+    BaseAdapter,
+    ChannelInfo,
+    DeliveryResult,
+    InboundError,
+    InboundMessage,
+    OutboundActivity,
+    StatusUpdate,
+    missing_strings,
+)
+from .webhook import valid_http_url
 
 REQUIRED = ("phone_number_id", "access_token", "verify_token")
+DEFAULT_BASE_URL = "https://graph.facebook.com"
+# The newest Graph API version in Meta's changelog when this was written (released
+# 2026-07-29); a channel pins another with ``api_version``. See docs/whatsapp.md.
+DEFAULT_API_VERSION = "v26.0"
+LABEL = "WhatsApp API"
+OBJECT = "whatsapp_business_account"
+STATUSES = ("sent", "delivered", "read", "failed")
+MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
+MEDIA_FIELDS = ("id", "mime_type", "sha256", "caption", "filename", "voice", "animated", "url")
+# Graph error codes that mean "later, not never" even when the HTTP status is a 4xx:
+# throttling (4, 80007, 130429, 131048, 131056) and temporary service trouble (1, 2, 131000,
+# 131016, 133004). Anything else in a 4xx is final.
+RETRYABLE_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131048, 131056, 133004})
 
 
 class WhatsAppMetaAdapter(BaseAdapter):
@@ -15,8 +48,277 @@ class WhatsAppMetaAdapter(BaseAdapter):
     secret_fields: ClassVar[tuple[str, ...]] = ("access_token", "app_secret")
     delivers: ClassVar[bool] = True
 
+    # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
         missing = missing_strings(config, REQUIRED)
         if missing:
             return "whatsapp_meta config missing: " + ", ".join(missing)
-        return None
+        secret = config.get("app_secret")
+        if secret is not None and not isinstance(secret, str):
+            return "whatsapp_meta config 'app_secret' must be a string"
+        base = config.get("api_base_url")
+        if base is not None and not valid_http_url(base):
+            return "whatsapp_meta config 'api_base_url' must be a valid HTTP/HTTPS URL"
+        version = config.get("api_version")
+        if version is not None and not _valid_version(version):
+            return "whatsapp_meta config 'api_version' must look like 'v26.0'"
+        return common.validate_common(config, "whatsapp_meta")
+
+    # -- outbound -----------------------------------------------------------------------
+    def messages_url(self, config: Mapping[str, Any]) -> str:
+        base = (config.get("api_base_url") or DEFAULT_BASE_URL).rstrip("/")
+        version = config.get("api_version") or DEFAULT_API_VERSION
+        return f"{base}/{version}/{config['phone_number_id']}/messages"
+
+    async def deliver(
+        self, session: Any, channel: ChannelInfo, activity: OutboundActivity
+    ) -> DeliveryResult:
+        """Send the activity's text; success only on 200, keeping Meta's message id."""
+        to = common.recipient(activity)
+        if to is None:
+            return common.no_recipient("WhatsApp")
+        text = common.text_of(activity, "WhatsApp")
+        if isinstance(text, DeliveryResult):
+            return text
+        config = channel.config
+        body = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "text",
+            "text": {"body": text},
+        }
+        headers = {
+            "Authorization": f"Bearer {config['access_token']}",
+            "Content-Type": "application/json",
+        }
+        answer = await common.post_json(
+            session, self.messages_url(config), headers, body, common.timeout_of(config)
+        )
+        if isinstance(answer, str):
+            return common.unreachable(LABEL, answer)
+        status, resp_headers, raw = answer
+        if status != 200:
+            return common.failure(LABEL, status, resp_headers, raw, _describe_error)
+        data = common.as_dict(common.decode_json(raw))
+        first = common.as_dict((common.as_list(data.get("messages")) or [None])[0])
+        message_id = common.as_str(first.get("id"))
+        meta: dict[str, Any] = {"recipient": to}
+        if message_id:
+            meta["whatsapp_message_id"] = message_id
+        return DeliveryResult(ok=True, provider_message_id=message_id, metadata=meta)
+
+    # -- inbound ------------------------------------------------------------------------
+    def parse_inbound(self, payload: Any) -> list[InboundMessage]:
+        """Every message in the notification, in order; non-text content as attachments."""
+        out = [
+            _message(msg, value)
+            for value in _values(payload)
+            for msg in common.as_list(value.get("messages"))
+            if _is_message(msg)
+        ]
+        if not out:
+            if not _is_notification(payload):
+                raise InboundError(
+                    "unable to parse WhatsApp Meta webhook payload: expected a notification with "
+                    "\"object\": \"whatsapp_business_account\" and an \"entry\" list"
+                )
+            raise InboundError(
+                "unable to parse WhatsApp Meta webhook payload: the notification holds no messages"
+            )
+        return out
+
+    def parse_status(self, payload: Any) -> list[StatusUpdate] | None:
+        """Every status in the notification, or None when it carries none.
+
+        A batched notification holding messages as well is not treated as a receipt: the
+        inbound route applies receipts *instead of* parsing messages, and a customer's message
+        must never be dropped (Meta would not resend it after our 2xx); its statuses are the
+        lesser loss (a delivery stays at its last state)."""
+        if not _is_notification(payload):
+            return None
+        if any(_is_message(m) for v in _values(payload) for m in common.as_list(v.get("messages"))):
+            return None
+        updates = [
+            _status(s)
+            for value in _values(payload)
+            for s in common.as_list(value.get("statuses"))
+            if isinstance(s, dict) and common.as_str(s.get("id")) and isinstance(s.get("status"), str)
+        ]
+        return updates or None
+
+    # -- verification -------------------------------------------------------------------
+    def verify_challenge(self, channel: ChannelInfo, query: Mapping[str, str]) -> tuple[int, str]:
+        """Meta's subscription check: ``hub.mode=subscribe`` and the configured verify token."""
+        expected = channel.config.get("verify_token")
+        mode = query.get("hub.mode")
+        token = query.get("hub.verify_token")
+        if (
+            mode == "subscribe"
+            and isinstance(token, str)
+            and isinstance(expected, str)
+            and expected
+            and hmac.compare_digest(token.encode(), expected.encode())
+        ):
+            return 200, query.get("hub.challenge") or ""
+        return 403, "Verification failed"
+
+    def verify_signature(
+        self, channel: ChannelInfo, headers: Mapping[str, str], body: bytes
+    ) -> bool | None:
+        """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body, keyed by the app
+        secret>``; None when the channel has no app secret (nothing to check)."""
+        secret = channel.config.get("app_secret")
+        if not isinstance(secret, str) or not secret:
+            return None
+        given = common.header(headers, "X-Hub-Signature-256")
+        if not given:
+            return False
+        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(given.strip().lower().encode(), expected.encode())
+
+
+    def addressed_to(self, channel: ChannelInfo, message: InboundMessage) -> bool:
+        """Meta posts every number of an app to the app's one callback URL: a message whose
+        ``metadata.phone_number_id`` is another number's is not this channel's."""
+        number = message.metadata.get("phone_number_id")
+        return number is None or str(number) == str(channel.config.get("phone_number_id"))
+
+
+def sign(app_secret: str, body: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value Meta sends for ``body`` (for tests and tools)."""
+    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _valid_version(value: Any) -> bool:
+    if not isinstance(value, str) or not value.startswith("v"):
+        return False
+    major, _, minor = value[1:].partition(".")
+    return major.isdigit() and (minor == "" or minor.isdigit())
+
+
+def _describe_error(body: Any) -> tuple[str | None, bool | None]:
+    """Graph errors: ``{"error": {"message", "type", "code", "error_subcode", "error_data"}}``."""
+    error = common.as_dict(common.as_dict(body).get("error"))
+    message = common.as_str(error.get("message"))
+    code = error.get("code")
+    details = common.as_str(common.as_dict(error.get("error_data")).get("details"))
+    if message and details and details != message:
+        message = f"{message} ({details})"
+    if message and isinstance(code, int):
+        message = f"{message} [code {code}]"
+    retryable = True if isinstance(code, int) and code in RETRYABLE_CODES else None
+    return message, retryable
+
+
+def _is_notification(payload: Any) -> bool:
+    """A WhatsApp Business Account notification (``object`` may be absent in hand-made ones)."""
+    return (
+        isinstance(payload, dict)
+        and payload.get("object", OBJECT) == OBJECT
+        and isinstance(payload.get("entry"), list)
+    )
+
+
+def _values(payload: Any) -> list[dict[str, Any]]:
+    """The ``value`` of every change of every entry."""
+    if not _is_notification(payload):
+        return []
+    return [
+        change["value"]
+        for entry in payload["entry"]
+        for change in common.as_list(common.as_dict(entry).get("changes"))
+        if isinstance(change, dict) and isinstance(change.get("value"), dict)
+    ]
+
+
+def _is_message(msg: Any) -> bool:
+    return isinstance(msg, dict) and bool(common.as_str(msg.get("from")))
+
+
+def _message(msg: dict[str, Any], value: dict[str, Any]) -> InboundMessage:
+    sender = common.as_str(msg.get("from")) or ""
+    kind = msg.get("type") if isinstance(msg.get("type"), str) else "unknown"
+    text, attachments, extra = _content(kind, msg)
+    meta: dict[str, Any] = {
+        "whatsapp_message_id": common.as_str(msg.get("id")),
+        "whatsapp_type": kind,
+        "timestamp": msg.get("timestamp"),
+        "phone_number_id": common.as_dict(value.get("metadata")).get("phone_number_id"),
+    }
+    name = _profile_name(value, sender)
+    if name:
+        meta["profile_name"] = name
+    context = common.as_dict(msg.get("context"))
+    if common.as_str(context.get("id")):
+        meta["reply_to"] = context["id"]
+    meta.update(extra)
+    return InboundMessage(
+        sender=sender, text=text, type="message", metadata=meta, attachments=attachments,
+        external_id=common.as_str(msg.get("id")),
+    )
+
+
+def _content(kind: str, msg: dict[str, Any]) -> tuple[str | None, list[Any], dict[str, Any]]:
+    """(text, attachments, extra metadata) for one message of any type."""
+    part = common.as_dict(msg.get(kind))
+    if kind == "text":
+        return common.as_str(part.get("body")) or "", [], {}
+    if kind in MEDIA_TYPES:
+        media = {"type": kind, **{k: part[k] for k in MEDIA_FIELDS if k in part}}
+        if "id" in media:
+            media["media_id"] = media.pop("id")
+        return common.as_str(part.get("caption")), [media], {}
+    if kind == "location":
+        loc = {"type": "location", **{k: part[k] for k in
+                                      ("latitude", "longitude", "name", "address", "url") if k in part}}
+        return common.as_str(part.get("name")) or common.as_str(part.get("address")), [loc], {}
+    if kind == "contacts":
+        return None, [{"type": "contacts", "contacts": common.as_list(msg.get("contacts"))}], {}
+    if kind == "interactive":
+        reply_type = part.get("type") if isinstance(part.get("type"), str) else "unknown"
+        reply = common.as_dict(part.get(reply_type))
+        att = {"type": "interactive", "reply_type": reply_type, **reply}
+        return common.as_str(reply.get("title")), [att], {}
+    if kind == "button":
+        att = {"type": "button", **{k: part[k] for k in ("text", "payload") if k in part}}
+        return common.as_str(part.get("text")), [att], {}
+    if kind == "reaction":
+        att = {"type": "reaction", "message_id": part.get("message_id"), "emoji": part.get("emoji")}
+        return common.as_str(part.get("emoji")), [att], {"reaction_to": part.get("message_id")}
+    # order, system, referral-only, unsupported, and types Meta adds later: kept, not dropped.
+    att = {"type": kind}
+    if part:
+        att["data"] = part
+    if isinstance(msg.get("errors"), list):
+        att["errors"] = msg["errors"]
+    return None, [att], {}
+
+
+def _profile_name(value: dict[str, Any], wa_id: str) -> str | None:
+    for contact in common.as_list(value.get("contacts")):
+        contact = common.as_dict(contact)
+        if contact.get("wa_id") == wa_id:
+            return common.as_str(common.as_dict(contact.get("profile")).get("name"))
+    return None
+
+
+def _status(s: dict[str, Any]) -> StatusUpdate:
+    status = s["status"] if s["status"] in STATUSES else "sent"
+    error = None
+    errors = common.as_list(s.get("errors"))
+    if errors:
+        first = common.as_dict(errors[0])
+        error = common.as_str(first.get("title")) or common.as_str(first.get("message"))
+        if error is None and first:
+            error = f"error {first.get('code')}"
+        details = common.as_str(common.as_dict(first.get("error_data")).get("details"))
+        if error and details and details != error:
+            error = f"{error}: {details}"
+    return StatusUpdate(
+        status=status,
+        provider_message_id=common.as_str(s.get("id")),
+        timestamp=s.get("timestamp"),
+        recipient_id=common.as_str(s.get("recipient_id")),
+        error=error,
+    )

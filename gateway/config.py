@@ -70,6 +70,9 @@ SETTINGS: tuple[Setting, ...] = (
             "`/api/v1/converger/tokens/*`); 0 disables."),
     Setting("rate_limit_activities", ("CONVERGER_RATE_LIMIT_ACTIVITIES",), int, 6000,
             "Activities a tenant may create per minute; 0 disables."),
+    Setting("rate_limit_inbound", ("CONVERGER_RATE_LIMIT_INBOUND",), int, 6000,
+            "Provider webhooks (`/api/v1/channels/:id/inbound` and `/status`) per channel per "
+            "minute; 0 disables."),
     Setting("rate_limit_deliveries", ("CONVERGER_RATE_LIMIT_DELIVERIES",), int, 0,
             "Outbound deliveries per channel per second (deliveries wait, never fail); 0 = no limit."),
     Setting("cors_origins", ("CONVERGER_CORS_ORIGINS", "CORS_ORIGINS"), str,
@@ -138,6 +141,7 @@ class Settings(msgspec.Struct, kw_only=True):
     access_log: bool = False
     rate_limit_tokens: int = 10
     rate_limit_activities: int = 6000
+    rate_limit_inbound: int = 6000
     rate_limit_deliveries: int = 0
     cors_origins: str = "http://127.0.0.1:5500,http://localhost:5500"
     admin_ip_whitelist: str = "127.0.0.1,::1"

@@ -32,6 +32,7 @@ SCOPES: dict[str, tuple[str, float, str]] = {
     "token_create": ("rate_limit_tokens", 60.0, "ip"),
     "cg_token": ("rate_limit_tokens", 60.0, "ip"),
     "activity_create": ("rate_limit_activities", 60.0, "tenant"),
+    "inbound": ("rate_limit_inbound", 60.0, "channel"),
 }
 _SWEEP_EVERY = 600.0
 

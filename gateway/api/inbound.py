@@ -15,7 +15,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, text
 
 import adapters
-from adapters.base import Adapter, ChannelInfo, InboundError
+from adapters.base import Adapter, ChannelInfo, InboundError, InboundMessage
 from adapters.signing import check_converger_signature
 from store import channels
 from store.models import Channel
@@ -67,6 +67,41 @@ async def _apply_receipts(request: Request, channel: Channel, updates: list[Any]
     return json({"status": "accepted", "receipts_processed": processed})
 
 
+async def _owners(
+    request: Request, channel: Channel, info: ChannelInfo, adapter: Adapter,
+    messages: list[InboundMessage],
+) -> tuple[list[tuple[Channel, InboundMessage]], int]:
+    """Each message with the channel it was sent to, and how many went to none.
+
+    A provider may post several of its numbers' messages to one URL (Meta has one callback
+    per app). A message for another number is never threaded into this channel (its replies
+    would leave from the wrong number): it goes to the tenant's active inbound channel of the
+    same type for that number, or, when there is none, is ignored and logged."""
+    if all(adapter.addressed_to(info, m) for m in messages):
+        return [(channel, m) for m in messages], 0
+    ctx = request.app.ctx
+    siblings = [
+        (c, domain.channel_info(ctx.cipher, c))
+        for c in await ctx.db.read(channels.for_tenant, channel.tenant_id)
+        if c.id != channel.id and c.type == channel.type and c.status == "active"
+        and c.mode in ("inbound", "duplex")
+    ]
+    owned: list[tuple[Channel, InboundMessage]] = []
+    ignored = 0
+    for m in messages:
+        if adapter.addressed_to(info, m):
+            owned.append((channel, m))
+            continue
+        owner = next((c for c, i in siblings if adapter.addressed_to(i, m)), None)
+        if owner is not None:
+            owned.append((owner, m))
+        else:
+            ignored += 1
+            ctx.log.warning("inbound on channel %s: message %s is for another number with no "
+                            "channel here; ignored", channel.id, m.external_id)
+    return owned, ignored
+
+
 @bp.get("/channels/<channel_id>/inbound")
 async def verify(request: Request, channel_id: str) -> HTTPResponse:
     _, info, adapter = await _channel(request, channel_id)
@@ -93,10 +128,13 @@ async def inbound(request: Request, channel_id: str) -> HTTPResponse:
         raise errors.bad_request(str(exc), "unparseable_inbound", plain=True) from None
     if not messages:
         raise errors.bad_request("no message in payload", "unparseable_inbound", plain=True)
+    owned, ignored = await _owners(request, channel, info, adapter, messages)
+    if not owned:
+        return json({"status": "ignored", "ignored": ignored}, status=200)
     results = []
-    for msg in messages:
+    for owner, msg in owned:
         try:
-            result = await ctx.db.write(inbound_tx, channel, msg, ctx.now_iso())
+            result = await ctx.db.write(inbound_tx, owner, msg, ctx.now_iso())
         except NotFound:
             raise errors.not_found() from None
         except Closed:
@@ -112,6 +150,8 @@ async def inbound(request: Request, channel_id: str) -> HTTPResponse:
                             "conversation_id": first.activity.conversation_id}
     if len(results) > 1:
         body["activity_ids"] = [r.activity.id for r in results]
+    if ignored:
+        body["ignored"] = ignored
     if not any(r.created for r in results):
         body["duplicate"] = True
         return json(body, status=200)

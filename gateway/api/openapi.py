@@ -80,13 +80,16 @@ OPERATIONS: list[Op] = [
        s.RoutingRuleIn, 200, s.RoutingRuleOut, (400, 401, 404, 422)),
     Op("DELETE", "/api/v1/routing_rules/{rule_id}", "Delete a routing rule", API_KEY, ok=204),
     # inbound webhooks (signed with x-converger-signature, or the provider's own signature)
-    Op("GET", "/api/v1/channels/{channel_id}/inbound", "Provider verification challenge", (),
-       result={"type": "string"}, errors=(400, 403, 404), wrap="",
+    Op("GET", "/api/v1/channels/{channel_id}/inbound",
+       "Provider verification challenge (Meta hub.challenge)", (),
+       result={"type": "string"}, errors=(400, 403, 404, 429), wrap="",
        query=("hub.mode", "hub.verify_token", "hub.challenge")),
-    Op("POST", "/api/v1/channels/{channel_id}/inbound", "Inbound message or status receipts",
-       (), ANY_OBJECT, 201, ANY_OBJECT, (400, 401, 404, 413), ""),
+    Op("POST", "/api/v1/channels/{channel_id}/inbound",
+       "Inbound messages (201; 200 for a replay) or status receipts (200); Meta: "
+       "X-Hub-Signature-256 when the channel has an app_secret",
+       (), ANY_OBJECT, 201, ANY_OBJECT, (400, 401, 404, 409, 413, 429), ""),
     Op("POST", "/api/v1/channels/{channel_id}/status", "Delivery status receipts", (),
-       ANY_OBJECT, 200, ANY_OBJECT, (400, 401, 404, 413), ""),
+       ANY_OBJECT, 200, ANY_OBJECT, (400, 401, 404, 413, 429), ""),
     # management API
     Op("POST", "/api/admin/tenants", "Create a tenant (the API key is in the answer, once)",
        ADMIN, s.TenantCreate, 201, s.TenantOut, (400, 401, 403, 422)),

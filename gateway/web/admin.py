@@ -30,7 +30,9 @@ CONFIG_FIELDS: dict[str, list[tuple[str, str, bool, bool]]] = {
                       ("verify_token", "Verify token", True, True),
                       ("app_secret", "App secret (signature check)", True, False)],
     "whatsapp_infobip": [("base_url", "Base URL", False, True), ("api_key", "API key", True, True),
-                         ("sender", "Sender number", False, True)],
+                         ("sender", "Sender number", False, True),
+                         ("webhook_username", "Webhook Basic user (optional)", False, False),
+                         ("webhook_password", "Webhook Basic password (optional)", True, False)],
 }
 
 

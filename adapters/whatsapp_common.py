@@ -1,0 +1,180 @@
+"""What the two WhatsApp adapters share: choosing the recipient, one timed JSON POST, and
+sorting a provider's answer into a DeliveryResult (fail at once, or retry on the queue's
+schedule)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+from .base import DeliveryResult, OutboundActivity
+
+# A channel's own ``timeout_seconds`` is capped so that an attempt stays well inside the
+# delivery lease (120 s): a request still running when its lease ran out could be sent twice.
+MAX_TIMEOUT = 30.0
+# Statuses that may succeed later; every other 4xx will fail the same way again.
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+# How much of a provider's answer is kept in an error message.
+BODY_LIMIT = 500
+
+
+def recipient(activity: OutboundActivity) -> str | None:
+    """Who a WhatsApp message goes to: ``metadata.recipient_phone``, else ``metadata.to``,
+    else the person who began the conversation on this channel (``thread_sender``)."""
+    for key in ("recipient_phone", "to"):
+        value = activity.metadata.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    if activity.thread_sender:
+        return activity.thread_sender
+    return None
+
+
+def no_recipient(provider: str) -> DeliveryResult:
+    return DeliveryResult(
+        ok=False, retryable=False,
+        error=f"activity metadata must include 'recipient_phone' or 'to' for {provider} delivery "
+              "(and the conversation did not begin with an inbound message on this channel)",
+    )
+
+
+def validate_common(config: Mapping[str, Any], prefix: str) -> str | None:
+    """Optional settings both adapters accept."""
+    timeout = config.get("timeout_seconds")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float)
+        or not 0 < timeout <= MAX_TIMEOUT
+    ):
+        return f"{prefix} config 'timeout_seconds' must be a number between 0 and {MAX_TIMEOUT:g}"
+    return None
+
+
+def timeout_of(config: Mapping[str, Any]) -> aiohttp.ClientTimeout | None:
+    """The channel's ``timeout_seconds``; None (the session's own timeout, in the server
+    ``CONVERGER_WEBHOOK_TIMEOUT``) when it sets none."""
+    value = config.get("timeout_seconds")
+    return aiohttp.ClientTimeout(total=float(value)) if value else None
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def decode_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def clip(raw: bytes) -> str:
+    text = raw.decode("utf-8", errors="replace").strip()
+    return text if len(text) <= BODY_LIMIT else text[:BODY_LIMIT] + "…"
+
+
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    timeout: aiohttp.ClientTimeout | None,
+) -> tuple[int, Mapping[str, str], bytes] | str:
+    """POST JSON; the status, headers and body of the answer, or the reason it never came.
+    ``timeout`` None keeps the session's own."""
+    kw: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+    try:
+        async with session.post(url, json=body, headers=headers, **kw) as resp:
+            return resp.status, resp.headers, await resp.read()
+    except TimeoutError:
+        total = (timeout or session.timeout).total
+        return f"timeout after {total:g}s" if total else "timeout"
+    except aiohttp.ClientError as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def failure(
+    label: str,
+    status: int,
+    headers: Mapping[str, str],
+    raw: bytes,
+    describe: Callable[[Any], tuple[str | None, bool | None]],
+) -> DeliveryResult:
+    """A non-success answer as a result. ``describe(json_body)`` gives the provider's own
+    message and, when the provider's error code says so, whether a retry can help."""
+    message, retryable_hint = describe(decode_json(raw))
+    text = message or clip(raw) or "(empty body)"
+    if retryable_hint is not None:
+        retryable = retryable_hint
+    else:
+        retryable = status >= 500 or status in RETRYABLE_STATUSES
+    return DeliveryResult(
+        ok=False,
+        retryable=retryable,
+        error=f"{label} returned {status}: {text}",
+        retry_after=retry_after(headers.get("Retry-After")) if retryable else None,
+        metadata={"http_status": status},
+    )
+
+
+def unreachable(label: str, reason: str) -> DeliveryResult:
+    """No answer at all (timeout, refused, reset): worth another try later."""
+    return DeliveryResult(ok=False, retryable=True, error=f"{label} request failed: {reason}")
+
+
+def text_of(activity: OutboundActivity, provider: str) -> str | DeliveryResult:
+    """The text to send, or a final failure: these adapters send text messages only."""
+    if isinstance(activity.text, str) and activity.text.strip():
+        return activity.text
+    return DeliveryResult(
+        ok=False, retryable=False,
+        error=f"{provider} delivery needs a non-empty text (only text messages are sent)",
+    )
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, whatever the mapping's case rules."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lower = name.lower()
+    for key, val in headers.items():
+        if key.lower() == lower:
+            return val
+    return None
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def as_str(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None

@@ -1,0 +1,362 @@
+"""Stand-in provider servers: real aiohttp servers on loopback that speak the documented
+WhatsApp Cloud API (Graph) and Infobip WhatsApp formats.
+
+Each one checks every request converger sends (path, auth header, JSON body) the way the
+provider would, answers with the provider's documented success or error shapes, records
+what it received, and can be told to answer the next requests differently (429, 500, a
+stall) with ``script``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+# Copies of the shared provider samples, plus payloads derived from the providers' docs.
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def sample(name: str) -> Any:
+    return json.loads((SAMPLES / name).read_text())
+
+
+@dataclass
+class Reply:
+    """A scripted answer: status, JSON body, headers; ``delay`` stalls before answering."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+
+
+class StandIn:
+    """Shared plumbing: start/stop on a free loopback port, a request log, a reply script,
+    and the provider's side of the webhooks: ``notify`` posts a payload to ``webhook_url`` the
+    way the provider does (its headers, its signature or credentials), and with
+    ``auto_statuses`` every accepted message is followed by those status webhooks, in order,
+    as the provider sends them on its own."""
+
+    def __init__(self) -> None:
+        self.requests: list[Seen] = []
+        self.script: list[Reply] = []
+        self.arrived = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.webhook_url: str | None = None
+        self.auto_statuses: list[str] = []
+        self.callbacks: list[tuple[int, Any]] = []  # converger's answers to our webhooks
+        self._client: aiohttp.ClientSession | None = None
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> StandIn:
+        app = web.Application()
+        self.routes(app)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._client:
+            await self._client.close()
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def settled(self) -> None:
+        """Wait until the automatic status webhooks sent so far have been answered."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def webhook_headers(self, raw: bytes) -> dict[str, str]:
+        return {"Content-Type": "application/json"}
+
+    async def notify(self, payload: Any) -> tuple[int, Any]:
+        """POST ``payload`` to ``webhook_url`` as the provider would; converger's answer."""
+        assert self.webhook_url, "set webhook_url first"
+        if self._client is None:
+            self._client = aiohttp.ClientSession()
+        raw = json.dumps(payload).encode()
+        async with self._client.post(self.webhook_url, data=raw,
+                                     headers=self.webhook_headers(raw)) as resp:
+            body = await resp.json(content_type=None)
+            self.callbacks.append((resp.status, body))
+            return resp.status, body
+
+    def status_payload(self, message_id: str, status: str, to: str) -> Any:
+        raise NotImplementedError
+
+    def accepted(self, message_id: str, to: str) -> None:
+        """A message was accepted: send the automatic status webhooks after answering."""
+        if self.auto_statuses and self.webhook_url:
+            task = asyncio.get_running_loop().create_task(self._statuses(message_id, to))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _statuses(self, message_id: str, to: str) -> None:
+        await asyncio.sleep(0)  # after the send's answer has gone out, as the provider does
+        for status in self.auto_statuses:
+            await self.notify(self.status_payload(message_id, status, to))
+
+    async def __aenter__(self) -> StandIn:
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    async def record(self, request: web.Request) -> Seen:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        seen = Seen(request.method, request.path, dict(request.headers), body, raw)
+        self.requests.append(seen)
+        self.arrived.set()
+        return seen
+
+    async def scripted(self) -> web.Response | None:
+        if not self.script:
+            return None
+        reply = self.script.pop(0)
+        if reply.delay:
+            await asyncio.sleep(reply.delay)  # a provider that stalls: the client's timeout fires
+        return web.json_response(reply.body, status=reply.status, headers=reply.headers)
+
+    async def wait_for(self, n: int, timeout: float = 10.0) -> list[Seen]:
+        """Wait until ``n`` requests have arrived (no sleeping: an event per arrival)."""
+        async def _wait() -> None:
+            while len(self.requests) < n:
+                self.arrived.clear()
+                await self.arrived.wait()
+        await asyncio.wait_for(_wait(), timeout)
+        return self.requests
+
+
+# -- Meta ------------------------------------------------------------------------------------
+def meta_error(message: str, code: int, type_: str = "OAuthException", **extra: Any) -> dict[str, Any]:
+    """The Graph API's error envelope (see meta_error_response.json)."""
+    return {"error": {"message": message, "type": type_, "code": code,
+                      "fbtrace_id": "AbCdEfGhIjKlMnOpQrStUvW", **extra}}
+
+
+class MetaStandIn(StandIn):
+    """``POST /{version}/{phone_number_id}/messages`` as the Cloud API answers it.
+
+    ``allowed`` (when set) is the test-mode recipient list: anyone else gets Meta's
+    error 131030; a ``to`` that is not a phone number gets 100 "Invalid parameter".
+    """
+
+    def __init__(self, token: str = "meta-token", phone_number_id: str = "106540352242922",
+                 version: str = "v26.0", allowed: set[str] | None = None,
+                 app_secret: str | None = None) -> None:
+        super().__init__()
+        self.token = token
+        self.phone_number_id = phone_number_id
+        self.version = version
+        self.allowed = allowed
+        self.app_secret = app_secret  # signs the webhooks (X-Hub-Signature-256) when set
+        self.sent: list[dict[str, Any]] = []  # accepted messages: {"id", "to", "text"}
+
+    def webhook_headers(self, raw: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "User-Agent": "facebookexternalua"}
+        if self.app_secret:
+            digest = hmac.new(self.app_secret.encode(), raw, hashlib.sha256).hexdigest()
+            headers["X-Hub-Signature-256"] = "sha256=" + digest
+        return headers
+
+    def status_payload(self, message_id: str, status: str, to: str) -> Any:
+        payload = meta_status_notification(message_id, status, to, str(int(time.time())))
+        payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = \
+            self.phone_number_id
+        return payload
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/{version}/{phone}/messages", self.messages)
+
+    async def messages(self, request: web.Request) -> web.Response:
+        seen = await self.record(request)
+        if request.match_info["version"] != self.version:
+            return web.json_response(meta_error(
+                f"Unsupported post request. Version {request.match_info['version']}", 100,
+                "GraphMethodException"), status=400)
+        if request.match_info["phone"] != self.phone_number_id:
+            return web.json_response(meta_error(
+                f"Unsupported post request. Object with ID '{request.match_info['phone']}' "
+                "does not exist", 100, "GraphMethodException", error_subcode=33), status=400)
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response(meta_error(
+                "Error validating access token: Session has expired.", 190, error_subcode=463),
+                status=401)
+        scripted = await self.scripted()
+        if scripted is not None:
+            return scripted
+        body = seen.body if isinstance(seen.body, dict) else {}
+        problem = self._check(body)
+        if problem:
+            return web.json_response(problem, status=400)
+        to = body["to"]
+        if self.allowed is not None and to.lstrip("+") not in self.allowed:
+            return web.json_response(meta_error(
+                "(#131030) Recipient phone number not in allowed list", 131030,
+                error_data={"messaging_product": "whatsapp",
+                            "details": "Recipient phone number not in allowed list"}),
+                status=400)
+        wamid = "wamid." + uuid.uuid4().hex.upper()
+        self.sent.append({"id": wamid, "to": to, "text": body["text"]["body"]})
+        self.accepted(wamid, to)
+        answer = sample("meta_send_response.json")
+        answer["contacts"] = [{"input": to, "wa_id": to.lstrip("+")}]
+        answer["messages"] = [{"id": wamid, "message_status": "accepted"}]
+        return web.json_response(answer)
+
+    @staticmethod
+    def _check(body: dict[str, Any]) -> dict[str, Any] | None:
+        """The documented request body for a text message, field by field."""
+        if request_problem := (
+            (body.get("messaging_product") != "whatsapp" and "messaging_product")
+            or (body.get("recipient_type") != "individual" and "recipient_type")
+            or (body.get("type") != "text" and "type")
+            or (not isinstance(body.get("text"), dict) and "text")
+            or (not isinstance(body["text"].get("body"), str) and "text.body")
+            or (not isinstance(body.get("to"), str) and "to")
+        ):
+            return meta_error(f"(#100) Invalid parameter: {request_problem}", 100)
+        if not body["to"].lstrip("+").isdigit():
+            return meta_error("(#100) Invalid parameter", 100,
+                              error_data={"messaging_product": "whatsapp",
+                                          "details": "Parameter 'to' is not a valid phone number"})
+        return None
+
+
+# -- Infobip ---------------------------------------------------------------------------------
+def infobip_error(message_id: str, text: str, **extra: Any) -> dict[str, Any]:
+    """Infobip's classic error envelope."""
+    return {"requestError": {"serviceException": {"messageId": message_id, "text": text, **extra}}}
+
+
+class InfobipStandIn(StandIn):
+    """``POST /whatsapp/1/message/text`` as Infobip answers it."""
+
+    def __init__(self, api_key: str = "ib-key", sender: str = "447860099299",
+                 basic: tuple[str, str] | None = None) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.sender = sender
+        self.basic = basic  # the notification profile's Basic credentials, when set
+        self.sent: list[dict[str, Any]] = []
+
+    def webhook_headers(self, raw: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.basic:
+            token = base64.b64encode(f"{self.basic[0]}:{self.basic[1]}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        return headers
+
+    def status_payload(self, message_id: str, status: str, to: str) -> Any:
+        if status == "SEEN":
+            payload = sample("infobip_seen_report.json")
+            payload["results"][0].update(messageId=message_id, to=to)
+            return payload
+        return infobip_report(message_id, status, to)
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/whatsapp/1/message/text", self.text)
+
+    async def text(self, request: web.Request) -> web.Response:
+        seen = await self.record(request)
+        if request.headers.get("Authorization") != f"App {self.api_key}":
+            return web.json_response(infobip_error("UNAUTHORIZED", "Invalid login details"),
+                                     status=401)
+        scripted = await self.scripted()
+        if scripted is not None:
+            return scripted
+        body = seen.body if isinstance(seen.body, dict) else {}
+        content = body.get("content") if isinstance(body.get("content"), dict) else {}
+        errors: dict[str, list[str]] = {}
+        if body.get("from") != self.sender:
+            errors["from"] = ["sender is not registered"]
+        to = body.get("to")
+        if not isinstance(to, str) or not to.lstrip("+").isdigit() or len(to.lstrip("+")) < 8:
+            errors["to"] = ["invalid destination address"]
+        if not isinstance(content.get("text"), str) or not content["text"]:
+            errors["content.text"] = ["must not be blank"]
+        if errors:
+            return web.json_response(
+                infobip_error("BAD_REQUEST", "Bad request", validationErrors=errors), status=400)
+        message_id = str(uuid.uuid4())
+        self.sent.append({"id": message_id, "to": to, "text": content["text"]})
+        self.accepted(message_id, to)
+        answer = sample("infobip_send_response.json")
+        answer.update(to=to, messageId=message_id)
+        return web.json_response(answer)
+
+
+# -- payloads the providers post to converger ------------------------------------------------
+def meta_text_notification(sender: str, text: str, wamid: str | None = None,
+                           phone_number_id: str = "106540352242922") -> dict[str, Any]:
+    """A one-message text notification shaped like meta_inbound_text.json."""
+    payload = sample("meta_inbound_text.json")
+    value = payload["entry"][0]["changes"][0]["value"]
+    value["metadata"]["phone_number_id"] = phone_number_id
+    value["contacts"][0]["wa_id"] = sender
+    msg = value["messages"][0]
+    msg.update(id=wamid or "wamid." + uuid.uuid4().hex.upper(), **{"from": sender})
+    msg["text"]["body"] = text
+    return payload
+
+
+def meta_status_notification(wamid: str, status: str, recipient: str,
+                             timestamp: str = "1750263800") -> dict[str, Any]:
+    """A one-status notification shaped like meta_status_read.json."""
+    payload = sample("meta_status_read.json")
+    s = payload["entry"][0]["changes"][0]["value"]["statuses"][0]
+    s.update(id=wamid, status=status, recipient_id=recipient, timestamp=timestamp)
+    return payload
+
+
+def infobip_text_message(sender: str, text: str, message_id: str | None = None) -> dict[str, Any]:
+    payload = sample("infobip_inbound_text.json")
+    r = payload["results"][0]
+    r.update(messageId=message_id or uuid.uuid4().hex, **{"from": sender})
+    r["message"]["text"] = text
+    return payload
+
+
+def infobip_report(message_id: str, group: str, to: str) -> dict[str, Any]:
+    payload = sample("infobip_delivery_report.json")
+    r = payload["results"][0]
+    r.update(messageId=message_id, to=to)
+    r["status"]["groupName"] = group
+    return payload
