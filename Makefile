@@ -24,8 +24,10 @@ test: setup test-setup
 test-setup: setup
 	bash tests/setup.sh
 
+## Style (ruff) and the architecture's import rules (import-linter, contracts in pyproject.toml).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 check: lint test
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import sys
 import time
-from pathlib import Path
 
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
@@ -18,26 +15,11 @@ from store.util import iso, random_bytes, utcnow
 from . import errors, logs
 from .auth import TenantCache
 from .config import Settings
-from .crypto import Cipher
+from .crypto import Cipher, secret_key
 from .hub import Hub
 from .tokens import Tokens
 
 _NAMES = iter(range(1_000_000))
-
-
-def secret_key(settings: Settings) -> str:
-    """The configured key, or the one kept in the data directory (made once, mode 0600)."""
-    if settings.secret_key:
-        return settings.secret_key
-    path = Path(settings.data_dir) / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
-    return key
 
 
 def open_database(settings: Settings) -> tuple[Database, list[str]]:

@@ -92,8 +92,8 @@ class _Offline:
     """The store and the domain operations without a server, for CLI commands."""
 
     def __init__(self, settings: config.Settings) -> None:
-        from .app import open_database, secret_key
-        from .crypto import Cipher
+        from .app import open_database
+        from .crypto import Cipher, secret_key
         from .tokens import Tokens
 
         self.settings = settings

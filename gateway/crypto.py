@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
+from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .config import Settings
 
 
 def random_key(nbytes: int = 32) -> str:
@@ -67,3 +71,18 @@ class Cipher:
 
     def is_encrypted(self, value: object) -> bool:
         return isinstance(value, str) and value.startswith(self.PREFIX)
+
+
+def secret_key(settings: Settings) -> str:
+    """The configured key, or the one kept in the data directory (made once, mode 0600)."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path(settings.data_dir) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key

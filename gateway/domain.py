@@ -7,7 +7,7 @@ import sqlite3
 from typing import Any
 
 import msgspec
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 
 import adapters
 from adapters import middleware
@@ -17,7 +17,6 @@ from store import admin_tokens, audit, channels, routing, tenants
 from store.models import AdminToken, Channel, RoutingRule, Tenant
 
 from . import errors
-from .api.schemas import RoutingRuleFields
 from .crypto import (
     Cipher,
     hint,
@@ -325,6 +324,14 @@ def revoke_admin_token_tx(conn: sqlite3.Connection, token_id: str, actor: Actor,
 
 
 # -- routing rules ----------------------------------------------------------------------------
+class RoutingRuleFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The fields a rule change may set (the API's body and the admin form): unset = keep."""
+    name: str | UnsetType = UNSET
+    source_channel_id: str | UnsetType = UNSET
+    target_channel_ids: list[str] | UnsetType = UNSET
+    enabled: bool | UnsetType = UNSET
+
+
 def _rule_snap(rule: RoutingRule) -> dict[str, Any]:
     return msgspec.to_builtins(rule)
 

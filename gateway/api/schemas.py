@@ -10,6 +10,8 @@ from msgspec import UNSET, Struct, UnsetType
 
 from store.models import Activity, Channel, Conversation, RoutingRule, Tenant
 
+from ..domain import RoutingRuleFields  # noqa: F401  (re-exported: part of the wire schema)
+
 
 # -- compatible API: requests ---------------------------------------------------------------
 class ActivityIn(Struct, kw_only=True):
@@ -32,13 +34,6 @@ class TokenIn(Struct, kw_only=True):
     # Optional here so that a missing one is the original's 400, not a 422 (reference §5.1).
     conversation_id: str | None = None
     user_id: str | None = None
-
-
-class RoutingRuleFields(Struct, kw_only=True, forbid_unknown_fields=True):
-    name: str | UnsetType = UNSET
-    source_channel_id: str | UnsetType = UNSET
-    target_channel_ids: list[str] | UnsetType = UNSET
-    enabled: bool | UnsetType = UNSET
 
 
 class RoutingRuleIn(Struct, kw_only=True):

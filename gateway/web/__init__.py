@@ -18,7 +18,7 @@ GUARDED = ("/admin", "/portal")
 
 
 def install(app: Sanic) -> None:
-    from ..app import secret_key
+    from ..crypto import secret_key
     from . import admin, admin_more, portal, shared
 
     settings = app.ctx.settings

@@ -12,8 +12,7 @@ from sanic.response import HTTPResponse, redirect, text
 from store import audit, conversations, dashboard, queue, routing, tenants
 
 from .. import errors
-from ..api.schemas import RoutingRuleFields
-from ..domain import delete_rule_tx, save_rule_tx
+from ..domain import RoutingRuleFields, delete_rule_tx, save_rule_tx
 from . import common
 from .common import arg, back, flash, form, render
 
