@@ -109,7 +109,7 @@ def _register_routes(app: Sanic) -> None:
 
 
 def _register_middleware(app: Sanic) -> None:
-    @app.on_request(priority=100)
+    @app.on_request(priority=100)  # type: ignore[call-arg]  # Sanic's overloads
     async def _start(request: Request) -> HTTPResponse | None:
         rid = request.headers.get("x-request-id", "")
         if not (0 < len(rid) <= 128 and rid.isprintable()):

@@ -61,7 +61,7 @@ def install(app: Sanic) -> None:
     app.ctx.cors_origins = origins
 
     # Priority above the request-id middleware's 100: a preflight is answered before anything.
-    @app.on_request(priority=200)
+    @app.on_request(priority=200)  # type: ignore[call-arg]  # Sanic's overloads
     async def _preflight(request: Request) -> HTTPResponse | None:
         if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
             return preflight(request.headers.get("origin"), origins)

@@ -36,7 +36,7 @@ def install(app: Sanic) -> None:
     app.blueprint(shared.portal_bp)
     app.blueprint(portal.bp)
 
-    @app.on_request(priority=90)
+    @app.on_request(priority=90)  # type: ignore[call-arg]  # Sanic's overloads
     async def _guard(request: Request) -> HTTPResponse | None:
         path = request.path
         if path == "/admin" or path.startswith("/admin/"):

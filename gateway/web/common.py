@@ -16,7 +16,7 @@ from sanic import Request
 from sanic.response import HTTPResponse, html, redirect, text
 
 from . import sessions
-from .sessions import Network
+from .sessions import LoginLimiter, Network, Sessions
 
 HERE = Path(__file__).resolve().parent
 COOKIES = {"admin": "_converger_key", "portal": "_converger_portal"}
@@ -36,10 +36,10 @@ class WebState:
     """Kept on ``app.ctx.web``."""
 
     env: jinja2.Environment
-    sessions: sessions.Sessions
-    limiter: sessions.LoginLimiter
-    allow: list[Network]
-    proxies: list[Network]
+    sessions: Sessions
+    limiter: LoginLimiter
+    allow: tuple[Network, ...]
+    proxies: tuple[Network, ...]
     setup_token: str | None = None
     static: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 

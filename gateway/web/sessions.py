@@ -93,7 +93,7 @@ def client_ip(request: Request, trusted_proxies: Iterable[Network]) -> str:
     return ipallow.client_ip_via(request, tuple(trusted_proxies))
 
 
-def is_https(request: Request, trusted_proxies: list[Network]) -> bool:
+def is_https(request: Request, trusted_proxies: Iterable[Network]) -> bool:
     if request.scheme in ("https", "wss"):
         return True
     peer = request.conn_info.client_ip if request.conn_info else ""

@@ -220,14 +220,16 @@ async def rule_toggle(request: Request, rule_id: Any) -> HTTPResponse:
 async def rule_create(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
     tenant_id = form(request, "tenant_id")
-    targets = [t for t in (request.form.getlist("target_channel_ids") or []) if t]
-    values = {"tenant_id": tenant_id, "name": form(request, "name"),
-              "source_channel_id": form(request, "source_channel_id"), "targets": targets}
+    targets = [t for t in (request.form.getlist("target_channel_ids") if request.form else None)
+               or [] if t]
+    name, source = form(request, "name"), form(request, "source_channel_id")
+    values = {"tenant_id": tenant_id, "name": name, "source_channel_id": source,
+              "targets": targets}
     if not common.is_uuid(tenant_id):
         return await rules_page(request, 422, errors={"tenant_id": ["choose a tenant"]},
                                 values=values)
-    fields = RoutingRuleFields(name=values["name"], source_channel_id=values["source_channel_id"],
-                               target_channel_ids=targets, enabled=True)
+    fields = RoutingRuleFields(name=name, source_channel_id=source, target_channel_ids=targets,
+                               enabled=True)
     try:
         await ctx.db.write(save_rule_tx, tenant_id, None, fields, actor(request), ctx.now_iso())
     except errors.ApiError as exc:
@@ -250,7 +252,7 @@ async def rule_delete(request: Request, rule_id: Any) -> HTTPResponse:
 
 
 for _bp in (admin_bp, portal_bp):
-    area = _bp.url_prefix.strip("/")
+    area = (_bp.url_prefix or "").strip("/")
     _bp.add_route(conversations_page, "/conversations", name=f"{area}_conversations")
     _bp.add_route(conversation_page, "/conversations/<conversation_id:uuid>",
                   name=f"{area}_conversation")

@@ -189,7 +189,7 @@ class Engine:
         batch = await db.write(claim_tx, self.app.ctx.now_iso(), self.lease, limit)
         if batch:
             for work in batch:
-                self.held[work.delivery.claim_token] = work.delivery
+                self._hold(work)
                 self.buffer.put_nowait(work)
             return
         due = await db.read(queue.next_due_at)
@@ -235,9 +235,14 @@ class Engine:
         while batch := await ctx.db.write(claim_tx, ctx.now_iso(), self.lease, self.batch):
             await self._attempt_all(batch)
 
+    def _hold(self, work: Work) -> None:
+        token = work.delivery.claim_token
+        assert token is not None, "a claimed row always carries its claim token"
+        self.held[token] = work.delivery
+
     async def _attempt_all(self, batch: list[Work]) -> None:
         for work in batch:
-            self.held[work.delivery.claim_token] = work.delivery
+            self._hold(work)
         await asyncio.gather(*(self.attempt(w) for w in batch))
 
     # -- one attempt ------------------------------------------------------------------------

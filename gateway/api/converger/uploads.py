@@ -48,7 +48,7 @@ def upload_dir(request: Request, tenant_id: str) -> Path:
 
 def _activity_fields(request: Request) -> ConvergerActivityIn:
     """The ``activity`` part: a JSON string, or ``activity[text]``-style form fields."""
-    form = request.form or {}
+    form: Any = request.form or {}
     raw = form.get("activity")
     try:
         if raw:
