@@ -53,28 +53,22 @@ async def user_create(request: Request) -> HTTPResponse:
 async def user_status(request: Request, user_id: Any) -> HTTPResponse:
     if (refused := super_only(request)) is not None:
         return refused
-    if str(user_id) == request.ctx.user.id:
-        flash(request, "You cannot deactivate your own account.", "error")
-        return redirect("/admin/users")
     new = "inactive" if form(request, "status") == "inactive" else "active"
     ctx = request.app.ctx
-    ok = await ctx.db.write(accounts.update_admin_tx, str(user_id), {"status": new}, actor(request),
-                            ctx.now_iso())
-    flash(request, "Status updated" if ok else "User not found", "ok" if ok else "error")
-    return redirect("/admin/users")
+    return await common.change_user(
+        request, user_id, "/admin/users", "status",
+        lambda: ctx.db.write(accounts.update_admin_tx, str(user_id), {"status": new},
+                             actor(request), ctx.now_iso()))
 
 
 @bp.post("/users/<user_id:uuid>/delete")
 async def user_delete(request: Request, user_id: Any) -> HTTPResponse:
     if (refused := super_only(request)) is not None:
         return refused
-    if str(user_id) == request.ctx.user.id:
-        flash(request, "You cannot delete your own account.", "error")
-        return redirect("/admin/users")
     ctx = request.app.ctx
-    ok = await ctx.db.write(accounts.delete_admin_tx, str(user_id), actor(request), ctx.now_iso())
-    flash(request, "User deleted" if ok else "User not found", "ok" if ok else "error")
-    return redirect("/admin/users")
+    return await common.change_user(
+        request, user_id, "/admin/users", "delete",
+        lambda: ctx.db.write(accounts.delete_admin_tx, str(user_id), actor(request), ctx.now_iso()))
 
 
 # -- tenant users -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,17 @@ async def finish_login(request: Request, found: Any, password: str, *, ip: str, 
     replace_session(request, {"uid": found[0].id})
     flash(request, f"Welcome back, {found[0].name}!")
     return redirect(home)
+
+
+async def change_user(request: Request, user_id: Any, page: str, action: str,
+                      write: Callable[[], Awaitable[bool]]) -> HTTPResponse:
+    """A user list's status/delete button (admin and portal alike): never on one's own account;
+    ``write`` applies the change and says whether the user was found."""
+    if str(user_id) == request.ctx.user.id:
+        verb = "deactivate" if action == "status" else "delete"
+        flash(request, f"You cannot {verb} your own account.", "error")
+        return redirect(page)
+    ok = await write()
+    done = "Status updated" if action == "status" else "User deleted"
+    flash(request, done if ok else "User not found", "ok" if ok else "error")
+    return redirect(page)

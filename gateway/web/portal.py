@@ -175,26 +175,20 @@ async def user_create(request: Request) -> HTTPResponse:
 async def user_status(request: Request, user_id: Any) -> HTTPResponse:
     if (refused := _managers_only(request)) is not None:
         return refused
-    if str(user_id) == request.ctx.user.id:
-        flash(request, "You cannot deactivate your own account.", "error")
-        return redirect("/portal/users")
     ctx = request.app.ctx
     new = "inactive" if form(request, "status") == "inactive" else "active"
-    ok = await ctx.db.write(accounts.update_tenant_user_tx, str(user_id), {"status": new},
-                            actor(request), ctx.now_iso(), request.ctx.user.tenant_id)
-    flash(request, "Status updated" if ok else "User not found", "ok" if ok else "error")
-    return redirect("/portal/users")
+    return await common.change_user(
+        request, user_id, "/portal/users", "status",
+        lambda: ctx.db.write(accounts.update_tenant_user_tx, str(user_id), {"status": new},
+                             actor(request), ctx.now_iso(), request.ctx.user.tenant_id))
 
 
 @bp.post("/users/<user_id:uuid>/delete")
 async def user_delete(request: Request, user_id: Any) -> HTTPResponse:
     if (refused := _managers_only(request)) is not None:
         return refused
-    if str(user_id) == request.ctx.user.id:
-        flash(request, "You cannot delete your own account.", "error")
-        return redirect("/portal/users")
     ctx = request.app.ctx
-    ok = await ctx.db.write(accounts.delete_tenant_user_tx, str(user_id), actor(request),
-                            ctx.now_iso(), request.ctx.user.tenant_id)
-    flash(request, "User deleted" if ok else "User not found", "ok" if ok else "error")
-    return redirect("/portal/users")
+    return await common.change_user(
+        request, user_id, "/portal/users", "delete",
+        lambda: ctx.db.write(accounts.delete_tenant_user_tx, str(user_id), actor(request),
+                             ctx.now_iso(), request.ctx.user.tenant_id))

@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import time
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -412,3 +413,38 @@ async def test_a_disabled_account_is_only_told_to_whoever_knows_its_password(
     assert answers[0] == answers[1] and answers[0][0] == 401
     assert "Invalid email or password." in " ".join(answers[0][1])
     assert answers[2][0] == 401 and "deactivated" in " ".join(answers[2][1])
+
+
+async def test_nobody_disables_or_deletes_their_own_account(admin: Client, web_server: Server,
+                                                            web_api: Api) -> None:
+    def own_id(table: str, email: str) -> str:
+        # The pages show no buttons on one's own row; a hand-made POST is what is refused.
+        import sqlite3
+        with sqlite3.connect(web_server.data_dir / "converger.db") as conn:
+            return conn.execute(f"SELECT id FROM {table} WHERE email = ?", (email,)).fetchone()[0]
+
+    me = own_id("admin_users", ADMIN_EMAIL)
+    for action, said in (("status", "You cannot deactivate your own account."),
+                         ("delete", "You cannot delete your own account.")):
+        status, _, headers = await admin.post(f"/admin/users/{me}/{action}", {"status": "inactive"})
+        assert status == 302 and headers["location"] == "/admin/users"
+        _, body, _ = await admin.get("/admin/users")
+        assert said in body and ADMIN_EMAIL in body
+    status, _, _ = await admin.post(f"/admin/users/{uuid.uuid4()}/delete", {})
+    _, body, _ = await admin.get("/admin/users")
+    assert status == 302 and "User not found" in body
+    # The portal: an owner cannot lock themselves out either.
+    t = await web_api.setup("own-account")
+    await _portal_user(admin, t["tenant"], "self@own.example", "owner")
+    owner = Client(web_server.url)
+    try:
+        assert await owner.login("self@own.example", "portal pass 1", "portal",
+                                 tenant="own-account") == 302
+        mine = own_id("tenant_users", "self@own.example")
+        await owner.post(f"/portal/users/{mine}/status", {"status": "inactive"})
+        _, body, _ = await owner.get("/portal/users")
+        assert "You cannot deactivate your own account." in body
+        status, _, _ = await owner.get("/portal")
+        assert status == 200
+    finally:
+        await owner.close()
