@@ -39,6 +39,7 @@ class Op(NamedTuple):
     errors: tuple[int, ...] = (400, 401, 404)
     wrap: str = "data"  # "data", "page" (data + next), "" (as is)
     query: tuple[str, ...] = ()
+    media: str = "application/json"  # of the success answer
 
 
 API_KEY = ("apiKey", "channelToken")
@@ -82,7 +83,7 @@ OPERATIONS: list[Op] = [
     # inbound webhooks (signed with x-converger-signature, or the provider's own signature)
     Op("GET", "/api/v1/channels/{channel_id}/inbound", "Provider verification challenge", (),
        result={"type": "string"}, errors=(400, 403, 404), wrap="",
-       query=("hub.mode", "hub.verify_token", "hub.challenge")),
+       query=("hub.mode", "hub.verify_token", "hub.challenge"), media="text/plain"),
     Op("POST", "/api/v1/channels/{channel_id}/inbound", "Inbound message or status receipts",
        (), ANY_OBJECT, 201, ANY_OBJECT, (400, 401, 404, 413), ""),
     Op("POST", "/api/v1/channels/{channel_id}/status", "Delivery status receipts", (),
@@ -202,7 +203,7 @@ def document() -> dict[str, Any]:
                     "data": body, "next": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
                     "required": ["data", "next"]}
             entry["responses"][str(op.ok)] = {
-                "description": "success", "content": {"application/json": {"schema": body}}}
+                "description": "success", "content": {op.media: {"schema": body}}}
         for code in op.errors:
             entry["responses"][str(code)] = {"description": "problem", "content": problem}
         paths.setdefault(op.path, {})[op.method.lower()] = entry
