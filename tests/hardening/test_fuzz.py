@@ -39,6 +39,8 @@ def test_api_fuzz(fuzz_server: Server) -> None:
     elapsed = time.monotonic() - started
     print(f"fuzz: {tally.operations} operations, {tally.requests} requests in {elapsed:.1f}s, "
           f"statuses {dict(sorted(tally.statuses.items()))}")
+    for label, statuses in sorted(tally.by_operation.items()):
+        print(f"  {label}: {dict(sorted(statuses.items()))}")
     assert not tally.failures, "\n\n".join(tally.failures)
     assert tally.requests >= tally.operations * 2
     # The server logged no unhandled error (a 500 swallowed by a check would show here).
