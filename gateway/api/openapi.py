@@ -40,6 +40,7 @@ class Op(NamedTuple):
     wrap: str = "data"  # "data", "page" (data + next), "" (as is)
     query: tuple[str, ...] = ()
     media: str = "application/json"  # of the success answer
+    body_media: str = "application/json"  # of the request body
 
 
 API_KEY = ("apiKey", "channelToken")
@@ -191,7 +192,7 @@ def document() -> dict[str, Any]:
         entry["security"] = [{name: []} for name in op.auth] if op.auth else []
         if op.body is not None:
             entry["requestBody"] = {"required": False, "content": {
-                "application/json": {"schema": _schema(op.body, refs)}}}
+                op.body_media: {"schema": _schema(op.body, refs)}}}
         if op.result is None:
             entry["responses"][str(op.ok)] = {"description": "done"}
         else:

@@ -104,17 +104,35 @@ def real_ids(case: Any, world: dict[str, Any]) -> dict[str, str]:
 
 
 def prepare(case: Any, world: dict[str, Any], n: int) -> dict[str, str]:
-    """Give every other generated case real path ids; return the auth headers to send.
-    Generated headers win only for headers the operation itself declares."""
+    """Give every other generated case real ids (path and body); return the auth headers."""
     # Deleting V's tenant or channels would leave every later case a 404: not with real ids.
     destructive = case.method.upper() == "DELETE" and case.operation.path in (
         "/api/admin/tenants/{tenant_id}", "/api/admin/channels/{channel_id}")
-    if n % 2 == 0 and case.path_parameters and not destructive:
+    if n % 2 == 0 and not destructive:
         ids = real_ids(case, world)
-        for name in list(case.path_parameters):
+        for name in list(case.path_parameters or {}):
             if name in ids:
                 case.path_parameters[name] = ids[name]
+        _real_body_ids(case, world)
     return headers_for(case, world)
+
+
+def _real_body_ids(case: Any, world: dict[str, Any]) -> None:
+    """Ids inside a generated JSON body → ids that exist, so creates can succeed."""
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    admin = case.operation.path.startswith("/api/admin")
+    t = world["V"] if admin else world["A"]
+    rule = body.get("routing_rule") if isinstance(body.get("routing_rule"), dict) else body
+    if "tenant_id" in body:
+        body["tenant_id"] = t["tenant"]["id"]
+    if "conversation_id" in body:
+        body["conversation_id"] = t["conv"]["id"]
+    if "source_channel_id" in rule:
+        rule["source_channel_id"] = t["hook"]["id"]
+    if "target_channel_ids" in rule:
+        rule["target_channel_ids"] = [t["hook2"]["id"]]
 
 
 class Tally:
@@ -133,7 +151,8 @@ def fuzz(schema: Any, world: dict[str, Any], examples: int, *, shrink: bool = Fa
     """Fuzz every operation of ``schema`` in each generation mode, ``examples`` cases each,
     against ``world['base']``; every check failure is recorded, not raised, so one run shows
     them all."""
-    from hypothesis import HealthCheck, Phase, given, seed as hseed, settings
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hseed
     from hypothesis.errors import Unsatisfiable
     from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
@@ -158,14 +177,14 @@ def fuzz(schema: Any, world: dict[str, Any], examples: int, *, shrink: bool = Fa
             @settings(max_examples=examples, deadline=None, database=None, phases=phases,
                       suppress_health_check=list(HealthCheck), derandomize=seed is not None)
             @given(case=strategy)
-            def run(case: Any) -> None:
+            def run(case: Any, label: str = operation.label) -> None:
                 headers = prepare(case, world, next(counter))
                 tally.requests += 1
                 response = case.call_and_validate(base_url=base, headers=headers, checks=checks,
                                                   timeout=TIMEOUT)
                 code = response.status_code
                 tally.statuses[code] = tally.statuses.get(code, 0) + 1
-                per = tally.by_operation.setdefault(operation.label, {})
+                per = tally.by_operation.setdefault(label, {})
                 per[code] = per.get(code, 0) + 1
 
             if seed is not None:

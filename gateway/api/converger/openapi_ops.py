@@ -23,6 +23,12 @@ CONVERSATION_ANSWER: dict[str, Any] = {
                    "expires_in": {"type": "integer"}, "streamUrl": {"type": "string"}},
     "required": ["conversationId", "token", "expires_in", "streamUrl"],
 }
+UPLOAD_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {"file": {"type": "string", "format": "binary"},
+                   "activity": {"type": "string", "description": "the activity as JSON"}},
+    "required": ["file"],
+}
 ID_ANSWER: dict[str, Any] = {"type": "object", "properties": {"id": {"type": "string"}},
                              "required": ["id"]}
 ACTIVITY: dict[str, Any] = {
@@ -63,5 +69,6 @@ def operations(Op: Any) -> list[Any]:
            errors=(400, 401, 403, 404), wrap="", query=("watermark",)),
         Op("POST", f"{P}/conversations/{{conversation_id}}/upload",
            "Upload a file (multipart: file, activity) as an activity's attachment", CG,
-           ok=200, result=ID_ANSWER, errors=(400, 401, 403, 404, 409, 413, 422), wrap=""),
+           UPLOAD_BODY, 200, ID_ANSWER, (400, 401, 403, 404, 409, 413, 422), "",
+           body_media="multipart/form-data"),
     ]
