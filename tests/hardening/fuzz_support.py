@@ -80,9 +80,9 @@ def headers_for(case: Any, world: dict[str, Any]) -> dict[str, str]:
         return {"x-api-key": a["api_key"]}
     if first == "channelToken":
         return {"x-channel-token": a["channel_token"]}
+    if first == "channelSecret":
+        return {"authorization": f"Bearer {a['web']['secret']}"}
     if first == "convergerToken":
-        if path.endswith("/tokens/generate"):
-            return {"authorization": f"Bearer {a['web']['secret']}"}
         return {"authorization": f"Bearer {a['cg_token']}"}
     raise AssertionError(f"unknown security scheme {first} on {path}")
 
@@ -177,7 +177,8 @@ def fuzz(schema: Any, world: dict[str, Any], examples: int, *, shrink: bool = Fa
             @settings(max_examples=examples, deadline=None, database=None, phases=phases,
                       suppress_health_check=list(HealthCheck), derandomize=seed is not None)
             @given(case=strategy)
-            def run(case: Any, label: str = operation.label) -> None:
+            def run(case: Any) -> None:
+                label = case.operation.label
                 headers = prepare(case, world, next(counter))
                 tally.requests += 1
                 response = case.call_and_validate(base_url=base, headers=headers, checks=checks,

@@ -51,7 +51,8 @@ def operations(Op: Any) -> list[Any]:
     """The Converger API routes (reference §6) as ``Op`` entries."""
     return [
         Op("POST", f"{P}/tokens/generate",
-           "Unscoped Converger token for a channel (Bearer: the channel secret)", CG,
+           "Unscoped Converger token for a channel (Bearer: the channel secret)",
+           ("channelSecret",),
            ok=200, result=TOKEN_ANSWER, errors=(400, 401, 403, 429), wrap=""),
         Op("POST", f"{P}/tokens/refresh", "A new token with the same channel and scope", CG,
            ok=200, result=TOKEN_ANSWER, errors=(401, 403, 429), wrap=""),
@@ -63,7 +64,8 @@ def operations(Op: Any) -> list[Any]:
            errors=(400, 401, 403, 404), wrap="", query=("watermark",)),
         Op("POST", f"{P}/conversations/{{conversation_id}}/activities",
            "Post an activity (x-idempotency-key makes retries safe)", CG, ConvergerActivityIn,
-           200, ID_ANSWER, (400, 401, 403, 404, 409, 413, 422, 429), ""),
+           200, ID_ANSWER, (400, 401, 403, 404, 409, 413, 422, 429), "",
+           headers=("x-idempotency-key",)),
         Op("GET", f"{P}/conversations/{{conversation_id}}/activities",
            "Activities after a watermark, at most 500 per page", CG, result=ACTIVITY_PAGE,
            errors=(400, 401, 403, 404), wrap="", query=("watermark",)),
