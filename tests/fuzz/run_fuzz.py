@@ -43,7 +43,7 @@ def main() -> int:
             print(f"  {label}: {dict(sorted(statuses.items()))}")
         for failure in tally.failures:
             print("\nFAILURE", failure)
-        log = server.log()
+        log = server.log_path.read_text(errors="replace")
         unhandled = "unhandled error" in log
         if unhandled:
             print("\nthe server logged an unhandled error:\n" + log)

@@ -435,6 +435,21 @@ async def test_a_on_b_ids(route: tuple[str, str], world: dict[str, Any],
             f"{where}: B's id answers {on_b}, a missing id {on_none}"
         assert masked(on_b[1], b_ids) == masked(on_none[1], none_ids), f"{where}: bodies differ"
         assert_no_b(on_b[1], world, where)
+    # The control: the same probe on A's own ids gets through with some credential of A's, so
+    # the refusals above are about whose ids they are, not a broken probe.
+    if "{rule_id}" in probe.path:
+        a_ids["rule_id"] = (await world["api"].ok(
+            "POST", "/api/v1/routing_rules", 201, headers={"x-api-key": world["A"]["api_key"]},
+            json={"routing_rule": {"name": f"ctl-{uuid.uuid4()}", "source_channel_id": a_ids["hook_id"],
+                                   "target_channel_ids": [a_ids["hook2_id"]]}}))["data"]["id"]
+    if probe.body == RULE:
+        probe = Probe(probe.method, probe.path, {"routing_rule": {
+            **RULE["routing_rule"], "name": f"ctl-{uuid.uuid4()}"}})
+    passed = []
+    for name, headers in credentials(world).items():
+        if (await call(iso_session, base, probe, a_ids, headers))[0] < 400:
+            passed.append(name)
+    assert passed, f"{route}: no credential of A's works on A's own ids"
 
 
 @pytest.mark.parametrize("route", sorted(NO_ID), ids=" ".join)
@@ -657,6 +672,24 @@ async def test_conversation_tokens_reach_only_their_conversation(
                                        headers=bearer(a["cg_conv_token"])) as r:
                 answers.append((r.status, code_of(await r.text())))
         assert answers[0] == answers[1] == (403, "out_of_scope"), (path, answers)
+
+
+async def test_receipts_on_own_channel_do_not_reach_b(
+        world: dict[str, Any], iso_session: aiohttp.ClientSession) -> None:
+    """A receipt A sends, properly signed, on its own channel, naming B's delivery (by id or
+    provider message id) is processed as one naming nothing."""
+    base, a, b = world["server"].url, world["A"], world["B"]
+    for path in ("status", "inbound"):
+        for key in ("delivery_id", "provider_message_id"):
+            answers = []
+            for target in (b["delivery"], str(uuid.uuid4())):
+                body = json.dumps({key: target, "status": "delivered"}).encode()
+                sig = converger_signature(a["hook"]["secret"], body)
+                async with iso_session.post(f"{base}/api/v1/channels/{a['hook']['id']}/{path}",
+                                            data=body, headers={"x-converger-signature": sig}) as r:
+                    answers.append((r.status, await r.text()))
+            assert answers[0] == answers[1], (path, key, answers)
+            assert answers[0][0] == 200 and '"receipts_processed":0' in answers[0][1], answers
 
 
 def test_b_is_unchanged(world: dict[str, Any]) -> None:
