@@ -692,6 +692,21 @@ async def test_receipts_on_own_channel_do_not_reach_b(
             assert answers[0][0] == 200 and '"receipts_processed":0' in answers[0][1], answers
 
 
+async def test_inbound_on_own_channel_cannot_name_b_conversations(
+        world: dict[str, Any], iso_session: aiohttp.ClientSession) -> None:
+    """An inbound message A signs on its own channel, naming B's conversation, is answered as
+    one naming a conversation that does not exist, and adds nothing to B's."""
+    base, a, b = world["server"].url, world["A"], world["B"]
+    answers = []
+    for target in (b["conv"]["id"], str(uuid.uuid4())):
+        body = json.dumps({"conversation_id": target, "text": "into B?", "from": "x"}).encode()
+        sig = converger_signature(a["hook"]["secret"], body)
+        async with iso_session.post(f"{base}/api/v1/channels/{a['hook']['id']}/inbound", data=body,
+                                    headers={"x-converger-signature": sig}) as r:
+            answers.append((r.status, masked(await r.text(), {"t": target})))
+    assert answers[0] == answers[1] and answers[0][0] == 404, answers
+
+
 def test_b_is_unchanged(world: dict[str, Any]) -> None:
     """Runs last in this module (pytest keeps file order): B's stored data is as it was."""
     assert snapshot(world["server"], world["B"]["tenant"]["id"]) == world["snapshot"]
