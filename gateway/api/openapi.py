@@ -109,7 +109,8 @@ class DeliveryView(msgspec.Struct, kw_only=True):
 # every code the gateway raises is listed; the fuzzer validates answers against these).
 CODES: dict[int, tuple[str, ...]] = {
     400: ("bad_request", "body_not_object", "body_required", "channel_inactive",
-          "channel_outbound_only", "file_too_large", "invalid_cursor", "invalid_idempotency_key",
+          "channel_outbound_only", "file_too_large", "invalid_cursor", "invalid_header",
+          "invalid_idempotency_key",
           "invalid_query", "invalid_uuid", "json_too_deep", "malformed_json",
           "missing_channel_token", "missing_file", "missing_params", "missing_wrapper",
           "secret_required", "unknown_status_payload", "unparseable_inbound", "unsupported_vsn"),
@@ -298,7 +299,10 @@ def document() -> dict[str, Any]:
                 "description": "success", "content": {op.media: {"schema": body}}}
         for extra in op.also_ok:
             entry["responses"][str(extra)] = entry["responses"][str(op.ok)]
-        for code in op.errors:
+        # Any request can carry a header that is not UTF-8 (400), and any /api request an
+        # Accept the API cannot answer (406).
+        always = {400} | ({406} if op.path.startswith("/api/") else set())
+        for code in sorted(set(op.errors) | always):
             entry["responses"][str(code)] = {"description": "problem: code one of " + ", ".join(
                 CODES[code]), "content": {"application/problem+json": {"schema": {
                     "allOf": [problem_ref, {"properties": {"code": {"enum": list(CODES[code])}}}]}}}}
