@@ -5,7 +5,7 @@ with valid credentials, to a real server. Every answer must be a documented stat
 against the documented schema.
 
 Bounded for the default suite (``FUZZ_EXAMPLES`` cases per operation and generation mode,
-default 8); the long run is ``tests/fuzz/run_fuzz.py``.
+default 20); the long run is ``tests/fuzz/run_fuzz.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from gateway.api.openapi import CODES
 from tests.hardening.fuzz_support import TIMEOUT, fuzz, make_world
 from tests.support.server import Server
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 
 
 @pytest.fixture(scope="module")
