@@ -73,10 +73,7 @@ def decode(request: Request, cls: type[T], *, empty_ok: bool = True, plain: bool
             return _decoder(cls).decode(body)
         except msgspec.DecodeError:
             pass
-    try:
-        raw = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise errors.bad_request(f"malformed JSON: {exc}", "malformed_json", plain=plain) from None
+    raw = loads(body, plain=plain)
     if _depth(raw, MAX_DEPTH):
         raise errors.bad_request(f"JSON nests deeper than {MAX_DEPTH} levels", "json_too_deep",
                                  plain=plain)
@@ -86,6 +83,18 @@ def decode(request: Request, cls: type[T], *, empty_ok: bool = True, plain: bool
         return msgspec.convert(raw, cls)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def loads(body: bytes, *, plain: bool = False) -> Any:
+    """Parse JSON of any shape: malformed → 400 ``malformed_json``; nested so deep that the
+    parser gives up (``RecursionError``, a 500 before) → 400 ``json_too_deep``."""
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise errors.bad_request(f"malformed JSON: {exc}", "malformed_json", plain=plain) from None
+    except RecursionError:
+        raise errors.bad_request(f"JSON nests deeper than {MAX_DEPTH} levels", "json_too_deep",
+                                 plain=plain) from None
 
 
 def validation_error(exc: msgspec.ValidationError) -> errors.ApiError:

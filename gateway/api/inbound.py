@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, text
 
@@ -22,7 +21,7 @@ from store import channels
 from store.models import Channel
 
 from .. import domain, errors
-from ..http import MAX_DEPTH, _depth, json, uuid_param
+from ..http import MAX_DEPTH, _depth, json, loads, uuid_param
 from ..pipeline import receipts
 from ..pipeline.activities import Closed, NotFound, after_commit
 from ..pipeline.inbound import inbound_tx
@@ -64,10 +63,7 @@ def _payload(request: Request) -> Any:
                               legacy={"error": "Request body too large"})
     if not body.strip():
         return {}
-    try:
-        payload = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise errors.bad_request(f"malformed JSON: {exc}", "malformed_json", plain=True) from None
+    payload = loads(body, plain=True)
     if _depth(payload, MAX_DEPTH):
         raise errors.bad_request(f"JSON nests deeper than {MAX_DEPTH} levels", "json_too_deep",
                                  plain=True)

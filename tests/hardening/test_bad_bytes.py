@@ -1,13 +1,18 @@
-"""Regression tests for what the fuzzing found beyond the schema: bytes that are not UTF-8 in
-header values, and non-ASCII credentials, were 500s (an ``UnicodeEncodeError`` hashing the API
-key or storing the idempotency key; a ``TypeError`` from ``hmac.compare_digest`` on non-ASCII
-``str`` in admin tokens, session cookies and CSRF tokens). Raw sockets send the exact bytes."""
+"""Regression tests for the 500s that probing beyond the schema found (issue 9):
+
+* bytes that are not UTF-8 in header values (an ``UnicodeEncodeError`` hashing the API key or
+  storing the idempotency key), and non-ASCII session cookies and CSRF tokens (a ``TypeError``
+  from ``hmac.compare_digest`` on non-ASCII ``str``); raw sockets send the exact bytes;
+* JSON nested past the parser's recursion limit (a ``RecursionError``) in every JSON body,
+  an upload's ``activity`` part and a socket frame.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.support.api import Api
@@ -74,3 +79,75 @@ async def test_non_ascii_credentials_are_refused_not_500(api: Api, world: dict[s
                                   headers={"cookie": f"_converger_portal={cookie}"})
     assert status in (400, 403)
     assert server.log_path.read_text(errors="replace").count("unhandled error") == errors_before
+
+
+DEEP = b"[" * 50_000  # past the JSON parser's recursion limit: a RecursionError, a 500 before
+
+
+async def test_json_nested_past_the_parser_limit_is_a_400(api: Api, world: dict[str, Any],
+                                                          server: Server) -> None:
+    conv = world["conversation"]["id"]
+    inner = b'{"metadata": {"a": ' + DEEP + b"}}"
+    hook = await api.channel(world["tenant"]["id"], name="deep", type="webhook", mode="duplex",
+                             config={"url": "http://127.0.0.1:9/x"})
+    for path, headers in ((f"/api/v1/conversations/{conv}/activities", {"x-api-key": world["api_key"]}),
+                          (f"/api/v1/channels/{hook['id']}/inbound", {}),
+                          (f"/api/v1/channels/{hook['id']}/status", {}),
+                          ("/api/admin/tenants", api.admin)):
+        for body in (DEEP, inner):
+            status, answer, _ = await api.call("POST", path, data=body,
+                                               headers={**headers, "content-type": "application/json"})
+            assert (status, answer["code"]) == (400, "json_too_deep"), (path, status, answer)
+
+
+async def test_upload_activity_nested_too_deep_is_a_400(api: Api) -> None:
+    t = await api.tenant("deep-upload")
+    c = await api.channel(t["id"], type="websocket")
+    conv = await api.ok("POST", "/api/v1/converger/conversations", 201,
+                        headers={"authorization": "Bearer " + (await api.ok(
+                            "POST", "/api/v1/converger/tokens/generate",
+                            headers={"authorization": f"Bearer {c['secret']}"}))["token"]})
+    form = aiohttp.FormData()
+    form.add_field("file", b"x", filename="a.txt", content_type="text/plain")
+    form.add_field("activity", '{"metadata": {"a": ' + "[" * 50_000 + "}}")
+    status, answer, _ = await api.call(
+        "POST", f"/api/v1/converger/conversations/{conv['conversationId']}/upload", data=form,
+        headers={"authorization": f"Bearer {conv['token']}"})
+    assert (status, answer["code"]) == (400, "json_too_deep"), answer
+
+
+async def test_socket_frame_nested_too_deep_closes_that_socket_only(
+        api: Api, server: Server, session: aiohttp.ClientSession) -> None:
+    t = await api.tenant("deep-socket")
+    c = await api.channel(t["id"], type="websocket")
+    gen = await api.ok("POST", "/api/v1/converger/tokens/generate",
+                       headers={"authorization": f"Bearer {c['secret']}"})
+    url = f"{server.ws_url}/socket/converger/websocket?vsn=2.0.0&token={gen['token']}"
+    async with session.ws_connect(url) as ws:
+        await ws.send_str("[" * 50_000)
+        msg = await ws.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1007, msg
+    async with session.ws_connect(url) as ws:  # the gateway still serves
+        await ws.send_str('[null, "1", "phoenix", "heartbeat", {}]')
+        assert "ok" in (await ws.receive(timeout=5)).data
+
+
+async def test_admin_page_middleware_steps_nested_too_deep(tmp_path: Any) -> None:
+    """The admin Channels form parses the middleware steps as JSON: "[[[[…" was a 500."""
+    from tests.web.conftest import Client, create_admin
+
+    create_admin(tmp_path, "deep@example.com", "deep admin password")
+    with Server(tmp_path) as srv:
+        admin = Client(srv.url)
+        try:
+            assert await admin.login("deep@example.com", "deep admin password") == 302
+            async with aiohttp.ClientSession() as s:
+                tenant = await Api(s, srv.url).tenant("deep-page")
+            await admin.get("/admin/channels")
+            status, body, _ = await admin.post("/admin/channels", {
+                "tenant_id": tenant["id"], "name": "x", "type": "webhook",
+                "config.webhook.url": "http://127.0.0.1:9/x", "transformations": "[" * 50_000})
+            assert status == 422 and "nest too deep" in body, status
+        finally:
+            await admin.close()
+        assert "unhandled error" not in srv.log_path.read_text(errors="replace")

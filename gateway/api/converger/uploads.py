@@ -65,6 +65,8 @@ def _activity_fields(request: Request) -> ConvergerActivityIn:
     except msgspec.DecodeError:
         raise errors.bad_request("activity must be a JSON object", "malformed_json",
                                  plain=True) from None
+    except RecursionError:  # nested past the parser's limit: the client's error, not a 500
+        raise errors.bad_request("activity nests too deep", "json_too_deep", plain=True) from None
 
 
 def _write(path: Path, body: bytes) -> None:
