@@ -672,6 +672,18 @@ async def test_conversation_tokens_reach_only_their_conversation(
                                        headers=bearer(a["cg_conv_token"])) as r:
                 answers.append((r.status, code_of(await r.text())))
         assert answers[0] == answers[1] == (403, "out_of_scope"), (path, answers)
+    # A channel's Converger token on a conversation of another channel of the same tenant:
+    # as if it did not exist, over REST and on the socket.
+    for path in (f"{CV}/conversations/{{}}", f"{CV}/conversations/{{}}/activities"):
+        answers = []
+        for target in (a["hconv"]["id"], none):
+            async with iso_session.get(base + path.format(target), headers=bearer(a["cg_token"])) as r:
+                answers.append((r.status, code_of(await r.text())))
+        assert answers[0] == answers[1] == (404, "not_found"), (path, answers)
+    joins = [await _join(world["server"].ws_url, iso_session, "/socket/converger/websocket",
+                         a["cg_token"], f"converger:conversation:{target}", {})
+             for target in (a["hconv"]["id"], none)]
+    assert joins[0] == joins[1] and joins[0][1]["status"] == "error", joins
 
 
 async def test_receipts_on_own_channel_do_not_reach_b(
