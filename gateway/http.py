@@ -71,7 +71,7 @@ def decode(request: Request, cls: type[T], *, empty_ok: bool = True, plain: bool
         # into the Struct. Any failure is re-run on the slow path below for the exact error.
         try:
             return _decoder(cls).decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             pass
     raw = loads(body, plain=plain)
     if _depth(raw, MAX_DEPTH):
@@ -92,6 +92,9 @@ def loads(body: bytes, *, plain: bool = False) -> Any:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise errors.bad_request(f"malformed JSON: {exc}", "malformed_json", plain=plain) from None
+    except UnicodeDecodeError:  # a string that is not UTF-8 (a 500 before)
+        raise errors.bad_request("malformed JSON: a string is not valid UTF-8", "malformed_json",
+                                 plain=plain) from None
     except RecursionError:
         raise errors.bad_request(f"JSON nests deeper than {MAX_DEPTH} levels", "json_too_deep",
                                  plain=plain) from None
