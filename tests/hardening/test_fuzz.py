@@ -100,6 +100,8 @@ HOSTILE_BODIES: list[tuple[str, bytes]] = [
                     b'"routing_rule": [], "tenant_id": 5, "status": true}'),
 ]
 
+HOSTILE_QUERY_VALUES = ["%ED%A0%80", "%FF%FE", "%00", "9" * 400, "-1", "1e400", "%5B%5D", ""]
+
 
 def test_hostile_bodies_on_every_operation(fuzz_server: Server) -> None:
     """Bodies schemathesis does not make (nesting past the parser's recursion limit, bytes
@@ -137,8 +139,13 @@ def test_hostile_bodies_on_every_operation(fuzz_server: Server) -> None:
             if method == "delete" and path.startswith("/api/admin/tenants"):
                 continue  # would delete V, whose ids the other operations use
             url = fuzz_server.url + path.format(**real)
-            for label, body in HOSTILE_BODIES:
-                r = requests.request(method.upper(), url, data=body, headers=headers, timeout=TIMEOUT)
+            queries = [p["name"] for p in op.get("parameters", []) if p["in"] == "query"]
+            attempts = [(label, body, "") for label, body in HOSTILE_BODIES]
+            attempts += [(f"query {q}={value}", b"", f"?{q}={value}")
+                         for q in queries for value in HOSTILE_QUERY_VALUES]
+            for label, body, query in attempts:
+                r = requests.request(method.upper(), url + query, data=body, headers=headers,
+                                     timeout=TIMEOUT)
                 sent += 1
                 documented = str(r.status_code) in op["responses"]
                 problem = r.status_code < 400 or "problem+json" in r.headers.get("content-type", "")
