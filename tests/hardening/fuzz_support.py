@@ -151,7 +151,7 @@ def fuzz(schema: Any, world: dict[str, Any], examples: int, *, shrink: bool = Fa
     """Fuzz every operation of ``schema`` in each generation mode, ``examples`` cases each,
     against ``world['base']``; every check failure is recorded, not raised, so one run shows
     them all."""
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as hseed
     from hypothesis.errors import Unsatisfiable
     from schemathesis import GenerationMode
@@ -175,7 +175,8 @@ def fuzz(schema: Any, world: dict[str, Any], examples: int, *, shrink: bool = Fa
             strategy = operation.as_strategy(generation_mode=GenerationMode(mode))
 
             @settings(max_examples=examples, deadline=None, database=None, phases=phases,
-                      suppress_health_check=list(HealthCheck), derandomize=seed is not None)
+                      suppress_health_check=list(HealthCheck), derandomize=seed is not None,
+                      verbosity=Verbosity.quiet)
             @given(case=strategy)
             def run(case: Any) -> None:
                 label = case.operation.label
