@@ -122,9 +122,11 @@ async def world(iso_server: Server, iso_session: aiohttp.ClientSession) -> Async
     suffix = uuid.uuid4().hex[:6]
     a = await _tenant_world(api, admin, f"iso-a-{suffix}")
     b = await _tenant_world(api, admin, f"iso-b-{suffix}")
-    with sqlite3.connect(iso_server.data_dir / "converger.db") as conn:
-        b["user_ids"] = [r[0] for r in conn.execute(
-            "SELECT id FROM tenant_users WHERE tenant_id = ?", (b["tenant"]["id"],))]
+    with sqlite3.connect(iso_server.data_dir / "converger.db", timeout=10) as conn:
+        for t in (a, b):
+            t["user_ids"] = [r[0] for r in conn.execute(
+                "SELECT id FROM tenant_users WHERE tenant_id = ? ORDER BY rowid", (t["tenant"]["id"],))]
+    settle_deliveries(iso_server, b["tenant"]["id"])
     portal = Client(iso_server.url)
     assert await portal.login(a["email"], PORTAL_PASSWORD, "portal", tenant=a["name"]) == 302
     w = {"A": a, "B": b, "api": api, "admin": admin, "portal": portal, "server": iso_server,
@@ -134,14 +136,31 @@ async def world(iso_server: Server, iso_session: aiohttp.ClientSession) -> Async
     await portal.close()
 
 
+def settle_deliveries(server: Server, tenant_id: str) -> None:
+    """Make B's deliveries final (failed, as after their last attempt) so the workers leave them
+    alone and any change to them — a retry from A's side — shows in the snapshot."""
+    deadline = time.monotonic() + 10
+    while True:
+        with sqlite3.connect(server.data_dir / "converger.db", timeout=10) as conn:
+            conn.execute(
+                """UPDATE deliveries SET status = 'failed', attempts = 7, next_attempt_at = NULL,
+                          leased_until = NULL WHERE tenant_id = ? AND claim_token IS NULL""",
+                (tenant_id,))
+            left = conn.execute("SELECT count(*) FROM deliveries WHERE tenant_id = ? AND "
+                                "status != 'failed'", (tenant_id,)).fetchone()[0]
+        if not left:
+            return
+        assert time.monotonic() < deadline, "B's deliveries stayed leased"
+        time.sleep(0.05)  # a worker holds a lease: it ends within one short attempt
+
+
 def snapshot(server: Server, tenant_id: str) -> dict[str, Any]:
     """Everything stored for a tenant, read straight from the database (a read-only
     connection: the server keeps writing other tenants)."""
     tables = {"tenants": "id", "channels": "tenant_id", "conversations": "tenant_id",
               "activities": "tenant_id", "routing_rules": "tenant_id", "uploads": "tenant_id",
               "tenant_users": "tenant_id", "deliveries": "tenant_id"}
-    volatile = {"deliveries": ("attempts", "next_attempt_at", "leased_until", "claim_token",
-                               "last_error", "updated_at", "status")}
+    volatile: dict[str, tuple[str, ...]] = {}  # B's deliveries are settled: nothing moves
     out: dict[str, Any] = {}
     uri = f"file:{server.data_dir / 'converger.db'}?mode=ro"
     with sqlite3.connect(uri, uri=True) as conn:
@@ -564,23 +583,37 @@ async def test_sockets(world: dict[str, Any], iso_session: aiohttp.ClientSession
 
 
 async def test_portal_on_b_ids(world: dict[str, Any]) -> None:
+    """A's portal user on B's ids: the same status, redirect, page and flash message as on
+    ids that do not exist. The control: on A's own ids the answer differs (the action ran)."""
     portal, b_ids, none_ids = world["portal"], _ids(world, "B"), _ids(world, "random")
     a_ids = _ids(world, "A")
+
+    async def answer(probe: Probe, ids: dict[str, str]) -> tuple[Any, ...]:
+        path = _fill(probe.path, {**a_ids, **ids})
+        if probe.method == "GET":
+            status, body, headers = await portal.get(path)
+        else:
+            status, body, headers = await portal.post(path, _fill(probe.body, {**a_ids, **ids}))
+        # The flash message (kept in the session) is what the next page shows.
+        _, page, _ = await portal.get("/portal/channels")
+        flash = re.findall(r'class="flash[^"]*"[^>]*>([^<]*)<', page)
+        return status, headers.get("location"), masked(body, ids), flash
+
     for route, probe in sorted(PORTAL.items()):
-        answers = []
-        for ids in (b_ids, none_ids):
-            path = _fill(probe.path, {**a_ids, **ids})
-            if probe.method == "GET":
-                status, body, headers = await portal.get(path)
-            else:
-                status, body, headers = await portal.post(path, _fill(probe.body, {**a_ids, **ids}))
-            # The flash message (kept in the session) is what the next page shows.
-            _, page, _ = await portal.get("/portal/channels")
-            flash = re.findall(r'class="flash[^"]*"[^>]*>([^<]*)<', page)
-            answers.append((status, headers.get("location"), masked(body, ids), flash))
-            assert_no_b(body, world, f"{route}")
-        assert answers[0] == answers[1], f"{route}: B's id {answers[0]}, a missing id {answers[1]}"
-        assert answers[0][0] in (302, 404), f"{route}: {answers[0]}"
+        on_b, on_none = await answer(probe, b_ids), await answer(probe, none_ids)
+        assert_no_b(on_b[2], world, f"{route}")
+        assert on_b == on_none, f"{route}: B's id {on_b}, a missing id {on_none}"
+        assert on_b[0] in (302, 404), f"{route}: {on_b}"
+        settle_deliveries(world["server"], a_ids["tenant_id"])
+        own = {k: v for k, v in a_ids.items() if k != "user_id"}
+        # delete: the viewer; status: the signed-in owner (refused for oneself, differently)
+        own["user_id"] = world["A"]["user_ids"][-1 if "delete" in route[1] else 0]
+        on_a = await answer(probe, own)
+        assert masked(str(on_a), own) != masked(str(on_none), none_ids), \
+            f"{route}: A's own id answers like a missing one: {on_a}"
+    # Undo what the controls changed of A's that later tests use.
+    await portal.post(f"/portal/channels/{a_ids['channel_id']}/status", {"status": "active"})
+    await portal.post(f"/portal/routing_rules/{a_ids['rule_id']}/toggle", {})
 
 
 async def test_portal_lists_show_nothing_of_b(world: dict[str, Any]) -> None:
