@@ -273,7 +273,8 @@ def document() -> dict[str, Any]:
         entry: dict[str, Any] = {"summary": op.summary, "operationId": _op_id(op),
                                  "responses": {}}
         params = [{"name": p, "in": "path", "required": True,
-                   "schema": {"type": "string", "format": "uuid"}}
+                   "schema": {"type": "string"} if p == "file_name"
+                   else {"type": "string", "format": "uuid"}}
                   for p in _path_params(op.path)]
         params += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}}
                    for q in op.query]

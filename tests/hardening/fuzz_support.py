@@ -56,9 +56,17 @@ def make_world(base: str) -> dict[str, Any]:
                    {"authorization": f"Bearer {web['secret']}"}, expect=200)
         cg_conv = post("/api/v1/converger/conversations", None,
                        {"authorization": f"Bearer {gen['token']}"})
+        up = s.post(f"{base}/api/v1/converger/conversations/{cg_conv['conversationId']}/upload",
+                    files={"file": ("note.txt", b"fuzz upload", "text/plain")},
+                    headers={"authorization": f"Bearer {cg_conv['token']}"}, timeout=TIMEOUT)
+        _ok(up)
+        acts = _ok(s.get(f"{base}/api/v1/converger/conversations/{cg_conv['conversationId']}/activities",
+                         headers={"authorization": f"Bearer {cg_conv['token']}"}, timeout=TIMEOUT))
+        upload = acts["activities"][-1]["attachments"][0]["contentUrl"].rsplit("/", 1)[1]
         w[who] = {"tenant": t, "api_key": t["api_key"], "web": web, "hook": hook,
                   "hook2": hook2, "hconv": hconv, "channel_token": ctoken, "conv": conv, "activity": act, "rule": rule,
-                  "cg_token": gen["token"], "cg_conv": cg_conv["conversationId"]}
+                  "cg_token": gen["token"], "cg_conv": cg_conv["conversationId"],
+                  "upload": upload}
     deliveries = _ok(s.get(base + "/api/admin/deliveries", params={"tenant_id": w["V"]["tenant"]["id"]},
                            headers=ADMIN, timeout=TIMEOUT))["data"]
     w["V"]["delivery_id"] = deliveries[0]["id"] if deliveries else None
@@ -99,6 +107,8 @@ def real_ids(case: Any, world: dict[str, Any]) -> dict[str, str]:
         return ids
     if path.startswith("/api/v1/converger"):
         return {"conversation_id": a["cg_conv"]}
+    if path.startswith("/uploads"):
+        return {"tenant_id": a["tenant"]["id"], "file_name": a["upload"]}
     return {"conversation_id": a["conv"]["id"], "rule_id": a["rule"]["id"],
             "channel_id": a["hook"]["id"]}
 

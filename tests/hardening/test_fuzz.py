@@ -136,6 +136,8 @@ def test_hostile_bodies_on_every_operation(fuzz_server: Server) -> None:
             real = dict(ids, conversation_id=a["cg_conv"]) if "converger" in path else ids
             if path.startswith("/api/admin") and "channel_id" in path:
                 real = dict(real, channel_id=v["hook"]["id"])
+            if path.startswith("/uploads"):
+                real = dict(real, tenant_id=a["tenant"]["id"], file_name=a["upload"])
             if method == "delete" and path.startswith("/api/admin/tenants"):
                 continue  # would delete V, whose ids the other operations use
             url = fuzz_server.url + path.format(**real)
