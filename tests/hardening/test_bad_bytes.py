@@ -151,3 +151,27 @@ async def test_admin_page_middleware_steps_nested_too_deep(tmp_path: Any) -> Non
         finally:
             await admin.close()
         assert "unhandled error" not in srv.log_path.read_text(errors="replace")
+
+
+async def test_socket_activity_nested_deeper_than_the_api_allows(
+        api: Api, server: Server, session: aiohttp.ClientSession) -> None:
+    """The REST API refuses JSON nested deeper than 32 levels; a ``new_activity`` pushed on the
+    legacy socket took 900 levels into the store (and on to every delivery). Same limit now."""
+    import json
+
+    w = await api.setup("deep-push")
+    conv = w["conversation"]["id"]
+    token = (await api.ok("POST", "/api/v1/tokens", 201, headers={"x-channel-token": w["channel_token"]},
+                          json={"conversation_id": conv, "user_id": "u"}))["token"]
+    async with session.ws_connect(f"{server.ws_url}/socket/websocket?vsn=2.0.0&token={token}") as ws:
+        topic = f"conversation:{conv}"
+        await ws.send_str(json.dumps(["1", "1", topic, "phx_join", {}]))
+        assert '"ok"' in (await ws.receive(timeout=5)).data
+        deep = "[" * 40 + "]" * 40
+        await ws.send_str(f'["1", "2", "{topic}", "new_activity", {{"text": "d", "metadata": {{"a": {deep}}}}}]')
+        reply = json.loads((await ws.receive(timeout=5)).data)
+        assert reply[3] == "phx_reply" and reply[4]["status"] == "error", reply
+        assert reply[4]["response"]["reason"] == "invalid_activity"
+    items = (await api.ok("GET", f"/api/v1/conversations/{conv}/activities",
+                          headers={"x-api-key": w["api_key"]}))["data"]
+    assert all(a["text"] != "d" for a in items)
