@@ -107,13 +107,15 @@ async def test_upload_activity_nested_too_deep_is_a_400(api: Api) -> None:
                         headers={"authorization": "Bearer " + (await api.ok(
                             "POST", "/api/v1/converger/tokens/generate",
                             headers={"authorization": f"Bearer {c['secret']}"}))["token"]})
-    form = aiohttp.FormData()
-    form.add_field("file", b"x", filename="a.txt", content_type="text/plain")
-    form.add_field("activity", '{"metadata": {"a": ' + "[" * 50_000 + "}}")
-    status, answer, _ = await api.call(
-        "POST", f"/api/v1/converger/conversations/{conv['conversationId']}/upload", data=form,
-        headers={"authorization": f"Bearer {conv['token']}"})
-    assert (status, answer["code"]) == (400, "json_too_deep"), answer
+    for activity in ('{"metadata": {"a": ' + "[" * 50_000 + "}}",  # past the parser's limit
+                     '{"metadata": {"a": ' + "[" * 40 + "]" * 40 + "}}"):  # past the API's 32
+        form = aiohttp.FormData()
+        form.add_field("file", b"x", filename="a.txt", content_type="text/plain")
+        form.add_field("activity", activity)
+        status, answer, _ = await api.call(
+            "POST", f"/api/v1/converger/conversations/{conv['conversationId']}/upload", data=form,
+            headers={"authorization": f"Bearer {conv['token']}"})
+        assert (status, answer["code"]) == (400, "json_too_deep"), answer
 
 
 async def test_socket_frame_nested_too_deep_closes_that_socket_only(

@@ -21,7 +21,7 @@ from store.uploads import Upload
 
 from ... import errors
 from ...auth import tenant_auth
-from ...http import json, uuid_param, validation_error
+from ...http import MAX_DEPTH, _depth, json, uuid_param, validation_error
 from ...pipeline.activities import create
 from ...tokens import TokenError
 from .activities import ConvergerActivityIn
@@ -52,7 +52,11 @@ def _activity_fields(request: Request) -> ConvergerActivityIn:
     raw = form.get("activity")
     try:
         if raw:
-            return msgspec.json.decode(raw.encode(), type=ConvergerActivityIn)
+            data = msgspec.json.decode(raw.encode())
+            if _depth(data, MAX_DEPTH):  # the limit every other JSON body has
+                raise errors.bad_request(f"activity nests deeper than {MAX_DEPTH} levels",
+                                         "json_too_deep", plain=True)
+            return msgspec.convert(data, ConvergerActivityIn)
         nested: dict[str, Any] = {}
         for key in ("type", "text"):
             if form.get(f"activity[{key}]") is not None:
