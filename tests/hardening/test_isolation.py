@@ -565,7 +565,8 @@ async def test_sockets(world: dict[str, Any], iso_session: aiohttp.ClientSession
     none = str(uuid.uuid4())
     tokens = {"user_token": a["user_token"], "user_token2": a["user_token2"],
               "channel_token": a["channel_token"], "cg_token": a["cg_token"],
-              "cg_conv_token": a["cg_conv_token"], **forged(world)}
+              "cg_conv_token": a["cg_conv_token"], "api_key": a["api_key"],
+              "channel_secret": a["web"]["secret"], **forged(world)}
     cases = [("/socket/websocket", "conversation:{}", (b["conv"]["id"], b["hconv"]["id"])),
              ("/socket/converger/websocket", "converger:conversation:{}", (b["cg_conv"],))]
     for path, topic, targets in cases:
@@ -578,7 +579,7 @@ async def test_sockets(world: dict[str, Any], iso_session: aiohttp.ClientSession
                     where = f"{path} {name} {payload}"
                     assert on_b == on_none, f"{where}: B's topic {on_b}, a missing one {on_none}"
                     assert on_b[0] == "refused" or on_b[1].get("status") == "error", where
-                    if name.startswith(("expired", "foreign", "unsigned")):
+                    if name.startswith(("expired", "foreign", "unsigned", "api_key", "channel_secret")):
                         assert on_b == ("refused", 403), where
 
 
