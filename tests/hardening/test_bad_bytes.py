@@ -177,3 +177,15 @@ async def test_socket_activity_nested_deeper_than_the_api_allows(
     items = (await api.ok("GET", f"/api/v1/conversations/{conv}/activities",
                           headers={"x-api-key": w["api_key"]}))["data"]
     assert all(a["text"] != "d" for a in items)
+
+
+async def test_cors_preflight_logs_no_error(api: Api, server: Server) -> None:
+    """A preflight with ``Content-Length: 0`` (as some clients and proxies send it) logged a
+    Sanic error, "body not consumed" — noise that pages an operator who alerts on errors."""
+    before = server.log_path.read_text(errors="replace").count("body not consumed")
+    for origin in ("https://app.example", "https://other.example"):
+        status, _, _ = await api.call("OPTIONS", "/api/v1/routing_rules", data=b"", headers={
+            "origin": origin, "access-control-request-method": "POST", "content-length": "0"})
+        assert status == 204
+    await api.ok("GET", "/livez")  # a request after them, so their log lines are written
+    assert server.log_path.read_text(errors="replace").count("body not consumed") == before
