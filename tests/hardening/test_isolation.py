@@ -24,7 +24,7 @@ import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -247,8 +247,6 @@ class Probe:
     path: str
     body: Any = None
     multipart: bool = False
-    ids: tuple[str, ...] = ()  # what is B's in the call (the rest stays A's)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _ids(world: dict[str, Any], who: str) -> dict[str, str]:
