@@ -35,7 +35,7 @@ from adapters.signing import converger_signature
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.tokens import Tokens
-from tests.realtime.phx import Phx
+from tests.realtime.phx import Frame, Phx
 from tests.support.api import Api
 from tests.support.server import Server
 from tests.web.conftest import SECRET_KEY, Client, create_admin
@@ -579,6 +579,38 @@ async def test_sockets(world: dict[str, Any], iso_session: aiohttp.ClientSession
                     assert on_b[0] == "refused" or on_b[1].get("status") == "error", where
                     if name.startswith(("expired", "foreign", "unsigned", "api_key", "channel_secret")):
                         assert on_b == ("refused", 403), where
+
+
+async def test_live_pushes_stay_in_their_tenant(world: dict[str, Any],
+                                               iso_session: aiohttp.ClientSession) -> None:
+    """A, joined to its own conversations on both sockets, hears its own new activity and
+    nothing of what B posts meanwhile."""
+    base_ws, a, b, api = world["server"].ws_url, world["A"], world["B"], world["api"]
+    # B posts below: first check that nothing before this test changed B's data.
+    assert snapshot(world["server"], b["tenant"]["id"]) == world["snapshot"]
+    legacy = await Phx.connect(iso_session, base_ws, "/socket/websocket", a["user_token"])
+    cg = await Phx.connect(iso_session, base_ws, "/socket/converger/websocket", a["cg_conv_token"])
+    try:
+        for phx, topic in ((legacy, f"conversation:{a['conv']['id']}"),
+                           (cg, f"converger:conversation:{a['cg_conv']}")):
+            reply = await phx.reply(await phx.send(topic, "phx_join", {}, join_ref="1"))
+            assert reply.payload["status"] == "ok", reply
+        await api.post_activity(b["conv"]["id"], b["api_key"], text=f"secret of {b['name']} live")
+        await api.ok("POST", f"{CV}/conversations/{b['cg_conv']}/activities",
+                      headers=bearer(b["cg_conv_token"]), json={"text": f"secret of {b['name']} cg"})
+        await api.post_activity(a["conv"]["id"], a["api_key"], text="mine, legacy")
+        await api.ok("POST", f"{CV}/conversations/{a['cg_conv']}/activities",
+                      headers=bearer(a["cg_conv_token"]), json={"text": "mine, cg"})
+        for phx, mine in ((legacy, "mine, legacy"), (cg, "mine, cg")):
+            await phx.expect(lambda f, m=mine: m in json.dumps(f.payload))
+            for frame in phx.inbox + [f for f in phx.raw]:
+                assert_no_b(json.dumps(frame.payload) if isinstance(frame, Frame) else frame,
+                            world, "live push")
+    finally:
+        await legacy.ws.close()
+        await cg.ws.close()
+    # B's rows changed here by B itself: take them into the final comparison.
+    world["snapshot"] = snapshot(world["server"], b["tenant"]["id"])
 
 
 async def test_portal_on_b_ids(world: dict[str, Any]) -> None:
