@@ -49,3 +49,9 @@ test-binary: binary test-setup
 .PHONY: screenshots
 screenshots: setup test-setup
 	CONVERGER_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/web/test_browser.py -k screenshots
+
+## The long API fuzz run (issue 9; not in `make test`): FUZZ_EXAMPLES cases per operation and mode.
+.PHONY: fuzz
+FUZZ_EXAMPLES ?= 300
+fuzz: setup
+	PYTHONPATH=. $(BIN)/python tests/fuzz/run_fuzz.py --examples $(FUZZ_EXAMPLES)

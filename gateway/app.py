@@ -89,6 +89,9 @@ def _register_routes(app: Sanic) -> None:
     from .api import compat, health, manage, openapi
 
     lifecycle.install(app)  # ops: rate limits, CORS, metrics, replication, jobs (before db open)
+    from . import headers
+
+    headers.install(app)  # hardening: undecodable header bytes are a 400, not a 500
     app.blueprint(health.bp)
     app.blueprint(openapi.bp)
     app.blueprint(compat.bp)

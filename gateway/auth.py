@@ -105,6 +105,14 @@ def check_scope(claims: dict[str, Any] | None, conversation_id: str) -> None:
         raise errors.not_found()
 
 
+def is_channel_token(claims: dict[str, Any]) -> bool:
+    """A token that speaks for a whole channel: it names a channel and a tenant and is not
+    scoped to one conversation. (A Converger token scoped to a conversation also names its
+    channel; taken as a channel token it would reach every conversation of the channel.)"""
+    return (isinstance(claims.get("channel_id"), str) and isinstance(claims.get("tenant_id"), str)
+            and claims.get("conversation_id") is None)
+
+
 async def channel_from_token(request: Request) -> Channel:
     """``x-channel-token`` carrying a channel token → its channel (legacy conversation create)."""
     ctx = request.app.ctx
@@ -115,9 +123,9 @@ async def channel_from_token(request: Request) -> Channel:
         claims = ctx.tokens.verify_legacy(token)
     except TokenError:
         raise errors.unauthorized("invalid channel token", "invalid_token") from None
-    channel_id, tenant_id = claims.get("channel_id"), claims.get("tenant_id")
-    if not isinstance(channel_id, str) or not isinstance(tenant_id, str):
+    if not is_channel_token(claims):
         raise errors.unauthorized("not a channel token", "not_channel_token")
+    channel_id, tenant_id = claims["channel_id"], claims["tenant_id"]
     channel = await ctx.db.read(channels.get_for_tenant, tenant_id, channel_id)
     if channel is None:
         raise errors.unauthorized("channel not found", "invalid_token")

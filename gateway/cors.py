@@ -64,6 +64,9 @@ def install(app: Sanic) -> None:
     @app.on_request(priority=200)  # type: ignore[call-arg]  # Sanic's overloads
     async def _preflight(request: Request) -> HTTPResponse | None:
         if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
+            # Read the (empty) body first: answering before it logged a Sanic error,
+            # "body not consumed", on every browser preflight.
+            await request.receive_body()
             return preflight(request.headers.get("origin"), origins)
         return None
 

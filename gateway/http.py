@@ -61,10 +61,7 @@ def _sized_body(request: Request) -> bytes:
 
 
 def _decode_raw(body: bytes, plain: bool) -> Any:
-    try:
-        raw = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise errors.bad_request(f"malformed JSON: {exc}", "malformed_json", plain=plain) from None
+    raw = loads(body, plain=plain)
     if _depth(raw, MAX_DEPTH):
         raise errors.bad_request(f"JSON nests deeper than {MAX_DEPTH} levels", "json_too_deep",
                                  plain=plain)
@@ -94,7 +91,7 @@ def decode(request: Request, cls: type[T], *, empty_ok: bool = True, plain: bool
         # into the Struct. Any failure is re-run on the slow path below for the exact error.
         try:
             return _decoder(cls).decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             pass
     raw = _decode_raw(body, plain)
     if not isinstance(raw, dict):
@@ -103,6 +100,21 @@ def decode(request: Request, cls: type[T], *, empty_ok: bool = True, plain: bool
         return msgspec.convert(raw, cls)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def loads(body: bytes, *, plain: bool = False) -> Any:
+    """Parse JSON of any shape: malformed → 400 ``malformed_json``; nested so deep that the
+    parser gives up (``RecursionError``, a 500 before) → 400 ``json_too_deep``."""
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise errors.bad_request(f"malformed JSON: {exc}", "malformed_json", plain=plain) from None
+    except UnicodeDecodeError:  # a string that is not UTF-8 (a 500 before)
+        raise errors.bad_request("malformed JSON: a string is not valid UTF-8", "malformed_json",
+                                 plain=plain) from None
+    except RecursionError:
+        raise errors.bad_request(f"JSON nests deeper than {MAX_DEPTH} levels", "json_too_deep",
+                                 plain=plain) from None
 
 
 def validation_error(exc: msgspec.ValidationError) -> errors.ApiError:

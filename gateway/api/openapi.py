@@ -13,6 +13,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from gateway import __version__
+from store.models import AdminToken, AuditLog
 
 from ..http import json
 from . import schemas as s
@@ -39,6 +40,10 @@ class Op(NamedTuple):
     errors: tuple[int, ...] = (400, 401, 404)
     wrap: str = "data"  # "data", "page" (data + next), "" (as is)
     query: tuple[str, ...] = ()
+    media: str = "application/json"  # of the success answer
+    body_media: str = "application/json"  # of the request body
+    also_ok: tuple[int, ...] = ()  # other success statuses, same answer schema
+    headers: tuple[str, ...] = ()  # optional request headers the route reads
 
 
 API_KEY = ("apiKey", "channelToken")
@@ -50,6 +55,84 @@ TOKEN_OUT = {"type": "object", "properties": {"token": {"type": "string"},
 STATUS_OUT = {"type": "object", "properties": {"status": {"type": "string"},
               "checks": {"type": "object"}}, "required": ["status"]}
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
+_S, _SN = {"type": "string"}, {"anyOf": [{"type": "string"}, {"type": "null"}]}
+INBOUND_OUT: dict[str, Any] = {
+    "type": "object", "description": "a message taken (activity ids), receipts applied, or "
+    "messages ignored because they were addressed to a number no channel of the tenant has",
+    "properties": {"status": {"enum": ["accepted", "ignored"]}, "activity_id": _S,
+                   "conversation_id": _S, "activity_ids": {"type": "array", "items": _S},
+                   "duplicate": {"type": "boolean"}, "receipts_processed": {"type": "integer"},
+                   "ignored": {"type": "integer"}},
+    "required": ["status"],
+}
+RECEIPTS_OUT: dict[str, Any] = {
+    "type": "object", "properties": {"status": {"const": "accepted"},
+                                     "receipts_processed": {"type": "integer"}},
+    "required": ["status", "receipts_processed"],
+}
+HEALTH_OUT: dict[str, Any] = {
+    "type": "object",
+    "properties": {"channel_id": _S, "channel_name": _S, "tenant_id": _S, "type": _S, "status": _S,
+                   "failure_rate": {"type": "number"}, "total_deliveries": {"type": "integer"},
+                   "failed_deliveries": {"type": "integer"}, "checked_at": _S},
+    "required": ["channel_id", "tenant_id", "status", "checked_at"],
+}
+ADMIN_TOKEN_CREATED: dict[str, Any] = {
+    "type": "object",
+    "properties": {"id": _S, "name": _S, "token_hint": _S, "role": _S, "created_by": _SN,
+                   "last_used_at": _SN, "revoked_at": _SN, "inserted_at": _S, "token": _S},
+    "required": ["id", "name", "role", "token"],
+}
+
+
+class DeliveryView(msgspec.Struct, kw_only=True):
+    """A delivery as the management API shows it (the worker's claim token is left out)."""
+
+    id: str
+    activity_id: str
+    channel_id: str
+    tenant_id: str
+    conversation_id: str
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: str | None
+    leased_until: str | None
+    sent_at: str | None
+    delivered_at: str | None
+    read_at: str | None
+    provider_message_id: str | None
+    metadata: dict[str, Any]
+    inserted_at: str
+    updated_at: str
+
+
+# The stable ``code`` of every problem, by status (tests/hardening/test_fuzz.py checks that
+# every code the gateway raises is listed; the fuzzer validates answers against these).
+CODES: dict[int, tuple[str, ...]] = {
+    400: ("bad_request", "body_not_object", "body_required", "channel_inactive",
+          "channel_outbound_only", "file_too_large", "invalid_cursor", "invalid_header",
+          "invalid_idempotency_key",
+          "invalid_query", "invalid_uuid", "json_too_deep", "malformed_json",
+          "missing_channel_token", "missing_file", "missing_params", "missing_wrapper",
+          "secret_required", "unknown_status_payload", "unparseable_inbound", "unsupported_vsn"),
+    401: ("unauthorized", "invalid_admin_token", "invalid_api_key", "invalid_signature",
+          "invalid_token", "missing_credentials", "not_channel_token", "signature_required",
+          "tenant_inactive", "tenant_not_found"),
+    403: ("forbidden", "channel_inactive", "forbidden_role", "not_channel_token", "out_of_scope",
+          "read_only", "tenant_inactive", "token_out_of_scope", "invalid_token"),
+    404: ("not_found", "route_not_found"),
+    405: ("method_not_allowed",),
+    406: ("not_acceptable",),
+    408: ("request_timeout",),
+    409: ("conflict", "constraint_failed", "conversation_closed", "not_retryable"),
+    413: ("payload_too_large",),
+    415: ("unsupported_media_type",),
+    422: ("validation_failed",),
+    429: ("rate_limited",),
+    500: ("internal_error", "http_error"),
+    503: ("unavailable", "http_error"),
+}
 
 OPERATIONS: list[Op] = [
     Op("GET", "/livez", "Liveness", (), result=STATUS_OUT, errors=(), wrap=""),
@@ -64,7 +147,7 @@ OPERATIONS: list[Op] = [
        result=s.ConversationOut),
     Op("POST", "/api/v1/conversations/{conversation_id}/activities",
        "Create an activity (x-idempotency-key makes retries safe)", API_KEY, s.ActivityIn, 201,
-       s.ActivityOut, (400, 401, 404, 409, 413, 422, 429)),
+       s.ActivityOut, (400, 401, 404, 409, 413, 422, 429), headers=("x-idempotency-key",)),
     Op("GET", "/api/v1/conversations/{conversation_id}/activities",
        "List a conversation's activities in seq order", API_KEY, result=[s.ActivityOut],
        query=("include",)),
@@ -83,13 +166,13 @@ OPERATIONS: list[Op] = [
     Op("GET", "/api/v1/channels/{channel_id}/inbound",
        "Provider verification challenge (Meta hub.challenge)", (),
        result={"type": "string"}, errors=(400, 403, 404, 429), wrap="",
-       query=("hub.mode", "hub.verify_token", "hub.challenge")),
+       query=("hub.mode", "hub.verify_token", "hub.challenge"), media="text/plain"),
     Op("POST", "/api/v1/channels/{channel_id}/inbound",
        "Inbound messages (201; 200 for a replay) or status receipts (200); Meta: "
        "X-Hub-Signature-256 when the channel has an app_secret",
-       (), ANY_OBJECT, 201, ANY_OBJECT, (400, 401, 404, 409, 413, 429), ""),
+       (), ANY_OBJECT, 201, INBOUND_OUT, (400, 401, 404, 409, 413, 429), "", also_ok=(200,)),
     Op("POST", "/api/v1/channels/{channel_id}/status", "Delivery status receipts", (),
-       ANY_OBJECT, 200, ANY_OBJECT, (400, 401, 404, 413, 429), ""),
+       ANY_OBJECT, 200, RECEIPTS_OUT, (400, 401, 404, 413, 429), ""),
     # management API
     Op("POST", "/api/admin/tenants", "Create a tenant (the API key is in the answer, once)",
        ADMIN, s.TenantCreate, 201, s.TenantOut, (400, 401, 403, 422)),
@@ -117,16 +200,16 @@ OPERATIONS: list[Op] = [
        result=TOKEN_OUT, errors=(400, 401, 403, 404), wrap=""),
     Op("GET", "/api/admin/conversations", "List conversations", ADMIN, result=[s.ConversationOut],
        errors=(400, 401), wrap="page", query=("tenant_id", "channel_id", "status", "limit", "cursor")),
-    Op("GET", "/api/admin/deliveries", "List deliveries", ADMIN, result=[ANY_OBJECT],
+    Op("GET", "/api/admin/deliveries", "List deliveries", ADMIN, result=[DeliveryView],
        errors=(400, 401), wrap="page",
        query=("tenant_id", "channel_id", "activity_id", "status", "limit", "cursor")),
     Op("POST", "/api/admin/deliveries/{delivery_id}/retry", "Make a failed delivery due now",
-       ADMIN, result=ANY_OBJECT, errors=(400, 401, 403, 404, 409)),
-    Op("GET", "/api/admin/audit", "Audit log", ADMIN, result=[ANY_OBJECT], errors=(400, 401),
+       ADMIN, result=DeliveryView, errors=(400, 401, 403, 404, 409)),
+    Op("GET", "/api/admin/audit", "Audit log", ADMIN, result=[AuditLog], errors=(400, 401),
        wrap="page", query=("tenant_id", "actor_type", "action", "resource_type", "resource_id",
                            "limit", "cursor")),
     Op("GET", "/api/admin/health", "Latest health check of each channel", ADMIN,
-       result=[ANY_OBJECT], errors=(401,), wrap="page"),
+       result=[HEALTH_OUT], errors=(401,), wrap="page"),
     Op("GET", "/api/admin/routing_rules", "List routing rules of every tenant", ADMIN,
        result=[s.RoutingRuleOut], errors=(400, 401), wrap="page", query=("tenant_id",)),
     Op("POST", "/api/admin/routing_rules", "Create a routing rule for a tenant", ADMIN,
@@ -135,19 +218,30 @@ OPERATIONS: list[Op] = [
        s.RoutingRuleFields, 200, s.RoutingRuleOut, (400, 401, 403, 404, 422)),
     Op("DELETE", "/api/admin/routing_rules/{rule_id}", "Delete a routing rule", ADMIN, ok=204,
        errors=(400, 401, 403, 404)),
-    Op("GET", "/api/admin/tokens", "List admin API tokens", ADMIN, result=[ANY_OBJECT],
+    Op("GET", "/api/admin/tokens", "List admin API tokens", ADMIN, result=[AdminToken],
        errors=(401,), wrap="page"),
     Op("POST", "/api/admin/tokens", "Create an admin API token (shown once)", ADMIN,
-       s.AdminTokenCreate, 201, ANY_OBJECT, (400, 401, 403, 422)),
+       s.AdminTokenCreate, 201, ADMIN_TOKEN_CREATED, (400, 401, 403, 422)),
     Op("DELETE", "/api/admin/tokens/{token_id}", "Revoke an admin API token", ADMIN, ok=204,
        errors=(400, 401, 403, 404)),
 ]
 
 SECURITY_SCHEMES = {
-    "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
-    "channelToken": {"type": "apiKey", "in": "header", "name": "x-channel-token"},
-    "adminToken": {"type": "http", "scheme": "bearer", "description": "admin API token"},
-    "convergerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
+               "description": "the tenant's API key (shown once, at creation or rotation)"},
+    "channelToken": {"type": "apiKey", "in": "header", "name": "x-channel-token",
+                     "description": "a legacy JWT: a channel token (from the management API), "
+                                    "or a conversation (user) token, which reaches only its "
+                                    "conversation"},
+    "adminToken": {"type": "http", "scheme": "bearer",
+                   "description": "an admin API token (CONVERGER_ADMIN_TOKEN or one made with "
+                                  "POST /api/admin/tokens); roles read_only, admin, super_admin"},
+    "convergerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                       "description": "a Converger token: unscoped (its channel) or scoped to "
+                                      "one conversation"},
+    "channelSecret": {"type": "http", "scheme": "bearer",
+                      "description": "the channel's secret (shown once); only to generate a "
+                                     "Converger token"},
 }
 
 
@@ -178,22 +272,25 @@ def document() -> dict[str, Any]:
         ordered, ref_template="#/components/schemas/{name}"
     )
     refs = dict(zip(ordered, refs_list, strict=True))
-    problem = {"application/problem+json": {"schema": refs[Problem]}}
+    problem_ref = refs[Problem]
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         entry: dict[str, Any] = {"summary": op.summary, "operationId": _op_id(op),
                                  "responses": {}}
         params = [{"name": p, "in": "path", "required": True,
-                   "schema": {"type": "string", "format": "uuid"}}
+                   "schema": {"type": "string"} if p == "file_name"
+                   else {"type": "string", "format": "uuid"}}
                   for p in _path_params(op.path)]
         params += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}}
                    for q in op.query]
+        params += [{"name": h, "in": "header", "required": False,
+                    "schema": {"type": "string", "maxLength": 255}} for h in op.headers]
         if params:
             entry["parameters"] = params
         entry["security"] = [{name: []} for name in op.auth] if op.auth else []
         if op.body is not None:
             entry["requestBody"] = {"required": False, "content": {
-                "application/json": {"schema": _schema(op.body, refs)}}}
+                op.body_media: {"schema": _schema(op.body, refs)}}}
         if op.result is None:
             entry["responses"][str(op.ok)] = {"description": "done"}
         else:
@@ -205,9 +302,16 @@ def document() -> dict[str, Any]:
                     "data": body, "next": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
                     "required": ["data", "next"]}
             entry["responses"][str(op.ok)] = {
-                "description": "success", "content": {"application/json": {"schema": body}}}
-        for code in op.errors:
-            entry["responses"][str(code)] = {"description": "problem", "content": problem}
+                "description": "success", "content": {op.media: {"schema": body}}}
+        for extra in op.also_ok:
+            entry["responses"][str(extra)] = entry["responses"][str(op.ok)]
+        # Any request can carry a header that is not UTF-8 (400), and any /api request an
+        # Accept the API cannot answer (406).
+        always = {400} | ({406} if op.path.startswith("/api/") else set())
+        for code in sorted(set(op.errors) | always):
+            entry["responses"][str(code)] = {"description": "problem: code one of " + ", ".join(
+                CODES[code]), "content": {"application/problem+json": {"schema": {
+                    "allOf": [problem_ref, {"properties": {"code": {"enum": list(CODES[code])}}}]}}}}
         paths.setdefault(op.path, {})[op.method.lower()] = entry
     return {
         "openapi": "3.1.0",

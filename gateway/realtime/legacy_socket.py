@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from .. import errors
+from ..http import MAX_DEPTH, _depth
 from ..hub import Encoder
 from ..pipeline.activities import NewActivity, create
 from ..views import legacy_payload
@@ -91,6 +92,10 @@ class LegacyRouter(Router):
     async def handle_in(self, conn: Connection, channel: Channel, msg: Message) -> None:
         if msg.event != "new_activity":
             conn.reply(msg, "error", {"reason": "unknown event"})
+            return
+        if _depth(msg.payload, MAX_DEPTH):  # the REST API's limit holds here too
+            conn.reply(msg, "error", {"reason": "invalid_activity",
+                                      "detail": f"payload nests deeper than {MAX_DEPTH} levels"})
             return
         try:
             body = msgspec.convert(msg.payload, SocketActivity)

@@ -56,6 +56,8 @@ def decode(raw: str | bytes, vsn: str) -> Message:
         data = _decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise ProtocolError("frame is not valid JSON") from None
+    except RecursionError:  # nested past the parser's limit
+        raise ProtocolError("frame nests too deep") from None
     if vsn == V2:
         if not isinstance(data, list) or len(data) != 5:
             raise ProtocolError("a v2 frame is an array [join_ref, ref, topic, event, payload]")

@@ -290,6 +290,8 @@ def _channel_input(request: Request) -> tuple[dict[str, Any], list[Any] | str]:
         steps: list[Any] | str = json.loads(raw)
     except json.JSONDecodeError as exc:
         steps = f"middleware steps are not valid JSON: {exc.msg}"
+    except RecursionError:  # "[[[[…" past the parser's limit was a 500
+        steps = "middleware steps nest too deep"
     return config, steps
 
 

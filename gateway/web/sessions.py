@@ -54,7 +54,9 @@ class Sessions:
         if not cookie or cookie.count(".") != 1:
             return None
         raw, mac = cookie.split(".")
-        if not hmac.compare_digest(mac, self._mac(raw.encode())):
+        # Bytes, not str: compare_digest raises TypeError on non-ASCII str (a forged cookie).
+        if not hmac.compare_digest(mac.encode(errors="surrogatepass"),
+                                   self._mac(raw.encode(errors="surrogatepass")).encode()):
             return None
         try:
             data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
@@ -74,7 +76,8 @@ def new_csrf() -> str:
 
 def csrf_ok(session: dict[str, Any], submitted: str | None) -> bool:
     expected = session.get("csrf")
-    return bool(expected and submitted) and hmac.compare_digest(str(expected), str(submitted))
+    return bool(expected and submitted) and hmac.compare_digest(
+        str(expected).encode(errors="surrogatepass"), str(submitted).encode(errors="surrogatepass"))
 
 
 # -- client address and the allowlist (one implementation: gateway/ipallow.py) -------------------

@@ -8,6 +8,7 @@ from sanic.response import HTTPResponse
 from store import conversations, tenants
 
 from ... import errors
+from ...auth import is_channel_token
 from ...http import decode, json, uuid_param
 from ...tokens import LEGACY_LIFETIME, TokenError
 from ..schemas import TokenIn, TokenOut
@@ -32,9 +33,9 @@ async def create_token(request: Request) -> HTTPResponse:
         claims = ctx.tokens.verify_legacy(token)
     except TokenError:
         raise errors.unauthorized("invalid channel token", "invalid_token") from None
-    channel_id = claims.get("channel_id")
-    if not isinstance(channel_id, str):
+    if not is_channel_token(claims):  # a conversation-scoped token mints nothing
         raise errors.forbidden("a channel token is required", "not_channel_token")
+    channel_id = claims["channel_id"]
     conversation_id = uuid_param(body.conversation_id, "conversation_id")
     conv = await ctx.db.read(conversations.get, conversation_id)
     if conv is None or conv.channel_id != channel_id or conv.tenant_id != claims.get("tenant_id"):

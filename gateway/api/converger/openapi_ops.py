@@ -23,6 +23,12 @@ CONVERSATION_ANSWER: dict[str, Any] = {
                    "expires_in": {"type": "integer"}, "streamUrl": {"type": "string"}},
     "required": ["conversationId", "token", "expires_in", "streamUrl"],
 }
+UPLOAD_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {"file": {"type": "string", "format": "binary"},
+                   "activity": {"type": "string", "description": "the activity as JSON"}},
+    "required": ["file"],
+}
 ID_ANSWER: dict[str, Any] = {"type": "object", "properties": {"id": {"type": "string"}},
                              "required": ["id"]}
 ACTIVITY: dict[str, Any] = {
@@ -45,7 +51,8 @@ def operations(Op: Any) -> list[Any]:
     """The Converger API routes (reference §6) as ``Op`` entries."""
     return [
         Op("POST", f"{P}/tokens/generate",
-           "Unscoped Converger token for a channel (Bearer: the channel secret)", CG,
+           "Unscoped Converger token for a channel (Bearer: the channel secret)",
+           ("channelSecret",),
            ok=200, result=TOKEN_ANSWER, errors=(400, 401, 403, 429), wrap=""),
         Op("POST", f"{P}/tokens/refresh", "A new token with the same channel and scope", CG,
            ok=200, result=TOKEN_ANSWER, errors=(401, 403, 429), wrap=""),
@@ -57,11 +64,18 @@ def operations(Op: Any) -> list[Any]:
            errors=(400, 401, 403, 404), wrap="", query=("watermark",)),
         Op("POST", f"{P}/conversations/{{conversation_id}}/activities",
            "Post an activity (x-idempotency-key makes retries safe)", CG, ConvergerActivityIn,
-           200, ID_ANSWER, (400, 401, 403, 404, 409, 413, 422, 429), ""),
+           200, ID_ANSWER, (400, 401, 403, 404, 409, 413, 422, 429), "",
+           headers=("x-idempotency-key",)),
         Op("GET", f"{P}/conversations/{{conversation_id}}/activities",
            "Activities after a watermark, at most 500 per page", CG, result=ACTIVITY_PAGE,
            errors=(400, 401, 403, 404), wrap="", query=("watermark",)),
+        Op("GET", "/uploads/{tenant_id}/{file_name}",
+           "An uploaded file, to callers who may read its conversation (also ?token=)",
+           ("apiKey", "channelToken", "convergerToken"), ok=200,
+           result={"type": "string", "format": "binary"}, errors=(400, 401, 403, 404), wrap="",
+           query=("token",), media="*/*"),
         Op("POST", f"{P}/conversations/{{conversation_id}}/upload",
            "Upload a file (multipart: file, activity) as an activity's attachment", CG,
-           ok=200, result=ID_ANSWER, errors=(400, 401, 403, 404, 409, 413, 422), wrap=""),
+           UPLOAD_BODY, 200, ID_ANSWER, (400, 401, 403, 404, 409, 413, 422), "",
+           body_media="multipart/form-data"),
     ]

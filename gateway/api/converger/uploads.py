@@ -21,7 +21,7 @@ from store.uploads import Upload
 
 from ... import errors
 from ...auth import tenant_auth
-from ...http import json, uuid_param, validation_error
+from ...http import MAX_DEPTH, _depth, json, uuid_param, validation_error
 from ...pipeline.activities import create
 from ...tokens import TokenError
 from .activities import ConvergerActivityIn
@@ -52,7 +52,11 @@ def _activity_fields(request: Request) -> ConvergerActivityIn:
     raw = form.get("activity")
     try:
         if raw:
-            return msgspec.json.decode(raw.encode(), type=ConvergerActivityIn)
+            data = msgspec.json.decode(raw.encode())
+            if _depth(data, MAX_DEPTH):  # the limit every other JSON body has
+                raise errors.bad_request(f"activity nests deeper than {MAX_DEPTH} levels",
+                                         "json_too_deep", plain=True)
+            return msgspec.convert(data, ConvergerActivityIn)
         nested: dict[str, Any] = {}
         for key in ("type", "text"):
             if form.get(f"activity[{key}]") is not None:
@@ -65,6 +69,8 @@ def _activity_fields(request: Request) -> ConvergerActivityIn:
     except msgspec.DecodeError:
         raise errors.bad_request("activity must be a JSON object", "malformed_json",
                                  plain=True) from None
+    except RecursionError:  # nested past the parser's limit: the client's error, not a 500
+        raise errors.bad_request("activity nests too deep", "json_too_deep", plain=True) from None
 
 
 def _write(path: Path, body: bytes) -> None:
