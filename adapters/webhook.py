@@ -65,7 +65,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²", which isdigit() accepts and float() not
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -176,6 +176,7 @@ class WebhookAdapter(BaseAdapter):
             return None
         msg_id = headers.get("webhook-id", "")
         stamp = headers.get("webhook-timestamp", "")
-        if not stamp.isdigit() or abs(time.time() - int(stamp)) > TOLERANCE_SECONDS:
+        # isascii: str.isdigit() accepts "²", which int() refuses.
+        if not (stamp.isascii() and stamp.isdigit()) or abs(time.time() - int(stamp)) > TOLERANCE_SECONDS:
             return False
         return check_standard_signature(channel.secret, msg_id, stamp, body, signature)

@@ -25,6 +25,7 @@ from .base import (
     StatusUpdate,
     missing_strings,
 )
+from .signing import header_bytes
 from .webhook import valid_http_url
 
 REQUIRED = ("base_url", "api_key", "sender")
@@ -79,7 +80,7 @@ class WhatsAppInfobipAdapter(BaseAdapter):
             return None
         given = common.header(headers, "Authorization") or ""
         expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        return hmac.compare_digest(given.strip().encode(), expected.encode())
+        return hmac.compare_digest(header_bytes(given.strip()), expected.encode())
 
     # -- outbound -----------------------------------------------------------------------
     def text_url(self, config: Mapping[str, Any]) -> str:

@@ -25,6 +25,7 @@ from .base import (
     StatusUpdate,
     missing_strings,
 )
+from .signing import header_bytes
 from .webhook import valid_http_url
 
 REQUIRED = ("phone_number_id", "access_token", "verify_token")
@@ -158,7 +159,7 @@ class WhatsAppMetaAdapter(BaseAdapter):
             and isinstance(token, str)
             and isinstance(expected, str)
             and expected
-            and hmac.compare_digest(token.encode(), expected.encode())
+            and hmac.compare_digest(header_bytes(token), expected.encode())
         ):
             return 200, query.get("hub.challenge") or ""
         return 403, "Verification failed"
@@ -175,7 +176,7 @@ class WhatsAppMetaAdapter(BaseAdapter):
         if not given:
             return False
         expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(given.strip().lower().encode(), expected.encode())
+        return hmac.compare_digest(header_bytes(given.strip().lower()), expected.encode())
 
 
     def addressed_to(self, channel: ChannelInfo, message: InboundMessage) -> bool:
