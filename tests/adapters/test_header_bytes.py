@@ -1,0 +1,61 @@
+"""Signature headers that are not UTF-8 (Sanic hands them over as lone surrogates) or that hold
+Unicode digits are refused with 401, not a 500: what the conformance suite found, checked on
+the real server with raw HTTP bytes (an HTTP client library would not send them)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from tests.support.api import Api
+from tests.support.server import Server
+
+
+async def raw_request(url: str, method: str, path: str, headers: list[bytes],
+                      body: bytes = b"") -> tuple[int, bytes]:
+    """One HTTP/1.1 request written byte for byte; the status and body of the answer."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        head = [f"{method} {path} HTTP/1.1".encode(), f"Host: {parts.netloc}".encode(),
+                b"Connection: close", b"Content-Type: application/json",
+                f"Content-Length: {len(body)}".encode(), *headers]
+        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+async def _channel(api: Api, type: str, config: dict[str, Any]) -> dict[str, Any]:
+    tenant = await api.tenant(f"bytes-{type}")
+    return await api.channel(tenant["id"], name=type, type=type, mode="duplex", config=config)
+
+
+async def test_bad_signature_bytes_are_401_not_500(server: Server, api: Api) -> None:
+    webhook = await _channel(api, "webhook", {"url": "https://example.com/hook"})
+    meta = await _channel(api, "whatsapp_meta", {
+        "phone_number_id": "1", "access_token": "t", "verify_token": "v", "app_secret": "s"})
+    infobip = await _channel(api, "whatsapp_infobip", {
+        "base_url": "https://x.test", "api_key": "k", "sender": "1",
+        "webhook_username": "u", "webhook_password": "p"})
+    body = json.dumps({"sender": "alice", "text": "hi"}).encode()
+    cases = [
+        (webhook, [b"x-converger-signature: sha256=\xff"]),
+        (webhook, [b"webhook-id: m1", b"webhook-timestamp: 1",
+                   b"webhook-signature: v1,\xff"]),
+        (webhook, [b"webhook-id: m1", "webhook-timestamp: ²".encode(),
+                   b"webhook-signature: v1,AAAA"]),
+        (meta, [b"X-Hub-Signature-256: sha256=\xff"]),
+        (infobip, [b"Authorization: Basic \xff"]),
+    ]
+    for channel, headers in cases:
+        status, answer = await raw_request(server.url, "POST",
+                                           f"/api/v1/channels/{channel['id']}/inbound",
+                                           headers, body)
+        assert status == 401, (channel["type"], headers, status, answer)
