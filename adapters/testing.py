@@ -518,8 +518,9 @@ def _check_addressed(adapter: Adapter, profile: Profile, channel: ChannelInfo) -
 
 class Provider:
     """A provider stand-in on loopback answering every request as ``mode`` says: ``ok`` (200 and
-    the profile's body), ``500``, ``410``, ``429`` (``Retry-After: 7``) or ``slow`` (no answer
-    until the server stops)."""
+    the profile's body), ``junk`` (200 and HTML), ``500`` (with an unreadable ``Retry-After``),
+    ``410``, ``429`` (``Retry-After: 7``), ``drop`` (the connection closed, no answer) or
+    ``slow`` (no answer until the server stops)."""
 
     def __init__(self, ok_body: Any) -> None:
         self.ok_body = ok_body
@@ -558,8 +559,16 @@ class Provider:
                 pass
         if self.mode in ("ok", "slow"):
             return web.json_response({} if self.ok_body is None else self.ok_body)
+        if self.mode == "junk":
+            return web.Response(text="<html>not what the provider documents</html>")
+        if self.mode == "drop":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         if self.mode == "429":
             return web.Response(status=429, text="slow down", headers={"Retry-After": "7"})
+        if self.mode == "500":
+            return web.Response(status=500, text="trouble", headers={"Retry-After": "soon²"})
         return web.Response(status=int(self.mode), text=f"provider says {self.mode}")
 
 
@@ -595,8 +604,8 @@ async def _deliver(adapter: Adapter, session: aiohttp.ClientSession, channel: Ch
 async def check_deliver(adapter: Adapter, profile: Profile, *, session_timeout: float = 1.0,
                         slow_timeout: float = 0.3) -> None:
     """Against a real server on loopback: 200 sends, 500 and 429 (with its Retry-After) are
-    retried, 410 is final, a refused connection and a stall past the timeout are retried, an
-    activity it cannot send fails cleanly; nothing raises. Types that do not deliver are
+    retried, 410 is final, a refused or dropped connection and a stall past the timeout are
+    retried, an odd 200 and an activity it cannot send give a result; nothing raises. Types that do not deliver are
     skipped."""
     if not adapter.delivers:
         return
@@ -621,6 +630,13 @@ async def check_deliver(adapter: Adapter, profile: Profile, *, session_timeout: 
                 f"{adapter.type}: retryable={result.retryable} when the provider answered {mode}"
         assert result.retry_after is not None and result.retry_after >= 7, \
             f"{adapter.type}: Retry-After: 7 with a 429 gave retry_after={result.retry_after}"
+
+        provider.mode = "drop"
+        result = await _deliver(adapter, s, channel, activity, "the provider drops the connection")
+        assert not result.ok and result.retryable, \
+            f"{adapter.type}: a dropped connection must be a retryable failure, got {result}"
+        provider.mode = "junk"
+        await _deliver(adapter, s, channel, activity, "the provider answers 200 with HTML")
 
         provider.mode = "ok"
         unsendable = profile.activity(text=None, metadata={}, attachments=[], thread_sender=None)
