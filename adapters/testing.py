@@ -266,6 +266,8 @@ GARBAGE: tuple[Any, ...] = (
     {"status": 5}, {"status": "sent", "delivery_id": 5}, {"sender": [], "text": {}},
 )
 HUGE = "x" * 1_000_000
+# What a required key may not be.
+WRONG_REQUIRED: tuple[Any, ...] = (None, 5, [], {})
 
 
 def _show(value: Any) -> str:
@@ -342,7 +344,7 @@ def bad_configs(profile: Profile) -> Iterator[dict[Any, Any]]:
     yield from profile.bad_configs
     for key in profile.required:
         yield {k: v for k, v in profile.config.items() if k != key}
-        for wrong in (None, 5, [], {}):
+        for wrong in WRONG_REQUIRED:
             yield {**profile.config, key: wrong}
 
 
@@ -605,8 +607,8 @@ async def check_deliver(adapter: Adapter, profile: Profile, *, session_timeout: 
                         slow_timeout: float = 0.3) -> None:
     """Against a real server on loopback: 200 sends, 500 and 429 (with its Retry-After) are
     retried, 410 is final, a refused or dropped connection and a stall past the timeout are
-    retried, an odd 200 and an activity it cannot send give a result; nothing raises. Types that do not deliver are
-    skipped."""
+    retried, an odd 200 and an activity it cannot send give a result; nothing raises. Types
+    that do not deliver are skipped."""
     if not adapter.delivers:
         return
     assert profile.point_at is not None, f"{adapter.type} delivers: its profile needs point_at"
@@ -615,49 +617,54 @@ async def check_deliver(adapter: Adapter, profile: Profile, *, session_timeout: 
         config = profile.point_at(dict(profile.config), provider.url)
         assert _validate(adapter, config) is None, \
             f"{adapter.type}: the profile's point_at config is refused"
-        channel = profile.channel(adapter, config)
-        activity = profile.activity()
+        await _check_answers(adapter, profile, s, provider, profile.channel(adapter, config))
+        await _check_no_answer(adapter, profile, s, provider, config, slow_timeout,
+                               limit=session_timeout + 2)
 
-        result = await _deliver(adapter, s, channel, activity, "the provider answers 200")
-        assert result.ok, f"{adapter.type}: not ok when the provider answered 200: {result.error}"
-        assert provider.hits == 1, f"{adapter.type}: point_at did not send to the loopback " \
-                                   f"provider ({provider.hits} requests)"
-        for mode, retryable in (("500", True), ("410", False), ("429", True)):
-            provider.mode = mode
-            result = await _deliver(adapter, s, channel, activity, f"the provider answers {mode}")
-            assert not result.ok, f"{adapter.type}: ok when the provider answered {mode}"
-            assert result.retryable is retryable, \
-                f"{adapter.type}: retryable={result.retryable} when the provider answered {mode}"
-        assert result.retry_after is not None and result.retry_after >= 7, \
-            f"{adapter.type}: Retry-After: 7 with a 429 gave retry_after={result.retry_after}"
 
-        provider.mode = "drop"
-        result = await _deliver(adapter, s, channel, activity, "the provider drops the connection")
-        assert not result.ok and result.retryable, \
-            f"{adapter.type}: a dropped connection must be a retryable failure, got {result}"
-        provider.mode = "junk"
-        await _deliver(adapter, s, channel, activity, "the provider answers 200 with HTML")
+async def _check_answers(adapter: Adapter, profile: Profile, s: aiohttp.ClientSession,
+                         provider: Provider, channel: ChannelInfo) -> None:
+    """What the provider answers becomes the right result."""
+    activity = profile.activity()
+    result = await _deliver(adapter, s, channel, activity, "the provider answers 200")
+    assert result.ok, f"{adapter.type}: not ok when the provider answered 200: {result.error}"
+    assert provider.hits == 1, \
+        f"{adapter.type}: point_at did not send to the loopback provider ({provider.hits} requests)"
+    for mode, retryable in (("500", True), ("410", False), ("drop", True), ("429", True)):
+        provider.mode = mode
+        result = await _deliver(adapter, s, channel, activity, f"the provider answers {mode}")
+        assert not result.ok, f"{adapter.type}: ok when the provider answered {mode}"
+        assert result.retryable is retryable, \
+            f"{adapter.type}: retryable={result.retryable} when the provider answered {mode}"
+    assert result.retry_after is not None and result.retry_after >= 7, \
+        f"{adapter.type}: Retry-After: 7 with a 429 gave retry_after={result.retry_after}"
+    provider.mode = "junk"
+    await _deliver(adapter, s, channel, activity, "the provider answers 200 with HTML")
+    provider.mode = "ok"
+    unsendable = profile.activity(text=None, metadata={}, attachments=[], thread_sender=None)
+    await _deliver(adapter, s, channel, unsendable, "the activity has no text nor recipient")
 
-        provider.mode = "ok"
-        unsendable = profile.activity(text=None, metadata={}, attachments=[], thread_sender=None)
-        await _deliver(adapter, s, channel, unsendable, "the activity has no text nor recipient")
 
-        refused = profile.channel(adapter, profile.point_at(
-            dict(profile.config), f"http://127.0.0.1:{closed_port()}"))
-        result = await _deliver(adapter, s, refused, activity, "the connection is refused")
-        assert not result.ok and result.retryable, \
-            f"{adapter.type}: a refused connection must be a retryable failure, got {result}"
-
-        provider.mode = "slow"
-        slow = channel
-        if profile.set_timeout is not None:
-            slow = profile.channel(adapter, profile.set_timeout(dict(config), slow_timeout))
-            assert _validate(adapter, slow.config) is None, \
-                f"{adapter.type}: the profile's set_timeout config is refused"
-        result = await _deliver(adapter, s, slow, activity, "the provider stalls",
-                                limit=session_timeout + 2)
-        assert not result.ok and result.retryable, \
-            f"{adapter.type}: a stalled provider must be a retryable failure, got {result}"
+async def _check_no_answer(adapter: Adapter, profile: Profile, s: aiohttp.ClientSession,
+                           provider: Provider, config: dict[str, Any], slow_timeout: float,
+                           limit: float) -> None:
+    """No answer (refused, or a stall past the timeout) is a retryable failure, in time."""
+    assert profile.point_at is not None
+    activity = profile.activity()
+    refused = profile.channel(adapter, profile.point_at(
+        dict(profile.config), f"http://127.0.0.1:{closed_port()}"))
+    result = await _deliver(adapter, s, refused, activity, "the connection is refused")
+    assert not result.ok and result.retryable, \
+        f"{adapter.type}: a refused connection must be a retryable failure, got {result}"
+    provider.mode = "slow"
+    slow = profile.channel(adapter, config)
+    if profile.set_timeout is not None:
+        slow = profile.channel(adapter, profile.set_timeout(dict(config), slow_timeout))
+        assert _validate(adapter, slow.config) is None, \
+            f"{adapter.type}: the profile's set_timeout config is refused"
+    result = await _deliver(adapter, s, slow, activity, "the provider stalls", limit=limit)
+    assert not result.ok and result.retryable, \
+        f"{adapter.type}: a stalled provider must be a retryable failure, got {result}"
 
 
 async def check_all(adapter: Adapter, profile: Profile, key: str | None = None) -> None:
