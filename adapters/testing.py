@@ -618,6 +618,7 @@ async def check_deliver(adapter: Adapter, profile: Profile, *, session_timeout: 
         assert _validate(adapter, config) is None, \
             f"{adapter.type}: the profile's point_at config is refused"
         await _check_answers(adapter, profile, s, provider, profile.channel(adapter, config))
+        await _check_odd_values(adapter, profile, s, config)
         await _check_no_answer(adapter, profile, s, provider, config, slow_timeout,
                                limit=session_timeout + 2)
 
@@ -643,6 +644,29 @@ async def _check_answers(adapter: Adapter, profile: Profile, s: aiohttp.ClientSe
     provider.mode = "ok"
     unsendable = profile.activity(text=None, metadata={}, attachments=[], thread_sender=None)
     await _deliver(adapter, s, channel, unsendable, "the activity has no text nor recipient")
+
+
+ODD_VALUES = ("a\r\nb", "\x00", " spaced out ", "é/?#%")
+
+
+async def _check_odd_values(adapter: Adapter, profile: Profile, s: aiohttp.ClientSession,
+                            config: dict[str, Any]) -> None:
+    """A config the adapter accepts can be used: a string value (or a header in a ``headers``
+    object) with control characters, spaces or URL syntax is refused by validate_config or
+    delivered without raising (aiohttp raises on a newline in a header)."""
+    secret = profile.secret_config if profile.secret_config is not None else profile.config
+    base = {**secret, **config}
+    for key, value in base.items():
+        for odd in ODD_VALUES:
+            if isinstance(value, str):
+                odd_config = {**base, key: value + odd}
+            elif isinstance(value, dict):
+                odd_config = {**base, key: {**value, "X-Odd": odd, odd: "x"}}
+            else:
+                continue
+            if adapter.validate_config(odd_config) is None:
+                await _deliver(adapter, s, profile.channel(adapter, odd_config),
+                               profile.activity(), f"config {key!r} is {odd_config[key]!r}")
 
 
 async def _check_no_answer(adapter: Adapter, profile: Profile, s: aiohttp.ClientSession,

@@ -3,6 +3,7 @@ messages and status receipts from the same kind of endpoint (reference §10.4–
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from .base import (
 from .signing import check_standard_signature, converger_signature, standard_signature
 
 _encode = msgspec.json.Encoder().encode
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 ERROR_BODY_CHARS = 500
 # Standard Webhooks' replay window: a signed request older (or newer) than this is refused.
 TOLERANCE_SECONDS = 300
@@ -103,6 +105,11 @@ class WebhookAdapter(BaseAdapter):
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
         ):
             return "webhook config 'headers' must be an object of strings"
+        # aiohttp refuses to send these (header injection): every delivery would fail.
+        if any(_CONTROL.search(k) or not k for k in headers) or any(
+            _CONTROL.search(v) for v in headers.values()
+        ):
+            return "webhook config 'headers' must not contain control characters or empty names"
         return None
 
     async def deliver(

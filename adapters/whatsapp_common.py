@@ -56,6 +56,16 @@ def validate_common(config: Mapping[str, Any], prefix: str) -> str | None:
     return None
 
 
+def header_unsafe(config: Mapping[str, Any], keys: tuple[str, ...], prefix: str) -> str | None:
+    """An error when a value sent in an HTTP header holds a control character (say the newline
+    of a token pasted from a file): aiohttp refuses to send it, so every delivery would fail."""
+    for key in keys:
+        value = config.get(key)
+        if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            return f"{prefix} config '{key}' must not contain control characters (a pasted newline?)"
+    return None
+
+
 def timeout_of(config: Mapping[str, Any]) -> aiohttp.ClientTimeout | None:
     """The channel's ``timeout_seconds``; None (the session's own timeout, in the server
     ``CONVERGER_WEBHOOK_TIMEOUT``) when it sets none."""
@@ -109,7 +119,9 @@ async def post_json(
     except TimeoutError:
         total = (timeout or session.timeout).total
         return f"timeout after {total:g}s" if total else "timeout"
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, ValueError) as exc:
+        # ValueError: aiohttp refuses a header with a control character (a credential stored
+        # before validation refused them); the attempt fails instead of raising.
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 

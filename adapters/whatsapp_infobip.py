@@ -53,6 +53,9 @@ class WhatsAppInfobipAdapter(BaseAdapter):
         missing = missing_strings(config, REQUIRED)
         if missing:
             return "whatsapp_infobip config missing: " + ", ".join(missing)
+        unsafe = common.header_unsafe(config, ("api_key",), "whatsapp_infobip")
+        if unsafe:
+            return unsafe
         if not valid_http_url(config["base_url"]):
             return "whatsapp_infobip config 'base_url' must be a valid HTTP/HTTPS URL"
         basic = [config.get(k) for k in BASIC_FIELDS]

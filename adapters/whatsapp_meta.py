@@ -54,6 +54,9 @@ class WhatsAppMetaAdapter(BaseAdapter):
         missing = missing_strings(config, REQUIRED)
         if missing:
             return "whatsapp_meta config missing: " + ", ".join(missing)
+        unsafe = common.header_unsafe(config, ("access_token",), "whatsapp_meta")
+        if unsafe:
+            return unsafe
         secret = config.get("app_secret")
         if secret is not None and not isinstance(secret, str):
             return "whatsapp_meta config 'app_secret' must be a string"
