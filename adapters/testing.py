@@ -29,6 +29,7 @@ import msgspec
 from aiohttp import web
 
 from .base import (
+    MAX_RETRY_AFTER,
     MODES,
     Adapter,
     BaseAdapter,
@@ -521,7 +522,7 @@ def _check_addressed(adapter: Adapter, profile: Profile, channel: ChannelInfo) -
 class Provider:
     """A provider stand-in on loopback answering every request as ``mode`` says: ``ok`` (200 and
     the profile's body), ``junk`` (200 and HTML), ``500`` (with an unreadable ``Retry-After``),
-    ``410``, ``429`` (``Retry-After: 7``), ``drop`` (the connection closed, no answer) or
+    ``502`` and ``503`` (asking to wait until the year 9999, or 10^399 s), ``410``, ``429`` (``Retry-After: 7``), ``drop`` (the connection closed, no answer) or
     ``slow`` (no answer until the server stops)."""
 
     def __init__(self, ok_body: Any) -> None:
@@ -571,6 +572,11 @@ class Provider:
             return web.Response(status=429, text="slow down", headers={"Retry-After": "7"})
         if self.mode == "500":
             return web.Response(status=500, text="trouble", headers={"Retry-After": "soon²"})
+        if self.mode == "503":  # a wait beyond any date
+            return web.Response(status=503, text="later", headers={"Retry-After": "9" * 400})
+        if self.mode == "502":
+            return web.Response(status=502, text="later",
+                                headers={"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"})
         return web.Response(status=int(self.mode), text=f"provider says {self.mode}")
 
 
@@ -598,8 +604,9 @@ async def _deliver(adapter: Adapter, session: aiohttp.ClientSession, channel: Ch
     else:
         assert isinstance(result.error, str) and result.error, \
             f"{adapter.type}: a failed delivery must say why (error) when {when}"
-    assert result.retry_after is None or result.retry_after >= 0, \
-        f"{adapter.type}: negative retry_after when {when}"
+    assert result.retry_after is None or 0 <= result.retry_after <= MAX_RETRY_AFTER, \
+        f"{adapter.type}: retry_after={result.retry_after} when {when}: it must be within " \
+        f"[0, MAX_RETRY_AFTER] (base.capped_retry_after), or the next attempt's date overflows"
     return result
 
 
@@ -631,7 +638,8 @@ async def _check_answers(adapter: Adapter, profile: Profile, s: aiohttp.ClientSe
     assert result.ok, f"{adapter.type}: not ok when the provider answered 200: {result.error}"
     assert provider.hits == 1, \
         f"{adapter.type}: point_at did not send to the loopback provider ({provider.hits} requests)"
-    for mode, retryable in (("500", True), ("410", False), ("drop", True), ("429", True)):
+    for mode, retryable in (("500", True), ("502", True), ("503", True), ("410", False),
+                            ("drop", True), ("429", True)):
         provider.mode = mode
         result = await _deliver(adapter, s, channel, activity, f"the provider answers {mode}")
         assert not result.ok, f"{adapter.type}: ok when the provider answered {mode}"

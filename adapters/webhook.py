@@ -22,6 +22,7 @@ from .base import (
     InboundMessage,
     OutboundActivity,
     StatusUpdate,
+    capped_retry_after,
 )
 from .signing import check_standard_signature, converger_signature, standard_signature
 
@@ -63,12 +64,13 @@ def signed_headers(secret: str, delivery_id: str, body: bytes, timestamp: int) -
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    """``Retry-After`` as seconds (at most ``MAX_RETRY_AFTER``): delta-seconds or an HTTP date;
+    None when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():  # not "²", which isdigit() accepts and float() not
-        return float(value)
+        return capped_retry_after(float(value))
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -76,7 +78,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     now_dt = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
-    return max(0.0, (when - now_dt).total_seconds())
+    return capped_retry_after((when - now_dt).total_seconds())
 
 
 def _str(payload: Mapping[str, Any], *keys: str) -> str | None:

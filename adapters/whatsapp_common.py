@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from .base import DeliveryResult, OutboundActivity
+from .base import DeliveryResult, OutboundActivity, capped_retry_after
 
 # A channel's own ``timeout_seconds`` is capped so that an attempt stays well inside the
 # delivery lease (120 s): a request still running when its lease ran out could be sent twice.
@@ -74,12 +74,13 @@ def timeout_of(config: Mapping[str, Any]) -> aiohttp.ClientTimeout | None:
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), at most
+    ``MAX_RETRY_AFTER``, or None."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        return capped_retry_after(float(value))
     except ValueError:
         pass
     try:
@@ -88,7 +89,7 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
         return None
     if when is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return capped_retry_after(when.timestamp() - (time.time() if now is None else now))
 
 
 def decode_json(raw: bytes) -> Any:

@@ -1,14 +1,22 @@
-"""Signature headers that are not UTF-8 (Sanic hands them over as lone surrogates) or that hold
-Unicode digits are refused with 401, not a 500: what the conformance suite found, checked on
-the real server with raw HTTP bytes (an HTTP client library would not send them)."""
+"""What the conformance suite found, checked on the real server.
+
+Signature headers that are not UTF-8 (Sanic hands them over as lone surrogates) or that hold
+Unicode digits are refused with 401, not a 500 (sent as raw HTTP bytes: a client library would
+not send them). A receiver asking for a Retry-After beyond any date holds the delivery back a
+day at most, instead of failing the write of the attempt's outcome (the row stayed claimed, and
+the other outcomes of its batch were lost with it).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.delivery.receiver import Receiver
 from tests.support.api import Api
 from tests.support.server import Server
 
@@ -59,3 +67,26 @@ async def test_bad_signature_bytes_are_401_not_500(server: Server, api: Api) -> 
                                            f"/api/v1/channels/{channel['id']}/inbound",
                                            headers, body)
         assert status == 401, (channel["type"], headers, status, answer)
+
+
+async def test_retry_after_beyond_any_date_is_capped(server: Server, api: Api) -> None:
+    receiver = await Receiver().start()
+    try:
+        receiver.plan("far", (503, {"Retry-After": "9" * 400}, 0.0))
+        s = await api.setup("retry-far", type="webhook", config={"url": receiver.url("far")})
+        activity = await api.post_activity(s["conversation"]["id"], s["api_key"], text="hi")
+        deadline = time.monotonic() + 10
+        while True:
+            rows = (await api.ok("GET", f"/api/admin/deliveries?activity_id={activity['id']}",
+                                 headers=api.admin))["data"]
+            if rows and rows[0]["attempts"] == 1:
+                break
+            assert time.monotonic() < deadline, f"the failed attempt was never recorded: {rows}"
+            await asyncio.sleep(0.05)
+        row = rows[0]
+        assert row["status"] == "pending" and "503" in row["last_error"], row
+        due = datetime.fromisoformat(row["next_attempt_at"].replace("Z", "+00:00"))
+        wait = (due - datetime.now(UTC)).total_seconds()
+        assert 86_400 - 60 < wait <= 86_400, row
+    finally:
+        await receiver.stop()
