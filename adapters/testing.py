@@ -18,6 +18,7 @@ store, Sanic or a test framework: the checks are ordinary code.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import socket
 from collections.abc import Callable, Iterator, Mapping
@@ -40,6 +41,7 @@ from .base import (
     OutboundActivity,
     StatusUpdate,
 )
+from .signing import header_bytes
 from .webhook import retry_after_seconds, valid_http_url
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +193,9 @@ class FakeAdapter(BaseAdapter):
         token = channel.config.get("token")
         if not isinstance(token, str) or not token:
             return None
-        return headers.get("X-Fake-Token") == token
+        given = headers.get("X-Fake-Token")
+        # Constant time, and bytes made the way that survives Sanic's surrogate-escaped headers.
+        return given is not None and hmac.compare_digest(header_bytes(given), header_bytes(token))
 
     def addressed_to(self, channel: ChannelInfo, message: InboundMessage) -> bool:
         to = message.metadata.get("to")
@@ -220,7 +224,9 @@ class Profile:
     URL set to a loopback URL —, ``set_timeout(config, seconds)`` when the type has its own
     timeout setting (otherwise the session's timeout applies), ``ok_body``, the JSON a provider
     answers a successful send with, and ``activity_metadata`` an activity needs to be sendable.
-    ``inbound`` and ``statuses`` are sample payloads (a message, a receipt) the type parses.
+    ``inbound`` and ``statuses`` are sample payloads (a message, a receipt) the type parses;
+    ``sign(channel, body)`` gives the headers a provider sends with a genuine request to the
+    ``secret_config`` channel, for types that check one.
     """
 
     type: str
@@ -234,6 +240,7 @@ class Profile:
     activity_metadata: dict[str, Any] = field(default_factory=dict)
     inbound: tuple[Any, ...] = ()
     statuses: tuple[Any, ...] = ()
+    sign: Callable[[ChannelInfo, bytes], dict[str, str]] | None = None
 
     def channel(self, adapter: Adapter, config: dict[str, Any] | None = None) -> ChannelInfo:
         """A channel of this type (duplex when the type allows it) with ``config``."""
@@ -491,6 +498,42 @@ def check_verification(adapter: Adapter, profile: Profile) -> None:
                 and isinstance(answer[1], str), \
                 f"{adapter.type}.verify_challenge returned {_show(answer)}, not (status, text)"
         _check_addressed(adapter, profile, channel)
+    _check_genuine(adapter, profile)
+
+
+class Headers(Mapping[str, str]):
+    """Request headers as the gateway hands them over: names compared case-insensitively."""
+
+    def __init__(self, items: Mapping[str, str]) -> None:
+        self._items = {k.lower(): v for k, v in items.items()}
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _check_genuine(adapter: Adapter, profile: Profile) -> None:
+    """A genuine request verifies (whatever the header names' case); one with any of its
+    headers altered does not."""
+    if profile.sign is None:
+        return
+    channel = profile.channel(adapter, profile.secret_config)
+    body = b'{"conformance": true}'
+    genuine = profile.sign(channel, body)
+    for headers in (Headers(genuine), Headers({k.upper(): v for k, v in genuine.items()})):
+        verdict = adapter.verify_signature(channel, headers, body)
+        assert verdict is True, \
+            f"{adapter.type}.verify_signature returned {verdict!r} for a genuine request {genuine}"
+    for key, value in genuine.items():
+        altered = Headers({**genuine, key: value[:-1] + ("A" if value[-1:] != "A" else "B")})
+        verdict = adapter.verify_signature(channel, altered, body)
+        assert verdict is not True, \
+            f"{adapter.type}.verify_signature accepted a request whose {key!r} was altered"
 
 
 def _check_addressed(adapter: Adapter, profile: Profile, channel: ChannelInfo) -> None:

@@ -7,6 +7,8 @@ to every adapter's parsers and config validation: only values or InboundError co
 
 from __future__ import annotations
 
+import base64
+import time
 from typing import Any
 
 import pytest
@@ -14,10 +16,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import adapters
-from adapters import testing
-from adapters.base import Adapter, DeliveryResult, InboundError, InboundMessage
+from adapters import signing, testing, whatsapp_meta
+from adapters.base import Adapter, ChannelInfo, DeliveryResult, InboundError, InboundMessage
 from adapters.testing import FakeAdapter, Profile
 from tests.whatsapp.standins import sample
+
+
+def _standard(channel: ChannelInfo, body: bytes) -> dict[str, str]:
+    stamp = int(time.time())
+    return {"webhook-id": "msg-1", "webhook-timestamp": str(stamp),
+            "webhook-signature": signing.standard_signature(channel.secret, "msg-1", stamp, body)}
+
+
+def _basic(channel: ChannelInfo, body: bytes) -> dict[str, str]:
+    user, password = channel.config["webhook_username"], channel.config["webhook_password"]
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def _with(**extra: Any) -> Any:
@@ -45,6 +58,7 @@ PROFILES: dict[str, Profile] = {p.type: p for p in (
         inbound=({"sender": "alice", "text": "hi", "message_id": "m1"},),
         statuses=({"delivery_id": "d1", "status": "delivered"},
                   {"provider_message_id": "p1", "status": "read", "error": None}),
+        sign=_standard,
     ),
     Profile(
         type="whatsapp_meta",
@@ -62,6 +76,8 @@ PROFILES: dict[str, Profile] = {p.type: p for p in (
         inbound=tuple(sample(f"meta_inbound_{n}.json") for n in ("text", "image", "two_messages")),
         statuses=tuple(sample(f"meta_status_{n}.json")
                        for n in ("delivered", "read", "failed", "multi")),
+        sign=lambda channel, body: {
+            "X-Hub-Signature-256": whatsapp_meta.sign(channel.config["app_secret"], body)},
     ),
     Profile(
         type="whatsapp_infobip",
@@ -78,6 +94,7 @@ PROFILES: dict[str, Profile] = {p.type: p for p in (
         inbound=tuple(sample(f"infobip_inbound_{n}.json") for n in ("text", "mixed")),
         statuses=tuple(sample(f"infobip_{n}.json")
                        for n in ("delivery_report", "seen_report", "reports_multi")),
+        sign=_basic,
     ),
     Profile(
         type="fake",
@@ -89,6 +106,7 @@ PROFILES: dict[str, Profile] = {p.type: p for p in (
         ok_body={"id": "fake-1"},
         inbound=({"messages": [{"from": "alice", "text": "hi", "id": "m1", "to": "+15550001111"}]},),
         statuses=({"statuses": [{"id": "fake-1", "status": "delivered"}]},),
+        sign=lambda channel, body: {"X-Fake-Token": channel.config["token"]},
     ),
 )}
 
