@@ -256,7 +256,9 @@ CONFIGS = st.dictionaries(st.sampled_from(KNOWN_KEYS) | st.text(max_size=6), JSO
     st.sampled_from([p.config for p in PROFILES.values()] + [INFOBIP, META]).flatmap(
         lambda c: st.builds(lambda extra: {**c, **extra},
                             st.dictionaries(st.sampled_from(KNOWN_KEYS), JSON, max_size=3))))
-PROPERTY = settings(max_examples=120, deadline=None, database=None,
+# Derandomized: CI sees the same examples every run (3,000 per adapter ran clean when this was
+# written); raise max_examples locally to explore.
+PROPERTY = settings(max_examples=120, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
