@@ -276,3 +276,27 @@ def test_property_parsers(key: str, payload: Any) -> None:
 @given(config=CONFIGS)
 def test_property_validate_config(key: str, config: dict[str, Any]) -> None:
     testing.check_validate_value(subject(key)[0], config)
+
+
+# Header and query values as the gateway may hand them over: any text, lone surrogates included
+# (Sanic decodes bytes that are not UTF-8 with surrogateescape).
+ANY_TEXT = st.text(st.characters(exclude_categories=[]), max_size=12)
+HEADER_NAMES = ["webhook-id", "webhook-timestamp", "webhook-signature", "X-Hub-Signature-256",
+                "Authorization", "X-Fake-Token", "hub.mode", "hub.verify_token", "hub.challenge",
+                "token", "challenge"]
+HEADER_VALUES = ANY_TEXT | st.sampled_from(["sha256=", "v1,", "Basic ", "App ", "subscribe",
+                                            str(int(time.time())), "²", "verify-me"])
+HEADER_MAPS = st.dictionaries(st.sampled_from(HEADER_NAMES) | ANY_TEXT, HEADER_VALUES, max_size=5)
+
+
+@pytest.mark.parametrize("key", KEYS)
+@PROPERTY
+@given(headers=HEADER_MAPS, body=st.binary(max_size=32), secrets=st.booleans())
+def test_property_verification(key: str, headers: dict[str, str], body: bytes,
+                               secrets: bool) -> None:
+    adapter, profile = subject(key)
+    channel = profile.channel(adapter, profile.secret_config if secrets else None)
+    verdict = adapter.verify_signature(channel, testing.Headers(headers), body)
+    assert verdict is None or verdict is False, (verdict, headers)
+    status, text = adapter.verify_challenge(channel, headers)
+    assert type(status) is int and isinstance(text, str)
