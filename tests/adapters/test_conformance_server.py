@@ -90,3 +90,28 @@ async def test_retry_after_beyond_any_date_is_capped(server: Server, api: Api) -
         assert 86_400 - 60 < wait <= 86_400, row
     finally:
         await receiver.stop()
+
+
+async def test_receipt_timestamps_at_the_ends_of_time(server: Server, api: Api) -> None:
+    """A receipt's timestamp is the provider's: one that cannot be a UTC date (year 1 east of
+    Greenwich, year 9999 west of it) is taken as now, not a 500."""
+    receiver = await Receiver().start()
+    try:
+        s = await api.setup("receipt-ends", type="webhook", config={"url": receiver.url("ok")})
+        activity = await api.post_activity(s["conversation"]["id"], s["api_key"], text="hi")
+        deadline = time.monotonic() + 10
+        while True:
+            rows = (await api.ok("GET", f"/api/admin/deliveries?activity_id={activity['id']}",
+                                 headers=api.admin))["data"]
+            if rows and rows[0]["status"] == "sent":
+                break
+            assert time.monotonic() < deadline, f"never sent: {rows}"
+            await asyncio.sleep(0.05)
+        for status, stamp in (("delivered", "0001-01-01T00:00:00+01:00"),
+                              ("read", "9999-12-31T23:59:59-01:00")):
+            code, body, _ = await api.call(
+                "POST", f"/api/v1/channels/{s['channel']['id']}/status",
+                json={"delivery_id": rows[0]["id"], "status": status, "timestamp": stamp})
+            assert code == 200 and body["receipts_processed"] == 1, (stamp, code, body)
+    finally:
+        await receiver.stop()
