@@ -4,7 +4,8 @@ Signature headers that are not UTF-8 (Sanic hands them over as lone surrogates) 
 Unicode digits are refused with 401, not a 500 (sent as raw HTTP bytes: a client library would
 not send them). A receiver asking for a Retry-After beyond any date holds the delivery back a
 day at most, instead of failing the write of the attempt's outcome (the row stayed claimed, and
-the other outcomes of its batch were lost with it).
+the other outcomes of its batch were lost with it). A receipt timestamp with no UTC date is
+taken as now. And every registered type's conformance profile holds through the management API.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
+import adapters
+from adapters import testing
+from tests.adapters.test_conformance import subject
 from tests.delivery.receiver import Receiver
 from tests.support.api import Api
 from tests.support.server import Server
@@ -115,3 +121,25 @@ async def test_receipt_timestamps_at_the_ends_of_time(server: Server, api: Api) 
             assert code == 200 and body["receipts_processed"] == 1, (stamp, code, body)
     finally:
         await receiver.stop()
+
+
+@pytest.mark.parametrize("key", list(adapters.REGISTRY))
+async def test_profiles_through_the_management_api(server: Server, api: Api, key: str) -> None:
+    """Every registered type's profile, through the real API: its config with secrets is
+    accepted and its secret fields never come back; every config the suite calls bad is a 422."""
+    adapter, profile = subject(key)
+    tenant = await api.tenant(f"profile-{key}")
+    mode = "duplex" if "duplex" in adapter.supported_modes else adapter.supported_modes[0]
+    config = profile.secret_config if profile.secret_config is not None else profile.config
+    made = await api.channel(tenant["id"], name=key, type=key, mode=mode, config=config)
+    listed = (await api.ok("GET", f"/api/admin/channels?tenant_id={tenant['id']}",
+                           headers=api.admin))["data"]
+    for shown in (made["config"], listed[0]["config"]):
+        for field in adapter.secret_fields:
+            assert shown.get(field) != config[field], f"{key}: secret {field!r} shown: {shown}"
+    for n, bad in enumerate(testing.bad_configs(profile)):
+        status, body, _ = await api.call(
+            "POST", "/api/admin/channels", headers=api.admin,
+            json={"tenant_id": tenant["id"], "name": f"bad-{n}", "type": key, "mode": mode,
+                  "config": bad})
+        assert status == 422 and body["code"] == "validation_failed", (key, bad, status, body)
