@@ -16,7 +16,7 @@ MODES = ("inbound", "outbound", "duplex")
 # The longest wait a receiver's Retry-After can ask for. A delivery's next attempt is a date:
 # "Retry-After: 99999999999999" (or an HTTP date in the year 9999) would overflow it and fail
 # the whole batch of outcomes written with it, so longer asks are taken as this.
-MAX_RETRY_AFTER = 86_400.0
+MAX_RETRY_AFTER = 7 * 86_400.0
 
 
 def capped_retry_after(seconds: float | None) -> float | None:
