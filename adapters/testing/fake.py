@@ -3,6 +3,7 @@ they can steer, and the reference implementation the conformance suite must acce
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Mapping
@@ -57,6 +58,7 @@ class FakeAdapter(BaseAdapter):
         self.script: list[DeliveryResult] = []
         self._gone = False
         self._count = 0
+        self._arrived = asyncio.Event()
 
     # -- telling it what to do ------------------------------------------------------------
     def fail(self, times: int = 1, *, error: str = "fake failure",
@@ -70,9 +72,19 @@ class FakeAdapter(BaseAdapter):
         self._gone = True
 
     def reset(self) -> None:
+        """Forget what was delivered and scripted; deliver again."""
         self.delivered.clear()
         self.script.clear()
         self._gone = False
+        self._count = 0
+
+    async def wait_delivered(self, n: int, timeout: float = 5.0) -> list[Delivered]:
+        """Wait (no polling) until ``n`` deliveries were attempted; they, in order."""
+        async with asyncio.timeout(timeout):
+            while len(self.delivered) < n:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.delivered[:n]
 
     # -- the protocol ---------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
@@ -101,6 +113,7 @@ class FakeAdapter(BaseAdapter):
             self._count += 1
             result = DeliveryResult(ok=True, provider_message_id=f"fake-{self._count}")
         self.delivered.append(Delivered(channel, activity, result))
+        self._arrived.set()
         return result
 
     async def _post(self, session: Any, channel: ChannelInfo,

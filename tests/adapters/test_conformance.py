@@ -7,6 +7,7 @@ to every adapter's parsers and config validation: only values or InboundError co
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from typing import Any
@@ -203,6 +204,11 @@ async def test_fake_records_fails_and_goes() -> None:
     assert all(d.activity is activity for d in fake.delivered)
     fake.reset()
     assert fake.delivered == [] and (await fake.deliver(None, channel, activity)).ok
+    waiting = asyncio.ensure_future(fake.wait_delivered(3))
+    for _ in range(2):
+        await asyncio.sleep(0)  # let the waiter wait: it must be woken, not find them there
+        await fake.deliver(None, channel, activity)
+    assert [d.result.provider_message_id for d in await waiting] == ["fake-1", "fake-2", "fake-3"]
     secret = profile.channel(fake, profile.secret_config)
     assert fake.verify_signature(secret, {"X-Fake-Token": "t0k"}, b"") is True
     assert fake.verify_challenge(secret, {"token": "t0k", "challenge": "c"}) == (200, "c")
