@@ -33,6 +33,8 @@ def check_attributes(adapter: Adapter, key: str) -> None:
     assert isinstance(fields, tuple) and all(isinstance(f, str) and f for f in fields), \
         f"{key}: secret_fields must be a tuple of non-empty str, got {fields!r}"
     assert isinstance(adapter.delivers, bool), f"{key}: delivers must be a bool"
+    assert not adapter.delivers or {"outbound", "duplex"} & set(modes), \
+        f"{key}: delivers, but supported_modes {modes} has neither outbound nor duplex"
 
 
 # -- config -------------------------------------------------------------------------------------

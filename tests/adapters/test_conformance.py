@@ -170,6 +170,10 @@ class _Crashes(FakeAdapter):
             return DeliveryResult(ok=resp.status < 300)
 
 
+class _InboundOnly(FakeAdapter):
+    supported_modes = ("inbound",)
+
+
 class _Trusting(FakeAdapter):
     def verify_signature(self, channel: Any, headers: Any, body: bytes) -> bool | None:
         return True
@@ -181,6 +185,8 @@ async def test_the_suite_fails_broken_adapters() -> None:
         testing.check_parsing(_Raises(), profile)
     with pytest.raises(AssertionError, match="registered as 'fake'"):
         testing.check_attributes(_Misnamed(), "fake")
+    with pytest.raises(AssertionError, match="neither outbound nor duplex"):
+        testing.check_attributes(_InboundOnly(), "fake")
     with pytest.raises(AssertionError, match="forged headers"):
         testing.check_verification(_Trusting(), profile)
     with pytest.raises(AssertionError, match="deliver"):
