@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -171,7 +171,7 @@ class _Crashes(FakeAdapter):
 
 
 class _InboundOnly(FakeAdapter):
-    supported_modes = ("inbound",)
+    supported_modes: ClassVar[tuple[str, ...]] = ("inbound",)
 
 
 class _Trusting(FakeAdapter):
