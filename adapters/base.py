@@ -13,6 +13,17 @@ from typing import Any, ClassVar, Protocol
 import msgspec
 
 MODES = ("inbound", "outbound", "duplex")
+# The longest wait a receiver's Retry-After can ask for. A delivery's next attempt is a date:
+# "Retry-After: 99999999999999" (or an HTTP date in the year 9999) would overflow it and fail
+# the whole batch of outcomes written with it, so longer asks are taken as this.
+MAX_RETRY_AFTER = 7 * 86_400.0
+
+
+def capped_retry_after(seconds: float | None) -> float | None:
+    """``seconds`` within [0, MAX_RETRY_AFTER]; None for None or NaN."""
+    if seconds is None or seconds != seconds:
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 class ChannelInfo(msgspec.Struct, kw_only=True):

@@ -16,6 +16,12 @@ import hmac
 PREFIX = "whsec_"
 
 
+def header_bytes(value: str) -> bytes:
+    """A received header value as bytes to compare. Sanic decodes header bytes that are not
+    UTF-8 to lone surrogates (``surrogateescape``); a plain ``encode()`` would raise on them."""
+    return value.encode("utf-8", "surrogatepass")
+
+
 def standard_key(secret: str) -> bytes:
     """The HMAC key of a Standard Webhooks secret (the base64 part after ``whsec_``)."""
     if secret.startswith(PREFIX):
@@ -41,7 +47,7 @@ def converger_signature(secret: str, body: bytes) -> str:
 
 def check_converger_signature(secret: str, body: bytes, header: str) -> bool:
     """Constant-time comparison of a received ``x-converger-signature``."""
-    return hmac.compare_digest(converger_signature(secret, body).encode(), header.encode())
+    return hmac.compare_digest(converger_signature(secret, body).encode(), header_bytes(header))
 
 
 def check_standard_signature(
@@ -50,7 +56,7 @@ def check_standard_signature(
     """True when any ``v1,`` signature in a (space-separated) ``webhook-signature`` matches."""
     expected = standard_signature(secret, msg_id, timestamp, body).encode()
     return any(
-        hmac.compare_digest(expected, candidate.encode())
+        hmac.compare_digest(expected, header_bytes(candidate))
         for candidate in header.split()
         if candidate.startswith("v1,")
     )

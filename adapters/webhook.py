@@ -3,6 +3,7 @@ messages and status receipts from the same kind of endpoint (reference §10.4–
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -21,10 +22,12 @@ from .base import (
     InboundMessage,
     OutboundActivity,
     StatusUpdate,
+    capped_retry_after,
 )
 from .signing import check_standard_signature, converger_signature, standard_signature
 
 _encode = msgspec.json.Encoder().encode
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 ERROR_BODY_CHARS = 500
 # Standard Webhooks' replay window: a signed request older (or newer) than this is refused.
 TOLERANCE_SECONDS = 300
@@ -61,12 +64,13 @@ def signed_headers(secret: str, delivery_id: str, body: bytes, timestamp: int) -
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    """``Retry-After`` as seconds (at most ``MAX_RETRY_AFTER``): delta-seconds or an HTTP date;
+    None when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():  # not "²", which isdigit() accepts and float() not
+        return capped_retry_after(float(value))
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -74,7 +78,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     now_dt = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
-    return max(0.0, (when - now_dt).total_seconds())
+    return capped_retry_after((when - now_dt).total_seconds())
 
 
 def _str(payload: Mapping[str, Any], *keys: str) -> str | None:
@@ -103,6 +107,11 @@ class WebhookAdapter(BaseAdapter):
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
         ):
             return "webhook config 'headers' must be an object of strings"
+        # aiohttp refuses to send these (header injection): every delivery would fail.
+        if any(_CONTROL.search(k) or not k for k in headers) or any(
+            _CONTROL.search(v) for v in headers.values()
+        ):
+            return "webhook config 'headers' must not contain control characters or empty names"
         return None
 
     async def deliver(
@@ -176,6 +185,7 @@ class WebhookAdapter(BaseAdapter):
             return None
         msg_id = headers.get("webhook-id", "")
         stamp = headers.get("webhook-timestamp", "")
-        if not stamp.isdigit() or abs(time.time() - int(stamp)) > TOLERANCE_SECONDS:
+        # isascii: str.isdigit() accepts "²", which int() refuses.
+        if not (stamp.isascii() and stamp.isdigit()) or abs(time.time() - int(stamp)) > TOLERANCE_SECONDS:
             return False
         return check_standard_signature(channel.secret, msg_id, stamp, body, signature)

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from .base import DeliveryResult, OutboundActivity
+from .base import DeliveryResult, OutboundActivity, capped_retry_after
 
 # A channel's own ``timeout_seconds`` is capped so that an attempt stays well inside the
 # delivery lease (120 s): a request still running when its lease ran out could be sent twice.
@@ -56,6 +56,16 @@ def validate_common(config: Mapping[str, Any], prefix: str) -> str | None:
     return None
 
 
+def header_unsafe(config: Mapping[str, Any], keys: tuple[str, ...], prefix: str) -> str | None:
+    """An error when a value sent in an HTTP header holds a control character (say the newline
+    of a token pasted from a file): aiohttp refuses to send it, so every delivery would fail."""
+    for key in keys:
+        value = config.get(key)
+        if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            return f"{prefix} config '{key}' must not contain control characters (a pasted newline?)"
+    return None
+
+
 def timeout_of(config: Mapping[str, Any]) -> aiohttp.ClientTimeout | None:
     """The channel's ``timeout_seconds``; None (the session's own timeout, in the server
     ``CONVERGER_WEBHOOK_TIMEOUT``) when it sets none."""
@@ -64,12 +74,13 @@ def timeout_of(config: Mapping[str, Any]) -> aiohttp.ClientTimeout | None:
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), at most
+    ``MAX_RETRY_AFTER``, or None."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        return capped_retry_after(float(value))
     except ValueError:
         pass
     try:
@@ -78,7 +89,7 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
         return None
     if when is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return capped_retry_after(when.timestamp() - (time.time() if now is None else now))
 
 
 def decode_json(raw: bytes) -> Any:
@@ -109,7 +120,9 @@ async def post_json(
     except TimeoutError:
         total = (timeout or session.timeout).total
         return f"timeout after {total:g}s" if total else "timeout"
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, ValueError) as exc:
+        # ValueError: aiohttp refuses a header with a control character (a credential stored
+        # before validation refused them); the attempt fails instead of raising.
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 

@@ -25,6 +25,7 @@ from .base import (
     StatusUpdate,
     missing_strings,
 )
+from .signing import header_bytes
 from .webhook import valid_http_url
 
 REQUIRED = ("base_url", "api_key", "sender")
@@ -52,6 +53,9 @@ class WhatsAppInfobipAdapter(BaseAdapter):
         missing = missing_strings(config, REQUIRED)
         if missing:
             return "whatsapp_infobip config missing: " + ", ".join(missing)
+        unsafe = common.header_unsafe(config, ("api_key",), "whatsapp_infobip")
+        if unsafe:
+            return unsafe
         if not valid_http_url(config["base_url"]):
             return "whatsapp_infobip config 'base_url' must be a valid HTTP/HTTPS URL"
         basic = [config.get(k) for k in BASIC_FIELDS]
@@ -79,7 +83,7 @@ class WhatsAppInfobipAdapter(BaseAdapter):
             return None
         given = common.header(headers, "Authorization") or ""
         expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        return hmac.compare_digest(given.strip().encode(), expected.encode())
+        return hmac.compare_digest(header_bytes(given.strip()), expected.encode())
 
     # -- outbound -----------------------------------------------------------------------
     def text_url(self, config: Mapping[str, Any]) -> str:

@@ -25,6 +25,7 @@ from .base import (
     StatusUpdate,
     missing_strings,
 )
+from .signing import header_bytes
 from .webhook import valid_http_url
 
 REQUIRED = ("phone_number_id", "access_token", "verify_token")
@@ -53,6 +54,9 @@ class WhatsAppMetaAdapter(BaseAdapter):
         missing = missing_strings(config, REQUIRED)
         if missing:
             return "whatsapp_meta config missing: " + ", ".join(missing)
+        unsafe = common.header_unsafe(config, ("access_token",), "whatsapp_meta")
+        if unsafe:
+            return unsafe
         secret = config.get("app_secret")
         if secret is not None and not isinstance(secret, str):
             return "whatsapp_meta config 'app_secret' must be a string"
@@ -158,7 +162,7 @@ class WhatsAppMetaAdapter(BaseAdapter):
             and isinstance(token, str)
             and isinstance(expected, str)
             and expected
-            and hmac.compare_digest(token.encode(), expected.encode())
+            and hmac.compare_digest(header_bytes(token), expected.encode())
         ):
             return 200, query.get("hub.challenge") or ""
         return 403, "Verification failed"
@@ -175,7 +179,7 @@ class WhatsAppMetaAdapter(BaseAdapter):
         if not given:
             return False
         expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(given.strip().lower().encode(), expected.encode())
+        return hmac.compare_digest(header_bytes(given.strip().lower()), expected.encode())
 
 
     def addressed_to(self, channel: ChannelInfo, message: InboundMessage) -> bool:

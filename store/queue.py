@@ -291,6 +291,8 @@ def receipt_time(value: Any, now: str) -> str:
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=UTC)
             return iso(dt)
+        except OverflowError:  # year 1 east of UTC, or 9999 west of it: no UTC date
+            return now
         except ValueError:
             digits = re.match(r"\d+", value)
             if digits:
