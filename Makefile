@@ -24,9 +24,11 @@ test: setup test-setup
 test-setup: setup
 	bash tests/setup.sh
 
-## Style (ruff) and the architecture's import rules (import-linter, contracts in pyproject.toml).
+## Style (ruff), types (mypy) and the architecture's import rules (import-linter; all configured
+## in pyproject.toml).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 check: lint test

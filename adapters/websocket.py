@@ -11,7 +11,7 @@ class WebSocketAdapter(BaseAdapter):
     type: ClassVar[str] = "websocket"
     supported_modes: ClassVar[tuple[str, ...]] = ("outbound",)
 
-    def parse_inbound(self, payload: object) -> list:  # type: ignore[override]
+    def parse_inbound(self, payload: object) -> list:
         from .base import InboundError
 
         raise InboundError("websocket channel does not receive inbound webhooks")

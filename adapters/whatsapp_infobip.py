@@ -234,15 +234,16 @@ def _content(kind: str, message: dict[str, Any]) -> tuple[str | None, list[Any]]
     if kind in MEDIA_TYPES:
         return common.as_str(message.get("caption")), [{"type": kind.lower(), **pick("url", "caption")}]
     if kind == "LOCATION":
-        att = {"type": "location", **pick("latitude", "longitude", "name", "address", "url")}
-        return common.as_str(message.get("name")) or common.as_str(message.get("address")), [att]
+        loc = {"type": "location", **pick("latitude", "longitude", "name", "address", "url")}
+        return common.as_str(message.get("name")) or common.as_str(message.get("address")), [loc]
     if kind in ("CONTACT", "CONTACTS"):
         return None, [{"type": "contacts", "contacts": common.as_list(message.get("contacts"))}]
     if kind == "BUTTON":
         return common.as_str(message.get("text")), [{"type": "button", **pick("text", "payload")}]
     if kind.startswith("INTERACTIVE_"):
-        att = {"type": "interactive", "reply_type": kind.lower(), **pick("id", "title", "description")}
-        return common.as_str(message.get("title")), [att]
+        reply = {"type": "interactive", "reply_type": kind.lower(),
+                 **pick("id", "title", "description")}
+        return common.as_str(message.get("title")), [reply]
     # ORDER, UNSUPPORTED and whatever Infobip adds later: kept, not dropped.
     data = {k: v for k, v in message.items() if k not in ("type", "context")}
     att: dict[str, Any] = {"type": kind.lower()}

@@ -242,7 +242,8 @@ def _is_message(msg: Any) -> bool:
 
 def _message(msg: dict[str, Any], value: dict[str, Any]) -> InboundMessage:
     sender = common.as_str(msg.get("from")) or ""
-    kind = msg.get("type") if isinstance(msg.get("type"), str) else "unknown"
+    raw_kind = msg.get("type")
+    kind = raw_kind if isinstance(raw_kind, str) else "unknown"
     text, attachments, extra = _content(kind, msg)
     meta: dict[str, Any] = {
         "whatsapp_message_id": common.as_str(msg.get("id")),
@@ -274,15 +275,16 @@ def _content(kind: str, msg: dict[str, Any]) -> tuple[str | None, list[Any], dic
             media["media_id"] = media.pop("id")
         return common.as_str(part.get("caption")), [media], {}
     if kind == "location":
-        loc = {"type": "location", **{k: part[k] for k in
-                                      ("latitude", "longitude", "name", "address", "url") if k in part}}
+        loc: dict[str, Any] = {"type": "location", **{
+            k: part[k] for k in ("latitude", "longitude", "name", "address", "url") if k in part}}
         return common.as_str(part.get("name")) or common.as_str(part.get("address")), [loc], {}
     if kind == "contacts":
         return None, [{"type": "contacts", "contacts": common.as_list(msg.get("contacts"))}], {}
     if kind == "interactive":
-        reply_type = part.get("type") if isinstance(part.get("type"), str) else "unknown"
+        raw_type = part.get("type")
+        reply_type = raw_type if isinstance(raw_type, str) else "unknown"
         reply = common.as_dict(part.get(reply_type))
-        att = {"type": "interactive", "reply_type": reply_type, **reply}
+        att: dict[str, Any] = {"type": "interactive", "reply_type": reply_type, **reply}
         return common.as_str(reply.get("title")), [att], {}
     if kind == "button":
         att = {"type": "button", **{k: part[k] for k in ("text", "payload") if k in part}}

@@ -125,7 +125,7 @@ def cmd_version() -> int:
     print(f"sanic {sanic.__version__}")
     print(f"sqlite {sqlite3.sqlite_version}")
     try:
-        from .litestream import version as ls_version  # type: ignore[attr-defined]
+        from .litestream import version as ls_version
 
         print(f"litestream {ls_version()}")
     except Exception:

@@ -24,7 +24,7 @@ def undecodable(value: str) -> bool:
 
 
 def install(app: Sanic) -> None:
-    @app.on_request(priority=95)  # after the request id (100), before any guard or handler
+    @app.on_request(priority=95)  # type: ignore[call-arg]  # after the request id (100), before any guard or handler
     async def _valid_headers(request: Request) -> HTTPResponse | None:
         for name, value in request.headers.items():
             if undecodable(value) or undecodable(name):
