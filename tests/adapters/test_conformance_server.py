@@ -52,7 +52,10 @@ async def _channel(api: Api, type: str, config: dict[str, Any]) -> dict[str, Any
     return await api.channel(tenant["id"], name=type, type=type, mode="duplex", config=config)
 
 
-async def test_bad_signature_bytes_are_401_not_500(server: Server, api: Api) -> None:
+async def test_bad_signature_bytes_are_refused_not_500(server: Server, api: Api) -> None:
+    """Bytes that are not UTF-8 are refused before any route (400 invalid_header,
+    gateway/headers.py); valid UTF-8 that is no signature (a Unicode digit as timestamp) reaches
+    the check and gets 401. Neither is a 500."""
     webhook = await _channel(api, "webhook", {"url": "https://example.com/hook"})
     meta = await _channel(api, "whatsapp_meta", {
         "phone_number_id": "1", "access_token": "t", "verify_token": "v", "app_secret": "s"})
@@ -61,19 +64,21 @@ async def test_bad_signature_bytes_are_401_not_500(server: Server, api: Api) -> 
         "webhook_username": "u", "webhook_password": "p"})
     body = json.dumps({"sender": "alice", "text": "hi"}).encode()
     cases = [
-        (webhook, [b"x-converger-signature: sha256=\xff"]),
+        (webhook, [b"x-converger-signature: sha256=\xff"], 400, "invalid_header"),
         (webhook, [b"webhook-id: m1", b"webhook-timestamp: 1",
-                   b"webhook-signature: v1,\xff"]),
+                   b"webhook-signature: v1,\xff"], 400, "invalid_header"),
         (webhook, [b"webhook-id: m1", "webhook-timestamp: ²".encode(),
-                   b"webhook-signature: v1,AAAA"]),
-        (meta, [b"X-Hub-Signature-256: sha256=\xff"]),
-        (infobip, [b"Authorization: Basic \xff"]),
+                   b"webhook-signature: v1,AAAA"], 401, "invalid_signature"),
+        (meta, [b"X-Hub-Signature-256: sha256=\xff"], 400, "invalid_header"),
+        (meta, ["X-Hub-Signature-256: sha256=²".encode()], 401, "invalid_signature"),
+        (infobip, [b"Authorization: Basic \xff"], 400, "invalid_header"),
     ]
-    for channel, headers in cases:
+    for channel, headers, expected, code in cases:
         status, answer = await raw_request(server.url, "POST",
                                            f"/api/v1/channels/{channel['id']}/inbound",
                                            headers, body)
-        assert status == 401, (channel["type"], headers, status, answer)
+        assert (status, json.loads(answer)["code"]) == (expected, code), (
+            channel["type"], headers, status, answer)
 
 
 async def test_retry_after_beyond_any_date_is_capped(server: Server, api: Api) -> None:
