@@ -74,8 +74,10 @@ def create_app(settings: Settings, name: str | None = None) -> Sanic:
     @app.after_server_stop
     async def _close(app: Sanic) -> None:
         if ctx.db is not None:
+            started = time.monotonic()
             ctx.db.close()
             ctx.db = None
+            ctx.log.info("database closed in %.2fs", time.monotonic() - started)
 
     return app
 

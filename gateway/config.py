@@ -223,7 +223,8 @@ def markdown() -> str:
     lines = [
         "# Configuration",
         "",
-        "Generated from `gateway/config.py` (`SETTINGS`); `tests/gateway/test_config.py` checks",
+        "Generated from `gateway/config.py` (`SETTINGS`); "
+        "`tests/integration/gateway/test_config.py` checks",
         "that this file is current. Regenerate with `converger settings --markdown > docs/configuration.md`.",
         "",
         "| setting | environment | default | meaning |",

@@ -228,6 +228,7 @@ class Supervisor:
     async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM the child and wait for its final sync; SIGKILL after ``timeout``."""
         self._stopping.set()
+        started = time.monotonic()
         if self._poller is not None:
             self._poller.cancel()
         proc = self.proc
@@ -244,6 +245,8 @@ class Supervisor:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         self.state = "stopped"
+        self.log.info("replication: litestream stopped in %.2fs (exit %s)",
+                      time.monotonic() - started, self.last_exit)
 
     async def _await_first_sync(self, deadline: float) -> None:
         import aiohttp

@@ -129,6 +129,7 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop every task, then give back the leases still held (in flight or buffered)."""
+        started = time.monotonic()
         for task in [*self.tasks, *self.spawned]:
             task.cancel()
         await asyncio.gather(*self.tasks, *self.spawned, return_exceptions=True)
@@ -138,8 +139,10 @@ class Engine:
         if self.app.ctx.db is not None:
             # One process owns the database, so every lease still set is ours: the ones in
             # `held`, and any claim whose write committed just as its awaiting task was cancelled.
-            await self.app.ctx.db.write(queue.rescue_all, self.app.ctx.now_iso())
+            released = await self.app.ctx.db.write(queue.rescue_all, self.app.ctx.now_iso())
             self.held.clear()
+            self.app.ctx.log.info("delivery: workers stopped in %.2fs, %s leases released",
+                                  time.monotonic() - started, released)
         if self.session is not None:
             await self.session.close()
             self.session = None

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.realtime.conftest import bearer, make_cg_world, make_world
+from tests.integration.realtime.conftest import bearer, make_cg_world, make_world
 from tests.support.api import Api
 from tests.support.server import Server
 

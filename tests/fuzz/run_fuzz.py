@@ -1,5 +1,5 @@
 """The long fuzz run (not in the default suite): many more schemathesis cases per operation
-than tests/hardening/test_fuzz.py, with shrinking, against a real server of its own.
+than tests/integration/hardening/test_fuzz.py, with shrinking, against a real server of its own.
 
     PYTHONPATH=. python tests/fuzz/run_fuzz.py [--examples 300] [--seed N|--random]
 
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import schemathesis  # noqa: E402
 
-from tests.hardening.fuzz_support import TIMEOUT, fuzz, make_world  # noqa: E402
+from tests.integration.hardening.fuzz_support import TIMEOUT, fuzz, make_world  # noqa: E402
 from tests.support.server import Server  # noqa: E402
 
 

@@ -51,7 +51,7 @@ class Server:
             "CONVERGER_SECRET_KEY": "test-secret-key-0123456789",
             "PYTHONUNBUFFERED": "1",
             # Suites share one server and one client IP: per-IP and per-tenant limits are tested
-            # on servers of their own (tests/ops), and are off here unless a test sets them.
+            # on servers of their own (tests/integration/ops), and are off here unless a test sets them.
             "CONVERGER_RATE_LIMIT_TOKENS": "0",
             "CONVERGER_RATE_LIMIT_ACTIVITIES": "0",
             **self.extra_env,

@@ -1,0 +1,338 @@
+"""The admin panel and the portal in a real headless Chromium (Debian's, driven by Playwright)
+against the real server: forms, the adaptive channel form, the live timeline, roles and tenant
+isolation. One browser for the module; pages are reused."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.integration.web.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.support.api import Api
+from tests.support.server import Server
+
+CHROMIUM = os.environ.get("CONVERGER_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+SHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not shutil.which("chromium"),
+    reason="chromium is not installed (tests/setup.sh installs it)")
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        await b.close()
+
+
+async def _login(browser: Any, base: str, email: str, password: str, area: str = "admin",
+                 tenant: str | None = None) -> Any:
+    context = await browser.new_context(viewport={"width": 1360, "height": 900})
+    context.set_default_timeout(8000)
+    page = await context.new_page()
+    page.on("dialog", lambda d: d.accept())
+    await page.goto(f"{base}/{area}/login")
+    if tenant is not None:
+        await page.fill("input[name=tenant]", tenant)
+    await page.fill("input[name=email]", email)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/{area}")
+    return page
+
+
+@pytest.fixture(scope="module")
+async def page(browser: Any, web_server: Server) -> AsyncIterator[Any]:
+    p = await _login(browser, web_server.url, ADMIN_EMAIL, ADMIN_PASSWORD)
+    yield p
+    await p.context.close()
+
+
+async def _has_delivery_workers(api: Api) -> bool:
+    _, body, _ = await api.call("GET", "/readyz")
+    return isinstance(body, dict) and any("deliver" in k for k in body.get("checks", {}))
+
+
+async def test_login_create_a_tenant_and_a_channel_of_each_type(page: Any, web_server: Server) -> None:
+    from playwright.async_api import expect
+
+    base = web_server.url
+    await expect(page.locator(".flash")).to_contain_text("Welcome back")
+    await page.goto(base + "/admin/tenants")
+    await page.fill("#tenant-form input[name=name]", "browser-co")
+    await page.click("#tenant-form button[type=submit]")
+    await expect(page.locator("#shown-once")).to_contain_text("API key of browser-co")
+    key = (await page.text_content("#once-value")).strip()
+    assert key.startswith("cvk_")
+    await page.reload()  # shown once: gone on the next view
+    assert key not in await page.content()
+
+    await page.goto(base + "/admin/channels")
+    form = page.locator("#channel-form")
+    configs = {
+        "webhook": {"url": "http://127.0.0.1:9/hook"},
+        "whatsapp_meta": {"phone_number_id": "1234", "access_token": "meta-access-token",
+                          "verify_token": "vt"},
+        "whatsapp_infobip": {"base_url": "https://infobip.example", "api_key": "ib-key",
+                             "sender": "447000"},
+        "echo": {}, "websocket": {},
+    }
+    for kind, cfg in configs.items():
+        await form.locator("select[name=tenant_id]").select_option(label="browser-co")
+        await form.locator("input[name=name]").fill(f"b-{kind}")
+        await form.locator("select[name=type]").select_option(kind)
+        # The form adapts: the modes the type supports, its own config inputs.
+        modes = await form.locator("select[name=mode] option").all_text_contents()
+        assert modes == (["outbound"] if kind in ("echo", "websocket")
+                         else ["inbound", "outbound", "duplex"]), (kind, modes)
+        for key_name, value in cfg.items():
+            await form.locator(f"input[name='config.{kind}.{key_name}']").fill(value)
+        await form.locator("button[type=submit]").click()
+        await expect(page.locator(".flash").first).to_contain_text("Channel created")
+        await expect(page.locator("#shown-once")).to_contain_text(f"b-{kind}")
+        form = page.locator("#channel-form")
+    # The step builder writes middleware steps the server validates and stores.
+    await form.locator("select[name=tenant_id]").select_option(label="browser-co")
+    await form.locator("input[name=name]").fill("b-steps")
+    await form.locator("select[name=type]").select_option("websocket")
+    await page.select_option("#step-type", "add_prefix")
+    await page.click("#add-step")
+    await page.select_option("#step-type", "truncate_text")
+    await page.click("#add-step")
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator("tr[data-channel='b-steps'] td").nth(7)).to_have_text("2")
+
+    await page.goto(base + "/admin/channels")
+    for kind in configs:
+        await expect(page.locator(f"tr[data-channel='b-{kind}']")).to_have_count(1)
+    assert "meta-access-token" not in await page.content()
+
+
+async def test_conversation_timeline_updates_live(page: Any, web_server: Server,
+                                                  web_api: Api) -> None:
+    from playwright.async_api import expect
+
+    s = await web_api.setup("live-co")
+    await page.goto(f"{web_server.url}/admin/conversations/{s['conversation']['id']}")
+    await expect(page.locator("#timeline")).to_contain_text("No activities yet")
+    await web_api.post_activity(s["conversation"]["id"], s["api_key"], text="first live message",
+                                sender="alice")
+    await expect(page.locator("#timeline")).to_contain_text("first live message", timeout=5000)
+    await web_api.post_activity(s["conversation"]["id"], s["api_key"], text="second one",
+                                sender="bob")
+    await expect(page.locator("#timeline tbody tr")).to_have_count(2, timeout=5000)
+    await expect(page.locator("#timeline")).to_contain_text("bob")
+
+
+async def test_viewer_cannot_change_anything(browser: Any, page: Any, web_server: Server,
+                                             web_api: Api) -> None:
+    from playwright.async_api import expect
+
+    base = web_server.url
+    await page.goto(base + "/admin/users")
+    form = page.locator("#admin-user-form")
+    await form.locator("input[name=name]").fill("Browser Viewer")
+    await form.locator("input[name=email]").fill("bviewer@example.com")
+    await form.locator("input[name=password]").fill("viewer password")
+    await form.locator("select[name=role]").select_option("viewer")
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator("tr[data-user='bviewer@example.com']")).to_have_count(1)
+    t = await web_api.tenant("viewer-target")
+
+    viewer = await _login(browser, base, "bviewer@example.com", "viewer password")
+    try:
+        for path in ("/admin/tenants", "/admin/channels", "/admin/deliveries", "/admin/users"):
+            await viewer.goto(base + path)
+            # Only the logout form posts anything.
+            await expect(viewer.locator("form[method=post]")).to_have_count(1)
+            await expect(viewer.locator("text=Create tenant")).to_have_count(0)
+        # Forged from the page itself, with the right CSRF token: still refused.
+        status = await viewer.evaluate(
+            """async (tid) => {
+                const csrf = document.querySelector('input[name=_csrf]').value;
+                const body = new URLSearchParams({_csrf: csrf, status: 'inactive'});
+                const r = await fetch('/admin/tenants/' + tid + '/status', {method: 'POST', body});
+                return r.status;
+            }""", t["id"])
+        assert status == 403
+        now = await web_api.ok("GET", f"/api/admin/tenants/{t['id']}", headers=web_api.admin)
+        assert now["data"]["status"] == "active"
+    finally:
+        await viewer.context.close()
+
+
+async def test_portal_user_cannot_reach_another_tenants_conversation(
+    browser: Any, page: Any, web_server: Server, web_api: Api
+) -> None:
+    from playwright.async_api import expect
+
+    base = web_server.url
+    a = await web_api.setup("tenant-a")
+    b = await web_api.setup("tenant-b")
+    await page.goto(base + "/admin/tenant_users")
+    form = page.locator("#tenant-user-form")
+    await form.locator("select[name=tenant_id]").select_option(label="tenant-a")
+    await form.locator("input[name=name]").fill("Ada")
+    await form.locator("input[name=email]").fill("ada@a.example")
+    await form.locator("input[name=password]").fill("ada password")
+    await form.locator("select[name=role]").select_option("owner")
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator("tr[data-user='ada@a.example']")).to_have_count(1)
+
+    portal = await _login(browser, base, "ada@a.example", "ada password", "portal", "tenant-a")
+    try:
+        await portal.goto(f"{base}/portal/conversations/{a['conversation']['id']}")
+        await expect(portal.locator("#timeline")).to_be_visible()
+        await web_api.post_activity(a["conversation"]["id"], a["api_key"], text="portal live")
+        await expect(portal.locator("#timeline")).to_contain_text("portal live", timeout=5000)
+        await portal.goto(f"{base}/portal/conversations/{b['conversation']['id']}")
+        assert portal.url == f"{base}/portal/conversations"
+        await expect(portal.locator(".flash")).to_contain_text("Conversation not found")
+        assert b["conversation"]["id"][-12:] not in await portal.content()
+    finally:
+        await portal.context.close()
+
+
+# -- these need the delivery workers (another area); they light up once /readyz reports them ---
+@pytest.fixture
+async def receiver() -> AsyncIterator[dict[str, Any]]:
+    """A webhook receiver whose answer the test controls."""
+    state: dict[str, Any] = {"status": 200, "hits": []}
+
+    async def hook(request: web.Request) -> web.Response:
+        state["hits"].append(await request.json())
+        return web.Response(status=state["status"], text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    state["url"] = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
+    yield state
+    await runner.cleanup()
+
+
+async def test_delivery_tick_advances_when_a_receipt_arrives(
+    page: Any, web_server: Server, web_api: Api, receiver: dict[str, Any]
+) -> None:
+    from playwright.async_api import expect
+
+    assert await _has_delivery_workers(web_api), "/readyz reports no delivery workers"
+    s = await web_api.setup("ticks-co", type="webhook", mode="duplex",
+                            config={"url": receiver["url"]})
+    conv = s["conversation"]["id"]
+    await page.goto(f"{web_server.url}/admin/conversations/{conv}")
+    await web_api.post_activity(conv, s["api_key"], text="tick me")
+    await expect(page.locator("#timeline [data-status=sent]")).to_have_count(1, timeout=8000)
+    async with aiohttp.ClientSession() as http, http.get(
+        f"{web_server.url}/api/admin/deliveries?channel_id={s['channel']['id']}",
+        headers=web_api.admin,
+    ) as r:
+        listed = (await r.json()).get("data", []) if r.status == 200 else []
+    delivery_id = (listed[0]["id"] if listed
+                   else receiver["hits"][0].get("delivery_id") or receiver["hits"][0].get("id"))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{web_server.url}/api/v1/channels/{s['channel']['id']}/status",
+                             json={"delivery_id": delivery_id, "status": "delivered"}) as r:
+            assert r.status == 200, await r.text()
+    await expect(page.locator("#timeline [data-status=delivered]")).to_have_count(1, timeout=5000)
+
+
+async def test_retry_a_failed_delivery_until_it_succeeds(
+    page: Any, web_server: Server, web_api: Api, receiver: dict[str, Any]
+) -> None:
+    from playwright.async_api import expect
+
+    assert await _has_delivery_workers(web_api), "/readyz reports no delivery workers"
+    receiver["status"] = 410  # Gone: never retried, so failed at once
+    s = await web_api.setup("retry-co", type="webhook", mode="duplex",
+                            config={"url": receiver["url"]})
+    await web_api.post_activity(s["conversation"]["id"], s["api_key"], text="retry me")
+    url = f"{web_server.url}/admin/deliveries?channel_id={s['channel']['id']}"
+    row = page.locator("#deliveries tbody tr").first
+    for _ in range(40):
+        await page.goto(url)
+        if await page.locator("#deliveries [data-status=failed]").count():
+            break
+        await page.wait_for_timeout(250)
+    await expect(row.locator("[data-status=failed]")).to_have_count(1)
+    receiver["status"] = 200
+    await row.locator("button", has_text="Retry now").click()
+    await expect(page.locator(".flash").first).to_contain_text("queued for retry")
+    for _ in range(40):
+        await page.goto(url)
+        if await page.locator("#deliveries [data-status=sent]").count():
+            break
+        await page.wait_for_timeout(250)
+    await expect(page.locator("#deliveries [data-status=sent]")).to_have_count(1)
+
+
+@pytest.mark.skipif(not os.environ.get("CONVERGER_SCREENSHOTS"),
+                    reason="set CONVERGER_SCREENSHOTS=1 to refresh docs/screenshots")
+async def test_screenshots(browser: Any, tmp_path: Path) -> None:
+    """docs/screenshots/*.png from a server of its own with a little made-up traffic."""
+    import sqlite3
+
+    from tests.integration.web.conftest import create_admin
+
+    create_admin(tmp_path, "ops@northwind.example", "screenshot pw")
+    srv = Server(tmp_path).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            api = Api(http, srv.url)
+            shop = await api.setup("Northwind", type="websocket")
+            await api.tenant("Acme Corp")
+            hook = await api.channel(shop["tenant"]["id"], name="crm-webhook", type="webhook",
+                                     mode="duplex", config={"url": "https://crm.example/hook"})
+            await api.channel(shop["tenant"]["id"], name="whatsapp", type="whatsapp_meta",
+                              mode="duplex", config={"phone_number_id": "1065", "access_token": "x",
+                                                     "verify_token": "y"})
+            tok = await api.channel_token(hook["id"])
+            conv = await api.conversation(tok)
+            lines = [("customer-42", "Hi! Is my order #1881 on its way?"),
+                     ("agent-bot", "Let me check that for you."),
+                     ("agent-bot", "It left the warehouse this morning and arrives tomorrow."),
+                     ("customer-42", "Great, thanks!"), ("agent-bot", "Anything else I can do?")]
+            for i, (who, text) in enumerate(lines):
+                await api.post_activity(conv["id"], shop["api_key"], text=text, sender=who,
+                                        key=f"shot-{i}")
+        conn = sqlite3.connect(tmp_path / "converger.db", timeout=10, isolation_level=None)
+        rows = conn.execute("SELECT d.id FROM deliveries d JOIN activities a ON a.id = d.activity_id"
+                            " WHERE d.conversation_id = ? ORDER BY a.seq", (conv["id"],)).fetchall()
+        for (did,), status in zip(rows, ("read", "read", "delivered", "sent", "failed"), strict=False):
+            conn.execute("UPDATE deliveries SET status = ?, attempts = ?, last_error = ? WHERE id = ?",
+                         (status, 5 if status == "failed" else 1,
+                          "webhook returned status 503: upstream unavailable"
+                          if status == "failed" else None, did))
+        conn.execute("""INSERT INTO channel_health_checks (id, channel_id, status, total_deliveries,
+                        failed_deliveries, failure_rate, checked_at, inserted_at)
+                        VALUES ('h1', ?, 'degraded', 5, 1, 0.2, '2026-11-25T09:00:00Z',
+                                '2026-11-25T09:00:00Z')""", (hook["id"],))
+        conn.close()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page = await _login(browser, srv.url, "ops@northwind.example", "screenshot pw")
+        await page.goto(srv.url + "/admin")
+        await page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+        await page.goto(f"{srv.url}/admin/conversations/{conv['id']}")
+        await page.wait_for_selector("#timeline tbody tr[data-activity]")
+        await page.screenshot(path=str(SHOTS / "conversation.png"), full_page=True)
+        await page.goto(srv.url + "/admin/deliveries")
+        await page.screenshot(path=str(SHOTS / "deliveries.png"), full_page=True)
+        await page.context.close()
+    finally:
+        srv.stop()

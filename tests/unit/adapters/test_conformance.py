@@ -1,0 +1,314 @@
+"""Every registered adapter (and the fake) passes the conformance suite in adapters/testing.py.
+
+A type in ``adapters.REGISTRY`` without a profile here fails: a new adapter cannot skip the
+suite. The property tests feed arbitrary JSON-like values (and the samples with arbitrary parts)
+to every adapter's parsers and config validation: only values or InboundError come out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import adapters
+from adapters import signing, testing, whatsapp_meta
+from adapters.base import Adapter, ChannelInfo, DeliveryResult, InboundError, InboundMessage
+from adapters.testing import FakeAdapter, Profile
+from tests.integration.whatsapp.standins import sample
+
+
+def _standard(channel: ChannelInfo, body: bytes) -> dict[str, str]:
+    stamp = int(time.time())
+    return {"webhook-id": "msg-1", "webhook-timestamp": str(stamp),
+            "webhook-signature": signing.standard_signature(channel.secret, "msg-1", stamp, body)}
+
+
+def _basic(channel: ChannelInfo, body: bytes) -> dict[str, str]:
+    user, password = channel.config["webhook_username"], channel.config["webhook_password"]
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def _with(**extra: Any) -> Any:
+    """``point_at``/``set_timeout`` helper: the config with ``extra`` keys set from the value."""
+    (key, make), = extra.items()
+    return lambda config, value: {**config, key: make(value)}
+
+
+META = {"phone_number_id": "106540352242922", "access_token": "EAAG-token",
+        "verify_token": "verify-me"}
+INFOBIP = {"base_url": "https://xyz.api.infobip.com", "api_key": "key", "sender": "447860099299"}
+
+PROFILES: dict[str, Profile] = {p.type: p for p in (
+    Profile(type="echo", config={}),
+    Profile(type="websocket", config={}),
+    Profile(
+        type="webhook",
+        config={"url": "https://example.com/hook", "headers": {"X-Api-Key": "k"}},
+        required=("url",),
+        bad_configs=({"url": "ftp://example.com"}, {"url": "https://x.test", "method": "GET"},
+                     {"url": "https://x.test", "headers": {"a": 1}}, {"url": "https://[::1"},
+                     {"url": "https://x.test", "headers": {"a": "b\r\nc"}},
+                     {"url": "https://x.test", "headers": {"": "b"}}),
+        point_at=_with(url=lambda u: u + "/hook"),
+        inbound=({"sender": "alice", "text": "hi", "message_id": "m1"},),
+        statuses=({"delivery_id": "d1", "status": "delivered"},
+                  {"provider_message_id": "p1", "status": "read", "error": None}),
+        sign=_standard,
+    ),
+    Profile(
+        type="whatsapp_meta",
+        config=META,
+        secret_config={**META, "app_secret": "app-secret"},
+        required=("phone_number_id", "access_token", "verify_token"),
+        bad_configs=({**META, "api_base_url": "nope"}, {**META, "api_version": "26"},
+                     {**META, "timeout_seconds": 0}, {**META, "timeout_seconds": 31},
+                     {**META, "timeout_seconds": True}, {**META, "app_secret": 5},
+                     {**META, "access_token": "EAAG-token\n"}),
+        point_at=_with(api_base_url=str),
+        set_timeout=_with(timeout_seconds=float),
+        ok_body=sample("meta_send_response.json"),
+        activity_metadata={"recipient_phone": "16505551234"},
+        inbound=tuple(sample(f"meta_inbound_{n}.json") for n in ("text", "image", "two_messages")),
+        statuses=tuple(sample(f"meta_status_{n}.json")
+                       for n in ("delivered", "read", "failed", "multi")),
+        sign=lambda channel, body: {
+            "X-Hub-Signature-256": whatsapp_meta.sign(channel.config["app_secret"], body)},
+    ),
+    Profile(
+        type="whatsapp_infobip",
+        config=INFOBIP,
+        secret_config={**INFOBIP, "webhook_username": "ib", "webhook_password": "pw"},
+        required=("base_url", "api_key", "sender"),
+        bad_configs=({**INFOBIP, "base_url": "nope"}, {**INFOBIP, "webhook_username": "ib"},
+                     {**INFOBIP, "webhook_username": "a:b", "webhook_password": "pw"},
+                     {**INFOBIP, "timeout_seconds": -1}, {**INFOBIP, "api_key": "k\x00"}),
+        point_at=_with(base_url=str),
+        set_timeout=_with(timeout_seconds=float),
+        ok_body=sample("infobip_send_response.json"),
+        activity_metadata={"recipient_phone": "385919998888"},
+        inbound=tuple(sample(f"infobip_inbound_{n}.json") for n in ("text", "mixed")),
+        statuses=tuple(sample(f"infobip_{n}.json")
+                       for n in ("delivery_report", "seen_report", "reports_multi")),
+        sign=_basic,
+    ),
+    Profile(
+        type="fake",
+        config={"number": "+15550001111"},
+        secret_config={"number": "+15550001111", "token": "t0k"},
+        bad_configs=({"number": 5}, {"url": "nope"}, {"timeout_seconds": 0}, {"token": ""}),
+        point_at=_with(url=str),
+        set_timeout=_with(timeout_seconds=float),
+        ok_body={"id": "fake-1"},
+        inbound=({"messages": [{"from": "alice", "text": "hi", "id": "m1", "to": "+15550001111"}]},),
+        statuses=({"statuses": [{"id": "fake-1", "status": "delivered"}]},),
+        sign=lambda channel, body: {"X-Fake-Token": channel.config["token"]},
+    ),
+)}
+
+KEYS = [*adapters.REGISTRY, FakeAdapter.type]
+
+
+def subject(key: str) -> tuple[Adapter, Profile]:
+    """The adapter registered as ``key`` and its profile; a type without one fails."""
+    adapter = FakeAdapter() if key == FakeAdapter.type else adapters.REGISTRY[key]
+    assert key in PROFILES, (
+        f"adapter type {key!r} has no conformance profile: add one to PROFILES in "
+        "tests/unit/adapters/test_conformance.py (see docs/adapters.md)")
+    return adapter, PROFILES[key]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_attributes(key: str) -> None:
+    adapter, _ = subject(key)
+    testing.check_attributes(adapter, key)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_validate_config(key: str) -> None:
+    testing.check_validate_config(*subject(key))
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_parsing(key: str) -> None:
+    testing.check_parsing(*subject(key))
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_verification(key: str) -> None:
+    testing.check_verification(*subject(key))
+
+
+@pytest.mark.parametrize("key", KEYS)
+async def test_deliver(key: str) -> None:
+    await testing.check_deliver(*subject(key))
+
+
+def test_no_profile_without_an_adapter() -> None:
+    assert set(PROFILES) == set(KEYS)
+
+
+# -- the suite has teeth: broken adapters fail it ------------------------------------------------
+
+class _Raises(FakeAdapter):
+    def parse_inbound(self, payload: Any) -> list[InboundMessage]:
+        return [InboundMessage(sender=payload["messages"][0]["from"])]
+
+
+class _Misnamed(FakeAdapter):
+    type = "fake2"
+
+
+class _Crashes(FakeAdapter):
+    async def deliver(self, session: Any, channel: Any, activity: Any) -> DeliveryResult:
+        async with session.post(channel.config["url"], json={}) as resp:
+            return DeliveryResult(ok=resp.status < 300)
+
+
+class _InboundOnly(FakeAdapter):
+    supported_modes: ClassVar[tuple[str, ...]] = ("inbound",)
+
+
+class _Trusting(FakeAdapter):
+    def verify_signature(self, channel: Any, headers: Any, body: bytes) -> bool | None:
+        return True
+
+
+async def test_the_suite_fails_broken_adapters() -> None:
+    profile = PROFILES["fake"]
+    with pytest.raises(AssertionError, match="only InboundError may come out"):
+        testing.check_parsing(_Raises(), profile)
+    with pytest.raises(AssertionError, match="registered as 'fake'"):
+        testing.check_attributes(_Misnamed(), "fake")
+    with pytest.raises(AssertionError, match="neither outbound nor duplex"):
+        testing.check_attributes(_InboundOnly(), "fake")
+    with pytest.raises(AssertionError, match="forged headers"):
+        testing.check_verification(_Trusting(), profile)
+    with pytest.raises(AssertionError, match="deliver"):
+        await testing.check_deliver(_Crashes(), profile)
+
+
+# -- the fake in memory --------------------------------------------------------------------------
+
+async def test_fake_records_fails_and_goes() -> None:
+    fake, profile = FakeAdapter(), PROFILES["fake"]
+    channel, activity = profile.channel(fake), profile.activity()
+    assert (await fake.deliver(None, channel, activity)).ok
+    fake.fail(2, retry_after=7)
+    first, second = [await fake.deliver(None, channel, activity) for _ in range(2)]
+    assert not first.ok and first.retryable and first.retry_after == 7 and not second.ok
+    assert (await fake.deliver(None, channel, activity)).provider_message_id == "fake-2"
+    fake.gone()
+    gone = await fake.deliver(None, channel, activity)
+    assert not gone.ok and not gone.retryable
+    assert [d.result.ok for d in fake.delivered] == [True, False, False, True, False]
+    assert all(d.activity is activity for d in fake.delivered)
+    fake.reset()
+    assert fake.delivered == [] and (await fake.deliver(None, channel, activity)).ok
+    waiting = asyncio.ensure_future(fake.wait_delivered(3))
+    for _ in range(2):
+        await asyncio.sleep(0)  # let the waiter wait: it must be woken, not find them there
+        await fake.deliver(None, channel, activity)
+    assert [d.result.provider_message_id for d in await waiting] == ["fake-1", "fake-2", "fake-3"]
+    secret = profile.channel(fake, profile.secret_config)
+    assert fake.verify_signature(secret, {"X-Fake-Token": "t0k"}, b"") is True
+    assert fake.verify_challenge(secret, {"token": "t0k", "challenge": "c"}) == (200, "c")
+    with pytest.raises(InboundError):
+        fake.parse_inbound({"messages": []})
+
+
+# -- properties: arbitrary JSON in, values or InboundError out -----------------------------------
+
+SAMPLES = [s for p in PROFILES.values() for s in (*p.inbound, *p.statuses)]
+
+
+def _keys(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in _keys(v)}
+    return set()
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    out = [prefix]
+    for k, v in items:
+        out.extend(_paths(v, (*prefix, k)))
+    return out
+
+
+def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {**value, head: _replace(value[head], rest, new)}
+    return [*value[:head], _replace(value[head], rest, new), *value[head + 1:]]
+
+
+KNOWN_KEYS = sorted(_keys(SAMPLES) | {k for p in PROFILES.values() for k in p.config}
+                    | {k for p in PROFILES.values() for k in p.secret_config or {}})
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.sampled_from(KNOWN_KEYS) | st.text(max_size=6), inner, max_size=5),
+    max_leaves=20,
+)
+MUTATED = st.sampled_from(SAMPLES).flatmap(
+    lambda s: st.builds(_replace, st.just(s), st.sampled_from(_paths(s)), JSON))
+PAYLOADS = JSON | MUTATED
+CONFIGS = st.dictionaries(st.sampled_from(KNOWN_KEYS) | st.text(max_size=6), JSON, max_size=6) | (
+    st.sampled_from([p.config for p in PROFILES.values()] + [INFOBIP, META]).flatmap(
+        lambda c: st.builds(lambda extra: {**c, **extra},
+                            st.dictionaries(st.sampled_from(KNOWN_KEYS), JSON, max_size=3))))
+# Derandomized: CI sees the same examples every run (3,000 per adapter ran clean when this was
+# written); raise max_examples locally to explore.
+PROPERTY = settings(max_examples=120, deadline=None, database=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("key", KEYS)
+@PROPERTY
+@given(payload=PAYLOADS)
+def test_property_parsers(key: str, payload: Any) -> None:
+    adapter, _ = subject(key)
+    testing.check_inbound_value(adapter, payload)
+    testing.check_status_value(adapter, payload)
+
+
+@pytest.mark.parametrize("key", KEYS)
+@PROPERTY
+@given(config=CONFIGS)
+def test_property_validate_config(key: str, config: dict[str, Any]) -> None:
+    testing.check_validate_value(subject(key)[0], config)
+
+
+# Header and query values as the gateway may hand them over: any text, lone surrogates included
+# (Sanic decodes bytes that are not UTF-8 with surrogateescape).
+ANY_TEXT = st.text(st.characters(exclude_categories=[]), max_size=12)
+HEADER_NAMES = ["webhook-id", "webhook-timestamp", "webhook-signature", "X-Hub-Signature-256",
+                "Authorization", "X-Fake-Token", "hub.mode", "hub.verify_token", "hub.challenge",
+                "token", "challenge"]
+HEADER_VALUES = ANY_TEXT | st.sampled_from(["sha256=", "v1,", "Basic ", "App ", "subscribe",
+                                            str(int(time.time())), "²", "verify-me"])
+HEADER_MAPS = st.dictionaries(st.sampled_from(HEADER_NAMES) | ANY_TEXT, HEADER_VALUES, max_size=5)
+
+
+@pytest.mark.parametrize("key", KEYS)
+@PROPERTY
+@given(headers=HEADER_MAPS, body=st.binary(max_size=32), secrets=st.booleans())
+def test_property_verification(key: str, headers: dict[str, str], body: bytes,
+                               secrets: bool) -> None:
+    adapter, profile = subject(key)
+    channel = profile.channel(adapter, profile.secret_config if secrets else None)
+    verdict = adapter.verify_signature(channel, testing.Headers(headers), body)
+    assert verdict is None or verdict is False, (verdict, headers)
+    status, text = adapter.verify_challenge(channel, headers)
+    assert type(status) is int and isinstance(text, str)
