@@ -41,6 +41,11 @@ class Server:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Server:
+        self.spawn()
+        return self.wait_live(timeout)
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the process without waiting for it (e.g. to kill it during start-up)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
@@ -59,6 +64,12 @@ class Server:
              "--port", str(self.port), "--host", "127.0.0.1"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
+        log.close()  # the child holds its own copy
+        return self.proc
+
+    def wait_live(self, timeout: float = 20.0) -> Server:
+        """Wait until ``/livez`` answers; raise with the log if the process exits first."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
