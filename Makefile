@@ -42,3 +42,9 @@ clean:
 .PHONY: screenshots
 screenshots: setup test-setup
 	CONVERGER_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/web/test_browser.py -k screenshots
+
+## Soak: bounded mixed load (posts, sockets, 10%-failing webhook receiver); RSS and fds over time.
+.PHONY: soak
+SOAK_MINUTES ?= 2
+soak: setup
+	$(BIN)/python -m tests.bench.soak --minutes $(SOAK_MINUTES)
