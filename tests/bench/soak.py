@@ -58,6 +58,11 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def db_kib(data_dir: Path) -> int:
+    """The database file plus its WAL (KiB)."""
+    return sum(p.stat().st_size for p in data_dir.glob("converger.db*")) // 1024
+
+
 def open_fds(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
@@ -139,6 +144,7 @@ async def subscriber(s: aiohttp.ClientSession, base: str, ws_base: str, w: dict[
         await ws.send_str(json.dumps(["1", "1", f"conversation:{conv}", "phx_join", {}]))
         churned = asyncio.create_task(churn.wait())
         stopped = asyncio.create_task(stop.wait())
+        beat = asyncio.create_task(heartbeat(ws))
         try:
             while True:
                 recv = asyncio.create_task(ws.receive())
@@ -157,8 +163,21 @@ async def subscriber(s: aiohttp.ClientSession, base: str, ws_base: str, w: dict[
         finally:
             churned.cancel()
             stopped.cancel()
+            beat.cancel()
             await ws.close()
         churn.clear()
+
+
+async def heartbeat(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Phoenix heartbeats, as real clients send them (a silent socket is closed after 60 s)."""
+    ref = 0
+    while not ws.closed:
+        await asyncio.sleep(20)
+        ref += 1
+        try:
+            await ws.send_str(json.dumps([None, f"hb{ref}", "phoenix", "heartbeat", {}]))
+        except ConnectionError:
+            return
 
 
 # -- the post loop -----------------------------------------------------------------------------
@@ -260,7 +279,7 @@ async def soak(minutes: float, rate: float, sockets: int, interval: float) -> in
                 now = time.monotonic()
                 if now >= next_sample:
                     samples.append({"t": round(now - started), "rss": rss_kib(pid),
-                                    "fds": open_fds(pid), **stats.c})
+                                    "fds": open_fds(pid), "db": db_kib(srv.data_dir), **stats.c})
                     print(row(samples[-1]), flush=True)
                     next_sample += interval
                 if now >= end:
@@ -289,7 +308,7 @@ async def soak(minutes: float, rate: float, sockets: int, interval: float) -> in
                              "&status=pending&limit=500", headers=ADMIN) as r:
                 pending = len((await r.json())["data"])
             final = {"t": round(time.monotonic() - started), "rss": rss_kib(pid), "fds": open_fds(pid),
-                     **stats.c}
+                     "db": db_kib(srv.data_dir), **stats.c}
             for t in subs:
                 t.cancel()
             await asyncio.gather(*subs, return_exceptions=True)
@@ -318,18 +337,20 @@ async def soak(minutes: float, rate: float, sockets: int, interval: float) -> in
         ok = ok and good
     print(f"{'ok  ' if verdict else 'FAIL'} no growth after warm-up")
     print(f"deliveries failed after 5 attempts: {failed} (expected ~{final['posts'] * 1e-5 / 2:.2f})")
+    print(f"sockets closed by the server: {stats.c['socket_closed_by_server']}")
     print(f"totals: {final['posts']} posts, {stats.c['receiver_200']} deliveries + "
           f"{stats.c['receiver_500']} planned 500s, {sum(stats.pushes.values())} pushes, "
           f"{stats.c['socket_connects']} socket connects")
     return 0 if ok and verdict else 1
 
 
-HEADER = "|       t |         RSS |  fds |  posts | deliv. |  500s | sock |"
-RULE = "|--------:|------------:|-----:|-------:|-------:|------:|-----:|"
+HEADER = "|       t |         RSS |  fds |   db file |  posts | deliv. |  500s | sock |"
+RULE = "|--------:|------------:|-----:|----------:|-------:|-------:|------:|-----:|"
 
 
 def row(sample: dict[str, Any]) -> str:
     return (f"| {sample['t']:>5} s | {sample['rss'] / 1024:7.1f} MiB | {sample['fds']:4} | "
+            f"{sample['db'] / 1024:5.1f} MiB | "
             f"{sample.get('posts', 0):6} | {sample.get('receiver_200', 0):6} | "
             f"{sample.get('receiver_500', 0):5} | {sample.get('socket_connects', 0):4} |")
 
