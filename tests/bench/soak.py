@@ -8,7 +8,8 @@ The load, all at once for the whole run:
 - REST posts at ``--rate`` per second, spread over webhook and WebSocket conversations, with a
   new conversation every 100 posts and an idempotent replay every 50;
 - ``--sockets`` Phoenix sockets, each joined to its own conversation and counting its pushes;
-  one socket is closed and reopened every 10 s (connection churn);
+  every 10 s one socket of the first half is closed and reopened (connection churn); the
+  other half stay connected, and must receive every push to their conversations;
 - webhook deliveries to a real aiohttp receiver that answers 500 to 10% of requests at random
   (retried by the queue; retry waits scaled by ``CONVERGER_BACKOFF_SCALE=0.01``);
 - a ``/readyz`` probe every second.
@@ -287,7 +288,7 @@ async def soak(minutes: float, rate: float, sockets: int, interval: float) -> in
                 if now >= end:
                     break
                 if now >= next_churn:
-                    churns[churn_i % len(churns)].set()
+                    churns[churn_i % max(1, len(churns) // 2)].set()  # the other half stay
                     churn_i += 1
                     next_churn += 10
                 await asyncio.sleep(min(next_sample, next_churn, end) - now)
@@ -320,7 +321,7 @@ async def soak(minutes: float, rate: float, sockets: int, interval: float) -> in
 
     # Pushes to sockets that were reconnecting at that moment are not replayed (the soak's
     # subscribers do not resume), so count misses only for conversations never churned.
-    churned = {ws_convs[i % len(ws_convs)] for i in range(churn_i)}
+    churned = {ws_convs[i % max(1, len(ws_convs) // 2)] for i in range(churn_i)}
     steady = {a for a, c in sent_to_socket.items() if c not in churned}
     missed = sum(1 for a in steady if stats.pushes[a] == 0)
     print(row(final) + "   (after the drain)")
@@ -339,7 +340,8 @@ async def soak(minutes: float, rate: float, sockets: int, interval: float) -> in
         ok = ok and good
     print(f"{'ok  ' if verdict else 'FAIL'} no growth after warm-up")
     print(f"deliveries failed after 5 attempts: {failed} (expected ~{final['posts'] * 1e-5 / 2:.2f})")
-    print(f"sockets closed by the server: {stats.c['socket_closed_by_server']}")
+    print(f"sockets closed by the server: {stats.c['socket_closed_by_server']}; pushes checked "
+          f"on {len(ws_convs) - len(churned)} steady sockets: {len(steady)}, missed {missed}")
     print(f"totals: {final['posts']} posts, {stats.c['receiver_200']} deliveries + "
           f"{stats.c['receiver_500']} planned 500s, {sum(stats.pushes.values())} pushes, "
           f"{stats.c['socket_connects']} socket connects")
