@@ -228,3 +228,40 @@ async def test_hanging_and_endless_receivers_are_cut_off_and_others_proceed(
         assert (await api.call("GET", "/livez"))[0] == 200
     finally:
         srv.stop()
+
+
+async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """A file-size limit on the server process (RLIMIT_FSIZE, set from outside with prlimit):
+    SQLite's writes fail with an I/O error, as on a device that refuses writes."""
+    import resource
+
+    srv = Server(tmp_path / "fsize").start()
+    try:
+        assert srv.proc is not None
+        api = Api(session, srv.url)
+        s = await api.setup("fsize")
+        conv = s["conversation"]["id"]
+        first = await api.post_activity(conv, s["api_key"], text="first")
+        biggest = max(p.stat().st_size for p in srv.data_dir.iterdir() if p.is_file())
+        _, hard = resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (biggest + 256 * 1024, hard))
+        status, body = 201, None
+        for _ in range(200):
+            status, body, _ = await api.call(
+                "POST", f"/api/v1/conversations/{conv}/activities",
+                json={"text": "z" * 60_000}, headers={"x-api-key": s["api_key"]})
+            if status != 201:
+                break
+        assert (status, body["code"]) == (503, "storage_unavailable"), (status, body)
+        listed = await api.ok("GET", f"/api/v1/conversations/{conv}/activities",
+                              headers={"x-api-key": s["api_key"]})
+        assert listed["data"][0]["id"] == first["id"]
+
+        resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        again = await api.post_activity(conv, s["api_key"], text="again")
+        assert again["seq"] == len(listed["data"]) + 1
+    finally:
+        srv.stop()
+    assert "Traceback" not in srv.log_path.read_text()
