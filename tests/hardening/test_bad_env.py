@@ -120,7 +120,8 @@ class BadReceiver:
     """``/hang`` never answers; ``/endless`` answers 200 and streams a body forever; ``/ok`` 200."""
 
     def __init__(self) -> None:
-        self.calls: dict[str, int] = {"hang": 0, "endless": 0, "ok": 0}
+        self.calls: dict[str, int] = {"hang": 0, "endless": 0, "ok": 0, "slow": 0}
+        self.answered = 0
         self.streamed = 0
         self.cut_off = 0
         self.port = 0
@@ -131,6 +132,7 @@ class BadReceiver:
         app.router.add_post("/hang", self._hang)
         app.router.add_post("/endless", self._endless)
         app.router.add_post("/ok", self._ok)
+        app.router.add_post("/slow", self._slow)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -161,6 +163,13 @@ class BadReceiver:
         except (ConnectionError, RuntimeError):
             self.cut_off += 1  # the gateway hung up
         return resp
+
+    async def _slow(self, request: web.Request) -> web.Response:
+        self.calls["slow"] += 1
+        await request.read()
+        await asyncio.sleep(0.5)
+        self.answered += 1
+        return web.Response(text="ok")
 
     async def _ok(self, request: web.Request) -> web.Response:
         self.calls["ok"] += 1
@@ -231,10 +240,11 @@ async def test_hanging_and_endless_receivers_are_cut_off_and_others_proceed(
 
 
 async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
-    tmp_path: Path, session: aiohttp.ClientSession
+    tmp_path: Path, session: aiohttp.ClientSession, bad_receiver: BadReceiver
 ) -> None:
     """A file-size limit on the server process (RLIMIT_FSIZE, set from outside with prlimit):
-    SQLite's writes fail with an I/O error, as on a device that refuses writes."""
+    SQLite's writes fail with an I/O error, as on a device that refuses writes. Deliveries in
+    flight then cannot record their outcome either: one log line, no traceback."""
     import resource
 
     srv = Server(tmp_path / "fsize").start()
@@ -242,8 +252,11 @@ async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
         assert srv.proc is not None
         api = Api(session, srv.url)
         s = await api.setup("fsize")
+        hook = await _webhook(api, "slow", bad_receiver.url("slow"))
         conv = s["conversation"]["id"]
         first = await api.post_activity(conv, s["api_key"], text="first")
+        for i in range(3):  # answered after 0.5 s: their outcomes are written under the limit
+            await api.post_activity(hook["conversation"]["id"], hook["api_key"], text=f"s{i}")
         biggest = max(p.stat().st_size for p in srv.data_dir.iterdir() if p.is_file())
         _, hard = resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE)
         resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (biggest + 256 * 1024, hard))
@@ -259,6 +272,10 @@ async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
                               headers={"x-api-key": s["api_key"]})
         assert listed["data"][0]["id"] == first["id"]
 
+        async def outcomes_refused() -> bool:
+            return bad_receiver.answered == 3 and "outcomes not recorded" in srv.log_path.read_text()
+
+        await wait_for(outcomes_refused, 10, "delivery outcomes were written despite the limit")
         resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
         again = await api.post_activity(conv, s["api_key"], text="again")
         assert again["seq"] == len(listed["data"]) + 1
