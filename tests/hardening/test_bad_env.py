@@ -122,6 +122,7 @@ class BadReceiver:
     def __init__(self) -> None:
         self.calls: dict[str, int] = {"hang": 0, "endless": 0, "ok": 0, "slow": 0}
         self.answered = 0
+        self.release = asyncio.Event()  # /slow answers once the test sets it
         self.streamed = 0
         self.cut_off = 0
         self.port = 0
@@ -167,7 +168,7 @@ class BadReceiver:
     async def _slow(self, request: web.Request) -> web.Response:
         self.calls["slow"] += 1
         await request.read()
-        await asyncio.sleep(0.5)
+        await self.release.wait()
         self.answered += 1
         return web.Response(text="ok")
 
@@ -255,8 +256,13 @@ async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
         hook = await _webhook(api, "slow", bad_receiver.url("slow"))
         conv = s["conversation"]["id"]
         first = await api.post_activity(conv, s["api_key"], text="first")
-        for i in range(3):  # answered after 0.5 s: their outcomes are written under the limit
+        for i in range(3):  # held by the receiver until the limit is reached
             await api.post_activity(hook["conversation"]["id"], hook["api_key"], text=f"s{i}")
+
+        async def in_flight() -> bool:
+            return bad_receiver.calls["slow"] == 3
+
+        await wait_for(in_flight, 10, "deliveries not sent")
         biggest = max(p.stat().st_size for p in srv.data_dir.iterdir() if p.is_file())
         _, hard = resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE)
         resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (biggest + 256 * 1024, hard))
@@ -271,6 +277,7 @@ async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
         listed = await api.ok("GET", f"/api/v1/conversations/{conv}/activities",
                               headers={"x-api-key": s["api_key"]})
         assert listed["data"][0]["id"] == first["id"]
+        bad_receiver.release.set()  # the answers come now: their outcomes cannot be written
 
         async def outcomes_refused() -> bool:
             return bad_receiver.answered == 3 and "outcomes not recorded" in srv.log_path.read_text()
