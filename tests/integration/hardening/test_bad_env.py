@@ -2,7 +2,8 @@
 never stop talking. Each gives a clear error or is cut off, and the gateway keeps serving.
 
 (A WebSocket client that never reads is dropped by the bounded send queue while 50 others keep
-receiving: tests/realtime/test_fanout.py::test_a_stalled_socket_is_dropped_and_does_not_slow_50_others.)
+receiving:
+tests/integration/realtime/test_fanout.py::test_a_stalled_socket_is_dropped_and_does_not_slow_50_others.)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.support import server as support_server
 from tests.support.api import Api
 from tests.support.server import ROOT, Server
 
@@ -58,8 +60,9 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
 
 def test_read_only_data_directory_is_refused_in_one_line(read_only_dir: Path) -> None:
     env = {**os.environ, "CONVERGER_SECRET_KEY": "test-secret-key-0123456789"}
+    command = getattr(support_server, "COMMAND", [sys.executable, "-m", "gateway"])
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--data-dir", str(read_only_dir), "--port", "0"],
+        [*command, "serve", "--data-dir", str(read_only_dir), "--port", "0"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout
