@@ -35,6 +35,12 @@ bench: setup
 binary: setup
 	bash build/build.sh
 
+## Soak (not in `make test`): bounded mixed load, RSS and fds over time (docs/guarantees.md).
+.PHONY: soak
+SOAK_MINUTES ?= 2
+soak: setup
+	PYTHONPATH=. $(BIN)/python -m tests.bench.soak --minutes $(SOAK_MINUTES)
+
 clean:
 	rm -rf $(VENV) dist .pyi-work data
 
@@ -42,9 +48,3 @@ clean:
 .PHONY: screenshots
 screenshots: setup test-setup
 	CONVERGER_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/web/test_browser.py -k screenshots
-
-## Soak: bounded mixed load (posts, sockets, 10%-failing webhook receiver); RSS and fds over time.
-.PHONY: soak
-SOAK_MINUTES ?= 2
-soak: setup
-	$(BIN)/python -m tests.bench.soak --minutes $(SOAK_MINUTES)

@@ -25,7 +25,6 @@ from .base import (
 from .signing import check_standard_signature, converger_signature, standard_signature
 
 _encode = msgspec.json.Encoder().encode
-RESPONSE_BODY_CAP = 65_536  # bytes of a 2xx body read (and dropped) before hanging up
 ERROR_BODY_CHARS = 500
 # Standard Webhooks' replay window: a signed request older (or newer) than this is refused.
 TOLERANCE_SECONDS = 300
@@ -49,6 +48,9 @@ def body_of(activity: OutboundActivity) -> bytes:
         "metadata": activity.metadata, "conversation_id": activity.conversation_id,
         "tenant_id": activity.tenant_id, "timestamp": activity.timestamp,
     })
+
+
+RESPONSE_BODY_CAP = 65_536  # bytes of a 2xx body read (and dropped) before hanging up
 
 
 async def drain(content: Any, cap: int) -> None:
