@@ -123,9 +123,11 @@ def _die_with_parent() -> Any:
     even by SIGKILL: an orphaned Litestream would otherwise keep replicating, holding a read
     transaction, and race the next server's own Litestream for the same replica. SIGTERM lets
     it finish its last sync. None elsewhere."""
+    import ctypes
+    import sys
+
     if not sys.platform.startswith("linux"):
         return None
-    import ctypes
 
     prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in it
     parent = os.getpid()
