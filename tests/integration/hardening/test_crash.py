@@ -303,7 +303,7 @@ async def test_sigkill_during_a_litestream_sync(tmp_path: Path, session: aiohttp
     async def no_litestream() -> bool:
         return _litestreams_for(srv.data_dir) == []
 
-    await wait_for(no_litestream, 5, "litestream outlived the killed server")
+    await wait_for(no_litestream, 10, "litestream outlived the killed server")
 
     # Restoring now gives a consistent prefix: everything synced before the kill, no holes.
     at_kill = tmp_path / "at-kill.db"
@@ -336,7 +336,7 @@ async def test_sigkill_during_a_litestream_sync(tmp_path: Path, session: aiohttp
     async def no_orphan() -> bool:
         return _litestreams_for(srv.data_dir) == []
 
-    await wait_for(no_orphan, 2, "litestream outlived the server killed while idle")
+    await wait_for(no_orphan, 10, "litestream outlived the server killed while idle")
     srv.start()
     await wait_for(replicating, 20, "replication did not resume")
     assert srv.stop() == 0
