@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -76,11 +78,22 @@ class Server:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(self.url + "/livez", timeout=1) as r:
-                    if r.status == 200:
+                    if r.status == 200 and self._started():
                         return self
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError(f"server did not become live in {timeout}s:\n{self.log()}")
+
+    def _started(self) -> bool:
+        """Start-up finished (``/readyz`` reports ``startup`` ok; its other checks may fail)."""
+        try:
+            with urllib.request.urlopen(self.url + "/readyz", timeout=5) as r:
+                body = r.read()
+        except urllib.error.HTTPError as err:  # 503: not ready, but the body says why
+            body = err.read()
+        checks = json.loads(body).get("checks", {})
+        return bool(checks.get("startup", {"ok": True}).get("ok"))
 
     def log(self) -> str:
         try:

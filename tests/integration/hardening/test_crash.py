@@ -200,7 +200,7 @@ async def test_sigkill_during_a_migration(tmp_path: Path, session: aiohttp.Clien
     s = await api.setup("mig")
     conv = s["conversation"]["id"]
     posted = [(await api.post_activity(conv, s["api_key"], text="x" * i))["id"] for i in range(1, 101)]
-    assert srv.stop() == 0
+    assert srv.stop() == 0, srv.log()
 
     srv.extra_env.update({
         "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}",
@@ -339,7 +339,7 @@ async def test_sigkill_during_a_litestream_sync(tmp_path: Path, session: aiohttp
     await wait_for(no_orphan, 10, "litestream outlived the server killed while idle")
     srv.start()
     await wait_for(replicating, 20, "replication did not resume")
-    assert srv.stop() == 0
+    assert srv.stop() == 0, srv.log()
     final = tmp_path / "final.db"
     proc = _restore(replica, tmp_path / "cli", final)
     assert proc.returncode == 0, proc.stderr
