@@ -39,6 +39,12 @@ bench: setup
 binary: setup
 	bash build/build.sh
 
+## Soak (not in `make test`): bounded mixed load, RSS and fds over time (docs/guarantees.md).
+.PHONY: soak
+SOAK_MINUTES ?= 2
+soak: setup
+	PYTHONPATH=. $(BIN)/python -m tests.bench.soak --minutes $(SOAK_MINUTES)
+
 clean:
 	rm -rf $(VENV) dist .pyi-work data
 

@@ -53,6 +53,21 @@ def body_of(activity: OutboundActivity) -> bytes:
     })
 
 
+RESPONSE_BODY_CAP = 65_536  # bytes of a 2xx body read (and dropped) before hanging up
+
+
+async def drain(content: Any, cap: int) -> None:
+    """Read and drop a response body, at most ``cap`` bytes. The body of a 2xx means nothing
+    to us; reading it lets a small one's connection be reused, while a huge or endless one is
+    cut off (the unread connection is closed, not pooled) instead of filling memory."""
+    left = cap
+    while left > 0:
+        chunk = await content.read(min(left, 16_384))
+        if not chunk:
+            return
+        left -= len(chunk)
+
+
 def signed_headers(secret: str, delivery_id: str, body: bytes, timestamp: int) -> dict[str, str]:
     return {
         "content-type": "application/json",
@@ -128,7 +143,7 @@ class WebhookAdapter(BaseAdapter):
         try:
             async with session.request(method, config["url"], data=body, headers=headers) as resp:
                 if 200 <= resp.status < 300:
-                    await resp.read()
+                    await drain(resp.content, RESPONSE_BODY_CAP)
                     return DeliveryResult(ok=True)
                 text = (await resp.content.read(ERROR_BODY_CHARS * 4)).decode(errors="replace")
                 return DeliveryResult(

@@ -26,7 +26,7 @@ def open_database(settings: Settings) -> tuple[Database, list[str]]:
     """Open the database, apply pending migrations, start the writer."""
     # While Litestream replicates, it owns checkpoints (gateway/replication.py).
     db = Database(settings.db_path, synchronous=settings.synchronous,
-                  checkpoints=not settings.replica_url)
+                  checkpoints=not settings.replica_url, max_pages=settings.db_max_pages)
     applied = db.start(prepare=migrations.apply)
     return db, applied
 

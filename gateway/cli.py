@@ -167,6 +167,11 @@ def dev_setup(off: _Offline) -> dict[str, str]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port)
+    from .preflight import check
+
+    problem = check(settings)
+    if problem:
+        return _fail(problem)
     if args.dev and settings.replica_url:
         # --dev writes to the database: restore a missing one from the replica first.
         from . import replication

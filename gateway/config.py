@@ -36,6 +36,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("synchronous", ("CONVERGER_SYNCHRONOUS",), str, "NORMAL",
             "SQLite `synchronous`: NORMAL (durable across process crashes) or FULL "
             "(also across power loss)."),
+    Setting("db_max_pages", ("CONVERGER_DB_MAX_PAGES",), int, 0,
+            "Cap on the database file, in pages (4 KiB). Writes past it fail with 507 "
+            "`storage_full` while reads go on; 0 = no cap (the disk is the limit)."),
     Setting("public_url", ("CONVERGER_PUBLIC_URL",), str, "",
             "Public base URL (e.g. `https://chat.example.com`), used to build `streamUrl`. "
             "Default: taken from the request."),
@@ -126,6 +129,7 @@ class Settings(msgspec.Struct, kw_only=True):
     secret_key: str = ""
     admin_token: str = ""
     synchronous: str = "NORMAL"
+    db_max_pages: int = 0
     public_url: str = ""
     pipeline: str = "queue"
     delivery_concurrency: int = 20
@@ -202,6 +206,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         raise ConfigError("CONVERGER_SYNCHRONOUS must be NORMAL, FULL or EXTRA")
     if settings.pipeline not in ("queue", "inline"):
         raise ConfigError("CONVERGER_PIPELINE must be 'queue' or 'inline'")
+    if settings.db_max_pages < 0:
+        raise ConfigError("CONVERGER_DB_MAX_PAGES must be 0 (no cap) or a page count")
     if settings.delivery_concurrency < 1:
         raise ConfigError("CONVERGER_DELIVERY_CONCURRENCY must be at least 1")
     if settings.webhook_timeout <= 0 or settings.backoff_scale < 0:

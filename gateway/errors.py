@@ -27,6 +27,7 @@ TITLES = {
     429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
+    507: "Insufficient Storage",
 }
 
 
@@ -124,6 +125,26 @@ _SANIC_CODES = {
 }
 
 
+# SQLite result codes that mean "the storage under the database", not "a bug here".
+_STORAGE_FULL = {"SQLITE_FULL"}
+_STORAGE_UNAVAILABLE_PREFIXES = ("SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")
+
+
+def storage_error(exc: sqlite3.OperationalError) -> ApiError | None:
+    """The problem a client sees when the disk is full (507 ``storage_full``) or the database
+    cannot be written (503 ``storage_unavailable``); None for any other SQLite error."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name in _STORAGE_FULL:
+        return ApiError(507, "storage_full",
+                        "The database is full; nothing was written. Reads still work.",
+                        legacy={"errors": {"detail": TITLES[507]}}, headers={"retry-after": "30"})
+    if name.startswith(_STORAGE_UNAVAILABLE_PREFIXES):
+        return ApiError(503, "storage_unavailable",
+                        "The database cannot be written right now; nothing was written.",
+                        legacy={"errors": {"detail": TITLES[503]}}, headers={"retry-after": "5"})
+    return None
+
+
 def register(app: Any) -> None:
     """Install the handlers that turn every exception into a problem response."""
 
@@ -152,6 +173,16 @@ def register(app: Any) -> None:
         app.ctx.log.warning("constraint failed on %s %s: %s", request.method, request.path, exc)
         return problem_response(conflict("the request conflicts with a constraint on stored data",
                                          "constraint_failed"))
+
+    @app.exception(sqlite3.OperationalError)
+    async def _storage(request: Request, exc: sqlite3.OperationalError) -> HTTPResponse:
+        err = storage_error(exc)
+        if err is None:
+            return await _unhandled(request, exc)
+        # One line, no traceback: the condition is the environment's, and a full disk would
+        # otherwise fill what is left of it with stack traces.
+        app.ctx.log.error("storage: %s on %s %s: %s", err.code, request.method, request.path, exc)
+        return problem_response(err)
 
     @app.exception(Exception)
     async def _unhandled(request: Request, exc: Exception) -> HTTPResponse:

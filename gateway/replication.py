@@ -102,6 +102,28 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> Any:
+    """A ``preexec_fn`` (Linux) asking the kernel to SIGTERM the child when converger dies,
+    even by SIGKILL: an orphaned Litestream would otherwise keep replicating, holding a read
+    transaction, and race the next server's own Litestream for the same replica. SIGTERM lets
+    it finish its last sync. None elsewhere."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in it
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died between fork and prctl
+            os._exit(1)
+
+    return preexec
+
+
 def _clear_stale_files(db_path: Path) -> None:
     """With the database gone, its -wal/-shm and Litestream's local state are stale: SQLite
     would apply old WAL pages to the new file, and Litestream would resume a dead position."""
@@ -274,6 +296,7 @@ class Supervisor:
                 self.exe, "replicate", "-config", str(cfg),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C must not reach it before us
+                preexec_fn=_die_with_parent(),
                 env=child_env(),
             )
             self.state = "running"

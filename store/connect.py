@@ -14,13 +14,15 @@ def connect(
     readonly: bool = False,
     synchronous: str = "NORMAL",
     checkpoints: bool = True,
+    max_pages: int = 0,
 ) -> sqlite3.Connection:
     """Open a connection with converger's pragmas.
 
     ``isolation_level=None`` puts the connection in autocommit mode: transactions are opened
     explicitly with ``BEGIN IMMEDIATE`` by the writer, so Python's sqlite3 never opens one
     behind our back. ``checkpoints=False`` leaves WAL checkpoints to an outside process
-    (Litestream), which needs to own them while it replicates.
+    (Litestream), which needs to own them while it replicates. ``max_pages`` caps the file
+    (``PRAGMA max_page_count``): a write past it fails with SQLITE_FULL, as on a full disk.
     """
     sync = synchronous.upper()
     if sync not in SYNCHRONOUS_MODES:
@@ -39,6 +41,8 @@ def connect(
         conn.execute("PRAGMA journal_size_limit = 67108864")
         if not checkpoints:
             conn.execute("PRAGMA wal_autocheckpoint = 0")
+    if max_pages > 0 and not readonly:
+        conn.execute(f"PRAGMA max_page_count = {int(max_pages)}")
     conn.execute(f"PRAGMA synchronous = {sync}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA temp_store = MEMORY")

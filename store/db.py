@@ -36,10 +36,12 @@ class Database:
         synchronous: str = "NORMAL",
         readers: int = 4,
         checkpoints: bool = True,
+        max_pages: int = 0,
     ) -> None:
         self.path = Path(path)
         self.synchronous = synchronous
         self.checkpoints = checkpoints
+        self.max_pages = max_pages
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._write_conn: sqlite3.Connection | None = None
@@ -58,7 +60,8 @@ class Database:
         transactions), then start the writer thread. Returns what ``prepare`` returned."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_conn = connect(
-            self.path, synchronous=self.synchronous, checkpoints=self.checkpoints
+            self.path, synchronous=self.synchronous, checkpoints=self.checkpoints,
+            max_pages=self.max_pages,
         )
         result = prepare(self._write_conn) if prepare is not None else None
         self._writer = threading.Thread(target=self._run_writer, name="db-writer", daemon=True)
@@ -164,9 +167,15 @@ class Database:
                 try:
                     value = fn(conn, *args)
                 except BaseException as exc:  # the job's own failure: roll back only it
-                    if single:
-                        conn.execute("ROLLBACK")
-                        self._resolve([(loop, fut, exc, None)])
+                    if single or not conn.in_transaction:
+                        # On SQLITE_FULL or an I/O error SQLite may already have rolled the
+                        # whole transaction back: then every job of the batch has failed.
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        if single:
+                            self._resolve([(loop, fut, exc, None)])
+                        else:
+                            self._resolve([(lp, f, exc, None) for _, _, lp, f in batch])
                         return
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")

@@ -18,7 +18,10 @@ async def livez(request: Request) -> HTTPResponse:
 @bp.get("/readyz")
 async def readyz(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
-    checks: dict[str, dict[str, object]] = {}
+    # Sanic serves requests while the after-start listeners (workers, replication, …) still
+    # run; a SIGTERM then aborts start-up. Ready only once start-up has finished (and no
+    # longer once shutdown has begun).
+    checks: dict[str, dict[str, object]] = {"startup": {"ok": bool(request.app.state.is_running)}}
     try:
         await ctx.db.write(lambda conn: conn.execute("SELECT 1").fetchone())
         checks["database"] = {"ok": True}

@@ -30,7 +30,7 @@ from store import channels, queue
 from store.models import Activity, Channel, Delivery
 from store.util import parse_iso, utcnow
 
-from .. import domain, metrics
+from .. import domain, errors, metrics
 from ..pipeline import receipts
 from . import echo
 
@@ -174,8 +174,8 @@ class Engine:
                 await self._dispatch_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # e.g. a disk error: keep the dispatcher alive, try again soon
-                self.app.ctx.log.exception("delivery dispatcher: claim failed")
+            except Exception as exc:  # e.g. a disk error: keep the dispatcher alive, try again soon
+                _log_failure(self.app.ctx.log, "delivery dispatcher: claim failed", exc)
                 await asyncio.sleep(1.0)
 
     async def _dispatch_once(self) -> None:
@@ -223,8 +223,8 @@ class Engine:
             try:
                 if await ctx.db.write(queue.rescue_expired, ctx.now_iso()):
                     self._wake.set()
-            except Exception:  # logged; the next round tries again
-                ctx.log.exception("delivery rescuer failed")
+            except Exception as exc:  # logged; the next round tries again
+                _log_failure(ctx.log, "delivery rescuer failed", exc)
 
     # -- the inline backend -----------------------------------------------------------------
     async def deliver_inline(self, activity: Activity) -> None:
@@ -316,7 +316,14 @@ class Engine:
         try:
             while self._outcomes:
                 batch, self._outcomes = self._outcomes, []
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                except Exception as exc:
+                    # Not recorded (e.g. the disk is full): the rows stay leased, the rescuer
+                    # gives them back when the lease ends, and they are sent again (at least
+                    # once; same webhook-id).
+                    _log_failure(self.app.ctx.log,
+                                 f"delivery: {len(batch)} outcomes not recorded", exc)
         finally:
             self._flushing = None
 
@@ -335,6 +342,15 @@ class Engine:
             if row is not None and row.status == "pending":
                 # A new due time the sleeping dispatcher does not know of: let it look again.
                 self._wake.set()
+
+
+def _log_failure(log: Any, what: str, exc: BaseException) -> None:
+    """A storage condition (disk full, I/O error) is one line, not a traceback: it repeats
+    every round until the operator fixes the disk, and must not fill what is left of it."""
+    if isinstance(exc, sqlite3.OperationalError) and errors.storage_error(exc) is not None:
+        log.error("%s: %s (%s)", what, exc, getattr(exc, "sqlite_errorname", ""))
+    else:
+        log.exception(what, exc_info=exc)
 
 
 def install(app: Any) -> None:

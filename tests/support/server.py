@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,11 @@ class Server:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Server:
+        self.spawn()
+        return self.wait_live(timeout)
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the process without waiting for it (e.g. to kill it during start-up)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
@@ -62,17 +69,34 @@ class Server:
              "--port", str(self.port), "--host", "127.0.0.1"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
+        log.close()  # the child holds its own copy
+        return self.proc
+
+    def wait_live(self, timeout: float = 20.0) -> Server:
+        """Wait until ``/livez`` answers; raise with the log if the process exits first."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(self.url + "/livez", timeout=1) as r:
-                    if r.status == 200:
+                    if r.status == 200 and self._started():
                         return self
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError(f"server did not become live in {timeout}s:\n{self.log()}")
+
+    def _started(self) -> bool:
+        """Start-up finished (``/readyz`` reports ``startup`` ok; its other checks may fail)."""
+        try:
+            with urllib.request.urlopen(self.url + "/readyz", timeout=5) as r:
+                body = r.read()
+        except urllib.error.HTTPError as err:  # 503: not ready, but the body says why
+            body = err.read()
+        checks = json.loads(body).get("checks", {})
+        return bool(checks.get("startup", {"ok": True}).get("ok"))
 
     def log(self) -> str:
         try:
