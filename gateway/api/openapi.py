@@ -131,7 +131,8 @@ CODES: dict[int, tuple[str, ...]] = {
     422: ("validation_failed",),
     429: ("rate_limited",),
     500: ("internal_error", "http_error"),
-    503: ("unavailable", "http_error"),
+    503: ("unavailable", "http_error", "storage_unavailable"),
+    507: ("storage_full",),
 }
 
 OPERATIONS: list[Op] = [
@@ -305,9 +306,10 @@ def document() -> dict[str, Any]:
                 "description": "success", "content": {op.media: {"schema": body}}}
         for extra in op.also_ok:
             entry["responses"][str(extra)] = entry["responses"][str(op.ok)]
-        # Any request can carry a header that is not UTF-8 (400), and any /api request an
-        # Accept the API cannot answer (406).
-        always = {400} | ({406} if op.path.startswith("/api/") else set())
+        # Any request can carry a header that is not UTF-8 (400), any /api request an Accept
+        # the API cannot answer (406), and any write can meet a full or failing disk (507, 503).
+        always = ({400} | ({406} if op.path.startswith("/api/") else set())
+                  | ({503, 507} if op.method != "GET" else set()))
         for code in sorted(set(op.errors) | always):
             entry["responses"][str(code)] = {"description": "problem: code one of " + ", ".join(
                 CODES[code]), "content": {"application/problem+json": {"schema": {
