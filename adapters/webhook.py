@@ -104,6 +104,35 @@ def _str(payload: Mapping[str, Any], *keys: str) -> str | None:
     return None
 
 
+async def post_signed(
+    session: Any, url: str, secret: str, msg_id: str, body: bytes, *,
+    method: str = "POST", headers: Mapping[str, str] | None = None,
+) -> DeliveryResult:
+    """Send ``body`` signed with ``secret`` (``webhook-id`` = ``msg_id``, the same on every
+    attempt). 2xx is success; 410 will never succeed (not retried); anything else, a timeout or
+    a connection error is retried, after ``Retry-After`` when given. Shared by the webhook
+    channel and the gateway's own signed webhooks (health alerts)."""
+    # Configured headers first: the signature headers cannot be overridden by config.
+    sent = {**(headers or {}), **signed_headers(secret, msg_id, body, int(time.time()))}
+    try:
+        async with session.request(method, url, data=body, headers=sent) as resp:
+            if 200 <= resp.status < 300:
+                await drain(resp.content, RESPONSE_BODY_CAP)
+                return DeliveryResult(ok=True)
+            text = (await resp.content.read(ERROR_BODY_CHARS * 4)).decode(errors="replace")
+            return DeliveryResult(
+                ok=False,
+                error=f"webhook returned status {resp.status}: {text[:ERROR_BODY_CHARS]}",
+                retryable=resp.status != 410,
+                retry_after=retry_after_seconds(resp.headers.get("retry-after")),
+            )
+    except TimeoutError:
+        return DeliveryResult(ok=False, error="webhook request failed: timeout")
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
+        return DeliveryResult(ok=False, error=f"webhook request failed: {reason}")
+
+
 class WebhookAdapter(BaseAdapter):
     type: ClassVar[str] = "webhook"
     delivers: ClassVar[bool] = True
@@ -135,28 +164,9 @@ class WebhookAdapter(BaseAdapter):
         """One attempt. 2xx is success; 410 will never succeed (not retried); anything else,
         a timeout or a connection error is retried, after ``Retry-After`` when given."""
         config = channel.config
-        body = body_of(activity)
-        # Configured headers first: the signature headers cannot be overridden by config.
-        headers = {**config.get("headers", {}),
-                   **signed_headers(channel.secret, activity.delivery_id, body, int(time.time()))}
-        method = str(config.get("method", "POST")).upper()
-        try:
-            async with session.request(method, config["url"], data=body, headers=headers) as resp:
-                if 200 <= resp.status < 300:
-                    await drain(resp.content, RESPONSE_BODY_CAP)
-                    return DeliveryResult(ok=True)
-                text = (await resp.content.read(ERROR_BODY_CHARS * 4)).decode(errors="replace")
-                return DeliveryResult(
-                    ok=False,
-                    error=f"webhook returned status {resp.status}: {text[:ERROR_BODY_CHARS]}",
-                    retryable=resp.status != 410,
-                    retry_after=retry_after_seconds(resp.headers.get("retry-after")),
-                )
-        except TimeoutError:
-            return DeliveryResult(ok=False, error="webhook request failed: timeout")
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            reason = str(exc) or type(exc).__name__
-            return DeliveryResult(ok=False, error=f"webhook request failed: {reason}")
+        return await post_signed(
+            session, config["url"], channel.secret, activity.delivery_id, body_of(activity),
+            method=str(config.get("method", "POST")).upper(), headers=config.get("headers", {}))
 
     def parse_inbound(self, payload: Any) -> list[InboundMessage]:
         """``sender`` (or ``from``, default ``external``), ``text`` (or ``message``/``body``),

@@ -99,10 +99,11 @@ def _register_routes(app: Sanic) -> None:
     app.blueprint(compat.bp)
     app.blueprint(manage.bp)
     from .api import inbound
-    from .workers import delivery
+    from .workers import alerts, delivery
 
     app.blueprint(inbound.bp)
     delivery.install(app)
+    alerts.install(app)
     from .web import install as install_web
 
     install_web(app)

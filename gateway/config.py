@@ -113,9 +113,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("conversation_idle", ("CONVERGER_CONVERSATION_IDLE",), int, 86400,
             "Seconds without activity after which an active conversation is closed."),
     Setting("prune_interval", ("CONVERGER_PRUNE_INTERVAL",), int, 3600,
-            "Seconds between prunings of old health checks; 0 disables."),
+            "Seconds between prunings of old health checks and finished alerts; 0 disables."),
     Setting("health_retention_days", ("CONVERGER_HEALTH_RETENTION_DAYS",), int, 7,
-            "Days of channel health history kept."),
+            "Days of channel health history (and of sent or failed alerts) kept."),
     Setting("session_lifetime", ("CONVERGER_SESSION_LIFETIME",), int, 43_200,
             "Lifetime of an admin panel or portal login session (seconds)."),
 )

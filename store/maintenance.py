@@ -29,7 +29,6 @@ class HealthResult(msgspec.Struct, kw_only=True):
     failure_rate: float
     checked_at: str
     alert_webhook_url: str | None
-    secret_enc: str
 
     @property
     def changed(self) -> bool:
@@ -55,7 +54,7 @@ def check_channels(conn: sqlite3.Connection, since: str, now: str) -> list[Healt
     ``channel_health_checks`` row each. Pending deliveries count in the total."""
     marks = ",".join("?" * len(HEALTH_TYPES))
     channels = conn.execute(
-        f"""SELECT c.id, c.name, c.type, c.tenant_id, c.secret_enc, t.alert_webhook_url
+        f"""SELECT c.id, c.name, c.type, c.tenant_id, t.alert_webhook_url
               FROM channels c JOIN tenants t ON t.id = c.tenant_id
              WHERE c.status = 'active' AND c.type IN ({marks})
              ORDER BY c.id""",
@@ -84,7 +83,7 @@ def check_channels(conn: sqlite3.Connection, since: str, now: str) -> list[Healt
             channel_id=ch["id"], channel_name=ch["name"], channel_type=ch["type"],
             tenant_id=ch["tenant_id"], status=status, previous_status=prev["status"] if prev else None,
             total_deliveries=total, failed_deliveries=failed, failure_rate=rate, checked_at=now,
-            alert_webhook_url=ch["alert_webhook_url"] or None, secret_enc=ch["secret_enc"],
+            alert_webhook_url=ch["alert_webhook_url"] or None,
         ))
     return results
 

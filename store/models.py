@@ -90,6 +90,27 @@ class Delivery(msgspec.Struct, kw_only=True):
     updated_at: str
 
 
+class Alert(msgspec.Struct, kw_only=True):
+    """One of the gateway's own webhooks (a health alert), queued like a delivery. ``body`` is
+    the exact JSON text sent (and signed) on every attempt."""
+
+    id: str
+    tenant_id: str
+    channel_id: str
+    event: str
+    url: str
+    body: str
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: str | None
+    leased_until: str | None
+    claim_token: str | None
+    sent_at: str | None
+    inserted_at: str
+    updated_at: str
+
+
 class RoutingRule(msgspec.Struct, kw_only=True):
     id: str
     tenant_id: str

@@ -85,6 +85,26 @@ ADMIN_TOKEN_CREATED: dict[str, Any] = {
 }
 
 
+class AlertView(msgspec.Struct, kw_only=True):
+    """A health alert as the management API shows it: ``body`` is the JSON text sent (and
+    signed) on every attempt, ``id`` its ``webhook-id``."""
+
+    id: str
+    tenant_id: str
+    channel_id: str
+    event: str
+    url: str
+    body: str
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: str | None
+    leased_until: str | None
+    sent_at: str | None
+    inserted_at: str
+    updated_at: str
+
+
 class DeliveryView(msgspec.Struct, kw_only=True):
     """A delivery as the management API shows it (the worker's claim token is left out)."""
 
@@ -211,6 +231,9 @@ OPERATIONS: list[Op] = [
                            "limit", "cursor")),
     Op("GET", "/api/admin/health", "Latest health check of each channel", ADMIN,
        result=[HEALTH_OUT], errors=(401,), wrap="page"),
+    Op("GET", "/api/admin/alerts", "Health alerts queued for tenants' alert webhooks", ADMIN,
+       result=[AlertView], errors=(400, 401), wrap="page",
+       query=("tenant_id", "channel_id", "status", "limit", "cursor")),
     Op("GET", "/api/admin/routing_rules", "List routing rules of every tenant", ADMIN,
        result=[s.RoutingRuleOut], errors=(400, 401), wrap="page", query=("tenant_id",)),
     Op("POST", "/api/admin/routing_rules", "Create a routing rule for a tenant", ADMIN,

@@ -1,11 +1,11 @@
-"""Conversation expiry (reference §13) and pruning of old health checks."""
+"""Conversation expiry (reference §13) and pruning of old health checks and finished alerts."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from store import maintenance
+from store import alerts, maintenance
 from store.util import iso
 
 
@@ -22,6 +22,11 @@ async def run(ctx: Any, now: datetime) -> int:
 
 
 async def prune(ctx: Any, now: datetime) -> int:
-    """Delete channel health checks older than ``health_retention_days``."""
+    """Delete channel health checks, and alerts sent or failed, older than
+    ``health_retention_days``. Returns how many rows went."""
     before = iso(now - timedelta(days=ctx.settings.health_retention_days))
-    return int(await ctx.db.write(maintenance.prune_health, before))
+
+    def tx(conn: Any) -> int:
+        return int(maintenance.prune_health(conn, before)) + int(alerts.prune(conn, before))
+
+    return int(await ctx.db.write(tx))

@@ -1,5 +1,5 @@
 """Management views over conversations, deliveries, routing rules, the audit log, channel
-health and admin API tokens."""
+health, health alerts and admin API tokens."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import msgspec
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from store import admin_tokens, audit, conversations, queue, routing
-from store.models import Delivery
+from store import admin_tokens, alerts, audit, conversations, queue, routing
+from store.models import Alert, Delivery
 
 from ... import domain, errors
 from ...auth import admin_auth
@@ -21,6 +21,7 @@ from ..schemas import AdminTokenCreate, RoutingRuleFields, conversation_out, rul
 bp = Blueprint("manage_records")
 
 DELIVERY_STATUSES = ("pending", "sent", "delivered", "read", "failed")
+ALERT_STATUSES = ("pending", "sent", "failed")
 
 
 def _uuid_args(request: Request, *names: str) -> dict[str, str | None]:
@@ -121,6 +122,25 @@ async def channel_health(request: Request) -> HTTPResponse:
         return [dict(r) for r in rows]
 
     return json({"data": await request.app.ctx.db.read(latest), "next": None})
+
+
+def alert_view(a: Alert) -> dict[str, Any]:
+    view = msgspec.to_builtins(a)
+    view.pop("claim_token", None)
+    return view
+
+
+@bp.get("/alerts")
+async def list_alerts(request: Request) -> HTTPResponse:
+    """The health alerts queued for tenants' ``alert_webhook_url``: pending (with the next
+    attempt's time), sent, or failed with the last error."""
+    await admin_auth(request)
+    status = request.args.get("status")
+    if status and status not in ALERT_STATUSES:
+        raise errors.bad_request(f"status must be one of {', '.join(ALERT_STATUSES)}", "invalid_query")
+    ids = _uuid_args(request, "tenant_id", "channel_id")
+    items, nxt = await _paged(request, alerts.list_page, status=status, **ids)
+    return json({"data": [alert_view(a) for a in items], "next": nxt})
 
 
 # -- routing rules (any tenant) -------------------------------------------------------------

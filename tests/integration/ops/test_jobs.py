@@ -1,5 +1,6 @@
 """Background jobs with an injected clock: health transitions (reference §12) with a signed
-alert delivered to a real receiver, conversation expiry (§13), pruning, the scheduler."""
+alert queued durably and delivered to a real receiver on the retry schedule, conversation expiry
+(§13), pruning, the scheduler."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from gateway import config, domain
 from gateway.crypto import Cipher
 from gateway.hub import Hub, Subscriber
 from gateway.workers import expiry, health
+from gateway.workers.alerts import AlertSender
 from gateway.workers.scheduler import Scheduler
-from store import activities, conversations, migrations, queue
+from store import activities, alerts, conversations, migrations, queue
 from store.db import Database
 from store.maintenance import classify
 from store.util import iso
@@ -67,7 +69,11 @@ async def ctx(tmp_path: Path) -> AsyncIterator[SimpleNamespace]:
     settings = config.load({}, data_dir=str(tmp_path))
     db = Database(tmp_path / "jobs.db")
     db.start(prepare=migrations.apply)
-    yield SimpleNamespace(db=db, hub=Hub(), cipher=Cipher("k" * 32), settings=settings, log=log)
+    ctx = SimpleNamespace(db=db, hub=Hub(), cipher=Cipher("k" * 32), settings=settings, log=log)
+    ctx.alerts = AlertSender(ctx)
+    await ctx.alerts.start(loop=False)  # the tests run its rounds with their own clock
+    yield ctx
+    await ctx.alerts.stop()
     db.close()
 
 
@@ -109,62 +115,114 @@ async def test_health_transitions_push_and_alert(ctx, receiver) -> None:
     await _tenant_channel(ctx, url, type="websocket")  # not an external channel: never checked
     events: list[tuple[str, Any]] = []
     ctx.hub.subscribe("channel_health", Subscriber(lambda e, p: events.append((e, p)) or True))
-    fast = (0.01, 0.01, 0.01)
 
     # First check: unknown, and no alert (no previous check).
-    [r] = await health.run(ctx, T0, alert_delays=fast)
+    [r] = await health.run(ctx, T0)
     assert (r.status, r.previous_status, r.total_deliveries) == ("unknown", None, 0)
-    assert events == [] and rec.requests == []
+    assert events == [] and await ctx.alerts.send_due(T0) == [] and rec.requests == []
 
-    # 10 deliveries, 2 failed → degraded: pushed, and alerted (first attempt 503, retried).
+    # 10 deliveries, 2 failed → degraded: pushed, and an alert queued in the same transaction.
     t1 = T0 + timedelta(minutes=5)
     await _deliveries(ctx, tenant, channel, t1 - timedelta(minutes=1), ok=8, failed=2)
-    [r] = await health.run(ctx, t1, alert_delays=fast)
+    [r] = await health.run(ctx, t1)
     assert (r.previous_status, r.status, r.failure_rate) == ("unknown", "degraded", 0.2)
     assert events[-1][0] == "health_changed"
     assert events[-1][1] == {
         "channel_id": channel.id, "channel_name": channel.name, "tenant_id": tenant.id,
         "previous_status": "unknown", "status": "degraded", "failure_rate": 0.2,
         "total_deliveries": 10, "failed_deliveries": 2, "checked_at": iso(t1)}
+    [queued] = (await ctx.db.read(lambda c: alerts.list_page(c, tenant_id=tenant.id)))[0]
+    assert (queued.status, queued.attempts, queued.url) == ("pending", 0, url)
+
+    # The receiver answers 503 first: retried on the deliveries' schedule (30 s), then sent.
+    [a] = await ctx.alerts.send_due(t1)
+    assert (a.status, a.attempts, a.next_attempt_at) == ("pending", 1, iso(t1 + timedelta(seconds=30)))
+    assert a.last_error is not None and "503" in a.last_error
+    assert await ctx.alerts.send_due(t1 + timedelta(seconds=29)) == [] and len(rec.requests) == 1
+    [a] = await ctx.alerts.send_due(t1 + timedelta(seconds=30))
+    assert (a.status, a.attempts, a.last_error) == ("sent", 2, None)
     assert len(rec.requests) == 2  # one failure, one success
     headers, body = rec.requests[-1]
-    assert rec.requests[0][0]["webhook-id"] == headers["webhook-id"]  # same id on retry
+    assert rec.requests[0][0]["webhook-id"] == headers["webhook-id"] == a.id  # same id on retry
     payload = Webhook(secret).verify(body, headers)  # raises if the signature is wrong
     assert payload["event"] == "channel_health_changed"
     assert payload["previous_status"] == "unknown" and payload["new_status"] == "degraded"
     assert payload["total_deliveries"] == 10 and payload["failed_deliveries"] == 2
     assert json.loads(body)["checked_at"] == iso(t1)
 
-    # Same state again: a row, no event.
+    # Same state again: a row, no event, no alert.
     n_events = len(events)
-    [r] = await health.run(ctx, t1 + timedelta(minutes=5), alert_delays=fast)
+    [r] = await health.run(ctx, t1 + timedelta(minutes=5))
     assert r.status == "degraded" and len(events) == n_events
+    assert len((await ctx.db.read(lambda c: alerts.list_page(c, tenant_id=tenant.id)))[0]) == 1
 
     # Pending deliveries count in the total; 10 more failed → 12/20 → unhealthy.
     t2 = t1 + timedelta(minutes=10)
     await _deliveries(ctx, tenant, channel, t2 - timedelta(minutes=1), ok=0, failed=10)
-    [r] = await health.run(ctx, t2, alert_delays=fast)
+    [r] = await health.run(ctx, t2)
     assert (r.status, r.failure_rate) == ("unhealthy", 0.6)
+    assert [a.status for a in await ctx.alerts.send_due(t2)] == ["sent"]
     # An hour later the window is empty → unknown.
-    [r] = await health.run(ctx, t2 + timedelta(minutes=61), alert_delays=fast)
+    t3 = t2 + timedelta(minutes=61)
+    [r] = await health.run(ctx, t3)
     assert (r.previous_status, r.status) == ("unhealthy", "unknown")
+    assert [a.status for a in await ctx.alerts.send_due(t3)] == ["sent"]
     assert [p["status"] for e, p in events] == ["degraded", "unhealthy", "unknown"]
     assert len(rec.requests) == 4
+    assert [json.loads(b)["new_status"] for _, b in rec.requests[1:]] == ["degraded", "unhealthy", "unknown"]
     rows = await ctx.db.read(lambda c: c.execute(
         "SELECT count(*) FROM channel_health_checks WHERE channel_id = ?", (channel.id,)).fetchone()[0])
     assert rows == 5
 
-    # Pruning keeps 7 days.
-    assert await expiry.prune(ctx, T0 + timedelta(days=7, minutes=6)) == 2
-    assert await expiry.prune(ctx, T0 + timedelta(days=30)) == 3
+    # Pruning keeps 7 days of health checks and of finished alerts.
+    assert await expiry.prune(ctx, T0 + timedelta(days=7, minutes=6)) == 2 + 1
+    assert await expiry.prune(ctx, T0 + timedelta(days=30)) == 3 + 2
+    assert (await ctx.db.read(lambda c: alerts.list_page(c, tenant_id=tenant.id)))[0] == []
 
 
-async def test_alert_gives_up_after_retries(ctx) -> None:
+async def test_alert_fails_after_five_attempts_without_blocking_the_job(ctx) -> None:
     tenant, channel, _ = await _tenant_channel(ctx, "http://127.0.0.1:9/nothing-listens")
     await health.run(ctx, T0)
     await _deliveries(ctx, tenant, channel, T0, ok=1, failed=0)
-    [r] = await health.run(ctx, T0 + timedelta(minutes=5), alert_delays=(0.01, 0.01))
-    assert r.status == "healthy"  # the job finished although the alert could not be sent
+    t = T0 + timedelta(minutes=5)
+    [r] = await health.run(ctx, t)
+    assert r.status == "healthy"  # the job finished; the alert waits in the queue
+    seen = []
+    for wait in (0, 30, 90, 270, 810):  # the deliveries' backoff, 3^n × 10 s
+        t += timedelta(seconds=wait)
+        [a] = await ctx.alerts.send_due(t)
+        seen.append((a.status, a.attempts))
+    assert seen == [("pending", 1), ("pending", 2), ("pending", 3), ("pending", 4), ("failed", 5)]
+    assert "webhook request failed" in (a.last_error or "")
+    assert await ctx.alerts.send_due(t + timedelta(days=1)) == []  # failed is final
+
+
+async def test_alert_gone_410_fails_at_once(ctx) -> None:
+    hits = []
+
+    async def gone(request: web.Request) -> web.Response:
+        hits.append(request.headers["webhook-id"])
+        return web.Response(status=410, text="unsubscribed")
+
+    app = web.Application()
+    app.router.add_post("/gone", gone)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        tenant, channel, _ = await _tenant_channel(ctx, f"http://127.0.0.1:{port}/gone")
+        await health.run(ctx, T0)
+        await _deliveries(ctx, tenant, channel, T0, ok=1, failed=0)
+        await health.run(ctx, T0 + timedelta(minutes=5))
+        [a] = await ctx.alerts.send_due(T0 + timedelta(minutes=5))
+        assert (a.status, a.attempts) == ("failed", 1)
+        assert a.last_error == "webhook returned status 410: unsubscribed"
+        assert hits == [a.id]  # one attempt, never again
+        assert await ctx.alerts.send_due(T0 + timedelta(days=1)) == [] and hits == [a.id]
+    finally:
+        await runner.cleanup()
 
 
 async def test_conversation_expiry(ctx) -> None:
