@@ -1,0 +1,114 @@
+"""Health alerts go through a durable queue (issue 7): on the real server, a channel's health
+change queues an alert in the same transaction as the check, and an alert whose attempt was in
+flight when the process was SIGKILLed is sent after the restart — with the same ``webhook-id``
+and a signature that verifies with the channel's secret. Also the management list's bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from standardwebhooks import Webhook
+
+from tests.support.api import Api
+from tests.support.server import Server
+
+
+async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := await check()):
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+    return found
+
+
+async def test_alert_in_flight_at_sigkill_is_sent_after_restart(
+    make_server: Callable[..., Server], session: aiohttp.ClientSession
+) -> None:
+    srv = make_server(env={"CONVERGER_HEALTH_INTERVAL": "1"})
+    alerts: list[tuple[dict[str, str], bytes]] = []
+    got = asyncio.Event()
+
+    async def alert(request: web.Request) -> web.Response:
+        alerts.append((dict(request.headers), await request.read()))
+        got.set()
+        if len(alerts) == 1:
+            srv.kill()  # the gateway dies with this attempt in flight: no outcome is written
+        return web.Response(status=204)
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/alerts", alert)
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        api = Api(session, srv.url)
+        tenant = (await api.ok("POST", "/api/admin/tenants", 201, headers=api.admin, json={
+            "name": "alerted", "alert_webhook_url": f"{base}/alerts"}))["data"]
+        channel = await api.channel(tenant["id"], "hooked", type="webhook",
+                                    config={"url": f"{base}/hook"})
+
+        async def checked() -> list[Any]:
+            rows = (await api.ok("GET", "/api/admin/health", headers=api.admin))["data"]
+            return [r for r in rows if r["channel_id"] == channel["id"]]
+
+        # The first check finds no traffic (unknown: no alert on a first check) ...
+        [first] = await _until(checked, 15, "no health check ran")
+        assert first["status"] == "unknown"
+        # ... one delivery later the channel is healthy: a change, so an alert.
+        conv = await api.conversation(await api.channel_token(channel["id"]))
+        await api.post_activity(conv["id"], tenant["api_key"], text="hello")
+        await asyncio.wait_for(got.wait(), 15)
+        assert srv.proc is not None and srv.proc.poll() is not None, "killed mid-attempt"
+
+        got.clear()
+        srv.start()
+        await asyncio.wait_for(got.wait(), 15)  # re-sent at start-up: its lease was reclaimed
+
+        (h1, b1), (h2, b2) = alerts
+        assert h1["webhook-id"] == h2["webhook-id"] and b1 == b2  # the receiver can dedupe
+        payload = Webhook(channel["secret"]).verify(b2, h2)
+        assert payload["event"] == "channel_health_changed"
+        assert (payload["channel_id"], payload["previous_status"], payload["new_status"]) == (
+            channel["id"], "unknown", "healthy")
+
+        async def sent() -> list[Any]:
+            rows = (await api.ok("GET", f"/api/admin/alerts?tenant_id={tenant['id']}",
+                                 headers=api.admin))["data"]
+            return rows if rows and rows[0]["status"] == "sent" else []
+
+        [row] = await _until(sent, 10, "alert not recorded as sent")
+        assert row["id"] == h2["webhook-id"]
+        assert (row["attempts"], row["last_error"], row["url"]) == (1, None, f"{base}/alerts")
+        assert "claim_token" not in row
+        assert len(alerts) == 2  # still healthy after the restart: no new alert
+    finally:
+        await runner.cleanup()
+
+
+async def test_alert_list_bad_input(api: Api) -> None:
+    for query, code in (("status=bogus", "invalid_query"), ("tenant_id=nope", "invalid_uuid"),
+                        ("limit=0", "invalid_query"), ("cursor=%%%", "invalid_cursor")):
+        status, body, headers = await api.call("GET", f"/api/admin/alerts?{query}", headers=api.admin)
+        assert status == 400, (query, body)
+        assert headers["content-type"].startswith("application/problem+json")
+        assert body["code"] == code, (query, body)
+    status, body, _ = await api.call("GET", "/api/admin/alerts")
+    assert status == 401 and body["code"] == "missing_credentials"
+    status, body, _ = await api.call("GET", "/api/admin/alerts", headers={"authorization": "Bearer cva_wrong"})
+    assert status == 401, body
+    empty = await api.ok("GET", f"/api/admin/alerts?tenant_id={uuid.uuid4()}&status=failed&limit=5",
+                         headers=api.admin)
+    assert empty == {"data": [], "next": None}
