@@ -87,6 +87,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Comma-separated IPs or CIDRs of reverse proxies whose `X-Forwarded-For` is believed."),
     Setting("prometheus_port", ("CONVERGER_PROMETHEUS_PORT", "PROMETHEUS_PORT"), int, 0,
             "When set, `/metrics` is also served on this port (no allowlist there); 0 = off."),
+    Setting("otel_endpoint", ("OTEL_EXPORTER_OTLP_ENDPOINT",), str, "",
+            "OpenTelemetry collector (OTLP/HTTP, e.g. `http://127.0.0.1:4318`): when set, requests "
+            "and delivery attempts are traced (needs the `otel` extra; the binary has it)."),
     Setting("replica_url", ("CONVERGER_REPLICA_URL",), str, "",
             "Litestream replica (`file:///path` or `s3://bucket/path`). When set, `serve` restores a "
             "missing database from it and replicates continuously."),
@@ -151,6 +154,7 @@ class Settings(msgspec.Struct, kw_only=True):
     admin_ip_whitelist: str = "127.0.0.1,::1"
     trusted_proxies: str = ""
     prometheus_port: int = 0
+    otel_endpoint: str = ""
     replica_url: str = ""
     replica_endpoint: str = ""
     replica_region: str = ""

@@ -21,13 +21,14 @@ from sanic import Sanic
 
 
 def install(app: Sanic) -> None:
-    """Install rate limits, CORS, metrics, request logs, replication and background jobs."""
-    from . import cors, metrics, ratelimit, replication
+    """Install rate limits, CORS, metrics, traces, request logs, replication and background jobs."""
+    from . import cors, metrics, ratelimit, replication, tracing
 
     replication.install(app)  # first: its restore must run before the database opens
     ratelimit.install(app)
     cors.install(app)
     metrics.install(app)
+    tracing.install(app)
     from .workers import scheduler
 
     scheduler.install(app)

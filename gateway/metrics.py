@@ -137,7 +137,9 @@ async def exposition(app: Sanic) -> tuple[bytes, str]:
 
 
 # -- installation ----------------------------------------------------------------------------
-def _route_label(request: Request) -> str:
+def route_label(request: Request) -> str:
+    """The matched route's template (Sanic's, e.g. ``/api/v1/conversations/<conversation_id:str>``),
+    for metric labels and span names: one per route, not per path."""
     route = request.route
     if route is None:
         return "unmatched"  # 404s must not create one series per probed path
@@ -168,7 +170,7 @@ def install(app: Sanic) -> None:
         if pair is None:
             # prometheus_client's labels() validates and locks on every call: the children
             # are looked up once per (method, route, status), a bounded set.
-            route = _route_label(request)
+            route = route_label(request)
             pair = children[key] = (HTTP_REQUESTS.labels(request.method, route, str(response.status)),
                                     HTTP_LATENCY.labels(request.method, route))
         pair[0].inc()

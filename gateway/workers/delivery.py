@@ -30,7 +30,7 @@ from store import channels, queue
 from store.models import Activity, Channel, Delivery
 from store.util import parse_iso, utcnow
 
-from .. import domain, errors, metrics
+from .. import domain, errors, metrics, tracing
 from ..pipeline import receipts
 from . import echo
 
@@ -297,7 +297,15 @@ class Engine:
             if delay > 0:
                 await asyncio.sleep(delay)
         started = time.perf_counter()
-        result = await self._send(work)
+        if tracing.enabled():
+            with tracing.span(f"deliver {work.channel.type if work.channel else 'unknown'}", **{
+                    "converger.delivery_id": d.id, "converger.channel_id": d.channel_id,
+                    "converger.attempt": d.attempts + 1}) as s:
+                result = await self._send(work)
+                s.set_attribute("converger.outcome", "sent" if result.ok else (
+                    "retry" if result.retryable else "failed"))
+        else:
+            result = await self._send(work)
         self.attempts += 1
         metrics.delivery_finished(
             work.channel.type if work.channel else "unknown",
