@@ -116,9 +116,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("conversation_idle", ("CONVERGER_CONVERSATION_IDLE",), int, 86400,
             "Seconds without activity after which an active conversation is closed."),
     Setting("prune_interval", ("CONVERGER_PRUNE_INTERVAL",), int, 3600,
-            "Seconds between prunings of old health checks and finished alerts; 0 disables."),
+            "Seconds between prunings of old health checks, finished alerts and (with a retention set) finished deliveries; 0 disables."),
     Setting("health_retention_days", ("CONVERGER_HEALTH_RETENTION_DAYS",), int, 7,
             "Days of channel health history (and of sent or failed alerts) kept."),
+    Setting("delivery_retention_days", ("CONVERGER_DELIVERY_RETENTION_DAYS",), int, 0,
+            "Days a finished delivery (sent, delivered, read or failed) is kept after its last "
+            "change; the `prune` job deletes older ones. 0 keeps them: they are each activity's "
+            "delivery ticks."),
     Setting("session_lifetime", ("CONVERGER_SESSION_LIFETIME",), int, 43_200,
             "Lifetime of an admin panel or portal login session (seconds)."),
 )
@@ -168,6 +172,7 @@ class Settings(msgspec.Struct, kw_only=True):
     conversation_idle: int = 86400
     prune_interval: int = 3600
     health_retention_days: int = 7
+    delivery_retention_days: int = 0
     session_lifetime: int = 43_200
 
     @property
@@ -212,6 +217,9 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         raise ConfigError("CONVERGER_PIPELINE must be 'queue' or 'inline'")
     if settings.db_max_pages < 0:
         raise ConfigError("CONVERGER_DB_MAX_PAGES must be 0 (no cap) or a page count")
+    if settings.delivery_retention_days < 0 or settings.health_retention_days < 1:
+        raise ConfigError("CONVERGER_DELIVERY_RETENTION_DAYS must be 0 (keep) or more, and "
+                          "CONVERGER_HEALTH_RETENTION_DAYS at least 1")
     if settings.delivery_concurrency < 1:
         raise ConfigError("CONVERGER_DELIVERY_CONCURRENCY must be at least 1")
     if settings.webhook_timeout <= 0 or settings.backoff_scale < 0:

@@ -105,6 +105,31 @@ def retry_now(conn: sqlite3.Connection, delivery_id: str, now: str) -> Delivery 
     return from_row(Delivery, row) if row else None
 
 
+def finished_before(conn: sqlite3.Connection, before: str, limit: int) -> list[str]:
+    """Ids of up to ``limit`` finished deliveries last changed before ``before`` (a read: the
+    scan runs on a reader connection, and the writer only deletes what it found)."""
+    rows = conn.execute(
+        """SELECT id FROM deliveries
+            WHERE status != 'pending' AND claim_token IS NULL AND updated_at < ? LIMIT ?""",
+        (before, limit),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def delete_finished(conn: sqlite3.Connection, ids: list[str], before: str) -> int:
+    """Delete the given deliveries if they are still finished and unchanged since ``before``."""
+    n = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        n += conn.execute(
+            f"""DELETE FROM deliveries WHERE id IN ({marks})
+                  AND status != 'pending' AND claim_token IS NULL AND updated_at < ?""",
+            (*chunk, before),
+        ).rowcount
+    return n
+
+
 # -- the queue's transitions ----------------------------------------------------------------
 # Every transition after a claim names the claim token it holds: a worker whose lease expired
 # (and whose row was rescued and claimed again) cannot overwrite the newer attempt's outcome.

@@ -38,3 +38,16 @@ def test_environment_and_aliases() -> None:
         config.load(env={"CONVERGER_PORT": "eighty"})
     with pytest.raises(config.ConfigError):
         config.load(env={"CONVERGER_SYNCHRONOUS": "OFF"})
+
+
+@pytest.mark.parametrize("env", [
+    {"CONVERGER_DELIVERY_RETENTION_DAYS": "-1"}, {"CONVERGER_HEALTH_RETENTION_DAYS": "0"},
+    {"CONVERGER_DELIVERY_CONCURRENCY": "0"}, {"CONVERGER_WEBHOOK_TIMEOUT": "0"},
+    {"CONVERGER_PIPELINE": "kafka"}, {"CONVERGER_DB_MAX_PAGES": "-5"},
+    {"CONVERGER_ADMIN_IP_WHITELIST": "10.0.0.0/33"},
+])
+def test_unusable_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
+    [(var, _)] = env.items()
+    with pytest.raises(config.ConfigError, match=var.removeprefix("CONVERGER_").lower()
+                       if var.endswith("WHITELIST") else var):
+        config.load(env=env)

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
@@ -223,6 +224,41 @@ async def test_alert_gone_410_fails_at_once(ctx) -> None:
         assert await ctx.alerts.send_due(T0 + timedelta(days=1)) == [] and hits == [a.id]
     finally:
         await runner.cleanup()
+
+
+async def test_finished_deliveries_pruned_after_their_retention(ctx, monkeypatch) -> None:
+    tenant, channel, _ = await _tenant_channel(ctx, None)
+    monkeypatch.setattr(expiry, "PRUNE_BATCH", 2)  # several batches
+
+    def tx(conn):
+        conv = conversations.create(conn, tenant_id=tenant.id, channel_id=channel.id, now=iso(T0))
+        made = {}
+        for status, at in (("sent", T0), ("read", T0), ("failed", T0), ("delivered", T0),
+                           ("pending", T0), ("sent", T0 + timedelta(days=20))):
+            a = activities.insert(conn, tenant_id=tenant.id, conversation_id=conv.id, sender="u",
+                                  now=iso(at), text=status)
+            queue.enqueue(conn, a, [channel.id], iso(at))
+            conn.execute("UPDATE deliveries SET status = ? WHERE activity_id = ?", (status, a.id))
+            made[a.id] = (status, at)
+        return made
+
+    made = await ctx.db.write(tx)
+
+    def left(conn):
+        return {r[0]: r[1] for r in conn.execute("SELECT activity_id, status FROM deliveries")}
+
+    later = T0 + timedelta(days=31)
+    assert ctx.settings.delivery_retention_days == 0  # the default keeps every delivery
+    assert await expiry.prune(ctx, later) == 0 and len(await ctx.db.read(left)) == 6
+
+    ctx.settings = msgspec.structs.replace(ctx.settings, delivery_retention_days=30)
+    assert await expiry.prune(ctx, later) == 4  # sent, read, failed, delivered of day 0
+    kept = await ctx.db.read(left)
+    assert sorted(kept.values()) == ["pending", "sent"]  # waiting work, and the recent one
+    assert all(made[a][1] == T0 + timedelta(days=20) or made[a][0] == "pending" for a in kept)
+    n_activities = await ctx.db.read(lambda c: c.execute("SELECT count(*) FROM activities").fetchone()[0])
+    assert n_activities == 6  # only delivery rows go
+    assert await expiry.prune(ctx, later) == 0
 
 
 async def test_conversation_expiry(ctx) -> None:
