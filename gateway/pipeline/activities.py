@@ -1,5 +1,9 @@
 """Creating an activity, from every entry point: insert and enqueue its deliveries in one
-transaction (the outbox), then — only after commit — broadcast it and wake the workers."""
+transaction (the outbox), then — only after commit — broadcast it and wake the workers.
+
+In an active echo channel's conversation, the echo bot's reply to a non-bot message is made in
+that same transaction (DESIGN §7): once the message is acknowledged its reply is committed too,
+and a crash can never leave a message unanswered or answered twice."""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from typing import Any
 import msgspec
 
 import adapters
+from adapters.echo import EchoAdapter
 from store import activities, channels, conversations, queue, routing
-from store.models import Activity, Conversation
+from store.models import Activity, Channel
 
 from .. import errors
 
@@ -30,6 +35,7 @@ class Created(msgspec.Struct):
     activity: Activity
     created: bool
     deliveries: int
+    reply: Created | None = None  # the echo bot's reply, committed with the activity
 
 
 class NotFound(Exception):
@@ -63,12 +69,21 @@ def insert_tx(
         idempotency_key=new.idempotency_key, source_channel_id=new.source_channel_id,
         external_id=new.external_id,
     )
-    n = enqueue_tx(conn, conv, activity, now)
-    return Created(activity, True, n)
-
-
-def enqueue_tx(conn: sqlite3.Connection, conv: Conversation, activity: Activity, now: str) -> int:
     primary = channels.get(conn, conv.channel_id)
+    n = enqueue_tx(conn, primary, activity, now)
+    reply = None
+    if (primary is not None and primary.type == EchoAdapter.type and primary.active
+            and activity.sender != EchoAdapter.BOT):
+        echo = activities.insert(conn, tenant_id=tenant_id, conversation_id=conversation_id,
+                                 sender=EchoAdapter.BOT, now=now,
+                                 text=EchoAdapter.reply_text(activity.sender, activity.text))
+        reply = Created(echo, True, enqueue_tx(conn, primary, echo, now))
+    return Created(activity, True, n, reply)
+
+
+def enqueue_tx(conn: sqlite3.Connection, primary: Channel | None, activity: Activity, now: str) -> int:
+    """Enqueue an activity's deliveries: its conversation's channel (``primary``) and the
+    channels routing rules fan it out to."""
     if primary is None:
         return 0
     targets = routing.delivery_targets(
@@ -91,8 +106,10 @@ async def create(app: Any, tenant_id: str, conversation_id: str, new: NewActivit
         after_commit(app, result)
         # The inline pipeline (development) makes its one attempt inside the request.
         inline = getattr(ctx, "deliver_inline", None)
-        if inline is not None and result.deliveries:
-            await inline(result.activity)
+        if inline is not None:
+            for done in (result, result.reply):
+                if done is not None and done.deliveries:
+                    await inline(done.activity)
     return result
 
 
@@ -106,3 +123,5 @@ def after_commit(app: Any, result: Created) -> None:
     if result.deliveries:
         for hook in ctx.on_enqueue:
             hook(a, result.deliveries)
+    if result.reply is not None:  # after the message: subscribers see them in seq order
+        after_commit(app, result.reply)

@@ -32,7 +32,6 @@ from store.util import parse_iso, utcnow
 
 from .. import domain, errors, metrics, tracing
 from ..pipeline import receipts
-from . import echo
 
 LEASE_SECONDS = 120.0  # longer than a batch can wait in the buffer plus one attempt
 RESCUE_EVERY = 30.0
@@ -367,7 +366,6 @@ def install(app: Any) -> None:
     engine = Engine(app)
     ctx.delivery = engine
     ctx.on_enqueue.append(engine.wake)
-    echo.install(app)
     ctx.readiness["delivery"] = engine.alive
     if engine.inline:
         ctx.deliver_inline = engine.deliver_inline

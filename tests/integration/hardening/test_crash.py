@@ -108,6 +108,51 @@ async def test_sigkill_during_a_burst_of_posts(fresh_server: Server, session: ai
     assert len({k for _, k, _ in _rows(db, "SELECT id, idempotency_key, seq FROM activities")}) == len(tried)
 
 
+async def test_sigkill_during_echo_posts_leaves_no_message_unanswered(
+    fresh_server: Server, session: aiohttp.ClientSession
+) -> None:
+    """The echo bot's reply is committed with the message it answers: after a SIGKILL in the
+    middle of a burst, every stored message has exactly one reply, right after it."""
+    srv = fresh_server.start()
+    api = Api(session, srv.url)
+    s = await api.setup("echo-burst", type="echo")
+    conv, key = s["conversation"]["id"], s["api_key"]
+    acked: dict[str, dict[str, Any]] = {}
+    killed = asyncio.Event()
+    sem = asyncio.Semaphore(32)
+
+    async def post(i: int) -> None:
+        async with sem:
+            if killed.is_set():
+                return
+            try:
+                acked[f"e{i}"] = await api.post_activity(conv, key, key=f"e{i}", text=f"e{i}")
+            except (aiohttp.ClientError, AssertionError):
+                return
+
+    async def killer() -> None:
+        while len(acked) < 150:
+            await asyncio.sleep(0.005)
+        srv.kill()
+        killed.set()
+
+    await asyncio.gather(killer(), *(post(i) for i in range(1500)))
+    assert 150 <= len(acked) < 1500, "the kill came too late to test anything"
+    db = srv.data_dir / "converger.db"
+    srv.start()
+    _check_seqs(db)
+    rows = _rows(db, "SELECT seq, sender, text, idempotency_key FROM activities "
+                     "WHERE conversation_id = ? ORDER BY seq", conv)
+    users = [r for r in rows if r[1] == "user"]
+    assert len(rows) == 2 * len(users) >= 2 * len(acked)
+    for i in range(0, len(rows), 2):  # message, reply, message, reply, …
+        (seq, sender, text, k), (rseq, rsender, rtext, rk) = rows[i], rows[i + 1]
+        assert (sender, rsender, rseq, rtext, rk) == ("user", "bot", seq + 1, text, None)
+    stored = {k: seq for seq, _, _, k in users}
+    for k, a in acked.items():
+        assert stored[k] == a["seq"]
+
+
 # -- deliveries ------------------------------------------------------------------------------------
 
 
