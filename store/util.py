@@ -22,18 +22,27 @@ class _Entropy(threading.local):
 
     buf: bytes = b""
     pos: int = 0
-    pid: int = 0
 
 
 _entropy = _Entropy()
 _CHUNK = 4096
 
 
+def _forget_after_fork() -> None:
+    """A forked child must not hand out its parent's bytes again. (Checked here, at fork, rather
+    than with ``os.getpid()`` on every call: that is a system call per id.)"""
+    global _entropy
+    _entropy = _Entropy()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def random_bytes(n: int = 16) -> bytes:
-    """``n`` (≤ 4096) bytes from the OS CSPRNG, buffered per thread and refilled after a fork."""
+    """``n`` (≤ 4096) bytes from the OS CSPRNG, buffered per thread and dropped after a fork."""
     e = _entropy
-    if e.pos + n > len(e.buf) or e.pid != os.getpid():
-        e.buf, e.pos, e.pid = os.urandom(_CHUNK), 0, os.getpid()
+    if e.pos + n > len(e.buf):
+        e.buf, e.pos = os.urandom(_CHUNK), 0
     out = e.buf[e.pos:e.pos + n]
     e.pos += n
     return out
