@@ -189,3 +189,28 @@ async def test_cors_preflight_logs_no_error(api: Api, server: Server) -> None:
         assert status == 204
     await api.ok("GET", "/livez")  # a request after them, so their log lines are written
     assert server.log_path.read_text(errors="replace").count("body not consumed") == before
+
+
+async def test_unparsable_form_bodies_are_a_400_and_no_error_log(api: Api, server: Server) -> None:
+    """A multipart body without a boundary and a login form that is not UTF-8: Sanic fails to
+    parse them and logged an ERROR with a traceback each time; the client gets a 400, the log
+    one INFO line."""
+    t = await api.tenant("bad-form")
+    c = await api.channel(t["id"], type="websocket")
+    token = (await api.ok("POST", "/api/v1/converger/tokens/generate",
+                          headers={"authorization": f"Bearer {c['secret']}"}))["token"]
+    conv = await api.ok("POST", "/api/v1/converger/conversations", 201,
+                        headers={"authorization": f"Bearer {token}"})
+    log_before = server.log_path.read_text(errors="replace")
+    status, answer, _ = await api.call(
+        "POST", f"/api/v1/converger/conversations/{conv['conversationId']}/upload",
+        data=b"--x\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc\r\n--x--\r\n",
+        headers={"authorization": f"Bearer {conv['token']}", "content-type": "multipart/form-data"})
+    assert status == 400 and answer["code"] == "missing_file", answer
+    status, _, _ = await api.call("POST", "/admin/login", data=b"email=\xff\xfe&password=\xff",
+                                  headers={"content-type": "application/x-www-form-urlencoded"})
+    assert 400 <= status < 500
+    await api.ok("GET", "/livez")  # a request after them, so their log lines are written
+    new = server.log_path.read_text(errors="replace")[len(log_before):]
+    assert "Failed when parsing form" not in new and "Traceback" not in new, new
+    assert new.count("malformed form body from a client") == 2, new
