@@ -12,7 +12,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, redirect, text
 
 import adapters
-from store import channels, dashboard, tenants, users
+from store import alerts, channels, dashboard, tenants, users
 
 from .. import domain, errors
 from . import common, sessions
@@ -140,6 +140,15 @@ async def create_admin(request: Request, email: str, name: str, password: str, r
 
 
 # -- dashboard --------------------------------------------------------------------------------
+def _alert_change(body: str) -> tuple[str, str]:
+    """``(previous, new)`` health status of an alert's JSON body."""
+    try:
+        data = json.loads(body)
+        return str(data.get("previous_status") or "unknown"), str(data.get("new_status") or "unknown")
+    except (ValueError, AttributeError):
+        return "unknown", "unknown"
+
+
 @bp.get("")
 async def dashboard_page(request: Request) -> HTTPResponse:
     def read(conn: Any) -> dict[str, Any]:
@@ -147,8 +156,13 @@ async def dashboard_page(request: Request) -> HTTPResponse:
         health = dashboard.latest_health(conn)
         external = [c for c in channels.list_page(conn, status="active", limit=500)[0]
                     if c.type in adapters.DELIVERING_TYPES]
-        names = dashboard.names(conn, "tenants", {c.tenant_id for c in external})
-        return {"counts": counts, "health": health, "external": external, "tenant_names": names}
+        recent = alerts.list_page(conn, limit=10)[0]
+        names = dashboard.names(conn, "tenants", {c.tenant_id for c in external}
+                                | {a.tenant_id for a in recent})
+        channel_names = dashboard.names(conn, "channels", {a.channel_id for a in recent})
+        return {"counts": counts, "health": health, "external": external, "tenant_names": names,
+                "alerts": [(a, _alert_change(a.body)) for a in recent],
+                "channel_names": channel_names}
 
     return render(request, "admin/dashboard.html", **await request.app.ctx.db.read(read))
 

@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 from standardwebhooks import Webhook
 
+from tests.integration.web.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Client, create_admin
 from tests.support.api import Api
 from tests.support.server import Server
 
@@ -94,6 +95,20 @@ async def test_alert_in_flight_at_sigkill_is_sent_after_restart(
         assert (row["attempts"], row["last_error"], row["url"]) == (1, None, f"{base}/alerts")
         assert "claim_token" not in row
         assert len(alerts) == 2  # still healthy after the restart: no new alert
+
+        # The admin dashboard lists it.
+        create_admin(srv.data_dir, ADMIN_EMAIL, ADMIN_PASSWORD)
+        admin = Client(srv.url)
+        try:
+            assert await admin.login(ADMIN_EMAIL, ADMIN_PASSWORD) == 302
+            status, page, _ = await admin.get("/admin")
+            assert status == 200
+            row = page[page.index(f'data-alert="{row["id"]}"'):]
+            row = row[:row.index("</tr>")]
+            for shown in ("hooked", "alerted", ">unknown<", ">healthy<", ">sent<"):
+                assert shown in row, (shown, row)
+        finally:
+            await admin.close()
     finally:
         await runner.cleanup()
 

@@ -323,6 +323,14 @@ async def test_screenshots(browser: Any, tmp_path: Path) -> None:
                         failed_deliveries, failure_rate, checked_at, inserted_at)
                         VALUES ('h1', ?, 'degraded', 5, 1, 0.2, '2026-11-25T09:00:00Z',
                                 '2026-11-25T09:00:00Z')""", (hook["id"],))
+        body = ('{"event":"channel_health_changed","previous_status":"healthy",'
+                '"new_status":"degraded"}')
+        conn.execute("""INSERT INTO alerts (id, tenant_id, channel_id, event, url, body, status,
+                        attempts, sent_at, inserted_at, updated_at)
+                        VALUES ('a1', ?, ?, 'channel_health_changed', 'https://ops.example/alerts',
+                                ?, 'sent', 1, '2026-11-25T09:00:01Z', '2026-11-25T09:00:00Z',
+                                '2026-11-25T09:00:01Z')""",
+                     (shop["tenant"]["id"], hook["id"], body))
         conn.close()
         SHOTS.mkdir(parents=True, exist_ok=True)
         page = await _login(browser, srv.url, "ops@northwind.example", "screenshot pw")
