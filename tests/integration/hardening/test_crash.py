@@ -173,6 +173,11 @@ async def test_sigkill_during_deliveries_duplicates_only_what_was_in_flight(
 
         await wait_for(some_delivered, 20, "no deliveries before the kill")
         srv.kill()
+
+        async def drained() -> bool:  # requests already on the wire still reach the receiver
+            return receiver.open_connections() == 0
+
+        await wait_for(drained, 10, "the killed server's connections stay open")
         called_before = {body["id"] for _, body in receiver.calls["d"]}
         n_before = len(receiver.calls["d"])
         db = srv.data_dir / "converger.db"

@@ -76,3 +76,8 @@ class Recorder:
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/{name}"
+
+    def open_connections(self) -> int:
+        """Client connections the receiver still holds (a killed sender's are closed by the
+        kernel; the receiver sees them go once it has read what they had sent)."""
+        return len(self._runner.server.connections) if self._runner is not None else 0
