@@ -63,6 +63,9 @@ def create_app(settings: Settings, name: str | None = None) -> Sanic:
     errors.register(app)
     _register_routes(app)
     _register_middleware(app)
+    from . import lifecycle
+
+    lifecycle.watch_shutdown(app)  # last: its before_server_stop runs first
 
     @app.before_server_start
     async def _open(app: Sanic) -> None:

@@ -17,7 +17,14 @@ reverse registration order):
 
 from __future__ import annotations
 
+import asyncio
+import faulthandler
+import sys
+import time
+
 from sanic import Sanic
+
+SHUTDOWN_REPORT_AFTER = 6.0  # seconds; Server.stop() in the tests waits 15, an operator ~10
 
 
 def install(app: Sanic) -> None:
@@ -32,3 +39,32 @@ def install(app: Sanic) -> None:
     from .workers import scheduler
 
     scheduler.install(app)
+
+
+def watch_shutdown(app: Sanic) -> None:
+    """If shutdown has not finished ``SHUTDOWN_REPORT_AFTER`` seconds after it began, log every
+    task still pending on the event loop with where it waits, and dump every thread's stack to
+    stderr: a stuck stop names itself instead of ending, silently, in a supervisor's SIGKILL.
+    Registered last, so it runs first."""
+
+    @app.before_server_stop
+    async def _arm(app: Sanic) -> None:
+        loop = asyncio.get_running_loop()
+        began = time.monotonic()
+
+        def report() -> None:
+            # The shutdown's own task is among them: where a stuck stop listener waits.
+            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            lines = []
+            for task in sorted(tasks, key=lambda t: t.get_name()):
+                frames = task.get_stack()[-4:]  # the innermost: where it waits
+                where = " -> ".join(f"{f.f_code.co_name} ({f.f_code.co_filename.rsplit('/', 1)[-1]}:"
+                                    f"{f.f_lineno})" for f in frames) or "not started"
+                lines.append(f"{task.get_name()}: {where}")
+            app.ctx.log.warning("shutdown still running after %.1fs; %d pending tasks: %s",
+                                time.monotonic() - began, len(tasks), " | ".join(lines))
+            # And every thread's stack (the database writer's, Litestream's relay...) on stderr.
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+
+        # Not cancelled: when the loop closes at the end of a shutdown, the timer goes with it.
+        loop.call_later(SHUTDOWN_REPORT_AFTER, report)

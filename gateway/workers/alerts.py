@@ -26,6 +26,8 @@ from store import alerts, channels
 from store.models import Alert
 from store.util import iso, parse_iso, utcnow
 
+from ..tasks import cancel_and_wait
+
 LEASE_SECONDS = 120.0
 BATCH = 20
 MAX_SLEEP = 60.0
@@ -79,8 +81,7 @@ class AlertSender:
 
     async def stop(self) -> None:
         if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+            await cancel_and_wait([self.task], self.ctx.log, "alerts: stopping")
             self.task = None
         if self.ctx.db is not None:
             with contextlib.suppress(Exception):  # a full disk must not block shutdown

@@ -32,6 +32,7 @@ from store.util import parse_iso, utcnow
 
 from .. import domain, errors, metrics, tracing
 from ..pipeline import receipts
+from ..tasks import cancel_and_wait
 
 LEASE_SECONDS = 120.0  # longer than a batch can wait in the buffer plus one attempt
 RESCUE_EVERY = 30.0
@@ -129,9 +130,7 @@ class Engine:
     async def stop(self) -> None:
         """Stop every task, then give back the leases still held (in flight or buffered)."""
         started = time.monotonic()
-        for task in [*self.tasks, *self.spawned]:
-            task.cancel()
-        await asyncio.gather(*self.tasks, *self.spawned, return_exceptions=True)
+        await cancel_and_wait([*self.tasks, *self.spawned], self.app.ctx.log, "delivery: stopping")
         self.tasks.clear()
         if self._flushing is not None:  # outcomes already known are written, not redone
             await asyncio.gather(self._flushing, return_exceptions=True)

@@ -100,7 +100,7 @@ class Server:
 
     def log(self) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-5000:]
+            return self.log_path.read_text(errors="replace")[-12000:]
         except OSError:
             return ""
 

@@ -68,3 +68,27 @@ async def test_sigterm_with_requests_in_flight(make_server, tmp_path) -> None:
     with sqlite3.connect(restored) as conn:
         replicated = {r[0] for r in conn.execute("SELECT id FROM activities")}
     assert set(accepted) <= replicated
+
+
+async def test_a_slow_shutdown_names_what_it_waits_for(make_server) -> None:
+    """A client that stalls mid-body keeps Sanic's graceful wait going (up to 8 s): after 6 s
+    the log says shutdown is still running and lists the pending tasks; the exit stays clean."""
+    srv = make_server()
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(b"POST /api/v1/conversations HTTP/1.1\r\nHost: x\r\ncontent-type: application/json"
+                 b"\r\ncontent-length: 1000\r\n\r\n{\"metadata\": ")
+    await writer.drain()
+    async with aiohttp.ClientSession() as http:  # answered after the stalled request was read
+        async with http.get(srv.url + "/livez") as r:
+            assert r.status == 200
+    assert srv.proc is not None
+    started = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    rc = await asyncio.to_thread(srv.proc.wait, 15)
+    took = time.monotonic() - started
+    writer.close()
+    log = srv.log_path.read_text(errors="replace")
+    assert rc == 0 and took < 10, (rc, took, log[-3000:])
+    [report] = [line for line in log.splitlines() if "shutdown still running after" in line]
+    assert "pending tasks" in report and "delivery-dispatcher" not in report  # stopped by then
+    assert 'Thread' in log[log.index(report):] and "db-writer" not in report  # thread stacks follow
