@@ -35,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .config import Settings
 from .litestream import executable
+from .tasks import wait_event
 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
@@ -314,10 +315,7 @@ class Supervisor:
             self.restarts += 1
             self.log.error("replication: litestream exited with %s; restarting in %.1fs",
                            self.last_exit, delay)
-            try:
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            except TimeoutError:
-                pass
+            await wait_event(self._stopping, delay)
 
     async def _pump(self, proc: asyncio.subprocess.Process) -> None:
         """Relay Litestream's log lines into ours (they are already redacted by the formatter)."""

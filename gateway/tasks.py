@@ -1,10 +1,14 @@
-"""Stopping background tasks for sure.
+"""Waiting and stopping in background loops, safe against swallowed cancellations.
 
-``task.cancel()`` asks once; library code on a task's path can swallow the ``CancelledError``
-(a connection attempt being torn down just then, for instance) and the task then carries on to
-its next ``await`` — for a worker, waiting for work that will never come — and a shutdown that
-awaits it waits forever. :func:`cancel_and_wait` asks again until every task has finished, and
-says which ones needed it.
+On Python 3.11, ``asyncio.wait_for(event.wait(), t)`` *swallows* a cancellation that arrives
+just as the event is set (it returns the result instead of raising; fixed in 3.12). A worker
+loop cancelled at that moment carries on to its next ``await`` — for the delivery dispatcher,
+waiting for workers that are already gone — and a shutdown awaiting it waits forever. Seen
+here: a stop that hung until SIGKILL in a CI run, and the dispatcher named by
+:func:`cancel_and_wait` in a later run. So loops wait with :func:`wait_event` (built on
+``asyncio.timeout``, which does not lose a cancellation), and stops use
+:func:`cancel_and_wait`, which cancels again until every task has finished and says which
+ones needed it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,16 @@ from collections.abc import Iterable
 from typing import Any
 
 ROUND = 0.5  # seconds between two rounds of cancellation
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until ``event`` is set (True) or ``timeout`` seconds pass (False)."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], log: Any, what: str,

@@ -26,7 +26,7 @@ from store import alerts, channels
 from store.models import Alert
 from store.util import iso, parse_iso, utcnow
 
-from ..tasks import cancel_and_wait
+from ..tasks import cancel_and_wait, wait_event
 
 LEASE_SECONDS = 120.0
 BATCH = 20
@@ -148,8 +148,7 @@ class AlertSender:
                 self.ctx.log.exception("alert sender: round failed")
                 delay = 1.0
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                await wait_event(self._wake, delay)
 
 
 def install(app: Any) -> None:

@@ -15,7 +15,6 @@ created the activity (development); a failure there is final.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import time
 from typing import Any
@@ -32,7 +31,7 @@ from store.util import parse_iso, utcnow
 
 from .. import domain, errors, metrics, tracing
 from ..pipeline import receipts
-from ..tasks import cancel_and_wait
+from ..tasks import cancel_and_wait, wait_event
 
 LEASE_SECONDS = 120.0  # longer than a batch can wait in the buffer plus one attempt
 RESCUE_EVERY = 30.0
@@ -198,8 +197,7 @@ class Engine:
         if due is not None:
             delay = min(MAX_SLEEP, (parse_iso(due) - utcnow()).total_seconds())
         if delay > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_event(self._wake, delay)
 
     async def _work(self) -> None:
         log = self.app.ctx.log

@@ -10,6 +10,8 @@ from typing import Any
 
 from store.util import iso, utcnow
 
+from ..tasks import wait_event
+
 JobFn = Callable[[datetime], Awaitable[Any]]
 MAX_SLEEP = 60.0  # re-read the clock at least this often
 
@@ -74,10 +76,7 @@ class Scheduler:
             else:
                 nxt = min(j.next_run for j in self.jobs.values())
                 wait = min(MAX_SLEEP, max(0.0, (nxt - self.clock()).total_seconds()))
-            try:
-                await asyncio.wait_for(self._stop.wait(), wait)
-            except TimeoutError:
-                pass
+            await wait_event(self._stop, wait)
 
     def status(self) -> dict[str, Any]:
         alive = self._task is not None and not self._task.done()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import pytest
 
@@ -59,3 +60,37 @@ async def test_tasks_that_keep_swallowing_are_named(caplog: pytest.LogCaptureFix
     deafness[0] = False
     task.cancel()
     await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+
+
+async def test_wait_event_keeps_a_cancellation_that_races_the_event() -> None:
+    """The event is set and the waiter cancelled in the same loop iteration: the waiter must end
+    cancelled. (``asyncio.wait_for`` on Python 3.11 returns instead — the hang this prevents.)"""
+    from gateway.tasks import wait_event
+
+    async def waiter(use_wait_for: bool, event: asyncio.Event) -> str:
+        if use_wait_for:
+            await asyncio.wait_for(event.wait(), 10)
+        else:
+            await wait_event(event, 10)
+        return "carried on"
+
+    results = {}
+    for use_wait_for in (True, False):
+        event = asyncio.Event()
+        task = asyncio.create_task(waiter(use_wait_for, event))
+        await asyncio.sleep(0)  # the task is waiting now
+        event.set()
+        task.cancel()
+        results[use_wait_for] = (await asyncio.gather(task, return_exceptions=True))[0]
+    assert isinstance(results[False], asyncio.CancelledError)
+    if sys.version_info < (3, 12):  # the interpreter bug itself, as it shows on 3.11
+        assert results[True] == "carried on"
+
+
+async def test_wait_event_times_out_and_reports_a_set_event() -> None:
+    from gateway.tasks import wait_event
+
+    event = asyncio.Event()
+    assert await wait_event(event, 0.01) is False
+    event.set()
+    assert await wait_event(event, 10) is True
