@@ -147,23 +147,83 @@ def _shift(now: str, seconds: float) -> str:
     return iso(parse_iso(now) + timedelta(seconds=seconds))
 
 
-def claim(conn: sqlite3.Connection, now: str, lease_seconds: float, limit: int) -> list[Delivery]:
-    """Claim up to ``limit`` due deliveries (oldest due first) in one ``UPDATE … RETURNING``.
+# The transitions every queue table shares (``deliveries`` here, ``alerts`` in store/alerts.py):
+# the same columns for the claim, the lease and the schedule; each module wraps them with its
+# own row type.
+QUEUE_TABLES = ("deliveries", "alerts")
 
-    Each claimed row gets its own random claim token and a lease until ``now + lease_seconds``.
-    Due means: pending, not claimed, ``next_attempt_at <= now``.
-    """
-    rows = conn.execute(
-        f"""UPDATE deliveries
+
+def claim_due(conn: sqlite3.Connection, table: str, columns: str, now: str, lease_seconds: float,
+              limit: int) -> list[Any]:
+    """Claim up to ``limit`` due rows of ``table`` (oldest due first) in one
+    ``UPDATE … RETURNING``; each gets its own random claim token and a lease until
+    ``now + lease_seconds``. Due means: pending, not claimed, ``next_attempt_at <= now``."""
+    assert table in QUEUE_TABLES
+    return conn.execute(
+        f"""UPDATE {table}
                SET claim_token = lower(hex(randomblob(16))), leased_until = ?, updated_at = ?
-             WHERE id IN (SELECT id FROM deliveries
+             WHERE id IN (SELECT id FROM {table}
                            WHERE status = 'pending' AND claim_token IS NULL
                              AND next_attempt_at <= ?
                            ORDER BY next_attempt_at LIMIT ?)
-         RETURNING {COLUMNS}""",
+         RETURNING {columns}""",
         (_shift(now, lease_seconds), now, now, limit),
     ).fetchall()
-    return [from_row(Delivery, r) for r in rows]
+
+
+def record_failure(conn: sqlite3.Connection, table: str, columns: str, row_id: str, token: str,
+                   now: str, error: str, retryable: bool, retry_after: float | None,
+                   scale: float) -> Any:
+    """A failed attempt on a claimed row: ``attempts += 1``, then due again after
+    :func:`backoff` (or ``retry_after`` when longer), times ``scale``; or ``failed`` after the
+    fifth attempt, or at once when not ``retryable``. None when the claim is no longer ours."""
+    assert table in QUEUE_TABLES
+    row = conn.execute(
+        f"SELECT attempts FROM {table} WHERE id = ? AND claim_token = ?", (row_id, token)
+    ).fetchone()
+    if row is None:
+        return None
+    attempts = row[0] + 1
+    if not retryable or attempts >= MAX_ATTEMPTS:
+        status, due = "failed", None
+    else:
+        wait = max(backoff(attempts), retry_after or 0.0)
+        status, due = "pending", _shift(now, wait * scale)
+    return conn.execute(
+        f"""UPDATE {table}
+               SET status = ?, attempts = ?, last_error = ?, next_attempt_at = ?,
+                   claim_token = NULL, leased_until = NULL, updated_at = ?
+             WHERE id = ? AND claim_token = ?
+         RETURNING {columns}""",
+        (status, attempts, error, due, now, row_id, token),
+    ).fetchone()
+
+
+def release_leases(conn: sqlite3.Connection, table: str, now: str) -> int:
+    """Every lease of ``table`` given back, due now."""
+    assert table in QUEUE_TABLES
+    return conn.execute(
+        f"""UPDATE {table}
+               SET claim_token = NULL, leased_until = NULL, next_attempt_at = ?, updated_at = ?
+             WHERE claim_token IS NOT NULL""",
+        (now, now),
+    ).rowcount
+
+
+def earliest_due(conn: sqlite3.Connection, table: str) -> str | None:
+    """When the earliest unclaimed pending row of ``table`` becomes due (None: none waits)."""
+    assert table in QUEUE_TABLES
+    row = conn.execute(
+        f"""SELECT min(next_attempt_at) FROM {table}
+             WHERE status = 'pending' AND claim_token IS NULL"""
+    ).fetchone()
+    return row[0] if row else None
+
+
+def claim(conn: sqlite3.Connection, now: str, lease_seconds: float, limit: int) -> list[Delivery]:
+    """Claim up to ``limit`` due deliveries (see :func:`claim_due`)."""
+    return [from_row(Delivery, r)
+            for r in claim_due(conn, "deliveries", COLUMNS, now, lease_seconds, limit)]
 
 
 def claim_activity(
@@ -218,29 +278,10 @@ def fail(
     *,
     scale: float = 1.0,
 ) -> Delivery | None:
-    """A failed attempt: ``attempts += 1``, then due again after :func:`backoff` (or the
-    receiver's ``Retry-After`` when longer), or ``failed`` after the fifth attempt or at once
-    when the error is not retryable. ``scale`` multiplies the wait (tests only).
+    """A failed attempt (see :func:`record_failure`). ``scale`` multiplies the wait (tests only).
     None when the claim is no longer ours."""
-    row = conn.execute(
-        "SELECT attempts FROM deliveries WHERE id = ? AND claim_token = ?", (delivery_id, token)
-    ).fetchone()
-    if row is None:
-        return None
-    attempts = row[0] + 1
-    if not retryable or attempts >= MAX_ATTEMPTS:
-        status, due = "failed", None
-    else:
-        wait = max(backoff(attempts), retry_after or 0.0)
-        status, due = "pending", _shift(now, wait * scale)
-    row = conn.execute(
-        f"""UPDATE deliveries
-               SET status = ?, attempts = ?, last_error = ?, next_attempt_at = ?,
-                   claim_token = NULL, leased_until = NULL, updated_at = ?
-             WHERE id = ? AND claim_token = ?
-         RETURNING {COLUMNS}""",
-        (status, attempts, error, due, now, delivery_id, token),
-    ).fetchone()
+    row = record_failure(conn, "deliveries", COLUMNS, delivery_id, token, now, error, retryable,
+                         retry_after, scale)
     return from_row(Delivery, row) if row else None
 
 
@@ -275,21 +316,12 @@ def rescue_expired(conn: sqlite3.Connection, now: str) -> int:
 def rescue_all(conn: sqlite3.Connection, now: str) -> int:
     """At start-up every lease belongs to a previous process (one process owns the database),
     so all of them are reclaimed without waiting for them to expire."""
-    return conn.execute(
-        """UPDATE deliveries
-              SET claim_token = NULL, leased_until = NULL, next_attempt_at = ?, updated_at = ?
-            WHERE claim_token IS NOT NULL""",
-        (now, now),
-    ).rowcount
+    return release_leases(conn, "deliveries", now)
 
 
 def next_due_at(conn: sqlite3.Connection) -> str | None:
     """When the earliest unclaimed pending delivery becomes due (None: nothing is waiting)."""
-    row = conn.execute(
-        """SELECT min(next_attempt_at) FROM deliveries
-            WHERE status = 'pending' AND claim_token IS NULL"""
-    ).fetchone()
-    return row[0] if row else None
+    return earliest_due(conn, "deliveries")
 
 
 def next_lease_expiry(conn: sqlite3.Connection) -> str | None:

@@ -32,6 +32,13 @@ def _uuid_args(request: Request, *names: str) -> dict[str, str | None]:
     return out
 
 
+def _status_arg(request: Request, allowed: tuple[str, ...]) -> str | None:
+    status = request.args.get("status")
+    if status and status not in allowed:
+        raise errors.bad_request(f"status must be one of {', '.join(allowed)}", "invalid_query")
+    return status or None
+
+
 async def _paged(request: Request, fn: Any, **filters: Any) -> tuple[list[Any], str | None]:
     limit = int_arg(request, "limit", 50)
     cursor = request.args.get("cursor")
@@ -60,9 +67,7 @@ def delivery_view(d: Delivery) -> dict[str, Any]:
 @bp.get("/deliveries")
 async def list_deliveries(request: Request) -> HTTPResponse:
     await admin_auth(request)
-    status = request.args.get("status")
-    if status and status not in DELIVERY_STATUSES:
-        raise errors.bad_request(f"status must be one of {', '.join(DELIVERY_STATUSES)}", "invalid_query")
+    status = _status_arg(request, DELIVERY_STATUSES)
     ids = _uuid_args(request, "tenant_id", "channel_id", "activity_id")
     items, nxt = await _paged(request, queue.list_page, status=status, **ids)
     return json({"data": [delivery_view(d) for d in items], "next": nxt})
@@ -135,9 +140,7 @@ async def list_alerts(request: Request) -> HTTPResponse:
     """The health alerts queued for tenants' ``alert_webhook_url``: pending (with the next
     attempt's time), sent, or failed with the last error."""
     await admin_auth(request)
-    status = request.args.get("status")
-    if status and status not in ALERT_STATUSES:
-        raise errors.bad_request(f"status must be one of {', '.join(ALERT_STATUSES)}", "invalid_query")
+    status = _status_arg(request, ALERT_STATUSES)
     ids = _uuid_args(request, "tenant_id", "channel_id")
     items, nxt = await _paged(request, alerts.list_page, status=status, **ids)
     return json({"data": [alert_view(a) for a in items], "next": nxt})

@@ -18,6 +18,7 @@ from standardwebhooks import Webhook
 from tests.integration.web.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Client, create_admin
 from tests.support.api import Api
 from tests.support.server import Server
+from tests.support.serving import serving
 
 
 async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -49,12 +50,7 @@ async def test_alert_in_flight_at_sigkill_is_sent_after_restart(
     app = web.Application()
     app.router.add_post("/alerts", alert)
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
+    async with serving(app) as base:
         api = Api(session, srv.url)
         tenant = (await api.ok("POST", "/api/admin/tenants", 201, headers=api.admin, json={
             "name": "alerted", "alert_webhook_url": f"{base}/alerts"}))["data"]
@@ -109,8 +105,6 @@ async def test_alert_in_flight_at_sigkill_is_sent_after_restart(
                 assert shown in row, (shown, row)
         finally:
             await admin.close()
-    finally:
-        await runner.cleanup()
 
 
 async def test_alert_list_bad_input(api: Api) -> None:

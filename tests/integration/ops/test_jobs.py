@@ -28,6 +28,7 @@ from store import activities, alerts, conversations, migrations, queue
 from store.db import Database
 from store.maintenance import classify
 from store.util import iso
+from tests.support.serving import serving
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ACTOR = ("system", "test")
@@ -207,13 +208,8 @@ async def test_alert_gone_410_fails_at_once(ctx) -> None:
 
     app = web.Application()
     app.router.add_post("/gone", gone)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        tenant, channel, _ = await _tenant_channel(ctx, f"http://127.0.0.1:{port}/gone")
+    async with serving(app) as base:
+        tenant, channel, _ = await _tenant_channel(ctx, f"{base}/gone")
         await health.run(ctx, T0)
         await _deliveries(ctx, tenant, channel, T0, ok=1, failed=0)
         await health.run(ctx, T0 + timedelta(minutes=5))
@@ -222,8 +218,6 @@ async def test_alert_gone_410_fails_at_once(ctx) -> None:
         assert a.last_error == "webhook returned status 410: unsubscribed"
         assert hits == [a.id]  # one attempt, never again
         assert await ctx.alerts.send_due(T0 + timedelta(days=1)) == [] and hits == [a.id]
-    finally:
-        await runner.cleanup()
 
 
 async def test_finished_deliveries_pruned_after_their_retention(ctx, monkeypatch) -> None:

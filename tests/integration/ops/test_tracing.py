@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from tests.support.api import Api
 from tests.support.server import Server
+from tests.support.serving import serving
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -52,12 +53,7 @@ async def test_requests_and_deliveries_are_traced(
     app = web.Application()
     app.router.add_post("/v1/traces", collect)
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
+    async with serving(app) as base:
         srv = make_server(env={"OTEL_EXPORTER_OTLP_ENDPOINT": base, "OTEL_BSP_SCHEDULE_DELAY": "100"})
         api = Api(session, srv.url)
         s = await api.setup("traced", type="webhook", config={"url": f"{base}/hook"})
@@ -96,5 +92,3 @@ async def test_requests_and_deliveries_are_traced(
         for secret in (conv, s["api_key"], s["channel_token"]):
             assert secret.encode() not in blob
         assert srv.stop() == 0  # the flush at shutdown does not hold it up
-    finally:
-        await runner.cleanup()
