@@ -5,12 +5,21 @@ Preflights (``OPTIONS`` with ``Access-Control-Request-Method``) are answered her
 routing, for any path: 204 with the allow headers when the origin matches, a bare 204 when it
 does not. Other responses from an allowed origin get ``Access-Control-Allow-Origin`` and
 ``-Credentials``; a non-matching origin gets no CORS headers at all.
+
+CORS belongs to the API only: the server-rendered pages (``/admin``, ``/portal``, their
+``/ui`` assets) and ``/metrics`` never answer cross-origin, whatever ``CORS_ORIGINS`` says —
+an allowed origin on the same site as the gateway would otherwise read them with the admin's
+session cookie (issue 13). Their state-changing requests are also refused (403) when the
+browser says they come from elsewhere: ``Sec-Fetch-Site`` other than ``same-origin``/``none``,
+or an ``Origin`` that is not the gateway's own.
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from sanic import Request, Sanic
-from sanic.response import HTTPResponse
+from sanic.response import HTTPResponse, text
 
 ALLOW_METHODS = "GET,POST,PUT,PATCH,DELETE,OPTIONS"
 ALLOW_HEADERS = (
@@ -21,6 +30,35 @@ ALLOW_HEADERS = (
 # Headers a browser script may read on actual responses (preflights expose none, as the original).
 EXPOSE_HEADERS = "x-request-id,retry-after,ratelimit,ratelimit-policy"
 MAX_AGE = "1728000"
+
+
+# Paths that never answer cross-origin (the pages, their assets, metrics).
+PAGES = ("/admin", "/portal", "/ui/", "/metrics")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def is_page(path: str) -> bool:
+    return any(path == p.rstrip("/") or path.startswith(p.rstrip("/") + "/") for p in PAGES)
+
+
+def same_origin(request: Request, public_url: str) -> bool:
+    """False when the browser says the request comes from another origin: ``Sec-Fetch-Site``
+    other than ``same-origin``/``none`` (typed or bookmarked), or an ``Origin`` whose host is
+    neither the request's ``Host`` nor ``CONVERGER_PUBLIC_URL``'s. A client that sends neither
+    header (curl, the tests' HTTP client) is judged by its CSRF token alone."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    host = urlsplit(origin).netloc.lower()
+    if not host:  # "null": a sandboxed frame, a data: URL, a redirect across origins
+        return False
+    own = {request.headers.get("host", "").lower()}
+    if public_url:
+        own.add(urlsplit(public_url).netloc.lower())
+    return host in own
 
 
 def parse_origins(spec: str) -> frozenset[str]:
@@ -59,6 +97,7 @@ def preflight(origin: str | None, origins: frozenset[str]) -> HTTPResponse:
 def install(app: Sanic) -> None:
     origins = parse_origins(app.ctx.settings.cors_origins)
     app.ctx.cors_origins = origins
+    public_url = app.ctx.settings.public_url
 
     # Priority above the request-id middleware's 100: a preflight is answered before anything.
     @app.on_request(priority=200)  # type: ignore[call-arg]  # Sanic's overloads
@@ -67,7 +106,12 @@ def install(app: Sanic) -> None:
             # Read the (empty) body first: answering before it logged a Sanic error,
             # "body not consumed", on every browser preflight.
             await request.receive_body()
+            if is_page(request.path):
+                return preflight(None, origins)  # a bare 204: pages never answer cross-origin
             return preflight(request.headers.get("origin"), origins)
+        if request.method not in SAFE_METHODS and is_page(request.path) and not same_origin(
+                request, public_url):
+            return text("Forbidden: cross-origin request", status=403)
         return None
 
     @app.on_response(priority=90)
@@ -78,6 +122,8 @@ def install(app: Sanic) -> None:
         if origin is None:
             return
         _vary(response)
+        if is_page(request.path):
+            return
         if allowed(origin, origins):
             response.headers["access-control-allow-origin"] = origin
             response.headers["access-control-allow-credentials"] = "true"
