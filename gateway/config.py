@@ -50,6 +50,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook_timeout", ("CONVERGER_WEBHOOK_TIMEOUT",), float, 10.0,
             "Seconds a delivery attempt may take (connect + response) before it counts as a "
             "failed, retryable attempt."),
+    Setting("delivery_lease", ("CONVERGER_DELIVERY_LEASE",), float, 0.0,
+            "Seconds a claimed delivery stays leased to its worker. When a lease runs out (the "
+            "worker hung, or its outcome could not be recorded) the rescuer gives the delivery "
+            "back and it is sent again, with the same `webhook-id`. 0 = automatic: "
+            "max(120, 4 × `CONVERGER_WEBHOOK_TIMEOUT` + 30). A lease shorter than an attempt "
+            "sends that attempt twice (tests use one to prove the rescue)."),
+    Setting("lease_rescue_interval", ("CONVERGER_LEASE_RESCUE_INTERVAL",), float, 30.0,
+            "Seconds between two rounds of the rescuer that reclaims expired delivery leases on "
+            "a running server (at start-up every lease is reclaimed at once)."),
     Setting("backoff_scale", ("CONVERGER_BACKOFF_SCALE",), float, 1.0,
             "Multiplier on every retry wait (backoff and `Retry-After`). For tests only: "
             "`0.001` turns the 30/90/270/810 s schedule into milliseconds."),
@@ -141,6 +150,8 @@ class Settings(msgspec.Struct, kw_only=True):
     pipeline: str = "queue"
     delivery_concurrency: int = 20
     webhook_timeout: float = 10.0
+    delivery_lease: float = 0.0
+    lease_rescue_interval: float = 30.0
     backoff_scale: float = 1.0
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 10_485_760
@@ -222,6 +233,9 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
                           "CONVERGER_HEALTH_RETENTION_DAYS at least 1")
     if settings.delivery_concurrency < 1:
         raise ConfigError("CONVERGER_DELIVERY_CONCURRENCY must be at least 1")
+    if settings.delivery_lease < 0 or settings.lease_rescue_interval <= 0:
+        raise ConfigError("CONVERGER_DELIVERY_LEASE must be 0 (automatic) or more, and "
+                          "CONVERGER_LEASE_RESCUE_INTERVAL more than 0")
     if settings.webhook_timeout <= 0 or settings.backoff_scale < 0:
         raise ConfigError("CONVERGER_WEBHOOK_TIMEOUT must be > 0 and CONVERGER_BACKOFF_SCALE >= 0")
     for name in ("admin_ip_whitelist", "trusted_proxies"):

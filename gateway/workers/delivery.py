@@ -34,7 +34,6 @@ from ..pipeline import receipts
 from ..tasks import cancel_and_wait, wait_event
 
 LEASE_SECONDS = 120.0  # longer than a batch can wait in the buffer plus one attempt
-RESCUE_EVERY = 30.0
 MAX_SLEEP = 60.0
 
 
@@ -95,7 +94,8 @@ class Engine:
         self.scale = settings.backoff_scale
         self.timeout = settings.webhook_timeout
         # A claimed row may wait in the buffer behind two rounds of attempts before its own.
-        self.lease = max(LEASE_SECONDS, 4 * self.timeout + 30)
+        self.lease = settings.delivery_lease or max(LEASE_SECONDS, 4 * self.timeout + 30)
+        self.rescue_every = settings.lease_rescue_interval
         self.held: dict[str, Delivery] = {}  # claim token → row, until its outcome is written
         self.tasks: list[asyncio.Task[Any]] = []
         self.spawned: set[asyncio.Task[Any]] = set()
@@ -215,7 +215,7 @@ class Engine:
     async def _rescue(self) -> None:
         ctx = self.app.ctx
         while True:
-            await asyncio.sleep(RESCUE_EVERY)
+            await asyncio.sleep(self.rescue_every)  # a timer, not a wait for work
             try:
                 if await ctx.db.write(queue.rescue_expired, ctx.now_iso()):
                     self._wake.set()

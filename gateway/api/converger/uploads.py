@@ -85,6 +85,8 @@ async def upload(request: Request, conversation_id: str) -> HTTPResponse:
     ctx = request.app.ctx
     principal = await authenticate(request)
     conv = await conversation(request, principal, conversation_id)
+    # An upload creates an activity: the tenant's activity limit, before anything is written.
+    await ctx.rate_limit(request, "activity_create", conv.tenant_id)
     part = request.files.get("file") if request.files else None
     if part is None:
         raise errors.bad_request("Missing file in upload", "missing_file", plain=True)

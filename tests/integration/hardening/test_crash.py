@@ -49,6 +49,38 @@ def _check_seqs(db_path: Path) -> dict[str, int]:
     return {conv: len(got) for conv, got in seqs.items()}
 
 
+async def _post(api: Api, conversation_id: str, api_key: str, text: str, key: str | None,
+                answers: list[int]) -> dict[str, Any] | None:
+    """One post of a burst: the activity of its 201; None when the kill cut it off (no
+    answer). Every answer other than 201 (a 5xx above all) is recorded in ``answers``: the
+    test fails on any, instead of counting a server error as "not acknowledged"."""
+    headers = {"x-api-key": api_key}
+    if key is not None:
+        headers["x-idempotency-key"] = key
+    try:
+        status, body, _ = await api.call("POST", f"/api/v1/conversations/{conversation_id}/activities",
+                                         json={"text": text}, headers=headers)
+    except aiohttp.ClientError:
+        return None  # the kill cut it off: not acknowledged
+    if status != 201:
+        answers.append(status)
+        return None
+    return body["data"]
+
+
+async def _kill_after(srv: Server, acked: Any, n: int, killed: asyncio.Event | None = None,
+                      timeout: float = 60.0) -> None:
+    """SIGKILL the server once ``n`` posts were acknowledged (or fail after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while len(acked) < n:
+        assert time.monotonic() < deadline, f"only {len(acked)} of {n} posts acknowledged"
+        assert srv.proc is not None and srv.proc.poll() is None, srv.log()
+        await asyncio.sleep(0.005)
+    srv.kill()
+    if killed is not None:
+        killed.set()
+
+
 # -- a burst of posts ----------------------------------------------------------------------------
 
 
@@ -61,25 +93,20 @@ async def test_sigkill_during_a_burst_of_posts(fresh_server: Server, session: ai
     killed = asyncio.Event()
     sem = asyncio.Semaphore(48)
 
+    answers: list[int] = []  # any answer but a 201 (a 5xx) fails the test
+
     async def post(s: dict[str, Any], key: str) -> None:
         tried.append((s, key))
         async with sem:
             if killed.is_set():
                 return
-            try:
-                a = await api.post_activity(s["conversation"]["id"], s["api_key"], key=key, text=key)
-            except (aiohttp.ClientError, AssertionError):
-                return  # the kill cut it off: not acknowledged
-            acked[key] = a
-
-    async def killer() -> None:
-        while len(acked) < 600:
-            await asyncio.sleep(0.005)
-        srv.kill()
-        killed.set()
+            a = await _post(api, s["conversation"]["id"], s["api_key"], key, key, answers)
+            if a is not None:
+                acked[key] = a
 
     posts = [post(setups[i % 3], f"k{i}") for i in range(3000)]
-    await asyncio.gather(killer(), *posts)
+    await asyncio.gather(_kill_after(srv, acked, 600, killed), *posts)
+    assert answers == [], f"answers other than 201 during the burst: {Counter(answers)}"
     assert 600 <= len(acked) < 3000, "the kill came too late to test anything"
 
     db = srv.data_dir / "converger.db"
@@ -121,22 +148,18 @@ async def test_sigkill_during_echo_posts_leaves_no_message_unanswered(
     killed = asyncio.Event()
     sem = asyncio.Semaphore(32)
 
+    answers: list[int] = []
+
     async def post(i: int) -> None:
         async with sem:
             if killed.is_set():
                 return
-            try:
-                acked[f"e{i}"] = await api.post_activity(conv, key, key=f"e{i}", text=f"e{i}")
-            except (aiohttp.ClientError, AssertionError):
-                return
+            a = await _post(api, conv, key, f"e{i}", f"e{i}", answers)
+            if a is not None:
+                acked[f"e{i}"] = a
 
-    async def killer() -> None:
-        while len(acked) < 150:
-            await asyncio.sleep(0.005)
-        srv.kill()
-        killed.set()
-
-    await asyncio.gather(killer(), *(post(i) for i in range(1500)))
+    await asyncio.gather(_kill_after(srv, acked, 150, killed), *(post(i) for i in range(1500)))
+    assert answers == [], f"answers other than 201 during the burst: {Counter(answers)}"
     assert 150 <= len(acked) < 1500, "the kill came too late to test anything"
     db = srv.data_dir / "converger.db"
     srv.start()
@@ -319,13 +342,13 @@ async def test_sigkill_during_a_litestream_sync(tmp_path: Path, session: aiohttp
     conv, key = s["conversation"]["id"], s["api_key"]
     sem = asyncio.Semaphore(16)
     acked: set[str] = set()
+    answers: list[int] = []  # any answer but a 201 (a 5xx) fails the test
 
     async def post(text: str) -> None:
         async with sem:
-            try:
-                acked.add((await api.post_activity(conv, key, text=text))["id"])
-            except (aiohttp.ClientError, AssertionError):
-                pass
+            a = await _post(api, conv, key, text, None, answers)
+            if a is not None:
+                acked.add(a["id"])
 
     await asyncio.gather(*(post(f"a{i}") for i in range(300)))
     first = set(acked)
@@ -341,12 +364,8 @@ async def test_sigkill_during_a_litestream_sync(tmp_path: Path, session: aiohttp
         await asyncio.sleep(0.2)
 
     # ... then kill -9 while a second burst is being written and replicated.
-    async def killer() -> None:
-        while len(acked) < 300 + 200:
-            await asyncio.sleep(0.005)
-        srv.kill()
-
-    await asyncio.gather(killer(), *(post(f"b{i}") for i in range(3000)))
+    await asyncio.gather(_kill_after(srv, acked, 300 + 200), *(post(f"b{i}") for i in range(3000)))
+    assert answers == [], f"answers other than 201 during the bursts: {Counter(answers)}"
     second = acked - first
     assert 200 <= len(second) < 3000
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from gateway.ratelimit import DeliveryLimiter, Limiter
@@ -79,29 +80,115 @@ async def test_token_endpoint_is_limited_per_ip(make_server: Callable[..., Serve
     assert status == 429
 
 
+async def _stored(api: Api, conversation_id: str, api_key: str) -> list[str]:
+    """The texts stored in a conversation, in ``seq`` order (read back through the REST API)."""
+    body = await api.ok("GET", f"/api/v1/conversations/{conversation_id}/activities",
+                        headers={"x-api-key": api_key})
+    return [a["text"] for a in body["data"]]
+
+
 async def test_activity_creation_is_limited_per_tenant(make_server, session) -> None:
+    """After every 429 nothing was stored: the limit is checked before the write."""
     srv = make_server(env={"CONVERGER_RATE_LIMIT_ACTIVITIES": "5"})
     api = Api(session, srv.url)
     a = await api.setup("tenant-a")
     b = await api.setup("tenant-b")
+    cid = a["conversation"]["id"]
     for i in range(5):
-        await api.post_activity(a["conversation"]["id"], a["api_key"], text=f"m{i}")
-    status, body, headers = await api.call(
-        "POST", f"/api/v1/conversations/{a['conversation']['id']}/activities",
-        json={"text": "over"}, headers={"x-api-key": a["api_key"]})
-    assert status == 429 and body["error"] == "Too many requests. Please try again later."
-    assert int(headers["Retry-After"]) >= 1
-    assert headers["RateLimit-Policy"] == '"activity_create";q=5;w=60'
+        await api.post_activity(cid, a["api_key"], text=f"m{i}")
+    for i in range(3):
+        status, body, headers = await api.call(
+            "POST", f"/api/v1/conversations/{cid}/activities",
+            json={"text": f"over{i}"}, headers={"x-api-key": a["api_key"]})
+        assert status == 429 and body["error"] == "Too many requests. Please try again later."
+        assert int(headers["Retry-After"]) >= 1
+        assert headers["RateLimit-Policy"] == '"activity_create";q=5;w=60'
+    assert await _stored(api, cid, a["api_key"]) == [f"m{i}" for i in range(5)]
     # Another tenant is not affected.
     await api.post_activity(b["conversation"]["id"], b["api_key"], text="fine")
 
 
+async def test_every_entry_point_stores_nothing_after_a_429(make_server, session) -> None:
+    """The tenant's activity limit holds on the Converger API, socket pushes and uploads too,
+    and a refused post leaves nothing behind (no activity, no uploaded file)."""
+    import json
+
+    import aiohttp
+
+    from tests.integration.realtime.conftest import bearer, make_cg_world, user_token
+    from tests.integration.realtime.phx import Phx
+
+    srv = make_server(env={"CONVERGER_RATE_LIMIT_ACTIVITIES": "3"})
+    api = Api(session, srv.url)
+    cg_path = "/api/v1/converger/conversations/{}/"
+
+    # The Converger API.
+    cg = await make_cg_world(api)
+    h = bearer(cg["conv_token"])
+    statuses = []
+    for i in range(5):
+        status, _, _ = await api.call("POST", cg_path.format(cg["conv_id"]) + "activities",
+                                      json={"type": "message", "text": f"c{i}"}, headers=h)
+        statuses.append(status)
+    assert statuses == [200, 200, 200, 429, 429]
+    assert await _stored(api, cg["conv_id"], cg["api_key"]) == ["c0", "c1", "c2"]
+
+    # Uploads: refused before the file is written.
+    up = await make_cg_world(api)
+    h = bearer(up["conv_token"])
+    statuses = []
+    for i in range(5):
+        form = aiohttp.FormData()
+        form.add_field("file", b"bytes", filename=f"f{i}.txt", content_type="text/plain")
+        form.add_field("activity", json.dumps({"text": f"u{i}"}))
+        status, body, _ = await api.call("POST", cg_path.format(up["conv_id"]) + "upload",
+                                         data=form, headers=h)
+        statuses.append(status)
+        if status == 429:
+            assert body["code"] == "rate_limited"
+    assert statuses == [200, 200, 200, 429, 429]
+    assert await _stored(api, up["conv_id"], up["api_key"]) == ["u0", "u1", "u2"]
+    files = sorted(p.name for p in (srv.data_dir / "uploads" / up["tenant"]["id"]).iterdir())
+    assert len(files) == 3 and all(n.split("_", 1)[1] in ("f0.txt", "f1.txt", "f2.txt")
+                                   for n in files), files
+
+    # Socket pushes (legacy socket).
+    w = await api.setup("socket")
+    cid = w["conversation"]["id"]
+    token = await user_token(api, w["channel_token"], cid)
+    phx = await Phx.connect(session, srv.ws_url, "/socket/websocket", token)
+    try:
+        topic = f"conversation:{cid}"
+        joined = await phx.join(topic)
+        replies = []
+        for i in range(5):
+            r = await phx.push(topic, "new_activity", {"text": f"s{i}"}, joined.join_ref)
+            replies.append((r.payload["status"], r.payload["response"].get("reason")))
+        assert replies == [("ok", None)] * 3 + [("error", "rate_limited")] * 2
+    finally:
+        await phx.close()
+    assert await _stored(api, cid, w["api_key"]) == ["s0", "s1", "s2"]
+
+
 async def test_limits_can_be_disabled(make_server, session) -> None:
+    """With both limits at 0, far more than the tests' other limits pass: 40 activities and
+    25 token requests from one IP, where the limits above refuse the 6th and the 11th."""
     srv = make_server(env={"CONVERGER_RATE_LIMIT_ACTIVITIES": "0", "CONVERGER_RATE_LIMIT_TOKENS": "0"})
     api = Api(session, srv.url)
     a = await api.setup("free")
-    for i in range(30):
-        await api.post_activity(a["conversation"]["id"], a["api_key"], text=f"m{i}")
+    cid = a["conversation"]["id"]
+    results = await asyncio.gather(*(
+        api.call("POST", f"/api/v1/conversations/{cid}/activities", json={"text": f"m{i}"},
+                 headers={"x-api-key": a["api_key"]}) for i in range(40)))
+    assert [status for status, _, _ in results] == [201] * 40
+    # Off, not merely high: a limited scope names its policy on every allowed answer.
+    assert not any("RateLimit-Policy" in headers for _, _, headers in results)
+    body = {"conversation_id": cid, "user_id": "u1"}
+    for _ in range(25):
+        status, _, headers = await api.call("POST", "/api/v1/tokens", json=body,
+                                            headers={"x-channel-token": a["channel_token"]})
+        assert status == 201 and "RateLimit-Policy" not in headers
+    assert len(await _stored(api, cid, a["api_key"])) == 40
 
 
 async def test_cg_token_scope_shares_one_bucket_per_ip(tmp_path) -> None:

@@ -175,3 +175,63 @@ async def test_a_lone_failing_job_leaves_nothing(db: Database) -> None:
         await db.write(half_done)
     assert await db.read(activities.count) == 0
     assert await db.write(_insert, tenant_id, conv_id, "next") == 1  # seq 1 was never used
+
+
+def _commit_fails(tmp_path) -> Database:
+    """A database whose writer fails at ``COMMIT`` on demand, with SQLite's own machinery: a
+    deferred foreign key is checked only at ``COMMIT``, so a job that inserts an orphan child
+    row succeeds, and the ``COMMIT`` that follows it fails (``FOREIGN KEY constraint failed``)."""
+    from store import migrations
+
+    def prepare(conn: sqlite3.Connection) -> None:
+        migrations.apply(conn)
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("CREATE TABLE parent (id TEXT PRIMARY KEY)")
+        conn.execute("CREATE TABLE child (parent_id TEXT REFERENCES parent (id) "
+                     "DEFERRABLE INITIALLY DEFERRED)")
+
+    db = Database(tmp_path / "f.db")
+    db.start(prepare=prepare)
+    return db
+
+
+def _orphan(conn: sqlite3.Connection) -> str:
+    conn.execute("INSERT INTO child (parent_id) VALUES ('nobody')")
+    return "the job itself succeeded"
+
+
+async def test_a_failed_commit_is_an_error_for_every_caller_never_a_success(tmp_path) -> None:
+    db = _commit_fails(tmp_path)
+    try:
+        tenant_id, conv_id = _setup(db)
+        # Alone in its transaction: the job returned, but its COMMIT failed → the caller
+        # gets the error, not the job's value.
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            await db.write(_orphan)
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            db.write_sync(_orphan)
+
+        # In a group commit: every job of the failed transaction gets the error, even those
+        # whose own work was fine (none of it was committed).
+        gate, entered = threading.Event(), threading.Event()
+
+        def block(conn: sqlite3.Connection) -> None:
+            entered.set()
+            gate.wait(5)  # hold the writer so the jobs below queue up and form one batch
+
+        blocker = asyncio.ensure_future(db.write(block))
+        await asyncio.to_thread(entered.wait, 5)
+        futs = [asyncio.ensure_future(j) for j in (
+            db.write(_insert, tenant_id, conv_id, "a"), db.write(_orphan),
+            db.write(_insert, tenant_id, conv_id, "b"))]
+        await asyncio.sleep(0)  # each task runs up to its await: its job is queued
+        gate.set()
+        await blocker
+        results = await asyncio.gather(*futs, return_exceptions=True)
+        assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
+        assert await db.read(activities.count) == 0
+        assert await db.read(lambda c: c.execute("SELECT count(*) FROM child").fetchone()[0]) == 0
+        # The writer goes on: the next transaction commits, and seq 1 was never used.
+        assert await db.write(_insert, tenant_id, conv_id, "next") == 1
+    finally:
+        db.close()
