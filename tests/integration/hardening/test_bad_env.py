@@ -292,3 +292,43 @@ async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
     finally:
         srv.stop()
     assert "Traceback" not in srv.log_path.read_text()
+
+
+# -- any other database error -------------------------------------------------------------------
+
+
+async def test_any_other_database_error_stays_a_logged_500(
+    fresh_server: Server, session: aiohttp.ClientSession
+) -> None:
+    """Not every SQLite error is the storage's: a schema changed under the running server (here
+    the audit table renamed by an outside connection — SQLITE_ERROR "no such table") is a
+    ``500`` problem+json ``internal_error`` with a logged traceback, not a 503/507; a write
+    that hit it left nothing; once the table is back, the same requests work."""
+    import sqlite3
+
+    srv = fresh_server.start()
+    api = Api(session, srv.url)
+    db = srv.data_dir / "converger.db"
+
+    def rename(old: str, new: str) -> None:
+        with sqlite3.connect(db, timeout=10) as conn:
+            conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+    rename("audit_logs", "audit_logs_away")
+    try:
+        for method, path, body in (("GET", "/api/admin/audit", None),
+                                   ("POST", "/api/admin/tenants", {"name": "never-stored"})):
+            status, problem, headers = await api.call(method, path, json=body, headers=api.admin)
+            assert status == 500, (path, problem)
+            assert headers["content-type"].startswith("application/problem+json")
+            assert problem["code"] == "internal_error" and "no such table" not in str(problem)
+            assert "Retry-After" not in headers
+    finally:
+        rename("audit_logs_away", "audit_logs")
+    log = srv.log()
+    assert "unhandled error on POST /api/admin/tenants" in log and "no such table" in log
+    assert "Traceback" in log and "storage:" not in log
+    tenants = (await api.ok("GET", "/api/admin/tenants?limit=100", headers=api.admin))["data"]
+    assert "never-stored" not in [t["name"] for t in tenants]  # rolled back with its audit row
+    await api.ok("POST", "/api/admin/tenants", 201, json={"name": "stored"}, headers=api.admin)
+    await api.ok("GET", "/api/admin/audit", headers=api.admin)
