@@ -60,6 +60,9 @@ def create_app(settings: Settings, name: str | None = None) -> Sanic:
     ctx.rate_limit = _no_rate_limit
     ctx.db = None
 
+    from . import connlimit
+
+    connlimit.install(app)  # used by gateway.server's protocol (connection caps, deadlines)
     errors.register(app)
     _register_routes(app)
     _register_middleware(app)

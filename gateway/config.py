@@ -132,6 +132,23 @@ SETTINGS: tuple[Setting, ...] = (
             "Days a finished delivery (sent, delivered, read or failed) is kept after its last "
             "change; the `prune` job deletes older ones. 0 keeps them: they are each activity's "
             "delivery ticks."),
+    # -- security limits (docs/security.md) ---------------------------------------------------
+    Setting("max_connections", ("CONVERGER_MAX_CONNECTIONS",), int, 0,
+            "Open connections (HTTP and WebSocket) in all; more are answered 503 and closed. "
+            "0 = the file limit (raised to its hard limit at start-up) less 128."),
+    Setting("max_connections_per_ip", ("CONVERGER_MAX_CONNECTIONS_PER_IP",), int, 256,
+            "Open connections one client IP may hold; more are answered 503 and closed. Trusted "
+            "proxies are exempt. 0 = no cap."),
+    Setting("connection_reserve", ("CONVERGER_CONNECTION_RESERVE",), int, 64,
+            "The last connections under `max_connections` go only to IPs holding fewer than 4 "
+            "and to the admin allowlist, so health checks and the admin panel still answer."),
+    Setting("header_timeout", ("CONVERGER_HEADER_TIMEOUT",), float, 10.0,
+            "Seconds from a request's first byte until its headers are complete (a slow client "
+            "gets 408 and a close, however steadily it trickles)."),
+    Setting("body_timeout", ("CONVERGER_BODY_TIMEOUT",), float, 120.0,
+            "Seconds after the headers until the request body is complete."),
+    Setting("max_sockets_per_token", ("CONVERGER_MAX_SOCKETS_PER_TOKEN",), int, 100,
+            "Open WebSockets per token; more are refused with 429 `too_many_sockets`. 0 = no cap."),
     Setting("session_lifetime", ("CONVERGER_SESSION_LIFETIME",), int, 43_200,
             "Lifetime of an admin panel or portal login session (seconds)."),
 )
@@ -184,6 +201,12 @@ class Settings(msgspec.Struct, kw_only=True):
     prune_interval: int = 3600
     health_retention_days: int = 7
     delivery_retention_days: int = 0
+    max_connections: int = 0
+    max_connections_per_ip: int = 256
+    connection_reserve: int = 64
+    header_timeout: float = 10.0
+    body_timeout: float = 120.0
+    max_sockets_per_token: int = 100
     session_lifetime: int = 43_200
 
     @property
@@ -238,6 +261,11 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
                           "CONVERGER_LEASE_RESCUE_INTERVAL more than 0")
     if settings.webhook_timeout <= 0 or settings.backoff_scale < 0:
         raise ConfigError("CONVERGER_WEBHOOK_TIMEOUT must be > 0 and CONVERGER_BACKOFF_SCALE >= 0")
+    if min(settings.max_connections, settings.max_connections_per_ip, settings.connection_reserve,
+           settings.max_sockets_per_token) < 0:
+        raise ConfigError("connection and socket caps must be 0 (no cap) or more")
+    if settings.header_timeout <= 0 or settings.body_timeout <= 0:
+        raise ConfigError("CONVERGER_HEADER_TIMEOUT and CONVERGER_BODY_TIMEOUT must be > 0")
     for name in ("admin_ip_whitelist", "trusted_proxies"):
         try:
             from ipaddress import ip_network

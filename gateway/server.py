@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from . import connlimit
 from .app import create_app
 from .config import Settings
 
 
 def run(settings: Settings) -> int:
+    files = connlimit.raise_file_limit()  # before the app sizes its connection cap from it
     app = create_app(settings, name="converger")
+    app.ctx.log.info("file limit %d; connections: at most %d, %s per IP", files,
+                     app.ctx.conn_limits.total, settings.max_connections_per_ip or "no cap")
     app.ctx.log.info("converger listening on http://%s:%s", settings.host, settings.port)
     app.run(
         host=settings.host, port=settings.port, single_process=True,
         access_log=False,  # gateway.metrics writes the request log (JSON, with request id)
         motd=False, debug=False, auto_reload=False,
+        protocol=connlimit.GuardedProtocol,
     )
     return 0

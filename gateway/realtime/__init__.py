@@ -53,6 +53,10 @@ async def _authenticate(request: Request) -> HTTPResponse | None:
         return _refuse(403, "invalid_token", "a valid token is required to connect")
     if not isinstance(claims.get("tenant_id"), str):
         return _refuse(403, "invalid_token", "the token names no tenant")
+    cap = request.app.ctx.settings.max_sockets_per_token
+    if cap and request.app.ctx.socket_counts.get(token, 0) >= cap:
+        return _refuse(429, "too_many_sockets", f"at most {cap} open sockets per token")
+    request.ctx.socket_key = token
     request.ctx.claims = claims
     request.ctx.vsn = vsn
     return None
@@ -72,11 +76,18 @@ _gauge = _socket_gauge()
 
 async def _serve(request: Request, ws: Any, router: Router) -> None:
     conn = Connection(request, ws, router, request.ctx.claims, request.ctx.vsn)
+    counts: dict[str, int] = request.app.ctx.socket_counts
+    key = request.ctx.socket_key
+    counts[key] = counts.get(key, 0) + 1
     _gauge(1)
     try:
         await conn.run()
     finally:
         _gauge(-1)
+        if (left := counts.get(key, 1) - 1) > 0:
+            counts[key] = left
+        else:
+            counts.pop(key, None)
 
 
 @bp.websocket("/socket/websocket")
@@ -111,5 +122,6 @@ def install(app: Sanic) -> None:
     settings = app.ctx.settings
     app.config.WEBSOCKET_MAX_SIZE = settings.ws_max_frame_bytes
     app.ctx.static_cache = {}
+    app.ctx.socket_counts = {}  # token -> open sockets (CONVERGER_MAX_SOCKETS_PER_TOKEN)
     app.ctx.on_activity.append(app.ctx.hub.activity_hook)
     app.blueprint(bp)

@@ -36,6 +36,7 @@ class Server:
         self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir / "server.log"
+        self.nofile: int | None = None  # RLIMIT_NOFILE (soft and hard) for the process, if set
 
     @property
     def url(self) -> str:
@@ -61,6 +62,9 @@ class Server:
             # on servers of their own (tests/integration/ops), and are off here unless a test sets them.
             "CONVERGER_RATE_LIMIT_TOKENS": "0",
             "CONVERGER_RATE_LIMIT_ACTIVITIES": "0",
+            # Likewise the connection caps (tests/integration/security sets them).
+            "CONVERGER_MAX_CONNECTIONS_PER_IP": "0",
+            "CONVERGER_MAX_SOCKETS_PER_TOKEN": "0",
             **self.extra_env,
         }
         log = open(self.log_path, "ab")
@@ -68,9 +72,15 @@ class Server:
             [*COMMAND, "serve", "--data-dir", str(self.data_dir),
              "--port", str(self.port), "--host", "127.0.0.1"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=self._limits if self.nofile else None,
         )
         log.close()  # the child holds its own copy
         return self.proc
+
+    def _limits(self) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def wait_live(self, timeout: float = 20.0) -> Server:
         """Wait until ``/livez`` answers; raise with the log if the process exits first."""
