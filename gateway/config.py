@@ -284,7 +284,7 @@ def markdown() -> str:
         "# Configuration",
         "",
         "Generated from `gateway/config.py` (`SETTINGS`); "
-        "`tests/integration/gateway/test_config.py` checks",
+        "`tests/unit/gateway/test_config.py` checks",
         "that this file is current. Regenerate with `converger settings --markdown > docs/configuration.md`.",
         "",
         "| setting | environment | default | meaning |",

@@ -127,7 +127,7 @@ class DeliveryView(msgspec.Struct, kw_only=True):
     updated_at: str
 
 
-# The stable ``code`` of every problem, by status (tests/integration/hardening/test_fuzz.py
+# The stable ``code`` of every problem, by status (tests/unit/gateway/test_problem_codes.py
 # checks that every code the gateway raises is listed; the fuzzer validates answers against these).
 CODES: dict[int, tuple[str, ...]] = {
     400: ("bad_request", "body_not_object", "body_required", "channel_inactive",

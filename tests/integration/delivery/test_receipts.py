@@ -1,19 +1,14 @@
 """Status receipts (reference §7.5, §10.7) through ``/status`` and ``/inbound``: monotonic,
-signature-checked, scoped to the channel, unknown payloads refused; and the
-``delivery_status`` event they publish."""
+signature-checked, scoped to the channel, unknown payloads refused. (The ``delivery_status``
+event they publish, in-process: tests/unit/gateway/test_receipts.py; on the real server's
+socket: tests/integration/whatsapp/test_end_to_end.py.)"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapters.base import StatusUpdate
-from gateway.hub import Hub, Subscriber
-from gateway.pipeline import receipts
-from store import activities, channels, conversations, migrations, queue, tenants
-from store.connect import connect
 from tests.integration.delivery.conftest import deliveries, wait_delivery, webhook_setup
 from tests.integration.delivery.receiver import Receiver
 from tests.integration.delivery.test_inbound import post_inbound
@@ -107,37 +102,3 @@ async def test_receipts_work_on_outbound_only_channels(dapi: Api, receiver: Rece
     d = await wait_delivery(dapi, a["id"], lambda d: d["status"] == "sent")
     code, out = await post_inbound(dapi, s["channel"], {"delivery_id": d["id"], "status": "read"})
     assert code == 200 and out["receipts_processed"] == 1
-
-
-def test_receipts_publish_delivery_status(tmp_path: Path) -> None:
-    """apply_tx + publish on a real database and the real hub: the §8.2 payload, once per change."""
-    conn = connect(tmp_path / "r.db")
-    migrations.apply(conn)
-    now = "2026-01-01T00:00:00.000000Z"
-    t = tenants.create(conn, name="t", api_key_hash="h", api_key_hint="x", now=now)
-    ch = channels.create(conn, tenant_id=t.id, name="c", type="webhook", mode="duplex",
-                         config={}, transformations=[], secret_hash="s", secret_enc="e", now=now)
-    conv = conversations.create(conn, tenant_id=t.id, channel_id=ch.id, now=now)
-    act = activities.insert(conn, tenant_id=t.id, conversation_id=conv.id, sender="u", now=now)
-    queue.enqueue(conn, act, [ch.id], now)
-    (d,) = queue.claim(conn, now, 60, 1)
-    queue.complete(conn, d.id, d.claim_token, now)
-    processed, changed = receipts.apply_tx(
-        conn, ch.id, [StatusUpdate(status="read", delivery_id=d.id, timestamp=1700000000),
-                      StatusUpdate(status="delivered", delivery_id=d.id),
-                      StatusUpdate(status="read", delivery_id="unknown")], now)
-    assert processed == 2 and len(changed) == 1
-    hub = Hub()
-    seen: list[tuple[str, Any]] = []
-    hub.subscribe(f"conversation:{conv.id}", Subscriber(lambda e, p: seen.append((e, p)) or True))
-
-    class App:
-        class ctx:  # noqa: N801 - the shape of app.ctx
-            pass
-
-    App.ctx.hub = hub  # type: ignore[attr-defined]
-    receipts.publish(App, changed[0])
-    assert seen == [("delivery_status", {
-        "delivery_id": d.id, "activity_id": act.id, "channel_id": ch.id, "status": "read",
-        "sent_at": now, "delivered_at": None, "read_at": "2023-11-14T22:13:20.000000Z"})]
-    conn.close()

@@ -107,6 +107,112 @@ async def test_alert_in_flight_at_sigkill_is_sent_after_restart(
             await admin.close()
 
 
+async def _alerted_channel(srv: Server, api: Api, base: str, path: str) -> tuple[Any, Any]:
+    """A tenant whose alerts go to ``base + path`` and a webhook channel that turns from
+    ``unknown`` (first check, no traffic) to ``healthy`` (one delivery): one alert."""
+    tenant = (await api.ok("POST", "/api/admin/tenants", 201, headers=api.admin, json={
+        "name": f"alerted{path.replace('/', '-')}", "alert_webhook_url": f"{base}{path}"}))["data"]
+    channel = await api.channel(tenant["id"], "hooked", type="webhook",
+                                config={"url": f"{base}/hook"})
+
+    async def checked() -> list[Any]:
+        rows = (await api.ok("GET", "/api/admin/health", headers=api.admin))["data"]
+        return [r for r in rows if r["channel_id"] == channel["id"]]
+
+    [first] = await _until(checked, 15, "no health check ran")
+    assert first["status"] == "unknown"
+    conv = await api.conversation(await api.channel_token(channel["id"]))
+    await api.post_activity(conv["id"], tenant["api_key"], text="hello")
+    return tenant, channel
+
+
+async def _final_alert(api: Api, tenant: Any) -> Any:
+    async def final() -> list[Any]:
+        rows = (await api.ok("GET", f"/api/admin/alerts?tenant_id={tenant['id']}",
+                             headers=api.admin))["data"]
+        return rows if rows and rows[0]["status"] != "pending" else []
+
+    [row] = await _until(final, 20, "the alert never reached a final status")
+    return row
+
+
+async def test_alert_fails_after_five_attempts_without_blocking_the_job(
+    make_server: Callable[..., Server], session: aiohttp.ClientSession
+) -> None:
+    """On the real server (retry waits scaled by ``CONVERGER_BACKOFF_SCALE``): a receiver that
+    always answers 500 gets the alert 5 times, with one ``webhook-id``, then it is ``failed``;
+    the health job keeps running meanwhile and after."""
+    srv = make_server(env={"CONVERGER_HEALTH_INTERVAL": "1", "CONVERGER_BACKOFF_SCALE": "0.001"})
+    seen: list[dict[str, str]] = []
+
+    async def broken(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(dict(request.headers))
+        return web.Response(status=500, text="down")
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/broken", broken)
+    app.router.add_post("/hook", hook)
+    async with serving(app) as base:
+        api = Api(session, srv.url)
+        tenant, channel = await _alerted_channel(srv, api, base, "/broken")
+        row = await _final_alert(api, tenant)
+        assert (row["status"], row["attempts"]) == ("failed", 5)
+        assert "500" in (row["last_error"] or "")
+        assert len(seen) == 5 and {h["webhook-id"] for h in seen} == {row["id"]}
+        failed_at = row["updated_at"]
+
+        async def checked_later() -> bool:  # the job was never blocked by the alert
+            rows = (await api.ok("GET", "/api/admin/health", headers=api.admin))["data"]
+            return any(r["channel_id"] == channel["id"] and r["checked_at"] > failed_at
+                       for r in rows)
+
+        await _until(checked_later, 15, "no health check after the alert failed")
+        assert len(seen) == 5  # failed is final: never sent again
+
+
+async def test_alert_gone_410_fails_at_once(
+    make_server: Callable[..., Server], session: aiohttp.ClientSession
+) -> None:
+    """``410 Gone`` from the alert receiver: one attempt, ``failed`` at once, never again."""
+    srv = make_server(env={"CONVERGER_HEALTH_INTERVAL": "1", "CONVERGER_BACKOFF_SCALE": "0.001"})
+    hits: list[str] = []
+
+    async def gone(request: web.Request) -> web.Response:
+        await request.read()
+        hits.append(request.headers["webhook-id"])
+        return web.Response(status=410, text="unsubscribed")
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/gone", gone)
+    app.router.add_post("/hook", hook)
+    async with serving(app) as base:
+        api = Api(session, srv.url)
+        tenant, channel = await _alerted_channel(srv, api, base, "/gone")
+        row = await _final_alert(api, tenant)
+        assert (row["status"], row["attempts"]) == ("failed", 1)
+        assert row["last_error"] == "webhook returned status 410: unsubscribed"
+        assert row["next_attempt_at"] is None
+        # Later health checks run; the failed alert is not retried.
+        failed_at = row["updated_at"]
+
+        async def checked_later() -> bool:
+            rows = (await api.ok("GET", "/api/admin/health", headers=api.admin))["data"]
+            return any(r["channel_id"] == channel["id"] and r["checked_at"] > failed_at
+                       for r in rows)
+
+        await _until(checked_later, 15, "no health check after the alert failed")
+        assert hits == [row["id"]]
+
+
 async def test_alert_list_bad_input(api: Api) -> None:
     for query, code in (("status=bogus", "invalid_query"), ("tenant_id=nope", "invalid_uuid"),
                         ("limit=0", "invalid_query"), ("cursor=%%%", "invalid_cursor")):
