@@ -149,7 +149,7 @@ CODES: dict[int, tuple[str, ...]] = {
     413: ("payload_too_large",),
     415: ("unsupported_media_type",),
     422: ("validation_failed",),
-    429: ("rate_limited",),
+    429: ("rate_limited", "too_many_sockets"),
     500: ("internal_error", "http_error"),
     503: ("unavailable", "http_error", "storage_unavailable"),
     507: ("storage_full",),
