@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from .base import Adapter
 from .echo import EchoAdapter
+from .slack import SlackAdapter
+from .telegram import TelegramAdapter
 from .webhook import WebhookAdapter
 from .websocket import WebSocketAdapter
 from .whatsapp_infobip import WhatsAppInfobipAdapter
@@ -18,6 +20,8 @@ REGISTRY: dict[str, Adapter] = {
         WebSocketAdapter(),
         WhatsAppMetaAdapter(),
         WhatsAppInfobipAdapter(),
+        TelegramAdapter(),
+        SlackAdapter(),
     )
 }
 

@@ -65,6 +65,13 @@ class DeliveryResult(msgspec.Struct, kw_only=True):
     retryable: bool = True
     # Seconds the receiver asked us to wait (Retry-After), if it said.
     retry_after: float | None = None
+    # The thread this send opened on the channel (say the Slack channel and ts of a new
+    # top-level message): later sends of the same conversation to the channel get it as
+    # ``thread_sender``, and inbound messages with this ``thread_key`` join the conversation.
+    thread_key: str | None = None
+    # The provider refused the channel's credentials (a revoked token): no send on this
+    # channel can succeed until an operator fixes it, so the channel is marked unhealthy now.
+    channel_unhealthy: bool = False
 
 
 class InboundMessage(msgspec.Struct, kw_only=True):
@@ -76,6 +83,10 @@ class InboundMessage(msgspec.Struct, kw_only=True):
     # The provider's message id: a retry of the same id creates nothing new.
     external_id: str | None = None
     conversation_id: str | None = None
+    # The conversation key on the channel when it is not the sender (a Telegram chat, a Slack
+    # thread): messages with the same key share a conversation, whose replies get it back as
+    # ``OutboundActivity.thread_sender``. None: one conversation per sender.
+    thread_key: str | None = None
 
 
 class StatusUpdate(msgspec.Struct, kw_only=True):
@@ -91,6 +102,30 @@ class InboundError(ValueError):
     """The provider's payload cannot be used; the message is shown to the caller (400)."""
 
 
+class InboundIgnored(InboundError):
+    """A well-formed payload with nothing to store (an event type the channel does not use, a
+    bot's own message): acknowledged with a 2xx, so the provider does not resend it, and
+    logged once per channel and reason. The message says what was ignored."""
+
+
+class ActionResult(msgspec.Struct, kw_only=True):
+    """What a management action (``Adapter.run_action``) did: ``data`` is shown to the
+    operator; ``error`` (with ``ok`` False) is the provider's own message."""
+
+    ok: bool
+    data: dict[str, Any] = {}
+    error: str | None = None
+
+
+class ConfigField(msgspec.Struct, frozen=True):
+    """One input of the channel form: the config key, its label and a line of help."""
+
+    key: str
+    label: str
+    help: str = ""
+    required: bool = False
+
+
 class Adapter(Protocol):
     type: ClassVar[str]
     supported_modes: ClassVar[tuple[str, ...]]
@@ -98,6 +133,10 @@ class Adapter(Protocol):
     secret_fields: ClassVar[tuple[str, ...]]
     # Whether the pipeline makes delivery rows for this type (external, outbound-capable).
     delivers: ClassVar[bool]
+    # Management actions an operator may run on a channel of this type (``run_action``).
+    actions: ClassVar[tuple[str, ...]]
+    # The admin panel's config form, in order (secret fields are password inputs).
+    config_fields: ClassVar[tuple[ConfigField, ...]]
 
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
         """An error message, or None when the config is valid."""
@@ -129,6 +168,19 @@ class Adapter(Protocol):
         provider may post several numbers' messages to one URL)."""
         ...
 
+    def handshake(self, channel: ChannelInfo, payload: Any) -> tuple[int, Any] | None:
+        """The answer to an in-band check a provider POSTs to the inbound URL (Slack's
+        ``url_verification``), as (status, JSON body); None when the payload is not one.
+        Asked after the signature was verified, before anything is parsed or stored."""
+        ...
+
+    async def run_action(
+        self, session: Any, channel: ChannelInfo, name: str, inbound_url: str
+    ) -> ActionResult:
+        """Run the management action ``name`` (one of ``actions``) against the provider;
+        ``inbound_url`` is the channel's public inbound URL. Never raises."""
+        ...
+
 
 class BaseAdapter:
     """Defaults shared by adapters: no inbound, no receipts, no provider signature."""
@@ -137,6 +189,8 @@ class BaseAdapter:
     supported_modes: ClassVar[tuple[str, ...]] = MODES
     secret_fields: ClassVar[tuple[str, ...]] = ()
     delivers: ClassVar[bool] = False
+    actions: ClassVar[tuple[str, ...]] = ()
+    config_fields: ClassVar[tuple[ConfigField, ...]] = ()
 
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
         return None
@@ -160,6 +214,14 @@ class BaseAdapter:
 
     def addressed_to(self, channel: ChannelInfo, message: InboundMessage) -> bool:
         return True
+
+    def handshake(self, channel: ChannelInfo, payload: Any) -> tuple[int, Any] | None:
+        return None
+
+    async def run_action(
+        self, session: Any, channel: ChannelInfo, name: str, inbound_url: str
+    ) -> ActionResult:
+        return ActionResult(ok=False, error=f"{self.type} channels have no action {name!r}")
 
 
 def missing_strings(config: Mapping[str, Any], keys: tuple[str, ...]) -> list[str]:

@@ -17,9 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import adapters
-from adapters import signing, testing, whatsapp_meta
+from adapters import signing, slack, testing, whatsapp_meta
 from adapters.base import Adapter, ChannelInfo, DeliveryResult, InboundError, InboundMessage
 from adapters.testing import FakeAdapter, Profile
+from tests.integration.slack.standins import sample as slack_sample
+from tests.integration.telegram.standins import sample as telegram_sample
 from tests.integration.whatsapp.standins import sample
 
 
@@ -43,6 +45,14 @@ def _with(**extra: Any) -> Any:
 META = {"phone_number_id": "106540352242922", "access_token": "EAAG-token",
         "verify_token": "verify-me"}
 INFOBIP = {"base_url": "https://xyz.api.infobip.com", "api_key": "key", "sender": "447860099299"}
+TELEGRAM = {"bot_token": "123456789:AAE-test_token", "secret_token": "tg-secret_1"}
+SLACK = {"bot_token": "xoxb-1-2-test", "signing_secret": "8f742231b10e8888abcd99yyyzzz85a5"}
+
+
+def _slack_signed(channel: ChannelInfo, body: bytes) -> dict[str, str]:
+    stamp = str(int(time.time()))
+    return {"X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": slack.sign(channel.config["signing_secret"], stamp, body)}
 
 PROFILES: dict[str, Profile] = {p.type: p for p in (
     Profile(type="echo", config={}),
@@ -96,6 +106,39 @@ PROFILES: dict[str, Profile] = {p.type: p for p in (
         statuses=tuple(sample(f"infobip_{n}.json")
                        for n in ("delivery_report", "seen_report", "reports_multi")),
         sign=_basic,
+    ),
+    Profile(
+        type="telegram",
+        config=TELEGRAM,
+        required=("bot_token", "secret_token"),
+        bad_configs=({**TELEGRAM, "bot_token": "no-colon"}, {**TELEGRAM, "secret_token": "a b"},
+                     {**TELEGRAM, "secret_token": "x" * 257}, {**TELEGRAM, "api_base_url": "nope"},
+                     {**TELEGRAM, "default_chat_id": "chat"}, {**TELEGRAM, "timeout_seconds": 0},
+                     {**TELEGRAM, "bot_token": "1:a/b"}),
+        point_at=_with(api_base_url=str),
+        set_timeout=_with(timeout_seconds=float),
+        ok_body=telegram_sample("send_message_response.json"),
+        activity_metadata={"telegram_chat_id": "1111111"},
+        inbound=tuple(telegram_sample(f"update_{n}.json") for n in (
+            "text", "reply", "edited", "photo", "document_large", "voice_location_contact",
+            "channel_post", "callback_query")),
+        sign=lambda channel, body: {
+            "X-Telegram-Bot-Api-Secret-Token": channel.config["secret_token"]},
+    ),
+    Profile(
+        type="slack",
+        config=SLACK,
+        required=("bot_token", "signing_secret"),
+        bad_configs=({**SLACK, "bot_token": "xoxb 1"}, {**SLACK, "api_base_url": "ftp://x"},
+                     {**SLACK, "default_channel": "#general"}, {**SLACK, "timeout_seconds": 99},
+                     {**SLACK, "bot_token": "xoxb-1\n"}),
+        point_at=_with(api_base_url=str),
+        set_timeout=_with(timeout_seconds=float),
+        ok_body=slack_sample("post_message_response.json"),
+        activity_metadata={"slack_channel": "C024BE91L"},
+        inbound=tuple(slack_sample(f"event_{n}.json") for n in (
+            "message", "thread_reply", "im", "file_share")),
+        sign=_slack_signed,
     ),
     Profile(
         type="fake",
