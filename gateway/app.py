@@ -114,9 +114,10 @@ def _register_routes(app: Sanic) -> None:
 
     install_web(app)
     from . import realtime
-    from .api import converger
+    from .api import converger, directline
 
     app.blueprint(converger.bp)
+    app.blueprint(directline.bp)
     realtime.install(app)
 
 

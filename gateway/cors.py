@@ -25,7 +25,9 @@ ALLOW_METHODS = "GET,POST,PUT,PATCH,DELETE,OPTIONS"
 ALLOW_HEADERS = (
     "x-channel-token,x-api-key,x-idempotency-key,authorization,Authorization,Content-Type,Accept,"
     "Origin,User-Agent,DNT,Cache-Control,X-Mx-ReqToken,Keep-Alive,X-Requested-With,"
-    "If-Modified-Since,X-CSRF-Token"
+    "If-Modified-Since,X-CSRF-Token,"
+    # What botframework-directlinejs and Web Chat send on every Direct Line call.
+    "x-ms-bot-agent"
 )
 # Headers a browser script may read on actual responses (preflights expose none, as the original).
 EXPOSE_HEADERS = "x-request-id,retry-after,ratelimit,ratelimit-policy"

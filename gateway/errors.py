@@ -107,6 +107,43 @@ def conflict(detail: str, code: str = "conflict") -> ApiError:
     return ApiError(409, code, detail, legacy={"error": detail})
 
 
+# Direct Line 3.0 (/v3/directline): Microsoft's ErrorResponse ``{"error": {"code", "message"}}``
+# inside the problem body, and 403 — not 401 — for a token that is invalid or expired: the
+# official client recovers (status ``ExpiredToken``) from a 403 only.
+DIRECTLINE_PREFIX = "/v3/directline"
+DIRECTLINE_CODES = ("BadArgument", "TokenExpired", "TooManyRequests", "ServiceError",
+                    "BotNotAvailable")
+
+
+def directline(status: int, code: str, detail: str, dl_code: str = "BadArgument",
+               headers: dict[str, str] | None = None) -> ApiError:
+    return ApiError(status, code, detail, legacy={"error": {"code": dl_code, "message": detail}},
+                    headers=headers)
+
+
+def as_directline(err: ApiError) -> ApiError:
+    """An error raised by a handler shared with the Converger API, in Direct Line's shape."""
+    current = err.legacy.get("error")
+    if isinstance(current, dict) and current.get("code") in DIRECTLINE_CODES:
+        return err
+    status = err.status
+    if status == 401 and err.code != "missing_credentials":
+        status = 403
+    elif status == 422:  # Direct Line documents 400 for any malformed or incorrect request
+        status = 400
+    dl_code = ("TooManyRequests" if status == 429 else "ServiceError" if status >= 500
+               else "BadArgument")
+    shaped = directline(status, err.code, err.detail, dl_code, err.headers)
+    shaped.extra = err.extra
+    return shaped
+
+
+def _shaped(request: Request, err: ApiError) -> HTTPResponse:
+    if request.path.startswith(DIRECTLINE_PREFIX):
+        err = as_directline(err)
+    return problem_response(err)
+
+
 def problem_response(err: ApiError) -> HTTPResponse:
     headers = dict(err.headers)
     return HTTPResponse(
@@ -150,7 +187,7 @@ def register(app: Any) -> None:
 
     @app.exception(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> HTTPResponse:
-        return problem_response(exc)
+        return _shaped(request, exc)
 
     @app.exception(SanicException)
     async def _sanic_error(request: Request, exc: SanicException) -> HTTPResponse:
@@ -161,7 +198,7 @@ def register(app: Any) -> None:
             app.ctx.log.exception("unhandled error", exc_info=exc)
             detail = "Internal Server Error"
         err = ApiError(status, code, detail, legacy={"errors": {"detail": TITLES.get(status, "Error")}})
-        resp = problem_response(err)
+        resp = _shaped(request, err)
         if status == 405 and getattr(exc, "headers", None):
             resp.headers.update(exc.headers)
         return resp
@@ -171,7 +208,7 @@ def register(app: Any) -> None:
         # A safety net: input that slipped past validation and broke a schema constraint is
         # the client's conflict, not a server error. Logged, since validation should catch it.
         app.ctx.log.warning("constraint failed on %s %s: %s", request.method, request.path, exc)
-        return problem_response(conflict("the request conflicts with a constraint on stored data",
+        return _shaped(request, conflict("the request conflicts with a constraint on stored data",
                                          "constraint_failed"))
 
     @app.exception(sqlite3.OperationalError)
@@ -182,12 +219,12 @@ def register(app: Any) -> None:
         # One line, no traceback: the condition is the environment's, and a full disk would
         # otherwise fill what is left of it with stack traces.
         app.ctx.log.error("storage: %s on %s %s: %s", err.code, request.method, request.path, exc)
-        return problem_response(err)
+        return _shaped(request, err)
 
     @app.exception(Exception)
     async def _unhandled(request: Request, exc: Exception) -> HTTPResponse:
         app.ctx.log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-        return problem_response(
+        return _shaped(request,
             ApiError(500, "internal_error", "Internal Server Error",
                      legacy={"errors": {"detail": "Internal Server Error"}})
         )

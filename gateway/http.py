@@ -166,3 +166,21 @@ def set_fields(struct: Any) -> dict[str, Any]:
         for f in struct.__struct_fields__
         if getattr(struct, f) is not msgspec.UNSET
     }
+
+
+def public_base(request: Request, *, websocket: bool = False) -> str:
+    """This gateway's public origin (and path prefix): ``CONVERGER_PUBLIC_URL`` when set (the
+    original leaked its internal host and port, quirk 14), else the request's scheme and host;
+    ``ws(s)://`` for a socket URL."""
+    public = request.app.ctx.settings.public_url.rstrip("/")
+    if public:
+        scheme, sep, rest = public.partition("://")
+        if not sep:
+            scheme, rest = "http", public
+    else:
+        secure = request.scheme in ("https", "wss")
+        scheme, rest = ("https" if secure else "http"), request.host
+    scheme = scheme.lower()
+    if websocket:
+        scheme = {"https": "wss", "http": "ws"}.get(scheme, scheme)
+    return f"{scheme}://{rest}"

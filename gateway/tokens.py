@@ -8,6 +8,8 @@ equal ``"Joken"``). ``now`` is a parameter so expiry is tested with an injected 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import secrets
 import time
 from typing import Any
@@ -21,6 +23,13 @@ ISSUER = AUDIENCE = "Joken"
 
 class TokenError(Exception):
     """The token is not valid; the message says why (never shown with secrets)."""
+
+
+class TokenExpired(TokenError):
+    """The token was valid and has expired (Direct Line answers ``TokenExpired`` for it)."""
+
+
+UPLOAD_URL_LIFETIME = 3600  # seconds a signed upload URL can be fetched without credentials
 
 
 def _jti() -> str:
@@ -63,6 +72,31 @@ class Tokens:
             claims["conversation_id"] = conversation_id
         return self.sign(claims, CONVERGER_LIFETIME, now)
 
+    def sign_path(self, path: str, lifetime: int = UPLOAD_URL_LIFETIME,
+                  now: float | None = None) -> tuple[int, str]:
+        """``(exp, sig)`` that let anyone fetch ``path`` until ``exp`` (a signed upload URL)."""
+        exp = int(now if now is not None else time.time()) + lifetime
+        return exp, self._path_sig(path, exp)
+
+    def _path_sig(self, path: str, exp: int) -> str:
+        mac = hmac.new(self._key, f"upload\n{path}\n{exp}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def signed_upload_url(self, base: str, path: str) -> str:
+        """``/uploads/<tenant>/<file>`` → ``<base>/uploads/…?exp=…&sig=…``: absolute, so a
+        browser on another origin can fetch it, and good for ``UPLOAD_URL_LIFETIME``."""
+        exp, sig = self.sign_path(path.removeprefix("/uploads/"))
+        return f"{base}{path}?exp={exp}&sig={sig}"
+
+    def verify_path(self, path: str, exp: str, sig: str, now: float | None = None) -> bool:
+        """True when ``sig`` signs ``path`` until ``exp`` and ``exp`` is still ahead."""
+        try:
+            when = int(exp)
+        except ValueError:
+            return False
+        t = now if now is not None else time.time()
+        return when > t and hmac.compare_digest(self._path_sig(path, when), sig)
+
     # -- verify -------------------------------------------------------------------------
     def _decode(self, token: str, now: float | None) -> dict[str, Any]:
         if not token or not isinstance(token, str):
@@ -77,8 +111,10 @@ class Tokens:
             raise TokenError("invalid signature or format") from exc
         t = now if now is not None else time.time()
         exp = claims.get("exp")
-        if exp is not None and (not isinstance(exp, int | float) or exp <= t):
-            raise TokenError("expired")
+        if exp is not None and not isinstance(exp, int | float):
+            raise TokenError("invalid exp")
+        if exp is not None and exp <= t:
+            raise TokenExpired("expired")
         nbf = claims.get("nbf")
         if nbf is not None and (not isinstance(nbf, int | float) or nbf > t):
             raise TokenError("not yet valid")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from store.models import Activity
@@ -20,12 +21,48 @@ def legacy_payload(a: Activity) -> dict[str, Any]:
 
 def converger_activity(a: Activity) -> dict[str, Any]:
     """The whole activity in the Converger API's shape (reference §6), also on live socket
-    pushes (the original sent a 4-field stub there, quirk 13)."""
-    return {
+    pushes (the original sent a 4-field stub there, quirk 13). The Direct Line fields a client
+    sent (``a.extra``) are added; an activity without them has exactly the original's keys."""
+    out: dict[str, Any] = {
         "id": a.id, "type": a.type, "from": {"id": a.sender}, "text": a.text,
         "timestamp": a.inserted_at, "attachments": a.attachments,
         "conversationId": a.conversation_id, "channelData": a.metadata,
     }
+    if a.extra:
+        for key, value in a.extra.items():
+            if key == "from":
+                out["from"].update(value)
+            elif key not in out:
+                out[key] = value
+    return out
+
+
+CHANNEL_ID = "directline"
+BOT_ROLE = "bot"
+
+
+def directline_activity(a: Activity, url: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """The activity in Direct Line 3.0's shape: ``conversation.id``, ``channelId``, ``from``
+    with its ``role`` (``bot`` unless a client said otherwise: anything not posted by a Direct
+    Line client comes from the bot's side), nulls and empty members left out. ``url`` turns a
+    stored upload path (``/uploads/…``) into an absolute, signed URL a browser can fetch."""
+    out = converger_activity(a)
+    del out["conversationId"]
+    out["conversation"] = {"id": a.conversation_id}
+    out["channelId"] = CHANNEL_ID
+    out["from"].setdefault("role", BOT_ROLE)
+    if out["text"] is None:
+        del out["text"]
+    if not out["channelData"]:
+        del out["channelData"]
+    if url is not None and out["attachments"]:
+        out["attachments"] = [
+            {**att, "contentUrl": url(att["contentUrl"])}
+            if isinstance(att, dict) and isinstance(att.get("contentUrl"), str)
+            and att["contentUrl"].startswith("/uploads/") else att
+            for att in out["attachments"]
+        ]
+    return out
 
 
 def encode_watermark(activity_id: str) -> str:

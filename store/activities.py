@@ -11,7 +11,7 @@ from .util import dumps, new_id
 
 COLUMNS = (
     "id, tenant_id, conversation_id, seq, type, sender, text, attachments, metadata, "
-    "idempotency_key, source_channel_id, external_id, inserted_at, updated_at"
+    "idempotency_key, source_channel_id, external_id, inserted_at, updated_at, extra"
 )
 
 
@@ -49,6 +49,7 @@ def insert(
     idempotency_key: str | None = None,
     source_channel_id: str | None = None,
     external_id: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Activity:
     """Insert one activity at the conversation's next ``seq``.
 
@@ -65,19 +66,21 @@ def insert(
     seq = row[0]
     attachments = attachments if attachments is not None else []
     metadata = metadata if metadata is not None else {}
+    extra = extra or {}
     activity_id = new_id()
     conn.execute(
-        f"""INSERT INTO activities ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        f"""INSERT INTO activities ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             activity_id, tenant_id, conversation_id, seq, type, sender, text, dumps(attachments),
             dumps(metadata), idempotency_key, source_channel_id, external_id, now, now,
+            dumps(extra),
         ),
     )
     return Activity(
         id=activity_id, tenant_id=tenant_id, conversation_id=conversation_id, seq=seq, type=type,
         sender=sender, text=text, attachments=attachments, metadata=metadata,
         idempotency_key=idempotency_key, source_channel_id=source_channel_id,
-        external_id=external_id, inserted_at=now, updated_at=now,
+        external_id=external_id, inserted_at=now, updated_at=now, extra=extra,
     )
 
 

@@ -67,6 +67,8 @@ class Activity(msgspec.Struct, kw_only=True):
     external_id: str | None
     inserted_at: str
     updated_at: str
+    # Direct Line fields beyond the columns above (m0005): {} for most activities.
+    extra: dict[str, Any] = {}
 
 
 class Delivery(msgspec.Struct, kw_only=True):
@@ -145,7 +147,8 @@ class AdminToken(msgspec.Struct, kw_only=True):
     inserted_at: str
 
 
-JSON_COLUMNS = {"config", "transformations", "metadata", "attachments", "target_channel_ids", "changes"}
+JSON_COLUMNS = {"config", "transformations", "metadata", "attachments", "target_channel_ids", "changes",
+                "extra"}
 
 
 _PLANS: dict[tuple[type[Any], tuple[str, ...]], list[tuple[int, str, int]]] = {}

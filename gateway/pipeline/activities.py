@@ -29,6 +29,7 @@ class NewActivity(msgspec.Struct, kw_only=True):
     idempotency_key: str | None = None
     source_channel_id: str | None = None
     external_id: str | None = None
+    extra: dict[str, Any] = {}  # Direct Line fields beyond the columns (store.models.Activity)
 
 
 class Created(msgspec.Struct):
@@ -67,13 +68,15 @@ def insert_tx(
         conn, tenant_id=tenant_id, conversation_id=conversation_id, sender=new.sender, now=now,
         type=new.type, text=new.text, attachments=new.attachments, metadata=new.metadata,
         idempotency_key=new.idempotency_key, source_channel_id=new.source_channel_id,
-        external_id=new.external_id,
+        external_id=new.external_id, extra=new.extra,
     )
     primary = channels.get(conn, conv.channel_id)
     n = enqueue_tx(conn, primary, activity, now)
     reply = None
+    # Only messages are answered: typing indicators and events (a client's join event, say)
+    # are not messages.
     if (primary is not None and primary.type == EchoAdapter.type and primary.active
-            and activity.sender != EchoAdapter.BOT):
+            and activity.sender != EchoAdapter.BOT and activity.type == "message"):
         echo = activities.insert(conn, tenant_id=tenant_id, conversation_id=conversation_id,
                                  sender=EchoAdapter.BOT, now=now,
                                  text=EchoAdapter.reply_text(activity.sender, activity.text))

@@ -1,7 +1,7 @@
 """Real-time: the Phoenix Channels sockets (reference §8), the hub broadcast, and the JS client.
 
 ``install(app)`` registers ``/socket/websocket`` (legacy), ``/socket/converger/websocket``
-(Converger), ``/static/converger.js`` (+ a demo page), and the broadcast of every newly
+(Converger), ``/v3/directline/conversations/<id>/stream`` (Direct Line), ``/static/converger.js`` (+ a demo page), and the broadcast of every newly
 committed activity on ``ctx.on_activity``.
 """
 
@@ -16,7 +16,7 @@ from sanic.response import HTTPResponse
 
 from .. import errors
 from ..tokens import TokenError
-from . import phoenix
+from . import directline_socket, phoenix
 from .connection import Connection, Router
 from .converger_socket import ConvergerRouter
 from .legacy_socket import LegacyRouter
@@ -40,7 +40,8 @@ async def _authenticate(request: Request) -> HTTPResponse | None:
     socket ``connect`` error), an unknown serializer with 400."""
     router = PATHS.get(request.path)
     if router is None:
-        return None
+        match = directline_socket.PATH.match(request.path)
+        return await directline_socket.authenticate(request, match) if match else None
     vsn = request.args.get("vsn") or phoenix.V1
     if vsn not in phoenix.VERSIONS:
         return _refuse(400, "unsupported_vsn", f"vsn must be one of {', '.join(phoenix.VERSIONS)}")
@@ -98,6 +99,16 @@ async def legacy_socket(request: Request, ws: Any) -> None:
 @bp.websocket("/socket/converger/websocket")
 async def converger_socket(request: Request, ws: Any) -> None:
     await _serve(request, ws, CONVERGER)
+
+
+@bp.websocket("/v3/directline/conversations/<conversation_id>/stream")
+async def directline_stream(request: Request, ws: Any, conversation_id: str) -> None:
+    conn = directline_socket.DirectLineStream(request, ws)
+    _gauge(1)
+    try:
+        await conn.run()
+    finally:
+        _gauge(-1)
 
 
 def _static_route(name: str, ctype: str) -> None:

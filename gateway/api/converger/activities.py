@@ -3,9 +3,10 @@ a page at a time (the watermark is opaque: it names the last activity a client h
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
@@ -29,9 +30,21 @@ class From(msgspec.Struct, kw_only=True):
     role: str | None = None
 
 
+class SuggestedActions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    actions: list[dict[str, Any]] = []
+    to: list[str] | None = None
+
+
+# The Direct Line activity fields kept in ``extra`` (store.models.Activity), as sent.
+EXTRA_FIELDS = ("replyToId", "name", "value", "valueType", "locale", "entities",
+                "suggestedActions", "attachmentLayout", "inputHint", "textFormat", "speak",
+                "summary", "importance", "deliveryMode", "localTimestamp", "localTimezone")
+
+
 class ConvergerActivityIn(msgspec.Struct, kw_only=True, rename={"from_": "from"}):
-    """A Converger activity: ``from.id`` → sender, ``channelData`` (else ``metadata``) →
-    metadata. Unknown fields are ignored, as the original ignored them."""
+    """A Converger (and Direct Line 3.0) activity: ``from.id`` → sender, ``channelData`` (else
+    ``metadata``) → metadata, the Direct Line fields (``EXTRA_FIELDS``, ``from.name``,
+    ``from.role``) → extra. Other fields are ignored, as the original ignored them."""
 
     type: str | None = None
     from_: From | None = None
@@ -39,13 +52,46 @@ class ConvergerActivityIn(msgspec.Struct, kw_only=True, rename={"from_": "from"}
     attachments: list[dict[str, Any]] = []
     channelData: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    replyToId: str | None = None
+    name: str | None = None
+    value: Any | UnsetType = UNSET  # any JSON, null included (an Adaptive Card submit)
+    valueType: str | None = None
+    locale: str | None = None
+    entities: list[dict[str, Any]] | None = None
+    suggestedActions: SuggestedActions | None = None
+    attachmentLayout: Literal["list", "carousel"] | None = None
+    inputHint: Literal["acceptingInput", "ignoringInput", "expectingInput"] | None = None
+    textFormat: Literal["plain", "markdown", "xml"] | None = None
+    speak: str | None = None
+    summary: str | None = None
+    importance: Literal["low", "normal", "high"] | None = None
+    deliveryMode: Literal["normal", "notification", "expectReplies", "ephemeral", "stream"] | None = None
+    localTimestamp: str | None = None
+    localTimezone: str | None = None
 
-    def to_new(self, idempotency_key: str | None = None) -> NewActivity:
+    def extra(self, default_role: str | None = None) -> dict[str, Any]:
+        """The Direct Line fields that were sent, for ``Activity.extra``."""
+        out: dict[str, Any] = {}
+        who = {k: v for k, v in (("name", self.from_.name if self.from_ else None),
+                                 ("role", (self.from_.role if self.from_ else None) or default_role))
+               if v is not None}
+        if who:
+            out["from"] = who
+        for key in EXTRA_FIELDS:
+            value = getattr(self, key)
+            if value is not None and value is not UNSET:
+                out[key] = msgspec.to_builtins(value)
+        if self.value is None:  # an explicit null value is still a value
+            out["value"] = None
+        return out
+
+    def to_new(self, idempotency_key: str | None = None, *, default_type: str = "message",
+               default_role: str | None = None) -> NewActivity:
         sender = self.from_.id if self.from_ is not None and self.from_.id else "user"
         meta = self.channelData if self.channelData is not None else (self.metadata or {})
-        return NewActivity(type=self.type or "message", sender=sender, text=self.text,
+        return NewActivity(type=self.type or default_type, sender=sender, text=self.text,
                            attachments=self.attachments, metadata=meta,
-                           idempotency_key=idempotency_key)
+                           idempotency_key=idempotency_key, extra=self.extra(default_role))
 
 
 def idempotency_key(request: Request) -> str | None:

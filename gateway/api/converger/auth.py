@@ -15,7 +15,7 @@ from store.models import Channel, Conversation
 
 from ... import errors
 from ...crypto import sha256_hex
-from ...http import uuid_param
+from ...http import public_base, uuid_param
 from ...tokens import TokenError
 
 STREAM_PATH = "/socket/converger/websocket"
@@ -32,7 +32,7 @@ class Principal(msgspec.Struct):
         return cid if isinstance(cid, str) else None
 
 
-def _channel_if_usable(channel: Channel | None, conn: sqlite3.Connection) -> Channel | None:
+def channel_if_usable(channel: Channel | None, conn: sqlite3.Connection) -> Channel | None:
     """The channel when it and its tenant are active (a disabled tenant gets no access)."""
     if channel is None or not channel.active:
         return None
@@ -40,12 +40,12 @@ def _channel_if_usable(channel: Channel | None, conn: sqlite3.Connection) -> Cha
     return channel if tenant is not None and tenant.active else None
 
 
-def _by_secret(conn: sqlite3.Connection, secret_hash: str) -> Channel | None:
-    return _channel_if_usable(channels.by_secret_hash(conn, secret_hash), conn)
+def channel_by_secret(conn: sqlite3.Connection, secret_hash: str) -> Channel | None:
+    return channel_if_usable(channels.by_secret_hash(conn, secret_hash), conn)
 
 
-def _by_id(conn: sqlite3.Connection, tenant_id: str, channel_id: str) -> Channel | None:
-    return _channel_if_usable(channels.get_for_tenant(conn, tenant_id, channel_id), conn)
+def channel_by_id(conn: sqlite3.Connection, tenant_id: str, channel_id: str) -> Channel | None:
+    return channel_if_usable(channels.get_for_tenant(conn, tenant_id, channel_id), conn)
 
 
 async def authenticate(request: Request, *, secret_ok: bool = False) -> Principal:
@@ -59,7 +59,7 @@ async def authenticate(request: Request, *, secret_ok: bool = False) -> Principa
     # A JWT has exactly two dots; a secret (``whsec_`` + Base64) has none, so only a value
     # that cannot be a token costs a secret lookup.
     if secret_ok and value.count(".") != 2:
-        channel = await ctx.db.read(_by_secret, sha256_hex(value))
+        channel = await ctx.db.read(channel_by_secret, sha256_hex(value))
         if channel is not None:
             return Principal(channel, None, "secret")
     try:
@@ -70,7 +70,7 @@ async def authenticate(request: Request, *, secret_ok: bool = False) -> Principa
     channel_id, tenant_id = claims.get("channel_id"), claims.get("tenant_id")
     channel = None
     if isinstance(channel_id, str) and isinstance(tenant_id, str):
-        channel = await ctx.db.read(_by_id, tenant_id, channel_id)
+        channel = await ctx.db.read(channel_by_id, tenant_id, channel_id)
     if channel is None:
         raise errors.forbidden("Channel not found or inactive", "channel_inactive",
                                style="converger")
@@ -95,17 +95,8 @@ async def conversation(request: Request, principal: Principal, conversation_id: 
 
 def stream_url(request: Request, token: str, conversation_id: str,
                watermark: str | None = None) -> str:
-    """Where to open the socket: from ``CONVERGER_PUBLIC_URL`` when set (the original leaked
-    its internal host and port, quirk 14), else from the request; query properly encoded."""
-    public = request.app.ctx.settings.public_url.rstrip("/")
-    if public:
-        scheme, sep, rest = public.partition("://")
-        ws_scheme = {"https": "wss", "http": "ws"}.get(scheme.lower(), scheme.lower())
-        base = f"{ws_scheme}{sep}{rest}" if sep else f"ws://{public}"
-    else:
-        secure = request.scheme in ("https", "wss")
-        base = f"{'wss' if secure else 'ws'}://{request.host}"
+    """Where to open the socket, query properly encoded."""
     query: dict[str, str] = {"token": token, "conversation_id": conversation_id}
     if watermark:
         query["watermark"] = watermark
-    return f"{base}{STREAM_PATH}?{urlencode(query)}"
+    return f"{public_base(request, websocket=True)}{STREAM_PATH}?{urlencode(query)}"

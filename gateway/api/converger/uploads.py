@@ -122,6 +122,10 @@ async def upload(request: Request, conversation_id: str) -> HTTPResponse:
 Check = Callable[[Upload], bool]
 
 
+def _anyone(row: Upload) -> bool:
+    return True
+
+
 async def _caller(request: Request) -> Check:
     """Authenticate (401 without a valid credential) and say which uploads the caller may
     read: those of conversations its credential reaches."""
@@ -154,7 +158,14 @@ async def serve(request: Request, tenant_id: str, file_name: str) -> HTTPRespons
     tenant_id = uuid_param(tenant_id, "tenant_id")
     ctx = request.app.ctx
     # Credentials first, existence after: a caller who may not read it sees 404 either way.
-    may_read = await _caller(request)
+    # A signed URL (Direct Line's contentUrl, for <img src> on another origin) is its own
+    # credential, good for that one file until it expires.
+    exp, sig = request.args.get("exp"), request.args.get("sig")
+    may_read: Check
+    if exp and sig and ctx.tokens.verify_path(f"{tenant_id}/{file_name}", exp, sig):
+        may_read = _anyone
+    else:
+        may_read = await _caller(request)
     row = await ctx.db.read(uploads.by_file, tenant_id, file_name)
     if row is None or not may_read(row):
         raise errors.not_found()

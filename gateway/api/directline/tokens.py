@@ -1,0 +1,44 @@
+"""``POST /tokens/generate`` (channel secret → a conversation and a token scoped to it, as
+Direct Line does) and ``POST /tokens/refresh`` (a valid token → a fresh one, same scope)."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+
+from store import conversations
+
+from ... import errors
+from ...http import json
+from ...tokens import CONVERGER_LIFETIME
+from .auth import authenticate
+
+bp = Blueprint("directline_tokens")
+SOURCE = {"source": "directline"}
+
+
+@bp.post("/tokens/generate")
+async def generate(request: Request) -> HTTPResponse:
+    ctx = request.app.ctx
+    principal = await authenticate(request)
+    await ctx.rate_limit(request, "cg_token")
+    if principal.mode != "secret":
+        raise errors.directline(403, "secret_required",
+                                "Token generation requires the channel secret, not a token")
+    ch = principal.channel
+    conv = await ctx.db.write(lambda conn: conversations.create(
+        conn, tenant_id=ch.tenant_id, channel_id=ch.id, now=ctx.now_iso(), metadata=SOURCE))
+    token = ctx.tokens.converger_token(ch.id, ch.tenant_id, conv.id)
+    return json({"conversationId": conv.id, "token": token, "expires_in": CONVERGER_LIFETIME})
+
+
+@bp.post("/tokens/refresh")
+async def refresh(request: Request) -> HTTPResponse:
+    ctx = request.app.ctx
+    principal = await authenticate(request)
+    await ctx.rate_limit(request, "cg_token")
+    if principal.mode != "token":
+        raise errors.directline(403, "token_required", "Token refresh requires a token")
+    ch, scope = principal.channel, principal.scope
+    token = ctx.tokens.converger_token(ch.id, ch.tenant_id, scope)
+    return json({"conversationId": scope, "token": token, "expires_in": CONVERGER_LIFETIME})
