@@ -41,7 +41,10 @@ async def _authenticate(request: Request) -> HTTPResponse | None:
     router = PATHS.get(request.path)
     if router is None:
         match = directline_socket.PATH.match(request.path)
-        return await directline_socket.authenticate(request, match) if match else None
+        if match is None:
+            return None
+        refused = await directline_socket.authenticate(request, match)
+        return refused or _capped(request, request.ctx.token, directline=True)
     vsn = request.args.get("vsn") or phoenix.V1
     if vsn not in phoenix.VERSIONS:
         return _refuse(400, "unsupported_vsn", f"vsn must be one of {', '.join(phoenix.VERSIONS)}")
@@ -54,12 +57,24 @@ async def _authenticate(request: Request) -> HTTPResponse | None:
         return _refuse(403, "invalid_token", "a valid token is required to connect")
     if not isinstance(claims.get("tenant_id"), str):
         return _refuse(403, "invalid_token", "the token names no tenant")
-    cap = request.app.ctx.settings.max_sockets_per_token
-    if cap and request.app.ctx.socket_counts.get(token, 0) >= cap:
-        return _refuse(429, "too_many_sockets", f"at most {cap} open sockets per token")
-    request.ctx.socket_key = token
+    refused = _capped(request, token)
+    if refused is not None:
+        return refused
     request.ctx.claims = claims
     request.ctx.vsn = vsn
+    return None
+
+
+def _capped(request: Request, token: str, directline: bool = False) -> HTTPResponse | None:
+    """429 when this token already has its ``CONVERGER_MAX_SOCKETS_PER_TOKEN`` sockets open."""
+    cap = request.app.ctx.settings.max_sockets_per_token
+    if cap and request.app.ctx.socket_counts.get(token, 0) >= cap:
+        detail = f"at most {cap} open sockets per token"
+        if directline:
+            return errors.problem_response(
+                errors.directline(429, "too_many_sockets", detail, "TooManyRequests"))
+        return _refuse(429, "too_many_sockets", detail)
+    request.ctx.socket_key = token
     return None
 
 
@@ -75,8 +90,9 @@ def _socket_gauge() -> Callable[[int], None]:
 _gauge = _socket_gauge()
 
 
-async def _serve(request: Request, ws: Any, router: Router) -> None:
-    conn = Connection(request, ws, router, request.ctx.claims, request.ctx.vsn)
+async def _serve(request: Request, ws: Any, router: Router | None) -> None:
+    conn = (Connection(request, ws, router, request.ctx.claims, request.ctx.vsn)
+            if router is not None else directline_socket.DirectLineStream(request, ws))
     counts: dict[str, int] = request.app.ctx.socket_counts
     key = request.ctx.socket_key
     counts[key] = counts.get(key, 0) + 1
@@ -103,12 +119,7 @@ async def converger_socket(request: Request, ws: Any) -> None:
 
 @bp.websocket("/v3/directline/conversations/<conversation_id>/stream")
 async def directline_stream(request: Request, ws: Any, conversation_id: str) -> None:
-    conn = directline_socket.DirectLineStream(request, ws)
-    _gauge(1)
-    try:
-        await conn.run()
-    finally:
-        _gauge(-1)
+    await _serve(request, ws, None)
 
 
 def _static_route(name: str, ctype: str) -> None:

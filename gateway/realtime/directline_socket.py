@@ -111,6 +111,7 @@ async def authenticate(request: Request, match: re.Match[str]) -> HTTPResponse |
         return _refuse(400, "invalid_watermark",
                        "watermark does not name an activity of this conversation")
     request.ctx.claims = claims
+    request.ctx.token = token
     request.ctx.dl = (conversation_id, anchor)
     return None
 

@@ -30,7 +30,7 @@ def _raised_codes() -> set[tuple[int, str]]:
             f = node.func
             name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
             literal = [a.value for a in node.args if isinstance(a, ast.Constant)]
-            if name in ("ApiError", "_refuse") and len(literal) >= 2 and isinstance(literal[0], int):
+            if name in ("ApiError", "_refuse", "directline") and len(literal) >= 2 and isinstance(literal[0], int):
                 out.add((literal[0], literal[1]))
             elif name in ctor:
                 status, code = ctor[name]
