@@ -20,7 +20,7 @@ MAX_TIMEOUT = 30.0
 # Statuses that may succeed later; every other 4xx will fail the same way again.
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 # How much of a provider's answer is kept in an error message.
-BODY_LIMIT = 500
+BODY_LIMIT = 160
 
 
 def recipient(activity: OutboundActivity) -> str | None:
@@ -115,7 +115,8 @@ async def post_json(
     ``timeout`` None keeps the session's own."""
     kw: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
     try:
-        async with session.post(url, json=body, headers=headers, **kw) as resp:
+        async with session.post(url, json=body, headers=headers, allow_redirects=False,
+                                **kw) as resp:
             return resp.status, resp.headers, await resp.read()
     except TimeoutError:
         total = (timeout or session.timeout).total
@@ -136,7 +137,8 @@ def failure(
     """A non-success answer as a result. ``describe(json_body)`` gives the provider's own
     message and, when the provider's error code says so, whether a retry can help."""
     message, retryable_hint = describe(decode_json(raw))
-    text = message or clip(raw) or "(empty body)"
+    # The provider's own error message (parsed, clipped), never the raw body (issue 13).
+    text = clip(message.encode()) if message else "(no error message)"
     if retryable_hint is not None:
         retryable = retryable_hint
     else:

@@ -149,6 +149,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds after the headers until the request body is complete."),
     Setting("max_sockets_per_token", ("CONVERGER_MAX_SOCKETS_PER_TOKEN",), int, 100,
             "Open WebSockets per token; more are refused with 429 `too_many_sockets`. 0 = no cap."),
+    Setting("outbound_allow", ("CONVERGER_OUTBOUND_ALLOW",), str, "",
+            "Comma-separated IP ranges deliveries and alerts may reach although they are not "
+            "public (e.g. `10.0.0.0/8` for on-prem receivers, `127.0.0.0/8,::1` for local "
+            "stand-ins). Loopback, private, link-local, metadata and other non-public addresses "
+            "are refused otherwise, checked on every connection (docs/security.md)."),
+    Setting("outbound_hosts", ("CONVERGER_OUTBOUND_HOSTS",), str, "",
+            "Comma-separated `name=address` pins for outbound requests (like `/etc/hosts`); "
+            "the address is checked like any other."),
     Setting("session_lifetime", ("CONVERGER_SESSION_LIFETIME",), int, 43_200,
             "Lifetime of an admin panel or portal login session (seconds)."),
 )
@@ -207,6 +215,8 @@ class Settings(msgspec.Struct, kw_only=True):
     header_timeout: float = 10.0
     body_timeout: float = 120.0
     max_sockets_per_token: int = 100
+    outbound_allow: str = ""
+    outbound_hosts: str = ""
     session_lifetime: int = 43_200
 
     @property
@@ -266,7 +276,13 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         raise ConfigError("connection and socket caps must be 0 (no cap) or more")
     if settings.header_timeout <= 0 or settings.body_timeout <= 0:
         raise ConfigError("CONVERGER_HEADER_TIMEOUT and CONVERGER_BODY_TIMEOUT must be > 0")
-    for name in ("admin_ip_whitelist", "trusted_proxies"):
+    from . import outbound
+
+    try:
+        outbound.parse_hosts(settings.outbound_hosts)
+    except ValueError as exc:
+        raise ConfigError(f"outbound_hosts: {exc}") from None
+    for name in ("admin_ip_whitelist", "trusted_proxies", "outbound_allow"):
         try:
             from ipaddress import ip_network
 

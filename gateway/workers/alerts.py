@@ -26,6 +26,7 @@ from store import alerts, channels
 from store.models import Alert
 from store.util import iso, parse_iso, utcnow
 
+from .. import outbound
 from ..tasks import cancel_and_wait, wait_event
 
 LEASE_SECONDS = 120.0
@@ -49,7 +50,7 @@ def outcomes_tx(conn: sqlite3.Connection, done: list[tuple[Alert, DeliveryResult
         if r.ok:
             out.append(alerts.complete(conn, alert.id, token, now))
         else:
-            out.append(alerts.fail(conn, alert.id, token, now, r.error or "failed",
+            out.append(alerts.fail(conn, alert.id, token, now, outbound.summary(r.error) or "failed",
                                    r.retryable, r.retry_after, scale=scale))
     return out
 
@@ -74,8 +75,9 @@ class AlertSender:
         released = await self.ctx.db.write(alerts.release_all, iso(utcnow()))
         if released:
             self.ctx.log.info("alerts: reclaimed %d leases of a previous run", released)
-        self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.timeout))
+        self.session = outbound.session(
+            self.ctx.settings,
+            aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.timeout))
         if loop:
             self.task = asyncio.create_task(self._loop(), name="alert-sender")
 

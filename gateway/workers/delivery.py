@@ -29,7 +29,7 @@ from store import channels, queue
 from store.models import Activity, Channel, Delivery
 from store.util import parse_iso, utcnow
 
-from .. import domain, errors, metrics, tracing
+from .. import domain, errors, metrics, outbound, tracing
 from ..pipeline import receipts
 from ..tasks import cancel_and_wait, wait_event
 
@@ -76,7 +76,7 @@ def outcomes_tx(conn: sqlite3.Connection, batch: list[Outcome], scale: float,
         if r.ok:
             out.append(queue.complete(conn, d.id, o.token, o.at, r.provider_message_id, r.metadata))
         else:
-            out.append(queue.fail(conn, d.id, o.token, o.at, r.error or "failed",
+            out.append(queue.fail(conn, d.id, o.token, o.at, outbound.summary(r.error) or "failed",
                                   r.retryable and retries, r.retry_after, scale=scale))
     return out
 
@@ -111,9 +111,10 @@ class Engine:
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         ctx = self.app.ctx
-        self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.timeout),
-            connector=aiohttp.TCPConnector(limit=2 * self.concurrency, keepalive_timeout=30),
+        # Under the outbound policy: resolved addresses checked on connect, no redirects.
+        self.session = outbound.session(
+            ctx.settings, aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.timeout),
+            limit=2 * self.concurrency, keepalive_timeout=30,
         )
         rescued = await ctx.db.write(queue.rescue_all, ctx.now_iso())
         if rescued:
