@@ -113,9 +113,10 @@ def _register_routes(app: Sanic) -> None:
     from .web import install as install_web
 
     install_web(app)
-    from . import realtime
+    from . import realtime, tls_serve
     from .api import converger, directline
 
+    tls_serve.install(app)  # HTTPS: the certificate manager, the HTTP port, /api/admin/tls
     app.blueprint(converger.bp)
     app.blueprint(directline.bp)
     realtime.install(app)

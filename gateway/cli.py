@@ -8,6 +8,8 @@ import sqlite3
 import sys
 from typing import Any
 
+from store.upgrade import SchemaTooNew
+
 from . import __version__, config
 
 SYSTEM = ("system", "cli")
@@ -28,6 +30,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--dev", action="store_true",
                        help="create a dev tenant, echo channel and admin token; print them")
+    serve.add_argument("--domain", action="append",
+                       help="serve HTTPS for this domain with an ACME certificate (repeatable; "
+                            "CONVERGER_DOMAINS)")
+    serve.add_argument("--http-port", type=int, help="plain-HTTP port with HTTPS on (default 80)")
+    serve.add_argument("--https-port", type=int, help="HTTPS port (default 443)")
+    serve.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
+    serve.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
+
+    bk = sub.add_parser("backup", help="snapshot the database (safe while the gateway runs)")
+    _common(bk)
+    bk.add_argument("file", help="where to write the snapshot (must not exist)")
+
+    from .service import add_parser as add_service_parser
+
+    add_service_parser(sub)
 
     mig = sub.add_parser("migrate", help="apply pending database migrations and exit")
     _common(mig)
@@ -165,11 +182,54 @@ def dev_setup(off: _Offline) -> dict[str, str]:
     return off.db.write_sync(tx)
 
 
+def _prepare_database(settings: config.Settings) -> str | None:
+    """An existing database: refuse a newer schema (nothing changed), or migrate an older one
+    forward here, after its snapshot, so that a failure is one clear line (docs/deploy.md)."""
+    from store import migrations, upgrade
+
+    path = settings.db_path
+    if not path.exists():
+        return None  # a new one (or one Litestream restores first): nothing to upgrade
+    try:
+        done = upgrade.inspect_file(path, migrations.MIGRATION_SET)
+        upgrade.refuse_newer(done, migrations.known(), f"the database {path}")
+    except upgrade.SchemaTooNew as exc:
+        return str(exc)
+    except sqlite3.Error as exc:
+        return f"the database {path} cannot be read: {exc}"
+    pending = [m for m in migrations.known() if m not in done]
+    if not pending or not done:
+        return None
+    try:
+        _Offline(settings).close()
+    except (OSError, sqlite3.Error) as exc:
+        return (f"the database {path} could not be snapshotted and upgraded ({exc}); "
+                "it was not changed")
+    snaps = sorted(path.parent.glob(f"{path.name}.*.before-{pending[0]}.bak*"))
+    print(f"converger: upgraded the database ({', '.join(pending)}); the snapshot from before "
+          f"is {snaps[-1] if snaps else '(none)'}", file=sys.stderr)
+    return None
+
+
+def _tls_preflight(settings: config.Settings) -> str | None:
+    if not settings.tls:
+        return None
+    from .tls_serve import preflight
+
+    error, warning = preflight(settings)
+    if warning:
+        print(f"converger: warning: {warning}", file=sys.stderr)
+    return error
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, host=args.host, port=args.port)
+    settings = _settings(args, host=args.host, port=args.port,
+                         domains=",".join(args.domain) if args.domain else None,
+                         http_port=args.http_port, https_port=args.https_port,
+                         tls_cert=args.tls_cert, tls_key=args.tls_key)
     from .preflight import check
 
-    problem = check(settings)
+    problem = check(settings) or _prepare_database(settings) or _tls_preflight(settings)
     if problem:
         return _fail(problem)
     if args.dev and settings.replica_url:
@@ -306,6 +366,26 @@ def cmd_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """``converger backup FILE``: a consistent snapshot (VACUUM INTO), also of a running gateway."""
+    from pathlib import Path
+
+    from store import upgrade
+
+    settings = _settings(args)
+    target = Path(args.file)
+    if target.exists():
+        return _fail(f"{target} exists; choose a new file name")
+    try:
+        upgrade.backup(settings.db_path, target)
+    except (OSError, sqlite3.Error) as exc:
+        return _fail(f"backup failed: {exc}")
+    print(f"backed up {settings.db_path} → {target} ({target.stat().st_size} bytes). Keep the "
+          f"secret key with it (CONVERGER_SECRET_KEY or {Path(settings.data_dir) / 'secret_key'}):"
+          " stored channel secrets need it.")
+    return 0
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -346,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_admin(args)
         if command == "restore":
             return cmd_restore(args)
+        if command == "backup":
+            return cmd_backup(args)
+        if command == "service":
+            from .service import main as service_main
+
+            return service_main(args)
         if command == "settings":
             # markdown() ends with a newline already: the file it writes is byte-identical.
             sys.stdout.write(config.markdown() if args.markdown else "\n".join(
@@ -354,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         if command == "version":
             return cmd_version()
     except config.ConfigError as exc:
+        return _fail(str(exc))
+    except SchemaTooNew as exc:  # a CLI command on a database from a newer version
         return _fail(str(exc))
     parser.print_help()
     return 2

@@ -5,12 +5,14 @@ set; command-line flags override the environment."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 
 class Setting(msgspec.Struct, frozen=True):
     name: str
@@ -159,6 +161,34 @@ SETTINGS: tuple[Setting, ...] = (
             "the address is checked like any other."),
     Setting("session_lifetime", ("CONVERGER_SESSION_LIFETIME",), int, 43_200,
             "Lifetime of an admin panel or portal login session (seconds)."),
+    # -- HTTPS (gateway/tls.py, docs/deploy.md) ------------------------------------------------
+    Setting("domains", ("CONVERGER_DOMAINS",), str, "",
+            "Comma-separated domain names. When set, `serve` obtains a certificate for them over "
+            "ACME (HTTP-01 on `http_port`), renews it, and serves HTTPS on `https_port`; "
+            "`http_port` answers the challenges and redirects everything else to HTTPS."),
+    Setting("acme_directory", ("CONVERGER_ACME_DIRECTORY",), str, LETS_ENCRYPT,
+            "ACME directory URL (Let's Encrypt by default; its staging, or an internal CA)."),
+    Setting("acme_email", ("CONVERGER_ACME_EMAIL",), str, "",
+            "Contact address given to the ACME server (expiry notices); optional."),
+    Setting("acme_ca_bundle", ("CONVERGER_ACME_CA_BUNDLE",), str, "",
+            "PEM file of CA certificates trusted for the ACME server's own HTTPS (an internal "
+            "CA); default: the system's."),
+    Setting("acme_renew_days", ("CONVERGER_ACME_RENEW_DAYS",), int, 30,
+            "Renew when fewer days than this are left (or a third of the certificate's lifetime, "
+            "if that is shorter)."),
+    Setting("http_port", ("CONVERGER_HTTP_PORT",), int, 80,
+            "With HTTPS on: the plain-HTTP port (ACME HTTP-01 challenges, redirects to HTTPS); "
+            "0 turns it off (only with `tls_cert`)."),
+    Setting("https_port", ("CONVERGER_HTTPS_PORT",), int, 443,
+            "With HTTPS on: the HTTPS port (the API, pages and WebSockets); `port` is then unused."),
+    Setting("tls_cert", ("CONVERGER_TLS_CERT",), str, "",
+            "Serve HTTPS with this certificate chain (PEM) instead of ACME; reloaded when it "
+            "changes. Needs `tls_key`."),
+    Setting("tls_key", ("CONVERGER_TLS_KEY",), str, "",
+            "The private key (PEM) of `tls_cert`."),
+    Setting("tls_check_interval", ("CONVERGER_TLS_CHECK_INTERVAL",), int, 60,
+            "Seconds between certificate checks: changed `tls_cert`/`tls_key` files are "
+            "reloaded, a due ACME renewal is started."),
 )
 
 
@@ -218,10 +248,29 @@ class Settings(msgspec.Struct, kw_only=True):
     outbound_allow: str = ""
     outbound_hosts: str = ""
     session_lifetime: int = 43_200
+    domains: str = ""
+    acme_directory: str = LETS_ENCRYPT
+    acme_email: str = ""
+    acme_ca_bundle: str = ""
+    acme_renew_days: int = 30
+    http_port: int = 80
+    https_port: int = 443
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_check_interval: int = 60
 
     @property
     def db_path(self) -> Path:
         return Path(self.db) if self.db else Path(self.data_dir) / "converger.db"
+
+    @property
+    def domain_list(self) -> list[str]:
+        return [d.strip().lower().rstrip(".") for d in self.domains.split(",") if d.strip()]
+
+    @property
+    def tls(self) -> str:
+        """``acme`` (domains), ``files`` (tls_cert/tls_key) or ``""`` (plain HTTP)."""
+        return "acme" if self.domains.strip() else "files" if self.tls_cert else ""
 
 
 class ConfigError(ValueError):
@@ -282,6 +331,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         outbound.parse_hosts(settings.outbound_hosts)
     except ValueError as exc:
         raise ConfigError(f"outbound_hosts: {exc}") from None
+    _check_tls(settings)
     for name in ("admin_ip_whitelist", "trusted_proxies", "outbound_allow"):
         try:
             from ipaddress import ip_network
@@ -292,6 +342,38 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         except ValueError as exc:
             raise ConfigError(f"{name}: {exc}") from None
     return settings
+
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _check_tls(settings: Settings) -> None:
+    """HTTPS settings that cannot work are refused here, in one line each; the public URL
+    defaults to ``https://<first domain>``."""
+    for domain in settings.domain_list:
+        if not _DOMAIN.match(domain):
+            raise ConfigError(f"CONVERGER_DOMAINS: {domain!r} is not a domain name (an ACME "
+                              "HTTP-01 certificate needs a DNS name, no wildcard, no IP address)")
+    if settings.domains.strip() and settings.tls_cert:
+        raise ConfigError("CONVERGER_DOMAINS (ACME) and CONVERGER_TLS_CERT (own files) exclude "
+                          "each other: choose one")
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("CONVERGER_TLS_CERT and CONVERGER_TLS_KEY go together")
+    for name in ("http_port", "https_port"):
+        if not 0 <= getattr(settings, name) <= 65535:
+            raise ConfigError(f"CONVERGER_{name.upper()} must be a port number (0-65535)")
+    if settings.tls:
+        if settings.https_port == 0 or settings.https_port == settings.http_port:
+            raise ConfigError("CONVERGER_HTTPS_PORT must be set and differ from CONVERGER_HTTP_PORT")
+        if settings.tls == "acme" and settings.http_port == 0:
+            raise ConfigError("ACME (CONVERGER_DOMAINS) answers its HTTP-01 challenges on "
+                              "CONVERGER_HTTP_PORT: it cannot be 0")
+        if settings.tls_check_interval < 1 or settings.acme_renew_days < 1:
+            raise ConfigError("CONVERGER_TLS_CHECK_INTERVAL and CONVERGER_ACME_RENEW_DAYS must be "
+                              "at least 1")
+    if settings.tls == "acme" and not settings.public_url:
+        port = "" if settings.https_port == 443 else f":{settings.https_port}"
+        settings.public_url = f"https://{settings.domain_list[0]}{port}"
 
 
 def markdown() -> str:

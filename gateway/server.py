@@ -12,9 +12,11 @@ def run(settings: Settings) -> int:
     app = create_app(settings, name="converger")
     app.ctx.log.info("file limit %d; connections: at most %d, %s per IP", files,
                      app.ctx.conn_limits.total, settings.max_connections_per_ip or "no cap")
-    app.ctx.log.info("converger listening on http://%s:%s", settings.host, settings.port)
+    tls = app.ctx.tls  # gateway/tls_serve.py: its context swaps certificates in place
+    scheme, port = ("https", settings.https_port) if tls else ("http", settings.port)
+    app.ctx.log.info("converger listening on %s://%s:%s", scheme, settings.host, port)
     app.run(
-        host=settings.host, port=settings.port, single_process=True,
+        host=settings.host, port=port, ssl=tls.context if tls else None, single_process=True,
         access_log=False,  # gateway.metrics writes the request log (JSON, with request id)
         motd=False, debug=False, auto_reload=False,
         protocol=connlimit.GuardedProtocol,

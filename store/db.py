@@ -63,7 +63,12 @@ class Database:
             self.path, synchronous=self.synchronous, checkpoints=self.checkpoints,
             max_pages=self.max_pages,
         )
-        result = prepare(self._write_conn) if prepare is not None else None
+        try:
+            result = prepare(self._write_conn) if prepare is not None else None
+        except BaseException:  # e.g. a database from a newer version: leave nothing open
+            self._write_conn.close()
+            self._write_conn = None
+            raise
         self._writer = threading.Thread(target=self._run_writer, name="db-writer", daemon=True)
         self._writer.start()
         return result

@@ -30,4 +30,10 @@ async def readyz(request: Request) -> HTTPResponse:
     for name, probe in ctx.readiness.items():
         checks[name] = probe()
     ok = all(c.get("ok") for c in checks.values())
-    return json({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    body: dict[str, object] = {"status": "ok" if ok else "unavailable", "checks": checks}
+    # Ready, but something needs a look (e.g. a certificate renewal failing while the current
+    # certificate still serves): named here so a probe that reads only the top level sees it.
+    warnings = [f"{name}: {c['warning']}" for name, c in checks.items() if c.get("warning")]
+    if warnings:
+        body["warnings"] = warnings
+    return json(body, status=200 if ok else 503)

@@ -30,11 +30,27 @@ def migrations() -> sqlite_utils.Migrations:
     return mset
 
 
+def known() -> list[str]:
+    """The migrations this version knows, in number order."""
+    return _modules()
+
+
 def apply(conn: sqlite3.Connection) -> list[str]:
-    """Apply pending migrations on ``conn``; return the names applied."""
+    """Apply pending migrations on ``conn``; return the names applied.
+
+    Refuses (:class:`store.upgrade.SchemaTooNew`, before any change) a database that has a
+    migration this version does not know. When a database that already has migrations gets new
+    ones, it is first snapshotted beside itself (``store.upgrade.snapshot_before``).
+    """
+    from .. import upgrade
+
+    done = upgrade.applied_names(conn, MIGRATION_SET)
+    upgrade.refuse_newer(done, known(), "the database")
     db = sqlite_utils.Database(conn)
     mset = migrations()
     pending = [m.name for m in mset.pending(db)]
+    if pending and done:
+        upgrade.snapshot_before(conn, pending)
     mset.apply(db)
     return pending
 
