@@ -93,7 +93,7 @@ class Order:
         return acme
 
     def obtain(self, domains: list[str], publish: Callable[[str, str], None],
-               withdraw: Callable[[str], None]) -> tuple[bytes, bytes]:
+               withdraw: Callable[[str], object]) -> tuple[bytes, bytes]:
         """A new key and its certificate chain for ``domains``: ``(key_pem, fullchain_pem)``."""
         try:
             return self._obtain(domains, publish, withdraw)
@@ -110,7 +110,7 @@ class Order:
             raise AcmeError(f"ACME failed: {exc}") from None
 
     def _obtain(self, domains: list[str], publish: Callable[[str, str], None],
-                withdraw: Callable[[str], None]) -> tuple[bytes, bytes]:
+                withdraw: Callable[[str], object]) -> tuple[bytes, bytes]:
         acme = self._client()
         key_pem = new_key_pem()
         order = acme.new_order(crypto_util.make_csr(key_pem, domains))

@@ -24,7 +24,7 @@ ENV_FILE = "/etc/converger/converger.env"
 STATE_ROOT = "/var/lib"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     svc = sub.add_parser("service", help="install or remove the systemd service")
     ssub = svc.add_subparsers(dest="action", required=True)
     ins = ssub.add_parser("install", help="write and start a hardened systemd unit")

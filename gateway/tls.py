@@ -25,7 +25,6 @@ import json
 import os
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -218,7 +217,7 @@ class _Collector:
         yield failures
 
 
-metrics.REGISTRY.register(_Collector())  # type: ignore[arg-type]
+metrics.REGISTRY.register(_Collector())
 
 
 def retry_delay(failures: int, scale: float = 1.0, least: float = 0.0) -> float:
