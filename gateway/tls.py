@@ -84,11 +84,11 @@ def check_pair(cert: Path, key: Path | None = None) -> CertInfo:
     try:
         chain = cert.read_bytes()
         server_context().load_cert_chain(str(cert), str(key) if key else None)
-    except OSError as exc:
-        raise TlsError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    except ssl.SSLError as exc:
+    except ssl.SSLError as exc:  # before OSError, its base class
         why = "the key does not match the certificate" if "MISMATCH" in str(exc) else str(exc)
         raise TlsError(f"{cert}{' / ' + str(key) if key else ''}: {why}") from None
+    except OSError as exc:
+        raise TlsError(f"cannot read {exc.filename}: {exc.strerror}") from None
     return inspect(chain)
 
 

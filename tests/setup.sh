@@ -11,3 +11,9 @@ fi
 if ! command -v chromium >/dev/null 2>&1; then
     apt-get update -q && apt-get install -y -q chromium
 fi
+# HTTPS and service tests (tests/integration/deploy): Debian's pebble (the ACME test server and
+# its DNS stand-in, pebble-challtestsrv) and systemd-analyze (systemd) for the unit file.
+if ! command -v pebble >/dev/null 2>&1 || ! command -v pebble-challtestsrv >/dev/null 2>&1 \
+        || ! command -v systemd-analyze >/dev/null 2>&1; then
+    apt-get update -q && apt-get install -y -q pebble systemd
+fi
