@@ -23,7 +23,15 @@ _NAMES = iter(range(1_000_000))
 
 
 def open_database(settings: Settings) -> tuple[Database, list[str]]:
-    """Open the database, apply pending migrations, start the writer."""
+    """Open the database, apply pending migrations, start the writer.
+
+    A database from a newer version is refused before anything opens it for writing
+    (``store.upgrade.SchemaTooNew``, nothing changed); an older one is snapshotted beside itself
+    before it is migrated (``store.migrations.apply``)."""
+    from store import upgrade
+
+    upgrade.refuse_newer(upgrade.inspect_file(settings.db_path, migrations.MIGRATION_SET),
+                         migrations.known(), f"the database {settings.db_path}")
     # While Litestream replicates, it owns checkpoints (gateway/replication.py).
     db = Database(settings.db_path, synchronous=settings.synchronous,
                   checkpoints=not settings.replica_url, max_pages=settings.db_max_pages)
