@@ -67,7 +67,7 @@ class Activity(msgspec.Struct, kw_only=True):
     external_id: str | None
     inserted_at: str
     updated_at: str
-    # Direct Line fields beyond the columns above (m0005): {} for most activities.
+    # Direct Line fields beyond the columns above (m0006): {} for most activities.
     extra: dict[str, Any] = {}
 
 

@@ -40,7 +40,7 @@ def test_widened_in_place_keeping_every_row(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         _row(conn, "channels", id="c2", tenant_id="t1", name="tg", secret_hash="h",
              secret_enc="e", type="telegram", inserted_at=now, updated_at=now)
-    assert migrations.apply(conn) == ["m0005_channel_types"]
+    assert migrations.apply(conn)[0] == "m0005_channel_types"
     assert conn.execute("SELECT count(*) FROM conversations").fetchone()[0] == 1
     for i, kind in enumerate(m0005_channel_types.TYPES):
         _row(conn, "channels", id=f"n{i}", tenant_id="t1", name=kind, secret_hash="h",

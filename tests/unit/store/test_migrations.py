@@ -36,6 +36,12 @@ def test_migrations_apply_on_an_empty_file_and_are_recorded(tmp_path: Path) -> N
         conn.close()
 
 
+def test_migration_numbers_are_unique() -> None:
+    """Two branches that both add "the next" migration must not land the same number."""
+    numbers = [name.split("_", 1)[0] for name in migrations.known()]
+    assert len(numbers) == len(set(numbers)), numbers
+
+
 def test_database_start_applies_migrations(tmp_path: Path) -> None:
     db = Database(tmp_path / "x.db")
     applied = db.start(prepare=migrations.apply)
