@@ -9,7 +9,8 @@ import msgspec
 
 from .util import new_id
 
-#: Channel types whose deliveries leave the process and can fail (reference §12).
+#: Channel types whose deliveries leave the process and can fail (reference §12); the
+#: health worker passes the adapters' own list (every delivering type).
 HEALTH_TYPES = ("webhook", "whatsapp_meta", "whatsapp_infobip")
 DEGRADED_AT = 0.10
 UNHEALTHY_AT = 0.50
@@ -49,43 +50,60 @@ def classify(total: int, failed: int) -> tuple[str, float]:
     return "healthy", rate
 
 
-def check_channels(conn: sqlite3.Connection, since: str, now: str) -> list[HealthResult]:
-    """Check every active external channel over deliveries inserted after ``since``; insert one
-    ``channel_health_checks`` row each. Pending deliveries count in the total."""
-    marks = ",".join("?" * len(HEALTH_TYPES))
+def check_channels(conn: sqlite3.Connection, since: str, now: str,
+                   types: tuple[str, ...] = HEALTH_TYPES) -> list[HealthResult]:
+    """Check every active channel of ``types`` over deliveries inserted after ``since``;
+    insert one ``channel_health_checks`` row each. Pending deliveries count in the total."""
+    marks = ",".join("?" * len(types))
     channels = conn.execute(
         f"""SELECT c.id, c.name, c.type, c.tenant_id, t.alert_webhook_url
               FROM channels c JOIN tenants t ON t.id = c.tenant_id
              WHERE c.status = 'active' AND c.type IN ({marks})
              ORDER BY c.id""",
-        HEALTH_TYPES,
+        tuple(types),
     ).fetchall()
-    results = []
-    for ch in channels:
-        total, failed = conn.execute(
-            """SELECT count(*), coalesce(sum(status = 'failed'), 0) FROM deliveries
-                WHERE channel_id = ? AND inserted_at > ?""",
-            (ch["id"], since),
-        ).fetchone()
-        prev = conn.execute(
-            """SELECT status FROM channel_health_checks WHERE channel_id = ?
-                ORDER BY checked_at DESC, inserted_at DESC LIMIT 1""",
-            (ch["id"],),
-        ).fetchone()
-        status, rate = classify(total, failed)
-        conn.execute(
-            """INSERT INTO channel_health_checks (id, channel_id, status, total_deliveries,
-                   failed_deliveries, failure_rate, checked_at, inserted_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-            (new_id(), ch["id"], status, total, failed, rate, now, now),
-        )
-        results.append(HealthResult(
-            channel_id=ch["id"], channel_name=ch["name"], channel_type=ch["type"],
-            tenant_id=ch["tenant_id"], status=status, previous_status=prev["status"] if prev else None,
-            total_deliveries=total, failed_deliveries=failed, failure_rate=rate, checked_at=now,
-            alert_webhook_url=ch["alert_webhook_url"] or None,
-        ))
-    return results
+    return [_check(conn, ch, since, now) for ch in channels]
+
+
+def mark_unhealthy(conn: sqlite3.Connection, channel_id: str, since: str,
+                   now: str) -> HealthResult | None:
+    """Record the channel ``unhealthy`` now, whatever its failure rate (its provider refused
+    its credentials: nothing it sends can succeed). None when no such active channel."""
+    ch = conn.execute(
+        """SELECT c.id, c.name, c.type, c.tenant_id, t.alert_webhook_url
+             FROM channels c JOIN tenants t ON t.id = c.tenant_id
+            WHERE c.id = ? AND c.status = 'active'""",
+        (channel_id,),
+    ).fetchone()
+    return _check(conn, ch, since, now, force="unhealthy") if ch else None
+
+
+def _check(conn: sqlite3.Connection, ch: sqlite3.Row, since: str, now: str,
+           force: str | None = None) -> HealthResult:
+    total, failed = conn.execute(
+        """SELECT count(*), coalesce(sum(status = 'failed'), 0) FROM deliveries
+            WHERE channel_id = ? AND inserted_at > ?""",
+        (ch["id"], since),
+    ).fetchone()
+    prev = conn.execute(
+        """SELECT status FROM channel_health_checks WHERE channel_id = ?
+            ORDER BY checked_at DESC, inserted_at DESC LIMIT 1""",
+        (ch["id"],),
+    ).fetchone()
+    status, rate = classify(total, failed)
+    status = force or status
+    conn.execute(
+        """INSERT INTO channel_health_checks (id, channel_id, status, total_deliveries,
+               failed_deliveries, failure_rate, checked_at, inserted_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+        (new_id(), ch["id"], status, total, failed, rate, now, now),
+    )
+    return HealthResult(
+        channel_id=ch["id"], channel_name=ch["name"], channel_type=ch["type"],
+        tenant_id=ch["tenant_id"], status=status, previous_status=prev["status"] if prev else None,
+        total_deliveries=total, failed_deliveries=failed, failure_rate=rate, checked_at=now,
+        alert_webhook_url=ch["alert_webhook_url"] or None,
+    )
 
 
 def latest_health(conn: sqlite3.Connection, channel_id: str) -> dict[str, object] | None:

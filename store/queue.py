@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import threads
 from .models import Activity, Delivery, from_row
 from .util import dumps, iso, new_id, page, parse_iso
 
@@ -434,7 +435,8 @@ def activities_for(conn: sqlite3.Connection, deliveries: list[Delivery]) -> dict
 
 def thread_senders(conn: sqlite3.Connection, deliveries: list[Delivery]) -> dict[str, str]:
     """``delivery id → sender_key`` for deliveries whose conversation began inbound on the
-    delivery's own channel: a reply goes back to that sender."""
+    delivery's own channel (a reply goes back to that sender), or has a thread on it
+    (``store.threads``: a conversation routed there)."""
     ids = list({d.conversation_id for d in deliveries})
     keys: dict[str, tuple[str, str]] = {}
     for start in range(0, len(ids), 500):
@@ -447,8 +449,18 @@ def thread_senders(conn: sqlite3.Connection, deliveries: list[Delivery]) -> dict
         ):
             keys[r["id"]] = (r["channel_id"], r["sender_key"])
     out: dict[str, str] = {}
+    routed: list[Delivery] = []
     for d in deliveries:
         found = keys.get(d.conversation_id)
         if found and found[0] == d.channel_id:
             out[d.id] = found[1]
+        else:
+            routed.append(d)
+    if routed:
+        # A conversation routed here from another channel: the thread it has on this one.
+        threaded = threads.keys(conn, list({(d.channel_id, d.conversation_id) for d in routed}))
+        for d in routed:
+            key = threaded.get((d.channel_id, d.conversation_id))
+            if key is not None:
+                out[d.id] = key
     return out

@@ -15,7 +15,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, text
 
 import adapters
-from adapters.base import Adapter, ChannelInfo, InboundError, InboundMessage
+from adapters.base import Adapter, ChannelInfo, InboundError, InboundIgnored, InboundMessage
 from adapters.signing import check_converger_signature
 from store import channels
 from store.models import Channel
@@ -102,6 +102,24 @@ async def _owners(
     return owned, ignored
 
 
+# (channel id, reason) already logged: an ignored kind of payload is logged once, not at
+# every provider retry or every reaction in a busy Slack channel.
+_IGNORED_LOGGED: set[tuple[str, str]] = set()
+_IGNORED_LOG_LIMIT = 10_000
+
+
+def _ignored(request: Request, channel: Channel, reason: str) -> HTTPResponse:
+    """Acknowledge a payload with nothing to store (2xx, or the provider resends it)."""
+    seen = (channel.id, reason)
+    if seen not in _IGNORED_LOGGED:
+        if len(_IGNORED_LOGGED) >= _IGNORED_LOG_LIMIT:
+            _IGNORED_LOGGED.clear()
+        _IGNORED_LOGGED.add(seen)
+        request.app.ctx.log.info("inbound on channel %s: %s (acknowledged; logged once)",
+                                 channel.id, reason)
+    return json({"status": "ignored", "reason": reason}, status=200)
+
+
 @bp.get("/channels/<channel_id>/inbound")
 async def verify(request: Request, channel_id: str) -> HTTPResponse:
     _, info, adapter = await _channel(request, channel_id)
@@ -116,6 +134,9 @@ async def inbound(request: Request, channel_id: str) -> HTTPResponse:
     channel, info, adapter = await _channel(request, channel_id)
     _verify(request, info, adapter)
     payload = _payload(request)
+    handshake = adapter.handshake(info, payload)
+    if handshake is not None:  # a provider's in-band check (Slack's url_verification)
+        return json(handshake[1], status=handshake[0])
     updates = adapter.parse_status(payload)
     if updates:
         return await _apply_receipts(request, channel, updates)
@@ -124,6 +145,8 @@ async def inbound(request: Request, channel_id: str) -> HTTPResponse:
                                  plain=True)
     try:
         messages = adapter.parse_inbound(payload)
+    except InboundIgnored as exc:
+        return _ignored(request, channel, str(exc))
     except InboundError as exc:
         raise errors.bad_request(str(exc), "unparseable_inbound", plain=True) from None
     if not messages:

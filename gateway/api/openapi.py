@@ -62,8 +62,17 @@ INBOUND_OUT: dict[str, Any] = {
     "properties": {"status": {"enum": ["accepted", "ignored"]}, "activity_id": _S,
                    "conversation_id": _S, "activity_ids": {"type": "array", "items": _S},
                    "duplicate": {"type": "boolean"}, "receipts_processed": {"type": "integer"},
-                   "ignored": {"type": "integer"}},
+                   "ignored": {"type": "integer"}, "reason": _S},
     "required": ["status"],
+}
+# A provider's in-band check answered (Slack's url_verification), or what an inbound POST
+# otherwise answers.
+INBOUND_ANSWER: dict[str, Any] = {"anyOf": [INBOUND_OUT, {
+    "type": "object", "properties": {"challenge": _S}, "required": ["challenge"]}]}
+ACTION_OUT: dict[str, Any] = {
+    "type": "object", "description": "the provider's answer to a channel management action",
+    "properties": {"action": _S, "ok": {"const": True}, "result": {"type": "object"}},
+    "required": ["action", "ok", "result"],
 }
 RECEIPTS_OUT: dict[str, Any] = {
     "type": "object", "properties": {"status": {"const": "accepted"},
@@ -143,7 +152,7 @@ CODES: dict[int, tuple[str, ...]] = {
     403: ("forbidden", "channel_inactive", "forbidden_role", "not_channel_token", "out_of_scope",
           "read_only", "tenant_inactive", "token_out_of_scope", "invalid_token", "token_expired",
           "secret_required", "token_required"),
-    404: ("not_found", "route_not_found"),
+    404: ("not_found", "route_not_found", "unknown_action"),
     405: ("method_not_allowed",),
     406: ("not_acceptable",),
     408: ("request_timeout",),
@@ -153,7 +162,7 @@ CODES: dict[int, tuple[str, ...]] = {
     422: ("validation_failed",),
     429: ("rate_limited", "too_many_sockets"),
     500: ("internal_error", "http_error"),
-    502: ("acme_failed",),
+    502: ("acme_failed", "provider_error"),
     503: ("unavailable", "http_error", "storage_unavailable"),
     507: ("storage_full",),
 }
@@ -193,8 +202,9 @@ OPERATIONS: list[Op] = [
        query=("hub.mode", "hub.verify_token", "hub.challenge"), media="text/plain"),
     Op("POST", "/api/v1/channels/{channel_id}/inbound",
        "Inbound messages (201; 200 for a replay) or status receipts (200); Meta: "
-       "X-Hub-Signature-256 when the channel has an app_secret",
-       (), ANY_OBJECT, 201, INBOUND_OUT, (400, 401, 404, 409, 413, 429), "", also_ok=(200,)),
+       "X-Hub-Signature-256 when the channel has an app_secret; Slack's url_verification is "
+       "answered with its challenge; payloads with nothing to store are acknowledged (200 ignored)",
+       (), ANY_OBJECT, 201, INBOUND_ANSWER, (400, 401, 404, 409, 413, 429), "", also_ok=(200,)),
     Op("POST", "/api/v1/channels/{channel_id}/status", "Delivery status receipts", (),
        ANY_OBJECT, 200, RECEIPTS_OUT, (400, 401, 404, 413, 429), ""),
     # management API
@@ -222,6 +232,10 @@ OPERATIONS: list[Op] = [
        ADMIN, result=s.ChannelOut, errors=(400, 401, 403, 404)),
     Op("POST", "/api/admin/channels/{channel_id}/token", "Mint a channel token", ADMIN,
        result=TOKEN_OUT, errors=(400, 401, 403, 404), wrap=""),
+    Op("POST", "/api/admin/channels/{channel_id}/actions/{action}",
+       "Run a channel type's management action (telegram: set_webhook, webhook_info, "
+       "delete_webhook; slack: auth_test); 502 with the provider's message when it refuses",
+       ADMIN, result=ACTION_OUT, errors=(400, 401, 403, 404, 502)),
     Op("GET", "/api/admin/conversations", "List conversations", ADMIN, result=[s.ConversationOut],
        errors=(400, 401), wrap="page", query=("tenant_id", "channel_id", "status", "limit", "cursor")),
     Op("GET", "/api/admin/deliveries", "List deliveries", ADMIN, result=[DeliveryView],

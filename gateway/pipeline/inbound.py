@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 
 from adapters.base import InboundMessage
-from store import activities, conversations
+from store import activities, conversations, threads
 from store.models import Channel
 
 from .activities import Created, NewActivity, NotFound, insert_tx
@@ -26,11 +26,14 @@ def inbound_tx(conn: sqlite3.Connection, channel: Channel, msg: InboundMessage, 
         if conv is None:
             raise NotFound(msg.conversation_id)
     else:
+        # The conversation key is the sender, or the adapter's thread (a chat, a Slack
+        # thread); a thread this channel holds for a conversation routed to it comes first.
         # A closed thread is not reopened: the sender starts a new conversation.
-        conv = conversations.open_thread(conn, channel.id, msg.sender) or conversations.create(
-            conn, tenant_id=channel.tenant_id, channel_id=channel.id, now=now,
-            metadata=dict(SOURCE), sender_key=msg.sender,
-        )
+        key = msg.thread_key or msg.sender
+        conv = (threads.conversation(conn, channel.id, key)
+                or conversations.open_thread(conn, channel.id, key)
+                or conversations.create(conn, tenant_id=channel.tenant_id, channel_id=channel.id,
+                                        now=now, metadata=dict(SOURCE), sender_key=key))
     new = NewActivity(
         type=msg.type, sender=msg.sender, text=msg.text, attachments=msg.attachments,
         metadata=msg.metadata, source_channel_id=channel.id, external_id=msg.external_id,

@@ -25,13 +25,14 @@ import msgspec
 import adapters
 from adapters import middleware
 from adapters.base import ChannelInfo, DeliveryResult, OutboundActivity
-from store import channels, queue
+from store import channels, queue, threads
 from store.models import Activity, Channel, Delivery
 from store.util import parse_iso, utcnow
 
 from .. import domain, errors, metrics, outbound, tracing
 from ..pipeline import receipts
 from ..tasks import cancel_and_wait, wait_event
+from . import health
 
 LEASE_SECONDS = 120.0  # longer than a batch can wait in the buffer plus one attempt
 MAX_SLEEP = 60.0
@@ -74,7 +75,12 @@ def outcomes_tx(conn: sqlite3.Connection, batch: list[Outcome], scale: float,
     for o in batch:
         d, r = o.delivery, o.result
         if r.ok:
-            out.append(queue.complete(conn, d.id, o.token, o.at, r.provider_message_id, r.metadata))
+            row = queue.complete(conn, d.id, o.token, o.at, r.provider_message_id, r.metadata)
+            if row is not None and r.thread_key:
+                # The send opened the conversation's thread on this channel (adapters/base.py).
+                threads.link(conn, channel_id=d.channel_id, thread_key=r.thread_key,
+                             conversation_id=d.conversation_id, tenant_id=d.tenant_id, now=o.at)
+            out.append(row)
         else:
             out.append(queue.fail(conn, d.id, o.token, o.at, outbound.summary(r.error) or "failed",
                                   r.retryable and retries, r.retry_after, scale=scale))
@@ -335,6 +341,13 @@ class Engine:
     async def _write(self, batch: list[Outcome]) -> None:
         ctx = self.app.ctx
         rows = await ctx.db.write(outcomes_tx, batch, self.scale, not self.inline)
+        refused = {o.delivery.channel_id for o in batch if o.result.channel_unhealthy}
+        for channel_id in refused:
+            try:
+                await health.mark_unhealthy(ctx, channel_id, parse_iso(ctx.now_iso()))
+            except Exception as exc:  # the next health run sees the failures anyway
+                _log_failure(ctx.log, f"delivery: marking channel {channel_id} unhealthy failed",
+                             exc)
         for outcome, row in zip(batch, rows, strict=True):
             self.held.pop(outcome.token, None)
             result = outcome.result

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+import adapters
 from store import alerts, maintenance
 from store.maintenance import HealthResult
 from store.util import iso
@@ -44,19 +45,43 @@ def alert_body(r: HealthResult) -> dict[str, Any]:
 def check_tx(conn: sqlite3.Connection, since: str, now: str) -> tuple[list[HealthResult], int]:
     """Check every channel and queue an alert per change with an alert URL, in one transaction.
     Returns the results and how many alerts were queued."""
-    results = maintenance.check_channels(conn, since, now)
+    results = maintenance.check_channels(conn, since, now, tuple(sorted(adapters.DELIVERING_TYPES)))
+    return results, _alert(conn, results, now)
+
+
+def _alert(conn: sqlite3.Connection, results: list[HealthResult], now: str) -> int:
     queued = 0
     for r in results:
         if r.changed and r.alert_webhook_url:
             alerts.enqueue(conn, tenant_id=r.tenant_id, channel_id=r.channel_id, event=EVENT,
                            url=r.alert_webhook_url, body=_encode(alert_body(r)).decode(), now=now)
             queued += 1
-    return results, queued
+    return queued
+
+
+def unhealthy_tx(conn: sqlite3.Connection, channel_id: str, since: str,
+                 now: str) -> tuple[list[HealthResult], int]:
+    """Mark one channel unhealthy now, with its alert when that is a change."""
+    result = maintenance.mark_unhealthy(conn, channel_id, since, now)
+    results = [result] if result is not None else []
+    return results, _alert(conn, results, now)
 
 
 async def run(ctx: Any, now: datetime) -> list[HealthResult]:
     """One health run at ``now``. Returns every channel's result."""
     results, queued = await ctx.db.write(check_tx, iso(now - WINDOW), iso(now))
+    _announce(ctx, results, queued)
+    return results
+
+
+async def mark_unhealthy(ctx: Any, channel_id: str, now: datetime) -> None:
+    """A provider refused the channel's credentials: the channel is ``unhealthy`` now (the
+    hub event and the tenant's alert when that is a change), not at the next health run."""
+    results, queued = await ctx.db.write(unhealthy_tx, channel_id, iso(now - WINDOW), iso(now))
+    _announce(ctx, results, queued)
+
+
+def _announce(ctx: Any, results: list[HealthResult], queued: int) -> None:
     for r in results:
         if r.changed:
             ctx.hub.publish("channel_health", "health_changed", event_payload(r))
@@ -65,4 +90,3 @@ async def run(ctx: Any, now: datetime) -> list[HealthResult]:
     sender = getattr(ctx, "alerts", None)
     if queued and sender is not None:
         sender.wake()
-    return results

@@ -1,11 +1,15 @@
 """Channels: create (the secret is shown once), list, show, update, rotate secret, mint a
-channel token, delete."""
+channel token, run a channel type's management action, delete."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import aiohttp
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
+import adapters
 from store import channels
 
 from ... import domain, errors
@@ -105,6 +109,45 @@ async def mint_token(request: Request, channel_id: str) -> HTTPResponse:
         raise errors.not_found()
     token = ctx.tokens.channel_token(channel.id, channel.tenant_id)
     return json(TokenOut(token, LEGACY_LIFETIME))
+
+
+def inbound_url(request: Request, channel_id: str) -> str:
+    """The channel's public inbound URL: from ``CONVERGER_PUBLIC_URL`` when set, else from
+    the request (its scheme and host, as a proxy forwarded them)."""
+    base = request.app.ctx.settings.public_url.rstrip("/")
+    if not base:
+        base = f"{request.scheme}://{request.host}"
+    return f"{base}/api/v1/channels/{channel_id}/inbound"
+
+
+async def run_action(request: Request, channel_id: str, action: str) -> dict[str, Any]:
+    """Run ``action`` of the channel's type against its provider: the provider's answer, or
+    a 404 (no such channel or action) / 502 (the provider refused, with its message)."""
+    ctx = request.app.ctx
+    channel = await ctx.db.read(channels.get, channel_id)
+    if channel is None:
+        raise errors.not_found()
+    adapter = adapters.get(channel.type)
+    if adapter is None or action not in adapter.actions:
+        raise errors.not_found(f"{channel.type} channels have no action {action!r}",
+                               "unknown_action")
+    info = domain.channel_info(ctx.cipher, channel)
+    timeout = aiohttp.ClientTimeout(total=ctx.settings.webhook_timeout)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        result = await adapter.run_action(session, info, action, inbound_url(request, channel.id))
+    ctx.log.info("channel %s: action %s %s", channel.id, action,
+                 "done" if result.ok else f"refused: {result.error}")
+    if not result.ok:
+        raise errors.ApiError(502, "provider_error", result.error or "the provider refused",
+                              legacy={"error": result.error})
+    return {"action": action, "ok": True, "result": result.data}
+
+
+@bp.post("/channels/<channel_id>/actions/<action>")
+async def action(request: Request, channel_id: str, action: str) -> HTTPResponse:
+    channel_id = uuid_param(channel_id)
+    await admin_auth(request, write=True)
+    return json({"data": await run_action(request, channel_id, action)})
 
 
 @bp.delete("/channels/<channel_id>")

@@ -14,7 +14,8 @@ from store import migrations
 from store.connect import connect
 from store.migrations import m0005_channel_types
 
-BEFORE = ["m0001_initial", "m0003_uploads", "m0004_alerts"]
+# Every migration that sorts before this one (other m0005 ones included).
+BEFORE = [n for n in migrations._modules() if n < "m0005_channel_types"]
 
 
 def _row(conn: sqlite3.Connection, table: str, **values: object) -> None:
