@@ -1,8 +1,8 @@
 """Outbound HTTP (deliveries, alerts): where the gateway may connect (issue 13, SSRF).
 
-Every URL a tenant or an admin can set (webhook ``url``, ``alert_webhook_url``, Meta
-``api_base_url``, Infobip ``base_url``) is fetched through :func:`session`, whose connector
-checks **the address it is about to connect to**, after resolution, on every new connection —
+Every URL a tenant or an admin can set (webhook ``url``, ``alert_webhook_url``, Meta,
+Telegram and Slack ``api_base_url``, Infobip ``base_url``; channel management actions too)
+is fetched through :func:`session`, whose connector checks **the address it is about to connect to**, after resolution, on every new connection —
 not the URL at save time, so a name that resolves to a public address when saved and to
 ``127.0.0.1`` later (DNS rebinding) is still refused. Refused by default: every address that is
 not globally routable — loopback, private (RFC 1918, ``fc00::/7``), link-local and cloud

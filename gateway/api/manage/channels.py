@@ -12,7 +12,7 @@ from sanic.response import HTTPResponse
 import adapters
 from store import channels
 
-from ... import domain, errors
+from ... import domain, errors, outbound
 from ...auth import admin_auth
 from ...http import decode, empty, int_arg, json, set_fields, uuid_param
 from ...tokens import LEGACY_LIFETIME
@@ -133,7 +133,7 @@ async def run_action(request: Request, channel_id: str, action: str) -> dict[str
                                "unknown_action")
     info = domain.channel_info(ctx.cipher, channel)
     timeout = aiohttp.ClientTimeout(total=ctx.settings.webhook_timeout)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with outbound.session(ctx.settings, timeout) as session:  # the SSRF policy applies
         result = await adapter.run_action(session, info, action, inbound_url(request, channel.id))
     ctx.log.info("channel %s: action %s %s", channel.id, action,
                  "done" if result.ok else f"refused: {result.error}")

@@ -21,9 +21,9 @@ def unique(prefix: str) -> str:
 
 
 def chat_env() -> dict[str, str]:
-    # Stand-ins listen on loopback; CONVERGER_OUTBOUND_ALLOW lets the gateway call them.
-    return {"CONVERGER_BACKOFF_SCALE": "0.001", "CONVERGER_WEBHOOK_TIMEOUT": "2",
-            "CONVERGER_OUTBOUND_ALLOW": "127.0.0.1/32"}
+    # The stand-ins listen on loopback, which tests.support.server's CONVERGER_OUTBOUND_ALLOW
+    # lets the gateway call.
+    return {"CONVERGER_BACKOFF_SCALE": "0.001", "CONVERGER_WEBHOOK_TIMEOUT": "2"}
 
 
 @pytest.fixture(scope="session")
