@@ -1,4 +1,4 @@
-"""Channel threads (m0006): a conversation's thread on a channel it was routed to."""
+"""Channel threads (m0007): a conversation's thread on a channel it was routed to."""
 
 from __future__ import annotations
 
