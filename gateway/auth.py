@@ -132,6 +132,13 @@ async def channel_from_token(request: Request) -> Channel:
     return channel
 
 
+def actor(request: Request) -> tuple[str, str]:
+    """Who is acting on this request, as the audit log names them: ``(type, id)``, set by
+    whichever sign-in accepted the request (an admin API token, an admin or tenant user's
+    session on the pages)."""
+    return request.ctx.actor
+
+
 async def admin_auth(request: Request, *, write: bool = False) -> AdminPrincipal:
     """``Authorization: Bearer <admin API token>`` for the management API."""
     ctx = request.app.ctx
@@ -151,4 +158,5 @@ async def admin_auth(request: Request, *, write: bool = False) -> AdminPrincipal
         raise errors.unauthorized("invalid admin token", "invalid_admin_token")
     if write and not principal.can_write:
         raise errors.forbidden("this token is read-only", "read_only")
+    request.ctx.actor = (principal.actor_type, principal.actor_id)
     return principal

@@ -327,7 +327,7 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
     import getpass
 
     from . import errors
-    from .web import accounts, sessions
+    from .web import accounts, security
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -339,7 +339,7 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
     try:
         user = off.db.write_sync(
             accounts.create_admin_tx, args.email, args.name, password,
-            sessions.hash_password(password), args.role, SYSTEM, off.now())
+            security.hash_password(password), args.role, SYSTEM, off.now())
     except errors.ApiError as exc:
         return _fail("; ".join(f"{k} {', '.join(v)}" for k, v in exc.legacy["errors"].items()))
     finally:

@@ -10,7 +10,7 @@ from functools import cache
 from typing import Any
 
 from ..hub import Encoder
-from ..views import converger_activity, decode_watermark, encode_watermark
+from ..shapes import converger_activity, decode_watermark, encode_watermark
 from . import phoenix
 from .connection import Connection, JoinError, Router
 from .replay import load

@@ -30,7 +30,7 @@ from .. import errors
 from ..http import public_base
 from ..hub import Encoder
 from ..tokens import TokenError, TokenExpired
-from ..views import decode_watermark, directline_activity, encode_watermark
+from ..shapes import decode_watermark, directline_activity, encode_watermark
 from .connection import CLOSE_NORMAL, Channel, Connection, Router
 from .replay import load
 

@@ -14,7 +14,7 @@ from .. import errors
 from ..http import MAX_DEPTH, _depth
 from ..hub import Encoder
 from ..pipeline.activities import NewActivity, create
-from ..views import legacy_payload
+from ..shapes import legacy_payload
 from . import phoenix
 from .connection import Channel, Connection, JoinError, Router
 from .phoenix import Message

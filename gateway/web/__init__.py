@@ -12,29 +12,26 @@ from sanic.response import HTTPResponse, raw, redirect, text
 
 from store import users
 
-from . import common, sessions
+from . import kit, security
 
 GUARDED = ("/admin", "/portal")
 
 
 def install(app: Sanic) -> None:
     from ..crypto import secret_key
-    from . import admin, admin_more, portal, shared
+    from .pages import ADMIN, PORTAL, signin
 
     settings = app.ctx.settings
-    app.ctx.web = common.WebState(
-        env=common.make_env(),
-        sessions=sessions.Sessions(secret_key(settings), settings.session_lifetime),
-        limiter=sessions.LoginLimiter(),
-        allow=sessions.parse_networks(settings.admin_ip_whitelist),
-        proxies=sessions.parse_networks(settings.trusted_proxies),
-        static=common.load_static(),
+    app.ctx.web = kit.WebState(
+        env=kit.make_env(),
+        sessions=security.Sessions(secret_key(settings), settings.session_lifetime),
+        limiter=security.LoginLimiter(),
+        allow=security.parse_networks(settings.admin_ip_whitelist),
+        proxies=security.parse_networks(settings.trusted_proxies),
+        static=kit.load_static(),
     )
-    app.blueprint(admin.bp)
-    app.blueprint(admin_more.bp)
-    app.blueprint(shared.admin_bp)
-    app.blueprint(shared.portal_bp)
-    app.blueprint(portal.bp)
+    app.blueprint(ADMIN)
+    app.blueprint(PORTAL)
 
     @app.on_request(priority=90)  # type: ignore[call-arg]  # Sanic's overloads
     async def _guard(request: Request) -> HTTPResponse | None:
@@ -42,16 +39,16 @@ def install(app: Sanic) -> None:
         if path == "/admin" or path.startswith("/admin/"):
             web = app.ctx.web
             # The allowlist comes first: outside it nothing else runs, not even the session.
-            if not sessions.within(sessions.client_ip(request, web.proxies), web.allow):
+            if not security.within(security.client_ip(request, web.proxies), web.allow):
                 return text("Forbidden", status=403)
-            return await admin.guard(request)
+            return await signin.admin_guard(request)
         if path == "/portal" or path.startswith("/portal/"):
-            return await portal.guard(request)
+            return await signin.portal_guard(request)
         return None
 
     @app.on_response(priority=90)
     async def _save(request: Request, response: HTTPResponse) -> None:
-        common.write_session(request, response)
+        kit.write_session(request, response)
 
     @app.get("/ui/static/<name>", name="web_static")
     async def static(request: Request, name: str) -> HTTPResponse:

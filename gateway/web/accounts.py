@@ -11,7 +11,7 @@ import msgspec
 from store import audit, tenants, users
 
 from .. import errors
-from .sessions import MIN_PASSWORD
+from .security import MIN_PASSWORD
 
 Actor = tuple[str, str]
 

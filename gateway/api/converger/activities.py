@@ -15,7 +15,7 @@ from store import activities
 from ... import errors
 from ...http import decode, json
 from ...pipeline.activities import NewActivity, create
-from ...views import converger_activity, decode_watermark, encode_watermark
+from ...shapes import converger_activity, decode_watermark, encode_watermark
 from .auth import authenticate, conversation
 
 bp = Blueprint("converger_activities")

@@ -14,7 +14,7 @@ from store import activities
 from ... import errors
 from ...http import decode, json
 from ...pipeline.activities import create
-from ...views import directline_activity, encode_watermark
+from ...shapes import directline_activity, encode_watermark
 from ..converger.activities import (
     MAX_IDEMPOTENCY_KEY,
     PAGE,

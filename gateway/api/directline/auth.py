@@ -16,7 +16,7 @@ from ... import errors
 from ...crypto import sha256_hex
 from ...http import public_base
 from ...tokens import TokenError, TokenExpired
-from ...views import decode_watermark
+from ...shapes import decode_watermark
 from ..converger.auth import Principal, channel_by_id, channel_by_secret
 
 PREFIX = "/v3/directline"

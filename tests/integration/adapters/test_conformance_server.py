@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 
 import adapters
-from adapters import testing
 from adapters.base import MAX_RETRY_AFTER
 from tests.integration.delivery.receiver import Receiver
+from tests.support import conformance
 from tests.support.api import Api
 from tests.support.server import Server
 from tests.unit.adapters.test_conformance import subject
@@ -143,7 +143,7 @@ async def test_profiles_through_the_management_api(server: Server, api: Api, key
     for shown in (made["config"], listed[0]["config"]):
         for field in adapter.secret_fields:
             assert shown.get(field) != config[field], f"{key}: secret {field!r} shown: {shown}"
-    for n, bad in enumerate(testing.bad_configs(profile)):
+    for n, bad in enumerate(conformance.bad_configs(profile)):
         status, body, _ = await api.call(
             "POST", "/api/admin/channels", headers=api.admin,
             json={"tenant_id": tenant["id"], "name": f"bad-{n}", "type": key, "mode": mode,

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from gateway.web.sessions import Sessions
+from gateway.web.security import Sessions
 from tests.integration.web.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET_KEY, Client
 from tests.support.api import Api
 from tests.support.server import Server

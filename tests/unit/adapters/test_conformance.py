@@ -1,4 +1,4 @@
-"""Every registered adapter (and the fake) passes the conformance suite in adapters/testing.py.
+"""Every registered adapter (and the fake) passes the conformance suite in tests/support/conformance/.
 
 A type in ``adapters.REGISTRY`` without a profile here fails: a new adapter cannot skip the
 suite. The property tests feed arbitrary JSON-like values (and the samples with arbitrary parts)
@@ -17,12 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import adapters
-from adapters import signing, slack, testing, whatsapp_meta
+from adapters import signing, slack, whatsapp_meta
 from adapters.base import Adapter, ChannelInfo, DeliveryResult, InboundError, InboundMessage
-from adapters.testing import FakeAdapter, Profile
 from tests.integration.slack.standins import sample as slack_sample
 from tests.integration.telegram.standins import sample as telegram_sample
 from tests.integration.whatsapp.standins import sample
+from tests.support import conformance
+from tests.support.conformance import FakeAdapter, Profile
 
 
 def _standard(channel: ChannelInfo, body: bytes) -> dict[str, str]:
@@ -169,27 +170,27 @@ def subject(key: str) -> tuple[Adapter, Profile]:
 @pytest.mark.parametrize("key", KEYS)
 def test_attributes(key: str) -> None:
     adapter, _ = subject(key)
-    testing.check_attributes(adapter, key)
+    conformance.check_attributes(adapter, key)
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_validate_config(key: str) -> None:
-    testing.check_validate_config(*subject(key))
+    conformance.check_validate_config(*subject(key))
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_parsing(key: str) -> None:
-    testing.check_parsing(*subject(key))
+    conformance.check_parsing(*subject(key))
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_verification(key: str) -> None:
-    testing.check_verification(*subject(key))
+    conformance.check_verification(*subject(key))
 
 
 @pytest.mark.parametrize("key", KEYS)
 async def test_deliver(key: str) -> None:
-    await testing.check_deliver(*subject(key))
+    await conformance.check_deliver(*subject(key))
 
 
 def test_no_profile_without_an_adapter() -> None:
@@ -225,15 +226,15 @@ class _Trusting(FakeAdapter):
 async def test_the_suite_fails_broken_adapters() -> None:
     profile = PROFILES["fake"]
     with pytest.raises(AssertionError, match="only InboundError may come out"):
-        testing.check_parsing(_Raises(), profile)
+        conformance.check_parsing(_Raises(), profile)
     with pytest.raises(AssertionError, match="registered as 'fake'"):
-        testing.check_attributes(_Misnamed(), "fake")
+        conformance.check_attributes(_Misnamed(), "fake")
     with pytest.raises(AssertionError, match="neither outbound nor duplex"):
-        testing.check_attributes(_InboundOnly(), "fake")
+        conformance.check_attributes(_InboundOnly(), "fake")
     with pytest.raises(AssertionError, match="forged headers"):
-        testing.check_verification(_Trusting(), profile)
+        conformance.check_verification(_Trusting(), profile)
     with pytest.raises(AssertionError, match="deliver"):
-        await testing.check_deliver(_Crashes(), profile)
+        await conformance.check_deliver(_Crashes(), profile)
 
 
 # -- the fake in memory --------------------------------------------------------------------------
@@ -322,15 +323,15 @@ PROPERTY = settings(max_examples=120, deadline=None, database=None, derandomize=
 @given(payload=PAYLOADS)
 def test_property_parsers(key: str, payload: Any) -> None:
     adapter, _ = subject(key)
-    testing.check_inbound_value(adapter, payload)
-    testing.check_status_value(adapter, payload)
+    conformance.check_inbound_value(adapter, payload)
+    conformance.check_status_value(adapter, payload)
 
 
 @pytest.mark.parametrize("key", KEYS)
 @PROPERTY
 @given(config=CONFIGS)
 def test_property_validate_config(key: str, config: dict[str, Any]) -> None:
-    testing.check_validate_value(subject(key)[0], config)
+    conformance.check_validate_value(subject(key)[0], config)
 
 
 # Header and query values as the gateway may hand them over: any text, lone surrogates included
@@ -351,7 +352,7 @@ def test_property_verification(key: str, headers: dict[str, str], body: bytes,
                                secrets: bool) -> None:
     adapter, profile = subject(key)
     channel = profile.channel(adapter, profile.secret_config if secrets else None)
-    verdict = adapter.verify_signature(channel, testing.Headers(headers), body)
+    verdict = adapter.verify_signature(channel, conformance.Headers(headers), body)
     assert verdict is None or verdict is False, (verdict, headers)
     status, text = adapter.verify_challenge(channel, headers)
     assert type(status) is int and isinstance(text, str)

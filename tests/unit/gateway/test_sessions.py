@@ -1,4 +1,4 @@
-"""Unit tests of the guards in ``gateway.web.sessions``: cookie signing and expiry, the client
+"""Unit tests of the guards in ``gateway.web.security``: cookie signing and expiry, the client
 address behind proxies, the allowlist, passwords."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway.web import sessions
-from gateway.web.sessions import Sessions, client_ip, parse_networks, within
+from gateway.web import security as sessions
+from gateway.web.security import Sessions, client_ip, parse_networks, within
 
 
 def test_session_round_trip_expiry_and_tampering() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.web.sessions import LoginLimiter
+from gateway.web.security import LoginLimiter
 
 
 def test_login_limiter_counts_failures_per_ip_and_email() -> None:

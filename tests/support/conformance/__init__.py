@@ -1,4 +1,5 @@
-"""A fake adapter and the conformance suite every adapter passes (house rule 11).
+"""A fake adapter and the conformance suite every adapter passes (tests/unit/adapters/
+test_conformance.py runs it over ``adapters.REGISTRY``, so a new adapter cannot skip it).
 
 ``FakeAdapter`` (type ``fake``) implements the protocol in memory: it records what it was asked
 to deliver and can be told to fail, to ask for a ``Retry-After`` or to be gone (a final,
@@ -13,15 +14,16 @@ raises ``InboundError`` — anything else escaping it is a 500, a lost message o
 
 Modules: ``fake`` (the fake), ``profile`` (``Profile``, the odd values, shared helpers),
 ``checks`` (attributes, config, parsing, verification), ``delivery`` (against a loopback
-server). Everything is re-exported here: ``from adapters import testing``.
+server). Everything is re-exported here: ``from tests.support import conformance``.
 
-This package is imported by tests only, and (like every adapter) never imports the gateway, the
-store, Sanic or a test framework: the checks are ordinary code.
+Like every adapter, it never imports the gateway, the store, Sanic or a test framework: the
+checks are ordinary code that raises ``AssertionError``.
 """
 
 from __future__ import annotations
 
-from ..base import Adapter
+from adapters.base import Adapter
+
 from .checks import (
     FORGED_HEADERS,
     QUERIES,

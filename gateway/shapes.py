@@ -1,5 +1,5 @@
-"""Activity shapes shared by the Converger API and the sockets (which must not import each
-other): the legacy ``new_activity`` payload, the Converger activity, and the watermark codec."""
+"""JSON shapes shared by the API and the sockets (which must not import each other): the
+legacy ``new_activity`` payload, the Converger activity, and the watermark codec."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ from store.models import Activity
 
 
 def legacy_payload(a: Activity) -> dict[str, Any]:
-    """The original's 4-key ``new_activity`` payload (reference §8.2), plus ``seq`` so clients
-    can order and de-duplicate."""
+    """The original's 4-key ``new_activity`` payload (docs/realtime.md), plus ``seq`` so
+    clients can order and de-duplicate."""
     return {"id": a.id, "text": a.text, "sender": a.sender, "inserted_at": a.inserted_at,
             "seq": a.seq}
 
 
 def converger_activity(a: Activity) -> dict[str, Any]:
-    """The whole activity in the Converger API's shape (reference §6), also on live socket
-    pushes (the original sent a 4-field stub there, quirk 13). The Direct Line fields a client
-    sent (``a.extra``) are added; an activity without them has exactly the original's keys."""
+    """The whole activity in the Converger API's shape (docs/realtime.md), also on live socket
+    pushes, where the original sent a 4-field stub that clients had to complete with a GET. The
+    Direct Line fields a client sent (``a.extra``) are added; an activity without them has
+    exactly the original's keys."""
     out: dict[str, Any] = {
         "id": a.id, "type": a.type, "from": {"id": a.sender}, "text": a.text,
         "timestamp": a.inserted_at, "attachments": a.attachments,

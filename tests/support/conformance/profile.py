@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from ..base import Adapter, ChannelInfo, OutboundActivity
+from adapters.base import Adapter, ChannelInfo, OutboundActivity
 
 
 @dataclass(frozen=True)

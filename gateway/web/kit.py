@@ -1,12 +1,12 @@
-"""Shared machinery of the two web areas (``/admin`` and ``/portal``): the template
-environment, the per-request session (loaded before any page logic, written back on the way
-out), CSRF checks, flash messages, rendering and static files."""
+"""What every page uses, in both areas (``/admin`` and ``/portal``): the template environment
+and static files, the per-request session (loaded before any page logic, written back on the
+way out) with its flash messages and CSRF check, rendering, reading forms and query arguments,
+and the tenant a page may show."""
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
-from collections.abc import Awaitable, Callable
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,9 @@ import jinja2
 from sanic import Request
 from sanic.response import HTTPResponse, html, redirect, text
 
-from . import sessions
-from .sessions import LoginLimiter, Network, Sessions
+from .. import errors
+from . import security
+from .security import LoginLimiter, Network, Sessions
 
 HERE = Path(__file__).resolve().parent
 COOKIES = {"admin": "_converger_key", "portal": "_converger_portal"}
@@ -83,13 +84,9 @@ def open_session(request: Request, area: str) -> dict[str, Any]:
     """Load the area's session (a fresh one with a CSRF token when absent or invalid)."""
     web = state(request)
     data = web.sessions.load(request.cookies.get(COOKIES[area]))
+    request.ctx.session_dirty = data is None
     if data is None:
-        data = {"csrf": sessions.new_csrf()}
-        request.ctx.session_dirty = True
-        request.ctx.session_invalid = request.cookies.get(COOKIES[area]) is not None
-    else:
-        request.ctx.session_dirty = False
-        request.ctx.session_invalid = False
+        data = {"csrf": security.new_csrf()}
     request.ctx.session = data
     request.ctx.area = area
     return data
@@ -102,7 +99,7 @@ def session(request: Request) -> dict[str, Any]:
 def replace_session(request: Request, data: dict[str, Any]) -> None:
     """A new session (login, logout): a new CSRF token, nothing carried over but flashes."""
     flashes = request.ctx.session.get("flash", [])
-    request.ctx.session = {"csrf": sessions.new_csrf(), **data}
+    request.ctx.session = {"csrf": security.new_csrf(), **data}
     if flashes:
         request.ctx.session.setdefault("flash", []).extend(flashes)
     request.ctx.session_dirty = True
@@ -120,19 +117,19 @@ def check_csrf(request: Request) -> HTTPResponse | None:
     submitted = request.headers.get("x-csrf-token")
     if submitted is None and request.form is not None:
         submitted = request.form.get("_csrf")
-    if not sessions.csrf_ok(request.ctx.session, submitted):
+    if not security.csrf_ok(request.ctx.session, submitted):
         return text("Forbidden: missing or invalid CSRF token", status=403)
     return None
 
 
 def write_session(request: Request, response: HTTPResponse) -> None:
-    area = getattr(request.ctx, "area", None)
-    if area is None or not getattr(request.ctx, "session_dirty", False):
+    area = vars(request.ctx).get("area")  # set by open_session: only a page has a session
+    if area is None or not request.ctx.session_dirty:
         return
     web = state(request)
     response.add_cookie(
         COOKIES[area], web.sessions.dump(request.ctx.session), path=f"/{area}",
-        httponly=True, samesite="Lax", secure=sessions.is_https(request, web.proxies),
+        httponly=True, samesite="Lax", secure=security.is_https(request, web.proxies),
         max_age=web.sessions.lifetime,
     )
 
@@ -143,7 +140,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     flashes = sess.pop("flash", [])
     if flashes:
         request.ctx.session_dirty = True
-    user = getattr(request.ctx, "user", None)
+    user = request.ctx.user
     body = state(request).env.get_template(template).render(
         request=request, csrf=sess.get("csrf", ""), flashes=flashes, area=request.ctx.area,
         user=user, can_write=user is not None and user.role != "viewer",
@@ -175,9 +172,13 @@ def arg(request: Request, name: str) -> str | None:
     return value.strip() if value and value.strip() else None
 
 
-def is_uuid(value: str | None) -> bool:
-    import uuid
+def field_errors(exc: errors.ApiError) -> dict[str, list[str]]:
+    """A rejected form's messages by field, to show next to the inputs."""
+    found: Any = exc.legacy.get("errors", {})
+    return found
 
+
+def is_uuid(value: str | None) -> bool:
     try:
         uuid.UUID(str(value))
     except ValueError:
@@ -185,35 +186,30 @@ def is_uuid(value: str | None) -> bool:
     return True
 
 
-async def finish_login(request: Request, found: Any, password: str, *, ip: str, key: str,
-                       template: str, home: str, bad: str, **context: Any) -> HTTPResponse:
-    """The end of a login shared by the admin and portal pages: ``found`` is ``(user, hash)``
-    or None. The password is checked first (argon2, off the loop, also when there is no user,
-    so timing does not tell), and only a right password learns that the account is disabled."""
-    web = state(request)
-    ok = await asyncio.to_thread(sessions.verify_password, found[1] if found else None, password)
-    if not ok or found is None:
-        web.limiter.failed(ip, key)
-        flash(request, bad, "error")
-        return render(request, template, status=401, **context)
-    if found[0].status != "active":
-        flash(request, "Your account has been deactivated.", "error")
-        return render(request, template, status=401, **context)
-    web.limiter.succeeded(ip, key)
-    replace_session(request, {"uid": found[0].id})
-    flash(request, f"Welcome back, {found[0].name}!")
-    return redirect(home)
+# -- who acts, and on which tenant ------------------------------------------------------------
+def signed_in(request: Request, user: Any) -> None:
+    """Record the signed-in user of this request: the pages' ``request.ctx.user`` and the
+    audit log's actor (``gateway.auth.actor``)."""
+    request.ctx.user = user
+    if user is not None:
+        kind = "admin" if request.ctx.area == "admin" else "tenant_user"
+        request.ctx.actor = (kind, user.email)
 
 
-async def change_user(request: Request, user_id: Any, page: str, action: str,
-                      write: Callable[[], Awaitable[bool]]) -> HTTPResponse:
-    """A user list's status/delete button (admin and portal alike): never on one's own account;
-    ``write`` applies the change and says whether the user was found."""
-    if str(user_id) == request.ctx.user.id:
-        verb = "deactivate" if action == "status" else "delete"
-        flash(request, f"You cannot {verb} your own account.", "error")
-        return redirect(page)
-    ok = await write()
-    done = "Status updated" if action == "status" else "User deleted"
-    flash(request, done if ok else "User not found", "ok" if ok else "error")
-    return redirect(page)
+def scope(request: Request) -> str | None:
+    """The tenant a page may show: the portal user's, or the admin's filter (None = all)."""
+    if request.ctx.area == "portal":
+        return request.ctx.user.tenant_id
+    tenant_id = arg(request, "tenant_id")
+    return tenant_id if is_uuid(tenant_id) else None
+
+
+def own_tenant(request: Request) -> str | None:
+    """The tenant a change is limited to: the portal user's; None in the admin area (any)."""
+    return request.ctx.user.tenant_id if request.ctx.area == "portal" else None
+
+
+def super_only(request: Request) -> HTTPResponse | None:
+    if request.ctx.user.role != "super_admin":
+        return text("Forbidden: only a super admin can do this", status=403)
+    return None

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from ..base import (
+from adapters.base import (
     MODES,
     BaseAdapter,
     ChannelInfo,
@@ -22,8 +22,8 @@ from ..base import (
     OutboundActivity,
     StatusUpdate,
 )
-from ..signing import header_bytes
-from ..webhook import retry_after_seconds, valid_http_url
+from adapters.signing import header_bytes
+from adapters.webhook import retry_after_seconds, valid_http_url
 
 FAKE_STATUSES = ("sent", "delivered", "read", "failed")
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..base import MODES, Adapter, ChannelInfo, InboundError, InboundMessage, StatusUpdate
+from adapters.base import MODES, Adapter, ChannelInfo, InboundError, InboundMessage, StatusUpdate
+
 from .profile import (
     GARBAGE,
     HUGE,

@@ -9,7 +9,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..base import MAX_RETRY_AFTER, Adapter, ChannelInfo, DeliveryResult, OutboundActivity
+from adapters.base import MAX_RETRY_AFTER, Adapter, ChannelInfo, DeliveryResult, OutboundActivity
+
 from .profile import Profile, show, validated
 
 # -- delivery -----------------------------------------------------------------------------------

@@ -1,0 +1,175 @@
+"""The admin's channels page: list (with health), create (its secret and a channel token are
+shown once), enable/disable, secret rotation, a fresh channel token and deletion. Changes go
+through ``gateway.domain`` (validation, encryption of secrets, audit)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sanic import Request
+from sanic.response import HTTPResponse, redirect
+
+import adapters
+from store import channels, dashboard
+
+from ... import domain, errors
+from ...auth import actor
+from .. import kit
+from ..kit import arg, back, flash, form, render
+from . import ADMIN
+
+# Config inputs per channel type: (key, label, secret?, required?). Secret inputs are
+# password fields and the values are never rendered back.
+CONFIG_FIELDS: dict[str, list[tuple[str, str, bool, bool]]] = {
+    "webhook": [("url", "Webhook URL", False, True), ("method", "HTTP method", False, False)],
+    "whatsapp_meta": [("phone_number_id", "Phone number id", False, True),
+                      ("access_token", "Access token", True, True),
+                      ("verify_token", "Verify token", True, True),
+                      ("app_secret", "App secret (signature check)", True, False)],
+    "whatsapp_infobip": [("base_url", "Base URL", False, True), ("api_key", "API key", True, True),
+                         ("sender", "Sender number", False, True),
+                         ("webhook_username", "Webhook Basic user (optional)", False, False),
+                         ("webhook_password", "Webhook Basic password (optional)", True, False)],
+}
+
+
+def _types() -> list[dict[str, Any]]:
+    # The adapter's own secret_fields win: a field it encrypts is never a plain text input.
+    return [{"type": t, "modes": list(a.supported_modes), "default": domain.default_mode(t),
+             "fields": [(k, label, secret or k in a.secret_fields, required)
+                        for k, label, secret, required in CONFIG_FIELDS.get(t, [])]}
+            for t, a in adapters.REGISTRY.items()]
+
+
+async def _channels_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
+    def read(conn: Any) -> dict[str, Any]:
+        try:
+            items, nxt = channels.list_page(conn, tenant_id=arg(request, "tenant_id"),
+                                            mode=arg(request, "mode"), limit=50,
+                                            cursor=arg(request, "cursor"))
+        except ValueError:
+            items, nxt = [], None
+        return {"channels": items, "next": nxt, "health": dashboard.latest_health(conn),
+                "tenant_list": dashboard.all_names(conn, "tenants"),
+                "tenant_names": dict(dashboard.all_names(conn, "tenants"))}
+
+    data = await request.app.ctx.db.read(read)
+    return render(request, "admin/channels.html", status=status, types=_types(),
+                  types_json=json.dumps(_types()), summary=_summary, **data, **extra)
+
+
+def _summary(channel: Any) -> str:
+    cfg = channel.config
+    if channel.type == "webhook":
+        return f"{cfg.get('method', 'POST')} {cfg.get('url', '')}"
+    if channel.type == "whatsapp_meta":
+        return f"Phone: {cfg.get('phone_number_id', '')}"
+    if channel.type == "whatsapp_infobip":
+        return f"Sender: {cfg.get('sender', '')}"
+    return ""
+
+
+@ADMIN.get("/channels")
+async def channels_page(request: Request) -> HTTPResponse:
+    return await _channels_page(request)
+
+
+def _channel_input(request: Request) -> tuple[dict[str, Any], list[Any] | str]:
+    kind = form(request, "type")
+    config = {}
+    for key, _label, _secret, _required in CONFIG_FIELDS.get(kind, []):
+        value = form(request, f"config.{kind}.{key}")
+        if value:
+            config[key] = value
+    raw = form(request, "transformations") or "[]"
+    try:
+        steps: list[Any] | str = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        steps = f"middleware steps are not valid JSON: {exc.msg}"
+    except RecursionError:  # "[[[[…" past the parser's limit was a 500
+        steps = "middleware steps nest too deep"
+    return config, steps
+
+
+@ADMIN.post("/channels")
+async def channel_create(request: Request) -> HTTPResponse:
+    ctx = request.app.ctx
+    config, steps = _channel_input(request)
+    values = {k: v for k, v in (request.form or {}).items() if not k.startswith("config.")}
+    values = {k: v[0] if isinstance(v, list) else v for k, v in values.items()}
+    if isinstance(steps, str):
+        return await _channels_page(request, 422, errors={"transformations": [steps]},
+                                    values=values)
+    tenant_id = form(request, "tenant_id")
+    if not kit.is_uuid(tenant_id):
+        return await _channels_page(request, 422, errors={"tenant_id": ["choose a tenant"]},
+                                    values=values)
+    try:
+        channel, secret = await ctx.db.write(lambda conn: domain.create_channel_tx(
+            conn, ctx.cipher, tenant_id=tenant_id, name=form(request, "name"),
+            type=form(request, "type"), mode=form(request, "mode") or None, config=config,
+            transformations=steps, status="active", actor=actor(request), now=ctx.now_iso()))
+    except errors.ApiError as exc:
+        return await _channels_page(request, 422, errors=kit.field_errors(exc), values=values)
+    flash(request, "Channel created")
+    token = ctx.tokens.channel_token(channel.id, channel.tenant_id)
+    return await _channels_page(request, 201, shown_once={
+        "what": f"secret and a channel token of {channel.name}",
+        "value": secret, "extra": token})
+
+
+async def set_status(request: Request, channel_id: str, tenant_id: str | None) -> bool:
+    """Enable or disable a channel (``tenant_id`` set: only one of that tenant's)."""
+    ctx = request.app.ctx
+    new = "inactive" if form(request, "status") == "inactive" else "active"
+
+    def tx(conn: Any) -> Any:
+        if tenant_id is not None and channels.get_for_tenant(conn, tenant_id, channel_id) is None:
+            return None
+        return domain.update_channel_tx(conn, ctx.cipher, channel_id, {"status": new},
+                                        actor(request), ctx.now_iso())
+
+    ok = await ctx.db.write(tx)
+    flash(request, "Status updated" if ok else "Channel not found", "ok" if ok else "error")
+    return bool(ok)
+
+
+@ADMIN.post("/channels/<channel_id:uuid>/status")
+async def channel_status(request: Request, channel_id: Any) -> HTTPResponse:
+    await set_status(request, str(channel_id), None)
+    return back(request, "/admin/channels")
+
+
+@ADMIN.post("/channels/<channel_id:uuid>/rotate")
+async def channel_rotate(request: Request, channel_id: Any) -> HTTPResponse:
+    ctx = request.app.ctx
+    result = await ctx.db.write(domain.rotate_channel_secret_tx, ctx.cipher, str(channel_id),
+                                actor(request), ctx.now_iso())
+    if result is None:
+        flash(request, "Channel not found", "error")
+        return redirect("/admin/channels")
+    flash(request, "Secret rotated")
+    return await _channels_page(request, shown_once={"what": f"new secret of {result[0].name}",
+                                                     "value": result[1]})
+
+
+@ADMIN.post("/channels/<channel_id:uuid>/token")
+async def channel_token(request: Request, channel_id: Any) -> HTTPResponse:
+    ctx = request.app.ctx
+    channel = await ctx.db.read(channels.get, str(channel_id))
+    if channel is None:
+        flash(request, "Channel not found", "error")
+        return redirect("/admin/channels")
+    token = ctx.tokens.channel_token(channel.id, channel.tenant_id)
+    return await _channels_page(request, shown_once={
+        "what": f"channel token of {channel.name} (valid 1 hour)", "value": token})
+
+
+@ADMIN.post("/channels/<channel_id:uuid>/delete")
+async def channel_delete(request: Request, channel_id: Any) -> HTTPResponse:
+    ctx = request.app.ctx
+    ok = await ctx.db.write(domain.delete_channel_tx, ctx.cipher, str(channel_id), actor(request),
+                            ctx.now_iso())
+    flash(request, "Channel deleted" if ok else "Channel not found", "ok" if ok else "error")
+    return redirect("/admin/channels")

@@ -1,0 +1,114 @@
+"""The tenant portal's own pages: a tenant's users see only their tenant. Its home (counts and
+channel health), its channels (enable/disable) and its users. Roles: owner and admin manage
+users; owner, admin and member may enable/disable channels and rules and retry deliveries;
+viewer only reads. (Sign-in is in ``signin``; conversations, deliveries and routing rules are
+the admin's pages, scoped to the tenant.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sanic import Request
+from sanic.response import HTTPResponse, redirect, text
+
+import adapters
+from store import channels, dashboard, users
+
+from ... import errors
+from ...auth import actor
+from .. import accounts, kit
+from ..kit import flash, form, render
+from . import PORTAL
+from .channels import set_status
+from .users import change_user, create_tenant_user, new_status
+
+MANAGERS = ("owner", "admin")
+
+
+@PORTAL.get("")
+async def dashboard_page(request: Request) -> HTTPResponse:
+    tenant_id = request.ctx.user.tenant_id
+
+    def read(conn: Any) -> dict[str, Any]:
+        external = [c for c in channels.for_tenant(conn, tenant_id)
+                    if c.status == "active" and c.type in adapters.DELIVERING_TYPES]
+        return {"counts": dashboard.counts(conn, tenant_id), "external": external,
+                "health": dashboard.latest_health(conn, tenant_id)}
+
+    return render(request, "portal/dashboard.html", tenant=request.ctx.tenant,
+                  **await request.app.ctx.db.read(read))
+
+
+@PORTAL.get("/channels")
+async def channels_page(request: Request) -> HTTPResponse:
+    tenant_id = request.ctx.user.tenant_id
+
+    def read(conn: Any) -> dict[str, Any]:
+        return {"channels": channels.for_tenant(conn, tenant_id),
+                "health": dashboard.latest_health(conn, tenant_id)}
+
+    return render(request, "portal/channels.html", **await request.app.ctx.db.read(read))
+
+
+@PORTAL.post("/channels/<channel_id:uuid>/status")
+async def channel_status(request: Request, channel_id: Any) -> HTTPResponse:
+    await set_status(request, str(channel_id), request.ctx.user.tenant_id)
+    return redirect("/portal/channels")
+
+
+# -- users (owner/admin) ----------------------------------------------------------------------
+def _managers_only(request: Request) -> HTTPResponse | None:
+    if request.ctx.user.role not in MANAGERS:
+        return text("Forbidden: only owners and admins manage users", status=403)
+    return None
+
+
+async def _users_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
+    items = await request.app.ctx.db.read(users.list_tenant_users, request.ctx.user.tenant_id)
+    return render(request, "portal/users.html", status=status, users=items,
+                  roles=("admin", "member", "viewer"), can_manage=request.ctx.user.role in MANAGERS,
+                  **extra)
+
+
+@PORTAL.get("/users")
+async def users_page(request: Request) -> HTTPResponse:
+    return await _users_page(request)
+
+
+@PORTAL.post("/users")
+async def user_create(request: Request) -> HTTPResponse:
+    if (refused := _managers_only(request)) is not None:
+        return refused
+    role = form(request, "role")
+    if role == "owner":  # owners are made by an admin of the gateway, not from the portal
+        role = "invalid"
+    try:
+        await create_tenant_user(request, request.ctx.user.tenant_id, role)
+    except errors.ApiError as exc:
+        values = {k: form(request, k) for k in ("email", "name", "role")}
+        return await _users_page(request, 422, errors=kit.field_errors(exc), values=values)
+    flash(request, "User created")
+    return redirect("/portal/users")
+
+
+@PORTAL.post("/users/<user_id:uuid>/status")
+async def user_status(request: Request, user_id: Any) -> HTTPResponse:
+    if (refused := _managers_only(request)) is not None:
+        return refused
+    ctx = request.app.ctx
+    return await change_user(
+        request, user_id, "/portal/users", "status",
+        lambda: ctx.db.write(accounts.update_tenant_user_tx, str(user_id),
+                             {"status": new_status(request)}, actor(request), ctx.now_iso(),
+                             request.ctx.user.tenant_id))
+
+
+@PORTAL.post("/users/<user_id:uuid>/delete")
+async def user_delete(request: Request, user_id: Any) -> HTTPResponse:
+    if (refused := _managers_only(request)) is not None:
+        return refused
+    ctx = request.app.ctx
+    return await change_user(
+        request, user_id, "/portal/users", "delete",
+        lambda: ctx.db.write(accounts.delete_tenant_user_tx, str(user_id), actor(request),
+                             ctx.now_iso(), request.ctx.user.tenant_id))

@@ -1,0 +1,98 @@
+"""Routing rules: the list and the enable/disable button in both areas (the portal's limited to
+its tenant); creating and deleting a rule in the admin area. The rules of a rule (its channels
+exist, belong to its tenant, form no cycle) are in ``gateway.domain``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sanic import Request
+from sanic.response import HTTPResponse, redirect
+
+from store import channels, dashboard, routing
+
+from ... import errors
+from ...auth import actor
+from ...domain import RoutingRuleFields, delete_rule_tx, save_rule_tx
+from .. import kit
+from ..kit import back, flash, form, render
+from . import ADMIN, AREAS
+
+
+async def rules_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
+    tenant_id = kit.scope(request)
+
+    def read(conn: Any) -> dict[str, Any]:
+        rules = routing.list_all(conn, tenant_id)
+        chans = (channels.for_tenant(conn, tenant_id) if tenant_id
+                 else channels.list_page(conn, limit=500)[0])
+        return {"rules": rules, "channels": chans, "channel_names": {c.id: c.name for c in chans},
+                "tenant_list": dashboard.all_names(conn, "tenants"),
+                "tenant_names": dict(dashboard.all_names(conn, "tenants"))}
+
+    return render(request, "routing_rules.html", status=status,
+                  **await request.app.ctx.db.read(read), **extra)
+
+
+async def rule_toggle(request: Request, rule_id: Any) -> HTTPResponse:
+    ctx = request.app.ctx
+    tenant_id = kit.own_tenant(request)
+
+    def tx(conn: Any) -> Any:
+        rule = routing.get(conn, str(rule_id))
+        if rule is None or (tenant_id is not None and rule.tenant_id != tenant_id):
+            return None
+        return save_rule_tx(conn, rule.tenant_id, rule.id, RoutingRuleFields(enabled=not rule.enabled),
+                            actor(request), ctx.now_iso())
+
+    try:
+        rule = await ctx.db.write(tx)
+    except errors.ApiError as exc:  # enabling can close a cycle
+        flash(request, "Cannot enable: " + "; ".join(
+            m for msgs in kit.field_errors(exc).values() for m in msgs), "error")
+        return back(request, f"/{request.ctx.area}/routing_rules")
+    flash(request, "Rule toggled" if rule else "Rule not found", "ok" if rule else "error")
+    return back(request, f"/{request.ctx.area}/routing_rules")
+
+
+@ADMIN.post("/routing_rules", name="admin_rule_create")
+async def rule_create(request: Request) -> HTTPResponse:
+    ctx = request.app.ctx
+    tenant_id = form(request, "tenant_id")
+    targets = [t for t in (request.form.getlist("target_channel_ids") if request.form else None)
+               or [] if t]
+    name, source = form(request, "name"), form(request, "source_channel_id")
+    values = {"tenant_id": tenant_id, "name": name, "source_channel_id": source,
+              "targets": targets}
+    if not kit.is_uuid(tenant_id):
+        return await rules_page(request, 422, errors={"tenant_id": ["choose a tenant"]},
+                                values=values)
+    fields = RoutingRuleFields(name=name, source_channel_id=source, target_channel_ids=targets,
+                               enabled=True)
+    try:
+        await ctx.db.write(save_rule_tx, tenant_id, None, fields, actor(request), ctx.now_iso())
+    except errors.ApiError as exc:
+        return await rules_page(request, 422, errors=kit.field_errors(exc), values=values)
+    flash(request, "Routing rule created")
+    return redirect("/admin/routing_rules")
+
+
+@ADMIN.post("/routing_rules/<rule_id:uuid>/delete", name="admin_rule_delete")
+async def rule_delete(request: Request, rule_id: Any) -> HTTPResponse:
+    ctx = request.app.ctx
+
+    def tx(conn: Any) -> bool:
+        rule = routing.get(conn, str(rule_id))
+        return rule is not None and delete_rule_tx(conn, rule.tenant_id, rule.id, actor(request),
+                                                   ctx.now_iso())
+
+    ok = await ctx.db.write(tx)
+    flash(request, "Rule deleted" if ok else "Rule not found", "ok" if ok else "error")
+    return redirect("/admin/routing_rules")
+
+
+for _bp in AREAS:
+    _area = (_bp.url_prefix or "").strip("/")
+    _bp.add_route(rules_page, "/routing_rules", name=f"{_area}_rules")
+    _bp.add_route(rule_toggle, "/routing_rules/<rule_id:uuid>/toggle", methods=["POST"],
+                  name=f"{_area}_rule_toggle")

@@ -1,0 +1,202 @@
+"""Signing in and out, in both areas: the guards that run before every page (session, CSRF,
+who is signed in, what a viewer may not do), login and logout, and the one-time setup link that
+creates the first super admin.
+
+Admins sign in with e-mail and password; a tenant's users with their tenant's name, e-mail and
+password."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sanic import Request
+from sanic.response import HTTPResponse, redirect, text
+
+from store import tenants, users
+
+from ... import errors
+from .. import kit, security
+from ..kit import flash, form, render
+from . import ADMIN, PORTAL
+from .users import create_admin
+
+ADMIN_PUBLIC = ("/admin/login", "/admin/setup/")
+
+
+# -- guards -------------------------------------------------------------------------------------
+def _viewer_refused(request: Request, area: str) -> HTTPResponse | None:
+    if (request.method == "POST" and request.ctx.user.role == "viewer"
+            and request.path != f"/{area}/logout"):
+        return text("Forbidden: viewers cannot change anything", status=403)
+    return None
+
+
+async def admin_guard(request: Request) -> HTTPResponse | None:
+    """Session, CSRF and role checks for every /admin request (after the allowlist)."""
+    sess = kit.open_session(request, "admin")
+    if (refused := kit.check_csrf(request)) is not None:
+        return refused
+    kit.signed_in(request, None)
+    uid = sess.get("uid")
+    if uid:
+        user = await request.app.ctx.db.read(users.get_admin, uid)
+        if user is not None and user.status == "active":
+            kit.signed_in(request, user)
+        else:  # deactivated or deleted: logged out
+            kit.replace_session(request, {})
+    if any(request.path.startswith(p) for p in ADMIN_PUBLIC):
+        return None
+    if request.ctx.user is None:
+        flash(request, "You must log in to access this page.", "error")
+        return redirect("/admin/login")
+    return _viewer_refused(request, "admin")
+
+
+async def portal_guard(request: Request) -> HTTPResponse | None:
+    """Session, CSRF and role checks for every /portal request: a user of an active tenant."""
+    sess = kit.open_session(request, "portal")
+    if (refused := kit.check_csrf(request)) is not None:
+        return refused
+    kit.signed_in(request, None)
+    request.ctx.tenant = None
+    uid = sess.get("uid")
+    if uid:
+        def read(conn: Any) -> tuple[Any, Any]:
+            user = users.get_tenant_user(conn, uid)
+            return user, tenants.get(conn, user.tenant_id) if user else None
+
+        user, tenant = await request.app.ctx.db.read(read)
+        if user and user.status == "active" and tenant and tenant.status == "active":
+            kit.signed_in(request, user)
+            request.ctx.tenant = tenant
+        else:
+            kit.replace_session(request, {})
+    if request.path == "/portal/login":
+        return None
+    if request.ctx.user is None:
+        flash(request, "You must log in to access this page.", "error")
+        return redirect("/portal/login")
+    return _viewer_refused(request, "portal")
+
+
+# -- login and logout ---------------------------------------------------------------------------
+async def _finish_login(request: Request, found: Any, password: str, *, ip: str, key: str,
+                        template: str, home: str, bad: str, **context: Any) -> HTTPResponse:
+    """The end of a login in either area: ``found`` is ``(user, hash)`` or None. The password
+    is checked first (argon2, off the loop, also when there is no user, so timing does not
+    tell), and only a right password learns that the account is disabled."""
+    web = kit.state(request)
+    ok = await asyncio.to_thread(security.verify_password, found[1] if found else None, password)
+    if not ok or found is None:
+        web.limiter.failed(ip, key)
+        flash(request, bad, "error")
+        return render(request, template, status=401, **context)
+    if found[0].status != "active":
+        flash(request, "Your account has been deactivated.", "error")
+        return render(request, template, status=401, **context)
+    web.limiter.succeeded(ip, key)
+    kit.replace_session(request, {"uid": found[0].id})
+    flash(request, f"Welcome back, {found[0].name}!")
+    return redirect(home)
+
+
+def _too_many(request: Request, ip: str, key: str, template: str,
+              **context: Any) -> HTTPResponse | None:
+    if kit.state(request).limiter.blocked(ip, key):
+        flash(request, "Too many failed attempts. Try again in a few minutes.", "error")
+        return render(request, template, status=429, **context)
+    return None
+
+
+@ADMIN.get("/login", name="admin_login_page")
+async def admin_login_page(request: Request) -> HTTPResponse:
+    if request.ctx.user is not None:
+        return redirect("/admin")
+    return render(request, "admin/login.html")
+
+
+@ADMIN.post("/login", name="admin_login")
+async def admin_login(request: Request) -> HTTPResponse:
+    email, password = form(request, "email").lower(), form(request, "password")
+    ip = security.client_ip(request, kit.state(request).proxies)
+    if (refused := _too_many(request, ip, email, "admin/login.html", email=email)) is not None:
+        return refused
+    found = await request.app.ctx.db.read(users.admin_login_row, email)
+    return await _finish_login(request, found, password, ip=ip, key=email,
+                               template="admin/login.html", home="/admin",
+                               bad="Invalid email or password.", email=email)
+
+
+@PORTAL.get("/login", name="portal_login_page")
+async def portal_login_page(request: Request) -> HTTPResponse:
+    if request.ctx.user is not None:
+        return redirect("/portal")
+    return render(request, "portal/login.html")
+
+
+@PORTAL.post("/login", name="portal_login")
+async def portal_login(request: Request) -> HTTPResponse:
+    tenant_name, email = form(request, "tenant"), form(request, "email").lower()
+    password = form(request, "password")
+    ip = security.client_ip(request, kit.state(request).proxies)
+    key = f"{tenant_name}\x00{email}"
+    values = {"tenant": tenant_name, "email": email}
+    if (refused := _too_many(request, ip, key, "portal/login.html", values=values)) is not None:
+        return refused
+
+    def read(conn: Any) -> Any:
+        found = [t for t in tenants.by_name(conn, tenant_name) if t.status == "active"]
+        return users.tenant_login_row(conn, found[0].id, email) if found else None
+
+    found = await request.app.ctx.db.read(read)
+    return await _finish_login(request, found, password, ip=ip, key=key,
+                               template="portal/login.html", home="/portal",
+                               bad="Invalid tenant, email, or password.", values=values)
+
+
+def _logout(request: Request, area: str) -> HTTPResponse:
+    kit.replace_session(request, {})
+    flash(request, "Logged out successfully.")
+    return redirect(f"/{area}/login")
+
+
+@ADMIN.post("/logout", name="admin_logout")
+async def admin_logout(request: Request) -> HTTPResponse:
+    return _logout(request, "admin")
+
+
+@PORTAL.post("/logout", name="portal_logout")
+async def portal_logout(request: Request) -> HTTPResponse:
+    return _logout(request, "portal")
+
+
+# -- the first admin ----------------------------------------------------------------------------
+def _setup_valid(request: Request, token: str) -> bool:
+    expected = kit.state(request).setup_token
+    return bool(expected) and security.csrf_ok({"csrf": expected}, token)
+
+
+@ADMIN.get("/setup/<token>")
+async def setup_page(request: Request, token: str) -> HTTPResponse:
+    if not _setup_valid(request, token):
+        return text("This setup link is not valid (it works once).", status=404)
+    return render(request, "admin/setup.html", token=token)
+
+
+@ADMIN.post("/setup/<token>")
+async def setup(request: Request, token: str) -> HTTPResponse:
+    if not _setup_valid(request, token):
+        return text("This setup link is not valid (it works once).", status=404)
+    web = kit.state(request)
+    web.setup_token = None  # taken before the first await: two racing posts cannot both use it
+    try:
+        user = await create_admin(request, form(request, "email"), form(request, "name"),
+                                  form(request, "password"), "super_admin", ("system", "setup"))
+    except errors.ApiError as exc:
+        web.setup_token = token  # not used up by a form with mistakes
+        return render(request, "admin/setup.html", status=422, token=token,
+                      errors=kit.field_errors(exc))
+    kit.replace_session(request, {"uid": user.id})
+    flash(request, f"Welcome, {user.name}! You are the first super admin.")
+    return redirect("/admin")
