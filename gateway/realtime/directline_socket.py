@@ -29,8 +29,8 @@ from store import activities, conversations
 from .. import errors
 from ..http import public_base
 from ..hub import Encoder
-from ..tokens import TokenError, TokenExpired
 from ..shapes import decode_watermark, directline_activity, encode_watermark
+from ..tokens import TokenError, TokenExpired
 from .connection import CLOSE_NORMAL, Channel, Connection, Router
 from .replay import load
 

@@ -15,8 +15,8 @@ from store.models import Conversation
 from ... import errors
 from ...crypto import sha256_hex
 from ...http import public_base
-from ...tokens import TokenError, TokenExpired
 from ...shapes import decode_watermark
+from ...tokens import TokenError, TokenExpired
 from ..converger.auth import Principal, channel_by_id, channel_by_secret
 
 PREFIX = "/v3/directline"
