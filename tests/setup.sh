@@ -2,7 +2,8 @@
 # Installs what the test suite needs beyond the Python packages: each area adds its own step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Real-time e2e: the official phoenix npm client (tests/e2e/test_phoenix_node.py) ...
+# Real-time e2e: the official phoenix and botframework-directlinejs npm clients and Web Chat's
+# bundle (tests/e2e/node/package.json) ...
 if ! command -v npm >/dev/null 2>&1; then
     apt-get update -q && apt-get install -y -q nodejs npm
 fi
