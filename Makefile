@@ -63,3 +63,9 @@ screenshots: setup test-setup
 FUZZ_EXAMPLES ?= 300
 fuzz: setup
 	PYTHONPATH=. $(BIN)/python tests/fuzz/run_fuzz.py --examples $(FUZZ_EXAMPLES)
+
+## Mutation testing of the core (issue 24): each mutant of tests/mutants/mutants.py, applied to a
+## copy of the tree, must fail the tests docs/guarantees.md cites; prints the table.
+.PHONY: mutants
+mutants: setup
+	$(BIN)/python -m tests.mutants.run
