@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,11 @@ class DirectLineNode:
         for i, event in enumerate(self.seen):
             if pred(event):
                 return self.seen.pop(i)
+        deadline = time.monotonic() + 30
         while True:
-            line = await self.proc.stdout.readline()
+            left = deadline - time.monotonic()
+            assert left > 0, f"no matching event from the node client; saw {self.log}"
+            line = await asyncio.wait_for(self.proc.stdout.readline(), left)
             if not line:
                 raise EOFError(f"node client exited; saw {self.log}")
             event = json.loads(line)

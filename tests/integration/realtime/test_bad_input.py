@@ -3,6 +3,7 @@ other sockets keep working."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import aiohttp
@@ -16,8 +17,10 @@ from .phx import Phx
 PATH = "/socket/websocket"
 
 
-async def _closed(phx: Phx) -> tuple[int | None, str]:
+async def _closed(phx: Phx, timeout: float = 15.0) -> tuple[int | None, str]:
+    deadline = time.monotonic() + timeout
     while True:
+        assert time.monotonic() < deadline, "the socket was never closed"
         msg = await phx.ws.receive(timeout=5)
         if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
             return phx.ws.close_code, str(msg.extra or "")

@@ -60,8 +60,9 @@ async def _stalled_socket(port: int, token: str) -> socket.socket:
            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
     await loop.sock_sendall(sock, req.encode())
     head = b""
-    while b"\r\n\r\n" not in head:
-        head += await loop.sock_recv(sock, 1)
+    async with asyncio.timeout(10):  # a server that never answers fails the test, not hangs it
+        while b"\r\n\r\n" not in head:
+            head += await loop.sock_recv(sock, 1)
     assert b" 101 " in head.split(b"\r\n")[0], head
     return sock
 
