@@ -245,7 +245,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             creds = dev_setup(off)
         finally:
             off.close()
-        base = f"http://{settings.host}:{settings.port}"
+        base = settings.public_url or f"http://{settings.host}:{settings.port}"
         print("converger dev setup (credentials are shown once):")
         print(f"  URL            {base}")
         print(f"  tenant id      {creds['tenant_id']}")

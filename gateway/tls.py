@@ -144,7 +144,11 @@ class CertStore:
         self._mkdir()
         staged = self.dir / "certificate.pem.new"
         write_private(staged, key_pem + chain_pem)
-        check_pair(staged)
+        try:
+            check_pair(staged)
+        except TlsError:
+            staged.unlink(missing_ok=True)
+            raise
         if self.current.exists():
             os.replace(self.current, self.dir / "certificate.pem.previous")
         os.replace(staged, self.current)

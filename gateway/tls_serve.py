@@ -241,11 +241,11 @@ class Tls:
             if answer is None:
                 return web.Response(status=404, text="no such challenge")
             return web.Response(text=answer)
-        domains = self.settings.domain_list
-        host = (request.host or "").rsplit(":", 1)[0] if not (request.host or "").endswith("]") \
-            else request.host
-        if domains and host.lower() not in domains:
-            host = domains[0]
+        # To the name asked for when the certificate covers it, else to the first name it has.
+        names = self.settings.domain_list or (list(self.cert.names) if self.cert else [])
+        host = (request.url.host or "").lower() if request.headers.get("host") else ""
+        if names and host not in names:
+            host = names[0]
         if not host:
             return web.Response(status=400, text="a Host header is needed to redirect to HTTPS")
         port = "" if self.settings.https_port == 443 else f":{self.settings.https_port}"
