@@ -72,7 +72,9 @@ status_of() { curl -s -o /dev/null -w '%{http_code}' "$B$1" || true; }
 start_server() {
     local dir=${1:-$RUN}
     [ $# -gt 0 ] && shift
-    (cd "$dir" && CONVERGER_ADMIN_TOKEN="$ADMIN" exec env "$@" "$BIN" serve --port "$PORT") >>"$LOG" 2>&1 &
+    # Its webhook receiver is on loopback, which the outbound policy refuses unless allowed.
+    (cd "$dir" && CONVERGER_ADMIN_TOKEN="$ADMIN" CONVERGER_OUTBOUND_ALLOW="127.0.0.0/8,::1" \
+        exec env "$@" "$BIN" serve --port "$PORT") >>"$LOG" 2>&1 &
     SERVER_PID=$!
     local t0 deadline
     t0=$(date +%s.%N)
