@@ -10,6 +10,7 @@ import msgspec
 class Tenant(msgspec.Struct, kw_only=True):
     id: str
     name: str
+    slug: str | None  # what its users type to sign in to the portal (store/tenants.py)
     status: str
     alert_webhook_url: str | None
     api_key_hint: str

@@ -122,6 +122,7 @@ class TenantPatch(Struct, kw_only=True, forbid_unknown_fields=True):
 class TenantOut(Struct, kw_only=True):
     id: str
     name: str
+    slug: str | None  # what its users type to sign in to the portal
     status: str
     alert_webhook_url: str | None
     api_key_hint: str
@@ -132,7 +133,7 @@ class TenantOut(Struct, kw_only=True):
 
 def tenant_out(t: Tenant, api_key: str | None = None) -> TenantOut:
     return TenantOut(
-        id=t.id, name=t.name, status=t.status, alert_webhook_url=t.alert_webhook_url,
+        id=t.id, name=t.name, slug=t.slug, status=t.status, alert_webhook_url=t.alert_webhook_url,
         api_key_hint=t.api_key_hint, inserted_at=t.inserted_at, updated_at=t.updated_at,
         api_key=api_key if api_key is not None else UNSET,
     )

@@ -2,8 +2,9 @@
 who is signed in, what a viewer may not do), login and logout, and the one-time setup link that
 creates the first super admin.
 
-Admins sign in with e-mail and password; a tenant's users with their tenant's name, e-mail and
-password."""
+Admins sign in with e-mail and password. A tenant's users sign in with their tenant's slug (its
+unique sign-in name, ``store.tenants.slugify``), e-mail and password; the tenant's name works too
+while it names one tenant with that e-mail (docs/admin.md)."""
 
 from __future__ import annotations
 
@@ -146,8 +147,15 @@ async def portal_login(request: Request) -> HTTPResponse:
         return refused
 
     def read(conn: Any) -> Any:
-        found = [t for t in tenants.by_name(conn, tenant_name) if t.status == "active"]
-        return users.tenant_login_row(conn, found[0].id, email) if found else None
+        # The tenant whose slug was typed, else the one of that name whose user has this
+        # e-mail; two of that name with it are ambiguous, refused alike: the slug tells them
+        # apart.
+        for group in tenants.for_sign_in(conn, tenant_name):
+            rows = [row for t in group
+                    if (row := users.tenant_login_row(conn, t.id, email)) is not None]
+            if rows:
+                return rows[0] if len(rows) == 1 else None
+        return None
 
     found = await request.app.ctx.db.read(read)
     return await _finish_login(request, found, password, ip=ip, key=key,
