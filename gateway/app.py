@@ -10,16 +10,21 @@ from sanic.response import HTTPResponse
 
 from store import migrations
 from store.db import Database
-from store.util import iso, random_bytes, utcnow
+from store.util import random_bytes
 
 from . import errors, logs
-from .auth import TenantCache
 from .config import Settings
-from .crypto import Cipher, secret_key
-from .hub import Hub
-from .tokens import Tokens
+from .context import Gateway, RequestState
 
 _NAMES = iter(range(1_000_000))
+
+
+class GatewayRequest(Request):
+    """A request whose ``ctx`` is a typed ``RequestState`` instead of an empty namespace."""
+
+    @staticmethod
+    def make_context() -> RequestState:  # type: ignore[override]
+        return RequestState()
 
 
 def open_database(settings: Settings) -> tuple[Database, list[str]]:
@@ -40,7 +45,10 @@ def open_database(settings: Settings) -> tuple[Database, list[str]]:
 
 
 def create_app(settings: Settings, name: str | None = None) -> Sanic:
-    app = Sanic(name or f"converger{next(_NAMES)}", configure_logging=False)
+    # app.ctx is the typed Gateway (gateway/context.py): the domain operations take it as `gw`.
+    gw = Gateway.create(settings, logs.configure(settings.log_level))
+    app = Sanic(name or f"converger{next(_NAMES)}", configure_logging=False, ctx=gw,
+                request_class=GatewayRequest)
     app.config.REQUEST_MAX_SIZE = max(settings.max_upload_bytes, settings.max_body_bytes) + 65_536
     # TouchUp strips Sanic's unused per-request signal dispatch (~30% of the event loop's time
     # on the activity write path) but reads source files, which a frozen binary lacks.
@@ -50,23 +58,6 @@ def create_app(settings: Settings, name: str | None = None) -> Sanic:
     app.config.KEEP_ALIVE_TIMEOUT = 75
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 8.0
     app.config.FALLBACK_ERROR_FORMAT = "json"
-
-    ctx = app.ctx
-    ctx.settings = settings
-    ctx.log = logs.configure(settings.log_level)
-    key = secret_key(settings)
-    ctx.tokens = Tokens(key)
-    ctx.cipher = Cipher(key)
-    ctx.tenant_cache = TenantCache()
-    ctx.hub = Hub()
-    ctx.now_iso = lambda: iso(utcnow())
-    ctx.metrics_activities = 0
-    # Extension points: areas register callbacks instead of importing each other.
-    ctx.on_activity = []  # called with each new committed activity
-    ctx.on_enqueue = []  # called after deliveries were enqueued
-    ctx.readiness = {}  # name -> () -> {"ok": bool, ...}
-    ctx.rate_limit = _no_rate_limit
-    ctx.db = None
 
     from . import connlimit
 
@@ -82,22 +73,18 @@ def create_app(settings: Settings, name: str | None = None) -> Sanic:
     async def _open(app: Sanic) -> None:
         db, applied = open_database(settings)
         if applied:
-            ctx.log.info("applied migrations: %s", ", ".join(applied))
-        ctx.db = db
+            gw.log.info("applied migrations: %s", ", ".join(applied))
+        gw.attach(db)
 
     @app.after_server_stop
     async def _close(app: Sanic) -> None:
-        if ctx.db is not None:
+        db = gw.detach()
+        if db is not None:
             started = time.monotonic()
-            ctx.db.close()
-            ctx.db = None
-            ctx.log.info("database closed in %.2fs", time.monotonic() - started)
+            db.close()
+            gw.log.info("database closed in %.2fs", time.monotonic() - started)
 
     return app
-
-
-async def _no_rate_limit(request: Request, scope: str, key: str | None = None) -> None:
-    return None
 
 
 def _register_routes(app: Sanic) -> None:
@@ -148,6 +135,6 @@ def _register_middleware(app: Sanic) -> None:
 
     @app.on_response(priority=100)
     async def _finish(request: Request, response: HTTPResponse) -> None:
-        rid = getattr(request.ctx, "request_id", None)
+        rid = request.ctx.request_id
         if rid is not None:
             response.headers["x-request-id"] = rid

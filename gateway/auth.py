@@ -3,7 +3,6 @@ and admin API tokens for the management API. Secrets are compared as hashes or i
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgspec
@@ -14,9 +13,8 @@ from store.models import Channel, Tenant
 
 from . import errors
 from .crypto import equal, sha256_hex
+from .domain import Actor
 from .tokens import TokenError
-
-TENANT_CACHE_TTL = 2.0
 
 
 class AdminPrincipal(msgspec.Struct, frozen=True):
@@ -25,30 +23,12 @@ class AdminPrincipal(msgspec.Struct, frozen=True):
     role: str
 
     @property
+    def actor(self) -> Actor:
+        return Actor(self.actor_type, self.actor_id)
+
+    @property
     def can_write(self) -> bool:
         return self.role in ("admin", "super_admin")
-
-
-class TenantCache:
-    """API-key hash → tenant for a moment, so the hot path skips a read. Cleared on every
-    tenant change made through this process."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, tuple[float, Tenant | None]] = {}
-
-    def get(self, key_hash: str) -> tuple[bool, Tenant | None]:
-        item = self._items.get(key_hash)
-        if item is None or item[0] < time.monotonic():
-            return False, None
-        return True, item[1]
-
-    def put(self, key_hash: str, tenant: Tenant | None) -> None:
-        if len(self._items) > 10_000:
-            self._items.clear()
-        self._items[key_hash] = (time.monotonic() + TENANT_CACHE_TTL, tenant)
-
-    def clear(self) -> None:
-        self._items.clear()
 
 
 async def _tenant_by_key(request: Request, api_key: str) -> Tenant | None:
@@ -132,11 +112,12 @@ async def channel_from_token(request: Request) -> Channel:
     return channel
 
 
-def actor(request: Request) -> tuple[str, str]:
+def actor(request: Request) -> Actor:
     """Who is acting on this request, as the audit log names them: ``(type, id)``, set by
     whichever sign-in accepted the request (an admin API token, an admin or tenant user's
     session on the pages)."""
-    return request.ctx.actor
+    who: Actor = request.ctx.actor
+    return who
 
 
 async def admin_auth(request: Request, *, write: bool = False) -> AdminPrincipal:
@@ -158,5 +139,5 @@ async def admin_auth(request: Request, *, write: bool = False) -> AdminPrincipal
         raise errors.unauthorized("invalid admin token", "invalid_admin_token")
     if write and not principal.can_write:
         raise errors.forbidden("this token is read-only", "read_only")
-    request.ctx.actor = (principal.actor_type, principal.actor_id)
+    request.ctx.actor = principal.actor
     return principal

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sqlite3
 import sys
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from store.upgrade import SchemaTooNew
 
 from . import __version__, config
+from .domain import SYSTEM
 
-SYSTEM = ("system", "cli")
+T = TypeVar("T")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -106,26 +109,27 @@ def _settings(args: argparse.Namespace, **extra: Any) -> config.Settings:
 
 
 class _Offline:
-    """The store and the domain operations without a server, for CLI commands."""
+    """A ``Gateway`` without a server (no workers: what a command enqueues waits for the next
+    start), for CLI commands: they call the same domain operations as the API."""
 
     def __init__(self, settings: config.Settings) -> None:
         from .app import open_database
-        from .crypto import Cipher, secret_key
-        from .tokens import Tokens
+        from .context import Gateway
 
-        self.settings = settings
+        self.gw = Gateway.create(settings)
         self.db, self.applied = open_database(settings)
-        key = secret_key(settings)
-        self.cipher = Cipher(key)
-        self.tokens = Tokens(key)
+        self.gw.attach(self.db)
+        self.cipher, self.tokens, self.now = self.gw.cipher, self.gw.tokens, self.gw.now_iso
 
-    @staticmethod
-    def now() -> str:
-        from store.util import iso, utcnow
+    def run(self, op: Awaitable[T]) -> T:
+        """Run one domain operation to its end."""
+        async def main() -> T:
+            return await op
 
-        return iso(utcnow())
+        return asyncio.run(main())
 
     def close(self) -> None:
+        self.gw.detach()
         self.db.close()
 
 
@@ -152,28 +156,29 @@ def cmd_version() -> int:
 
 def dev_setup(off: _Offline) -> dict[str, str]:
     """Create (once) a dev tenant, echo channel and admin token; return the credentials."""
-    from store import tenants
+    from store import channels, tenants
 
-    from . import domain
+    from .domain import admin_tokens as token_ops
+    from .domain import channels as channel_ops
+    from .domain import tenants as tenant_ops
 
     def tx(conn: sqlite3.Connection) -> dict[str, str]:
+        # One transaction (the domain's transaction steps, not its operations): all or nothing.
         existing = tenants.by_name(conn, "dev")
         out: dict[str, str] = {}
         if existing:
-            tenant, api_key = domain.rotate_tenant_key_tx(conn, existing[0].id, SYSTEM, off.now())  # type: ignore[misc]
+            tenant, api_key = tenant_ops.rotate_key_tx(conn, existing[0].id, SYSTEM, off.now())
         else:
-            tenant, api_key = domain.create_tenant_tx(conn, "dev", None, "active", SYSTEM, off.now())
-        from store import channels
-
+            tenant, api_key = tenant_ops.create_tx(conn, "dev", None, "active", SYSTEM, off.now())
         chans = [c for c in channels.for_tenant(conn, tenant.id) if c.name == "dev-echo"]
         if chans:
             channel = chans[0]
         else:
-            channel, _ = domain.create_channel_tx(
+            channel, _ = channel_ops.create_tx(
                 conn, off.cipher, tenant_id=tenant.id, name="dev-echo", type="echo", mode="outbound",
                 config={}, transformations=[], status="active", actor=SYSTEM, now=off.now(),
             )
-        _, admin_token = domain.create_admin_token_tx(conn, "dev", "super_admin", SYSTEM, off.now())
+        _, admin_token = token_ops.create_tx(conn, "dev", "super_admin", SYSTEM, off.now())
         out.update(tenant_id=tenant.id, api_key=api_key, channel_id=channel.id,
                    channel_token=off.tokens.channel_token(channel.id, tenant.id),
                    admin_token=admin_token)
@@ -269,16 +274,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_tenant(args: argparse.Namespace) -> int:
     from store import tenants
 
-    from . import domain, errors
+    from .domain import ValidationFailed
+    from .domain import tenants as tenant_ops
 
     off = _Offline(_settings(args))
     try:
         if args.action == "create":
             try:
-                tenant, key = off.db.write_sync(
-                    domain.create_tenant_tx, args.name, args.alert_webhook_url, "active", SYSTEM, off.now()
-                )
-            except errors.ApiError as exc:
+                tenant, key = off.run(tenant_ops.create(off.gw, SYSTEM, name=args.name,
+                                                        alert_webhook_url=args.alert_webhook_url))
+            except ValidationFailed as exc:
                 return _fail(exc.detail)
             print(json.dumps({"id": tenant.id, "name": tenant.name, "api_key": key}, indent=2))
         else:
@@ -293,7 +298,8 @@ def cmd_tenant(args: argparse.Namespace) -> int:
 def cmd_channel(args: argparse.Namespace) -> int:
     from store import channels
 
-    from . import domain, errors
+    from .domain import ValidationFailed
+    from .domain import channels as channel_ops
 
     off = _Offline(_settings(args))
     try:
@@ -303,12 +309,11 @@ def cmd_channel(args: argparse.Namespace) -> int:
             except json.JSONDecodeError as exc:
                 return _fail(f"--config is not JSON: {exc}")
             try:
-                channel, secret = off.db.write_sync(lambda conn: domain.create_channel_tx(
-                    conn, off.cipher, tenant_id=args.tenant, name=args.name, type=args.type,
-                    mode=args.mode, config=cfg, transformations=[], status="active", actor=SYSTEM,
-                    now=off.now()))
-            except errors.ApiError as exc:
-                return _fail(f"{exc.detail} {json.dumps(exc.legacy)}")
+                channel, secret = off.run(channel_ops.create(
+                    off.gw, SYSTEM, tenant_id=args.tenant, name=args.name, type=args.type,
+                    mode=args.mode, config=cfg))
+            except ValidationFailed as exc:
+                return _fail(f"{exc.detail} {json.dumps({'errors': exc.fields})}")
             print(json.dumps({
                 "id": channel.id, "name": channel.name, "type": channel.type, "mode": channel.mode,
                 "secret": secret, "token": off.tokens.channel_token(channel.id, channel.tenant_id),
@@ -326,8 +331,8 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
     """``converger admin create``: the first (or another) admin user, no default password."""
     import getpass
 
-    from . import errors
-    from .web import accounts, security
+    from .domain import ValidationFailed
+    from .domain import users as user_ops
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -337,11 +342,10 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
             return _fail("the passwords differ")
     off = _Offline(_settings(args))
     try:
-        user = off.db.write_sync(
-            accounts.create_admin_tx, args.email, args.name, password,
-            security.hash_password(password), args.role, SYSTEM, off.now())
-    except errors.ApiError as exc:
-        return _fail("; ".join(f"{k} {', '.join(v)}" for k, v in exc.legacy["errors"].items()))
+        user = off.run(user_ops.create_admin(off.gw, SYSTEM, email=args.email, name=args.name,
+                                             password=password, role=args.role))
+    except ValidationFailed as exc:
+        return _fail("; ".join(f"{k} {', '.join(v)}" for k, v in exc.fields.items()))
     finally:
         off.close()
     print(f"created {user.role} {user.email}")
@@ -349,16 +353,16 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    from . import domain, errors
+    from .domain import ValidationFailed
+    from .domain import admin_tokens as token_ops
 
     if args.action == "create":
         return cmd_admin_create(args)
     off = _Offline(_settings(args))
     try:
         try:
-            _, token = off.db.write_sync(domain.create_admin_token_tx, args.name, args.role,
-                                         SYSTEM, off.now())
-        except errors.ApiError as exc:  # e.g. a blank name: a message, not a traceback
+            _, token = off.run(token_ops.create(off.gw, SYSTEM, name=args.name, role=args.role))
+        except ValidationFailed as exc:  # e.g. a blank name: a message, not a traceback
             return _fail(exc.detail)
     finally:
         off.close()

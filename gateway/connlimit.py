@@ -118,7 +118,7 @@ class GuardedProtocol(WebSocketProtocol):
         self._began = 0.0
         peer = transport.get_extra_info("peername")
         self._ip = peer[0] if isinstance(peer, tuple) and peer else None
-        limits: Limits | None = getattr(self.app.ctx, "conn_limits", None)
+        limits: Limits | None = self.app.ctx.conn_limits
         if limits is not None and not limits.admit(self._ip):
             transport.write(REFUSED)
             transport.close()
@@ -133,7 +133,7 @@ class GuardedProtocol(WebSocketProtocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
-        limits: Limits | None = getattr(self.app.ctx, "conn_limits", None)
+        limits: Limits | None = self.app.ctx.conn_limits
         if limits is not None:
             limits.release(self._ip)
         super().connection_lost(exc)

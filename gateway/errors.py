@@ -1,5 +1,7 @@
 """One error shape: RFC 9457 ``application/problem+json`` with a stable ``code``, which also
-carries the original's member (``errors`` or ``error``, reference §2.1) so old clients parse it."""
+carries the original's member (``errors`` or ``error``, see docs/hardening.md) so old clients
+parse it. The domain raises plain exceptions (gateway/domain/errors.py); ``problem`` is the one
+place they become HTTP."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import msgspec
 from sanic import Request
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse
+
+from .domain.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 
 _encode = msgspec.json.Encoder().encode
 
@@ -145,6 +149,19 @@ def _shaped(request: Request, err: ApiError) -> HTTPResponse:
     return problem_response(err)
 
 
+def problem(exc: DomainError) -> ApiError:
+    """The HTTP answer to a refused domain operation, with the original's members."""
+    if isinstance(exc, ValidationFailed):
+        return validation(exc.fields, exc.detail)
+    if isinstance(exc, NotFound):
+        return not_found()
+    if isinstance(exc, Conflict):
+        return conflict(exc.detail, exc.code)
+    if isinstance(exc, Forbidden):
+        return forbidden(exc.detail, exc.code)
+    return ApiError(400, "bad_request", str(exc))
+
+
 def problem_response(err: ApiError) -> HTTPResponse:
     headers = dict(err.headers)
     return HTTPResponse(
@@ -189,6 +206,10 @@ def register(app: Any) -> None:
     @app.exception(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> HTTPResponse:
         return _shaped(request, exc)
+
+    @app.exception(DomainError)
+    async def _domain_error(request: Request, exc: DomainError) -> HTTPResponse:
+        return _shaped(request, problem(exc))
 
     @app.exception(SanicException)
     async def _sanic_error(request: Request, exc: SanicException) -> HTTPResponse:

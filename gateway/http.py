@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
 from sanic import Request
 from sanic.response import HTTPResponse
 
 from . import errors
+from .context import Gateway
 
 T = TypeVar("T")
 
@@ -19,6 +20,11 @@ _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 _PATH_RE = re.compile(r"at `\$\.?([^`]*)`")
 MAX_DEPTH = 32
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def gw(request: Request) -> Gateway:
+    """The request's ``Gateway`` (``app.ctx``), typed."""
+    return cast(Gateway, request.app.ctx)
 
 
 def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:

@@ -114,7 +114,7 @@ def _age(iso_ts: str | None) -> float:
 async def refresh(app: Sanic) -> None:
     """Set the gauges that are computed when scraped."""
     ctx = app.ctx
-    if ctx.db is not None:
+    if ctx.db_open:
         stats = await ctx.db.read(queue_stats, ctx.now_iso())
         for state in ("due", "scheduled", "leased"):
             QUEUE_DEPTH.labels(state).set(stats[state])
@@ -123,7 +123,7 @@ async def refresh(app: Sanic) -> None:
             WAL_BYTES.set(ctx.db.path.with_name(ctx.db.path.name + "-wal").stat().st_size)
         except OSError:
             WAL_BYTES.set(0)
-    supervisor = getattr(ctx, "replication", None)
+    supervisor = ctx.replication
     if supervisor is not None:
         state = supervisor.status()
         REPLICATION_UP.set(1 if state["ok"] else 0)
@@ -161,7 +161,7 @@ def install(app: Sanic) -> None:
 
     @app.on_response(priority=10)
     async def _observe(request: Request, response: HTTPResponse) -> None:
-        started = getattr(request.ctx, "started", None)
+        started = request.ctx.started
         if started is None:
             return
         seconds = time.perf_counter() - started
@@ -178,7 +178,7 @@ def install(app: Sanic) -> None:
         if ctx.settings.access_log:
             # Only the path: query strings can carry tokens (?token=… on sockets).
             log.info("request", extra={
-                "request_id": getattr(request.ctx, "request_id", None),
+                "request_id": request.ctx.request_id,
                 "method": request.method, "path": request.path, "status": response.status,
                 "duration_ms": round(seconds * 1000, 3)})
 

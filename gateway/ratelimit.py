@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
 
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
@@ -134,11 +133,15 @@ def install(app: Sanic) -> None:
     ctx.rate_limiter = limiter
     ctx.delivery_limiter = DeliveryLimiter(ctx.settings.rate_limit_deliveries)
 
+    s = ctx.settings
+    limits = {"rate_limit_tokens": s.rate_limit_tokens, "rate_limit_activities": s.rate_limit_activities,
+              "rate_limit_inbound": s.rate_limit_inbound}
+
     async def rate_limit(request: Request, scope: str, key: str | None = None) -> None:
         """Count this request in ``scope``; raise a 429 ApiError when over the limit.
         ``key`` defaults to the client IP for IP scopes and must be given (tenant id) otherwise."""
         setting, window, keyed = SCOPES.get(scope, ("rate_limit_tokens", 60.0, "ip"))
-        limit = int(getattr(ctx.settings, setting))
+        limit = int(limits[setting])
         if limit <= 0:
             return
         if key is None:
@@ -154,7 +157,7 @@ def install(app: Sanic) -> None:
 
     @app.on_response(priority=50)
     async def _headers(request: Request, response: HTTPResponse) -> None:
-        extra: dict[str, Any] | None = getattr(request.ctx, "rate_limit_headers", None)
+        extra: dict[str, str] | None = request.ctx.rate_limit_headers
         if extra and response.status < 400:
             for name, value in extra.items():
                 response.headers.setdefault(name, value)

@@ -385,7 +385,7 @@ def install(app: Any) -> None:
     async def _start(app: Any) -> None:
         supervisor = Supervisor(settings, app.ctx.log)
         app.ctx.replication = supervisor
-        if app.ctx.db is not None:
+        if app.ctx.db_open:
             app.ctx.db.between_batches = guard_for(settings)
         app.ctx.readiness["replication"] = supervisor.status
         supervisor.start()
@@ -393,6 +393,6 @@ def install(app: Any) -> None:
     # Registered before create_app's database close, so it runs after it (reverse order).
     @app.after_server_stop
     async def _stop(app: Any) -> None:
-        supervisor = getattr(app.ctx, "replication", None)
+        supervisor = app.ctx.replication
         if supervisor is not None:
             await supervisor.stop()

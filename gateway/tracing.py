@@ -89,11 +89,11 @@ def install(app: Sanic) -> None:
             f"{request.method} {route}", kind=SpanKind.SERVER,
             context=propagator.extract(dict(request.headers)),
             attributes={"http.request.method": request.method, "http.route": route,
-                        "converger.request_id": getattr(request.ctx, "request_id", "")})
+                        "converger.request_id": request.ctx.request_id or ""})
 
     @app.on_response(priority=90)
     async def _end_span(request: Request, response: HTTPResponse) -> None:
-        s = getattr(request.ctx, "span", None)
+        s = request.ctx.span
         if s is None:
             return
         request.ctx.span = None

@@ -36,6 +36,11 @@ def by_hash(conn: sqlite3.Connection, token_hash: str) -> AdminToken | None:
     return from_row(AdminToken, row) if row else None
 
 
+def get(conn: sqlite3.Connection, token_id: str) -> AdminToken | None:
+    row = conn.execute(f"SELECT {COLUMNS} FROM admin_tokens WHERE id = ?", (token_id,)).fetchone()
+    return from_row(AdminToken, row) if row else None
+
+
 def list_all(conn: sqlite3.Connection) -> list[AdminToken]:
     rows = conn.execute(f"SELECT {COLUMNS} FROM admin_tokens ORDER BY inserted_at DESC").fetchall()
     return [from_row(AdminToken, r) for r in rows]

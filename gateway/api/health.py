@@ -5,7 +5,7 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from ..http import json
+from ..http import gw, json
 
 bp = Blueprint("health")
 
@@ -17,7 +17,7 @@ async def livez(request: Request) -> HTTPResponse:
 
 @bp.get("/readyz")
 async def readyz(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     # Sanic serves requests while the after-start listeners (workers, replication, …) still
     # run; a SIGTERM then aborts start-up. Ready only once start-up has finished (and no
     # longer once shutdown has begun).

@@ -1,4 +1,4 @@
-"""Inbound webhooks (reference §7): provider verification, messages in, status receipts.
+"""Inbound webhooks (docs/adapters.md): provider verification, messages in, status receipts.
 
 ``GET /api/v1/channels/:id/inbound`` answers a provider's verification challenge;
 ``POST …/inbound`` takes messages (and, as Meta sends both to one URL, receipts);
@@ -20,18 +20,18 @@ from adapters.signing import check_converger_signature
 from store import channels
 from store.models import Channel
 
-from .. import domain, errors
-from ..http import decode_any, json, uuid_param
-from ..pipeline import receipts
-from ..pipeline.activities import Closed, NotFound, after_commit
-from ..pipeline.inbound import inbound_tx
+from .. import errors
+from ..domain import inbound as inbound_ops
+from ..domain import receipts
+from ..domain.channels import channel_info
+from ..http import decode_any, gw, json, uuid_param
 
 bp = Blueprint("inbound", url_prefix="/api/v1")
 
 
 async def _channel(request: Request, channel_id: str) -> tuple[Channel, ChannelInfo, Adapter]:
-    """Reference §7.1: unknown → 404, not active → 400 ``Channel is inactive``."""
-    ctx = request.app.ctx
+    """Unknown → 404, not active → 400 ``Channel is inactive`` (the original's answers)."""
+    ctx = gw(request)
     channel_id = uuid_param(channel_id, "channel_id")
     channel = await ctx.db.read(channels.get, channel_id)
     adapter = adapters.get(channel.type) if channel is not None else None
@@ -40,7 +40,7 @@ async def _channel(request: Request, channel_id: str) -> tuple[Channel, ChannelI
     if channel.status != "active":
         raise errors.bad_request("Channel is inactive", "channel_inactive", plain=True)
     await ctx.rate_limit(request, "inbound", channel.id)
-    return channel, domain.channel_info(ctx.cipher, channel), adapter
+    return channel, channel_info(ctx.cipher, channel), adapter
 
 
 def _verify(request: Request, info: ChannelInfo, adapter: Adapter) -> None:
@@ -60,10 +60,7 @@ def _payload(request: Request) -> Any:
 
 
 async def _apply_receipts(request: Request, channel: Channel, updates: list[Any]) -> HTTPResponse:
-    ctx = request.app.ctx
-    processed, changed = await ctx.db.write(receipts.apply_tx, channel.id, updates, ctx.now_iso())
-    for d in changed:
-        receipts.publish(request.app, d)
+    processed = await receipts.apply(gw(request), channel.id, updates)
     return json({"status": "accepted", "receipts_processed": processed})
 
 
@@ -79,9 +76,9 @@ async def _owners(
     same type for that number, or, when there is none, is ignored and logged."""
     if all(adapter.addressed_to(info, m) for m in messages):
         return [(channel, m) for m in messages], 0
-    ctx = request.app.ctx
+    ctx = gw(request)
     siblings = [
-        (c, domain.channel_info(ctx.cipher, c))
+        (c, channel_info(ctx.cipher, c))
         for c in await ctx.db.read(channels.for_tenant, channel.tenant_id)
         if c.id != channel.id and c.type == channel.type and c.status == "active"
         and c.mode in ("inbound", "duplex")
@@ -115,7 +112,7 @@ def _ignored(request: Request, channel: Channel, reason: str) -> HTTPResponse:
         if len(_IGNORED_LOGGED) >= _IGNORED_LOG_LIMIT:
             _IGNORED_LOGGED.clear()
         _IGNORED_LOGGED.add(seen)
-        request.app.ctx.log.info("inbound on channel %s: %s (acknowledged; logged once)",
+        gw(request).log.info("inbound on channel %s: %s (acknowledged; logged once)",
                                  channel.id, reason)
     return json({"status": "ignored", "reason": reason}, status=200)
 
@@ -130,7 +127,6 @@ async def verify(request: Request, channel_id: str) -> HTTPResponse:
 
 @bp.post("/channels/<channel_id>/inbound")
 async def inbound(request: Request, channel_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
     channel, info, adapter = await _channel(request, channel_id)
     _verify(request, info, adapter)
     payload = _payload(request)
@@ -154,20 +150,7 @@ async def inbound(request: Request, channel_id: str) -> HTTPResponse:
     owned, ignored = await _owners(request, channel, info, adapter, messages)
     if not owned:
         return json({"status": "ignored", "ignored": ignored}, status=200)
-    results = []
-    for owner, msg in owned:
-        try:
-            result = await ctx.db.write(inbound_tx, owner, msg, ctx.now_iso())
-        except NotFound:
-            raise errors.not_found() from None
-        except Closed:
-            raise errors.conflict("conversation is closed", "conversation_closed") from None
-        if result.created:
-            after_commit(request.app, result)
-            inline = getattr(ctx, "deliver_inline", None)
-            if inline is not None and result.deliveries:
-                await inline(result.activity)
-        results.append(result)
+    results = [await inbound_ops.receive(gw(request), owner, msg) for owner, msg in owned]
     first = results[0]
     body: dict[str, Any] = {"status": "accepted", "activity_id": first.activity.id,
                             "conversation_id": first.activity.conversation_id}

@@ -10,7 +10,7 @@ from msgspec import UNSET, Struct, UnsetType
 
 from store.models import Activity, Channel, Conversation, RoutingRule, Tenant
 
-from ..domain import RoutingRuleFields  # noqa: F401  (re-exported: part of the wire schema)
+from ..domain.routing import RuleFields as RoutingRuleFields  # noqa: F401  (part of the wire schema)
 
 
 # -- compatible API: requests ---------------------------------------------------------------

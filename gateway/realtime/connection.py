@@ -16,6 +16,7 @@ from typing import Any
 
 from sanic import Request
 
+from ..context import Gateway
 from ..hub import Encoder, Subscriber
 from . import phoenix
 from .phoenix import Message, ProtocolError
@@ -117,6 +118,7 @@ class Connection:
                  vsn: str) -> None:
         ctx = request.app.ctx
         self.app = request.app
+        self.gw: Gateway = ctx  # type: ignore[assignment]  # app.ctx is the Gateway
         self.request = request  # the upgrade request (for the rate-limit hook)
         self.ws = ws
         self.router = router

@@ -11,9 +11,10 @@ from typing import Any
 import msgspec
 
 from .. import errors
+from ..domain import DomainError
+from ..domain.activities import NewActivity, create
 from ..http import MAX_DEPTH, _depth
 from ..hub import Encoder
-from ..pipeline.activities import NewActivity, create
 from ..shapes import legacy_payload
 from . import phoenix
 from .connection import Channel, Connection, JoinError, Router
@@ -113,8 +114,12 @@ class LegacyRouter(Router):
         tenant_id = conn.claims["tenant_id"]
         try:
             await conn.app.ctx.rate_limit(conn.request, "activity_create", tenant_id)
-            result = await create(conn.app, tenant_id, channel.conversation_id, new)
+            result = await create(conn.gw, tenant_id, channel.conversation_id, new)
         except errors.ApiError as exc:
             conn.reply(msg, "error", {"reason": exc.code, "detail": exc.detail})
+            return
+        except DomainError as exc:
+            refused = errors.problem(exc)
+            conn.reply(msg, "error", {"reason": refused.code, "detail": refused.detail})
             return
         conn.reply(msg, "ok", {"id": result.activity.id, "seq": result.activity.seq})

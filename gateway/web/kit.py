@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import mimetypes
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import jinja2
 from sanic import Request
 from sanic.response import HTTPResponse, html, redirect, text
 
-from .. import errors
+from ..domain import Actor, NotFound
 from . import security
 from .security import LoginLimiter, Network, Sessions
 
@@ -123,7 +124,7 @@ def check_csrf(request: Request) -> HTTPResponse | None:
 
 
 def write_session(request: Request, response: HTTPResponse) -> None:
-    area = vars(request.ctx).get("area")  # set by open_session: only a page has a session
+    area = request.ctx.area  # set by open_session: only a page has a session
     if area is None or not request.ctx.session_dirty:
         return
     web = state(request)
@@ -172,10 +173,13 @@ def arg(request: Request, name: str) -> str | None:
     return value.strip() if value and value.strip() else None
 
 
-def field_errors(exc: errors.ApiError) -> dict[str, list[str]]:
-    """A rejected form's messages by field, to show next to the inputs."""
-    found: Any = exc.legacy.get("errors", {})
-    return found
+async def found(change: Awaitable[Any]) -> bool:
+    """Await a domain change; False when the thing it changes does not exist."""
+    try:
+        await change
+    except NotFound:
+        return False
+    return True
 
 
 def is_uuid(value: str | None) -> bool:
@@ -193,7 +197,7 @@ def signed_in(request: Request, user: Any) -> None:
     request.ctx.user = user
     if user is not None:
         kind = "admin" if request.ctx.area == "admin" else "tenant_user"
-        request.ctx.actor = (kind, user.email)
+        request.ctx.actor = Actor(kind, user.email)
 
 
 def scope(request: Request) -> str | None:

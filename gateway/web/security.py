@@ -5,7 +5,6 @@ login-attempt limiter. Every clock is injectable so tests never sleep."""
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import ipaddress
@@ -15,11 +14,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sanic import Request
 
 from .. import ipallow
+from ..crypto import MIN_PASSWORD, hash_password, verify_password  # noqa: F401 (argon2, shared with the domain)
 
 Clock = Callable[[], float]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -102,31 +100,6 @@ def is_https(request: Request, trusted_proxies: Iterable[Network]) -> bool:
     peer = request.conn_info.client_ip if request.conn_info else ""
     return (bool(trusted_proxies) and within(peer, trusted_proxies)
             and request.headers.get("x-forwarded-proto", "").lower() == "https")
-
-
-# -- passwords --------------------------------------------------------------------------------
-_hasher = PasswordHasher()
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    """Verified against when the e-mail is unknown, so a miss costs as much as a wrong password.
-    Made on first use, not at import: an argon2 hash takes 0.2 s and 64 MiB, and start-up
-    should not pay for it."""
-    return _hasher.hash(secrets.token_urlsafe(16))
-
-MIN_PASSWORD = 8
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def verify_password(stored_hash: str | None, password: str) -> bool:
-    try:
-        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 # -- login attempts ---------------------------------------------------------------------------

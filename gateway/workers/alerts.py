@@ -85,7 +85,7 @@ class AlertSender:
         if self.task is not None:
             await cancel_and_wait([self.task], self.ctx.log, "alerts: stopping")
             self.task = None
-        if self.ctx.db is not None:
+        if self.ctx.db_open:
             with contextlib.suppress(Exception):  # a full disk must not block shutdown
                 await self.ctx.db.write(alerts.release_all, iso(utcnow()))
         if self.session is not None:

@@ -1,15 +1,17 @@
-"""Delivery workers: claim due rows from the queue table in batches, run each channel's
-middleware and adapter, record the outcome.
+"""The delivery backends (``gw.delivery``): claim due rows from the queue table, run each
+channel's middleware and adapter, record the outcome.
 
-One dispatcher task claims batches (one ``UPDATE … RETURNING`` per batch keeps the single
-writer cheap) into an in-memory buffer; ``CONVERGER_DELIVERY_CONCURRENCY`` worker tasks take
-from it and share one aiohttp session. The dispatcher is woken at once by new work
-(``ctx.on_enqueue``); otherwise it sleeps until the next row is due — no polling. A rescuer
-reclaims expired leases at start-up and periodically; on shutdown every lease still held is
-released, so nothing waits for a lease to expire after a clean stop.
+``QueueDelivery`` (the default): one dispatcher task claims batches (one ``UPDATE … RETURNING``
+per batch keeps the single writer cheap) into an in-memory buffer;
+``CONVERGER_DELIVERY_CONCURRENCY`` worker tasks take from it and share one aiohttp session. The
+dispatcher is woken at once by new work (the domain calls ``enqueued`` after commit); otherwise
+it sleeps until the next row is due — no polling. A rescuer reclaims expired leases at start-up
+and periodically; on shutdown every lease still held is released, so nothing waits for a lease
+to expire after a clean stop.
 
-``CONVERGER_PIPELINE=inline`` instead makes one attempt per delivery inside the request that
-created the activity (development); a failure there is final.
+``InlineDelivery`` (``CONVERGER_PIPELINE=inline``, development) makes one attempt per delivery
+inside ``enqueued``, that is before the request that created the activity answers; a failure
+there is final.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from store import channels, queue, threads
 from store.models import Activity, Channel, Delivery
 from store.util import parse_iso, utcnow
 
-from .. import domain, errors, metrics, outbound, tracing
-from ..pipeline import receipts
+from .. import errors, metrics, outbound, tracing
+from ..context import Gateway
+from ..domain.channels import channel_info
+from ..domain.receipts import publish
 from ..tasks import cancel_and_wait, wait_event
 from . import health
 
@@ -88,13 +92,13 @@ def outcomes_tx(conn: sqlite3.Connection, batch: list[Outcome], scale: float,
 
 
 class Engine:
-    """The delivery workers of one app. ``app.ctx.delivery`` holds it."""
+    """What both backends share: one attempt, its outcome, the lease bookkeeping."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        ctx = app.ctx
-        settings = ctx.settings
-        self.inline = settings.pipeline == "inline"
+    inline = False
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        settings = gw.settings
         self.concurrency = settings.delivery_concurrency
         self.batch = max(2 * self.concurrency, 16)
         self.scale = settings.backoff_scale
@@ -116,147 +120,60 @@ class Engine:
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
-        ctx = self.app.ctx
+        gw = self.gw
         # Under the outbound policy: resolved addresses checked on connect, no redirects.
         self.session = outbound.session(
-            ctx.settings, aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.timeout),
+            gw.settings, aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.timeout),
             limit=2 * self.concurrency, keepalive_timeout=30,
         )
-        rescued = await ctx.db.write(queue.rescue_all, ctx.now_iso())
+        rescued = await gw.db.write(queue.rescue_all, gw.now_iso())
         if rescued:
-            ctx.log.info("delivery: reclaimed %d leases of a previous run", rescued)
-        if self.inline:
-            self._spawn(self.drain_once())
-            return
-        self.tasks.append(asyncio.create_task(self._dispatch(), name="delivery-dispatcher"))
-        self.tasks.append(asyncio.create_task(self._rescue(), name="delivery-rescuer"))
-        for i in range(self.concurrency):
-            self.tasks.append(asyncio.create_task(self._work(), name=f"delivery-worker-{i}"))
+            gw.log.info("delivery: reclaimed %d leases of a previous run", rescued)
+        self._start_tasks()
+
+    def _start_tasks(self) -> None:
+        raise NotImplementedError
 
     async def stop(self) -> None:
         """Stop every task, then give back the leases still held (in flight or buffered)."""
         started = time.monotonic()
-        await cancel_and_wait([*self.tasks, *self.spawned], self.app.ctx.log, "delivery: stopping")
+        await cancel_and_wait([*self.tasks, *self.spawned], self.gw.log, "delivery: stopping")
         self.tasks.clear()
         if self._flushing is not None:  # outcomes already known are written, not redone
             await asyncio.gather(self._flushing, return_exceptions=True)
-        if self.app.ctx.db is not None:
+        if self.gw.db_open:
             # One process owns the database, so every lease still set is ours: the ones in
             # `held`, and any claim whose write committed just as its awaiting task was cancelled.
-            released = await self.app.ctx.db.write(queue.rescue_all, self.app.ctx.now_iso())
+            released = await self.gw.db.write(queue.rescue_all, self.gw.now_iso())
             self.held.clear()
-            self.app.ctx.log.info("delivery: workers stopped in %.2fs, %s leases released",
+            self.gw.log.info("delivery: workers stopped in %.2fs, %s leases released",
                                   time.monotonic() - started, released)
         if self.session is not None:
             await self.session.close()
             self.session = None
 
     def alive(self) -> dict[str, Any]:
-        if self.inline:
-            return {"ok": self.session is not None, "pipeline": "inline"}
-        running = sum(1 for t in self.tasks if not t.done())
-        return {"ok": bool(self.tasks) and running == len(self.tasks), "workers": running,
-                "in_flight": len(self.held)}
+        raise NotImplementedError
 
-    def wake(self, activity: Activity | None = None, n: int = 0) -> None:
-        """``ctx.on_enqueue`` hook: new (or retried) work is due now."""
-        if self.inline:
-            if activity is None:  # a retry by hand: nothing else will pick it up
-                self._spawn(self.drain_once())
-            return
-        self._wake.set()
+    async def enqueued(self, activity: Activity | None, count: int) -> None:
+        raise NotImplementedError
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self.spawned.add(task)
         task.add_done_callback(self.spawned.discard)
 
-    # -- the queue backend ------------------------------------------------------------------
-    async def _dispatch(self) -> None:
-        while True:
-            try:
-                await self._dispatch_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # e.g. a disk error: keep the dispatcher alive, try again soon
-                _log_failure(self.app.ctx.log, "delivery dispatcher: claim failed", exc)
-                await asyncio.sleep(1.0)
-
-    async def _dispatch_once(self) -> None:
-        """Fill the buffer with one claimed batch, or sleep until work is due or arrives."""
-        db = self.app.ctx.db
-        while self.buffer.qsize() >= self.concurrency:
-            self._drained.clear()
-            if self.buffer.qsize() < self.concurrency:
-                break
-            await self._drained.wait()
-        # Cleared before claiming: a wake-up that races the claim is not lost.
-        self._wake.clear()
-        limit = self.batch - self.buffer.qsize()
-        batch = await db.write(claim_tx, self.app.ctx.now_iso(), self.lease, limit)
-        if batch:
-            for work in batch:
-                self._hold(work)
-                self.buffer.put_nowait(work)
-            return
-        due = await db.read(queue.next_due_at)
-        delay = MAX_SLEEP
-        if due is not None:
-            delay = min(MAX_SLEEP, (parse_iso(due) - utcnow()).total_seconds())
-        if delay > 0:
-            await wait_event(self._wake, delay)
-
-    async def _work(self) -> None:
-        log = self.app.ctx.log
-        while True:
-            work = await self.buffer.get()
-            if self.buffer.qsize() < self.concurrency:
-                self._drained.set()
-            try:
-                await self.attempt(work)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug must not kill the worker; the lease expires and retries
-                log.exception("delivery %s: attempt crashed", work.delivery.id)
-
-    async def _rescue(self) -> None:
-        ctx = self.app.ctx
-        while True:
-            await asyncio.sleep(self.rescue_every)  # a timer, not a wait for work
-            try:
-                if await ctx.db.write(queue.rescue_expired, ctx.now_iso()):
-                    self._wake.set()
-            except Exception as exc:  # logged; the next round tries again
-                _log_failure(ctx.log, "delivery rescuer failed", exc)
-
-    # -- the inline backend -----------------------------------------------------------------
-    async def deliver_inline(self, activity: Activity) -> None:
-        """One attempt per delivery of a new activity, inside the request (inline pipeline)."""
-        ctx = self.app.ctx
-        batch = await ctx.db.write(claim_tx, ctx.now_iso(), self.lease, 0, activity.id)
-        await self._attempt_all(batch)
-
-    async def drain_once(self) -> None:
-        ctx = self.app.ctx
-        while batch := await ctx.db.write(claim_tx, ctx.now_iso(), self.lease, self.batch):
-            await self._attempt_all(batch)
-
     def _hold(self, work: Work) -> None:
         token = work.delivery.claim_token
         assert token is not None, "a claimed row always carries its claim token"
         self.held[token] = work.delivery
-
-    async def _attempt_all(self, batch: list[Work]) -> None:
-        for work in batch:
-            self._hold(work)
-        await asyncio.gather(*(self.attempt(w) for w in batch))
 
     # -- one attempt ------------------------------------------------------------------------
     def _info(self, channel: Channel) -> ChannelInfo:
         """Decrypted channel info, cached until the channel row changes."""
         cached = self._infos.get(channel.id)
         if cached is None or cached[0] != channel.updated_at:
-            cached = (channel.updated_at, domain.channel_info(self.app.ctx.cipher, channel))
+            cached = (channel.updated_at, channel_info(self.gw.cipher, channel))
             self._infos[channel.id] = cached
         return cached[1]
 
@@ -284,7 +201,7 @@ class Engine:
         try:
             return await adapter.deliver(self.session, self._info(channel), outbound)
         except Exception as exc:  # an adapter bug counts as a failed, retryable attempt
-            self.app.ctx.log.exception("delivery %s: adapter %s raised", d.id, channel.type)
+            self.gw.log.exception("delivery %s: adapter %s raised", d.id, channel.type)
             return DeliveryResult(ok=False, error=f"adapter error: {exc!r}")
 
     async def attempt(self, work: Work) -> None:
@@ -294,7 +211,7 @@ class Engine:
         workers' outcomes (one write job for many rows), and the worker moves on at once;
         inline, the request waits for it."""
         d = work.delivery
-        limiter = getattr(self.app.ctx, "delivery_limiter", None)
+        limiter = self.gw.delivery_limiter
         if limiter is not None and work.channel is not None:
             delay = limiter.acquire(work.channel.id)  # per-channel pacing: wait, don't fail
             if delay > 0:
@@ -315,7 +232,7 @@ class Engine:
             "sent" if result.ok else ("retry" if result.retryable else "failed"),
             time.perf_counter() - started,
         )
-        outcome = Outcome(d, d.claim_token or "", self.app.ctx.now_iso(), result)
+        outcome = Outcome(d, d.claim_token or "", self.gw.now_iso(), result)
         if self.inline:
             await self._write([outcome])
             return
@@ -333,13 +250,13 @@ class Engine:
                     # Not recorded (e.g. the disk is full): the rows stay leased, the rescuer
                     # gives them back when the lease ends, and they are sent again (at least
                     # once; same webhook-id).
-                    _log_failure(self.app.ctx.log,
+                    _log_failure(self.gw.log,
                                  f"delivery: {len(batch)} outcomes not recorded", exc)
         finally:
             self._flushing = None
 
     async def _write(self, batch: list[Outcome]) -> None:
-        ctx = self.app.ctx
+        ctx = self.gw
         rows = await ctx.db.write(outcomes_tx, batch, self.scale, not self.inline)
         refused = {o.delivery.channel_id for o in batch if o.result.channel_unhealthy}
         for channel_id in refused:
@@ -353,7 +270,7 @@ class Engine:
             result = outcome.result
             if result.ok:
                 if row is not None:
-                    receipts.publish(self.app, row)
+                    publish(self.gw, row)
                 continue
             ctx.log.info("delivery %s to channel %s failed: %s", outcome.delivery.id,
                          outcome.delivery.channel_id, result.error)
@@ -371,15 +288,119 @@ def _log_failure(log: Any, what: str, exc: BaseException) -> None:
         log.exception(what, exc_info=exc)
 
 
+class InlineDelivery(Engine):
+    """One attempt per delivery of a new activity, before ``enqueued`` returns (development)."""
+
+    inline = True
+
+    def _start_tasks(self) -> None:
+        self._spawn(self.drain_once())  # what a previous run left in the queue
+
+    def alive(self) -> dict[str, Any]:
+        return {"ok": self.session is not None, "pipeline": "inline"}
+
+    async def enqueued(self, activity: Activity | None, count: int) -> None:
+        if activity is not None:
+            gw = self.gw
+            await self._attempt_all(await gw.db.write(claim_tx, gw.now_iso(), self.lease, 0,
+                                                      activity.id))
+        else:  # made due by hand (a retry, a tenant enabled): nothing else will pick it up
+            self._spawn(self.drain_once())
+
+    async def drain_once(self) -> None:
+        gw = self.gw
+        while batch := await gw.db.write(claim_tx, gw.now_iso(), self.lease, self.batch):
+            await self._attempt_all(batch)
+
+    async def _attempt_all(self, batch: list[Work]) -> None:
+        for work in batch:
+            self._hold(work)
+        await asyncio.gather(*(self.attempt(w) for w in batch))
+
+
+class QueueDelivery(Engine):
+    """The dispatcher, the workers and the rescuer (see the module's docstring)."""
+
+    def _start_tasks(self) -> None:
+        self.tasks.append(asyncio.create_task(self._dispatch(), name="delivery-dispatcher"))
+        self.tasks.append(asyncio.create_task(self._rescue(), name="delivery-rescuer"))
+        for i in range(self.concurrency):
+            self.tasks.append(asyncio.create_task(self._work(), name=f"delivery-worker-{i}"))
+
+    def alive(self) -> dict[str, Any]:
+        running = sum(1 for t in self.tasks if not t.done())
+        return {"ok": bool(self.tasks) and running == len(self.tasks), "workers": running,
+                "in_flight": len(self.held)}
+
+    async def enqueued(self, activity: Activity | None, count: int) -> None:
+        """New (or retried) work is due now: wake the dispatcher."""
+        self._wake.set()
+
+    async def _dispatch(self) -> None:
+        while True:
+            try:
+                await self._dispatch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. a disk error: keep the dispatcher alive, try again soon
+                _log_failure(self.gw.log, "delivery dispatcher: claim failed", exc)
+                await asyncio.sleep(1.0)
+
+    async def _dispatch_once(self) -> None:
+        """Fill the buffer with one claimed batch, or sleep until work is due or arrives."""
+        db = self.gw.db
+        while self.buffer.qsize() >= self.concurrency:
+            self._drained.clear()
+            if self.buffer.qsize() < self.concurrency:
+                break
+            await self._drained.wait()
+        # Cleared before claiming: a wake-up that races the claim is not lost.
+        self._wake.clear()
+        limit = self.batch - self.buffer.qsize()
+        batch = await db.write(claim_tx, self.gw.now_iso(), self.lease, limit)
+        if batch:
+            for work in batch:
+                self._hold(work)
+                self.buffer.put_nowait(work)
+            return
+        due = await db.read(queue.next_due_at)
+        delay = MAX_SLEEP
+        if due is not None:
+            delay = min(MAX_SLEEP, (parse_iso(due) - utcnow()).total_seconds())
+        if delay > 0:
+            await wait_event(self._wake, delay)
+
+    async def _work(self) -> None:
+        log = self.gw.log
+        while True:
+            work = await self.buffer.get()
+            if self.buffer.qsize() < self.concurrency:
+                self._drained.set()
+            try:
+                await self.attempt(work)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not kill the worker; the lease expires and retries
+                log.exception("delivery %s: attempt crashed", work.delivery.id)
+
+    async def _rescue(self) -> None:
+        ctx = self.gw
+        while True:
+            await asyncio.sleep(self.rescue_every)  # a timer, not a wait for work
+            try:
+                if await ctx.db.write(queue.rescue_expired, ctx.now_iso()):
+                    self._wake.set()
+            except Exception as exc:  # logged; the next round tries again
+                _log_failure(ctx.log, "delivery rescuer failed", exc)
+
+
 def install(app: Any) -> None:
-    """Attach the engine to ``app``: hooks now, tasks once the server (and database) is up."""
-    ctx = app.ctx
-    engine = Engine(app)
-    ctx.delivery = engine
-    ctx.on_enqueue.append(engine.wake)
-    ctx.readiness["delivery"] = engine.alive
-    if engine.inline:
-        ctx.deliver_inline = engine.deliver_inline
+    """Attach the delivery backend to the gateway: now, so requests can hand it work; its tasks
+    once the server (and database) is up."""
+    gw: Gateway = app.ctx
+    engine: Engine = (InlineDelivery if gw.settings.pipeline == "inline" else QueueDelivery)(gw)
+    gw.delivery = engine
+    gw.readiness["delivery"] = engine.alive
 
     @app.after_server_start
     async def _start_delivery(app: Any) -> None:

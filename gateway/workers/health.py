@@ -87,6 +87,6 @@ def _announce(ctx: Any, results: list[HealthResult], queued: int) -> None:
             ctx.hub.publish("channel_health", "health_changed", event_payload(r))
             ctx.log.info("Channel health changed for %s (%s): %s -> %s", r.channel_name,
                          r.channel_id, r.previous_status, r.status)
-    sender = getattr(ctx, "alerts", None)
+    sender = ctx.alerts
     if queued and sender is not None:
         sender.wake()

@@ -105,6 +105,6 @@ def install(app: Any) -> None:
 
     @app.before_server_stop
     async def _stop(app: Any) -> None:
-        sched = getattr(app.ctx, "scheduler", None)
+        sched = app.ctx.scheduler
         if sched is not None:
             await sched.stop()

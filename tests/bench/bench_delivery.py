@@ -174,7 +174,7 @@ async def end_to_end(n: int, workdir: Path, rurl: str) -> dict[str, float]:
 
 def _queue_directly(srv: Server, tenant_id: str, conversation_id: str, n: int) -> None:
     """Write N activities and their deliveries with the server's own transaction code."""
-    from gateway.pipeline.activities import NewActivity, insert_tx
+    from gateway.domain.activities import NewActivity, insert_tx
     from store import migrations
     from store.db import Database
     from store.util import iso, utcnow

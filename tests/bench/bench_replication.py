@@ -23,9 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway import config, domain
+from gateway import config
 from gateway.crypto import Cipher
-from gateway.pipeline.activities import NewActivity, insert_tx
+from gateway.domain import channels as channel_ops
+from gateway.domain import tenants as tenant_ops
+from gateway.domain.activities import NewActivity, insert_tx
 from gateway.replication import Supervisor, guard_for
 from store import conversations, migrations
 from store.db import Database
@@ -38,8 +40,8 @@ COST_TARGET = 0.30
 
 def _setup(conn: Any, cipher: Cipher) -> tuple[str, str]:
     now = iso(utcnow())
-    tenant, _ = domain.create_tenant_tx(conn, "bench", None, "active", ACTOR, now)
-    channel, _ = domain.create_channel_tx(
+    tenant, _ = tenant_ops.create_tx(conn, "bench", None, "active", ACTOR, now)
+    channel, _ = channel_ops.create_tx(
         conn, cipher, tenant_id=tenant.id, name="hook", type="webhook", mode=None,
         config={"url": "http://127.0.0.1:9/x"}, transformations=[], status="active",
         actor=ACTOR, now=now)

@@ -11,8 +11,8 @@ from store import activities, conversations, queue
 
 from ... import errors
 from ...auth import check_scope, tenant_auth
-from ...http import decode, json, uuid_param
-from ...pipeline.activities import NewActivity, create
+from ...domain.activities import NewActivity, create
+from ...http import decode, gw, json, uuid_param
 from ..schemas import ActivityIn, activity_out
 
 bp = Blueprint("compat_activities")
@@ -22,7 +22,7 @@ MAX_IDEMPOTENCY_KEY = 255
 
 @bp.post("/conversations/<conversation_id>/activities")
 async def create_activity(request: Request, conversation_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     conversation_id = uuid_param(conversation_id, "conversation_id")
     tenant, claims = await tenant_auth(request)
     check_scope(claims, conversation_id)
@@ -37,7 +37,7 @@ async def create_activity(request: Request, conversation_id: str) -> HTTPRespons
         type=body.type or "message", sender=body.sender or "user", text=body.text,
         attachments=body.attachments, metadata=body.metadata, idempotency_key=key,
     )
-    result = await create(request.app, tenant.id, conversation_id, new)
+    result = await create(gw(request), tenant.id, conversation_id, new)
     return json({"data": activity_out(result.activity)}, status=201)
 
 
@@ -52,7 +52,7 @@ def _list_tx(conn: sqlite3.Connection, tenant_id: str, conversation_id: str, cap
 
 @bp.get("/conversations/<conversation_id>/activities")
 async def list_activities(request: Request, conversation_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     conversation_id = uuid_param(conversation_id, "conversation_id")
     tenant, claims = await tenant_auth(request)
     check_scope(claims, conversation_id)

@@ -9,7 +9,7 @@ from store import conversations, tenants
 
 from ... import errors
 from ...auth import channel_from_token, check_scope, tenant_auth
-from ...http import decode, json, uuid_param
+from ...http import decode, gw, json, uuid_param
 from ..schemas import ConversationIn, conversation_out
 
 bp = Blueprint("compat_conversations")
@@ -19,7 +19,7 @@ STATUSES = ("active", "closed")
 
 @bp.post("/conversations")
 async def create_conversation(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     channel = await channel_from_token(request)
     if not channel.active:
         raise errors.bad_request("Channel is inactive", "channel_inactive", plain=True)
@@ -40,7 +40,7 @@ async def create_conversation(request: Request) -> HTTPResponse:
 
 @bp.get("/conversations/<conversation_id>")
 async def show_conversation(request: Request, conversation_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     conversation_id = uuid_param(conversation_id, "conversation_id")
     tenant, claims = await tenant_auth(request)
     check_scope(claims, conversation_id)

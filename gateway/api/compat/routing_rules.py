@@ -1,4 +1,4 @@
-"""Routing rules over the tenant API (reference §5.6, §11), audited as ``tenant_api``."""
+"""Routing rules over the tenant API, audited as ``tenant_api`` (rules: gateway/domain/routing.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from store.models import Tenant
 
 from ... import errors
 from ...auth import tenant_auth, token_scope
-from ...domain import delete_rule_tx, save_rule_tx
-from ...http import decode, empty, json, uuid_param, validation_error
+from ...domain import Actor
+from ...domain import routing as rule_ops
+from ...http import decode, empty, gw, json, uuid_param, validation_error
 from ..schemas import RoutingRuleFields, rule_out
 
 bp = Blueprint("compat_routing_rules")
@@ -50,7 +51,7 @@ async def _tenant(request: Request) -> Tenant:
 @bp.get("/routing_rules")
 async def list_rules(request: Request) -> HTTPResponse:
     tenant = await _tenant(request)
-    rules = await request.app.ctx.db.read(routing.for_tenant, tenant.id)
+    rules = await gw(request).db.read(routing.for_tenant, tenant.id)
     return json({"data": [rule_out(r) for r in rules]})
 
 
@@ -58,7 +59,7 @@ async def list_rules(request: Request) -> HTTPResponse:
 async def show_rule(request: Request, rule_id: str) -> HTTPResponse:
     rule_id = uuid_param(rule_id)
     tenant = await _tenant(request)
-    rule = await request.app.ctx.db.read(routing.get_for_tenant, tenant.id, rule_id)
+    rule = await gw(request).db.read(routing.get_for_tenant, tenant.id, rule_id)
     if rule is None:
         raise errors.not_found()
     return json({"data": rule_out(rule)})
@@ -66,34 +67,26 @@ async def show_rule(request: Request, rule_id: str) -> HTTPResponse:
 
 @bp.post("/routing_rules")
 async def create_rule(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
     tenant = await _tenant(request)
     fields = _fields(request)
-    rule = await ctx.db.write(save_rule_tx, tenant.id, None, fields, ("tenant_api", tenant.id),
-                              ctx.now_iso())
+    rule = await rule_ops.create(gw(request), Actor("tenant_api", tenant.id), tenant.id, fields)
     return json({"data": rule_out(rule)}, status=201)
 
 
 @bp.route("/routing_rules/<rule_id>", methods=["PATCH", "PUT"])
 async def update_rule(request: Request, rule_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
     rule_id = uuid_param(rule_id)
     tenant = await _tenant(request)
     fields = _fields(request)
-    try:
-        rule = await ctx.db.write(save_rule_tx, tenant.id, rule_id, fields,
-                                  ("tenant_api", tenant.id), ctx.now_iso())
-    except LookupError:
-        raise errors.not_found() from None
+    rule = await rule_ops.update(gw(request), Actor("tenant_api", tenant.id), rule_id, fields,
+                                 tenant_id=tenant.id)
     return json({"data": rule_out(rule)})
 
 
 @bp.delete("/routing_rules/<rule_id>")
 async def delete_rule(request: Request, rule_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
     rule_id = uuid_param(rule_id)
     tenant = await _tenant(request)
-    if not await ctx.db.write(delete_rule_tx, tenant.id, rule_id, ("tenant_api", tenant.id),
-                              ctx.now_iso()):
-        raise errors.not_found()
+    await rule_ops.delete(gw(request), Actor("tenant_api", tenant.id), rule_id,
+                          tenant_id=tenant.id)
     return empty(204)

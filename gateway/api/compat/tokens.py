@@ -9,7 +9,7 @@ from store import conversations, tenants
 
 from ... import errors
 from ...auth import is_channel_token
-from ...http import decode, json, uuid_param
+from ...http import decode, gw, json, uuid_param
 from ...tokens import LEGACY_LIFETIME, TokenError
 from ..schemas import TokenIn, TokenOut
 
@@ -20,7 +20,7 @@ bp = Blueprint("compat_tokens")
 async def create_token(request: Request) -> HTTPResponse:
     """Check the channel token first, then the conversation: an unknown conversation and one
     of another channel answer alike (the original leaked existence, quirk 27)."""
-    ctx = request.app.ctx
+    ctx = gw(request)
     await ctx.rate_limit(request, "token_create")
     body = decode(request, TokenIn, plain=True)
     if not body.conversation_id or not body.user_id:

@@ -13,8 +13,8 @@ from sanic.response import HTTPResponse
 from store import activities
 
 from ... import errors
-from ...http import decode, json
-from ...pipeline.activities import NewActivity, create
+from ...domain.activities import NewActivity, create
+from ...http import decode, gw, json
 from ...shapes import converger_activity, decode_watermark, encode_watermark
 from .auth import authenticate, conversation
 
@@ -105,12 +105,12 @@ def idempotency_key(request: Request) -> str | None:
 
 @bp.post("/conversations/<conversation_id>/activities")
 async def post_activity(request: Request, conversation_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     principal = await authenticate(request)
     conv = await conversation(request, principal, conversation_id)
     await ctx.rate_limit(request, "activity_create", conv.tenant_id)
     body = decode(request, ConvergerActivityIn)
-    result = await create(request.app, conv.tenant_id, conv.id, body.to_new(idempotency_key(request)))
+    result = await create(gw(request), conv.tenant_id, conv.id, body.to_new(idempotency_key(request)))
     return json({"id": result.activity.id})
 
 
@@ -118,7 +118,7 @@ async def post_activity(request: Request, conversation_id: str) -> HTTPResponse:
 async def list_activities(request: Request, conversation_id: str) -> HTTPResponse:
     """Activities after ``watermark`` in ``seq`` order. No, an empty, or an unknown watermark
     means from the start (as in the original)."""
-    ctx = request.app.ctx
+    ctx = gw(request)
     principal = await authenticate(request)
     conv = await conversation(request, principal, conversation_id)
     wm = request.args.get("watermark") or None

@@ -15,7 +15,7 @@ from store.models import Channel, Conversation
 
 from ... import errors
 from ...crypto import sha256_hex
-from ...http import public_base, uuid_param
+from ...http import gw, public_base, uuid_param
 from ...tokens import TokenError
 
 STREAM_PATH = "/socket/converger/websocket"
@@ -50,7 +50,7 @@ def channel_by_id(conn: sqlite3.Connection, tenant_id: str, channel_id: str) -> 
 
 async def authenticate(request: Request, *, secret_ok: bool = False) -> Principal:
     """Who is calling; 401/403 in the original's Converger error shape otherwise."""
-    ctx = request.app.ctx
+    ctx = gw(request)
     header = request.headers.get("authorization", "")
     value = header[len("Bearer "):].strip() if header.startswith("Bearer ") else ""
     if not value:
@@ -85,7 +85,7 @@ async def conversation(request: Request, principal: Principal, conversation_id: 
     scope = principal.scope
     if scope is not None and scope != conversation_id:
         raise errors.forbidden("this token is scoped to another conversation", "out_of_scope")
-    conv = await request.app.ctx.db.read(
+    conv = await gw(request).db.read(
         conversations.get_for_tenant, principal.channel.tenant_id, conversation_id
     )
     if conv is None or conv.channel_id != principal.channel.id:

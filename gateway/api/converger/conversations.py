@@ -8,7 +8,7 @@ from sanic.response import HTTPResponse
 
 from store import conversations
 
-from ...http import json
+from ...http import gw, json
 from ...tokens import CONVERGER_LIFETIME
 from .auth import authenticate, conversation, stream_url
 
@@ -17,7 +17,7 @@ bp = Blueprint("converger_conversations")
 
 def _answer(request: Request, channel_id: str, tenant_id: str, conversation_id: str,
             watermark: str | None = None) -> dict[str, object]:
-    token = request.app.ctx.tokens.converger_token(channel_id, tenant_id, conversation_id)
+    token = gw(request).tokens.converger_token(channel_id, tenant_id, conversation_id)
     return {"conversationId": conversation_id, "token": token, "expires_in": CONVERGER_LIFETIME,
             "streamUrl": stream_url(request, token, conversation_id, watermark)}
 
@@ -25,7 +25,7 @@ def _answer(request: Request, channel_id: str, tenant_id: str, conversation_id: 
 @bp.post("/conversations")
 async def create(request: Request) -> HTTPResponse:
     """The body is ignored, as in the original."""
-    ctx = request.app.ctx
+    ctx = gw(request)
     principal = await authenticate(request)
     ch = principal.channel
     conv = await ctx.db.write(

@@ -6,7 +6,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from ... import errors
-from ...http import json
+from ...http import gw, json
 from ...tokens import CONVERGER_LIFETIME
 from .auth import authenticate
 
@@ -15,7 +15,7 @@ bp = Blueprint("converger_tokens")
 
 @bp.post("/tokens/generate")
 async def generate(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     principal = await authenticate(request, secret_ok=True)
     await ctx.rate_limit(request, "cg_token")
     if principal.mode != "secret":
@@ -28,7 +28,7 @@ async def generate(request: Request) -> HTTPResponse:
 
 @bp.post("/tokens/refresh")
 async def refresh(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     principal = await authenticate(request)
     await ctx.rate_limit(request, "cg_token")
     ch, scope = principal.channel, principal.scope

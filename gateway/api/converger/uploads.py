@@ -21,8 +21,8 @@ from store.uploads import Upload
 
 from ... import errors
 from ...auth import tenant_auth
-from ...http import MAX_DEPTH, _depth, json, uuid_param, validation_error
-from ...pipeline.activities import create
+from ...domain.activities import create
+from ...http import MAX_DEPTH, _depth, gw, json, uuid_param, validation_error
 from ...tokens import TokenError
 from .activities import ConvergerActivityIn
 from .auth import authenticate, conversation
@@ -43,7 +43,7 @@ def sanitize(name: str) -> str:
 
 
 def upload_dir(request: Request, tenant_id: str) -> Path:
-    return Path(request.app.ctx.settings.data_dir) / "uploads" / tenant_id
+    return Path(gw(request).settings.data_dir) / "uploads" / tenant_id
 
 
 def _activity_fields(request: Request) -> ConvergerActivityIn:
@@ -82,7 +82,7 @@ def _write(path: Path, body: bytes) -> None:
 
 @bp.post("/conversations/<conversation_id>/upload")
 async def upload(request: Request, conversation_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     principal = await authenticate(request)
     conv = await conversation(request, principal, conversation_id)
     # An upload creates an activity: the tenant's activity limit, before anything is written.
@@ -110,7 +110,7 @@ async def upload(request: Request, conversation_id: str) -> HTTPResponse:
     new.attachments = [{"contentType": ctype, "contentUrl": f"/uploads/{conv.tenant_id}/{file_name}",
                         "name": name, "size": len(part.body)}]
     try:
-        result = await create(request.app, conv.tenant_id, conv.id, new)
+        result = await create(gw(request), conv.tenant_id, conv.id, new)
     except BaseException:
         # No activity names the file: take it back rather than keep an orphan.
         await ctx.db.write(uploads.delete, upload_id)
@@ -129,7 +129,7 @@ def _anyone(row: Upload) -> bool:
 async def _caller(request: Request) -> Check:
     """Authenticate (401 without a valid credential) and say which uploads the caller may
     read: those of conversations its credential reaches."""
-    ctx = request.app.ctx
+    ctx = gw(request)
     h = request.headers
     if "x-api-key" in h or "x-channel-token" in h:
         tenant, claims = await tenant_auth(request)
@@ -156,7 +156,7 @@ async def _caller(request: Request) -> Check:
 @files_bp.get("/uploads/<tenant_id>/<file_name>")
 async def serve(request: Request, tenant_id: str, file_name: str) -> HTTPResponse:
     tenant_id = uuid_param(tenant_id, "tenant_id")
-    ctx = request.app.ctx
+    ctx = gw(request)
     # Credentials first, existence after: a caller who may not read it sees 404 either way.
     # A signed URL (Direct Line's contentUrl, for <img src> on another origin) is its own
     # credential, good for that one file until it expires.

@@ -12,8 +12,8 @@ from sanic.response import HTTPResponse
 from store import activities
 
 from ... import errors
-from ...http import decode, json
-from ...pipeline.activities import create
+from ...domain.activities import create
+from ...http import decode, gw, json
 from ...shapes import directline_activity, encode_watermark
 from ..converger.activities import (
     MAX_IDEMPOTENCY_KEY,
@@ -66,19 +66,19 @@ def client_key(request: Request, body: ConvergerActivityIn) -> str | None:
 
 @bp.post("/conversations/<conversation_id>/activities")
 async def post_activity(request: Request, conversation_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     principal = await authenticate(request)
     conv = await conversation(request, principal, conversation_id)
     await ctx.rate_limit(request, "activity_create", conv.tenant_id)
     body = checked(decode(request, ConvergerActivityIn))
     new = body.to_new(client_key(request, body))
-    result = await create(request.app, conv.tenant_id, conv.id, new)
+    result = await create(gw(request), conv.tenant_id, conv.id, new)
     return json({"id": result.activity.id})
 
 
 @bp.get("/conversations/<conversation_id>/activities")
 async def list_activities(request: Request, conversation_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     principal = await authenticate(request)
     conv = await conversation(request, principal, conversation_id)
     wm = request.args.get("watermark") or None

@@ -14,7 +14,7 @@ from store.models import Conversation
 
 from ... import errors
 from ...crypto import sha256_hex
-from ...http import public_base
+from ...http import gw, public_base
 from ...shapes import decode_watermark
 from ...tokens import TokenError, TokenExpired
 from ..converger.auth import Principal, channel_by_id, channel_by_secret
@@ -27,7 +27,7 @@ def _invalid() -> errors.ApiError:
 
 
 async def authenticate(request: Request) -> Principal:
-    ctx = request.app.ctx
+    ctx = gw(request)
     header = request.headers.get("authorization", "")
     value = header[len("Bearer "):].strip() if header[:7].lower() == "bearer " else ""
     if not value:
@@ -59,7 +59,7 @@ async def watermark_anchor(request: Request, conv: Conversation, wm: str | None)
     if not wm:
         return None
     anchor = decode_watermark(wm)
-    row = await request.app.ctx.db.read(activities.get, anchor) if anchor else None
+    row = await gw(request).db.read(activities.get, anchor) if anchor else None
     if row is None or row.conversation_id != conv.id:
         raise errors.directline(400, "invalid_watermark",
                                 "watermark does not name an activity of this conversation")
@@ -77,5 +77,5 @@ def stream_url(request: Request, token: str, conversation_id: str,
 
 def upload_url(request: Request) -> Callable[[str], str]:
     """Turns a stored upload path into an absolute signed URL (for ``directline_activity``)."""
-    base, tokens = public_base(request), request.app.ctx.tokens
+    base, tokens = public_base(request), gw(request).tokens
     return lambda path: tokens.signed_upload_url(base, path)

@@ -10,7 +10,7 @@ from sanic.response import HTTPResponse
 from store import conversations
 from store.models import Conversation
 
-from ...http import json
+from ...http import gw, json
 from ...tokens import CONVERGER_LIFETIME
 from ..converger.auth import Principal, conversation
 from .auth import authenticate, stream_url, watermark_anchor
@@ -22,7 +22,7 @@ bp = Blueprint("directline_conversations")
 def _answer(request: Request, principal: Principal, conv: Conversation,
             watermark: str | None = None) -> dict[str, object]:
     ch = principal.channel
-    token = request.app.ctx.tokens.converger_token(ch.id, ch.tenant_id, conv.id)
+    token = gw(request).tokens.converger_token(ch.id, ch.tenant_id, conv.id)
     return {"conversationId": conv.id, "token": token, "expires_in": CONVERGER_LIFETIME,
             "streamUrl": stream_url(request, token, conv.id, watermark)}
 
@@ -30,7 +30,7 @@ def _answer(request: Request, principal: Principal, conv: Conversation,
 @bp.post("/conversations")
 async def start(request: Request) -> HTTPResponse:
     """The body (``user``, ``locale``) is accepted and ignored."""
-    ctx = request.app.ctx
+    ctx = gw(request)
     principal = await authenticate(request)
     if principal.scope is not None:  # started by tokens/generate: this is its conversation
         conv = await conversation(request, principal, principal.scope)

@@ -9,7 +9,7 @@ from sanic.response import HTTPResponse
 from store import conversations
 
 from ... import errors
-from ...http import json
+from ...http import gw, json
 from ...tokens import CONVERGER_LIFETIME
 from .auth import authenticate
 
@@ -19,7 +19,7 @@ SOURCE = {"source": "directline"}
 
 @bp.post("/tokens/generate")
 async def generate(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     principal = await authenticate(request)
     await ctx.rate_limit(request, "cg_token")
     if principal.mode != "secret":
@@ -34,7 +34,7 @@ async def generate(request: Request) -> HTTPResponse:
 
 @bp.post("/tokens/refresh")
 async def refresh(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     principal = await authenticate(request)
     await ctx.rate_limit(request, "cg_token")
     if principal.mode != "token":

@@ -20,8 +20,8 @@ from store import uploads
 from store.models import Conversation
 
 from ... import errors
-from ...http import MAX_DEPTH, _depth, json, validation_error
-from ...pipeline.activities import create
+from ...domain.activities import create
+from ...http import MAX_DEPTH, _depth, gw, json, validation_error
 from ..converger.activities import ConvergerActivityIn
 from ..converger.auth import conversation
 from ..converger.uploads import _write, sanitize, upload_dir
@@ -69,7 +69,7 @@ def _parts(request: Request) -> tuple[File | None, list[File]]:
 
 
 async def _save(request: Request, conv: Conversation, part: File) -> tuple[str, Path, dict[str, Any]]:
-    ctx = request.app.ctx
+    ctx = gw(request)
     upload_id = str(uuid.uuid4())
     name = part.name or "file"
     file_name = f"{upload_id}_{sanitize(name)}"
@@ -88,13 +88,13 @@ async def _save(request: Request, conv: Conversation, part: File) -> tuple[str, 
 async def _discard(request: Request, saved: list[tuple[str, Path, dict[str, Any]]]) -> None:
     """No activity names these files: take them back rather than keep orphans."""
     for upload_id, path, _ in saved:
-        await request.app.ctx.db.write(uploads.delete, upload_id)
+        await gw(request).db.write(uploads.delete, upload_id)
         await asyncio.to_thread(path.unlink, True)
 
 
 @bp.post("/conversations/<conversation_id>/upload")
 async def upload(request: Request, conversation_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     principal = await authenticate(request)
     conv = await conversation(request, principal, conversation_id)
     await ctx.rate_limit(request, "activity_create", conv.tenant_id)
@@ -115,7 +115,7 @@ async def upload(request: Request, conversation_id: str) -> HTTPResponse:
             saved.append(await _save(request, conv, part))
         new = body.to_new(client_key(request, body))
         new.attachments = [attachment for _, _, attachment in saved]
-        result = await create(request.app, conv.tenant_id, conv.id, new)
+        result = await create(gw(request), conv.tenant_id, conv.id, new)
     except BaseException:
         await _discard(request, saved)
         raise

@@ -12,9 +12,10 @@ from sanic.response import HTTPResponse
 import adapters
 from store import channels
 
-from ... import domain, errors, outbound
+from ... import errors, outbound
 from ...auth import admin_auth
-from ...http import decode, empty, int_arg, json, set_fields, uuid_param
+from ...domain import channels as channel_ops
+from ...http import decode, empty, gw, int_arg, json, set_fields, uuid_param
 from ...tokens import LEGACY_LIFETIME
 from ..schemas import ChannelCreate, ChannelPatch, TokenOut, channel_out
 
@@ -22,28 +23,24 @@ bp = Blueprint("manage_channels")
 
 
 def _out(ctx, channel, secret=None):
-    return channel_out(channel, domain.masked_config(ctx.cipher, channel.config), secret)
+    return channel_out(channel, channel_ops.masked_config(ctx.cipher, channel.config), secret)
 
 
 @bp.post("/channels")
 async def create(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     who = await admin_auth(request, write=True)
     body = decode(request, ChannelCreate, empty_ok=False)
     uuid_param(body.tenant_id, "tenant_id")
-    channel, secret = await ctx.db.write(
-        lambda conn: domain.create_channel_tx(
-            conn, ctx.cipher, tenant_id=body.tenant_id, name=body.name, type=body.type,
-            mode=body.mode, config=body.config, transformations=body.transformations,
-            status=body.status, actor=(who.actor_type, who.actor_id), now=ctx.now_iso(),
-        )
-    )
+    channel, secret = await channel_ops.create(
+        ctx, who.actor, tenant_id=body.tenant_id, name=body.name, type=body.type, mode=body.mode,
+        config=body.config, transformations=body.transformations, status=body.status)
     return json({"data": _out(ctx, channel, secret)}, status=201)
 
 
 @bp.get("/channels")
 async def index(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     await admin_auth(request)
     limit = int_arg(request, "limit", 50)
     args = request.args
@@ -64,7 +61,7 @@ async def index(request: Request) -> HTTPResponse:
 
 @bp.get("/channels/<channel_id>")
 async def show(request: Request, channel_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     channel_id = uuid_param(channel_id)
     await admin_auth(request)
     channel = await ctx.db.read(channels.get, channel_id)
@@ -75,33 +72,26 @@ async def show(request: Request, channel_id: str) -> HTTPResponse:
 
 @bp.patch("/channels/<channel_id>")
 async def update(request: Request, channel_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     channel_id = uuid_param(channel_id)
     who = await admin_auth(request, write=True)
     changes = set_fields(decode(request, ChannelPatch))
-    channel = await ctx.db.write(domain.update_channel_tx, ctx.cipher, channel_id, changes,
-                                 (who.actor_type, who.actor_id), ctx.now_iso())
-    if channel is None:
-        raise errors.not_found()
+    channel = await channel_ops.update(ctx, who.actor, channel_id, changes)
     return json({"data": _out(ctx, channel)})
 
 
 @bp.post("/channels/<channel_id>/rotate-secret")
 async def rotate_secret(request: Request, channel_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     channel_id = uuid_param(channel_id)
     who = await admin_auth(request, write=True)
-    result = await ctx.db.write(domain.rotate_channel_secret_tx, ctx.cipher, channel_id,
-                                (who.actor_type, who.actor_id), ctx.now_iso())
-    if result is None:
-        raise errors.not_found()
-    channel, secret = result
+    channel, secret = await channel_ops.rotate_secret(ctx, who.actor, channel_id)
     return json({"data": _out(ctx, channel, secret)})
 
 
 @bp.post("/channels/<channel_id>/token")
 async def mint_token(request: Request, channel_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     channel_id = uuid_param(channel_id)
     await admin_auth(request, write=True)
     channel = await ctx.db.read(channels.get, channel_id)
@@ -114,7 +104,7 @@ async def mint_token(request: Request, channel_id: str) -> HTTPResponse:
 def inbound_url(request: Request, channel_id: str) -> str:
     """The channel's public inbound URL: from ``CONVERGER_PUBLIC_URL`` when set, else from
     the request (its scheme and host, as a proxy forwarded them)."""
-    base = request.app.ctx.settings.public_url.rstrip("/")
+    base = gw(request).settings.public_url.rstrip("/")
     if not base:
         base = f"{request.scheme}://{request.host}"
     return f"{base}/api/v1/channels/{channel_id}/inbound"
@@ -123,7 +113,7 @@ def inbound_url(request: Request, channel_id: str) -> str:
 async def run_action(request: Request, channel_id: str, action: str) -> dict[str, Any]:
     """Run ``action`` of the channel's type against its provider: the provider's answer, or
     a 404 (no such channel or action) / 502 (the provider refused, with its message)."""
-    ctx = request.app.ctx
+    ctx = gw(request)
     channel = await ctx.db.read(channels.get, channel_id)
     if channel is None:
         raise errors.not_found()
@@ -131,7 +121,7 @@ async def run_action(request: Request, channel_id: str, action: str) -> dict[str
     if adapter is None or action not in adapter.actions:
         raise errors.not_found(f"{channel.type} channels have no action {action!r}",
                                "unknown_action")
-    info = domain.channel_info(ctx.cipher, channel)
+    info = channel_ops.channel_info(ctx.cipher, channel)
     timeout = aiohttp.ClientTimeout(total=ctx.settings.webhook_timeout)
     async with outbound.session(ctx.settings, timeout) as session:  # the SSRF policy applies
         result = await adapter.run_action(session, info, action, inbound_url(request, channel.id))
@@ -152,10 +142,8 @@ async def action(request: Request, channel_id: str, action: str) -> HTTPResponse
 
 @bp.delete("/channels/<channel_id>")
 async def delete(request: Request, channel_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     channel_id = uuid_param(channel_id)
     who = await admin_auth(request, write=True)
-    if not await ctx.db.write(domain.delete_channel_tx, ctx.cipher, channel_id,
-                              (who.actor_type, who.actor_id), ctx.now_iso()):
-        raise errors.not_found()
+    await channel_ops.delete(ctx, who.actor, channel_id)
     return empty(204)

@@ -12,15 +12,17 @@ from sanic.response import HTTPResponse
 from store import admin_tokens, alerts, audit, conversations, queue, routing
 from store.models import Alert, Delivery
 
-from ... import domain, errors
+from ... import errors
 from ...auth import admin_auth
-from ...http import decode, empty, int_arg, json, uuid_param
-from ..compat.routing_rules import delete_rule_tx, save_rule_tx
+from ...domain import admin_tokens as token_ops
+from ...domain import deliveries as delivery_ops
+from ...domain import routing as rule_ops
+from ...http import decode, empty, gw, int_arg, json, uuid_param
 from ..schemas import AdminTokenCreate, RoutingRuleFields, conversation_out, rule_out
 
 bp = Blueprint("manage_records")
 
-DELIVERY_STATUSES = ("pending", "sent", "delivered", "read", "failed")
+DELIVERY_STATUSES = delivery_ops.STATUSES
 ALERT_STATUSES = ("pending", "sent", "failed")
 
 
@@ -43,7 +45,7 @@ async def _paged(request: Request, fn: Any, **filters: Any) -> tuple[list[Any], 
     limit = int_arg(request, "limit", 50)
     cursor = request.args.get("cursor")
     try:
-        return await request.app.ctx.db.read(
+        return await gw(request).db.read(
             lambda c: fn(c, limit=limit, cursor=cursor, **filters)
         )
     except ValueError:
@@ -73,29 +75,11 @@ async def list_deliveries(request: Request) -> HTTPResponse:
     return json({"data": [delivery_view(d) for d in items], "next": nxt})
 
 
-def _retry_tx(conn: Any, delivery_id: str, actor: tuple[str, str], now: str) -> Delivery | None:
-    d = queue.retry_now(conn, delivery_id, now)
-    if d is not None:
-        audit.record(conn, actor_type=actor[0], actor_id=actor[1], action="retry",
-                     resource_type="delivery", resource_id=delivery_id, tenant_id=d.tenant_id,
-                     now=now, after={"status": d.status, "next_attempt_at": d.next_attempt_at})
-    return d
-
-
 @bp.post("/deliveries/<delivery_id>/retry")
 async def retry_delivery(request: Request, delivery_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
     delivery_id = uuid_param(delivery_id)
     who = await admin_auth(request, write=True)
-    existing = await ctx.db.read(queue.get, delivery_id)
-    if existing is None:
-        raise errors.not_found()
-    d = await ctx.db.write(_retry_tx, delivery_id, (who.actor_type, who.actor_id), ctx.now_iso())
-    if d is None:
-        raise errors.conflict(f"delivery is {existing.status}; only failed or pending deliveries "
-                              "can be retried", "not_retryable")
-    for hook in ctx.on_enqueue:
-        hook(None, 1)
+    d = await delivery_ops.retry(gw(request), who.actor, delivery_id)
     return json({"data": delivery_view(d)})
 
 
@@ -126,7 +110,7 @@ async def channel_health(request: Request) -> HTTPResponse:
         ).fetchall()
         return [dict(r) for r in rows]
 
-    return json({"data": await request.app.ctx.db.read(latest), "next": None})
+    return json({"data": await gw(request).db.read(latest), "next": None})
 
 
 def alert_view(a: Alert) -> dict[str, Any]:
@@ -155,13 +139,13 @@ class _AdminRule(RoutingRuleFields, kw_only=True, forbid_unknown_fields=True):
 async def list_rules(request: Request) -> HTTPResponse:
     await admin_auth(request)
     ids = _uuid_args(request, "tenant_id")
-    rules = await request.app.ctx.db.read(routing.list_all, ids["tenant_id"])
+    rules = await gw(request).db.read(routing.list_all, ids["tenant_id"])
     return json({"data": [rule_out(r) for r in rules], "next": None})
 
 
 @bp.post("/routing_rules")
 async def create_rule(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     who = await admin_auth(request, write=True)
     body = decode(request, _AdminRule, empty_ok=False)
     if not isinstance(body.tenant_id, str):
@@ -170,38 +154,24 @@ async def create_rule(request: Request) -> HTTPResponse:
     fields = msgspec.convert(
         {k: v for k, v in msgspec.to_builtins(body).items() if k != "tenant_id"}, RoutingRuleFields
     )
-    rule = await ctx.db.write(save_rule_tx, tenant_id, None, fields, (who.actor_type, who.actor_id),
-                              ctx.now_iso())
+    rule = await rule_ops.create(ctx, who.actor, tenant_id, fields)
     return json({"data": rule_out(rule)}, status=201)
 
 
 @bp.patch("/routing_rules/<rule_id>")
 async def update_rule(request: Request, rule_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
     rule_id = uuid_param(rule_id)
     who = await admin_auth(request, write=True)
     fields = decode(request, RoutingRuleFields)
-    existing = await ctx.db.read(routing.get, rule_id)
-    if existing is None:
-        raise errors.not_found()
-    try:
-        rule = await ctx.db.write(save_rule_tx, existing.tenant_id, rule_id, fields,
-                                  (who.actor_type, who.actor_id), ctx.now_iso())
-    except LookupError:
-        raise errors.not_found() from None
+    rule = await rule_ops.update(gw(request), who.actor, rule_id, fields)
     return json({"data": rule_out(rule)})
 
 
 @bp.delete("/routing_rules/<rule_id>")
 async def delete_rule(request: Request, rule_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
     rule_id = uuid_param(rule_id)
     who = await admin_auth(request, write=True)
-    existing = await ctx.db.read(routing.get, rule_id)
-    if existing is None or not await ctx.db.write(
-        delete_rule_tx, existing.tenant_id, rule_id, (who.actor_type, who.actor_id), ctx.now_iso()
-    ):
-        raise errors.not_found()
+    await rule_ops.delete(gw(request), who.actor, rule_id)
     return empty(204)
 
 
@@ -209,19 +179,17 @@ async def delete_rule(request: Request, rule_id: str) -> HTTPResponse:
 @bp.get("/tokens")
 async def list_tokens(request: Request) -> HTTPResponse:
     await admin_auth(request)
-    rows = await request.app.ctx.db.read(admin_tokens.list_all)
+    rows = await gw(request).db.read(admin_tokens.list_all)
     return json({"data": [msgspec.to_builtins(r) for r in rows], "next": None})
 
 
 @bp.post("/tokens")
 async def create_token(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
     who = await admin_auth(request, write=True)
     if who.role != "super_admin":
         raise errors.forbidden("only a super_admin may create admin tokens", "forbidden_role")
     body = decode(request, AdminTokenCreate, empty_ok=False)
-    row, token = await ctx.db.write(domain.create_admin_token_tx, body.name, body.role,
-                                    (who.actor_type, who.actor_id), ctx.now_iso())
+    row, token = await token_ops.create(gw(request), who.actor, name=body.name, role=body.role)
     view = msgspec.to_builtins(row)
     view["token"] = token
     return json({"data": view}, status=201)
@@ -229,12 +197,9 @@ async def create_token(request: Request) -> HTTPResponse:
 
 @bp.delete("/tokens/<token_id>")
 async def revoke_token(request: Request, token_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
     token_id = uuid_param(token_id)
     who = await admin_auth(request, write=True)
     if who.role != "super_admin":
         raise errors.forbidden("only a super_admin may revoke admin tokens", "forbidden_role")
-    if not await ctx.db.write(domain.revoke_admin_token_tx, token_id,
-                              (who.actor_type, who.actor_id), ctx.now_iso()):
-        raise errors.not_found()
+    await token_ops.revoke(gw(request), who.actor, token_id)
     return empty(204)

@@ -7,33 +7,29 @@ from sanic.response import HTTPResponse
 
 from store import tenants
 
-from ... import domain, errors
+from ... import errors
 from ...auth import admin_auth
-from ...http import decode, empty, int_arg, json, set_fields, uuid_param
+from ...domain import tenants as tenant_ops
+from ...http import decode, empty, gw, int_arg, json, set_fields, uuid_param
 from ..schemas import TenantCreate, TenantPatch, tenant_out
 
 bp = Blueprint("manage_tenants")
 
 
-def _actor(p) -> tuple[str, str]:
-    return (p.actor_type, p.actor_id)
-
-
 @bp.post("/tenants")
 async def create(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     who = await admin_auth(request, write=True)
     body = decode(request, TenantCreate, empty_ok=False)
-    tenant, key = await ctx.db.write(
-        domain.create_tenant_tx, body.name, body.alert_webhook_url, body.status, _actor(who),
-        ctx.now_iso(),
-    )
+    tenant, key = await tenant_ops.create(ctx, who.actor, name=body.name,
+                                          alert_webhook_url=body.alert_webhook_url,
+                                          status=body.status)
     return json({"data": tenant_out(tenant, key)}, status=201)
 
 
 @bp.get("/tenants")
 async def index(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     await admin_auth(request)
     limit = int_arg(request, "limit", 50)
     try:
@@ -50,7 +46,7 @@ async def index(request: Request) -> HTTPResponse:
 async def show(request: Request, tenant_id: str) -> HTTPResponse:
     tenant_id = uuid_param(tenant_id)
     await admin_auth(request)
-    tenant = await request.app.ctx.db.read(tenants.get, tenant_id)
+    tenant = await gw(request).db.read(tenants.get, tenant_id)
     if tenant is None:
         raise errors.not_found()
     return json({"data": tenant_out(tenant)})
@@ -58,37 +54,28 @@ async def show(request: Request, tenant_id: str) -> HTTPResponse:
 
 @bp.patch("/tenants/<tenant_id>")
 async def update(request: Request, tenant_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     tenant_id = uuid_param(tenant_id)
     who = await admin_auth(request, write=True)
     body = decode(request, TenantPatch)
     changes = set_fields(body)
-    tenant = await ctx.db.write(domain.update_tenant_tx, tenant_id, changes, _actor(who), ctx.now_iso())
-    if tenant is None:
-        raise errors.not_found()
-    ctx.tenant_cache.clear()
+    tenant = await tenant_ops.update(ctx, who.actor, tenant_id, changes)
     return json({"data": tenant_out(tenant)})
 
 
 @bp.post("/tenants/<tenant_id>/rotate-key")
 async def rotate_key(request: Request, tenant_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     tenant_id = uuid_param(tenant_id)
     who = await admin_auth(request, write=True)
-    result = await ctx.db.write(domain.rotate_tenant_key_tx, tenant_id, _actor(who), ctx.now_iso())
-    if result is None:
-        raise errors.not_found()
-    ctx.tenant_cache.clear()
-    tenant, key = result
+    tenant, key = await tenant_ops.rotate_key(ctx, who.actor, tenant_id)
     return json({"data": tenant_out(tenant, key)})
 
 
 @bp.delete("/tenants/<tenant_id>")
 async def delete(request: Request, tenant_id: str) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = gw(request)
     tenant_id = uuid_param(tenant_id)
     who = await admin_auth(request, write=True)
-    if not await ctx.db.write(domain.delete_tenant_tx, tenant_id, _actor(who), ctx.now_iso()):
-        raise errors.not_found()
-    ctx.tenant_cache.clear()
+    await tenant_ops.delete(ctx, who.actor, tenant_id)
     return empty(204)

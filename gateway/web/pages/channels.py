@@ -13,10 +13,12 @@ from sanic.response import HTTPResponse, redirect
 import adapters
 from store import channels, dashboard
 
-from ... import domain, errors
 from ...auth import actor
+from ...domain import NotFound, ValidationFailed
+from ...domain import channels as channel_ops
+from ...http import gw
 from .. import kit
-from ..kit import arg, back, flash, form, render
+from ..kit import arg, back, flash, form, found, render
 from . import ADMIN
 
 # Config inputs per channel type: (key, label, secret?, required?). Secret inputs are
@@ -36,7 +38,7 @@ CONFIG_FIELDS: dict[str, list[tuple[str, str, bool, bool]]] = {
 
 def _types() -> list[dict[str, Any]]:
     # The adapter's own secret_fields win: a field it encrypts is never a plain text input.
-    return [{"type": t, "modes": list(a.supported_modes), "default": domain.default_mode(t),
+    return [{"type": t, "modes": list(a.supported_modes), "default": channel_ops.default_mode(t),
              "fields": [(k, label, secret or k in a.secret_fields, required)
                         for k, label, secret, required in CONFIG_FIELDS.get(t, [])]}
             for t, a in adapters.REGISTRY.items()]
@@ -106,12 +108,12 @@ async def channel_create(request: Request) -> HTTPResponse:
         return await _channels_page(request, 422, errors={"tenant_id": ["choose a tenant"]},
                                     values=values)
     try:
-        channel, secret = await ctx.db.write(lambda conn: domain.create_channel_tx(
-            conn, ctx.cipher, tenant_id=tenant_id, name=form(request, "name"),
+        channel, secret = await channel_ops.create(
+            gw(request), actor(request), tenant_id=tenant_id, name=form(request, "name"),
             type=form(request, "type"), mode=form(request, "mode") or None, config=config,
-            transformations=steps, status="active", actor=actor(request), now=ctx.now_iso()))
-    except errors.ApiError as exc:
-        return await _channels_page(request, 422, errors=kit.field_errors(exc), values=values)
+            transformations=steps)
+    except ValidationFailed as exc:
+        return await _channels_page(request, 422, errors=exc.fields, values=values)
     flash(request, "Channel created")
     token = ctx.tokens.channel_token(channel.id, channel.tenant_id)
     return await _channels_page(request, 201, shown_once={
@@ -121,18 +123,11 @@ async def channel_create(request: Request) -> HTTPResponse:
 
 async def set_status(request: Request, channel_id: str, tenant_id: str | None) -> bool:
     """Enable or disable a channel (``tenant_id`` set: only one of that tenant's)."""
-    ctx = request.app.ctx
     new = "inactive" if form(request, "status") == "inactive" else "active"
-
-    def tx(conn: Any) -> Any:
-        if tenant_id is not None and channels.get_for_tenant(conn, tenant_id, channel_id) is None:
-            return None
-        return domain.update_channel_tx(conn, ctx.cipher, channel_id, {"status": new},
-                                        actor(request), ctx.now_iso())
-
-    ok = await ctx.db.write(tx)
+    ok = await found(channel_ops.set_status(gw(request), actor(request), channel_id, new,
+                                            tenant_id=tenant_id))
     flash(request, "Status updated" if ok else "Channel not found", "ok" if ok else "error")
-    return bool(ok)
+    return ok
 
 
 @ADMIN.post("/channels/<channel_id:uuid>/status")
@@ -143,10 +138,9 @@ async def channel_status(request: Request, channel_id: Any) -> HTTPResponse:
 
 @ADMIN.post("/channels/<channel_id:uuid>/rotate")
 async def channel_rotate(request: Request, channel_id: Any) -> HTTPResponse:
-    ctx = request.app.ctx
-    result = await ctx.db.write(domain.rotate_channel_secret_tx, ctx.cipher, str(channel_id),
-                                actor(request), ctx.now_iso())
-    if result is None:
+    try:
+        result = await channel_ops.rotate_secret(gw(request), actor(request), str(channel_id))
+    except NotFound:
         flash(request, "Channel not found", "error")
         return redirect("/admin/channels")
     flash(request, "Secret rotated")
@@ -168,8 +162,6 @@ async def channel_token(request: Request, channel_id: Any) -> HTTPResponse:
 
 @ADMIN.post("/channels/<channel_id:uuid>/delete")
 async def channel_delete(request: Request, channel_id: Any) -> HTTPResponse:
-    ctx = request.app.ctx
-    ok = await ctx.db.write(domain.delete_channel_tx, ctx.cipher, str(channel_id), actor(request),
-                            ctx.now_iso())
+    ok = await found(channel_ops.delete(gw(request), actor(request), str(channel_id)))
     flash(request, "Channel deleted" if ok else "Channel not found", "ok" if ok else "error")
     return redirect("/admin/channels")

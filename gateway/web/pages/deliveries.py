@@ -9,20 +9,17 @@ from typing import Any
 from sanic import Request
 from sanic.response import HTTPResponse
 
-from store import audit, dashboard, queue
+from store import dashboard, queue
 
 from ...auth import actor
+from ...domain import Conflict, NotFound
+from ...domain import deliveries as delivery_ops
+from ...http import gw
 from .. import kit
 from ..kit import arg, back, flash, form, render
 from . import AREAS
 
-DELIVERY_STATUSES = ("pending", "sent", "delivered", "read", "failed")
-
-
-def _wake(request: Request, n: int) -> None:
-    # Workers sleep until told: wake them once the retried rows are committed.
-    for hook in request.app.ctx.on_enqueue:
-        hook(None, n)
+DELIVERY_STATUSES = delivery_ops.STATUSES
 
 
 async def deliveries_page(request: Request) -> HTTPResponse:
@@ -49,53 +46,24 @@ async def deliveries_page(request: Request) -> HTTPResponse:
 
 
 async def delivery_retry(request: Request, delivery_id: Any) -> HTTPResponse:
-    ctx = request.app.ctx
-    tenant_id = kit.own_tenant(request)
-    who, now = actor(request), ctx.now_iso()
-
-    def tx(conn: Any) -> Any:
-        found = queue.get(conn, str(delivery_id))
-        if found is None or (tenant_id and found.tenant_id != tenant_id):
-            return None
-        retried = queue.retry_now(conn, found.id, now)
-        if retried is not None:
-            audit.record(conn, actor_type=who[0], actor_id=who[1], action="retry",
-                         resource_type="delivery", resource_id=found.id, tenant_id=found.tenant_id,
-                         now=now, before={"status": found.status, "attempts": found.attempts,
-                                          "last_error": found.last_error},
-                         after={"status": retried.status})
-        return retried
-
-    retried = await ctx.db.write(tx)
-    if retried is not None:
-        _wake(request, 1)
+    try:
+        await delivery_ops.retry(gw(request), actor(request), str(delivery_id),
+                                 tenant_id=kit.own_tenant(request))
+        retried = True
+    except (NotFound, Conflict):
+        retried = False
     flash(request, "Delivery queued for retry" if retried else "This delivery cannot be retried now",
           "ok" if retried else "error")
     return back(request, f"/{request.ctx.area}/deliveries")
 
 
 async def deliveries_retry_failed(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
     channel_id = form(request, "channel_id")
-    tenant_id = kit.own_tenant(request)
     if not kit.is_uuid(channel_id):
         flash(request, "Choose a channel", "error")
         return back(request, f"/{request.ctx.area}/deliveries")
-    who, now = actor(request), ctx.now_iso()
-
-    def tx(conn: Any) -> int:
-        n = dashboard.retry_failed_of_channel(conn, channel_id, now, tenant_id)
-        if n:
-            owner = conn.execute("SELECT tenant_id FROM channels WHERE id = ?",
-                                 (channel_id,)).fetchone()
-            audit.record(conn, actor_type=who[0], actor_id=who[1], action="retry_failed",
-                         resource_type="channel", resource_id=channel_id,
-                         tenant_id=owner[0] if owner else None, now=now, after={"retried": n})
-        return n
-
-    n = await ctx.db.write(tx)
-    if n:
-        _wake(request, n)
+    n = await delivery_ops.retry_failed(gw(request), actor(request), channel_id,
+                                        tenant_id=kit.own_tenant(request))
     flash(request, f"{n} failed deliveries queued for retry")
     return back(request, f"/{request.ctx.area}/deliveries")
 

@@ -14,10 +14,11 @@ from sanic.response import HTTPResponse, redirect, text
 import adapters
 from store import channels, dashboard, users
 
-from ... import errors
 from ...auth import actor
-from .. import accounts, kit
-from ..kit import flash, form, render
+from ...domain import ValidationFailed
+from ...domain import users as user_ops
+from ...http import gw
+from ..kit import flash, form, found, render
 from . import PORTAL
 from .channels import set_status
 from .users import change_user, create_tenant_user, new_status
@@ -84,9 +85,9 @@ async def user_create(request: Request) -> HTTPResponse:
         role = "invalid"
     try:
         await create_tenant_user(request, request.ctx.user.tenant_id, role)
-    except errors.ApiError as exc:
+    except ValidationFailed as exc:
         values = {k: form(request, k) for k in ("email", "name", "role")}
-        return await _users_page(request, 422, errors=kit.field_errors(exc), values=values)
+        return await _users_page(request, 422, errors=exc.fields, values=values)
     flash(request, "User created")
     return redirect("/portal/users")
 
@@ -95,20 +96,18 @@ async def user_create(request: Request) -> HTTPResponse:
 async def user_status(request: Request, user_id: Any) -> HTTPResponse:
     if (refused := _managers_only(request)) is not None:
         return refused
-    ctx = request.app.ctx
     return await change_user(
         request, user_id, "/portal/users", "status",
-        lambda: ctx.db.write(accounts.update_tenant_user_tx, str(user_id),
-                             {"status": new_status(request)}, actor(request), ctx.now_iso(),
-                             request.ctx.user.tenant_id))
+        lambda: found(user_ops.update_tenant_user(gw(request), actor(request), str(user_id),
+                                                  {"status": new_status(request)},
+                                                  tenant_id=request.ctx.user.tenant_id)))
 
 
 @PORTAL.post("/users/<user_id:uuid>/delete")
 async def user_delete(request: Request, user_id: Any) -> HTTPResponse:
     if (refused := _managers_only(request)) is not None:
         return refused
-    ctx = request.app.ctx
     return await change_user(
         request, user_id, "/portal/users", "delete",
-        lambda: ctx.db.write(accounts.delete_tenant_user_tx, str(user_id), actor(request),
-                             ctx.now_iso(), request.ctx.user.tenant_id))
+        lambda: found(user_ops.delete_tenant_user(gw(request), actor(request), str(user_id),
+                                                  tenant_id=request.ctx.user.tenant_id)))

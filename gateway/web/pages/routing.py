@@ -11,11 +11,12 @@ from sanic.response import HTTPResponse, redirect
 
 from store import channels, dashboard, routing
 
-from ... import errors
 from ...auth import actor
-from ...domain import RoutingRuleFields, delete_rule_tx, save_rule_tx
+from ...domain import ValidationFailed
+from ...domain import routing as rule_ops
+from ...http import gw
 from .. import kit
-from ..kit import back, flash, form, render
+from ..kit import back, flash, form, found, render
 from . import ADMIN, AREAS
 
 
@@ -35,29 +36,19 @@ async def rules_page(request: Request, status: int = 200, **extra: Any) -> HTTPR
 
 
 async def rule_toggle(request: Request, rule_id: Any) -> HTTPResponse:
-    ctx = request.app.ctx
-    tenant_id = kit.own_tenant(request)
-
-    def tx(conn: Any) -> Any:
-        rule = routing.get(conn, str(rule_id))
-        if rule is None or (tenant_id is not None and rule.tenant_id != tenant_id):
-            return None
-        return save_rule_tx(conn, rule.tenant_id, rule.id, RoutingRuleFields(enabled=not rule.enabled),
-                            actor(request), ctx.now_iso())
-
     try:
-        rule = await ctx.db.write(tx)
-    except errors.ApiError as exc:  # enabling can close a cycle
+        ok = await found(rule_ops.toggle(gw(request), actor(request), str(rule_id),
+                                         tenant_id=kit.own_tenant(request)))
+    except ValidationFailed as exc:  # enabling can close a cycle
         flash(request, "Cannot enable: " + "; ".join(
-            m for msgs in kit.field_errors(exc).values() for m in msgs), "error")
+            m for msgs in exc.fields.values() for m in msgs), "error")
         return back(request, f"/{request.ctx.area}/routing_rules")
-    flash(request, "Rule toggled" if rule else "Rule not found", "ok" if rule else "error")
+    flash(request, "Rule toggled" if ok else "Rule not found", "ok" if ok else "error")
     return back(request, f"/{request.ctx.area}/routing_rules")
 
 
 @ADMIN.post("/routing_rules", name="admin_rule_create")
 async def rule_create(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
     tenant_id = form(request, "tenant_id")
     targets = [t for t in (request.form.getlist("target_channel_ids") if request.form else None)
                or [] if t]
@@ -67,26 +58,19 @@ async def rule_create(request: Request) -> HTTPResponse:
     if not kit.is_uuid(tenant_id):
         return await rules_page(request, 422, errors={"tenant_id": ["choose a tenant"]},
                                 values=values)
-    fields = RoutingRuleFields(name=name, source_channel_id=source, target_channel_ids=targets,
-                               enabled=True)
+    fields = rule_ops.RuleFields(name=name, source_channel_id=source, target_channel_ids=targets,
+                                 enabled=True)
     try:
-        await ctx.db.write(save_rule_tx, tenant_id, None, fields, actor(request), ctx.now_iso())
-    except errors.ApiError as exc:
-        return await rules_page(request, 422, errors=kit.field_errors(exc), values=values)
+        await rule_ops.create(gw(request), actor(request), tenant_id, fields)
+    except ValidationFailed as exc:
+        return await rules_page(request, 422, errors=exc.fields, values=values)
     flash(request, "Routing rule created")
     return redirect("/admin/routing_rules")
 
 
 @ADMIN.post("/routing_rules/<rule_id:uuid>/delete", name="admin_rule_delete")
 async def rule_delete(request: Request, rule_id: Any) -> HTTPResponse:
-    ctx = request.app.ctx
-
-    def tx(conn: Any) -> bool:
-        rule = routing.get(conn, str(rule_id))
-        return rule is not None and delete_rule_tx(conn, rule.tenant_id, rule.id, actor(request),
-                                                   ctx.now_iso())
-
-    ok = await ctx.db.write(tx)
+    ok = await found(rule_ops.delete(gw(request), actor(request), str(rule_id)))
     flash(request, "Rule deleted" if ok else "Rule not found", "ok" if ok else "error")
     return redirect("/admin/routing_rules")
 

@@ -16,7 +16,7 @@ from sanic.response import HTTPResponse, redirect, text
 
 from store import tenants, users
 
-from ... import errors
+from ...domain import Actor, ValidationFailed
 from .. import kit, security
 from ..kit import flash, form, render
 from . import ADMIN, PORTAL
@@ -200,11 +200,10 @@ async def setup(request: Request, token: str) -> HTTPResponse:
     web.setup_token = None  # taken before the first await: two racing posts cannot both use it
     try:
         user = await create_admin(request, form(request, "email"), form(request, "name"),
-                                  form(request, "password"), "super_admin", ("system", "setup"))
-    except errors.ApiError as exc:
+                                  form(request, "password"), "super_admin", Actor("system", "setup"))
+    except ValidationFailed as exc:
         web.setup_token = token  # not used up by a form with mistakes
-        return render(request, "admin/setup.html", status=422, token=token,
-                      errors=kit.field_errors(exc))
+        return render(request, "admin/setup.html", status=422, token=token, errors=exc.fields)
     kit.replace_session(request, {"uid": user.id})
     flash(request, f"Welcome, {user.name}! You are the first super admin.")
     return redirect("/admin")

@@ -11,10 +11,11 @@ from sanic.response import HTTPResponse, redirect
 
 from store import tenants
 
-from ... import domain, errors
 from ...auth import actor
-from .. import kit
-from ..kit import arg, back, flash, form, render
+from ...domain import NotFound, ValidationFailed
+from ...domain import tenants as tenant_ops
+from ...http import gw
+from ..kit import arg, back, flash, form, found, render
 from . import ADMIN
 
 
@@ -34,13 +35,12 @@ async def tenants_page(request: Request) -> HTTPResponse:
 
 @ADMIN.post("/tenants")
 async def tenant_create(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
     try:
-        tenant, api_key = await ctx.db.write(
-            domain.create_tenant_tx, form(request, "name"), form(request, "alert_webhook_url") or None,
-            "active", actor(request), ctx.now_iso())
-    except errors.ApiError as exc:
-        return await _tenants_page(request, 422, errors=kit.field_errors(exc),
+        tenant, api_key = await tenant_ops.create(
+            gw(request), actor(request), name=form(request, "name"),
+            alert_webhook_url=form(request, "alert_webhook_url") or None)
+    except ValidationFailed as exc:
+        return await _tenants_page(request, 422, errors=exc.fields,
                                    values=dict(request.form or {}))
     flash(request, "Tenant created")
     # Rendered here, not after a redirect: the key exists only in this response.
@@ -50,37 +50,30 @@ async def tenant_create(request: Request) -> HTTPResponse:
 
 @ADMIN.post("/tenants/<tenant_id:uuid>/status")
 async def tenant_status(request: Request, tenant_id: Any) -> HTTPResponse:
-    ctx = request.app.ctx
     new = "inactive" if form(request, "status") == "inactive" else "active"
-    result = await ctx.db.write(domain.update_tenant_tx, str(tenant_id), {"status": new},
-                                actor(request), ctx.now_iso())
-    ctx.tenant_cache.clear()
-    flash(request, "Status updated" if result else "Tenant not found", "ok" if result else "error")
+    ok = await found(tenant_ops.set_status(gw(request), actor(request), str(tenant_id), new))
+    flash(request, "Status updated" if ok else "Tenant not found", "ok" if ok else "error")
     return back(request, "/admin/tenants")
 
 
 @ADMIN.post("/tenants/<tenant_id:uuid>/webhook")
 async def tenant_webhook(request: Request, tenant_id: Any) -> HTTPResponse:
-    ctx = request.app.ctx
     try:
-        result = await ctx.db.write(domain.update_tenant_tx, str(tenant_id),
-                                    {"alert_webhook_url": form(request, "alert_webhook_url")},
-                                    actor(request), ctx.now_iso())
-    except errors.ApiError as exc:
-        flash(request, "Alert webhook URL: " + "; ".join(
-            sum(kit.field_errors(exc).values(), [])), "error")
+        ok = await found(tenant_ops.update(
+            gw(request), actor(request), str(tenant_id),
+            {"alert_webhook_url": form(request, "alert_webhook_url")}))
+    except ValidationFailed as exc:
+        flash(request, "Alert webhook URL: " + "; ".join(sum(exc.fields.values(), [])), "error")
         return back(request, "/admin/tenants")
-    flash(request, "Alert webhook updated" if result else "Tenant not found")
+    flash(request, "Alert webhook updated" if ok else "Tenant not found")
     return back(request, "/admin/tenants")
 
 
 @ADMIN.post("/tenants/<tenant_id:uuid>/rotate")
 async def tenant_rotate(request: Request, tenant_id: Any) -> HTTPResponse:
-    ctx = request.app.ctx
-    result = await ctx.db.write(domain.rotate_tenant_key_tx, str(tenant_id), actor(request),
-                                ctx.now_iso())
-    ctx.tenant_cache.clear()
-    if result is None:
+    try:
+        result = await tenant_ops.rotate_key(gw(request), actor(request), str(tenant_id))
+    except NotFound:
         flash(request, "Tenant not found", "error")
         return redirect("/admin/tenants")
     flash(request, "API key rotated: the old key no longer works")
@@ -90,11 +83,9 @@ async def tenant_rotate(request: Request, tenant_id: Any) -> HTTPResponse:
 
 @ADMIN.post("/tenants/<tenant_id:uuid>/delete")
 async def tenant_delete(request: Request, tenant_id: Any) -> HTTPResponse:
-    ctx = request.app.ctx
     if form(request, "confirm") != "yes":
         flash(request, "Deletion not confirmed", "error")
         return redirect("/admin/tenants")
-    ok = await ctx.db.write(domain.delete_tenant_tx, str(tenant_id), actor(request), ctx.now_iso())
-    ctx.tenant_cache.clear()
+    ok = await found(tenant_ops.delete(gw(request), actor(request), str(tenant_id)))
     flash(request, "Tenant deleted" if ok else "Tenant not found", "ok" if ok else "error")
     return redirect("/admin/tenants")

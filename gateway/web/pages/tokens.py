@@ -10,10 +10,12 @@ from sanic.response import HTTPResponse, redirect
 
 from store import admin_tokens, users
 
-from ... import domain, errors
 from ...auth import actor
+from ...domain import ValidationFailed
+from ...domain import admin_tokens as token_ops
+from ...http import gw
 from .. import kit
-from ..kit import flash, form, render
+from ..kit import flash, form, found, render
 from . import ADMIN
 
 
@@ -32,12 +34,11 @@ async def tokens_page(request: Request) -> HTTPResponse:
 async def token_create(request: Request) -> HTTPResponse:
     if (refused := kit.super_only(request)) is not None:
         return refused
-    ctx = request.app.ctx
     try:
-        row, token = await ctx.db.write(domain.create_admin_token_tx, form(request, "name"),
-                                        form(request, "role"), actor(request), ctx.now_iso())
-    except errors.ApiError as exc:
-        return await _tokens_page(request, 422, errors=kit.field_errors(exc))
+        row, token = await token_ops.create(gw(request), actor(request),
+                                            name=form(request, "name"), role=form(request, "role"))
+    except ValidationFailed as exc:
+        return await _tokens_page(request, 422, errors=exc.fields)
     flash(request, "Token created")
     return await _tokens_page(request, 201, shown_once={"what": f"admin API token {row.name}",
                                                         "value": token})
@@ -47,8 +48,6 @@ async def token_create(request: Request) -> HTTPResponse:
 async def token_revoke(request: Request, token_id: Any) -> HTTPResponse:
     if (refused := kit.super_only(request)) is not None:
         return refused
-    ctx = request.app.ctx
-    ok = await ctx.db.write(domain.revoke_admin_token_tx, str(token_id), actor(request),
-                            ctx.now_iso())
+    ok = await found(token_ops.revoke(gw(request), actor(request), str(token_id)))
     flash(request, "Token revoked" if ok else "Token not found", "ok" if ok else "error")
     return redirect("/admin/tokens")

@@ -1,10 +1,9 @@
 """The admin's people pages: admin users (super admins manage them) and every tenant's users.
-The rules (valid e-mail, roles, unique e-mail) are in ``gateway.web.accounts``; passwords are
-hashed here, off the event loop, before the change is written."""
+The rules (valid e-mail, roles, unique e-mail, password length) and the hashing of passwords
+are in ``gateway.domain.users``."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,31 +12,25 @@ from sanic.response import HTTPResponse, redirect
 
 from store import dashboard, users
 
-from ... import errors
 from ...auth import actor
-from .. import accounts, kit, security
-from ..kit import arg, back, flash, form, render
+from ...domain import Actor, ValidationFailed
+from ...domain import users as user_ops
+from ...http import gw
+from .. import kit
+from ..kit import arg, back, flash, form, found, render
 from . import ADMIN
 
 
-async def hashed(password: str) -> str:
-    """The argon2 hash of a new password ("" for none: the rules then refuse it)."""
-    return await asyncio.to_thread(security.hash_password, password) if password else ""
-
-
 async def create_admin(request: Request, email: str, name: str, password: str, role: str,
-                       who: tuple[str, str]) -> users.AdminUser:
-    return await request.app.ctx.db.write(
-        accounts.create_admin_tx, email, name, password, await hashed(password), role, who,
-        request.app.ctx.now_iso())
+                       who: Actor) -> users.AdminUser:
+    return await user_ops.create_admin(gw(request), who, email=email, name=name,
+                                       password=password, role=role)
 
 
 async def create_tenant_user(request: Request, tenant_id: str, role: str) -> users.TenantUser:
-    ctx = request.app.ctx
-    password = form(request, "password")
-    return await ctx.db.write(accounts.create_tenant_user_tx, tenant_id, form(request, "email"),
-                              form(request, "name"), password, await hashed(password), role,
-                              actor(request), ctx.now_iso())
+    return await user_ops.create_tenant_user(
+        gw(request), actor(request), tenant_id=tenant_id, email=form(request, "email"),
+        name=form(request, "name"), password=form(request, "password"), role=role)
 
 
 async def change_user(request: Request, user_id: Any, page: str, action: str,
@@ -77,9 +70,9 @@ async def user_create(request: Request) -> HTTPResponse:
     try:
         await create_admin(request, form(request, "email"), form(request, "name"),
                            form(request, "password"), form(request, "role"), actor(request))
-    except errors.ApiError as exc:
+    except ValidationFailed as exc:
         values = {k: form(request, k) for k in ("email", "name", "role")}
-        return await _users_page(request, 422, errors=kit.field_errors(exc), values=values)
+        return await _users_page(request, 422, errors=exc.fields, values=values)
     flash(request, "Admin user created")
     return redirect("/admin/users")
 
@@ -88,21 +81,19 @@ async def user_create(request: Request) -> HTTPResponse:
 async def user_status(request: Request, user_id: Any) -> HTTPResponse:
     if (refused := kit.super_only(request)) is not None:
         return refused
-    ctx = request.app.ctx
     return await change_user(
         request, user_id, "/admin/users", "status",
-        lambda: ctx.db.write(accounts.update_admin_tx, str(user_id), {"status": new_status(request)},
-                             actor(request), ctx.now_iso()))
+        lambda: found(user_ops.update_admin(gw(request), actor(request), str(user_id),
+                                            {"status": new_status(request)})))
 
 
 @ADMIN.post("/users/<user_id:uuid>/delete")
 async def user_delete(request: Request, user_id: Any) -> HTTPResponse:
     if (refused := kit.super_only(request)) is not None:
         return refused
-    ctx = request.app.ctx
     return await change_user(
         request, user_id, "/admin/users", "delete",
-        lambda: ctx.db.write(accounts.delete_admin_tx, str(user_id), actor(request), ctx.now_iso()))
+        lambda: found(user_ops.delete_admin(gw(request), actor(request), str(user_id))))
 
 
 # -- tenant users -------------------------------------------------------------------------------
@@ -128,26 +119,23 @@ async def tenant_users_page(request: Request) -> HTTPResponse:
 async def tenant_user_create(request: Request) -> HTTPResponse:
     try:
         await create_tenant_user(request, form(request, "tenant_id"), form(request, "role"))
-    except errors.ApiError as exc:
+    except ValidationFailed as exc:
         values = {k: form(request, k) for k in ("tenant_id", "email", "name", "role")}
-        return await _tenant_users_page(request, 422, errors=kit.field_errors(exc), values=values)
+        return await _tenant_users_page(request, 422, errors=exc.fields, values=values)
     flash(request, "Tenant user created")
     return back(request, "/admin/tenant_users")
 
 
 @ADMIN.post("/tenant_users/<user_id:uuid>/status")
 async def tenant_user_status(request: Request, user_id: Any) -> HTTPResponse:
-    ctx = request.app.ctx
-    ok = await ctx.db.write(accounts.update_tenant_user_tx, str(user_id),
-                            {"status": new_status(request)}, actor(request), ctx.now_iso())
+    ok = await found(user_ops.update_tenant_user(gw(request), actor(request), str(user_id),
+                                                 {"status": new_status(request)}))
     flash(request, "Status updated" if ok else "User not found", "ok" if ok else "error")
     return back(request, "/admin/tenant_users")
 
 
 @ADMIN.post("/tenant_users/<user_id:uuid>/delete")
 async def tenant_user_delete(request: Request, user_id: Any) -> HTTPResponse:
-    ctx = request.app.ctx
-    ok = await ctx.db.write(accounts.delete_tenant_user_tx, str(user_id), actor(request),
-                            ctx.now_iso())
+    ok = await found(user_ops.delete_tenant_user(gw(request), actor(request), str(user_id)))
     flash(request, "User deleted" if ok else "User not found", "ok" if ok else "error")
     return back(request, "/admin/tenant_users")

@@ -18,9 +18,13 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from gateway import config, domain
+from gateway import config
+from gateway.context import Gateway
 from gateway.crypto import Cipher
+from gateway.domain import channels as channel_ops
+from gateway.domain import tenants as tenant_ops
 from gateway.hub import Hub, Subscriber
+from gateway.tokens import Tokens
 from gateway.workers import expiry, health
 from gateway.workers.alerts import AlertSender
 from gateway.workers.scheduler import Scheduler
@@ -67,11 +71,13 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 
 @pytest.fixture
-async def ctx(tmp_path: Path) -> AsyncIterator[SimpleNamespace]:
+async def ctx(tmp_path: Path) -> AsyncIterator[Gateway]:
     settings = config.load({}, data_dir=str(tmp_path), outbound_allow="127.0.0.0/8")
     db = Database(tmp_path / "jobs.db")
     db.start(prepare=migrations.apply)
-    ctx = SimpleNamespace(db=db, hub=Hub(), cipher=Cipher("k" * 32), settings=settings, log=log)
+    ctx = Gateway(settings=settings, log=log, cipher=Cipher("k" * 32), tokens=Tokens("k" * 32),
+                  hub=Hub())
+    ctx.attach(db)
     ctx.alerts = AlertSender(ctx)
     await ctx.alerts.start(loop=False)  # the tests run its rounds with their own clock
     yield ctx
@@ -81,9 +87,9 @@ async def ctx(tmp_path: Path) -> AsyncIterator[SimpleNamespace]:
 
 async def _tenant_channel(ctx: SimpleNamespace, alert_url: str | None, type: str = "webhook") -> tuple[Any, Any, str]:
     def tx(conn):
-        tenant, _ = domain.create_tenant_tx(conn, "t", alert_url, "active", ACTOR, iso(T0))
+        tenant, _ = tenant_ops.create_tx(conn, "t", alert_url, "active", ACTOR, iso(T0))
         cfg = {"url": "http://127.0.0.1:9/x"} if type == "webhook" else {}
-        channel, secret = domain.create_channel_tx(
+        channel, secret = channel_ops.create_tx(
             conn, ctx.cipher, tenant_id=tenant.id, name=f"ch-{type}", type=type, mode=None,
             config=cfg, transformations=[], status="active", actor=ACTOR, now=iso(T0))
         return tenant, channel, secret

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from adapters.base import StatusUpdate
+from gateway.domain import receipts
 from gateway.hub import Hub, Subscriber
-from gateway.pipeline import receipts
 from store import activities, channels, conversations, migrations, queue, tenants
 from store.connect import connect
 
@@ -34,12 +35,7 @@ def test_receipts_publish_delivery_status(tmp_path: Path) -> None:
     seen: list[tuple[str, Any]] = []
     hub.subscribe(f"conversation:{conv.id}", Subscriber(lambda e, p: seen.append((e, p)) or True))
 
-    class App:
-        class ctx:  # noqa: N801 - the shape of app.ctx
-            pass
-
-    App.ctx.hub = hub  # type: ignore[attr-defined]
-    receipts.publish(App, changed[0])
+    receipts.publish(SimpleNamespace(hub=hub), changed[0])  # only the gateway's hub is used
     assert seen == [("delivery_status", {
         "delivery_id": d.id, "activity_id": act.id, "channel_id": ch.id, "status": "read",
         "sent_at": now, "delivered_at": None, "read_at": "2023-11-14T22:13:20.000000Z"})]

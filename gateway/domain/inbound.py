@@ -1,6 +1,6 @@
-"""An inbound message from a provider becomes an activity: deduped by the provider's message
-id, threaded by (channel, sender) into that sender's open conversation (DESIGN §7), in one
-write transaction with its deliveries."""
+"""An inbound message from a provider becomes an activity: deduplicated by the provider's message
+id, threaded by (channel, sender) into that sender's open conversation, in one write transaction
+with its deliveries (docs/adapters.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from adapters.base import InboundMessage
 from store import activities, conversations, threads
 from store.models import Channel
 
-from .activities import Created, NewActivity, NotFound, insert_tx
+from ..context import Gateway
+from .activities import Created, NewActivity, after_commit, insert_tx
+from .errors import NotFound
 
 SOURCE = {"source": "inbound_webhook"}
 
@@ -24,7 +26,7 @@ def inbound_tx(conn: sqlite3.Connection, channel: Channel, msg: InboundMessage, 
     if msg.conversation_id:
         conv = conversations.get_for_tenant(conn, channel.tenant_id, msg.conversation_id)
         if conv is None:
-            raise NotFound(msg.conversation_id)
+            raise NotFound("conversation")
     else:
         # The conversation key is the sender, or the adapter's thread (a chat, a Slack
         # thread); a thread this channel holds for a conversation routed to it comes first.
@@ -39,3 +41,10 @@ def inbound_tx(conn: sqlite3.Connection, channel: Channel, msg: InboundMessage, 
         metadata=msg.metadata, source_channel_id=channel.id, external_id=msg.external_id,
     )
     return insert_tx(conn, channel.tenant_id, conv.id, new, now)
+
+
+async def receive(gw: Gateway, channel: Channel, msg: InboundMessage) -> Created:
+    """One inbound message of ``channel``, committed (or found again) when this returns."""
+    result: Created = await gw.db.write(inbound_tx, channel, msg, gw.now_iso())
+    await after_commit(gw, result)
+    return result

@@ -1,5 +1,5 @@
-"""Delivery state changes that subscribers hear about: a delivery became ``sent``, or a receipt
-moved it (reference §8.2, §10.7). Shared by the workers and the inbound routes."""
+"""Delivery receipts (sent, delivered, read, failed) from providers, and the ``delivery_status``
+event subscribers hear when a delivery moves (docs/realtime.md)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from adapters.base import StatusUpdate
 from store import queue
 from store.models import Delivery
 
+from ..context import Gateway
+
 
 def status_payload(d: Delivery) -> dict[str, Any]:
-    """The ``delivery_status`` event payload (reference §8.2)."""
+    """The ``delivery_status`` event payload."""
     return {
         "delivery_id": d.id, "activity_id": d.activity_id, "channel_id": d.channel_id,
         "status": d.status, "sent_at": d.sent_at, "delivered_at": d.delivered_at,
@@ -20,9 +22,9 @@ def status_payload(d: Delivery) -> dict[str, Any]:
     }
 
 
-def publish(app: Any, d: Delivery) -> None:
+def publish(gw: Gateway, d: Delivery) -> None:
     """Push ``delivery_status`` to the conversation's subscribers (call after commit)."""
-    app.ctx.hub.publish(f"conversation:{d.conversation_id}", "delivery_status", status_payload(d))
+    gw.hub.publish(f"conversation:{d.conversation_id}", "delivery_status", status_payload(d))
 
 
 def apply_tx(
@@ -44,3 +46,12 @@ def apply_tx(
         if moved is not None:
             changed.append(moved)
     return processed, changed
+
+
+async def apply(gw: Gateway, channel_id: str, updates: list[StatusUpdate]) -> int:
+    """Apply receipts, then tell subscribers of each delivery that moved; returns how many
+    receipts found their delivery."""
+    processed, changed = await gw.db.write(apply_tx, channel_id, updates, gw.now_iso())
+    for d in changed:
+        publish(gw, d)
+    return processed

@@ -1,9 +1,10 @@
-"""Creating an activity, from every entry point: insert and enqueue its deliveries in one
-transaction (the outbox), then — only after commit — broadcast it and wake the workers.
+"""Creating an activity, from every entry point (the two APIs, the sockets, uploads, inbound
+webhooks): insert it and enqueue its deliveries in one transaction (the outbox), then — only
+after commit — broadcast it and hand the deliveries to the delivery backend.
 
 In an active echo channel's conversation, the echo bot's reply to a non-bot message is made in
-that same transaction (DESIGN §7): once the message is acknowledged its reply is committed too,
-and a crash can never leave a message unanswered or answered twice."""
+that same transaction: once the message is acknowledged its reply is committed too, and a crash
+can never leave a message unanswered or answered twice (docs/delivery.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from adapters.echo import EchoAdapter
 from store import activities, channels, conversations, queue, routing
 from store.models import Activity, Channel
 
-from .. import errors
+from ..context import Gateway
+from .errors import Conflict, NotFound
 
 
 class NewActivity(msgspec.Struct, kw_only=True):
@@ -39,21 +41,19 @@ class Created(msgspec.Struct):
     reply: Created | None = None  # the echo bot's reply, committed with the activity
 
 
-class NotFound(Exception):
-    pass
-
-
-class Closed(Exception):
-    pass
+def closed(conversation_id: str) -> Conflict:
+    return Conflict("conversation is closed", "conversation_closed")
 
 
 def insert_tx(
     conn: sqlite3.Connection, tenant_id: str, conversation_id: str, new: NewActivity, now: str
 ) -> Created:
-    """The write transaction: check, dedupe, insert, enqueue."""
+    """The write transaction: check, dedupe, insert, enqueue. A replay (same idempotency key,
+    or same provider message id on the same channel) finds the first activity, even in a
+    conversation closed since; a new activity in a closed conversation is refused."""
     conv = conversations.get_for_tenant(conn, tenant_id, conversation_id)
     if conv is None:
-        raise NotFound(conversation_id)
+        raise NotFound("conversation")
     if new.idempotency_key is not None:
         existing = activities.by_idempotency_key(conn, conversation_id, new.idempotency_key)
         if existing is not None:
@@ -63,7 +63,7 @@ def insert_tx(
         if existing is not None:
             return Created(existing, False, 0)
     if conv.status != "active":
-        raise Closed(conversation_id)
+        raise closed(conversation_id)
     activity = activities.insert(
         conn, tenant_id=tenant_id, conversation_id=conversation_id, sender=new.sender, now=now,
         type=new.type, text=new.text, attachments=new.attachments, metadata=new.metadata,
@@ -96,35 +96,25 @@ def enqueue_tx(conn: sqlite3.Connection, primary: Channel | None, activity: Acti
     return queue.enqueue(conn, activity, [c.id for c in targets], now)
 
 
-async def create(app: Any, tenant_id: str, conversation_id: str, new: NewActivity) -> Created:
-    """Create (or find, on an idempotent replay) an activity; committed when this returns."""
-    ctx = app.ctx
-    try:
-        result: Created = await ctx.db.write(insert_tx, tenant_id, conversation_id, new, ctx.now_iso())
-    except NotFound:
-        raise errors.not_found() from None
-    except Closed:
-        raise errors.conflict("conversation is closed", "conversation_closed") from None
-    if result.created:
-        after_commit(app, result)
-        # The inline pipeline (development) makes its one attempt inside the request.
-        inline = getattr(ctx, "deliver_inline", None)
-        if inline is not None:
-            for done in (result, result.reply):
-                if done is not None and done.deliveries:
-                    await inline(done.activity)
+async def create(gw: Gateway, tenant_id: str, conversation_id: str, new: NewActivity) -> Created:
+    """Create (or find, on an idempotent replay) an activity; committed when this returns.
+
+    Raises ``NotFound`` (no such conversation for this tenant) or ``Conflict``
+    (``conversation_closed``)."""
+    result: Created = await gw.db.write(insert_tx, tenant_id, conversation_id, new, gw.now_iso())
+    await after_commit(gw, result)
     return result
 
 
-def after_commit(app: Any, result: Created) -> None:
-    """Side effects of a committed new activity: broadcast once, then wake delivery."""
-    ctx = app.ctx
-    a = result.activity
-    ctx.metrics_activities += 1
-    for hook in ctx.on_activity:
-        hook(a)
-    if result.deliveries:
-        for hook in ctx.on_enqueue:
-            hook(a, result.deliveries)
-    if result.reply is not None:  # after the message: subscribers see them in seq order
-        after_commit(app, result.reply)
+async def after_commit(gw: Gateway, result: Created) -> None:
+    """The effects of a committed new activity, once: broadcast it (then the echo reply: seq
+    order), then hand their deliveries to the delivery backend. Nothing for a replay."""
+    if not result.created:
+        return
+    done = [result] if result.reply is None else [result, result.reply]
+    for r in done:
+        for hook in gw.on_activity:
+            hook(r.activity)
+    for r in done:
+        if r.deliveries:
+            await gw.delivery.enqueued(r.activity, r.deliveries)

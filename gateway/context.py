@@ -1,0 +1,173 @@
+"""The ``Gateway``: everything a running converger holds, typed, in one object.
+
+``create_app`` builds one and hands it to Sanic as ``app.ctx``; the domain operations
+(``gateway/domain/``) take it as their first argument, so the same object serves a request
+handler, a page, a worker, the CLI and a unit test. Nothing here imports Sanic: a test or the
+CLI builds a ``Gateway`` without a server (``Gateway.offline``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from store.db import Database
+from store.models import Activity, Tenant
+from store.util import iso, utcnow
+
+from .config import Settings
+from .crypto import Cipher, secret_key
+from .hub import Hub
+from .tokens import Tokens
+
+if TYPE_CHECKING:  # only for annotations: these import the gateway's outer layers
+    from .connlimit import Limits
+    from .domain import Actor
+    from .ratelimit import DeliveryLimiter, Limiter
+    from .replication import Supervisor
+    from .workers.scheduler import Scheduler
+
+TENANT_CACHE_TTL = 2.0
+
+
+class TenantCache:
+    """API-key hash → tenant for a moment, so the hot path skips a read. Every tenant change
+    made through the domain clears it (``gateway/domain/tenants.py``)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[float, Tenant | None]] = {}
+
+    def get(self, key_hash: str) -> tuple[bool, Tenant | None]:
+        item = self._items.get(key_hash)
+        if item is None or item[0] < time.monotonic():
+            return False, None
+        return True, item[1]
+
+    def put(self, key_hash: str, tenant: Tenant | None) -> None:
+        if len(self._items) > 10_000:
+            self._items.clear()
+        self._items[key_hash] = (time.monotonic() + TENANT_CACHE_TTL, tenant)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class DeliveryBackend(Protocol):
+    """Where committed deliveries go. The queue backend wakes its workers; the inline backend
+    (``CONVERGER_PIPELINE=inline``, development) makes the attempts before returning."""
+
+    async def enqueued(self, activity: Activity | None, count: int) -> None:
+        """``count`` deliveries were committed: of ``activity``, or (None) made due by hand."""
+        ...
+
+    def alive(self) -> dict[str, Any]:
+        ...
+
+
+class NoDelivery:
+    """The backend of a gateway without workers (the CLI, unit tests): rows wait in the queue
+    for a server to send them."""
+
+    async def enqueued(self, activity: Activity | None, count: int) -> None:
+        return None
+
+    def alive(self) -> dict[str, Any]:
+        return {"ok": True, "pipeline": "none"}
+
+
+class Alerts(Protocol):
+    def wake(self) -> None:
+        ...
+
+
+ActivityHook = Callable[[Activity], None]
+RateLimit = Callable[..., Awaitable[None]]
+
+
+async def _no_rate_limit(request: Any, scope: str, key: str | None = None) -> None:
+    return None
+
+
+def _now_iso() -> str:
+    return iso(utcnow())
+
+
+@dataclass(eq=False)
+class RequestState:
+    """``request.ctx``: what the middleware and guards learn about one request, typed (the
+    gateway's request class makes one per request, so no attribute is ever missing)."""
+
+    request_id: str | None = None
+    started: float | None = None
+    rate_limit_headers: dict[str, str] | None = None
+    span: Any = None  # the request's trace span, when tracing is on
+    area: str | None = None  # the pages: "admin" or "portal"
+    session: dict[str, Any] | None = None
+    session_dirty: bool = False
+    user: Any = None  # the signed-in admin or tenant user
+    actor: Actor | None = None  # who acts, as the audit log names them (gateway.auth.actor)
+    tenant: Any = None  # the portal user's tenant
+    session_invalid: bool = False
+    claims: dict[str, Any] | None = None  # a socket's verified token
+    vsn: str | None = None  # a socket's protocol version
+    token: str | None = None  # a socket's token (Direct Line stream)
+    dl: Any = None  # a Direct Line stream's (conversation id, watermark anchor)
+    socket_key: str | None = None  # the token a socket counts against (sockets per token)
+
+
+@dataclass(eq=False)
+class Gateway:
+    settings: Settings
+    log: logging.Logger
+    cipher: Cipher
+    tokens: Tokens
+    hub: Hub = field(default_factory=Hub)
+    tenant_cache: TenantCache = field(default_factory=TenantCache)
+    now_iso: Callable[[], str] = _now_iso
+    delivery: DeliveryBackend = field(default_factory=NoDelivery)
+    # Called with each newly committed activity, once (live broadcast, metrics).
+    on_activity: list[ActivityHook] = field(default_factory=list)
+    # Readiness checks: name → () → {"ok": bool, ...}
+    readiness: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    # ``await rate_limit(request, scope, key=None)``: a no-op until gateway/ratelimit.py installs.
+    rate_limit: RateLimit = _no_rate_limit
+    rate_limiter: Limiter | None = None
+    delivery_limiter: DeliveryLimiter | None = None
+    replication: Supervisor | None = None
+    scheduler: Scheduler | None = None
+    alerts: Alerts | None = None
+    cors_origins: Any = None
+    static_cache: dict[str, Any] = field(default_factory=dict)
+    socket_counts: dict[str, int] = field(default_factory=dict)  # token → open sockets
+    # Connection caps and (header, body) deadlines, set by gateway/connlimit.py.
+    conn_limits: Limits | None = None
+    request_deadlines: tuple[float, float] = (0.0, 0.0)
+    web: Any = None  # the pages' state (gateway/web), set when they are installed
+    _db: Database | None = None
+
+    @property
+    def db(self) -> Database:
+        """The open database; only between ``attach`` and ``detach`` (server start and stop)."""
+        if self._db is None:
+            raise RuntimeError("the database is not open")
+        return self._db
+
+    @property
+    def db_open(self) -> bool:
+        return self._db is not None
+
+    def attach(self, db: Database) -> None:
+        self._db = db
+
+    def detach(self) -> Database | None:
+        db, self._db = self._db, None
+        return db
+
+    @classmethod
+    def create(cls, settings: Settings, log: logging.Logger | None = None) -> Gateway:
+        key = secret_key(settings)
+        return cls(settings=settings, log=log or logging.getLogger("converger"),
+                   cipher=Cipher(key), tokens=Tokens(key))
