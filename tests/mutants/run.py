@@ -20,6 +20,7 @@ import concurrent.futures
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -103,13 +104,16 @@ def run_one(m: Mutant, files: list[str], keep: bool = False) -> Outcome:
         env.pop("CONVERGER_TEST_BINARY", None)  # the copy's source is what runs, not a binary
         cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider",
                "--timeout", "120", *m.tests]
+        # A session of its own: on a timeout the whole group goes, servers the tests started too.
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
-                                  timeout=TIMEOUT)
+            out, _ = proc.communicate(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             return Outcome(m, "ERROR", f"timed out after {TIMEOUT:.0f}s", "",
                            time.monotonic() - started)
-        out = proc.stdout + proc.stderr
         elapsed = time.monotonic() - started
         if proc.returncode == 0:
             return Outcome(m, "SURVIVED", "all passed", "", elapsed)
