@@ -126,6 +126,7 @@ class BadReceiver:
         self.calls: dict[str, int] = {"hang": 0, "endless": 0, "ok": 0, "slow": 0}
         self.answered = 0
         self.release = asyncio.Event()  # /slow answers once the test sets it
+        self.slow_ids: list[str] = []  # the webhook-id of every /slow request
         self.streamed = 0
         self.cut_off = 0
         self.port = 0
@@ -170,6 +171,7 @@ class BadReceiver:
 
     async def _slow(self, request: web.Request) -> web.Response:
         self.calls["slow"] += 1
+        self.slow_ids.append(request.headers["webhook-id"])
         await request.read()
         await self.release.wait()
         self.answered += 1
@@ -248,10 +250,13 @@ async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
 ) -> None:
     """A file-size limit on the server process (RLIMIT_FSIZE, set from outside with prlimit):
     SQLite's writes fail with an I/O error, as on a device that refuses writes. Deliveries in
-    flight then cannot record their outcome either: one log line, no traceback."""
+    flight then cannot record their outcome either: one log line, no traceback; they stay
+    leased, and once their lease ends (15 s here, longer than an attempt may take) the running
+    server sends them again with the same ``webhook-id``, and records them sent."""
     import resource
 
-    srv = Server(tmp_path / "fsize").start()
+    srv = Server(tmp_path / "fsize", env={"CONVERGER_DELIVERY_LEASE": "15",
+                                          "CONVERGER_LEASE_RESCUE_INTERVAL": "0.5"}).start()
     try:
         assert srv.proc is not None
         api = Api(session, srv.url)
@@ -289,6 +294,24 @@ async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
         resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
         again = await api.post_activity(conv, s["api_key"], text="again")
         assert again["seq"] == len(listed["data"]) + 1
+
+        # At least once: the attempts whose outcome was lost are made again when their lease
+        # ends — same webhook-ids — and this time recorded.
+        async def resent() -> bool:
+            return len(bad_receiver.slow_ids) >= 6
+
+        await wait_for(resent, 40, "deliveries whose outcome was lost were not sent again")
+        first_ids, second_ids = bad_receiver.slow_ids[:3], bad_receiver.slow_ids[3:]
+        assert len(set(first_ids)) == 3 and sorted(second_ids) == sorted(first_ids)
+
+        async def recorded() -> bool:
+            rows = await deliveries(api, channel_id=hook["channel"]["id"])
+            return len(rows) == 3 and all(r["status"] == "sent" for r in rows)
+
+        await wait_for(recorded, 15, "the re-sent deliveries were not recorded")
+        rows = await deliveries(api, channel_id=hook["channel"]["id"])
+        assert {r["id"] for r in rows} == set(first_ids) and all(r["attempts"] == 1 for r in rows)
+        assert len(bad_receiver.slow_ids) == 6
     finally:
         srv.stop()
     assert "Traceback" not in srv.log_path.read_text()
