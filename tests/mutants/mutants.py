@@ -81,7 +81,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "skip-idempotency-check",
         "a replay with the same X-Idempotency-Key returns the stored activity",
-        "gateway/pipeline/activities.py",
+        "gateway/domain/activities.py",
         """    if new.idempotency_key is not None:
         existing = activities.by_idempotency_key(""",
         """    if False:  # MUTANT: no replay lookup
