@@ -3,16 +3,12 @@ channel token, run a channel type's management action, delete."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import aiohttp
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-import adapters
 from store import channels
 
-from ... import errors, outbound
+from ... import channel_actions, errors
 from ...auth import admin_auth
 from ...domain import channels as channel_ops
 from ...http import decode, empty, gw, int_arg, json, set_fields, uuid_param
@@ -101,43 +97,18 @@ async def mint_token(request: Request, channel_id: str) -> HTTPResponse:
     return json(TokenOut(token, LEGACY_LIFETIME))
 
 
-def inbound_url(request: Request, channel_id: str) -> str:
-    """The channel's public inbound URL: from ``CONVERGER_PUBLIC_URL`` when set, else from
-    the request (its scheme and host, as a proxy forwarded them)."""
-    base = gw(request).settings.public_url.rstrip("/")
-    if not base:
-        base = f"{request.scheme}://{request.host}"
-    return f"{base}/api/v1/channels/{channel_id}/inbound"
-
-
-async def run_action(request: Request, channel_id: str, action: str) -> dict[str, Any]:
-    """Run ``action`` of the channel's type against its provider: the provider's answer, or
-    a 404 (no such channel or action) / 502 (the provider refused, with its message)."""
-    ctx = gw(request)
-    channel = await ctx.db.read(channels.get, channel_id)
-    if channel is None:
-        raise errors.not_found()
-    adapter = adapters.get(channel.type)
-    if adapter is None or action not in adapter.actions:
-        raise errors.not_found(f"{channel.type} channels have no action {action!r}",
-                               "unknown_action")
-    info = channel_ops.channel_info(ctx.cipher, channel)
-    timeout = aiohttp.ClientTimeout(total=ctx.settings.webhook_timeout)
-    async with outbound.session(ctx.settings, timeout) as session:  # the SSRF policy applies
-        result = await adapter.run_action(session, info, action, inbound_url(request, channel.id))
-    ctx.log.info("channel %s: action %s %s", channel.id, action,
-                 "done" if result.ok else f"refused: {result.error}")
+@bp.post("/channels/<channel_id>/actions/<action>")
+async def action(request: Request, channel_id: str, action: str) -> HTTPResponse:
+    """Run a channel type's management action: the provider's answer, 404 (no such channel
+    or action) or 502 with the provider's own message."""
+    channel_id = uuid_param(channel_id)
+    await admin_auth(request, write=True)
+    result = await channel_actions.run(gw(request), channel_id, action,
+                                       channel_actions.inbound_url(request, channel_id))
     if not result.ok:
         raise errors.ApiError(502, "provider_error", result.error or "the provider refused",
                               legacy={"error": result.error})
-    return {"action": action, "ok": True, "result": result.data}
-
-
-@bp.post("/channels/<channel_id>/actions/<action>")
-async def action(request: Request, channel_id: str, action: str) -> HTTPResponse:
-    channel_id = uuid_param(channel_id)
-    await admin_auth(request, write=True)
-    return json({"data": await run_action(request, channel_id, action)})
+    return json({"data": {"action": action, "ok": True, "result": result.data}})
 
 
 @bp.delete("/channels/<channel_id>")

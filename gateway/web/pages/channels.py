@@ -1,6 +1,7 @@
-"""The admin's channels page: list (with health), create (its secret and a channel token are
-shown once), enable/disable, secret rotation, a fresh channel token and deletion. Changes go
-through ``gateway.domain`` (validation, encryption of secrets, audit)."""
+"""The admin's channels page: list (with health and each channel's inbound URL), create (its
+secret and a channel token are shown once), enable/disable, secret rotation, a fresh channel
+token, the channel type's management actions (Telegram's webhook registration…) and deletion.
+Changes go through ``gateway.domain`` (validation, encryption of secrets, audit)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sanic.response import HTTPResponse, redirect
 import adapters
 from store import channels, dashboard
 
+from ... import channel_actions, errors
 from ...auth import actor
 from ...domain import NotFound, ValidationFailed
 from ...domain import channels as channel_ops
@@ -21,8 +23,8 @@ from .. import kit
 from ..kit import arg, back, flash, form, found, render
 from . import ADMIN
 
-# Config inputs per channel type: (key, label, secret?, required?). Secret inputs are
-# password fields and the values are never rendered back.
+# Config inputs of the types that predate ``Adapter.config_fields``: (key, label, secret?,
+# required?). Secret inputs are password fields and the values are never rendered back.
 CONFIG_FIELDS: dict[str, list[tuple[str, str, bool, bool]]] = {
     "webhook": [("url", "Webhook URL", False, True), ("method", "HTTP method", False, False)],
     "whatsapp_meta": [("phone_number_id", "Phone number id", False, True),
@@ -36,12 +38,36 @@ CONFIG_FIELDS: dict[str, list[tuple[str, str, bool, bool]]] = {
 }
 
 
+def _fields(kind: str) -> list[tuple[str, str, bool, bool, str]]:
+    """(key, label, secret?, required?, help) of a type's config inputs: the adapter's own
+    ``config_fields``, else the table above. The adapter's ``secret_fields`` win: a field it
+    encrypts is never a plain text input."""
+    adapter = adapters.get(kind)
+    if adapter is None:
+        return []
+    if adapter.config_fields:
+        return [(f.key, f.label, f.key in adapter.secret_fields, f.required, f.help)
+                for f in adapter.config_fields]
+    return [(k, label, secret or k in adapter.secret_fields, required, "")
+            for k, label, secret, required in CONFIG_FIELDS.get(kind, [])]
+
+
 def _types() -> list[dict[str, Any]]:
-    # The adapter's own secret_fields win: a field it encrypts is never a plain text input.
     return [{"type": t, "modes": list(a.supported_modes), "default": channel_ops.default_mode(t),
-             "fields": [(k, label, secret or k in a.secret_fields, required)
-                        for k, label, secret, required in CONFIG_FIELDS.get(t, [])]}
-            for t, a in adapters.REGISTRY.items()]
+             "fields": _fields(t)} for t, a in adapters.REGISTRY.items()]
+
+
+def _actions(kind: str) -> list[tuple[str, str]]:
+    adapter = adapters.get(kind)
+    return [(a, channel_actions.label(a)) for a in (adapter.actions if adapter else ())]
+
+
+def _inbound(request: Request, channel: Any) -> str | None:
+    """The URL to paste into the provider's console, for channels that take inbound."""
+    adapter = adapters.get(channel.type)
+    if adapter is None or not adapter.delivers or channel.mode == "outbound":
+        return None
+    return channel_actions.inbound_url(request, channel.id)
 
 
 async def _channels_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
@@ -58,7 +84,8 @@ async def _channels_page(request: Request, status: int = 200, **extra: Any) -> H
 
     data = await request.app.ctx.db.read(read)
     return render(request, "admin/channels.html", status=status, types=_types(),
-                  types_json=json.dumps(_types()), summary=_summary, **data, **extra)
+                  types_json=json.dumps(_types()), summary=_summary, actions=_actions,
+                  inbound=lambda c: _inbound(request, c), **data, **extra)
 
 
 def _summary(channel: Any) -> str:
@@ -69,7 +96,9 @@ def _summary(channel: Any) -> str:
         return f"Phone: {cfg.get('phone_number_id', '')}"
     if channel.type == "whatsapp_infobip":
         return f"Sender: {cfg.get('sender', '')}"
-    return ""
+    shown = [f"{label}: {cfg[key]}" for key, label, secret, _req, _help in _fields(channel.type)
+             if not secret and key != "api_base_url" and isinstance(cfg.get(key), str | int)]
+    return ", ".join(shown)
 
 
 @ADMIN.get("/channels")
@@ -80,7 +109,7 @@ async def channels_page(request: Request) -> HTTPResponse:
 def _channel_input(request: Request) -> tuple[dict[str, Any], list[Any] | str]:
     kind = form(request, "type")
     config = {}
-    for key, _label, _secret, _required in CONFIG_FIELDS.get(kind, []):
+    for key, *_rest in _fields(kind):
         value = form(request, f"config.{kind}.{key}")
         if value:
             config[key] = value
@@ -158,6 +187,25 @@ async def channel_token(request: Request, channel_id: Any) -> HTTPResponse:
     token = ctx.tokens.channel_token(channel.id, channel.tenant_id)
     return await _channels_page(request, shown_once={
         "what": f"channel token of {channel.name} (valid 1 hour)", "value": token})
+
+
+@ADMIN.post("/channels/<channel_id:uuid>/actions/<action>")
+async def channel_action(request: Request, channel_id: Any, action: str) -> HTTPResponse:
+    """Run a management action; its answer (or the provider's refusal) is shown on the page."""
+    cid = str(channel_id)
+    try:
+        result = await channel_actions.run(gw(request), cid, action,
+                                           channel_actions.inbound_url(request, cid))
+    except errors.ApiError as exc:
+        flash(request, exc.detail, "error")
+        return redirect("/admin/channels")
+    name = channel_actions.label(action)
+    if not result.ok:
+        flash(request, f"{name} failed: {result.error}", "error")
+        return await _channels_page(request, 502)
+    flash(request, f"{name}: done")
+    return await _channels_page(request, action_result={
+        "action": name, "channel_id": cid, "data": json.dumps(result.data, indent=2)})
 
 
 @ADMIN.post("/channels/<channel_id:uuid>/delete")

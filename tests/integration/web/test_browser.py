@@ -88,6 +88,8 @@ async def test_login_create_a_tenant_and_a_channel_of_each_type(page: Any, web_s
                           "verify_token": "vt"},
         "whatsapp_infobip": {"base_url": "https://infobip.example", "api_key": "ib-key",
                              "sender": "447000"},
+        "telegram": {"bot_token": "123456:AAE-browser", "secret_token": "browser-secret"},
+        "slack": {"bot_token": "xoxb-browser", "signing_secret": "browser-signing"},
         "echo": {}, "websocket": {},
     }
     for kind, cfg in configs.items():
@@ -100,6 +102,11 @@ async def test_login_create_a_tenant_and_a_channel_of_each_type(page: Any, web_s
                          else ["inbound", "outbound", "duplex"]), (kind, modes)
         for key_name, value in cfg.items():
             await form.locator(f"input[name='config.{kind}.{key_name}']").fill(value)
+        if kind in ("telegram", "slack"):
+            await form.locator("select[name=mode]").select_option("duplex")
+        if kind == "telegram":  # each input of the shown type says where its value comes from
+            await expect(form.locator("[data-config-for=telegram]")).to_contain_text("@BotFather")
+            await expect(form.locator("[data-config-for=slack]")).to_be_hidden()
         await form.locator("button[type=submit]").click()
         await expect(page.locator(".flash").first).to_contain_text("Channel created")
         await expect(page.locator("#shown-once")).to_contain_text(f"b-{kind}")
@@ -118,7 +125,10 @@ async def test_login_create_a_tenant_and_a_channel_of_each_type(page: Any, web_s
     await page.goto(base + "/admin/channels")
     for kind in configs:
         await expect(page.locator(f"tr[data-channel='b-{kind}']")).to_have_count(1)
-    assert "meta-access-token" not in await page.content()
+    content = await page.content()
+    assert "meta-access-token" not in content and "browser-signing" not in content
+    await expect(page.locator("tr[data-channel='b-telegram'] .inbound-url")).to_contain_text(
+        "/api/v1/channels/")
 
 
 async def test_conversation_timeline_updates_live(page: Any, web_server: Server,
