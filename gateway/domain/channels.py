@@ -13,6 +13,7 @@ from adapters.base import ChannelInfo
 from store import channels, tenants
 from store.models import Channel
 
+from .. import configsecrets
 from ..context import Gateway
 from ..crypto import Cipher, new_channel_secret, sha256_hex
 from .base import Actor, record, snap
@@ -71,24 +72,19 @@ def _check_name(conn: sqlite3.Connection, errs: dict[str, list[str]], tenant_id:
 
 # -- secrets ----------------------------------------------------------------------------------
 def seal_config(cipher: Cipher, channel_type: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Encrypt the adapter's secret fields for storage."""
+    """Encrypt the adapter's secret fields and every credential-like value for storage
+    (gateway/configsecrets.py)."""
     adapter = adapters.get(channel_type)
-    fields = adapter.secret_fields if adapter else ()
-    out = dict(config)
-    for key in fields:
-        value = out.get(key)
-        if isinstance(value, str) and value and not cipher.is_encrypted(value):
-            out[key] = cipher.encrypt(value)
-    return out
+    return configsecrets.seal(cipher, adapter.secret_fields if adapter else (), config)
 
 
 def open_config(cipher: Cipher, config: dict[str, Any]) -> dict[str, Any]:
-    return {k: cipher.decrypt(v) if cipher.is_encrypted(v) else v for k, v in config.items()}
+    return configsecrets.open_(cipher, config)
 
 
 def masked_config(cipher: Cipher, config: dict[str, Any]) -> dict[str, Any]:
     """Config as shown: secrets replaced by ``****``."""
-    return {k: MASK if cipher.is_encrypted(v) else v for k, v in config.items()}
+    return configsecrets.masked(cipher, config)
 
 
 def channel_info(cipher: Cipher, channel: Channel) -> ChannelInfo:
@@ -138,13 +134,16 @@ def update_tx(conn: sqlite3.Connection, cipher: Cipher, channel_id: str, changes
     mode = changes.get("mode", before.mode)
     config = changes.get("config")
     if config is not None:
-        # A masked secret sent back unchanged keeps the stored value.
-        merged = {k: (before.config.get(k) if v == MASK else v) for k, v in config.items()}
+        # A masked secret sent back unchanged keeps the stored value — unless the same change
+        # moves where it is sent (configsecrets: then it must be re-entered).
+        merged, kept = configsecrets.merge(before.config, config)
         plain = open_config(cipher, merged)
+        reentry = configsecrets.reentry_errors(before.config, merged, kept)
     else:
-        merged = None
+        merged, reentry = None, {}
         plain = open_config(cipher, before.config)
     errs = check(before.type, mode, plain, changes.get("transformations"), changes.get("status"))
+    errs.update(reentry)
     if changes.get("name") is not None:
         _check_name(conn, errs, before.tenant_id, changes["name"], exclude_id=channel_id)
     if errs:

@@ -3,11 +3,12 @@ settings, each stopped at the end."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.integration.delivery.receiver import Receiver
 from tests.support.server import Server
 
 
@@ -31,3 +32,10 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield make
     for srv in made:
         srv.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = await Receiver().start()
+    yield r
+    await r.stop()

@@ -6,11 +6,9 @@ server's test resolver, so nothing but loopback is ever contacted); redirects ar
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from tests.integration.delivery.conftest import wait_delivery
@@ -20,13 +18,6 @@ from tests.support.serving import serving
 
 PINNED = ("meta.test=169.254.169.254,private.test=10.0.0.7,six.test=fd00::1,"
           "zero.test=0.0.0.0,loop.test=127.0.0.1")
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = await Receiver().start()
-    yield r
-    await r.stop()
 
 
 async def _webhook(api: Api, name: str, url: str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ async def test_credentials_are_encrypted_and_never_shown(api: Api, server: Serve
         "webhook_username": "infobip", "webhook_password": IB_HOOK_PASSWORD})
 
     assert meta["config"] == {"phone_number_id": "106540352242922", "access_token": "****",
-                              "verify_token": "hub-verify-1", "app_secret": "****",
+                              "verify_token": "****", "app_secret": "****",  # issue 13
                               "api_version": "v25.0"}
     assert meta["mode"] == "duplex" and meta["secret"].startswith("whsec_")
     assert infobip["config"] == {"base_url": "https://xyz.api.infobip.com", "api_key": "****",
