@@ -180,21 +180,26 @@ async def portal_logout(request: Request) -> HTTPResponse:
 
 
 # -- the first admin ----------------------------------------------------------------------------
-def _setup_valid(request: Request, token: str) -> bool:
-    expected = kit.state(request).setup_token
+async def _setup_valid(request: Request, token: str) -> bool:
+    """The link works until the first admin exists, however that admin was made (this link,
+    ``converger admin create``, the API): checked against the database on every use."""
+    web = kit.state(request)
+    if web.setup_token and await request.app.ctx.db.read(users.count_admins):
+        web.setup_token = None  # dead for good
+    expected = web.setup_token
     return bool(expected) and security.csrf_ok({"csrf": expected}, token)
 
 
 @ADMIN.get("/setup/<token>")
 async def setup_page(request: Request, token: str) -> HTTPResponse:
-    if not _setup_valid(request, token):
+    if not await _setup_valid(request, token):
         return text("This setup link is not valid (it works once).", status=404)
     return render(request, "admin/setup.html", token=token)
 
 
 @ADMIN.post("/setup/<token>")
 async def setup(request: Request, token: str) -> HTTPResponse:
-    if not _setup_valid(request, token):
+    if not await _setup_valid(request, token):
         return text("This setup link is not valid (it works once).", status=404)
     web = kit.state(request)
     web.setup_token = None  # taken before the first await: two racing posts cannot both use it
