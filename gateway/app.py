@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from pathlib import Path
 
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
@@ -17,6 +19,19 @@ from .config import Settings
 from .context import Gateway, RequestState
 
 _NAMES = iter(range(1_000_000))
+
+
+def private_files(settings: Settings) -> None:
+    """The data directory 0700 and the files in it that hold data or keys 0600 — also those
+    made by an older version (world-readable then). Files the process does not own are left."""
+    data = Path(settings.data_dir)
+    db = settings.db_path
+    paths = [(data, 0o700), (data / "secret_key", 0o600), (data / "uploads", 0o700)]
+    paths += [(Path(f"{db}{suffix}"), 0o600) for suffix in ("", "-wal", "-shm")]
+    for path, mode in paths:
+        with contextlib.suppress(OSError):
+            if path.exists() and path.stat().st_mode & 0o077:
+                path.chmod(mode)
 
 
 class GatewayRequest(Request):
@@ -35,6 +50,7 @@ def open_database(settings: Settings) -> tuple[Database, list[str]]:
     before it is migrated (``store.migrations.apply``)."""
     from store import upgrade
 
+    private_files(settings)
     upgrade.refuse_newer(upgrade.inspect_file(settings.db_path, migrations.MIGRATION_SET),
                          migrations.known(), f"the database {settings.db_path}")
     # While Litestream replicates, it owns checkpoints (gateway/replication.py).

@@ -85,6 +85,16 @@ def check_scope(claims: dict[str, Any] | None, conversation_id: str) -> None:
         raise errors.not_found()
 
 
+def user_sender(claims: dict[str, Any] | None) -> str | None:
+    """An end-user token (``POST /api/v1/tokens``: one conversation, one user, no channel)
+    posts as its user: the ``sender`` it sends is ignored (issue 13, it could pose as
+    "support-agent"). None for every other credential."""
+    if not claims or claims.get("channel_id") is not None or claims.get("type") == "converger":
+        return None
+    sub = claims.get("sub")
+    return sub if isinstance(sub, str) and sub and token_scope(claims) else None
+
+
 def is_channel_token(claims: dict[str, Any]) -> bool:
     """A token that speaks for a whole channel: it names a channel and a tenant and is not
     scoped to one conversation. (A Converger token scoped to a conversation also names its

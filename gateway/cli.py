@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Awaitable
@@ -417,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command or "serve"
     if args.command is None:
         args = parser.parse_args(["serve", *(argv or sys.argv[1:])])
+    if command not in ("service", "settings"):
+        # What the gateway creates is its own: the data directory 0700; the database, its WAL,
+        # the generated key and uploads 0600 (issue 13). Existing ones: gateway.app tightens.
+        os.umask(0o077)
     try:
         if command == "serve":
             return cmd_serve(args)

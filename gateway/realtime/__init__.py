@@ -7,6 +7,9 @@ committed activity on ``ctx.on_activity``.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -122,6 +125,25 @@ async def directline_stream(request: Request, ws: Any, conversation_id: str) -> 
     await _serve(request, ws, None)
 
 
+def _page_headers(body: bytes) -> dict[str, str]:
+    """The demo page gets the headers the admin pages have (issue 13): its inline script is
+    allowed by its hash, nothing else inline; no framing."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(m.group(1)).digest()).decode() + "'"
+        for m in _INLINE_SCRIPT.finditer(body))
+    return {
+        "content-security-policy": f"default-src 'self'; script-src 'self' {hashes}; style-src "
+                                   "'self' 'unsafe-inline'; img-src 'self' data:; connect-src "
+                                   "'self'; frame-ancestors 'none'; form-action 'self'; "
+                                   "base-uri 'none'",
+        "x-frame-options": "DENY",
+        "referrer-policy": "same-origin",
+    }
+
+
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
+
+
 def _static_route(name: str, ctype: str) -> None:
     """One fixed route per file (not a /static directory route another area may own)."""
 
@@ -130,7 +152,10 @@ def _static_route(name: str, ctype: str) -> None:
         body = cache.get(name)
         if body is None:
             body = cache[name] = (STATIC / name).read_bytes()
-        return HTTPResponse(body, content_type=ctype, headers={"cache-control": "no-cache"})
+        headers = {"cache-control": "no-cache", "x-content-type-options": "nosniff"}
+        if name.endswith(".html"):
+            headers.update(_page_headers(body))
+        return HTTPResponse(body, content_type=ctype, headers=headers)
 
     bp.add_route(handler, f"/static/{name}", methods=["GET"], name=f"static_{name.replace('.', '_')}")
 

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from .. import errors
+from ..auth import user_sender
 from ..domain import DomainError
 from ..domain.activities import NewActivity, create
 from ..http import MAX_DEPTH, _depth
@@ -108,7 +109,8 @@ class LegacyRouter(Router):
             conn.reply(msg, "error", {"reason": "invalid_activity",
                                       "detail": "idempotency_key must be 1 to 255 characters"})
             return
-        new = NewActivity(type=body.type or "message", sender=body.sender or "user",
+        new = NewActivity(type=body.type or "message",
+                          sender=user_sender(conn.claims) or body.sender or "user",
                           text=body.text, attachments=body.attachments, metadata=body.metadata,
                           idempotency_key=key)
         tenant_id = conn.claims["tenant_id"]

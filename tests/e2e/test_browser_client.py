@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from playwright.async_api import expect  # CSP-safe waits: the demo page forbids eval
 
 from tests.integration.realtime.conftest import bearer, make_cg_world, make_world
 from tests.support.api import Api
@@ -54,7 +55,7 @@ async def test_legacy_demo_page_receives_sends_and_resumes(
     await page.wait_for_selector(f"#messages li[data-id='{a['id']}']", timeout=10_000)
     await page.fill("#text", "hello server")
     await page.click("button[type=submit]")
-    await page.wait_for_function("document.querySelectorAll('#messages li').length === 2")
+    await expect(page.locator("#messages li")).to_have_count(2)
     listed = await api.ok("GET", f"/api/v1/conversations/{cid}/activities", headers={"x-api-key": key})
     assert [x["text"] for x in listed["data"]] == ["hello browser", "hello server"]
     # Drop the connection abruptly, post while it reconnects: nothing lost, nothing twice.
@@ -65,10 +66,9 @@ async def test_legacy_demo_page_receives_sends_and_resumes(
     for i in range(3):
         await api.post_activity(cid, key, text=f"away {i}")
     await page.evaluate(f"window.client.connect().then(() => window.client.joinConversation('{cid}'))")
-    await page.wait_for_function("document.querySelectorAll('#messages li').length >= 8",
-                                 timeout=10_000)
+    await page.locator("#messages li").nth(7).wait_for(timeout=10_000)
     await api.post_activity(cid, key, text="last")
-    await page.wait_for_function("document.querySelectorAll('#messages li').length >= 9")
+    await page.locator("#messages li").nth(8).wait_for()
     listed = await api.ok("GET", f"/api/v1/conversations/{cid}/activities", headers={"x-api-key": key})
     assert await _ids(page) == [x["id"] for x in listed["data"]]
     assert errors == []
@@ -85,15 +85,15 @@ async def test_converger_mode_demo_page(server: Server, api: Api, browser: Any) 
     await page.wait_for_selector("body[data-status=joined]", timeout=10_000)
     await api.ok("POST", path, json={"text": "hi from api", "from": {"id": "bot"}},
                  headers=bearer(cg["conv_token"]))
-    await page.wait_for_function("document.querySelectorAll('#messages li').length === 1")
+    await expect(page.locator("#messages li")).to_have_count(1)
     await page.fill("#text", "hi from page")
     await page.click("button[type=submit]")
-    await page.wait_for_function("document.querySelectorAll('#messages li').length === 2")
+    await expect(page.locator("#messages li")).to_have_count(2)
     assert await _texts(page) == ["hi from api", "hi from page"]
     # Resume by watermark after a drop.
     await page.evaluate("window.client.disconnect()")
     await api.ok("POST", path, json={"text": "while away"}, headers=bearer(cg["conv_token"]))
     await page.evaluate(f"window.client.connect().then(() => window.client.joinConversation('{cid}'))")
-    await page.wait_for_function("document.querySelectorAll('#messages li').length === 3")
+    await expect(page.locator("#messages li")).to_have_count(3)
     assert await _texts(page) == ["hi from api", "hi from page", "while away"]
     await page.close()

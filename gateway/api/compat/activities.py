@@ -10,7 +10,7 @@ from sanic.response import HTTPResponse
 from store import activities, conversations, queue
 
 from ... import errors
-from ...auth import check_scope, tenant_auth
+from ...auth import check_scope, tenant_auth, user_sender
 from ...domain.activities import NewActivity, create
 from ...http import decode, gw, json, uuid_param
 from ..schemas import ActivityIn, activity_out
@@ -34,7 +34,8 @@ async def create_activity(request: Request, conversation_id: str) -> HTTPRespons
             f"x-idempotency-key must be 1 to {MAX_IDEMPOTENCY_KEY} characters", "invalid_idempotency_key"
         )
     new = NewActivity(
-        type=body.type or "message", sender=body.sender or "user", text=body.text,
+        type=body.type or "message", sender=user_sender(claims) or body.sender or "user",
+        text=body.text,
         attachments=body.attachments, metadata=body.metadata, idempotency_key=key,
     )
     result = await create(gw(request), tenant.id, conversation_id, new)

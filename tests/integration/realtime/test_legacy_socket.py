@@ -158,7 +158,7 @@ async def test_client_push_creates_an_activity_once(
     assert r.payload["status"] == "ok"
     created = r.payload["response"]
     echo = await phx.expect(lambda f: f.event == "new_activity")
-    assert echo.payload["id"] == created["id"] and echo.payload["sender"] == "alice"
+    assert echo.payload["id"] == created["id"] and echo.payload["sender"] == "u1"  # the token's user, not the sent sender (issue 13)
     assert not echo.payload["inserted_at"].startswith("1999")
     # The same idempotency key: the same activity, no second broadcast.
     r2 = await phx.push(topic, "new_activity", body, joined.join_ref)
