@@ -12,7 +12,7 @@ REF = re.compile(r"tests/[A-Za-z0-9_/]+\.py(?:::([A-Za-z0-9_]+))?")
 
 
 def test_every_test_the_docs_name_exists() -> None:
-    docs = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
+    docs = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
     refs = {(m.group(0).split("::")[0], m.group(1)) for doc in docs
             for m in REF.finditer(doc.read_text())}
     assert len(refs) > 20  # the docs do cite tests: the pattern still matches them
