@@ -19,11 +19,6 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from .config import Settings
 
 
-def random_key(nbytes: int = 32) -> str:
-    """The original's key format: standard Base64 of random bytes, without padding."""
-    return base64.b64encode(secrets.token_bytes(nbytes)).decode().rstrip("=")
-
-
 def new_api_key() -> str:
     return "cvk_" + secrets.token_urlsafe(32)
 

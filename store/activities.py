@@ -15,10 +15,6 @@ COLUMNS = (
 )
 
 
-class ConversationClosed(Exception):
-    """The conversation is closed and takes no new activities."""
-
-
 def by_idempotency_key(conn: sqlite3.Connection, conversation_id: str, key: str) -> Activity | None:
     row = conn.execute(
         f"SELECT {COLUMNS} FROM activities WHERE conversation_id = ? AND idempotency_key = ?",
@@ -86,16 +82,6 @@ def insert(
 
 def get(conn: sqlite3.Connection, activity_id: str) -> Activity | None:
     row = conn.execute(f"SELECT {COLUMNS} FROM activities WHERE id = ?", (activity_id,)).fetchone()
-    return from_row(Activity, row) if row else None
-
-
-def get_in_conversation(
-    conn: sqlite3.Connection, conversation_id: str, activity_id: str
-) -> Activity | None:
-    row = conn.execute(
-        f"SELECT {COLUMNS} FROM activities WHERE id = ? AND conversation_id = ?",
-        (activity_id, conversation_id),
-    ).fetchone()
     return from_row(Activity, row) if row else None
 
 

@@ -325,13 +325,6 @@ def next_due_at(conn: sqlite3.Connection) -> str | None:
     return earliest_due(conn, "deliveries")
 
 
-def next_lease_expiry(conn: sqlite3.Connection) -> str | None:
-    row = conn.execute(
-        "SELECT min(leased_until) FROM deliveries WHERE claim_token IS NOT NULL"
-    ).fetchone()
-    return row[0] if row else None
-
-
 # -- receipts (reference §10.7) -------------------------------------------------------------
 def receipt_time(value: Any, now: str) -> str:
     """A provider timestamp as ISO text: ISO-8601 string, or Unix seconds (int, or a string

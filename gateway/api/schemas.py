@@ -184,10 +184,5 @@ class AdminTokenCreate(Struct, kw_only=True, forbid_unknown_fields=True):
     role: str = "admin"
 
 
-class Page(Struct, kw_only=True):
-    data: list[Any]
-    next: str | None
-
-
 def to_builtins(value: Any) -> Any:
     return msgspec.to_builtins(value)
