@@ -1,5 +1,6 @@
-"""JSON shapes shared by the API and the sockets (which must not import each other): the
-legacy ``new_activity`` payload, the Converger activity, and the watermark codec."""
+"""JSON shapes shared by the API, the sockets and the domain (which must not import each
+other): the legacy ``new_activity`` payload, the Converger activity, the watermark codec, and a
+delivery (or an alert) in each size it is shown in, all cut from its one stored row."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from store.models import Activity
+import msgspec
+
+from store.models import Activity, Delivery
 
 
 def legacy_payload(a: Activity) -> dict[str, Any]:
@@ -81,3 +84,39 @@ def decode_watermark(wm: str | None) -> str | None:
         return str(uuid.UUID(raw))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
+
+
+# -- a delivery (and an alert): every shape is cut from the stored row ---------------------------
+PRIVATE = frozenset({"claim_token"})  # a worker's lease on the row: never in an answer
+# What ``?include=deliveries`` puts under each activity, and what the ``delivery_status`` event
+# says of a delivery (as ``delivery_id`` and the rest).
+DELIVERY_SUMMARY = ("id", "channel_id", "status", "attempts", "last_error", "sent_at",
+                    "delivered_at", "read_at")
+DELIVERY_STATUS = ("id", "activity_id", "channel_id", "status", "sent_at", "delivered_at",
+                   "read_at")
+
+
+def public(row: msgspec.Struct) -> dict[str, Any]:
+    """A stored row as the management API shows it: every field but the ``PRIVATE`` ones."""
+    out: dict[str, Any] = msgspec.to_builtins(row)
+    for name in PRIVATE:
+        out.pop(name, None)
+    return out
+
+
+def public_struct(name: str, model: type[msgspec.Struct], doc: str) -> type[msgspec.Struct]:
+    """The type of ``public(row)`` for a row of ``model`` (for the OpenAPI document)."""
+    fields = [(f.name, f.type) for f in msgspec.structs.fields(model) if f.name not in PRIVATE]
+    made = msgspec.defstruct(name, fields, kw_only=True)
+    made.__doc__ = doc
+    return made
+
+
+def delivery_summary(d: Delivery) -> dict[str, Any]:
+    return {name: getattr(d, name) for name in DELIVERY_SUMMARY}
+
+
+def delivery_status(d: Delivery) -> dict[str, Any]:
+    """The ``delivery_status`` event's payload (docs/realtime.md)."""
+    return {("delivery_id" if name == "id" else name): getattr(d, name)
+            for name in DELIVERY_STATUS}

@@ -13,9 +13,10 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from gateway import __version__
-from store.models import AdminToken, AuditLog
+from store.models import AdminToken, Alert, AuditLog, Delivery
 
 from ..http import json
+from ..shapes import public_struct
 from . import schemas as s
 
 
@@ -94,46 +95,12 @@ ADMIN_TOKEN_CREATED: dict[str, Any] = {
 }
 
 
-class AlertView(msgspec.Struct, kw_only=True):
-    """A health alert as the management API shows it: ``body`` is the JSON text sent (and
-    signed) on every attempt, ``id`` its ``webhook-id``."""
-
-    id: str
-    tenant_id: str
-    channel_id: str
-    event: str
-    url: str
-    body: str
-    status: str
-    attempts: int
-    last_error: str | None
-    next_attempt_at: str | None
-    leased_until: str | None
-    sent_at: str | None
-    inserted_at: str
-    updated_at: str
-
-
-class DeliveryView(msgspec.Struct, kw_only=True):
-    """A delivery as the management API shows it (the worker's claim token is left out)."""
-
-    id: str
-    activity_id: str
-    channel_id: str
-    tenant_id: str
-    conversation_id: str
-    status: str
-    attempts: int
-    last_error: str | None
-    next_attempt_at: str | None
-    leased_until: str | None
-    sent_at: str | None
-    delivered_at: str | None
-    read_at: str | None
-    provider_message_id: str | None
-    metadata: dict[str, Any]
-    inserted_at: str
-    updated_at: str
+AlertView = public_struct(
+    "AlertView", Alert, """A health alert as the management API shows it: ``body`` is the JSON
+    text sent (and signed) on every attempt, ``id`` its ``webhook-id``.""")
+DeliveryView = public_struct(
+    "DeliveryView", Delivery,
+    "A delivery as the management API shows it (the worker's claim token is left out).")
 
 
 # The stable ``code`` of every problem, by status (tests/unit/gateway/test_problem_codes.py

@@ -4,27 +4,18 @@ event subscribers hear when a delivery moves (docs/realtime.md)."""
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 from adapters.base import StatusUpdate
 from store import queue
 from store.models import Delivery
 
 from ..context import Gateway
-
-
-def status_payload(d: Delivery) -> dict[str, Any]:
-    """The ``delivery_status`` event payload."""
-    return {
-        "delivery_id": d.id, "activity_id": d.activity_id, "channel_id": d.channel_id,
-        "status": d.status, "sent_at": d.sent_at, "delivered_at": d.delivered_at,
-        "read_at": d.read_at,
-    }
+from ..shapes import delivery_status
 
 
 def publish(gw: Gateway, d: Delivery) -> None:
     """Push ``delivery_status`` to the conversation's subscribers (call after commit)."""
-    gw.hub.publish(f"conversation:{d.conversation_id}", "delivery_status", status_payload(d))
+    gw.hub.publish(f"conversation:{d.conversation_id}", "delivery_status", delivery_status(d))
 
 
 def apply_tx(

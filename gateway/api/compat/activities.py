@@ -13,6 +13,7 @@ from ... import errors
 from ...auth import check_scope, tenant_auth, user_sender
 from ...domain.activities import NewActivity, create
 from ...http import decode, gw, json, uuid_param
+from ...shapes import delivery_summary
 from ..schemas import ActivityIn, activity_out
 
 bp = Blueprint("compat_activities")
@@ -70,11 +71,6 @@ async def list_activities(request: Request, conversation_id: str) -> HTTPRespons
     for a in items:
         view = activity_out(a)
         if include:
-            view.deliveries = [
-                {"id": d.id, "channel_id": d.channel_id, "status": d.status, "attempts": d.attempts,
-                 "last_error": d.last_error, "sent_at": d.sent_at, "delivered_at": d.delivered_at,
-                 "read_at": d.read_at}
-                for d in deliveries.get(a.id, [])
-            ]
+            view.deliveries = [delivery_summary(d) for d in deliveries.get(a.id, [])]
         out.append(view)
     return json({"data": out})

@@ -10,7 +10,6 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from store import admin_tokens, alerts, audit, conversations, queue, routing
-from store.models import Alert, Delivery
 
 from ... import errors
 from ...auth import admin_auth
@@ -18,6 +17,7 @@ from ...domain import admin_tokens as token_ops
 from ...domain import deliveries as delivery_ops
 from ...domain import routing as rule_ops
 from ...http import decode, empty, gw, int_arg, json, uuid_param
+from ...shapes import public
 from ..schemas import AdminTokenCreate, RoutingRuleFields, conversation_out, rule_out
 
 bp = Blueprint("manage_records")
@@ -60,19 +60,13 @@ async def list_conversations(request: Request) -> HTTPResponse:
     return json({"data": [conversation_out(c) for c in items], "next": nxt})
 
 
-def delivery_view(d: Delivery) -> dict[str, Any]:
-    view = msgspec.to_builtins(d)
-    view.pop("claim_token", None)
-    return view
-
-
 @bp.get("/deliveries")
 async def list_deliveries(request: Request) -> HTTPResponse:
     await admin_auth(request)
     status = _status_arg(request, DELIVERY_STATUSES)
     ids = _uuid_args(request, "tenant_id", "channel_id", "activity_id")
     items, nxt = await _paged(request, queue.list_page, status=status, **ids)
-    return json({"data": [delivery_view(d) for d in items], "next": nxt})
+    return json({"data": [public(d) for d in items], "next": nxt})
 
 
 @bp.post("/deliveries/<delivery_id>/retry")
@@ -80,7 +74,7 @@ async def retry_delivery(request: Request, delivery_id: str) -> HTTPResponse:
     delivery_id = uuid_param(delivery_id)
     who = await admin_auth(request, write=True)
     d = await delivery_ops.retry(gw(request), who.actor, delivery_id)
-    return json({"data": delivery_view(d)})
+    return json({"data": public(d)})
 
 
 @bp.get("/audit")
@@ -113,12 +107,6 @@ async def channel_health(request: Request) -> HTTPResponse:
     return json({"data": await gw(request).db.read(latest), "next": None})
 
 
-def alert_view(a: Alert) -> dict[str, Any]:
-    view = msgspec.to_builtins(a)
-    view.pop("claim_token", None)
-    return view
-
-
 @bp.get("/alerts")
 async def list_alerts(request: Request) -> HTTPResponse:
     """The health alerts queued for tenants' ``alert_webhook_url``: pending (with the next
@@ -127,7 +115,7 @@ async def list_alerts(request: Request) -> HTTPResponse:
     status = _status_arg(request, ALERT_STATUSES)
     ids = _uuid_args(request, "tenant_id", "channel_id")
     items, nxt = await _paged(request, alerts.list_page, status=status, **ids)
-    return json({"data": [alert_view(a) for a in items], "next": nxt})
+    return json({"data": [public(a) for a in items], "next": nxt})
 
 
 # -- routing rules (any tenant) -------------------------------------------------------------
