@@ -151,6 +151,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds after the headers until the request body is complete."),
     Setting("max_sockets_per_token", ("CONVERGER_MAX_SOCKETS_PER_TOKEN",), int, 100,
             "Open WebSockets per token; more are refused with 429 `too_many_sockets`. 0 = no cap."),
+    Setting("max_activity_bytes", ("CONVERGER_MAX_ACTIVITY_BYTES",), int, 65_536,
+            "Largest activity accepted: its text, attachments, metadata and extra together, as "
+            "JSON (bytes); larger is 413 `activity_too_large`. 0 = only the body limit."),
+    Setting("list_max_bytes", ("CONVERGER_LIST_MAX_BYTES",), int, 8_388_608,
+            "The compatible activity list stops before this many bytes of activity content "
+            "(besides `activity_list_cap` rows); 0 = rows only."),
     Setting("outbound_allow", ("CONVERGER_OUTBOUND_ALLOW",), str, "",
             "Comma-separated IP ranges deliveries and alerts may reach although they are not "
             "public (e.g. `10.0.0.0/8` for on-prem receivers, `127.0.0.0/8,::1` for local "
@@ -245,6 +251,8 @@ class Settings(msgspec.Struct, kw_only=True):
     header_timeout: float = 10.0
     body_timeout: float = 120.0
     max_sockets_per_token: int = 100
+    max_activity_bytes: int = 65_536
+    list_max_bytes: int = 8_388_608
     outbound_allow: str = ""
     outbound_hosts: str = ""
     session_lifetime: int = 43_200

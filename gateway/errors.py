@@ -13,7 +13,7 @@ from sanic import Request
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse
 
-from .domain.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from .domain.errors import Conflict, DomainError, Forbidden, NotFound, TooLarge, ValidationFailed
 
 _encode = msgspec.json.Encoder().encode
 
@@ -159,6 +159,8 @@ def problem(exc: DomainError) -> ApiError:
         return conflict(exc.detail, exc.code)
     if isinstance(exc, Forbidden):
         return forbidden(exc.detail, exc.code)
+    if isinstance(exc, TooLarge):
+        return ApiError(413, exc.code, exc.detail, legacy={"error": "Request body too large"})
     return ApiError(400, "bad_request", str(exc))
 
 

@@ -86,15 +86,29 @@ def get(conn: sqlite3.Connection, activity_id: str) -> Activity | None:
 
 
 def list_after(
-    conn: sqlite3.Connection, conversation_id: str, *, after_seq: int = 0, limit: int = 10_000
+    conn: sqlite3.Connection, conversation_id: str, *, after_seq: int = 0, limit: int = 10_000,
+    max_bytes: int = 0,
 ) -> list[Activity]:
-    """Activities with ``seq > after_seq``, in ``seq`` order, at most ``limit``."""
-    rows = conn.execute(
+    """Activities with ``seq > after_seq``, in ``seq`` order, at most ``limit`` — and, with
+    ``max_bytes``, no more than fit in that many bytes of text, attachments, metadata and
+    extra (at least one): rows are read one by one, so a list of large activities stops early
+    instead of loading them all."""
+    cursor = conn.execute(
         f"""SELECT {COLUMNS} FROM activities WHERE conversation_id = ? AND seq > ?
             ORDER BY seq LIMIT ?""",
         (conversation_id, after_seq, limit),
-    ).fetchall()
-    return [from_row(Activity, r) for r in rows]
+    )
+    if not max_bytes:
+        return [from_row(Activity, r) for r in cursor.fetchall()]
+    out: list[Activity] = []
+    used = 0
+    for r in cursor:
+        used += sum(len(v) for v in (r[6], r[7], r[8], r[14]) if isinstance(v, str | bytes))
+        if out and used > max_bytes:
+            break
+        out.append(from_row(Activity, r))
+    cursor.close()
+    return out
 
 
 def count(conn: sqlite3.Connection, tenant_id: str | None = None) -> int:

@@ -124,13 +124,13 @@ CODES: dict[int, tuple[str, ...]] = {
     406: ("not_acceptable",),
     408: ("request_timeout",),
     409: ("conflict", "constraint_failed", "conversation_closed", "not_retryable", "tls_not_acme"),
-    413: ("payload_too_large", "file_too_large"),
+    413: ("payload_too_large", "file_too_large", "activity_too_large", "storage_quota"),
     415: ("unsupported_media_type",),
     422: ("validation_failed",),
     429: ("rate_limited", "too_many_sockets"),
     500: ("internal_error", "http_error"),
     502: ("acme_failed", "provider_error"),
-    503: ("unavailable", "http_error", "storage_unavailable"),
+    503: ("unavailable", "http_error", "storage_unavailable", "too_many_connections"),
     507: ("storage_full",),
 }
 

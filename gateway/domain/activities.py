@@ -19,7 +19,7 @@ from store import activities, channels, conversations, queue, routing
 from store.models import Activity, Channel
 
 from ..context import Gateway
-from .errors import Conflict, NotFound
+from .errors import Conflict, NotFound, TooLarge
 
 
 class NewActivity(msgspec.Struct, kw_only=True):
@@ -39,6 +39,21 @@ class Created(msgspec.Struct):
     created: bool
     deliveries: int
     reply: Created | None = None  # the echo bot's reply, committed with the activity
+
+
+_size_encoder = msgspec.json.Encoder()
+
+
+def check_size(limit: int, new: NewActivity) -> None:
+    """Text, attachments, metadata and extra together at most ``limit`` bytes as JSON
+    (``CONVERGER_MAX_ACTIVITY_BYTES``): one tenant must not fill the server's memory with a few
+    list calls over megabyte activities (issue 13)."""
+    if not limit:
+        return
+    size = len(_size_encoder.encode((new.text, new.attachments, new.metadata, new.extra)))
+    if size > limit:
+        raise TooLarge(f"the activity is {size} bytes of text, attachments and metadata; at most "
+                       f"{limit} are accepted", "activity_too_large")
 
 
 def closed(conversation_id: str) -> Conflict:
@@ -100,7 +115,8 @@ async def create(gw: Gateway, tenant_id: str, conversation_id: str, new: NewActi
     """Create (or find, on an idempotent replay) an activity; committed when this returns.
 
     Raises ``NotFound`` (no such conversation for this tenant) or ``Conflict``
-    (``conversation_closed``)."""
+    (``conversation_closed``) or ``TooLarge`` (``activity_too_large``)."""
+    check_size(gw.settings.max_activity_bytes, new)
     result: Created = await gw.db.write(insert_tx, tenant_id, conversation_id, new, gw.now_iso())
     await after_commit(gw, result)
     return result

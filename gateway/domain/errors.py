@@ -49,3 +49,12 @@ class Forbidden(DomainError):
         super().__init__(detail)
         self.detail = detail
         self.code = code
+
+
+class TooLarge(DomainError):
+    """The thing is over a size limit (HTTP 413); ``code`` names the limit."""
+
+    def __init__(self, detail: str, code: str = "payload_too_large") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code

@@ -43,11 +43,13 @@ async def create_activity(request: Request, conversation_id: str) -> HTTPRespons
     return json({"data": activity_out(result.activity)}, status=201)
 
 
-def _list_tx(conn: sqlite3.Connection, tenant_id: str, conversation_id: str, cap: int, with_deliveries: bool):
+def _list_tx(conn: sqlite3.Connection, tenant_id: str, conversation_id: str, cap: int,
+             with_deliveries: bool, max_bytes: int = 0):
     conv = conversations.get_for_tenant(conn, tenant_id, conversation_id)
     if conv is None:
         return None
-    items = activities.list_after(conn, conversation_id, limit=cap)
+    # At most `cap` rows and `max_bytes` of content (CONVERGER_LIST_MAX_BYTES, issue 13).
+    items = activities.list_after(conn, conversation_id, limit=cap, max_bytes=max_bytes)
     deliveries = queue.for_activities(conn, [a.id for a in items]) if with_deliveries else {}
     return items, deliveries
 
@@ -62,7 +64,8 @@ async def list_activities(request: Request, conversation_id: str) -> HTTPRespons
     if include not in ("", "deliveries"):
         raise errors.bad_request("include must be 'deliveries'", "invalid_query")
     found = await ctx.db.read(
-        _list_tx, tenant.id, conversation_id, ctx.settings.activity_list_cap, include == "deliveries"
+        _list_tx, tenant.id, conversation_id, ctx.settings.activity_list_cap, include == "deliveries",
+        ctx.settings.list_max_bytes,
     )
     if found is None:
         raise errors.not_found()
