@@ -53,14 +53,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a delivery attempt may take (connect + response) before it counts as a "
             "failed, retryable attempt."),
     Setting("delivery_lease", ("CONVERGER_DELIVERY_LEASE",), float, 0.0,
-            "Seconds a claimed delivery stays leased to its worker. When a lease runs out (the "
-            "worker hung, or its outcome could not be recorded) the rescuer gives the delivery "
+            "Seconds a claimed delivery (or health alert) stays leased to its worker. When a lease "
+            "runs out (the worker hung, or its outcome could not be recorded) the rescuer gives it "
             "back and it is sent again, with the same `webhook-id`. 0 = automatic: "
-            "max(120, 4 × `CONVERGER_WEBHOOK_TIMEOUT` + 30). A lease shorter than an attempt "
-            "sends that attempt twice (tests use one to prove the rescue)."),
+            "max(120, 4 × `CONVERGER_WEBHOOK_TIMEOUT` + 30) for deliveries, max(120, 2 × "
+            "`CONVERGER_WEBHOOK_TIMEOUT` + 30) for alerts. A lease shorter than an attempt sends "
+            "that attempt twice (tests use one to prove the rescue)."),
     Setting("lease_rescue_interval", ("CONVERGER_LEASE_RESCUE_INTERVAL",), float, 30.0,
-            "Seconds between two rounds of the rescuer that reclaims expired delivery leases on "
-            "a running server (at start-up every lease is reclaimed at once)."),
+            "Seconds between two rounds of the rescuers that reclaim expired delivery and alert "
+            "leases on a running server (at start-up every lease is reclaimed at once)."),
     Setting("backoff_scale", ("CONVERGER_BACKOFF_SCALE",), float, 1.0,
             "Multiplier on every retry wait (backoff and `Retry-After`). For tests only: "
             "`0.001` turns the 30/90/270/810 s schedule into milliseconds."),

@@ -84,6 +84,11 @@ def release_all(conn: sqlite3.Connection, now: str) -> int:
     return queue.release_leases(conn, TABLE, now)
 
 
+def rescue_expired(conn: sqlite3.Connection, now: str) -> int:
+    """Alerts whose lease ran out on a running server, given back (due now)."""
+    return queue.release_expired(conn, TABLE, now)
+
+
 def next_due_at(conn: sqlite3.Connection) -> str | None:
     """When the earliest unclaimed pending alert becomes due (None: nothing is waiting)."""
     return queue.earliest_due(conn, TABLE)

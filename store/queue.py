@@ -211,6 +211,19 @@ def release_leases(conn: sqlite3.Connection, table: str, now: str) -> int:
     ).rowcount
 
 
+def release_expired(conn: sqlite3.Connection, table: str, now: str) -> int:
+    """Every lease of ``table`` that ran out (its worker hung, or its outcome could not be
+    recorded) given back, due now. The attempt in flight is not counted: at least once, and the
+    receiver dedupes by the row's id (``webhook-id``)."""
+    assert table in QUEUE_TABLES
+    return conn.execute(
+        f"""UPDATE {table}
+               SET claim_token = NULL, leased_until = NULL, next_attempt_at = ?, updated_at = ?
+             WHERE claim_token IS NOT NULL AND leased_until <= ?""",
+        (now, now, now),
+    ).rowcount
+
+
 def earliest_due(conn: sqlite3.Connection, table: str) -> str | None:
     """When the earliest unclaimed pending row of ``table`` becomes due (None: none waits)."""
     assert table in QUEUE_TABLES
@@ -302,16 +315,8 @@ def release(conn: sqlite3.Connection, tokens: Iterable[str]) -> int:
 
 
 def rescue_expired(conn: sqlite3.Connection, now: str) -> int:
-    """Reclaim rows whose lease ran out (their worker crashed or hung): due again now.
-
-    The attempt in flight is not counted: delivery is at least once, and the receiver dedupes
-    by the delivery id (``webhook-id``)."""
-    return conn.execute(
-        """UPDATE deliveries
-              SET claim_token = NULL, leased_until = NULL, next_attempt_at = ?, updated_at = ?
-            WHERE claim_token IS NOT NULL AND leased_until <= ?""",
-        (now, now, now),
-    ).rowcount
+    """Reclaim deliveries whose lease ran out (see :func:`release_expired`): due again now."""
+    return release_expired(conn, "deliveries", now)
 
 
 def rescue_all(conn: sqlite3.Connection, now: str) -> int:

@@ -62,9 +62,11 @@ class AlertSender:
         self.ctx = ctx
         self.scale = ctx.settings.backoff_scale
         self.timeout = ctx.settings.webhook_timeout
-        self.lease = max(LEASE_SECONDS, 2 * self.timeout + 30)
+        self.lease = ctx.settings.delivery_lease or max(LEASE_SECONDS, 2 * self.timeout + 30)
+        self.rescue_every = ctx.settings.lease_rescue_interval
         self.session: aiohttp.ClientSession | None = None
         self.task: asyncio.Task[None] | None = None
+        self.rescuer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.sent = 0
         self.failed = 0
@@ -80,11 +82,13 @@ class AlertSender:
             aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.timeout))
         if loop:
             self.task = asyncio.create_task(self._loop(), name="alert-sender")
+            self.rescuer = asyncio.create_task(self._rescue(), name="alert-rescuer")
 
     async def stop(self) -> None:
-        if self.task is not None:
-            await cancel_and_wait([self.task], self.ctx.log, "alerts: stopping")
-            self.task = None
+        tasks = [t for t in (self.task, self.rescuer) if t is not None]
+        if tasks:
+            await cancel_and_wait(tasks, self.ctx.log, "alerts: stopping")
+            self.task = self.rescuer = None
         if self.ctx.db_open:
             with contextlib.suppress(Exception):  # a full disk must not block shutdown
                 await self.ctx.db.write(alerts.release_all, iso(utcnow()))
@@ -151,6 +155,21 @@ class AlertSender:
                 delay = 1.0
             if delay > 0:
                 await wait_event(self._wake, delay)
+
+
+    async def _rescue(self) -> None:
+        """Give back leases that ran out on this running server (an attempt whose outcome could
+        not be recorded, e.g. on a full disk), as the delivery workers do; the alert is then sent
+        again with the same ``webhook-id``."""
+        while True:
+            await asyncio.sleep(self.rescue_every)  # a timer, not a wait for work
+            try:
+                if await self.ctx.db.write(alerts.rescue_expired, iso(utcnow())):
+                    self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # logged; the next round tries again
+                self.ctx.log.error("alert rescuer failed: %s", exc)
 
 
 def install(app: Any) -> None:

@@ -163,4 +163,12 @@ MUTANTS: tuple[Mutant, ...] = (
         '        code, out = 0, ""  # MUTANT: a lost database is not restored\n',
         ("tests/integration/ops/test_replication.py::test_restore_after_losing_the_database",),
     ),
+    Mutant(
+        "skip-alert-rescue",
+        "health alerts follow the deliveries' rules: an expired lease is sent again",
+        "gateway/workers/alerts.py",
+        'self.rescuer = asyncio.create_task(self._rescue(), name="alert-rescuer")',
+        "self.rescuer = None  # MUTANT: expired alert leases never reclaimed",
+        ("tests/integration/ops/test_alerts.py::test_an_alert_whose_lease_runs_out_is_sent_again_on_the_running_server",),
+    ),
 )

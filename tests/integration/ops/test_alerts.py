@@ -213,6 +213,52 @@ async def test_alert_gone_410_fails_at_once(
         assert hits == [row["id"]]
 
 
+async def test_an_alert_whose_lease_runs_out_is_sent_again_on_the_running_server(
+    make_server: Callable[..., Server], session: aiohttp.ClientSession
+) -> None:
+    """The alert sender reclaims expired leases while running, as the delivery workers do: an
+    attempt that outlives its lease (1 s; the attempt is cut off at 2 s) no longer counts, and
+    the alert goes out again at once with the same ``webhook-id`` — not after the 30 s retry
+    wait a counted failure would bring, nor only at the next restart."""
+    srv = make_server(env={"CONVERGER_HEALTH_INTERVAL": "1", "CONVERGER_WEBHOOK_TIMEOUT": "2",
+                           "CONVERGER_DELIVERY_LEASE": "1",
+                           "CONVERGER_LEASE_RESCUE_INTERVAL": "0.2"})
+    seen: list[dict[str, str]] = []
+    again = asyncio.Event()
+    done = asyncio.Event()
+
+    async def alert(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(dict(request.headers))
+        if len(seen) == 1:
+            await done.wait()  # hangs past the lease; the gateway cuts it off after 2 s
+        else:
+            again.set()
+        return web.Response(status=204)
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/alerts", alert)
+    app.router.add_post("/hook", hook)
+    async with serving(app) as base:
+        try:  # the hanging handler ends before the receiver stops
+            api = Api(session, srv.url)
+            tenant, _ = await _alerted_channel(srv, api, base, "/alerts")
+            try:
+                await asyncio.wait_for(again.wait(), 15)
+            except TimeoutError:
+                raise AssertionError("the alert whose lease ran out was not sent again") from None
+            row = await _final_alert(api, tenant)
+            assert (row["status"], row["attempts"]) == ("sent", 1)
+            assert [h["webhook-id"] for h in seen] == [row["id"], row["id"]]
+        finally:
+            done.set()
+    assert srv.proc is not None and srv.proc.poll() is None  # no restart involved
+
+
 async def test_alert_list_bad_input(api: Api) -> None:
     for query, code in (("status=bogus", "invalid_query"), ("tenant_id=nope", "invalid_uuid"),
                         ("limit=0", "invalid_query"), ("cursor=%%%", "invalid_cursor")):
