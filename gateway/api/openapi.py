@@ -14,6 +14,7 @@ from sanic.response import HTTPResponse
 
 from gateway import __version__
 from store.models import AdminToken, Alert, AuditLog, Delivery
+from store.users import AdminUser, TenantUser
 
 from ..http import json
 from ..shapes import public_struct
@@ -205,6 +206,31 @@ OPERATIONS: list[Op] = [
        ADMIN, result=ACTION_OUT, errors=(400, 401, 403, 404, 502)),
     Op("GET", "/api/admin/conversations", "List conversations", ADMIN, result=[s.ConversationOut],
        errors=(400, 401), wrap="page", query=("tenant_id", "channel_id", "status", "limit", "cursor")),
+    Op("POST", "/api/admin/conversations/{conversation_id}/close",
+       "Close a conversation: no new activity is accepted (closing a closed one is a no-op)",
+       ADMIN, result=s.ConversationOut, errors=(400, 401, 403, 404)),
+    Op("POST", "/api/admin/conversations/{conversation_id}/reopen",
+       "Reopen a closed conversation", ADMIN, result=s.ConversationOut,
+       errors=(400, 401, 403, 404)),
+    Op("GET", "/api/admin/users", "List admin users (who sign in to /admin)", ADMIN,
+       result=[AdminUser], errors=(401,), wrap="page"),
+    Op("POST", "/api/admin/users", "Create an admin user (super_admin tokens only)", ADMIN,
+       s.AdminUserCreate, 201, AdminUser, (400, 401, 403, 422)),
+    Op("GET", "/api/admin/users/{user_id}", "Show an admin user", ADMIN, result=AdminUser),
+    Op("PATCH", "/api/admin/users/{user_id}",
+       "Update an admin user: name, role, status, password (super_admin tokens only)", ADMIN,
+       s.UserPatch, 200, AdminUser, (400, 401, 403, 404, 422)),
+    Op("DELETE", "/api/admin/users/{user_id}", "Delete an admin user (super_admin tokens only)",
+       ADMIN, ok=204, errors=(400, 401, 403, 404)),
+    Op("GET", "/api/admin/tenant_users", "List tenant users (who sign in to /portal)", ADMIN,
+       result=[TenantUser], errors=(400, 401), wrap="page", query=("tenant_id",)),
+    Op("POST", "/api/admin/tenant_users", "Create a tenant user", ADMIN, s.TenantUserCreate, 201,
+       TenantUser, (400, 401, 403, 422)),
+    Op("PATCH", "/api/admin/tenant_users/{user_id}",
+       "Update a tenant user: name, role, status, password", ADMIN, s.UserPatch, 200, TenantUser,
+       (400, 401, 403, 404, 422)),
+    Op("DELETE", "/api/admin/tenant_users/{user_id}", "Delete a tenant user", ADMIN, ok=204,
+       errors=(400, 401, 403, 404)),
     Op("GET", "/api/admin/deliveries", "List deliveries", ADMIN, result=[DeliveryView],
        errors=(400, 401), wrap="page",
        query=("tenant_id", "channel_id", "activity_id", "status", "limit", "cursor")),

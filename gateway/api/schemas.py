@@ -179,6 +179,28 @@ def channel_out(c: Channel, masked_config: dict[str, Any], secret: str | None = 
     )
 
 
+class AdminUserCreate(Struct, kw_only=True, forbid_unknown_fields=True):
+    email: str
+    name: str
+    password: str
+    role: str = "admin"
+
+
+class TenantUserCreate(Struct, kw_only=True, forbid_unknown_fields=True):
+    tenant_id: str
+    email: str
+    name: str
+    password: str
+    role: str = "member"
+
+
+class UserPatch(Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str | UnsetType = UNSET
+    role: str | UnsetType = UNSET
+    status: str | UnsetType = UNSET
+    password: str | UnsetType = UNSET
+
+
 class AdminTokenCreate(Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     role: str = "admin"

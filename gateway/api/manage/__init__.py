@@ -1,7 +1,8 @@
-"""The management API (DESIGN §5): ``/api/admin/…`` with ``Authorization: Bearer <admin token>``."""
+"""The management API: ``/api/admin/…`` with ``Authorization: Bearer <admin token>``
+(docs/admin.md). Every change goes through ``gateway.domain``."""
 
 from sanic import Blueprint
 
-from . import channels, records, tenants
+from . import channels, records, tenants, users
 
-bp = Blueprint.group(tenants.bp, channels.bp, records.bp, url_prefix="/api/admin")
+bp = Blueprint.group(tenants.bp, channels.bp, records.bp, users.bp, url_prefix="/api/admin")

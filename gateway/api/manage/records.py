@@ -1,5 +1,5 @@
-"""Management views over conversations, deliveries, routing rules, the audit log, channel
-health, health alerts and admin API tokens."""
+"""Management views over conversations (list, close, reopen), deliveries, routing rules, the
+audit log, channel health, health alerts and admin API tokens."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from store import admin_tokens, alerts, audit, conversations, queue, routing
 from ... import errors
 from ...auth import admin_auth
 from ...domain import admin_tokens as token_ops
+from ...domain import conversations as conversation_ops
 from ...domain import deliveries as delivery_ops
 from ...domain import routing as rule_ops
 from ...http import decode, empty, gw, int_arg, json, uuid_param
@@ -58,6 +59,24 @@ async def list_conversations(request: Request) -> HTTPResponse:
     ids = _uuid_args(request, "tenant_id", "channel_id")
     items, nxt = await _paged(request, conversations.list_page, status=request.args.get("status"), **ids)
     return json({"data": [conversation_out(c) for c in items], "next": nxt})
+
+
+@bp.post("/conversations/<conversation_id>/close")
+async def close_conversation(request: Request, conversation_id: str) -> HTTPResponse:
+    """Closed: no new activity is accepted (409 ``conversation_closed``); an inbound message
+    from its sender starts a new conversation. Closing a closed one changes nothing."""
+    conversation_id = uuid_param(conversation_id)
+    who = await admin_auth(request, write=True)
+    conv = await conversation_ops.close(gw(request), who.actor, conversation_id)
+    return json({"data": conversation_out(conv)})
+
+
+@bp.post("/conversations/<conversation_id>/reopen")
+async def reopen_conversation(request: Request, conversation_id: str) -> HTTPResponse:
+    conversation_id = uuid_param(conversation_id)
+    who = await admin_auth(request, write=True)
+    conv = await conversation_ops.reopen(gw(request), who.actor, conversation_id)
+    return json({"data": conversation_out(conv)})
 
 
 @bp.get("/deliveries")
