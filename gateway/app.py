@@ -15,6 +15,7 @@ from store.db import Database
 from store.util import random_bytes
 
 from . import errors, logs
+from .cluster import Cluster
 from .config import Settings
 from .context import Gateway, RequestState
 
@@ -60,9 +61,11 @@ def open_database(settings: Settings) -> tuple[Database, list[str]]:
     return db, applied
 
 
-def create_app(settings: Settings, name: str | None = None) -> Sanic:
+def create_app(settings: Settings, name: str | None = None, cluster: Cluster | None = None) -> Sanic:
+    """The app; ``cluster`` makes it one worker of several (``converger serve --workers N``)."""
     # app.ctx is the typed Gateway (gateway/context.py): the domain operations take it as `gw`.
     gw = Gateway.create(settings, logs.configure(settings.log_level))
+    gw.cluster = cluster  # None: one process (see gateway/cluster.py)
     app = Sanic(name or f"converger{next(_NAMES)}", configure_logging=False, ctx=gw,
                 request_class=GatewayRequest)
     app.config.REQUEST_MAX_SIZE = max(settings.max_upload_bytes, settings.max_body_bytes) + 65_536
@@ -91,6 +94,10 @@ def create_app(settings: Settings, name: str | None = None) -> Sanic:
         if applied:
             gw.log.info("applied migrations: %s", ", ".join(applied))
         gw.attach(db)
+
+    from . import cluster as cluster_mod
+
+    cluster_mod.install(app, cluster)  # after the database opens: its hooks need it
 
     @app.after_server_stop
     async def _close(app: Sanic) -> None:

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers",
+                       help="processes serving the port: a number, or auto (CONVERGER_WORKERS)")
     serve.add_argument("--dev", action="store_true",
                        help="create a dev tenant, echo channel and admin token; print them")
     serve.add_argument("--domain", action="append",
@@ -229,7 +231,13 @@ def _tls_preflight(settings: config.Settings) -> str | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, host=args.host, port=args.port,
+    from .supervisor import worker_identity
+
+    if worker_identity() is not None:  # a worker started by the supervisor: no prelude
+        from .server import run_worker
+
+        return run_worker()
+    settings = _settings(args, host=args.host, port=args.port, workers=args.workers,
                          domains=",".join(args.domain) if args.domain else None,
                          http_port=args.http_port, https_port=args.https_port,
                          tls_cert=args.tls_cert, tls_key=args.tls_key)

@@ -77,6 +77,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest WebSocket message accepted from a client (bytes); larger closes with 1009."),
     Setting("ws_send_queue", ("CONVERGER_WS_SEND_QUEUE",), int, 1000,
             "Frames queued for one socket before it counts as too slow and is dropped."),
+    Setting("workers", ("CONVERGER_WORKERS",), str, "auto",
+            "Processes serving the one port (`converger serve --workers N`): `auto` = the "
+            "machine's cores, at most 8; `1` = one process, no supervisor. They share the "
+            "database; see docs/architecture.md."),
+    Setting("worker_header", ("CONVERGER_WORKER_HEADER",), bool, False,
+            "Add `x-converger-worker: <pid>` to every answer (tests and debugging)."),
     Setting("log_level", ("CONVERGER_LOG_LEVEL",), str, "INFO", "Log level."),
     Setting("access_log", ("CONVERGER_ACCESS_LOG",), bool, False, "Log every request."),
     # -- operations (rate limits, CORS, metrics, replication, background jobs) ---------------
@@ -221,6 +227,8 @@ class Settings(msgspec.Struct, kw_only=True):
     ws_idle_timeout: int = 60
     ws_max_frame_bytes: int = 1_048_576
     ws_send_queue: int = 1000
+    workers: str = "auto"
+    worker_header: bool = False
     log_level: str = "INFO"
     access_log: bool = False
     rate_limit_tokens: int = 10
@@ -269,6 +277,17 @@ class Settings(msgspec.Struct, kw_only=True):
     tls_check_interval: int = 60
 
     @property
+    def worker_count(self) -> int:
+        """``workers`` as a number: ``auto`` is the usable cores, capped at ``MAX_AUTO_WORKERS``."""
+        if self.workers.strip().lower() == "auto":
+            try:
+                cores = len(os.sched_getaffinity(0))
+            except AttributeError:  # not Linux
+                cores = os.cpu_count() or 1
+            return max(1, min(cores, MAX_AUTO_WORKERS))
+        return int(self.workers)
+
+    @property
     def db_path(self) -> Path:
         return Path(self.db) if self.db else Path(self.data_dir) / "converger.db"
 
@@ -280,6 +299,10 @@ class Settings(msgspec.Struct, kw_only=True):
     def tls(self) -> str:
         """``acme`` (domains), ``files`` (tls_cert/tls_key) or ``""`` (plain HTTP)."""
         return "acme" if self.domains.strip() else "files" if self.tls_cert else ""
+
+
+#: One SQLite file takes one writer at a time: past this many processes they mostly wait for it.
+MAX_AUTO_WORKERS = 8
 
 
 class ConfigError(ValueError):
@@ -322,6 +345,12 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     if settings.delivery_retention_days < 0 or settings.health_retention_days < 1:
         raise ConfigError("CONVERGER_DELIVERY_RETENTION_DAYS must be 0 (keep) or more, and "
                           "CONVERGER_HEALTH_RETENTION_DAYS at least 1")
+    if settings.workers.strip().lower() != "auto":
+        try:
+            if not 1 <= int(settings.workers) <= 64:
+                raise ValueError
+        except ValueError:
+            raise ConfigError("CONVERGER_WORKERS must be 'auto' or a number from 1 to 64") from None
     if settings.delivery_concurrency < 1:
         raise ConfigError("CONVERGER_DELIVERY_CONCURRENCY must be at least 1")
     if settings.delivery_lease < 0 or settings.lease_rescue_interval <= 0:

@@ -24,8 +24,10 @@ from .hub import Hub
 from .tokens import Tokens
 
 if TYPE_CHECKING:  # only for annotations: these import the gateway's outer layers
+    from .cluster import Cluster
     from .connlimit import Limits
     from .domain import Actor
+    from .feed import FeedReader
     from .ratelimit import DeliveryLimiter, Limiter
     from .replication import Supervisor
     from .workers.scheduler import Scheduler
@@ -129,8 +131,9 @@ class Gateway:
     delivery: DeliveryBackend = field(default_factory=NoDelivery)
     # Called with each newly committed activity, once (live broadcast, metrics).
     on_activity: list[ActivityHook] = field(default_factory=list)
-    # Readiness checks: name → () → {"ok": bool, ...}
-    readiness: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    # Readiness checks: name → () → {"ok": bool, ...} (or an awaitable of it)
+    readiness: dict[str, Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]] = field(
+        default_factory=dict)
     # ``await rate_limit(request, scope, key=None)``: a no-op until gateway/ratelimit.py installs.
     rate_limit: RateLimit = _no_rate_limit
     rate_limiter: Limiter | None = None
@@ -145,6 +148,10 @@ class Gateway:
     conn_limits: Limits | None = None
     request_deadlines: tuple[float, float] = (0.0, 0.0)
     web: Any = None  # the pages' state (gateway/web), set when they are installed
+    # One worker of several processes (gateway/cluster.py), and its reader of the change feed
+    # (gateway/feed.py); None in a one-process gateway.
+    cluster: Cluster | None = None
+    feed: FeedReader | None = None
     _db: Database | None = None
 
     @property

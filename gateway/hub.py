@@ -52,6 +52,29 @@ class Hub:
         self._topics: dict[str, dict[Subscriber, None]] = defaultdict(dict)
         self.published = 0
         self.dropped = 0
+        # With several worker processes every event reaches the hub through the feed
+        # (gateway/feed.py), in commit order, in every process: announcing it here is then
+        # left to the feed reader.
+        self.shared = False
+
+    def announce(self, topic: str, event: str, payload: Any) -> None:
+        """Publish an event committed by this process: now, or (``shared``) when the feed
+        reader reads it back from the store."""
+        if not self.shared:
+            self.publish(topic, event, payload)
+
+    def drop_all(self) -> int:
+        """Drop every subscriber (their sockets close; clients resume from the store)."""
+        n = 0
+        for topic in list(self._topics):
+            for sub in list(self._topics.get(topic, ())):
+                self.unsubscribe(topic, sub)
+                n += 1
+                try:
+                    sub.dropped()
+                except Exception:
+                    log.exception("subscriber drop hook failed")
+        return n
 
     def subscribe(self, topic: str, sub: Subscriber) -> None:
         # A dict keeps subscription order (sets do not): earlier subscribers are served first.
@@ -102,4 +125,4 @@ class Hub:
 
     def activity_hook(self, activity: Any) -> None:
         """``ctx.on_activity`` callback: broadcast a newly committed activity, once."""
-        self.publish(f"conversation:{activity.conversation_id}", "new_activity", activity)
+        self.announce(f"conversation:{activity.conversation_id}", "new_activity", activity)

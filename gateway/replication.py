@@ -383,12 +383,25 @@ def install(app: Any) -> None:
 
     @app.after_server_start
     async def _start(app: Any) -> None:
-        supervisor = Supervisor(settings, app.ctx.log)
-        app.ctx.replication = supervisor
-        if app.ctx.db_open:
-            app.ctx.db.between_batches = guard_for(settings)
-        app.ctx.readiness["replication"] = supervisor.status
-        supervisor.start()
+        async def start() -> None:
+            supervisor = Supervisor(settings, app.ctx.log)
+            app.ctx.replication = supervisor
+            if app.ctx.db_open:
+                app.ctx.db.between_batches = guard_for(settings)
+            app.ctx.readiness["replication"] = supervisor.status
+            supervisor.start()
+
+        async def stop() -> None:  # the leader moved to another worker process
+            supervisor = getattr(app.ctx, "replication", None)
+            app.ctx.readiness.pop("replication", None)
+            if supervisor is not None:
+                app.ctx.replication = None
+                await supervisor.stop()
+
+        from .cluster import singleton
+
+        # One Litestream per database: in the leader process only, with several workers.
+        await singleton(app, "litestream", start, stop)
 
     # Registered before create_app's database close, so it runs after it (reverse order).
     @app.after_server_stop

@@ -1,13 +1,46 @@
-"""Running the app: one process (SQLite has one writer), uvloop, graceful shutdown."""
+"""Running the app: one process, or N worker processes under a supervisor (``--workers N``).
+
+- ``workers == 1``: one process (uvloop, graceful shutdown), no supervisor.
+- ``workers > 1``: :mod:`gateway.supervisor` binds the port and starts N copies of this program
+  with ``CONVERGER_WORKER_SLOT`` set; each copy lands in :func:`run_worker`, builds the same
+  app with a :class:`gateway.cluster.Cluster` and serves on the inherited socket.
+
+HTTPS served by converger itself (its HTTP port, ACME challenges, certificate renewal) runs in
+one process: with ``CONVERGER_DOMAINS`` or ``CONVERGER_TLS_CERT`` set, ``auto`` means one
+worker (put a TLS proxy in front to use more).
+"""
 
 from __future__ import annotations
 
+import socket
+
 from . import connlimit
 from .app import create_app
-from .config import Settings
+from .config import ConfigError, Settings
+
+
+def worker_count(settings: Settings) -> int:
+    """How many processes to run; raises :class:`ConfigError` for a combination we refuse."""
+    count = settings.worker_count
+    if count > 1 and settings.tls:
+        if settings.workers.strip().lower() == "auto":
+            return 1
+        raise ConfigError("CONVERGER_WORKERS > 1 does not serve HTTPS itself yet: use "
+                          "--workers 1 with CONVERGER_DOMAINS/CONVERGER_TLS_CERT, or a TLS proxy")
+    return count
 
 
 def run(settings: Settings) -> int:
+    from . import supervisor
+
+    if supervisor.worker_identity() is not None:
+        return run_worker()
+    count = worker_count(settings)
+    if count > 1:
+        from . import logs
+
+        logs.configure(settings.log_level)
+        return supervisor.supervise(settings, count)
     files = connlimit.raise_file_limit()  # before the app sizes its connection cap from it
     app = create_app(settings, name="converger")
     app.ctx.log.info("file limit %d; connections: at most %d, %s per IP", files,
@@ -20,5 +53,24 @@ def run(settings: Settings) -> int:
         access_log=False,  # gateway.metrics writes the request log (JSON, with request id)
         motd=False, debug=False, auto_reload=False,
         protocol=connlimit.GuardedProtocol,
+    )
+    return 0
+
+
+def run_worker() -> int:
+    """One supervised worker: the supervisor's settings, its socket, a cluster identity."""
+    from . import supervisor
+    from .cluster import Cluster
+
+    ident = supervisor.worker_identity()
+    assert ident is not None
+    slot, size, run_dir, fd = ident
+    settings = supervisor.worker_settings()
+    connlimit.raise_file_limit()
+    app = create_app(settings, name="converger", cluster=Cluster(slot, size, run_dir))
+    sock = socket.socket(fileno=fd)
+    app.run(
+        sock=sock, single_process=True, access_log=False, motd=False, debug=False,
+        auto_reload=False, protocol=connlimit.GuardedProtocol,
     )
     return 0

@@ -53,6 +53,9 @@ class Database:
         # Called on the writer thread between two transactions (never inside one); replication
         # sets it to yield the write lock to Litestream when the WAL runs away.
         self.between_batches: Callable[[], None] | None = None
+        # Called on the writer thread after each commit that changed rows (several worker
+        # processes: wake the feed reader and tell the siblings, gateway/feed.py).
+        self.on_commit: Callable[[], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, prepare: Callable[[sqlite3.Connection], Any] | None = None) -> Any:
@@ -164,8 +167,9 @@ class Database:
         results: list[tuple[Any, Any, BaseException | None, Any]] = []
         # A job alone in its transaction needs no savepoint to fail alone: two statements saved.
         single = len(batch) == 1
+        changes = conn.total_changes
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            _begin(conn)
             for fn, args, loop, fut in batch:
                 if not single:
                     conn.execute("SAVEPOINT job")
@@ -195,6 +199,9 @@ class Database:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             results = [(loop, fut, exc, None) for fn, args, loop, fut in batch]
+        else:
+            if self.on_commit is not None and conn.total_changes != changes:
+                self.on_commit()
         self._resolve(results)
 
     @staticmethod
@@ -215,6 +222,31 @@ class Database:
                 loop.call_soon_threadsafe(_settle, items)
             except RuntimeError:  # loop closed during shutdown: nobody is waiting any more
                 pass
+
+
+BUSY_PATIENCE = 120.0  # seconds the writer waits for another process's write lock
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE``, waiting for the write lock as long as another process holds it.
+
+    With several worker processes on one file, SQLite's lock serialises their commits;
+    ``busy_timeout`` (5 s) usually covers the wait, and past it this keeps waiting instead of
+    failing a request with "database is locked"."""
+    waited = 0.0
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or waited >= BUSY_PATIENCE:
+                raise
+            waited += 5.0  # busy_timeout has just waited this long
+            if waited == 5.0:
+                import logging
+
+                logging.getLogger("converger.db").warning(
+                    "the database write lock has been busy for 5s (another process); waiting")
 
 
 def _settle(items: list[tuple[asyncio.Future[Any], BaseException | None, Any]]) -> None:

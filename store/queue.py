@@ -155,21 +155,35 @@ QUEUE_TABLES = ("deliveries", "alerts")
 
 
 def claim_due(conn: sqlite3.Connection, table: str, columns: str, now: str, lease_seconds: float,
-              limit: int) -> list[Any]:
+              limit: int, owner: str = "") -> list[Any]:
     """Claim up to ``limit`` due rows of ``table`` (oldest due first) in one
-    ``UPDATE … RETURNING``; each gets its own random claim token and a lease until
-    ``now + lease_seconds``. Due means: pending, not claimed, ``next_attempt_at <= now``."""
+    ``UPDATE … RETURNING``; each gets its own random claim token (prefixed with ``owner``: the
+    claiming worker's slot, see :func:`release_owned`) and a lease until ``now + lease_seconds``.
+    Due means: pending, not claimed, ``next_attempt_at <= now``."""
     assert table in QUEUE_TABLES
     return conn.execute(
         f"""UPDATE {table}
-               SET claim_token = lower(hex(randomblob(16))), leased_until = ?, updated_at = ?
+               SET claim_token = ? || lower(hex(randomblob(16))), leased_until = ?, updated_at = ?
              WHERE id IN (SELECT id FROM {table}
                            WHERE status = 'pending' AND claim_token IS NULL
                              AND next_attempt_at <= ?
                            ORDER BY next_attempt_at LIMIT ?)
          RETURNING {columns}""",
-        (_shift(now, lease_seconds), now, now, limit),
+        (owner, _shift(now, lease_seconds), now, now, limit),
     ).fetchall()
+
+
+def release_owned(conn: sqlite3.Connection, table: str, owner: str, now: str) -> int:
+    """Every lease of ``table`` whose claim token starts with ``owner`` given back, due now:
+    a worker's own leases when it stops, or its dead predecessor's when it starts (the slot's
+    prefix is used by no other process)."""
+    assert table in QUEUE_TABLES and owner
+    return conn.execute(
+        f"""UPDATE {table}
+               SET claim_token = NULL, leased_until = NULL, next_attempt_at = ?, updated_at = ?
+             WHERE claim_token IS NOT NULL AND substr(claim_token, 1, ?) = ?""",
+        (now, now, len(owner), owner),
+    ).rowcount
 
 
 def record_failure(conn: sqlite3.Connection, table: str, columns: str, row_id: str, token: str,
@@ -234,22 +248,23 @@ def earliest_due(conn: sqlite3.Connection, table: str) -> str | None:
     return row[0] if row else None
 
 
-def claim(conn: sqlite3.Connection, now: str, lease_seconds: float, limit: int) -> list[Delivery]:
+def claim(conn: sqlite3.Connection, now: str, lease_seconds: float, limit: int,
+          owner: str = "") -> list[Delivery]:
     """Claim up to ``limit`` due deliveries (see :func:`claim_due`)."""
     return [from_row(Delivery, r)
-            for r in claim_due(conn, "deliveries", COLUMNS, now, lease_seconds, limit)]
+            for r in claim_due(conn, "deliveries", COLUMNS, now, lease_seconds, limit, owner)]
 
 
 def claim_activity(
-    conn: sqlite3.Connection, activity_id: str, now: str, lease_seconds: float
+    conn: sqlite3.Connection, activity_id: str, now: str, lease_seconds: float, owner: str = ""
 ) -> list[Delivery]:
     """Claim the pending deliveries of one activity (the ``inline`` pipeline)."""
     rows = conn.execute(
         f"""UPDATE deliveries
-               SET claim_token = lower(hex(randomblob(16))), leased_until = ?, updated_at = ?
+               SET claim_token = ? || lower(hex(randomblob(16))), leased_until = ?, updated_at = ?
              WHERE activity_id = ? AND status = 'pending' AND claim_token IS NULL
          RETURNING {COLUMNS}""",
-        (_shift(now, lease_seconds), now, activity_id),
+        (owner, _shift(now, lease_seconds), now, activity_id),
     ).fetchall()
     return [from_row(Delivery, r) for r in rows]
 

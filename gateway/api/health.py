@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
@@ -27,8 +29,9 @@ async def readyz(request: Request) -> HTTPResponse:
         checks["database"] = {"ok": True}
     except Exception as exc:  # any failure to write means not ready
         checks["database"] = {"ok": False, "error": str(exc)}
-    for name, probe in ctx.readiness.items():
-        checks[name] = probe()
+    for name, probe in list(ctx.readiness.items()):
+        result = probe()
+        checks[name] = await result if inspect.isawaitable(result) else result
     ok = all(c.get("ok") for c in checks.values())
     body: dict[str, object] = {"status": "ok" if ok else "unavailable", "checks": checks}
     # Ready, but something needs a look (e.g. a certificate renewal failing while the current

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 from adapters.base import StatusUpdate
-from store import queue
+from store import feed, queue
 from store.models import Delivery
 
 from ..context import Gateway
@@ -15,7 +15,7 @@ from ..shapes import delivery_status
 
 def publish(gw: Gateway, d: Delivery) -> None:
     """Push ``delivery_status`` to the conversation's subscribers (call after commit)."""
-    gw.hub.publish(f"conversation:{d.conversation_id}", "delivery_status", delivery_status(d))
+    gw.hub.announce(f"conversation:{d.conversation_id}", "delivery_status", delivery_status(d))
 
 
 def apply_tx(
@@ -36,6 +36,7 @@ def apply_tx(
                                     u.error, now)
         if moved is not None:
             changed.append(moved)
+            feed.append(conn, "d", moved.conversation_id, delivery_status(moved))
     return processed, changed
 
 

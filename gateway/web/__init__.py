@@ -4,6 +4,7 @@ blueprints, static files and the one-time setup link."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 
@@ -65,8 +66,13 @@ def install(app: Sanic) -> None:
     @app.after_server_start
     async def _setup_link(app: Sanic) -> None:
         if await app.ctx.db.read(users.count_admins) == 0:
-            token = secrets.token_urlsafe(24)
+            # With several worker processes the supervisor made one token for all of them
+            # (any process may answer the link), and only the first prints it.
+            token = os.environ.get("CONVERGER_SETUP_TOKEN") or secrets.token_urlsafe(24)
             app.ctx.web.setup_token = token
+            cluster = app.ctx.cluster
+            if cluster is not None and cluster.slot != 0:
+                return
             base = settings.public_url.rstrip("/") or f"http://{settings.host}:{settings.port}"
             # Printed, not logged: it is a credential, valid once, for whoever runs the server.
             print(f"No admin user yet. Create the first one (link valid once): "

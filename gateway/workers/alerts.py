@@ -85,11 +85,13 @@ class AlertSender:
             self.rescuer = asyncio.create_task(self._rescue(), name="alert-rescuer")
 
     async def stop(self) -> None:
+        started = self.session is not None
         tasks = [t for t in (self.task, self.rescuer) if t is not None]
         if tasks:
             await cancel_and_wait(tasks, self.ctx.log, "alerts: stopping")
             self.task = self.rescuer = None
-        if self.ctx.db_open:
+        # Never started here (another worker process is the sender): its leases are not ours.
+        if started and self.ctx.db_open:
             with contextlib.suppress(Exception):  # a full disk must not block shutdown
                 await self.ctx.db.write(alerts.release_all, iso(utcnow()))
         if self.session is not None:
@@ -176,11 +178,20 @@ def install(app: Any) -> None:
     """Start the sender once the database is open; stop it (leases given back) before it closes."""
     sender = AlertSender(app.ctx)
     app.ctx.alerts = sender
-    app.ctx.readiness["alerts"] = sender.alive
 
     @app.after_server_start
     async def _start_alerts(app: Any) -> None:
-        await sender.start()
+        async def start() -> None:
+            app.ctx.readiness["alerts"] = sender.alive
+            await sender.start()
+
+        async def stop() -> None:
+            app.ctx.readiness.pop("alerts", None)
+            await sender.stop()
+
+        from ..cluster import singleton
+
+        await singleton(app, "alert sender", start, stop)
 
     @app.before_server_stop
     async def _stop_alerts(app: Any) -> None:

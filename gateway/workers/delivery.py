@@ -27,7 +27,7 @@ import msgspec
 import adapters
 from adapters import middleware
 from adapters.base import ChannelInfo, DeliveryResult, OutboundActivity
-from store import channels, queue, threads
+from store import channels, feed, queue, threads
 from store.models import Activity, Channel, Delivery
 from store.util import parse_iso, utcnow
 
@@ -35,6 +35,7 @@ from .. import errors, metrics, outbound, tracing
 from ..context import Gateway
 from ..domain.channels import channel_info
 from ..domain.receipts import publish
+from ..shapes import delivery_status
 from ..tasks import cancel_and_wait, wait_event
 from . import health
 
@@ -50,12 +51,13 @@ class Work(msgspec.Struct):
 
 
 def claim_tx(conn: sqlite3.Connection, now: str, lease: float, limit: int,
-             activity_id: str | None = None) -> list[Work]:
-    """Claim due rows (or one activity's rows) and load what sending them needs."""
+             activity_id: str | None = None, owner: str = "") -> list[Work]:
+    """Claim due rows (or one activity's rows) and load what sending them needs. ``owner``
+    prefixes the claim tokens (a worker process's slot, see :meth:`Engine._release_tx`)."""
     if activity_id is None:
-        claimed = queue.claim(conn, now, lease, limit)
+        claimed = queue.claim(conn, now, lease, limit, owner)
     else:
-        claimed = queue.claim_activity(conn, activity_id, now, lease)
+        claimed = queue.claim_activity(conn, activity_id, now, lease, owner)
     if not claimed:
         return []
     acts = queue.activities_for(conn, claimed)
@@ -80,6 +82,8 @@ def outcomes_tx(conn: sqlite3.Connection, batch: list[Outcome], scale: float,
         d, r = o.delivery, o.result
         if r.ok:
             row = queue.complete(conn, d.id, o.token, o.at, r.provider_message_id, r.metadata)
+            if row is not None:  # what receipts.publish announces, read by every process
+                feed.append(conn, "d", row.conversation_id, delivery_status(row))
             if row is not None and r.thread_key:
                 # The send opened the conversation's thread on this channel (adapters/base.py).
                 threads.link(conn, channel_id=d.channel_id, thread_key=r.thread_key,
@@ -117,6 +121,16 @@ class Engine:
         self.attempts = 0
         self._outcomes: list[Outcome] = []
         self._flushing: asyncio.Task[None] | None = None
+        # With several worker processes: this slot's claim-token prefix (its leases are its own).
+        self.owner = gw.cluster.claim_prefix if gw.cluster is not None else ""
+
+    def _release_tx(self, conn: sqlite3.Connection, now: str) -> int:
+        """Leases to give back at start and stop: all of them in a one-process gateway (a
+        previous process's, or ours); with several processes only this worker slot's (its own,
+        or its killed predecessor's: no other process uses the slot's prefix)."""
+        if self.owner:
+            return queue.release_owned(conn, "deliveries", self.owner, now)
+        return queue.rescue_all(conn, now)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -126,13 +140,17 @@ class Engine:
             gw.settings, aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.timeout),
             limit=2 * self.concurrency, keepalive_timeout=30,
         )
-        rescued = await gw.db.write(queue.rescue_all, gw.now_iso())
+        rescued = await gw.db.write(self._release_tx, gw.now_iso())
         if rescued:
             gw.log.info("delivery: reclaimed %d leases of a previous run", rescued)
         self._start_tasks()
 
     def _start_tasks(self) -> None:
         raise NotImplementedError
+
+    def wake(self) -> None:
+        """Look for due work now (a sibling process enqueued some)."""
+        self._wake.set()
 
     async def stop(self) -> None:
         """Stop every task, then give back the leases still held (in flight or buffered)."""
@@ -142,9 +160,9 @@ class Engine:
         if self._flushing is not None:  # outcomes already known are written, not redone
             await asyncio.gather(self._flushing, return_exceptions=True)
         if self.gw.db_open:
-            # One process owns the database, so every lease still set is ours: the ones in
+            # Every lease of ours (of this worker slot, with several processes): the ones in
             # `held`, and any claim whose write committed just as its awaiting task was cancelled.
-            released = await self.gw.db.write(queue.rescue_all, self.gw.now_iso())
+            released = await self.gw.db.write(self._release_tx, self.gw.now_iso())
             self.held.clear()
             self.gw.log.info("delivery: workers stopped in %.2fs, %s leases released",
                                   time.monotonic() - started, released)
@@ -303,13 +321,14 @@ class InlineDelivery(Engine):
         if activity is not None:
             gw = self.gw
             await self._attempt_all(await gw.db.write(claim_tx, gw.now_iso(), self.lease, 0,
-                                                      activity.id))
+                                                      activity.id, self.owner))
         else:  # made due by hand (a retry, a tenant enabled): nothing else will pick it up
             self._spawn(self.drain_once())
 
     async def drain_once(self) -> None:
         gw = self.gw
-        while batch := await gw.db.write(claim_tx, gw.now_iso(), self.lease, self.batch):
+        while batch := await gw.db.write(claim_tx, gw.now_iso(), self.lease, self.batch, None,
+                                         self.owner):
             await self._attempt_all(batch)
 
     async def _attempt_all(self, batch: list[Work]) -> None:
@@ -333,8 +352,11 @@ class QueueDelivery(Engine):
                 "in_flight": len(self.held)}
 
     async def enqueued(self, activity: Activity | None, count: int) -> None:
-        """New (or retried) work is due now: wake the dispatcher."""
+        """New (or retried) work is due now: wake the dispatcher (and, with several worker
+        processes, the others': any process may claim it)."""
         self._wake.set()
+        if self.gw.cluster is not None:
+            self.gw.cluster.notifier.tell(b"Q")
 
     async def _dispatch(self) -> None:
         while True:
@@ -357,7 +379,7 @@ class QueueDelivery(Engine):
         # Cleared before claiming: a wake-up that races the claim is not lost.
         self._wake.clear()
         limit = self.batch - self.buffer.qsize()
-        batch = await db.write(claim_tx, self.gw.now_iso(), self.lease, limit)
+        batch = await db.write(claim_tx, self.gw.now_iso(), self.lease, limit, None, self.owner)
         if batch:
             for work in batch:
                 self._hold(work)

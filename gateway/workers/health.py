@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 import adapters
-from store import alerts, maintenance
+from store import alerts, feed, maintenance
 from store.maintenance import HealthResult
 from store.util import iso
 
@@ -52,6 +52,8 @@ def check_tx(conn: sqlite3.Connection, since: str, now: str) -> tuple[list[Healt
 def _alert(conn: sqlite3.Connection, results: list[HealthResult], now: str) -> int:
     queued = 0
     for r in results:
+        if r.changed:
+            feed.append(conn, "h", "channel_health", event_payload(r))
         if r.changed and r.alert_webhook_url:
             alerts.enqueue(conn, tenant_id=r.tenant_id, channel_id=r.channel_id, event=EVENT,
                            url=r.alert_webhook_url, body=_encode(alert_body(r)).decode(), now=now)
@@ -84,7 +86,7 @@ async def mark_unhealthy(ctx: Any, channel_id: str, now: datetime) -> None:
 def _announce(ctx: Any, results: list[HealthResult], queued: int) -> None:
     for r in results:
         if r.changed:
-            ctx.hub.publish("channel_health", "health_changed", event_payload(r))
+            ctx.hub.announce("channel_health", "health_changed", event_payload(r))
             ctx.log.info("Channel health changed for %s (%s): %s -> %s", r.channel_name,
                          r.channel_id, r.previous_status, r.status)
     sender = ctx.alerts

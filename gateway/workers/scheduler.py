@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from store.util import iso, utcnow
+from store import leases
+from store.util import iso, parse_iso, utcnow
 
 from ..tasks import wait_event
 
@@ -34,6 +35,16 @@ class Scheduler:
         self.jobs: dict[str, Job] = {}
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Called after each run (several workers: records it in the store).
+        self.on_run: Callable[[str, datetime], Awaitable[Any]] | None = None
+
+    async def resume(self, last_runs: dict[str, str]) -> None:
+        """Keep each job's period from its last run (by whichever process ran it)."""
+        now = self.clock()
+        for job in self.jobs.values():
+            last = last_runs.get(job.name)
+            if last is not None:
+                job.next_run = max(now, parse_iso(last) + job.interval)
 
     def add(self, name: str, interval: float, fn: JobFn, *, first_in: float | None = None) -> None:
         """Run ``fn`` every ``interval`` seconds; first after ``first_in`` (default: one interval)."""
@@ -58,6 +69,11 @@ class Scheduler:
             job.runs += 1
             job.next_run = now + job.interval
             ran.append(job.name)
+            if self.on_run is not None:
+                try:
+                    await self.on_run(job.name, now)
+                except Exception as exc:
+                    self.log.error("job %s: could not record its run: %s", job.name, exc)
         return ran
 
     def start(self) -> None:
@@ -94,14 +110,34 @@ def install(app: Any) -> None:
     @app.after_server_start
     async def _start(app: Any) -> None:
         ctx = app.ctx
-        s = ctx.settings
-        sched = Scheduler(ctx.log)
-        sched.add("channel_health", s.health_interval, lambda now: health.run(ctx, now))
-        sched.add("conversation_expiry", s.expiry_interval, lambda now: expiry.run(ctx, now))
-        sched.add("prune", s.prune_interval, lambda now: expiry.prune(ctx, now))
-        ctx.scheduler = sched
-        ctx.readiness["jobs"] = sched.status
-        sched.start()
+        cluster = getattr(ctx, "cluster", None)
+
+        async def start() -> None:
+            s = ctx.settings
+            sched = Scheduler(ctx.log)
+            sched.add("channel_health", s.health_interval, lambda now: health.run(ctx, now))
+            sched.add("conversation_expiry", s.expiry_interval, lambda now: expiry.run(ctx, now))
+            sched.add("prune", s.prune_interval, lambda now: expiry.prune(ctx, now))
+            if cluster is not None:
+                # The scheduler moves between processes: each job keeps its period across
+                # owners (its last run is in the store), and every run is recorded there.
+                await sched.resume(await ctx.db.read(leases.job_last_runs))
+                pid = cluster.pid
+                sched.on_run = lambda name, now: ctx.db.write(leases.job_ran, name, iso(now), pid)
+            ctx.scheduler = sched
+            ctx.readiness["jobs"] = sched.status
+            sched.start()
+
+        async def stop() -> None:
+            sched = getattr(ctx, "scheduler", None)
+            ctx.readiness.pop("jobs", None)
+            if sched is not None:
+                ctx.scheduler = None
+                await sched.stop()
+
+        from ..cluster import singleton
+
+        await singleton(app, "scheduler", start, stop)
 
     @app.before_server_stop
     async def _stop(app: Any) -> None:

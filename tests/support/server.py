@@ -68,6 +68,9 @@ class Server:
             # Likewise the connection caps (tests/integration/security sets them).
             "CONVERGER_MAX_CONNECTIONS_PER_IP": "0",
             "CONVERGER_MAX_SOCKETS_PER_TOKEN": "0",
+            # One process unless the run says otherwise: `CONVERGER_WORKERS=2 make test` runs
+            # the suite against two worker processes (tests/integration/cluster use 3).
+            "CONVERGER_WORKERS": os.environ.get("CONVERGER_WORKERS", "1"),
             **self.extra_env,
         }
         log = open(self.log_path, "ab")
@@ -109,7 +112,21 @@ class Server:
         except urllib.error.HTTPError as err:  # 503: not ready, but the body says why
             body = err.read()
         checks = json.loads(body).get("checks", {})
-        return bool(checks.get("startup", {"ok": True}).get("ok"))
+        # With several worker processes: every one of them has started (and said so).
+        return (bool(checks.get("startup", {"ok": True}).get("ok"))
+                and bool(checks.get("workers", {"ok": True}).get("ok")))
+
+    def readiness(self) -> dict[str, Any]:
+        """``/readyz``'s body, ready or not."""
+        try:
+            with urllib.request.urlopen(self.url + "/readyz", timeout=5) as r:
+                return dict(json.loads(r.read()))
+        except urllib.error.HTTPError as err:
+            return dict(json.loads(err.read()))
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The worker processes ``/readyz`` lists (slot, pid, sockets, seen_ago); [] with one."""
+        return list(self.readiness()["checks"].get("workers", {}).get("workers", []))
 
     def log(self) -> str:
         try:

@@ -203,6 +203,8 @@ async def setup(request: Request, token: str) -> HTTPResponse:
         return text("This setup link is not valid (it works once).", status=404)
     web = kit.state(request)
     web.setup_token = None  # taken before the first await: two racing posts cannot both use it
+    if await request.app.ctx.db.read(users.count_admins) > 0:  # used in another worker process
+        return text("This setup link is not valid (it works once).", status=404)
     try:
         user = await create_admin(request, form(request, "email"), form(request, "name"),
                                   form(request, "password"), "super_admin", Actor("system", "setup"))

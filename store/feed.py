@@ -1,0 +1,75 @@
+"""The change feed: committed events in commit order, read by every process (see migration
+``m0005_cluster``). New activities and tenant changes are appended by triggers; the rest by
+:func:`append` inside the transaction that makes the change, so an event exists exactly when
+its change was committed."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from .activities import COLUMNS as ACTIVITY_COLUMNS
+from .models import Activity, from_row
+
+KINDS = ("a", "d", "h", "i")
+_encode = msgspec.json.Encoder().encode
+_ACOLS = ", ".join(f"a.{c.strip()}" for c in ACTIVITY_COLUMNS.split(","))
+
+
+class Event(msgspec.Struct):
+    """One feed row: ``activity`` for kind ``a`` (None when it was deleted since), ``data``
+    (decoded JSON) for ``d`` and ``h``."""
+
+    id: int
+    kind: str
+    topic: str
+    activity: Activity | None = None
+    data: Any = None
+
+
+def append(conn: sqlite3.Connection, kind: str, topic: str, data: Any = None) -> None:
+    """Add an event to the feed, in the caller's transaction."""
+    assert kind in KINDS
+    conn.execute("INSERT INTO feed (kind, topic, data) VALUES (?, ?, ?)",
+                 (kind, topic, None if data is None else _encode(data).decode()))
+
+
+def last_id(conn: sqlite3.Connection) -> int:
+    """The newest event's id (0 when the feed is empty): where a new reader starts."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'feed'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def first_id(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT min(id) FROM feed").fetchone()
+    return row[0] if row else None
+
+
+def after(conn: sqlite3.Connection, cursor: int, limit: int) -> list[Event]:
+    """Up to ``limit`` events after ``cursor``, oldest first, with their activities."""
+    rows = conn.execute(
+        f"""SELECT f.id AS feed_id, f.kind, f.topic, f.data, {_ACOLS}
+              FROM feed f LEFT JOIN activities a ON f.kind = 'a' AND a.id = f.ref
+             WHERE f.id > ? ORDER BY f.id LIMIT ?""",
+        (cursor, limit),
+    ).fetchall()
+    out = []
+    for r in rows:
+        kind = r["kind"]
+        if kind == "a":
+            act = from_row(Activity, r) if r["id"] is not None else None
+            out.append(Event(r["feed_id"], kind, r["topic"], activity=act))
+        else:
+            data = msgspec.json.decode(r["data"]) if r["data"] is not None else None
+            out.append(Event(r["feed_id"], kind, r["topic"], data=data))
+    return out
+
+
+def prune(conn: sqlite3.Connection, upto: int, batch: int = 20_000) -> int:
+    """Delete events with ``id <= upto`` (oldest first, at most ``batch``)."""
+    return conn.execute(
+        "DELETE FROM feed WHERE id IN (SELECT id FROM feed WHERE id <= ? ORDER BY id LIMIT ?)",
+        (upto, batch),
+    ).rowcount
