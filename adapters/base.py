@@ -117,6 +117,22 @@ class ActionResult(msgspec.Struct, kw_only=True):
     error: str | None = None
 
 
+class MediaFile(msgspec.Struct, kw_only=True):
+    """A file downloaded from a provider (``Adapter.fetch_media``)."""
+
+    body: bytes
+    content_type: str
+    name: str
+
+
+class MediaError(msgspec.Struct, kw_only=True):
+    """Why a file could not be downloaded: ``kind`` is ``unsupported`` (nothing to fetch),
+    ``too_large`` (over the limit) or ``provider`` (the provider refused or did not answer)."""
+
+    kind: str
+    error: str
+
+
 class ConfigField(msgspec.Struct, frozen=True):
     """One input of the channel form: the config key, its label and a line of help."""
 
@@ -181,6 +197,13 @@ class Adapter(Protocol):
         ``inbound_url`` is the channel's public inbound URL. Never raises."""
         ...
 
+    async def fetch_media(
+        self, session: Any, channel: ChannelInfo, attachment: Mapping[str, Any], limit: int
+    ) -> MediaFile | MediaError:
+        """Download the file of an attachment this adapter parsed (a Telegram ``file_id``, a
+        Slack ``url_private``), at most ``limit`` bytes. Never raises."""
+        ...
+
 
 class BaseAdapter:
     """Defaults shared by adapters: no inbound, no receipts, no provider signature."""
@@ -222,6 +245,12 @@ class BaseAdapter:
         self, session: Any, channel: ChannelInfo, name: str, inbound_url: str
     ) -> ActionResult:
         return ActionResult(ok=False, error=f"{self.type} channels have no action {name!r}")
+
+    async def fetch_media(
+        self, session: Any, channel: ChannelInfo, attachment: Mapping[str, Any], limit: int
+    ) -> MediaFile | MediaError:
+        return MediaError(kind="unsupported",
+                          error=f"{self.type} channels have no files to download")
 
 
 def missing_strings(config: Mapping[str, Any], keys: tuple[str, ...]) -> list[str]:

@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from . import whatsapp_common as common
 from .base import (
@@ -28,6 +29,8 @@ from .base import (
     InboundError,
     InboundIgnored,
     InboundMessage,
+    MediaError,
+    MediaFile,
     OutboundActivity,
     missing_strings,
 )
@@ -204,6 +207,44 @@ class SlackAdapter(BaseAdapter):
         shown = {k: v for k, v in data.items() if k != "ok"}
         shown["request_url"] = inbound_url
         return ActionResult(ok=True, data=shown)
+
+
+    async def fetch_media(
+        self, session: Any, channel: ChannelInfo, attachment: Mapping[str, Any], limit: int
+    ) -> MediaFile | MediaError:
+        """The file behind ``url_private_download`` (or ``url_private``), fetched with the bot
+        token. The token is sent only to Slack's own hosts (or the ``api_base_url`` host)."""
+        url = attachment.get("url_private_download") or attachment.get("url_private")
+        if not isinstance(url, str) or not valid_http_url(url):
+            return MediaError(kind="unsupported", error="the attachment has no Slack file URL")
+        if not _slack_host(url, channel.config):
+            return MediaError(kind="unsupported", error="the file URL is not on a Slack host")
+        size = attachment.get("size")
+        if isinstance(size, int) and not isinstance(size, bool) and size > limit:
+            return MediaError(kind="too_large", error=f"the file is over {limit} bytes")
+        got = await common.get_capped(session, url,
+                                      {"Authorization": f"Bearer {channel.config['bot_token']}"},
+                                      limit, common.timeout_of(channel.config))
+        if got is None:
+            return MediaError(kind="too_large", error=f"the file is over {limit} bytes")
+        if isinstance(got, str):
+            return MediaError(kind="provider", error=f"{LABEL} download failed: {got}")
+        status, headers, body = got
+        ctype = headers.get("Content-Type") or ""
+        if status != 200 or ctype.startswith("text/html"):  # Slack's sign-in page: no access
+            return MediaError(kind="provider", error=f"{LABEL} download returned {status}"
+                                                     + (" (a sign-in page: the token may not "
+                                                        "read files, scope files:read)"
+                                                        if ctype.startswith("text/html") else ""))
+        return MediaFile(body=body, name=common.as_str(attachment.get("name")) or "file",
+                         content_type=common.as_str(attachment.get("mimetype"))
+                         or ctype or "application/octet-stream")
+
+
+def _slack_host(url: str, config: Mapping[str, Any]) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    own = (urlsplit(config.get("api_base_url") or DEFAULT_BASE_URL).hostname or "").lower()
+    return host == own or host == "slack.com" or host.endswith(".slack.com")
 
 
 def sign(signing_secret: str, timestamp: str, body: bytes) -> str:

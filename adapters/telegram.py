@@ -25,6 +25,8 @@ from .base import (
     InboundError,
     InboundIgnored,
     InboundMessage,
+    MediaError,
+    MediaFile,
     OutboundActivity,
     capped_retry_after,
     missing_strings,
@@ -206,6 +208,51 @@ class TelegramAdapter(BaseAdapter):
         if name == "set_webhook":
             shown["url"] = inbound_url
         return ActionResult(ok=True, data=shown)
+
+
+    async def fetch_media(
+        self, session: Any, channel: ChannelInfo, attachment: Mapping[str, Any], limit: int
+    ) -> MediaFile | MediaError:
+        """``getFile`` for the attachment's ``file_id``, then the file itself from
+        ``{api_base_url}/file/bot<token>/<file_path>`` (the Bot API serves up to 20 MB)."""
+        file_id = common.as_str(attachment.get("file_id"))
+        if not file_id:
+            return MediaError(kind="unsupported", error="the attachment has no Telegram file_id")
+        size = _int(attachment.get("file_size"))
+        cap = min(limit, DOWNLOAD_LIMIT)
+        if attachment.get("too_large") is True or (size is not None and size > cap):
+            return MediaError(kind="too_large", error=(
+                f"the file is over the {cap // (1024 * 1024)} MB the Bot API and this server "
+                "allow to download"))
+        config = channel.config
+        answer = await common.post_json(session, self.method_url(config, "getFile"),
+                                        {"Content-Type": "application/json"},
+                                        {"file_id": file_id}, common.timeout_of(config))
+        if isinstance(answer, str):
+            return MediaError(kind="provider", error=f"{LABEL} request failed: {answer}")
+        status, _headers, raw = answer
+        data = common.as_dict(common.decode_json(raw))
+        path = common.as_str(common.as_dict(data.get("result")).get("file_path"))
+        if status != 200 or not path:
+            message, _ = _describe_error(data)
+            return MediaError(kind="provider", error=f"{LABEL} returned {status}: "
+                                                     f"{message or common.clip(raw) or '(empty body)'}")
+        base = (config.get("api_base_url") or DEFAULT_BASE_URL).rstrip("/")
+        got = await common.get_capped(session, f"{base}/file/bot{config['bot_token']}/{path}",
+                                      {}, cap, common.timeout_of(config))
+        if got is None:
+            return MediaError(kind="too_large", error=f"the file is over {cap} bytes")
+        if isinstance(got, str):
+            return MediaError(kind="provider", error=f"{LABEL} download failed: {got}")
+        status, headers, body = got
+        if status != 200:
+            return MediaError(kind="provider", error=f"{LABEL} download returned {status}")
+        kind = attachment.get("type")
+        ctype = (common.as_str(attachment.get("mime_type"))
+                 or ("image/jpeg" if kind == "image" else None)
+                 or headers.get("Content-Type") or "application/octet-stream")
+        name = common.as_str(attachment.get("file_name")) or path.rsplit("/", 1)[-1]
+        return MediaFile(body=body, content_type=ctype, name=name)
 
 
 # -- outbound helpers ---------------------------------------------------------------------------

@@ -193,3 +193,32 @@ def as_str(value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+async def get_capped(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    limit: int,
+    timeout: aiohttp.ClientTimeout | None,
+) -> tuple[int, Mapping[str, str], bytes] | str | None:
+    """GET a file of at most ``limit`` bytes: status, headers and body; None when it is
+    larger (read no further); the reason when no answer came."""
+    kw: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+    try:
+        async with session.get(url, headers=headers, allow_redirects=False, **kw) as resp:
+            if resp.content_length is not None and resp.content_length > limit:
+                return None
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_chunked(65_536):
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
+            return resp.status, resp.headers, b"".join(chunks)
+    except TimeoutError:
+        total = (timeout or session.timeout).total
+        return f"timeout after {total:g}s" if total else "timeout"
+    except (aiohttp.ClientError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -71,6 +71,11 @@ INBOUND_OUT: dict[str, Any] = {
 # otherwise answers.
 INBOUND_ANSWER: dict[str, Any] = {"anyOf": [INBOUND_OUT, {
     "type": "object", "properties": {"challenge": _S}, "required": ["challenge"]}]}
+FETCHED_OUT: dict[str, Any] = {
+    "type": "object", "description": "the stored file: GET its url with the same credentials",
+    "properties": {"url": _S, "name": _S, "content_type": _S, "size": {"type": "integer"}},
+    "required": ["url", "name", "content_type", "size"],
+}
 ACTION_OUT: dict[str, Any] = {
     "type": "object", "description": "the provider's answer to a channel management action",
     "properties": {"action": _S, "ok": {"const": True}, "result": {"type": "object"}},
@@ -112,7 +117,7 @@ CODES: dict[int, tuple[str, ...]] = {
           "invalid_idempotency_key",
           "invalid_activity", "invalid_query", "invalid_uuid", "invalid_watermark",
           "json_too_deep", "malformed_json", "missing_type", "unknown_activity_type",
-          "missing_channel_token", "missing_file", "missing_params", "missing_wrapper",
+          "missing_channel_token", "missing_file", "not_downloadable", "missing_params", "missing_wrapper",
           "secret_required", "unknown_status_payload", "unparseable_inbound", "unsupported_vsn"),
     401: ("unauthorized", "invalid_admin_token", "invalid_api_key", "invalid_signature",
           "invalid_token", "missing_credentials", "not_channel_token", "signature_required",
@@ -168,6 +173,11 @@ OPERATIONS: list[Op] = [
        "Provider verification challenge (Meta hub.challenge)", (),
        result={"type": "string"}, errors=(400, 403, 404, 429), wrap="",
        query=("hub.mode", "hub.verify_token", "hub.challenge"), media="text/plain"),
+    Op("POST", "/api/v1/conversations/{conversation_id}/activities/{activity_id}/attachments/"
+       "{index}/fetch", "Download an inbound attachment's file (Telegram file_id, Slack "
+       "url_private) from its provider into the upload store (201; 200 when already there)",
+       API_KEY, ok=201, result=FETCHED_OUT, errors=(400, 401, 404, 413, 429, 502),
+       also_ok=(200,)),
     Op("POST", "/api/v1/channels/{channel_id}/inbound",
        "Inbound messages (201; 200 for a replay) or status receipts (200); Meta: "
        "X-Hub-Signature-256 when the channel has an app_secret; Slack's url_verification is "

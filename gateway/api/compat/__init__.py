@@ -2,8 +2,9 @@
 
 from sanic import Blueprint
 
-from . import activities, conversations, routing_rules, tokens
+from . import activities, attachments, conversations, routing_rules, tokens
 
 bp = Blueprint.group(
-    tokens.bp, conversations.bp, activities.bp, routing_rules.bp, url_prefix="/api/v1"
+    tokens.bp, conversations.bp, activities.bp, attachments.bp, routing_rules.bp,
+    url_prefix="/api/v1"
 )

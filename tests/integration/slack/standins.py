@@ -46,6 +46,7 @@ class SlackStandIn(StandIn):
         self.clock_skew = 0  # seconds added to the signing timestamp (a stale request)
         self.retry_num: int | None = None  # X-Slack-Retry-Num on the next notifications
         self.posted: list[dict[str, Any]] = []  # accepted posts: {"ts", **body}
+        self.files: dict[str, bytes] = {}  # path under /files-pri/ → content
         self._ts = 1_700_000_000
 
     @property
@@ -54,6 +55,20 @@ class SlackStandIn(StandIn):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self.call)
+        app.router.add_get("/files-pri/{path:.+}", self.download)
+
+    def file_url(self, path: str) -> str:
+        return f"{self.url}/files-pri/{path}"
+
+    async def download(self, request: web.Request) -> web.Response:
+        """A private file: with the bot token, its bytes; without, Slack's sign-in page."""
+        await self.record(request)
+        if request.headers.get("Authorization") != f"Bearer {self.token}" or self.revoked:
+            return web.Response(text="<html>Sign in to Slack</html>", content_type="text/html")
+        body = self.files.get(request.match_info["path"])
+        if body is None:
+            return web.Response(status=404, text="file not found")
+        return web.Response(body=body, content_type="image/gif")
 
     def webhook_headers(self, raw: bytes) -> dict[str, str]:
         stamp = str(int(time.time()) + self.clock_skew)

@@ -15,7 +15,13 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from tests.integration.slack.standins import Reply, SlackStandIn, message_event, sample
-from tests.integration.telegram.conftest import action, conversations_of, health_of, unique
+from tests.integration.telegram.conftest import (
+    action,
+    conversations_of,
+    download,
+    health_of,
+    unique,
+)
 from tests.integration.whatsapp.conftest import activities, delivery_of, eventually, post_inbound
 from tests.support.api import Api
 from tests.support.server import Server
@@ -251,3 +257,36 @@ async def test_revoked_token_fails_and_marks_channel_unhealthy(chat_server: Serv
     assert await eventually(lambda: health_of(capi, cid), "the channel's health") == "unhealthy"
     refused = await action(capi, cid, "auth_test", expect=502)
     assert "token_revoked" in refused["detail"]
+
+
+async def test_shared_file_downloaded_with_the_bot_token(chat_server: Server, capi: Api,
+                                                         slack: SlackStandIn) -> None:
+    s = await slack_channel(capi, slack)
+    wire(chat_server, slack, s["channel"]["id"])
+    event = sample("event_file_share.json")
+    event["event_id"] = event_id()
+    f = event["event"]["files"][0]
+    f["url_private"] = slack.file_url("T061EG9R6-F0S43PZDF/tedair.gif")
+    f["url_private_download"] = slack.file_url("T061EG9R6-F0S43PZDF/download/tedair.gif")
+    slack.files["T061EG9R6-F0S43PZDF/download/tedair.gif"] = b"GIF89a-tedair"
+    _, body = await slack.notify(event)
+    key = {"x-api-key": s["key"]}
+    path = (f"/api/v1/conversations/{body['conversation_id']}/activities/{body['activity_id']}"
+            "/attachments/0/fetch")
+    fetched = await capi.ok("POST", path, 201, headers=key)
+    assert fetched["data"]["name"] == "tedair.gif" and fetched["data"]["content_type"] == "image/gif"
+    seen = slack.requests[-1]
+    assert seen.path == "/files-pri/T061EG9R6-F0S43PZDF/download/tedair.gif"
+    assert seen.headers["Authorization"] == f"Bearer {TOKEN}"
+    status, content = await download(capi, fetched["data"]["url"], key)
+    assert status == 200 and content == b"GIF89a-tedair"
+    # A file URL on another host never gets the bot token.
+    event2 = sample("event_file_share.json")
+    event2["event_id"] = event_id()
+    event2["event"]["files"][0]["url_private_download"] = "https://evil.example/steal"
+    event2["event"]["files"][0]["url_private"] = "https://evil.example/steal"
+    _, body2 = await slack.notify(event2)
+    status, problem, _ = await capi.call(
+        "POST", f"/api/v1/conversations/{body2['conversation_id']}/activities/"
+                f"{body2['activity_id']}/attachments/0/fetch", headers=key)
+    assert status == 400 and problem["code"] == "not_downloadable"

@@ -51,3 +51,9 @@ async def health_of(api: Api, channel_id: str) -> str | None:
 async def action(api: Api, channel_id: str, name: str, expect: int = 200) -> Any:
     return await api.ok("POST", f"/api/admin/channels/{channel_id}/actions/{name}", expect,
                         headers=api.admin)
+
+
+async def download(api: Api, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """GET a stored upload's bytes."""
+    async with api.session.get(api.base + url, headers=headers) as resp:
+        return resp.status, await resp.read()

@@ -48,10 +48,22 @@ class TelegramStandIn(StandIn):
         self.revoked = False
         self.secret_token: str | None = None
         self.sent: list[dict[str, Any]] = []  # accepted sends: {"method", "message_id", **body}
+        self.files: dict[str, bytes] = {}  # file_id → content, served by getFile + /file/
         self._next_id = 5000
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{bot}/{method}", self.call)
+        app.router.add_get("/file/{bot}/{path:.+}", self.download)
+
+    async def download(self, request: web.Request) -> web.Response:
+        """``https://api.telegram.org/file/bot<token>/<file_path>``."""
+        await self.record(request)
+        if request.match_info["bot"] != f"bot{self.token}" or self.revoked:
+            return web.json_response(tg_error(401, "Unauthorized"), status=401)
+        file_id = request.match_info["path"].removeprefix("documents/")
+        if file_id not in self.files:
+            return web.json_response(tg_error(404, "Not Found"), status=404)
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
     def webhook_headers(self, raw: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -81,6 +93,14 @@ class TelegramStandIn(StandIn):
             self.webhook_url = self.secret_token = None
             return web.json_response({"ok": True, "result": True,
                                       "description": "Webhook was deleted"})
+        if method == "getFile":
+            file_id = body.get("file_id")
+            if file_id not in self.files:
+                return web.json_response(tg_error(400, "Bad Request: invalid file_id"),
+                                         status=400)
+            return web.json_response({"ok": True, "result": {
+                "file_id": file_id, "file_unique_id": "u-" + file_id,
+                "file_size": len(self.files[file_id]), "file_path": f"documents/{file_id}"}})
         if method not in REQUIRED:
             return web.json_response(tg_error(404, "Not Found"), status=404)
         return self._send(method, body)

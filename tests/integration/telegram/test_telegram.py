@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration.telegram.conftest import action, conversations_of, health_of, unique
+from tests.integration.telegram.conftest import (
+    action,
+    conversations_of,
+    download,
+    health_of,
+    unique,
+)
 from tests.integration.telegram.standins import (
     Reply,
     TelegramStandIn,
@@ -252,3 +258,62 @@ async def test_channel_config_and_secrets(capi: Api, bot: TelegramStandIn) -> No
         status, body, _ = await capi.call("POST", "/api/admin/channels", headers=capi.admin, json={
             "tenant_id": tenant, "name": unique("bad"), "type": "telegram", "config": bad})
         assert status == 422 and body["code"] == "validation_failed", body
+
+
+async def test_inbound_file_downloaded_into_the_upload_store(capi: Api, bot: TelegramStandIn) -> None:
+    t = await telegram(capi, bot)
+    bot.chats.add("1111111")
+    photo = sample("update_photo.json")
+    photo["update_id"] = next(_ids)
+    bot.files["AgACAgIAAxkBAAIBZ2Va-large"] = b"\xff\xd8\xff-a-jpeg-photo"
+    _, body = await bot.notify(photo)
+    conv_id, act_id = body["conversation_id"], body["activity_id"]
+    key = {"x-api-key": t["key"]}
+    path = f"/api/v1/conversations/{conv_id}/activities/{act_id}/attachments/0/fetch"
+    fetched = await capi.ok("POST", path, 201, headers=key)
+    assert fetched["data"]["content_type"] == "image/jpeg"
+    assert fetched["data"]["size"] == len(bot.files["AgACAgIAAxkBAAIBZ2Va-large"])
+    assert [r.path for r in bot.requests[-2:]] == [
+        f"/bot{TOKEN}/getFile", f"/file/bot{TOKEN}/documents/AgACAgIAAxkBAAIBZ2Va-large"]
+    assert bot.requests[-2].body == {"file_id": "AgACAgIAAxkBAAIBZ2Va-large"}
+    status, content = await download(capi, fetched["data"]["url"], key)
+    assert status == 200 and content == b"\xff\xd8\xff-a-jpeg-photo"
+    calls = len(bot.requests)
+    again = await capi.ok("POST", path, 200, headers=key)  # stored once, served from the store
+    assert again["data"] == fetched["data"] and len(bot.requests) == calls
+
+    # Over getFile's 20 MB: refused before asking Telegram; no such attachment: 404.
+    doc = sample("update_document_large.json")
+    doc["update_id"] = next(_ids)
+    _, big = await bot.notify(doc)
+    status, problem, _ = await capi.call(
+        "POST", f"/api/v1/conversations/{big['conversation_id']}/activities/"
+                f"{big['activity_id']}/attachments/0/fetch", headers=key)
+    assert status == 413 and problem["code"] == "file_too_large"
+    status, problem, _ = await capi.call("POST", path.replace("/0/", "/5/"), headers=key)
+    assert status == 404
+    # An activity posted through the REST API has no provider file; a revoked token is a 502.
+    mine = await capi.post_activity(conv_id, t["key"], text="x",
+                                    attachments=[{"type": "image", "file_id": "abc"}])
+    status, problem, _ = await capi.call(
+        "POST", f"/api/v1/conversations/{conv_id}/activities/{mine['id']}/attachments/0/fetch",
+        headers=key)
+    assert status == 400 and problem["code"] == "not_downloadable"
+    bot.files["AgACAgIAAxkBAAIBZ2Va-medium"] = b"medium"
+    photo2 = sample("update_photo.json")
+    photo2["update_id"] = next(_ids)
+    photo2["message"]["photo"] = photo2["message"]["photo"][:2]
+    _, second = await bot.notify(photo2)
+    bot.revoked = True
+    status, problem, _ = await capi.call(
+        "POST", f"/api/v1/conversations/{conv_id}/activities/{second['activity_id']}"
+                "/attachments/0/fetch", headers=key)
+    assert status == 502 and problem["code"] == "provider_error"
+    assert "Unauthorized" in problem["detail"]
+    # Another tenant cannot reach the file nor fetch it.
+    other = await capi.tenant(unique("tg-other"))
+    status, _, _ = await capi.call("GET", fetched["data"]["url"],
+                                   headers={"x-api-key": other["api_key"]})
+    assert status == 404
+    status, _, _ = await capi.call("POST", path, headers={"x-api-key": other["api_key"]})
+    assert status == 404

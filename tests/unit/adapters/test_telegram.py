@@ -11,7 +11,14 @@ import aiohttp
 import pytest
 
 from adapters import get
-from adapters.base import ChannelInfo, InboundError, InboundIgnored, OutboundActivity
+from adapters.base import (
+    ChannelInfo,
+    InboundError,
+    InboundIgnored,
+    MediaError,
+    MediaFile,
+    OutboundActivity,
+)
 from adapters.telegram import TelegramAdapter
 from tests.integration.telegram.standins import Reply, TelegramStandIn, sample, tg_error
 
@@ -241,3 +248,24 @@ async def test_set_webhook_and_info(bot: TelegramStandIn, session: aiohttp.Clien
     assert not refused.ok and "401: Unauthorized" in (refused.error or "")
     unknown = await ADAPTER.run_action(session, channel(bot.url), "reboot", url)
     assert not unknown.ok and "no action 'reboot'" in (unknown.error or "")
+
+
+@pytest.mark.parametrize("attachment", [{}, {"file_id": [1]}, {"type": "image", "url": "x"},
+                                        {"file_id": ""}, {"file_id": None, "too_large": True}])
+async def test_fetch_media_without_a_file_id(session: aiohttp.ClientSession,
+                                             attachment: dict[str, Any]) -> None:
+    got = await ADAPTER.fetch_media(session, channel("http://127.0.0.1:9"), attachment, 1000)
+    assert isinstance(got, MediaError) and got.kind == "unsupported"
+
+
+async def test_fetch_media(bot: TelegramStandIn, session: aiohttp.ClientSession) -> None:
+    bot.files["doc-1"] = b"x" * 100
+    got = await ADAPTER.fetch_media(session, channel(bot.url), {
+        "type": "document", "file_id": "doc-1", "file_name": "a.pdf", "mime_type": "application/pdf"},
+        1000)
+    assert got == MediaFile(body=b"x" * 100, content_type="application/pdf", name="a.pdf")
+    small = await ADAPTER.fetch_media(session, channel(bot.url), {"file_id": "doc-1"}, 99)
+    assert isinstance(small, MediaError) and small.kind == "too_large"  # the body was over
+    gone = await ADAPTER.fetch_media(session, channel(bot.url), {"file_id": "nope"}, 1000)
+    assert isinstance(gone, MediaError) and gone.kind == "provider"
+    assert "invalid file_id" in gone.error
