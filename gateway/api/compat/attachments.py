@@ -34,8 +34,8 @@ async def fetch(request: Request, conversation_id: str, activity_id: str,
     activity_id = uuid_param(activity_id, "activity_id")
     tenant, claims = await tenant_auth(request)
     check_scope(claims, conversation_id)
-    activity = await ctx.db.read(activities.get_in_conversation, conversation_id, activity_id)
-    if activity is None or activity.tenant_id != tenant.id:
+    activity = await ctx.db.read(activities.get, activity_id)
+    if activity is None or activity.tenant_id != tenant.id or activity.conversation_id != conversation_id:
         raise errors.not_found()
     if not 0 <= index < len(activity.attachments) or not isinstance(
             activity.attachments[index], dict):
