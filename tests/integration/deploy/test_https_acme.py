@@ -110,7 +110,13 @@ async def test_obtains_a_certificate_and_serves_the_api_and_a_websocket_over_tls
     assert push.payload["id"] == a["id"]
     await phx.close()
 
-    # The public URL defaults to https://<first domain>:<https port>: streamUrl uses it.
+    # Over HTTPS the admin panel's session cookie is marked Secure.
+    async with tls_session.get(world.server.url + "/admin/login") as r:
+        cookies = r.headers.getall("set-cookie", [])
+    assert cookies and all("Secure" in c for c in cookies), cookies
+
+    # The public URL defaults to https://<first domain>[:port]: the first-admin link uses it.
+    assert f"https://{DOMAIN}:{world.server.https_port}/admin/setup/" in world.server.log()
     tls = (await api.ok("GET", "/api/admin/tls", headers=api.admin))["data"]
     assert tls["mode"] == "acme" and tls["failures"] == 0 and tls["directory"] == world.pebble.directory
 
