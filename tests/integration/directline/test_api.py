@@ -3,6 +3,7 @@ the full activity schema on both APIs, and bad input in Direct Line's error shap
 
 from __future__ import annotations
 
+import random
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -197,3 +198,51 @@ async def test_cors_preflight_allows_the_clients_headers(make_server, session) -
     assert status == 204 and h["access-control-allow-origin"] == origin
     allowed = {x.lower() for x in h["access-control-allow-headers"].split(",")}
     assert {"authorization", "content-type", "x-ms-bot-agent", "x-requested-with"} <= allowed
+
+
+def _junk(rng: random.Random, depth: int = 0) -> Any:
+    kinds = ["null", "bool", "int", "float", "str", "list", "dict"][: 5 if depth > 3 else 7]
+    kind = rng.choice(kinds)
+    if kind == "null":
+        return None
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "int":
+        return rng.choice([0, -1, 2**63, -(2**70), rng.randint(-999, 999)])
+    if kind == "float":
+        return rng.choice([0.5, -1e308, 1e-300])
+    if kind == "str":
+        return rng.choice(["", "message", "typing", "x" * 300, "\u0000", "é🙂", "bot", "../.."])
+    if kind == "list":
+        return [_junk(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {rng.choice(list(ALL_FIELDS) + ["id", "conversation", "recipient", "x"]):
+            _junk(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+async def test_random_bad_input_is_never_a_server_error(api: Api, dl: dict[str, Any]) -> None:
+    """Seeded junk in every field, watermark and path id: a 2xx or Direct Line's 4xx shape."""
+    rng = random.Random(20)
+    cid, h = dl["conv_id"], bearer(dl["token"])
+    seen: set[int] = set()
+    for _ in range(150):
+        body = dict(ALL_FIELDS)
+        for key in rng.sample(sorted(body), rng.randint(1, 4)):
+            body[key] = _junk(rng)
+        status, answer, _ = await api.call("POST", f"{DL}/conversations/{cid}/activities",
+                                           json=body, headers=h)
+        seen.add(status)
+        assert status in (200, 400), (body, answer)
+        if status == 400:
+            assert answer["error"]["code"] == "BadArgument"
+    assert seen == {200, 400}
+    for wm in ("", "=", "%00", "A" * 500, "MDA", "bm90LWEtdXVpZA", "-_-_"):
+        status, answer, _ = await api.call(
+            "GET", f"{DL}/conversations/{cid}/activities?watermark={wm}", headers=h)
+        assert status in (200, 400), (wm, answer)
+    for ident in ("x", "%20", "0" * 36, "00000000-0000-0000-0000-00000000000g", "a" * 400):
+        for method, suffix in (("GET", ""), ("GET", "/activities"), ("POST", "/activities"),
+                               ("POST", "/upload"), ("GET", "/stream")):
+            status, answer, _ = await api.call(method, f"{DL}/conversations/{ident}{suffix}",
+                                               headers=h, json={"type": "message"})
+            assert 400 <= status < 500 and answer["error"]["code"] == "BadArgument", (
+                method, ident, suffix, answer)
