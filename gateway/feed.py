@@ -120,7 +120,7 @@ class FeedReader:
         elif event.kind == "d":
             hub.publish(f"conversation:{event.topic}", "delivery_status", event.data)
         elif event.kind == "h":
-            hub.publish(event.topic, "health_changed", event.data)
+            hub.publish_health(event.data)
         elif event.kind == "i":
             drop = self.caches.get(event.topic)
             if drop is not None:

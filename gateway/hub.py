@@ -4,7 +4,10 @@ is dropped (its socket closes), so a slow reader never delays the others.
 
 Topics are ``conversation:<id>``; events ``new_activity`` (payload: the committed
 :class:`store.models.Activity`) and ``delivery_status`` (payload: a dict, published by the
-delivery side with ``hub.publish("conversation:<id>", "delivery_status", payload)``).
+delivery side with ``hub.publish("conversation:<id>", "delivery_status", payload)``). A change
+of a channel's health is ``health_changed`` (payload: a dict) on two topics: ``HEALTH``, every
+channel's (the admin dashboard), and ``tenant_health(tenant_id)``, one tenant's (its portal
+dashboard and the sockets of that tenant that joined it).
 
 A subscriber may name an ``encoder`` ``(topic, event, payload) -> frame``: the hub calls each
 encoder once per publish and hands the same frame to every subscriber that shares it, so 500
@@ -21,6 +24,12 @@ from typing import Any
 log = logging.getLogger("converger.hub")
 
 Encoder = Callable[[str, str, Any], Any]
+HEALTH = "channel_health"
+
+
+def tenant_health(tenant_id: str) -> str:
+    """The topic of one tenant's channel health changes."""
+    return f"{HEALTH}:{tenant_id}"
 _MISSING = object()
 
 
@@ -62,6 +71,16 @@ class Hub:
         reader reads it back from the store."""
         if not self.shared:
             self.publish(topic, event, payload)
+
+    def publish_health(self, payload: dict[str, Any]) -> None:
+        """``health_changed`` to every channel's topic and to its tenant's."""
+        self.publish(HEALTH, "health_changed", payload)
+        self.publish(tenant_health(payload["tenant_id"]), "health_changed", payload)
+
+    def announce_health(self, payload: dict[str, Any]) -> None:
+        """``publish_health`` for a change committed by this process (see ``announce``)."""
+        if not self.shared:
+            self.publish_health(payload)
 
     def drop_all(self) -> int:
         """Drop every subscriber (their sockets close; clients resume from the store)."""

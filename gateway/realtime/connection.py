@@ -45,6 +45,11 @@ class Router:
         """The conversation id in a topic, or :class:`JoinError`."""
         raise NotImplementedError
 
+    def tenant_topic(self, conn: Connection, topic: str) -> bool:
+        """Whether ``topic`` is one of the tenant's own topics (no conversation, no replay: its
+        channel health); raises :class:`JoinError` when this socket may not join it."""
+        return False
+
     def encoder(self, vsn: str) -> Encoder:
         """The shared encoder of live hub events for this socket kind and serializer."""
         raise NotImplementedError
@@ -71,12 +76,12 @@ class Channel(Subscriber):
     """
 
     def __init__(self, conn: Connection, topic: str, conversation_id: str, join_ref: str | None,
-                 encoder: Encoder) -> None:
+                 encoder: Encoder, hub_topic: str | None = None) -> None:
         super().__init__()
         self.conn = conn
         self.topic = topic
-        self.conversation_id = conversation_id
-        self.hub_topic = f"conversation:{conversation_id}"
+        self.conversation_id = conversation_id  # "" on a tenant topic
+        self.hub_topic = hub_topic or f"conversation:{conversation_id}"
         self.join_ref = join_ref
         self.encoder = encoder
         self.last_seq = 0
@@ -266,14 +271,17 @@ class Connection:
         old = self.channels.get(msg.topic)
         if old is not None:  # a second join replaces the first, as Phoenix does
             self.leave(old)
+        join_ref = msg.join_ref if msg.join_ref is not None else msg.ref
         try:
+            if self.router.tenant_topic(self, msg.topic):
+                self._join_tenant_topic(msg, join_ref)
+                return
             conversation_id = self.router.conversation_of(msg.topic)
             if not isinstance(msg.payload, dict):
                 raise JoinError("invalid payload")
         except JoinError as exc:
             self.reply(msg, "error", {"reason": exc.reason})
             return
-        join_ref = msg.join_ref if msg.join_ref is not None else msg.ref
         channel = Channel(self, msg.topic, conversation_id, join_ref,
                           self.router.encoder(self.vsn))
         # Subscribe before reading the replay, so nothing committed meanwhile is missed.
@@ -299,3 +307,12 @@ class Connection:
         if replay:
             after_seq = max(after_seq, replay[-1].seq)
         channel.release(after_seq)
+
+    def _join_tenant_topic(self, msg: Message, join_ref: str | None) -> None:
+        """Subscribe to a tenant topic as it is: its events from now on, nothing to replay."""
+        channel = Channel(self, msg.topic, "", join_ref, self.router.encoder(self.vsn),
+                          hub_topic=msg.topic)
+        self.hub.subscribe(channel.hub_topic, channel)
+        self.channels[msg.topic] = channel
+        self.reply(msg, "ok")
+        channel.release(0)

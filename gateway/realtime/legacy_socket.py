@@ -1,6 +1,8 @@
-"""``/socket/websocket``: the legacy socket (reference §8.3). Topic ``conversation:<id>``;
+"""``/socket/websocket``: the legacy socket (docs/realtime.md). Topic ``conversation:<id>``:
 a conversation (user) token joins its own conversation; ``last_activity_id`` replays what came
-after it (by ``seq``, from the store); the client may push ``new_activity``."""
+after it (by ``seq``, from the store); the client may push ``new_activity``. Topic
+``channel_health:<tenant id>``: a channel token of that tenant joins it and hears
+``health_changed`` whenever one of the tenant's channels changes health."""
 
 from __future__ import annotations
 
@@ -11,11 +13,11 @@ from typing import Any
 import msgspec
 
 from .. import errors
-from ..auth import user_sender
+from ..auth import is_channel_token, user_sender
 from ..domain import DomainError
 from ..domain.activities import NewActivity, create
 from ..http import MAX_DEPTH, _depth
-from ..hub import Encoder
+from ..hub import Encoder, tenant_health
 from ..shapes import legacy_payload
 from . import phoenix
 from .connection import Channel, Connection, JoinError, Router
@@ -23,6 +25,7 @@ from .phoenix import Message
 from .replay import load
 
 PREFIX = "conversation:"
+HEALTH_PREFIX = tenant_health("")
 MAX_IDEMPOTENCY_KEY = 255
 
 
@@ -65,6 +68,15 @@ class LegacyRouter(Router):
             raise JoinError("unmatched topic")
         return topic[len(PREFIX):]
 
+    def tenant_topic(self, conn: Connection, topic: str) -> bool:
+        if not topic.startswith(HEALTH_PREFIX):
+            return False
+        claims = conn.claims
+        # A channel token speaks for its tenant; a conversation token only for its conversation.
+        if not is_channel_token(claims) or topic != tenant_health(claims["tenant_id"]):
+            raise JoinError("unauthorized")
+        return True
+
     def encoder(self, vsn: str) -> Encoder:
         return _encoder(vsn)
 
@@ -92,7 +104,7 @@ class LegacyRouter(Router):
                 for a in activities]
 
     async def handle_in(self, conn: Connection, channel: Channel, msg: Message) -> None:
-        if msg.event != "new_activity":
+        if msg.event != "new_activity" or not channel.conversation_id:
             conn.reply(msg, "error", {"reason": "unknown event"})
             return
         if _depth(msg.payload, MAX_DEPTH):  # the REST API's limit holds here too

@@ -63,6 +63,12 @@ def install(app: Sanic) -> None:
     async def favicon(request: Request) -> HTTPResponse:
         return redirect("/ui/static/favicon.svg", status=301)
 
+    @app.before_server_stop
+    async def _end_streams(app: Sanic) -> None:
+        # An open page's event stream would hold the graceful shutdown for its whole timeout.
+        for stream in list(app.ctx.web.streams):
+            stream.end()
+
     @app.after_server_start
     async def _setup_link(app: Sanic) -> None:
         if await app.ctx.db.read(users.count_admins) == 0:

@@ -45,6 +45,7 @@ class WebState:
     proxies: tuple[Network, ...]
     setup_token: str | None = None
     static: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    streams: set[Any] = field(default_factory=set)  # open event streams, ended at shutdown
 
 
 def make_env() -> jinja2.Environment:

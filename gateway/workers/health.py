@@ -1,6 +1,7 @@
-"""Channel health (reference §12): every run checks each active external channel's failure rate
-over the last hour, records it, and on a change pushes ``health_changed`` on the hub topic
-``channel_health`` and alerts the tenant's ``alert_webhook_url``.
+"""Channel health (docs/operations.md): every run checks each active external channel's failure
+rate over the last hour, records it, and on a change pushes ``health_changed`` on the hub topics
+``channel_health`` (the admin dashboard) and ``channel_health:<tenant id>`` (the tenant's
+portal and sockets), and alerts the tenant's ``alert_webhook_url``.
 
 The alert goes through a durable queue, not fire-and-forget as in the original: it is written to
 the ``alerts`` table in the same transaction as the check that raised it, and the alert sender
@@ -26,7 +27,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 def event_payload(r: HealthResult) -> dict[str, Any]:
-    """The ``health_changed`` hub payload (reference §8.2)."""
+    """The ``health_changed`` hub payload (the original's keys, docs/realtime.md)."""
     return {"channel_id": r.channel_id, "channel_name": r.channel_name, "tenant_id": r.tenant_id,
             "previous_status": r.previous_status, "status": r.status,
             "failure_rate": r.failure_rate, "total_deliveries": r.total_deliveries,
@@ -34,7 +35,7 @@ def event_payload(r: HealthResult) -> dict[str, Any]:
 
 
 def alert_body(r: HealthResult) -> dict[str, Any]:
-    """The alert webhook's JSON (reference §12)."""
+    """The alert webhook's JSON (the original's keys, docs/operations.md)."""
     return {"event": EVENT, "channel_id": r.channel_id,
             "channel_name": r.channel_name, "tenant_id": r.tenant_id,
             "previous_status": r.previous_status, "new_status": r.status,
@@ -86,7 +87,7 @@ async def mark_unhealthy(ctx: Any, channel_id: str, now: datetime) -> None:
 def _announce(ctx: Any, results: list[HealthResult], queued: int) -> None:
     for r in results:
         if r.changed:
-            ctx.hub.announce("channel_health", "health_changed", event_payload(r))
+            ctx.hub.announce_health(event_payload(r))
             ctx.log.info("Channel health changed for %s (%s): %s -> %s", r.channel_name,
                          r.channel_id, r.previous_status, r.status)
     sender = ctx.alerts

@@ -153,9 +153,38 @@
     poll();
   }
 
+  // The channel-health card: each health_changed event from the server redraws its row.
+  var HEALTH = ["healthy", "degraded", "unhealthy", "unknown"];
+  function drawHealth(row, h) {
+    var status = HEALTH.indexOf(h.status) >= 0 ? h.status : "unknown";
+    var cell = row.querySelector("[data-health]");
+    cell.setAttribute("data-health", status);
+    cell.textContent = "";
+    cell.appendChild(el("span", "dot " + status));
+    cell.appendChild(document.createTextNode(" " + status.charAt(0).toUpperCase() + status.slice(1)));
+    row.querySelector("[data-rate]").textContent = (Number(h.failure_rate) * 100).toFixed(1) + " %";
+    row.querySelector("[data-total]").textContent = h.total_deliveries;
+    row.querySelector("[data-checked]").textContent =
+      (h.checked_at || "").slice(0, 19).replace("T", " ");
+  }
+  function healthCard() {
+    var table = document.querySelector("table[data-health-events]");
+    if (!table || !window.EventSource) { return; }
+    // EventSource reconnects by itself after the server restarts or drops the stream.
+    var source = new EventSource(table.getAttribute("data-health-events"));
+    source.addEventListener("health_changed", function (ev) {
+      var h = JSON.parse(ev.data);
+      table.querySelectorAll("tr[data-channel]").forEach(function (row) {
+        if (row.getAttribute("data-channel") === h.channel_id) { drawHealth(row, h); }
+      });
+    });
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     channelForm();
     ruleForm();
     timeline();
+    healthCard();
   });
 })();

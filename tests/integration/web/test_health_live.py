@@ -1,0 +1,128 @@
+"""``health_changed`` reaches, live, every place that shows a channel's health: the admin
+dashboard's channel-health card and the tenant portal's (both in headless Chromium, updated
+without a reload), and the sockets of that tenant that joined ``channel_health:<tenant id>``
+(with a channel token of the tenant; no other tenant's socket hears it). The health job runs
+every second on this server; one delivery moves the channel from unknown to healthy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from tests.integration.realtime.phx import Phx
+from tests.integration.web.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Client, create_admin
+from tests.integration.web.test_browser import _login, browser, pytestmark  # noqa: F401
+from tests.support.api import Api
+from tests.support.server import Server
+from tests.support.serving import serving
+
+SOCKET = "/socket/websocket"
+PORTAL_PASSWORD = "portal pass 1"
+
+
+async def _until(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := await check()):
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+    return found
+
+
+async def _join(phx: Phx, topic: str) -> dict[str, Any]:
+    return (await phx.push(topic, "phx_join", {})).payload
+
+
+async def test_health_changed_reaches_the_dashboards_and_the_tenants_sockets(
+        tmp_path: Path, session: aiohttp.ClientSession, browser: Any) -> None:  # noqa: F811
+    create_admin(tmp_path, ADMIN_EMAIL, ADMIN_PASSWORD)
+    srv = Server(tmp_path, env={"CONVERGER_HEALTH_INTERVAL": "1"}).start()
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    admin = Client(srv.url)
+    pages: list[Any] = []
+    sockets: list[Phx] = []
+    try:
+        async with serving(app) as base:
+            api = Api(session, srv.url)
+            tenant, other = await api.tenant("live-health"), await api.tenant("other-health")
+            channel = await api.channel(tenant["id"], "hooked", type="webhook",
+                                        config={"url": f"{base}/hook"})
+            theirs = await api.channel(other["id"], "quiet", type="webhook",
+                                       config={"url": f"{base}/hook"})
+
+            async def first_check() -> bool:
+                rows = (await api.ok("GET", "/api/admin/health", headers=api.admin))["data"]
+                return any(r["channel_id"] == channel["id"] for r in rows)
+
+            await _until(first_check, 15, "no health check ran")
+
+            # The tenant's socket joins its health topic; others may not.
+            token = await api.channel_token(channel["id"])
+            mine = await Phx.connect(session, srv.ws_url, SOCKET, token)
+            foreign = await Phx.connect(session, srv.ws_url, SOCKET,
+                                        await api.channel_token(theirs["id"]))
+            conv = await api.conversation(token)
+            user = await Phx.connect(session, srv.ws_url, SOCKET, (await api.ok(
+                "POST", "/api/v1/tokens", 201, json={"conversation_id": conv["id"],
+                                                     "user_id": "u1"},
+                headers={"x-channel-token": token}))["token"])
+            sockets += [mine, foreign, user]
+            topic = f"channel_health:{tenant['id']}"
+            assert (await _join(mine, topic))["status"] == "ok"
+            assert (await _join(foreign, f"channel_health:{other['id']}"))["status"] == "ok"
+            assert await _join(foreign, topic) == {"status": "error",
+                                                   "response": {"reason": "unauthorized"}}
+            assert await _join(user, topic) == {"status": "error",
+                                                "response": {"reason": "unauthorized"}}
+
+            # Both dashboards are open, showing the channel as unknown.
+            assert await admin.login(ADMIN_EMAIL, ADMIN_PASSWORD) == 302
+            status, body, _ = await admin.post("/admin/tenant_users", {
+                "tenant_id": tenant["id"], "name": "P", "email": "p@live.example",
+                "password": PORTAL_PASSWORD, "role": "member"})
+            assert status == 302, body
+            pages.append(await _login(browser, srv.url, ADMIN_EMAIL, ADMIN_PASSWORD))
+            pages.append(await _login(browser, srv.url, "p@live.example", PORTAL_PASSWORD,
+                                      "portal", tenant=tenant["slug"]))
+            cell = f'#health tr[data-channel="{channel["id"]}"] [data-health]'
+            for page in pages:
+                assert await page.get_attribute(cell, "data-health") == "unknown"
+                await page.evaluate("window.notReloaded = true")
+
+            # One delivery: the next health run finds the channel healthy.
+            await api.post_activity(conv["id"], tenant["api_key"], text="hello")
+            for page in pages:
+                await page.wait_for_selector(
+                    f'#health tr[data-channel="{channel["id"]}"] [data-health="healthy"]',
+                    timeout=20_000)
+                assert await page.evaluate("window.notReloaded") is True
+                row = await page.text_content(f'#health tr[data-channel="{channel["id"]}"]')
+                assert "Healthy" in row and "0.0 %" in row
+
+            event = await mine.expect(lambda f: f.event == "health_changed", timeout=20)
+            assert event.topic == topic
+            assert (event.payload["channel_id"], event.payload["previous_status"],
+                    event.payload["status"], event.payload["total_deliveries"]) == (
+                channel["id"], "unknown", "healthy", 1)
+            # Published to both at once: had the other tenant's socket heard it, the frame
+            # would be ahead of this heartbeat's reply.
+            await foreign.reply(await foreign.send("phoenix", "heartbeat", {}))
+            assert not [f for f in foreign.inbox if f.event == "health_changed"]
+    finally:
+        for phx in sockets:
+            await phx.ws.close()
+        for page in pages:
+            await page.context.close()
+        await admin.close()
+        srv.stop()
