@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.support.api import Api
-from tests.support.rawws import TEXT, RawSocket
+from tests.support.rawwire import TEXT, RawSocket
 from tests.support.server import Server
 
 from .phx import Phx
@@ -68,7 +68,7 @@ async def test_oversize_frame_closes_1009(
     server: Server, session: aiohttp.ClientSession, world: dict[str, Any]
 ) -> None:
     # Only the header of a text frame one byte over the limit: the server decides from it, and
-    # with nothing more in flight its close frame is always read (tests/support/rawws.py).
+    # with nothing more in flight its close frame is always read (tests.support.rawwire.py).
     raw = await RawSocket.open(f"{server.ws_url}{PATH}?"
                                + urlencode({"token": world["user_token"], "vsn": "2.0.0"}))
     await raw.send_header(TEXT, WS_MAX_FRAME_BYTES + 1)
