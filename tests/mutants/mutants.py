@@ -171,4 +171,28 @@ MUTANTS: tuple[Mutant, ...] = (
         "self.rescuer = None  # MUTANT: expired alert leases never reclaimed",
         ("tests/integration/ops/test_alerts.py::test_an_alert_whose_lease_runs_out_is_sent_again_on_the_running_server",),
     ),
+    Mutant(
+        "skip-provider-dedupe",
+        "an inbound provider retry (same message id) creates nothing new",
+        "store/activities.py",
+        'f"SELECT {COLUMNS} FROM activities WHERE source_channel_id = ? AND external_id = ?",',
+        'f"SELECT {COLUMNS} FROM activities WHERE source_channel_id = ? AND external_id = ? AND 0",',
+        ("tests/integration/delivery/test_inbound.py::test_duplicate_message_id_is_ignored",),
+    ),
+    Mutant(
+        "drop-token-scope",
+        "a conversation token reaches only its own conversation",
+        "gateway/auth.py",
+        "    if scope is not None and scope != conversation_id:\n        raise errors.not_found()",
+        "    if False:  # MUTANT: a conversation token reaches every conversation\n        raise errors.not_found()",
+        ("tests/integration/hardening/test_isolation.py::test_conversation_tokens_reach_only_their_conversation",),
+    ),
+    Mutant(
+        "upload-cap-off",
+        "an upload is capped at CONVERGER_MAX_UPLOAD_BYTES",
+        "gateway/api/converger/uploads.py",
+        "    if len(part.body) > cap:",
+        "    if False:  # MUTANT: no upload cap",
+        ("tests/integration/realtime/test_uploads.py::test_upload_bad_inputs_and_size_cap",),
+    ),
 )
