@@ -38,8 +38,10 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def make_ca_and_leaf(folder: Path, names: list[str], ips: list[str] = ()) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a leaf it signs: ``(ca.pem, leaf.pem, leaf.key)``."""
+def make_ca_and_leaf(folder: Path, names: list[str], ips: tuple[str, ...] = (),
+                     not_before: float = -300, not_after: float = 2 * 86400) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a leaf it signs: ``(ca.pem, leaf.pem, leaf.key)``; the leaf is valid
+    from ``not_before`` to ``not_after`` seconds from now."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "converger test CA")])
@@ -55,8 +57,8 @@ def make_ca_and_leaf(folder: Path, names: list[str], ips: list[str] = ()) -> tup
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
             .issuer_name(ca_name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
+            .not_valid_before(now + datetime.timedelta(seconds=not_before))
+            .not_valid_after(now + datetime.timedelta(seconds=not_after))
             .add_extension(x509.SubjectAlternativeName(san), critical=False)
             .sign(ca_key, hashes.SHA256()))
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,7 +78,7 @@ class Pebble:
         self.port, self.mgmt_port, self.dns_port, self.dns_mgmt_port = (
             free_port(), free_port(), free_port(), free_port())
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.wfe_ca, cert, key = make_ca_and_leaf(folder / "wfe", ["localhost"], ["127.0.0.1"])
+        self.wfe_ca, cert, key = make_ca_and_leaf(folder / "wfe", ["localhost"], ("127.0.0.1",))
         self.config = folder / "pebble.json"
         self.config.write_text(json.dumps({"pebble": {
             "listenAddress": f"127.0.0.1:{self.port}",

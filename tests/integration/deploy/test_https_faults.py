@@ -19,7 +19,7 @@ from aiohttp import web
 from tests.support import pebble as pebble_support
 from tests.support.pebble import Pebble, make_ca_and_leaf
 from tests.support.server import ADMIN_TOKEN, COMMAND, ROOT, free_port
-from tests.support.tls import TlsServer, https_get
+from tests.support.tls import TlsServer, https_get, served_cert
 
 DOMAIN = "chat.converger.test"
 
@@ -188,3 +188,41 @@ def test_settings_that_cannot_work_are_refused_in_one_line(tmp_path: Path) -> No
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.skipif(not pebble_support.available(), reason="Debian's pebble is not installed")
+@pytest.mark.parametrize("saved", ["near_expiry", "unreadable"])
+def test_a_saved_certificate_near_expiry_or_unreadable_is_replaced_on_its_own(
+    tmp_path: Path, servers: list[TlsServer], saved: str
+) -> None:
+    """No forced renewal here: the check loop sees the saved certificate is due (an hour left of
+    ten days) or unusable (not PEM) and obtains a new one by itself."""
+    http_port = free_port()
+    tls_dir = tmp_path / "data" / "tls"
+    tls_dir.mkdir(parents=True, mode=0o700)
+    old = tls_dir / "certificate.pem"
+    if saved == "near_expiry":
+        _, cert, key = make_ca_and_leaf(tmp_path / "old", [DOMAIN], not_before=-10 * 86400,
+                                        not_after=3600)
+        old.write_bytes(key.read_bytes() + cert.read_bytes())
+    else:
+        old.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot a certificate\n")
+    old.chmod(0o600)
+    original = old.read_bytes()
+    with Pebble(tmp_path / "pebble", http_port) as pebble:
+        root = tmp_path / "root.pem"
+        root.write_bytes(pebble.root_pem())
+        (tls_dir / "certificate.json").write_text(json.dumps({"directory": pebble.directory}))
+        srv = TlsServer(tmp_path / "data", DOMAIN, ["--domain", DOMAIN], http_port=http_port,
+                        env={"CONVERGER_ACME_DIRECTORY": pebble.directory,
+                             "CONVERGER_ACME_CA_BUNDLE": str(pebble.wfe_ca)})
+        servers.append(srv)
+        srv.start()
+        # Pebble's certificates last five years; the old one had an hour.
+        status, body = wait_ready_body(srv, lambda b: b["checks"]["tls"].get("days_left", 0) > 300)
+    assert status == 200 and body["checks"]["tls"]["ok"] and "warnings" not in body
+    assert served_cert(srv.https_port, DOMAIN, root).serial_number == int(
+        body["checks"]["tls"]["serial"], 16)
+    assert (tls_dir / "certificate.pem.previous").read_bytes() == original  # kept, not lost
+    if saved == "unreadable":
+        assert "the saved certificate cannot be used" in srv.log()
