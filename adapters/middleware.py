@@ -1,4 +1,4 @@
-"""Per-channel transformations (reference §10.3): an ordered list of steps applied to the copy
+"""Per-channel transformations (docs/delivery.md): an ordered list of steps applied to the copy
 of an activity sent to that channel. The stored activity is never changed."""
 
 from __future__ import annotations

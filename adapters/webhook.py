@@ -1,5 +1,6 @@
-"""Webhook: send the activity as JSON to a URL (reference §10.4), signed (DESIGN §4); receive
-messages and status receipts from the same kind of endpoint (reference §10.4–§10.5)."""
+"""Webhook: send the activity as JSON to a URL, signed (Standard Webhooks; docs/delivery.md,
+"Webhook requests and how to verify them"); receive messages and status receipts from the same
+kind of endpoint (docs/delivery.md, "Inbound webhooks")."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def valid_http_url(value: Any) -> bool:
 
 
 def body_of(activity: OutboundActivity) -> bytes:
-    """The documented JSON body (reference §10.4), keys in the original's order."""
+    """The documented JSON body (docs/delivery.md), keys in the original's order: receivers
+    written for the original parse it unchanged."""
     return _encode({
         "id": activity.id, "type": activity.type, "sender": activity.sender,
         "text": activity.text, "attachments": activity.attachments,

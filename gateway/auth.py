@@ -1,5 +1,5 @@
-"""Who is asking: tenant API keys and tokens (legacy TenantAuth, reference §3.5), channel tokens,
-and admin API tokens for the management API. Secrets are compared as hashes or in constant time."""
+"""Who is asking: tenant API keys and tokens (the original's TenantAuth: ``x-api-key`` first,
+else ``x-channel-token``), channel tokens, and admin API tokens for the management API. Secrets are compared as hashes or in constant time."""
 
 from __future__ import annotations
 

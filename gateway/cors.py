@@ -1,4 +1,4 @@
-"""CORS, as reference §14.2 describes it, with the original's two holes fixed: the origins come
+"""CORS as the original answered it (docs/operations.md), with the original's two holes fixed: the origins come
 from ``CORS_ORIGINS`` at run time, and ``x-idempotency-key`` is an allowed header.
 
 Preflights (``OPTIONS`` with ``Access-Control-Request-Method``) are answered here, before

@@ -176,7 +176,8 @@ def set_fields(struct: Any) -> dict[str, Any]:
 
 def public_base(request: Request, *, websocket: bool = False) -> str:
     """This gateway's public origin (and path prefix): ``CONVERGER_PUBLIC_URL`` when set (the
-    original leaked its internal host and port, quirk 14), else the request's scheme and host;
+    original put its internal host and port in the URLs it handed out, which behind a proxy
+    clients could not reach), else the request's scheme and host;
     ``ws(s)://`` for a socket URL."""
     public = request.app.ctx.settings.public_url.rstrip("/")
     if public:

@@ -4,7 +4,7 @@ outbound deliveries.
 The algorithm is GCRA (the generic cell rate algorithm, a sliding-window equivalent of a token
 bucket): each key keeps one number, its "theoretical arrival time", so memory is O(keys) and a
 burst of ``limit`` is allowed, then one request every ``window / limit``. Unlike the original's
-fixed window (reference §14.1) there is no double burst at a window edge, and denied requests do
+fixed window (docs/operations.md) there is no double burst at a window edge, and denied requests do
 not count, so a client that backs off for ``Retry-After`` seconds always gets through.
 The clock is injectable (``clock=``) so tests never sleep.
 

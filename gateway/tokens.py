@@ -1,4 +1,5 @@
-"""JWTs with the original's claim rules (reference §3.2–§3.5), signed HS256 with the secret key.
+"""JWTs with the original's claim rules (existing clients' tokens keep working; docs/realtime.md),
+signed HS256 with the secret key.
 
 Joken semantics: on issue, ``exp iat nbf iss aud jti`` are added; on verify only the claims a
 token carries are checked (``exp`` strictly after now, ``nbf`` not after now, ``iss``/``aud``

@@ -1,5 +1,5 @@
-"""The background jobs' data work: channel health checks (reference §12), conversation expiry
-(reference §13) and pruning. Synchronous, connection first, never commits."""
+"""The background jobs' data work (docs/operations.md, "Background jobs"): channel health
+checks, conversation expiry and pruning. Synchronous, connection first, never commits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import msgspec
 
 from .util import new_id
 
-#: Channel types whose deliveries leave the process and can fail (reference §12); the
+#: Channel types whose deliveries leave the process and can fail (the original's list); the
 #: health worker passes the adapters' own list (every delivering type).
 HEALTH_TYPES = ("webhook", "whatsapp_meta", "whatsapp_infobip")
 DEGRADED_AT = 0.10
@@ -33,13 +33,14 @@ class HealthResult(msgspec.Struct, kw_only=True):
 
     @property
     def changed(self) -> bool:
-        """No alert on a channel's first check (reference §12)."""
+        """A change from the previous check; a channel's first check is none (no alert)."""
         return self.previous_status is not None and self.previous_status != self.status
 
 
 def classify(total: int, failed: int) -> tuple[str, float]:
     """``(status, failure_rate)``: unknown without traffic, else ≥ 0.50 unhealthy, ≥ 0.10
-    degraded (the original's thresholds, quirk 12 kept), rate rounded to 4 decimals."""
+    degraded, rate rounded to 4 decimals. These are the original's thresholds, kept although its
+    own comment said "unhealthy above 50 %": what its operators saw is what they expect."""
     if total == 0:
         return "unknown", 0.0
     rate = round(failed / total, 4)
@@ -123,7 +124,7 @@ def prune_health(conn: sqlite3.Connection, before: str) -> int:
 
 def expire_conversations(conn: sqlite3.Connection, cutoff: str, now: str) -> int:
     """Close active conversations created before ``cutoff`` with no activity after it
-    (reference §13). ``last_activity_at`` is kept by every activity insert. Returns how many."""
+    (the original's idle expiry). ``last_activity_at`` is kept by every activity insert. Returns how many."""
     return conn.execute(
         """UPDATE conversations SET status = 'closed', updated_at = ?
             WHERE status = 'active' AND inserted_at < ?

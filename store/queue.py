@@ -140,7 +140,8 @@ RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3, "failed": -1}
 
 
 def backoff(attempts: int) -> float:
-    """Seconds to wait after the ``attempts``-th failed attempt: 30, 90, 270, 810 (reference §10.6)."""
+    """Seconds to wait after the ``attempts``-th failed attempt: 30, 90, 270, 810, the original's
+    schedule (docs/delivery.md)."""
     return float(3**attempts * 10)
 
 
@@ -345,7 +346,7 @@ def next_due_at(conn: sqlite3.Connection) -> str | None:
     return earliest_due(conn, "deliveries")
 
 
-# -- receipts (reference §10.7) -------------------------------------------------------------
+# -- receipts (docs/delivery.md) ------------------------------------------------------------
 def receipt_time(value: Any, now: str) -> str:
     """A provider timestamp as ISO text: ISO-8601 string, or Unix seconds (int, or a string
     starting with digits); anything else (or nothing) is ``now``."""

@@ -97,7 +97,8 @@ def delivery_targets(
     outbound_types: frozenset[str],
     exclude_channel_id: str | None = None,
 ) -> list[Channel]:
-    """Channels that must receive an activity of a conversation on ``primary`` (reference §10.1).
+    """Channels that must receive an activity of a conversation on ``primary`` (docs/delivery.md):
+    the conversation's own channel and the targets of the enabled rules whose source it is.
 
     Fixed from the original: an inactive channel gets nothing, and the channel an inbound
     activity came from (``exclude_channel_id``) does not get it back. One hop only.

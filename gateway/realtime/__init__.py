@@ -1,4 +1,4 @@
-"""Real-time: the Phoenix Channels sockets (reference §8), the hub broadcast, and the JS client.
+"""Real-time: the Phoenix Channels sockets (docs/realtime.md), the hub broadcast, and the JS client.
 
 ``install(app)`` registers ``/socket/websocket`` (legacy), ``/socket/converger/websocket``
 (Converger), ``/v3/directline/conversations/<id>/stream`` (Direct Line), ``/static/converger.js`` (+ a demo page), and the broadcast of every newly

@@ -1,6 +1,7 @@
-"""``/socket/converger/websocket``: the Converger socket (reference §8.4). Topic
+"""``/socket/converger/websocket``: the Converger socket (docs/realtime.md). Topic
 ``converger:conversation:<id>``; a join with ``watermark`` replays as one ``activitySet``; live
-pushes are ``activitySet`` carrying the whole activity (the original sent a stub, quirk 13);
+pushes are ``activitySet`` carrying the whole activity (the original sent a four-field stub that
+clients had to complete with a GET);
 ``delivery_status`` is not forwarded; clients post over REST."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Phoenix Channels frame codec (reference §8.1).
+"""The Phoenix Channels frame codec (docs/realtime.md, "Transport").
 
 Serializer v1 (``vsn`` absent or ``1.0.0``) sends JSON objects
 ``{"join_ref","ref","topic","event","payload"}``; v2 (``vsn=2.0.0``, what the official ``phoenix``

@@ -1,5 +1,6 @@
 """Uploads (Converger API): which conversation a stored file belongs to, so it is served
-only to callers allowed to read that conversation (the original never served them, quirk 22).
+only to callers allowed to read that conversation (the original stored uploads but never served
+them).
 The bytes live under ``<data_dir>/uploads/<tenant_id>/<file_name>``."""
 
 from sqlite_utils import Database

@@ -1,4 +1,4 @@
-"""Alerts: the gateway's own signed webhooks (channel health changes, reference §12) as a durable
+"""Alerts: the gateway's own signed webhooks (channel health changes, docs/operations.md) as a durable
 queue. A row is written in the same transaction as the health check that raised it and is worked
 like a delivery: claimed with a lease, retried with the deliveries' backoff, ``failed`` after the
 fifth attempt or at once on ``410``; its id is the ``webhook-id`` of every attempt."""

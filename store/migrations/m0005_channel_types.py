@@ -1,5 +1,5 @@
-"""Channel types: the ``channels.type`` CHECK widened to every fixed name of DESIGN §13
-(``telegram``, ``slack``, and the SMS and e-mail types still to come), so adding one of them
+"""Channel types: the ``channels.type`` CHECK widened to every channel type name fixed in
+advance (``telegram``, ``slack``, and the SMS and e-mail types still to come), so adding one of them
 needs no further table rebuild.
 
 Widening a CHECK changes no stored row, so it takes SQLite's documented in-place procedure
