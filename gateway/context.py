@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # only for annotations: these import the gateway's outer laye
     from .ratelimit import DeliveryLimiter, Limiter
     from .replication import Supervisor
     from .workers.scheduler import Scheduler
+    from .tls_serve import Tls
 
 TENANT_CACHE_TTL = 2.0
 
@@ -152,6 +153,8 @@ class Gateway:
     # (gateway/feed.py); None in a one-process gateway.
     cluster: Cluster | None = None
     feed: FeedReader | None = None
+    # HTTPS served here (CONVERGER_DOMAINS or CONVERGER_TLS_CERT): the certificate manager.
+    tls: Tls | None = None
     _db: Database | None = None
 
     @property
