@@ -30,8 +30,8 @@ if TYPE_CHECKING:  # only for annotations: these import the gateway's outer laye
     from .feed import FeedReader
     from .ratelimit import DeliveryLimiter, Limiter
     from .replication import Supervisor
-    from .workers.scheduler import Scheduler
     from .tls_serve import Tls
+    from .workers.scheduler import Scheduler
 
 TENANT_CACHE_TTL = 2.0
 
