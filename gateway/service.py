@@ -22,6 +22,7 @@ UNIT_NAME = "converger.service"
 UNIT_DIR = "/etc/systemd/system"
 ENV_FILE = "/etc/converger/converger.env"
 STATE_ROOT = "/var/lib"
+HIDDEN_DIRS = ("/root", "/home", "/run/user", "/tmp", "/var/tmp")  # ProtectHome, PrivateTmp
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -156,6 +157,12 @@ def install(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     binary = args.binary or executable()
+    hidden = next((d for d in HIDDEN_DIRS if binary == d or binary.startswith(d + "/")), None)
+    if hidden:
+        print(f"converger: {binary} is under {hidden}, which the service cannot see "
+              "(ProtectHome=yes); install the binary first, e.g. "
+              "`sudo install -m 0755 converger /usr/local/bin/converger`", file=sys.stderr)
+        return 2
     if not args.root:
         _ensure_user(args.user, args.name)
     unit.parent.mkdir(parents=True, exist_ok=True)

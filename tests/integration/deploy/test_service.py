@@ -20,8 +20,14 @@ pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
 
+# An executable that exists outside the directories the unit hides (the checkout may be under
+# /tmp, which the unit's PrivateTmp hides, and `service install` refuses that, rightly).
+BINARY = "/usr/bin/env"
+
+
 def install(root: Path, *args: str) -> tuple[Path, Path]:
-    done = subprocess.run([*COMMAND, "service", "install", "--root", str(root), *args],
+    done = subprocess.run([*COMMAND, "service", "install", "--root", str(root), "--binary", BINARY,
+                           *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return root / "etc/systemd/system/converger.service", root / "etc/converger/converger.env"
@@ -40,7 +46,8 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     text = unit.read_text()
     for line in ("User=converger", "Restart=on-failure", "StateDirectory=converger",
                  "AmbientCapabilities=CAP_NET_BIND_SERVICE", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
-                 "NoNewPrivileges=yes", "ProtectSystem=strict", "EnvironmentFile=/etc/converger/converger.env",
+                 "NoNewPrivileges=yes", "ProtectSystem=strict", f"ExecStart={BINARY} serve",
+                 "EnvironmentFile=/etc/converger/converger.env",
                  "Environment=CONVERGER_DATA_DIR=/var/lib/converger"):
         assert line in text.splitlines(), line
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
@@ -72,3 +79,12 @@ def test_an_edited_env_file_is_kept_and_uninstall_keeps_the_data(tmp_path: Path)
     done = subprocess.run([*COMMAND, "service", "uninstall", "--root", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and not unit.exists() and env.exists(), done
+
+
+def test_a_binary_the_service_could_not_see_is_refused(tmp_path: Path) -> None:
+    for binary in ("/root/converger", "/home/me/converger", "/tmp/converger"):
+        done = subprocess.run([*COMMAND, "service", "install", "--root", str(tmp_path),
+                               "--binary", binary], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 2 and "install the binary first" in done.stderr, done
+    assert not (tmp_path / "etc").exists()
