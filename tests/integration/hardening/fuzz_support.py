@@ -110,7 +110,7 @@ def real_ids(case: Any, world: dict[str, Any]) -> dict[str, str]:
     if path.startswith("/uploads"):
         return {"tenant_id": a["tenant"]["id"], "file_name": a["upload"]}
     return {"conversation_id": a["conv"]["id"], "rule_id": a["rule"]["id"],
-            "channel_id": a["hook"]["id"]}
+            "channel_id": a["hook"]["id"], "activity_id": a["activity"]["id"]}
 
 
 def prepare(case: Any, world: dict[str, Any], n: int) -> dict[str, str]:
