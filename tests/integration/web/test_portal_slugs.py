@@ -87,7 +87,7 @@ def _old_database(path: Path) -> None:
 
 async def test_existing_tenants_get_slugs_when_the_server_upgrades(tmp_path: Path) -> None:
     _old_database(tmp_path / "converger.db")
-    with Server(tmp_path).start() as server:
+    with Server(tmp_path) as server:
         assert 'data-slug>acme<' in await _signs_in(server, "Acme", "user1@acme.example")
         assert 'data-slug>acme-2<' in await _signs_in(server, "Acme", "user2@acme.example")
         assert 'data-slug>acme-2<' in await _signs_in(server, "acme-2", "user2@acme.example")
