@@ -125,3 +125,38 @@ async def test_the_reverse_rule_is_a_cycle(chat_server: Server, capi: Api, meta:
     status, body, _ = await capi.call("POST", "/api/v1/routing_rules", json=rule,
                                       headers={"x-api-key": w["key"]})
     assert status == 422 and "cycle" in str(body)
+
+
+async def test_telegram_to_a_slack_thread_and_back(chat_server: Server, capi: Api,
+                                                   slack: SlackStandIn) -> None:
+    """The same with both new types: a Telegram chat routed to a Slack thread, the answer in
+    the thread sent to the Telegram chat."""
+    from tests.integration.telegram.standins import TelegramStandIn, text_update
+
+    token, secret = "555000111:AAH-routing", "routing-secret"
+    async with TelegramStandIn(token=token, chats={"4242"}) as bot:
+        s = await slack_channel(capi, slack, default_channel=CHANNEL)
+        tg = await capi.channel(s["tenant"]["id"], name="telegram", type="telegram", mode="duplex",
+                                config={"bot_token": token, "secret_token": secret,
+                                        "api_base_url": bot.url})
+        await capi.ok("POST", f"/api/admin/channels/{tg['id']}/actions/set_webhook",
+                      headers=capi.admin)
+        rule = {"routing_rule": {"name": "telegram-to-slack", "source_channel_id": tg["id"],
+                                 "target_channel_ids": [s["channel"]["id"]]}}
+        await capi.ok("POST", "/api/v1/routing_rules", 201, json=rule,
+                      headers={"x-api-key": s["key"]})
+        slack.webhook_url = f"{chat_server.url}/api/v1/channels/{s['channel']['id']}/inbound"
+
+        _, body = await bot.notify(text_update(900_001, 4242, "Is the shop open?"))
+        conv_id = body["conversation_id"]
+        await delivery_of(capi, body["activity_id"], lambda d: d["status"] == "sent")
+        (opened,) = slack.posted
+        assert opened["text"] == "Is the shop open?" and "thread_ts" not in opened
+
+        _, answer = await slack.notify(message_event(
+            f"EvT{next(_events)}", CHANNEL, "U0AGENT", "Until 6 pm", "1700019999.000100",
+            thread_ts=opened["ts"]))
+        assert answer["conversation_id"] == conv_id
+        await delivery_of(capi, answer["activity_id"], lambda d: d["status"] == "sent")
+        assert bot.sent[-1]["chat_id"] == "4242" and bot.sent[-1]["text"] == "Until 6 pm"
+        assert len(slack.posted) == 1
