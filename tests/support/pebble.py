@@ -138,6 +138,13 @@ class Pebble:
         with urllib.request.urlopen(req, timeout=5):
             pass
 
+    def resolve_nothing(self) -> None:
+        """Make every name without an explicit address resolve to nothing (no A record)."""
+        req = urllib.request.Request(f"http://127.0.0.1:{self.dns_mgmt_port}/set-default-ipv4",
+                                     data=json.dumps({"ip": ""}).encode())
+        with urllib.request.urlopen(req, timeout=5):
+            pass
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:

@@ -45,12 +45,16 @@ def servers(tmp_path: Path) -> Iterator[list[TlsServer]]:
 
 
 @pytest.mark.skipif(not pebble_support.available(), reason="Debian's pebble is not installed")
+@pytest.mark.parametrize("dns", ["points_elsewhere", "does_not_resolve"])
 def test_a_domain_that_does_not_point_here_is_named_and_the_gateway_stays_up(
-    tmp_path: Path, servers: list[TlsServer]
+    tmp_path: Path, servers: list[TlsServer], dns: str
 ) -> None:
     http_port = free_port()
     with Pebble(tmp_path / "pebble", http_port) as pebble:
-        pebble.resolve("elsewhere.converger.test", "127.0.0.2")  # loopback, nothing listens
+        if dns == "points_elsewhere":
+            pebble.resolve("elsewhere.converger.test", "127.0.0.2")  # loopback; nothing listens
+        else:
+            pebble.resolve_nothing()  # no A record at all
         srv = TlsServer(tmp_path / "data", "elsewhere.converger.test",
                         ["--domain", "elsewhere.converger.test"], http_port=http_port,
                         env={"CONVERGER_ACME_DIRECTORY": pebble.directory,
@@ -62,6 +66,8 @@ def test_a_domain_that_does_not_point_here_is_named_and_the_gateway_stays_up(
     assert status == 503  # not ready: there is no trusted certificate to serve
     error = body["checks"]["tls"]["error"]
     assert "elsewhere.converger.test" in error and "DNS points at this machine" in error
+    # The CA's own reason is passed on: refused connection, or no address for the name.
+    assert ("connection refused" if dns == "points_elsewhere" else "could not resolve") in error, error
     assert https_get(srv.https_port, srv.name, "/livez")[0] == 200  # still up (placeholder)
     assert srv.proc is not None and srv.proc.poll() is None
     assert "Traceback" not in srv.log()
