@@ -217,6 +217,10 @@ class Keeper:
             await self._lead()
         elif not held and self.leading:
             await self._follow("lost the leader lease")
+        if self.leading:
+            from . import metrics
+
+            metrics.refresh_replication(self.ctx)
 
     def _tick_tx(self, conn: Any, now: float, sockets: int) -> tuple[bool, list[dict[str, Any]]]:
         c = self.cluster

@@ -16,10 +16,11 @@ Queue depth and the oldest due delivery's age are computed at scrape time from t
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -48,23 +49,31 @@ DELIVERIES = Counter("converger_deliveries", "Delivery attempts finished, by out
                      ["channel_type", "outcome"], registry=REGISTRY)
 DELIVERY_LATENCY = Histogram("converger_delivery_duration_seconds", "Delivery attempt latency.",
                              ["channel_type"], buckets=_DELIVERY_LATENCY, registry=REGISTRY)
+# With several worker processes (prometheus-client's multiprocess mode, PROMETHEUS_MULTIPROC_DIR
+# set by the supervisor) a scrape of any process reports the whole gateway: counters and
+# histograms add up; the sockets gauge is the sum over live processes; the gauges computed at
+# scrape time from the shared database (or set by the leader) report the latest value.
+_LATEST: Literal["livemostrecent"] = "livemostrecent"
 WS_CONNECTIONS = Gauge("converger_websocket_connections", "Open WebSocket connections.",
-                       registry=REGISTRY)
+                       registry=REGISTRY, multiprocess_mode="livesum")
 RATE_LIMITED = Counter("converger_rate_limited", "Requests refused with 429.", ["scope"],
                        registry=REGISTRY)
 QUEUE_DEPTH = Gauge("converger_queue_depth", "Deliveries waiting, by state.", ["state"],
-                    registry=REGISTRY)
+                    registry=REGISTRY, multiprocess_mode=_LATEST)
 QUEUE_OLDEST_DUE = Gauge("converger_queue_oldest_due_age_seconds",
                          "How long the oldest due, unclaimed delivery has been due.",
-                         registry=REGISTRY)
+                         registry=REGISTRY, multiprocess_mode=_LATEST)
 REPLICATION_UP = Gauge("converger_replication_up", "1 while Litestream runs; 0 when it is down "
-                       "or replication is not configured.", registry=REGISTRY)
+                       "or replication is not configured.", registry=REGISTRY,
+                       multiprocess_mode=_LATEST)
 REPLICATION_LAG = Gauge("converger_replication_lag_seconds",
                         "Seconds since Litestream last confirmed the replica current.",
-                        registry=REGISTRY)
+                        registry=REGISTRY, multiprocess_mode=_LATEST)
 REPLICATION_RESTARTS = Gauge("converger_replication_restarts",
-                             "Times the Litestream child was restarted.", registry=REGISTRY)
-WAL_BYTES = Gauge("converger_wal_bytes", "Size of the SQLite WAL file.", registry=REGISTRY)
+                             "Times the Litestream child was restarted.", registry=REGISTRY,
+                             multiprocess_mode=_LATEST)
+WAL_BYTES = Gauge("converger_wal_bytes", "Size of the SQLite WAL file.", registry=REGISTRY,
+                  multiprocess_mode=_LATEST)
 
 
 # -- the API other areas call ------------------------------------------------------------
@@ -123,6 +132,12 @@ async def refresh(app: Sanic) -> None:
             WAL_BYTES.set(ctx.db.path.with_name(ctx.db.path.name + "-wal").stat().st_size)
         except OSError:
             WAL_BYTES.set(0)
+    refresh_replication(ctx)
+
+
+def refresh_replication(ctx: Any) -> None:
+    """The Litestream gauges, from the process that runs it (with several workers the leader
+    calls this on each of its ticks, so any process's scrape reports it)."""
     supervisor = ctx.replication
     if supervisor is not None:
         state = supervisor.status()
@@ -131,9 +146,20 @@ async def refresh(app: Sanic) -> None:
         REPLICATION_RESTARTS.set(state.get("restarts", 0))
 
 
+def _registry() -> CollectorRegistry:
+    """This process's registry; with worker processes, one that reads every process's files."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
 async def exposition(app: Sanic) -> tuple[bytes, str]:
     await refresh(app)
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
 
 
 # -- installation ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
@@ -52,27 +53,25 @@ class Decision:
 
 
 class Limiter:
-    """GCRA limiter over string keys, with an injectable monotonic clock."""
+    """GCRA limiter over string keys, with an injectable monotonic clock. With ``table`` (a
+    :class:`gateway.sharedlimit.SharedTable`) the state is shared by the worker processes."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, table: Any = None) -> None:
         self.clock = clock
+        self.table = table
         self._tat: dict[str, float] = {}
         self._swept = clock()
 
     def hit(self, key: str, limit: int, window: float) -> Decision:
         """Count one request for ``key`` against ``limit`` per ``window`` seconds."""
+        if self.table is not None:
+            return self.table.update(key, lambda tat, now: _gcra(tat, now, limit, window))
         now = self.clock()
         self._maybe_sweep(now)
-        interval = window / limit
-        tat = max(self._tat.get(key, now), now)
-        # Allowed when the new arrival time stays within one window of now.
-        new_tat = tat + interval
-        allow_at = new_tat - window
-        if allow_at > now:
-            return Decision(False, limit, 0, tat - now, allow_at - now, window)
-        self._tat[key] = new_tat
-        remaining = int((window - (new_tat - now)) / interval + 1e-9)
-        return Decision(True, limit, max(remaining, 0), new_tat - now, 0.0, window)
+        decision, new_tat = _gcra(self._tat.get(key), now, limit, window)
+        if new_tat is not None:
+            self._tat[key] = new_tat
+        return decision
 
     def _maybe_sweep(self, now: float) -> None:
         # Keys whose arrival time has passed carry no state worth keeping.
@@ -86,19 +85,36 @@ class Limiter:
         return len(self._tat)
 
 
+def _gcra(tat: float | None, now: float, limit: int, window: float) -> tuple[Decision, float | None]:
+    """One GCRA step: the decision, and the key's new arrival time (None: unchanged)."""
+    interval = window / limit
+    tat = max(tat if tat is not None else now, now)
+    # Allowed when the new arrival time stays within one window of now.
+    new_tat = tat + interval
+    allow_at = new_tat - window
+    if allow_at > now:
+        return Decision(False, limit, 0, tat - now, allow_at - now, window), None
+    remaining = int((window - (new_tat - now)) / interval + 1e-9)
+    return Decision(True, limit, max(remaining, 0), new_tat - now, 0.0, window), new_tat
+
+
 class DeliveryLimiter:
     """Per-channel pacing of outbound deliveries: ``acquire(channel_id)`` reserves the next slot
     and returns how many seconds the caller should wait before sending (0.0 = send now).
     Deliveries wait rather than fail. ``per_second <= 0`` means no limit."""
 
-    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic,
+                 table: Any = None) -> None:
         self.per_second = per_second
         self.clock = clock
+        self.table = table  # shared by the worker processes (gateway/sharedlimit.py)
         self._next: dict[str, float] = {}
 
     def acquire(self, channel_id: str) -> float:
         if self.per_second <= 0:
             return 0.0
+        if self.table is not None:
+            return self.table.update(f"delivery:{channel_id}", self._step)
         now = self.clock()
         interval = 1.0 / self.per_second
         # GCRA again: a burst of one second's worth, then sends evenly spaced.
@@ -109,6 +125,11 @@ class DeliveryLimiter:
                 del self._next[key]
         delay = tat - 1.0 - now
         return delay if delay > 1e-9 else 0.0
+
+    def _step(self, tat: float | None, now: float) -> tuple[float, float]:
+        new_tat = max(tat if tat is not None else now, now) + 1.0 / self.per_second
+        delay = new_tat - 1.0 - now
+        return (delay if delay > 1e-9 else 0.0), new_tat
 
 
 def policy_headers(scope: str, d: Decision) -> dict[str, str]:
@@ -129,9 +150,14 @@ def too_many(scope: str, d: Decision) -> errors.ApiError:
 def install(app: Sanic) -> None:
     """Replace the no-op ``ctx.rate_limit`` and add ``ctx.delivery_limiter``."""
     ctx = app.ctx
-    limiter = Limiter()
+    table = None
+    if ctx.cluster is not None:  # several worker processes: one state for the whole gateway
+        from .sharedlimit import SharedTable
+
+        table = SharedTable(ctx.cluster.run_dir / "ratelimit")
+    limiter = Limiter(table=table)
     ctx.rate_limiter = limiter
-    ctx.delivery_limiter = DeliveryLimiter(ctx.settings.rate_limit_deliveries)
+    ctx.delivery_limiter = DeliveryLimiter(ctx.settings.rate_limit_deliveries, table=table)
 
     s = ctx.settings
     limits = {"rate_limit_tokens": s.rate_limit_tokens, "rate_limit_activities": s.rate_limit_activities,

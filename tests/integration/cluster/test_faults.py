@@ -1,0 +1,194 @@
+"""Three worker processes under faults and limits: a worker SIGKILLed during a burst of posts
+and deliveries (nothing accepted is lost, every delivery completes, the worker comes back); a
+tenant's rate limit holds for the whole gateway; the scheduler runs each job once per period
+and moves when its process is killed; one ``/metrics`` scrape reports every process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.delivery.receiver import Receiver
+from tests.support.api import Api
+from tests.support.server import Server
+
+from .conftest import WORKERS, cluster_env
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = await Receiver().start()
+    yield r
+    await r.stop()
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.1)
+
+
+def _start(tmp_path: Path, **env: str) -> Server:
+    return Server(tmp_path / "data", env=cluster_env(**env)).start(timeout=60)
+
+
+async def test_sigkill_of_a_worker_during_a_burst_loses_nothing(
+    tmp_path: Path, spread: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    receiver.delay["burst"] = 0.02
+    srv = _start(tmp_path)
+    try:
+        api = Api(spread, srv.url)
+        s = await api.setup("burst", type="webhook", config={"url": receiver.url("burst")})
+        conv, key = s["conversation"]["id"], s["api_key"]
+        victim = next(w for w in srv.workers() if w["slot"] == 1)
+        accepted: list[str] = []
+        refused = 0
+        by: set[int] = set()
+
+        async def post(i: int) -> None:
+            nonlocal refused
+            try:
+                async with spread.post(f"{srv.url}/api/v1/conversations/{conv}/activities",
+                                       json={"text": f"m{i}"}, headers={"x-api-key": key}) as r:
+                    body = await r.json()
+                    if r.status == 201:
+                        accepted.append(body["data"]["id"])
+                        by.add(int(r.headers["x-converger-worker"]))
+                    else:
+                        refused += 1
+            except aiohttp.ClientError:  # the connection died with the worker: not accepted
+                refused += 1
+
+        sem = asyncio.Semaphore(16)
+
+        async def limited(i: int) -> None:
+            async with sem:
+                if i == 150:
+                    os.kill(victim["pid"], signal.SIGKILL)
+                await post(i)
+
+        await asyncio.gather(*(limited(i) for i in range(400)))
+        assert len(accepted) >= 300, (len(accepted), refused)
+        assert victim["pid"] in by, "the killed worker took no posts before it died"
+
+        # Every 201 is stored...
+        listed = await api.ok("GET", f"/api/v1/conversations/{conv}/activities",
+                              headers={"x-api-key": key})
+        stored = {a["id"] for a in listed["data"]}
+        assert set(accepted) <= stored
+        # ... every delivery completes (the killed worker's leases are given back by its
+        # successor in the same slot) ...
+        channel = s["channel"]["id"]
+
+        async def all_sent() -> bool:
+            _, body, _ = await api.call(
+                "GET", f"/api/admin/deliveries?channel_id={channel}&status=pending&limit=1",
+                headers=api.admin)
+            return body["data"] == []
+
+        await _until(all_sent, 90, "deliveries still pending after the kill")
+        delivered = {c.json()["id"] for c in receiver.calls["burst"]}
+        assert stored <= delivered
+        # ... and the worker was restarted.
+        workers = srv.workers()
+        assert len(workers) == WORKERS
+        restarted = next(w for w in workers if w["slot"] == 1)
+        assert restarted["pid"] != victim["pid"]
+        assert f"worker 1 (pid {victim['pid']}) died" in srv.log()
+    finally:
+        srv.stop(timeout=40)
+
+
+async def test_a_tenant_rate_limit_holds_across_the_processes(
+    tmp_path: Path, spread: aiohttp.ClientSession
+) -> None:
+    srv = _start(tmp_path, CONVERGER_RATE_LIMIT_ACTIVITIES="100")
+    try:
+        api = Api(spread, srv.url)
+        s = await api.setup("limited")
+        conv, key = s["conversation"]["id"], s["api_key"]
+        statuses: list[int] = []
+        by: set[int] = set()
+        sem = asyncio.Semaphore(12)
+
+        async def post(i: int) -> None:
+            async with sem, spread.post(f"{srv.url}/api/v1/conversations/{conv}/activities",
+                                        json={"text": f"r{i}"}, headers={"x-api-key": key}) as r:
+                statuses.append(r.status)
+                by.add(int(r.headers["x-converger-worker"]))
+
+        await asyncio.gather(*(post(i) for i in range(200)))
+        created = statuses.count(201)
+        assert len(by) == WORKERS, f"posts did not reach every process: {by}"
+        assert 90 <= created <= 110, f"{created} of 200 accepted at a limit of 100/min"
+        assert statuses.count(429) == 200 - created
+
+        # One scrape reports the whole gateway: every process counts every activity.
+        totals = set()
+        for _ in range(6):
+            async with spread.get(f"{srv.url}/metrics") as r:
+                text = await r.text()
+            m = re.search(r"^converger_activities_created_total (\S+)$", text, re.M)
+            assert m, text[:2000]
+            totals.add(float(m.group(1)))
+        assert totals == {float(created)}
+    finally:
+        srv.stop(timeout=40)
+
+
+def _job(db: Path, name: str) -> tuple[int, int] | None:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        row = conn.execute("SELECT runs, pid FROM job_runs WHERE name = ?", (name,)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+async def test_the_scheduler_runs_each_job_once_per_period_and_moves_when_killed(
+    tmp_path: Path,
+) -> None:
+    srv = _start(tmp_path, CONVERGER_HEALTH_INTERVAL="1")
+    db = srv.data_dir / "converger.db"
+    try:
+        async def ran() -> bool:
+            return _job(db, "channel_health") is not None
+
+        await _until(ran, 20, "the health job never ran")
+        first = _job(db, "channel_health")
+        assert first is not None
+        started = time.monotonic()
+        await asyncio.sleep(4.0)  # a window of periods to count runs in
+        runs, owner = _job(db, "channel_health") or (0, 0)
+        elapsed = time.monotonic() - started
+        # Once per period for the whole gateway, not once per process.
+        assert elapsed - 2 <= runs - first[0] <= elapsed + 1, (runs - first[0], elapsed)
+        assert owner == first[1]
+        leader: dict[str, Any] = srv.readiness()["checks"]["workers"]
+        assert leader["leader"] == owner
+
+        os.kill(owner, signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        async def moved() -> bool:
+            job = _job(db, "channel_health")
+            return job is not None and job[1] != owner
+
+        await _until(moved, 20, "the scheduler did not move to another process")
+        print(f"moved after {time.monotonic() - killed_at:.2f}s")
+        after, new_owner = _job(db, "channel_health") or (0, 0)
+        assert new_owner in {w["pid"] for w in srv.workers()}
+        await asyncio.sleep(2.5)
+        later, _ = _job(db, "channel_health") or (0, 0)
+        assert 1 <= later - after <= 4  # and it keeps its period
+    finally:
+        srv.stop(timeout=40)
