@@ -14,7 +14,7 @@ raises ``InboundError`` — anything else escaping it is a 500, a lost message o
 
 Modules: ``fake`` (the fake), ``profile`` (``Profile``, the odd values, shared helpers),
 ``checks`` (attributes, config, parsing, verification), ``delivery`` (against a loopback
-server). Everything is re-exported here: ``from tests.support import conformance``.
+server), ``management`` (handshakes, actions, config fields, file downloads). Everything is re-exported here: ``from tests.support import conformance``.
 
 Like every adapter, it never imports the gateway, the store, Sanic or a test framework: the
 checks are ordinary code that raises ``AssertionError``.
@@ -39,11 +39,13 @@ from .checks import (
 )
 from .delivery import Provider, check_deliver, closed_port
 from .fake import Delivered, FakeAdapter
+from .management import check_config_fields, check_handshake, check_management
 from .profile import GARBAGE, WRONG, Headers, Profile, variants
 
 __all__ = [
     "FORGED_HEADERS", "GARBAGE", "QUERIES", "WRONG", "Delivered", "FakeAdapter", "Headers",
-    "Profile", "Provider", "bad_configs", "check_all", "check_attributes", "check_deliver",
+    "Profile", "Provider", "bad_configs", "check_all", "check_attributes", "check_config_fields",
+    "check_deliver", "check_handshake", "check_management",
     "check_inbound_value", "check_parsing", "check_status_value", "check_validate_config",
     "check_validate_value", "check_verification", "closed_port", "odd_configs", "variants",
 ]
@@ -55,4 +57,7 @@ async def check_all(adapter: Adapter, profile: Profile, key: str | None = None) 
     check_validate_config(adapter, profile)
     check_parsing(adapter, profile)
     check_verification(adapter, profile)
+    check_handshake(adapter, profile)
+    check_config_fields(adapter, profile)
     await check_deliver(adapter, profile)
+    await check_management(adapter, profile)

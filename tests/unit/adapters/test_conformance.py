@@ -193,6 +193,21 @@ async def test_deliver(key: str) -> None:
     await conformance.check_deliver(*subject(key))
 
 
+@pytest.mark.parametrize("key", KEYS)
+def test_handshake(key: str) -> None:
+    conformance.check_handshake(*subject(key))
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_config_fields(key: str) -> None:
+    conformance.check_config_fields(*subject(key))
+
+
+@pytest.mark.parametrize("key", KEYS)
+async def test_management(key: str) -> None:
+    await conformance.check_management(*subject(key))
+
+
 def test_no_profile_without_an_adapter() -> None:
     assert set(PROFILES) == set(KEYS)
 
@@ -235,6 +250,21 @@ async def test_the_suite_fails_broken_adapters() -> None:
         conformance.check_verification(_Trusting(), profile)
     with pytest.raises(AssertionError, match="deliver"):
         await conformance.check_deliver(_Crashes(), profile)
+    with pytest.raises(AssertionError, match="took a message or receipt sample for a handshake"):
+        conformance.check_handshake(_Greedy(), profile)
+    with pytest.raises(AssertionError, match="fetch_media raised"):
+        await conformance.check_management(_Greedy(), profile)
+
+
+class _Greedy(FakeAdapter):
+    """Answers every payload as a handshake (messages would be lost) and crashes on files."""
+
+    def handshake(self, channel: ChannelInfo, payload: Any) -> tuple[int, Any] | None:
+        return 200, {"challenge": "x"}
+
+    async def fetch_media(self, session: Any, channel: ChannelInfo, attachment: Any,
+                          limit: int) -> Any:
+        raise KeyError("file_id")
 
 
 # -- the fake in memory --------------------------------------------------------------------------
