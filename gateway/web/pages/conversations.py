@@ -14,9 +14,10 @@ from store import channels, conversations, dashboard, tenants
 from ...http import json
 from .. import kit
 from ..kit import arg, flash, render
-from . import AREAS
+from . import both
 
 
+@both("/conversations", "conversations")
 async def conversations_page(request: Request) -> HTTPResponse:
     tenant_id = kit.scope(request)
     channel_id = arg(request, "channel_id")
@@ -44,6 +45,7 @@ def _conversation(conn: Any, request: Request, conversation_id: str) -> Any:
     return conversations.get(conn, conversation_id)
 
 
+@both("/conversations/<conversation_id:uuid>", "conversation")
 async def conversation_page(request: Request, conversation_id: Any) -> HTTPResponse:
     def read(conn: Any) -> dict[str, Any] | None:
         conv = _conversation(conn, request, str(conversation_id))
@@ -60,6 +62,7 @@ async def conversation_page(request: Request, conversation_id: Any) -> HTTPRespo
     return render(request, "conversation.html", **data)
 
 
+@both("/conversations/<conversation_id:uuid>/timeline.json", "timeline")
 async def timeline_json(request: Request, conversation_id: Any) -> HTTPResponse:
     """What the page's poller fetches every second: the timeline with delivery badges."""
     def read(conn: Any) -> dict[str, Any] | None:
@@ -74,12 +77,3 @@ async def timeline_json(request: Request, conversation_id: Any) -> HTTPResponse:
     response = json(data)
     response.headers["cache-control"] = "no-store"
     return response
-
-
-for _bp in AREAS:
-    _area = (_bp.url_prefix or "").strip("/")
-    _bp.add_route(conversations_page, "/conversations", name=f"{_area}_conversations")
-    _bp.add_route(conversation_page, "/conversations/<conversation_id:uuid>",
-                  name=f"{_area}_conversation")
-    _bp.add_route(timeline_json, "/conversations/<conversation_id:uuid>/timeline.json",
-                  name=f"{_area}_timeline")

@@ -16,7 +16,7 @@ from store import alerts, channels, dashboard
 
 from ...hub import HEALTH, Subscriber, tenant_health
 from ..kit import render, state
-from . import ADMIN, AREAS
+from . import ADMIN, both
 
 KEEP_ALIVE = 15.0  # seconds between comments on a quiet stream (proxies, the response timeout)
 
@@ -73,6 +73,7 @@ class HealthStream(Subscriber):
             self.queue.put_nowait(None)
 
 
+@both("/health/events", "health_events")
 async def health_events(request: Request) -> HTTPResponse | None:
     """``text/event-stream`` of ``health_changed``: every channel's in the admin area, the
     signed-in user's tenant's in the portal. ``static/app.js`` redraws the card from it."""
@@ -100,8 +101,3 @@ async def health_events(request: Request) -> HTTPResponse | None:
         hub.unsubscribe(topic, stream)
         streams.discard(stream)
     return None
-
-
-for _bp in AREAS:
-    _area = (_bp.url_prefix or "").strip("/")
-    _bp.add_route(health_events, "/health/events", name=f"{_area}_health_events")

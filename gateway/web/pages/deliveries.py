@@ -17,11 +17,12 @@ from ...domain import deliveries as delivery_ops
 from ...http import gw
 from .. import kit
 from ..kit import arg, back, flash, form, render
-from . import AREAS
+from . import both
 
 DELIVERY_STATUSES = delivery_ops.STATUSES
 
 
+@both("/deliveries", "deliveries")
 async def deliveries_page(request: Request) -> HTTPResponse:
     tenant_id = kit.scope(request)
     channel_id = arg(request, "channel_id")
@@ -45,6 +46,7 @@ async def deliveries_page(request: Request) -> HTTPResponse:
     return render(request, "deliveries.html", **await request.app.ctx.db.read(read))
 
 
+@both("/deliveries/<delivery_id:uuid>/retry", "delivery_retry", ("POST",))
 async def delivery_retry(request: Request, delivery_id: Any) -> HTTPResponse:
     try:
         await delivery_ops.retry(gw(request), actor(request), str(delivery_id),
@@ -57,6 +59,7 @@ async def delivery_retry(request: Request, delivery_id: Any) -> HTTPResponse:
     return back(request, f"/{request.ctx.area}/deliveries")
 
 
+@both("/deliveries/retry_failed", "retry_failed", ("POST",))
 async def deliveries_retry_failed(request: Request) -> HTTPResponse:
     channel_id = form(request, "channel_id")
     if not kit.is_uuid(channel_id):
@@ -66,12 +69,3 @@ async def deliveries_retry_failed(request: Request) -> HTTPResponse:
                                         tenant_id=kit.own_tenant(request))
     flash(request, f"{n} failed deliveries queued for retry")
     return back(request, f"/{request.ctx.area}/deliveries")
-
-
-for _bp in AREAS:
-    _area = (_bp.url_prefix or "").strip("/")
-    _bp.add_route(deliveries_page, "/deliveries", name=f"{_area}_deliveries")
-    _bp.add_route(delivery_retry, "/deliveries/<delivery_id:uuid>/retry", methods=["POST"],
-                  name=f"{_area}_delivery_retry")
-    _bp.add_route(deliveries_retry_failed, "/deliveries/retry_failed", methods=["POST"],
-                  name=f"{_area}_retry_failed")

@@ -17,9 +17,10 @@ from ...domain import routing as rule_ops
 from ...http import gw
 from .. import kit
 from ..kit import back, flash, form, found, render
-from . import ADMIN, AREAS
+from . import ADMIN, both
 
 
+@both("/routing_rules", "rules")
 async def rules_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
     tenant_id = kit.scope(request)
 
@@ -35,6 +36,7 @@ async def rules_page(request: Request, status: int = 200, **extra: Any) -> HTTPR
                   **await request.app.ctx.db.read(read), **extra)
 
 
+@both("/routing_rules/<rule_id:uuid>/toggle", "rule_toggle", ("POST",))
 async def rule_toggle(request: Request, rule_id: Any) -> HTTPResponse:
     try:
         ok = await found(rule_ops.toggle(gw(request), actor(request), str(rule_id),
@@ -73,10 +75,3 @@ async def rule_delete(request: Request, rule_id: Any) -> HTTPResponse:
     ok = await found(rule_ops.delete(gw(request), actor(request), str(rule_id)))
     flash(request, "Rule deleted" if ok else "Rule not found", "ok" if ok else "error")
     return redirect("/admin/routing_rules")
-
-
-for _bp in AREAS:
-    _area = (_bp.url_prefix or "").strip("/")
-    _bp.add_route(rules_page, "/routing_rules", name=f"{_area}_rules")
-    _bp.add_route(rule_toggle, "/routing_rules/<rule_id:uuid>/toggle", methods=["POST"],
-                  name=f"{_area}_rule_toggle")

@@ -19,7 +19,7 @@ from store import tenants, users
 from ...domain import Actor, ValidationFailed
 from .. import kit, security
 from ..kit import flash, form, render
-from . import ADMIN, PORTAL
+from . import ADMIN, PORTAL, both
 from .users import create_admin
 
 ADMIN_PUBLIC = ("/admin/login", "/admin/setup/")
@@ -110,11 +110,12 @@ def _too_many(request: Request, ip: str, key: str, template: str,
     return None
 
 
-@ADMIN.get("/login", name="admin_login_page")
-async def admin_login_page(request: Request) -> HTTPResponse:
+@both("/login", "login_page")
+async def login_page(request: Request) -> HTTPResponse:
+    area = request.ctx.area
     if request.ctx.user is not None:
-        return redirect("/admin")
-    return render(request, "admin/login.html")
+        return redirect(f"/{area}")
+    return render(request, f"{area}/login.html")
 
 
 @ADMIN.post("/login", name="admin_login")
@@ -127,13 +128,6 @@ async def admin_login(request: Request) -> HTTPResponse:
     return await _finish_login(request, found, password, ip=ip, key=email,
                                template="admin/login.html", home="/admin",
                                bad="Invalid email or password.", email=email)
-
-
-@PORTAL.get("/login", name="portal_login_page")
-async def portal_login_page(request: Request) -> HTTPResponse:
-    if request.ctx.user is not None:
-        return redirect("/portal")
-    return render(request, "portal/login.html")
 
 
 @PORTAL.post("/login", name="portal_login")
@@ -163,20 +157,12 @@ async def portal_login(request: Request) -> HTTPResponse:
                                bad="Invalid tenant, email, or password.", values=values)
 
 
-def _logout(request: Request, area: str) -> HTTPResponse:
+@both("/logout", "logout", ("POST",))
+async def logout(request: Request) -> HTTPResponse:
     kit.replace_session(request, {})
     flash(request, "Logged out successfully.")
-    return redirect(f"/{area}/login")
+    return redirect(f"/{request.ctx.area}/login")
 
-
-@ADMIN.post("/logout", name="admin_logout")
-async def admin_logout(request: Request) -> HTTPResponse:
-    return _logout(request, "admin")
-
-
-@PORTAL.post("/logout", name="portal_logout")
-async def portal_logout(request: Request) -> HTTPResponse:
-    return _logout(request, "portal")
 
 
 # -- the first admin ----------------------------------------------------------------------------
