@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import ssl
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -155,24 +156,30 @@ class CertStore:
         write_private(self.meta, json.dumps({"directory": directory_url}).encode())
         return self.current
 
-    def placeholder(self, name: str) -> Path:
-        """A self-signed certificate served until the first real one arrives (never trusted:
-        ``/readyz`` is not ready while it is served)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "converger placeholder")])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-                .sign(key, hashes.SHA256()))
-        self._mkdir()
-        path = self.dir / "placeholder.pem"
-        write_private(path, key.private_bytes(serialization.Encoding.PEM,
-                                              serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption())
-                      + cert.public_bytes(serialization.Encoding.PEM))
-        return path
+
+def placeholder_pem(name: str) -> bytes:
+    """A self-signed certificate (and its key) served until the first real one arrives: never
+    trusted, and ``/readyz`` is not ready while it is served."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "converger placeholder")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())
+            + cert.public_bytes(serialization.Encoding.PEM))
+
+
+def load_pem(context: ssl.SSLContext, pem: bytes) -> None:
+    """Load a key and chain held in memory (``load_cert_chain`` reads files only): through a
+    private temporary file, removed at once; nothing lands in the data directory."""
+    with tempfile.NamedTemporaryFile(prefix="converger-tls-", suffix=".pem") as tmp:
+        tmp.write(pem)
+        tmp.flush()
+        context.load_cert_chain(tmp.name)
 
 
 async def in_thread(fn: Callable[[], T]) -> T:

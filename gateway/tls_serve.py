@@ -22,7 +22,17 @@ from sanic.response import HTTPResponse
 
 from . import errors
 from .config import Settings
-from .tls import CertInfo, CertStore, TlsError, check_pair, in_thread, retry_delay, server_context
+from .tls import (
+    CertInfo,
+    CertStore,
+    TlsError,
+    check_pair,
+    in_thread,
+    load_pem,
+    placeholder_pem,
+    retry_delay,
+    server_context,
+)
 
 _ACTIVE: list[Tls] = []
 CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
@@ -103,7 +113,7 @@ class Tls:
                 return
             except TlsError as exc:  # unusable file: obtain a new one, keep the file for study
                 self.log.error("the saved certificate cannot be used (%s); obtaining a new one", exc)
-        self.context.load_cert_chain(str(self.store.placeholder(s.domain_list[0])))
+        load_pem(self.context, placeholder_pem(s.domain_list[0]))
         self.cert, self.source = None, "placeholder"
 
     def activate(self, cert: Path, key: Path | None = None) -> CertInfo:
