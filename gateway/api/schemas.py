@@ -31,7 +31,8 @@ class ConversationIn(Struct, kw_only=True):
 
 
 class TokenIn(Struct, kw_only=True):
-    # Optional here so that a missing one is the original's 400, not a 422 (reference §5.1).
+    # Optional here so that a missing one is the original's 400 (its clients expect it), not a
+    # 422 from the decoder.
     conversation_id: str | None = None
     user_id: str | None = None
 

@@ -1,5 +1,5 @@
 """The alert sender: works the ``alerts`` queue table (:mod:`store.alerts`) — the gateway's own
-signed webhooks, today the channel health alerts of reference §12.
+signed webhooks, today the channel health alerts (docs/operations.md).
 
 An alert row is committed together with the health check that raised it, so a crash after the
 check cannot lose it. One task claims due alerts, POSTs each signed like a webhook delivery

@@ -1,5 +1,5 @@
-"""Conversation expiry (reference §13) and pruning: old health checks, finished alerts and,
-with ``CONVERGER_DELIVERY_RETENTION_DAYS`` set, finished deliveries."""
+"""Conversation expiry and pruning (docs/operations.md, "Background jobs"): old health checks,
+finished alerts and, with ``CONVERGER_DELIVERY_RETENTION_DAYS`` set, finished deliveries."""
 
 from __future__ import annotations
 

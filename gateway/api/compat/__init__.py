@@ -1,4 +1,5 @@
-"""The compatible API (reference §4.1 rows 1–10, §5): the original's routes, headers and shapes."""
+"""The compatible API (README, "Five-minute walkthrough"): the original's routes, headers and
+shapes, so its clients work unchanged."""
 
 from sanic import Blueprint
 

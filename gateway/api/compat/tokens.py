@@ -19,7 +19,8 @@ bp = Blueprint("compat_tokens")
 @bp.post("/tokens")
 async def create_token(request: Request) -> HTTPResponse:
     """Check the channel token first, then the conversation: an unknown conversation and one
-    of another channel answer alike (the original leaked existence, quirk 27)."""
+    of another channel answer alike (the original answered them differently, which told a
+    caller which conversation ids exist)."""
     ctx = gw(request)
     await ctx.rate_limit(request, "token_create")
     body = decode(request, TokenIn, plain=True)

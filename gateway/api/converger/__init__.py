@@ -1,4 +1,4 @@
-"""The Converger API (reference §6): Direct-Line-style tokens, conversations, activities with
+"""The Converger API (docs/realtime.md): Direct-Line-style tokens, conversations, activities with
 watermarks, and uploads; plus ``/uploads/…`` serving stored files to authorised callers."""
 
 from sanic import Blueprint

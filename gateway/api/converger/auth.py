@@ -1,4 +1,4 @@
-"""ConvergerAuth (reference §3.6–§3.7): ``Authorization: Bearer`` with a channel secret (token
+"""ConvergerAuth (docs/realtime.md): ``Authorization: Bearer`` with a channel secret (token
 generation only) or a Converger token; then conversation scoping."""
 
 from __future__ import annotations

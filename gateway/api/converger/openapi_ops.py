@@ -48,7 +48,7 @@ ACTIVITY_PAGE: dict[str, Any] = {
 
 
 def operations(Op: Any) -> list[Any]:
-    """The Converger API routes (reference §6) as ``Op`` entries."""
+    """The Converger API routes (docs/realtime.md) as ``Op`` entries."""
     return [
         Op("POST", f"{P}/tokens/generate",
            "Unscoped Converger token for a channel (Bearer: the channel secret)",

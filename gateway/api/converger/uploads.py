@@ -1,6 +1,6 @@
 """``POST /conversations/:id/upload`` (multipart: ``file`` and an optional ``activity``) and
 ``GET /uploads/<tenant_id>/<file>``, which serves a file to callers allowed to read its
-conversation only (the original stored uploads and never served them, quirk 22)."""
+conversation only (the original stored uploads and never served them)."""
 
 from __future__ import annotations
 
