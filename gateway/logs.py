@@ -18,12 +18,15 @@ _PATTERN = re.compile(
 )
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _KNOWN = re.compile(r"\b(cvk_|cva_|whsec_)[A-Za-z0-9_\-+/=]+")
+# Any JWT, wherever it is (a Direct Line streamUrl carries one as ``t=``).
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 def redact(text: str) -> str:
     # Bearer first: "Authorization: Bearer x" would otherwise lose only the word "Bearer".
     text = _BEARER.sub(lambda m: m.group(1) + "[REDACTED]", text)
     text = _PATTERN.sub(lambda m: m.group(1) + m.group(2) + "[REDACTED]", text)
+    text = _JWT.sub("[REDACTED]", text)
     return _KNOWN.sub(lambda m: m.group(1) + "[REDACTED]", text)
 
 

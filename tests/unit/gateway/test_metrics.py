@@ -34,3 +34,7 @@ def test_log_lines_redact_secrets() -> None:
     line = fmt.format(rec)
     assert "cvk_abcdef123456" not in line and "eyJhbGciOi" not in line and "cvk_zzz" not in line
     assert "[REDACTED]" in line
+    stream = ("GET /v3/directline/conversations/c/stream?watermark=MDE&t="
+              "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl-_x")
+    line = fmt.format(logging.LogRecord("converger", logging.INFO, __file__, 1, stream, (), None))
+    assert "eyJ" not in line and "c2lnbmF0dXJl" not in line and "watermark=MDE" in line
