@@ -190,46 +190,6 @@ def dev_setup(off: _Offline) -> dict[str, str]:
     return off.db.write_sync(tx)
 
 
-def _prepare_database(settings: config.Settings) -> str | None:
-    """An existing database: refuse a newer schema (nothing changed), or migrate an older one
-    forward here, after its snapshot, so that a failure is one clear line (docs/deploy.md)."""
-    from store import migrations, upgrade
-
-    path = settings.db_path
-    if not path.exists():
-        return None  # a new one (or one Litestream restores first): nothing to upgrade
-    try:
-        done = upgrade.inspect_file(path, migrations.MIGRATION_SET)
-        upgrade.refuse_newer(done, migrations.known(), f"the database {path}")
-    except upgrade.SchemaTooNew as exc:
-        return str(exc)
-    except sqlite3.Error as exc:
-        return f"the database {path} cannot be read: {exc}"
-    pending = [m for m in migrations.known() if m not in done]
-    if not pending or not done:
-        return None
-    try:
-        _Offline(settings).close()
-    except (OSError, sqlite3.Error) as exc:
-        return (f"the database {path} could not be snapshotted and upgraded ({exc}); "
-                "it was not changed")
-    snaps = sorted(path.parent.glob(f"{path.name}.*.before-{pending[0]}.bak*"))
-    print(f"converger: upgraded the database ({', '.join(pending)}); the snapshot from before "
-          f"is {snaps[-1] if snaps else '(none)'}", file=sys.stderr)
-    return None
-
-
-def _tls_preflight(settings: config.Settings) -> str | None:
-    if not settings.tls:
-        return None
-    from .tls_serve import preflight
-
-    error, warning = preflight(settings)
-    if warning:
-        print(f"converger: warning: {warning}", file=sys.stderr)
-    return error
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from .supervisor import worker_identity
 
@@ -241,9 +201,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          domains=",".join(args.domain) if args.domain else None,
                          http_port=args.http_port, https_port=args.https_port,
                          tls_cert=args.tls_cert, tls_key=args.tls_key)
+    from . import upgrades
     from .preflight import check
 
-    problem = check(settings) or _prepare_database(settings) or _tls_preflight(settings)
+    problem = (check(settings) or upgrades.prepare_database(settings)
+               or upgrades.tls_preflight(settings))
     if problem:
         return _fail(problem)
     if args.dev and settings.replica_url:
@@ -380,23 +342,10 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    """``converger backup FILE``: a consistent snapshot (VACUUM INTO), also of a running gateway."""
-    from pathlib import Path
+    from .upgrades import backup
 
-    from store import upgrade
-
-    settings = _settings(args)
-    target = Path(args.file)
-    if target.exists():
-        return _fail(f"{target} exists; choose a new file name")
-    try:
-        upgrade.backup(settings.db_path, target)
-    except (OSError, sqlite3.Error) as exc:
-        return _fail(f"backup failed: {exc}")
-    print(f"backed up {settings.db_path} → {target} ({target.stat().st_size} bytes). Keep the "
-          f"secret key with it (CONVERGER_SECRET_KEY or {Path(settings.data_dir) / 'secret_key'}):"
-          " stored channel secrets need it.")
-    return 0
+    problem = backup(_settings(args), args.file)
+    return _fail(problem) if problem else 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
