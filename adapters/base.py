@@ -54,6 +54,8 @@ class OutboundActivity(msgspec.Struct, kw_only=True):
     delivery_id: str = ""
     # The person a reply goes to when the conversation began inbound on this channel.
     thread_sender: str | None = None
+    # The Direct Line fields a client sent (``value``, ``name``, ``replyToId``, …): {} mostly.
+    extra: dict[str, Any] = {}
 
 
 class DeliveryResult(msgspec.Struct, kw_only=True):

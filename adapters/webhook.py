@@ -45,13 +45,17 @@ def valid_http_url(value: Any) -> bool:
 
 def body_of(activity: OutboundActivity) -> bytes:
     """The documented JSON body (docs/delivery.md), keys in the original's order: receivers
-    written for the original parse it unchanged."""
-    return _encode({
+    written for the original parse it unchanged. An activity with Direct Line fields (an
+    Adaptive Card's ``value``, an event's ``name``, …) has them under ``extra``, last."""
+    body: dict[str, Any] = {
         "id": activity.id, "type": activity.type, "sender": activity.sender,
         "text": activity.text, "attachments": activity.attachments,
         "metadata": activity.metadata, "conversation_id": activity.conversation_id,
         "tenant_id": activity.tenant_id, "timestamp": activity.timestamp,
-    })
+    }
+    if activity.extra:
+        body["extra"] = activity.extra
+    return _encode(body)
 
 
 RESPONSE_BODY_CAP = 65_536  # bytes of a 2xx body read (and dropped) before hanging up

@@ -210,7 +210,7 @@ class Engine:
             attachments=activity.attachments, metadata=activity.metadata,
             conversation_id=activity.conversation_id, tenant_id=activity.tenant_id,
             timestamp=activity.inserted_at, seq=activity.seq, delivery_id=d.id,
-            thread_sender=work.thread_sender,
+            thread_sender=work.thread_sender, extra=activity.extra,
         )
         try:
             outbound = middleware.apply(channel.transformations, outbound)
