@@ -155,19 +155,25 @@ def _shift(now: str, seconds: float) -> str:
 QUEUE_TABLES = ("deliveries", "alerts")
 
 
+# Rows of a tenant that is not active wait (neither claimed nor due) until it is active again.
+ACTIVE_TENANT = "AND tenant_id IN (SELECT id FROM tenants WHERE status = 'active')"
+
+
 def claim_due(conn: sqlite3.Connection, table: str, columns: str, now: str, lease_seconds: float,
-              limit: int, owner: str = "") -> list[Any]:
+              limit: int, owner: str = "", only_active_tenants: bool = False) -> list[Any]:
     """Claim up to ``limit`` due rows of ``table`` (oldest due first) in one
     ``UPDATE … RETURNING``; each gets its own random claim token (prefixed with ``owner``: the
     claiming worker's slot, see :func:`release_owned`) and a lease until ``now + lease_seconds``.
-    Due means: pending, not claimed, ``next_attempt_at <= now``."""
+    Due means: pending, not claimed, ``next_attempt_at <= now`` (and, with
+    ``only_active_tenants``, of a tenant that is active)."""
     assert table in QUEUE_TABLES
+    active = ACTIVE_TENANT if only_active_tenants else ""
     return conn.execute(
         f"""UPDATE {table}
                SET claim_token = ? || lower(hex(randomblob(16))), leased_until = ?, updated_at = ?
              WHERE id IN (SELECT id FROM {table}
                            WHERE status = 'pending' AND claim_token IS NULL
-                             AND next_attempt_at <= ?
+                             AND next_attempt_at <= ? {active}
                            ORDER BY next_attempt_at LIMIT ?)
          RETURNING {columns}""",
         (owner, _shift(now, lease_seconds), now, now, limit),
@@ -239,21 +245,24 @@ def release_expired(conn: sqlite3.Connection, table: str, now: str) -> int:
     ).rowcount
 
 
-def earliest_due(conn: sqlite3.Connection, table: str) -> str | None:
+def earliest_due(conn: sqlite3.Connection, table: str,
+                 only_active_tenants: bool = False) -> str | None:
     """When the earliest unclaimed pending row of ``table`` becomes due (None: none waits)."""
     assert table in QUEUE_TABLES
+    active = ACTIVE_TENANT if only_active_tenants else ""
     row = conn.execute(
         f"""SELECT min(next_attempt_at) FROM {table}
-             WHERE status = 'pending' AND claim_token IS NULL"""
+             WHERE status = 'pending' AND claim_token IS NULL {active}"""
     ).fetchone()
     return row[0] if row else None
 
 
 def claim(conn: sqlite3.Connection, now: str, lease_seconds: float, limit: int,
           owner: str = "") -> list[Delivery]:
-    """Claim up to ``limit`` due deliveries (see :func:`claim_due`)."""
+    """Claim up to ``limit`` due deliveries of active tenants (see :func:`claim_due`)."""
     return [from_row(Delivery, r)
-            for r in claim_due(conn, "deliveries", COLUMNS, now, lease_seconds, limit, owner)]
+            for r in claim_due(conn, "deliveries", COLUMNS, now, lease_seconds, limit, owner,
+                               True)]
 
 
 def claim_activity(
@@ -342,8 +351,9 @@ def rescue_all(conn: sqlite3.Connection, now: str) -> int:
 
 
 def next_due_at(conn: sqlite3.Connection) -> str | None:
-    """When the earliest unclaimed pending delivery becomes due (None: nothing is waiting)."""
-    return earliest_due(conn, "deliveries")
+    """When the earliest unclaimed pending delivery of an active tenant becomes due (None:
+    nothing is waiting)."""
+    return earliest_due(conn, "deliveries", True)
 
 
 # -- receipts (docs/delivery.md) ------------------------------------------------------------

@@ -17,8 +17,8 @@ from sanic.response import HTTPResponse, text
 import adapters
 from adapters.base import Adapter, ChannelInfo, InboundError, InboundIgnored, InboundMessage
 from adapters.signing import check_converger_signature
-from store import channels
-from store.models import Channel
+from store import channels, tenants
+from store.models import Channel, Tenant
 
 from .. import errors
 from ..domain import inbound as inbound_ops
@@ -29,16 +29,26 @@ from ..http import decode_any, gw, json, uuid_param
 bp = Blueprint("inbound", url_prefix="/api/v1")
 
 
+def _with_tenant(conn: Any, channel_id: str) -> tuple[Channel | None, Tenant | None]:
+    channel = channels.get(conn, channel_id)
+    return channel, (tenants.get(conn, channel.tenant_id) if channel is not None else None)
+
+
 async def _channel(request: Request, channel_id: str) -> tuple[Channel, ChannelInfo, Adapter]:
-    """Unknown → 404, not active → 400 ``Channel is inactive`` (the original's answers)."""
+    """Unknown → 404, not active → 400 ``Channel is inactive`` (the original's answers); its
+    tenant not active → 403 ``tenant_inactive`` (the original looked at the channel only: a
+    disabled tenant kept taking messages and receipts)."""
     ctx = gw(request)
     channel_id = uuid_param(channel_id, "channel_id")
-    channel = await ctx.db.read(channels.get, channel_id)
+    channel, tenant = await ctx.db.read(_with_tenant, channel_id)
     adapter = adapters.get(channel.type) if channel is not None else None
     if channel is None or adapter is None:
         raise errors.not_found()
     if channel.status != "active":
         raise errors.bad_request("Channel is inactive", "channel_inactive", plain=True)
+    if tenant is None or not tenant.active:
+        raise errors.ApiError(403, "tenant_inactive", "Tenant is inactive",
+                              legacy={"error": "Tenant is inactive"})
     await ctx.rate_limit(request, "inbound", channel.id)
     return channel, channel_info(ctx.cipher, channel), adapter
 

@@ -182,9 +182,10 @@ OPERATIONS: list[Op] = [
        "Inbound messages (201; 200 for a replay) or status receipts (200); Meta: "
        "X-Hub-Signature-256 when the channel has an app_secret; Slack's url_verification is "
        "answered with its challenge; payloads with nothing to store are acknowledged (200 ignored)",
-       (), ANY_OBJECT, 201, INBOUND_ANSWER, (400, 401, 404, 409, 413, 429), "", also_ok=(200,)),
+       (), ANY_OBJECT, 201, INBOUND_ANSWER, (400, 401, 403, 404, 409, 413, 429), "",
+       also_ok=(200,)),
     Op("POST", "/api/v1/channels/{channel_id}/status", "Delivery status receipts", (),
-       ANY_OBJECT, 200, RECEIPTS_OUT, (400, 401, 404, 413, 429), ""),
+       ANY_OBJECT, 200, RECEIPTS_OUT, (400, 401, 403, 404, 413, 429), ""),
     # management API
     Op("POST", "/api/admin/tenants", "Create a tenant (the API key is in the answer, once)",
        ADMIN, s.TenantCreate, 201, s.TenantOut, (400, 401, 403, 422)),

@@ -15,11 +15,11 @@ import msgspec
 
 import adapters
 from adapters.echo import EchoAdapter
-from store import activities, channels, conversations, queue, routing
+from store import activities, channels, conversations, queue, routing, tenants
 from store.models import Activity, Channel
 
 from ..context import Gateway
-from .errors import Conflict, NotFound, TooLarge
+from .errors import Conflict, Forbidden, NotFound, TooLarge
 
 
 class NewActivity(msgspec.Struct, kw_only=True):
@@ -69,6 +69,9 @@ def insert_tx(
     conv = conversations.get_for_tenant(conn, tenant_id, conversation_id)
     if conv is None:
         raise NotFound("conversation")
+    tenant = tenants.get(conn, tenant_id)
+    if tenant is None or not tenant.active:  # the entry points refuse first; this is the rule
+        raise Forbidden("tenant is not active", "tenant_inactive")
     if new.idempotency_key is not None:
         existing = activities.by_idempotency_key(conn, conversation_id, new.idempotency_key)
         if existing is not None:

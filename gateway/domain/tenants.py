@@ -1,6 +1,11 @@
 """Tenants: create (the API key is returned once), update, enable/disable, rotate the key,
-delete. Every change clears the API-key cache; enabling a tenant wakes the delivery workers, since
-a disabled tenant's deliveries wait in the queue (store/queue.py skips them) until then."""
+delete. Every change clears the API-key cache.
+
+A tenant that is not ``active`` has no traffic anywhere: its API key, tokens, sockets, inbound
+webhooks and receipts and its portal are refused, and its pending deliveries wait in the queue
+(``store/queue.py`` claims only active tenants' rows). Disabling one closes its open sockets
+(the hub's ``tenant:<id>`` topic); enabling it again wakes the delivery workers, and what waited
+is sent then — nothing is lost."""
 
 from __future__ import annotations
 
@@ -17,6 +22,11 @@ from .base import Actor, record, snap
 from .errors import NotFound, ValidationFailed
 
 STATUSES = ("active", "inactive", "suspended")
+DISABLED = "tenant_disabled"  # the hub event every socket of the tenant closes on
+
+
+def topic(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}"
 
 
 def check(name: Any, status: Any, alert_webhook_url: Any) -> dict[str, list[str]]:
@@ -110,6 +120,8 @@ async def update(gw: Gateway, actor: Actor, tenant_id: str, changes: dict[str, A
     if after.active and not before.active:
         # Its deliveries waited in the queue while it was disabled: they are due now.
         await gw.delivery.enqueued(None, 0)
+    elif before.active and not after.active:
+        gw.hub.publish(topic(tenant_id), DISABLED, {"tenant_id": tenant_id})
     return after
 
 
@@ -126,3 +138,4 @@ async def rotate_key(gw: Gateway, actor: Actor, tenant_id: str) -> tuple[Tenant,
 async def delete(gw: Gateway, actor: Actor, tenant_id: str) -> None:
     await gw.db.write(delete_tx, tenant_id, actor, gw.now_iso())
     _changed(gw)
+    gw.hub.publish(topic(tenant_id), DISABLED, {"tenant_id": tenant_id})

@@ -24,8 +24,10 @@ from .phoenix import Message, ProtocolError
 log = logging.getLogger("converger.socket")
 
 # Close codes (RFC 6455): 1000 normal, 1003 unsupported data, 1007 invalid payload,
-# 1009 too big (sent by the websocket library itself), 1013 try again later (too slow).
+# 1008 policy (its tenant was disabled), 1009 too big (sent by the websocket library itself),
+# 1013 try again later (too slow).
 CLOSE_NORMAL, CLOSE_UNSUPPORTED, CLOSE_INVALID, CLOSE_SLOW = 1000, 1003, 1007, 1013
+CLOSE_POLICY = 1008
 
 
 class JoinError(Exception):
@@ -139,6 +141,9 @@ class Connection:
         self._wake = asyncio.Event()
         self._closed = False
         self._sender: asyncio.Task[None] | None = None
+        # Closed at once when its tenant is disabled or deleted (gateway/domain/tenants.py).
+        self._tenant_topic = f"tenant:{claims.get('tenant_id')}"
+        self._tenant_watch = Subscriber(lambda event, payload: self._tenant_gone())
 
     # -- sending ---------------------------------------------------------------------------
     def offer(self, frame: str, force: bool = False) -> bool:
@@ -208,10 +213,19 @@ class Connection:
         for channel in self.channels.values():
             self.hub.unsubscribe(channel.hub_topic, channel)
         self.channels.clear()
+        self.hub.unsubscribe(self._tenant_topic, self._tenant_watch)
+
+    def watch_tenant(self) -> None:
+        self.hub.subscribe(self._tenant_topic, self._tenant_watch)
+
+    def _tenant_gone(self) -> bool:
+        self.abort(CLOSE_POLICY, "tenant disabled")
+        return True
 
     # -- receiving -------------------------------------------------------------------------
     async def run(self) -> None:
         """Serve the socket until the peer leaves, idles out or misbehaves."""
+        self.watch_tenant()
         self._sender = asyncio.create_task(self._send_loop(), name="ws-sender")
         try:
             while not self._closed:

@@ -24,7 +24,7 @@ import msgspec
 from sanic import Request
 from sanic.response import HTTPResponse
 
-from store import activities, conversations
+from store import activities, conversations, tenants
 
 from .. import errors
 from ..http import public_base
@@ -76,6 +76,9 @@ def _refuse(status: int, code: str, detail: str, dl_code: str = "BadArgument") -
 def _check(conn: Any, tenant_id: str, channel_id: Any, conversation_id: str,
            anchor: str | None) -> str | None:
     """Why this stream may not open (None when it may)."""
+    tenant = tenants.get(conn, tenant_id)
+    if tenant is None or not tenant.active:
+        return "tenant"
     conv = conversations.get_for_tenant(conn, tenant_id, conversation_id)
     if conv is None or conv.channel_id != channel_id:
         return "conversation"
@@ -105,6 +108,8 @@ async def authenticate(request: Request, match: re.Match[str]) -> HTTPResponse |
     if wm and anchor is None:
         return _refuse(400, "invalid_watermark", "watermark is not a watermark")
     why = await ctx.db.read(_check, tenant_id, claims.get("channel_id"), conversation_id, anchor)
+    if why == "tenant":
+        return _refuse(403, "tenant_inactive", "The tenant is not active")
     if why == "conversation":
         return _refuse(404, "not_found", "Conversation not found")
     if why == "watermark":
@@ -153,6 +158,7 @@ class DirectLineStream(Connection):
             self.offer("")
 
     async def run(self) -> None:
+        self.watch_tenant()
         self._sender = asyncio.create_task(self._send_loop(), name="dl-sender")
         keepalive = asyncio.create_task(self._keepalive(), name="dl-keepalive")
         try:
