@@ -172,6 +172,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("outbound_hosts", ("CONVERGER_OUTBOUND_HOSTS",), str, "",
             "Comma-separated `name=address` pins for outbound requests (like `/etc/hosts`); "
             "the address is checked like any other."),
+    Setting("login_fail_per_ip", ("CONVERGER_LOGIN_FAIL_PER_IP",), int, 20,
+            "Failed logins (admin panel and portal) one IP may make in 5 minutes, whatever the "
+            "e-mail, before its logins are refused (429); 5 per IP and e-mail always. 0 = no cap."),
+    Setting("login_fail_total", ("CONVERGER_LOGIN_FAIL_TOTAL",), int, 1000,
+            "Failed logins from all IPs in 5 minutes before every login is refused for the rest "
+            "of the window (a distributed spray). 0 = no cap."),
+    Setting("login_hash_threads", ("CONVERGER_LOGIN_HASH_THREADS",), int, 2,
+            "Threads checking passwords (argon2), apart from the shared pool."),
+    Setting("login_hash_queue", ("CONVERGER_LOGIN_HASH_QUEUE",), int, 32,
+            "Password checks that may wait for those threads; a login past it is refused at "
+            "once (503) rather than queued."),
     Setting("session_lifetime", ("CONVERGER_SESSION_LIFETIME",), int, 43_200,
             "Lifetime of an admin panel or portal login session (seconds)."),
     # -- HTTPS (gateway/tls.py, docs/deploy.md) ------------------------------------------------
@@ -264,6 +275,10 @@ class Settings(msgspec.Struct, kw_only=True):
     list_max_bytes: int = 8_388_608
     outbound_allow: str = ""
     outbound_hosts: str = ""
+    login_fail_per_ip: int = 20
+    login_fail_total: int = 1000
+    login_hash_threads: int = 2
+    login_hash_queue: int = 32
     session_lifetime: int = 43_200
     domains: str = ""
     acme_directory: str = LETS_ENCRYPT

@@ -26,10 +26,12 @@ def install(app: Sanic) -> None:
     app.ctx.web = kit.WebState(
         env=kit.make_env(),
         sessions=security.Sessions(secret_key(settings), settings.session_lifetime),
-        limiter=security.LoginLimiter(),
+        limiter=security.LoginLimiter(per_ip=settings.login_fail_per_ip,
+                                      total=settings.login_fail_total),
         allow=security.parse_networks(settings.admin_ip_whitelist),
         proxies=security.parse_networks(settings.trusted_proxies),
         static=kit.load_static(),
+        passwords=security.PasswordChecks(settings.login_hash_threads, settings.login_hash_queue),
     )
     app.blueprint(ADMIN)
     app.blueprint(PORTAL)

@@ -19,7 +19,7 @@ from sanic.response import HTTPResponse, html, redirect, text
 
 from ..domain import Actor, NotFound
 from . import security
-from .security import LoginLimiter, Network, Sessions
+from .security import LoginLimiter, Network, PasswordChecks, Sessions
 
 HERE = Path(__file__).resolve().parent
 COOKIES = {"admin": "_converger_key", "portal": "_converger_portal"}
@@ -46,6 +46,7 @@ class WebState:
     setup_token: str | None = None
     static: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     streams: set[Any] = field(default_factory=set)  # open event streams, ended at shutdown
+    passwords: PasswordChecks = field(default_factory=PasswordChecks)
 
 
 def make_env() -> jinja2.Environment:

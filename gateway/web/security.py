@@ -4,6 +4,7 @@ login-attempt limiter. Every clock is injectable so tests never sleep."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -12,6 +13,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sanic import Request
@@ -104,31 +106,82 @@ def is_https(request: Request, trusted_proxies: Iterable[Network]) -> bool:
 
 # -- login attempts ---------------------------------------------------------------------------
 class LoginLimiter:
-    """At most ``limit`` failed logins per (ip, e-mail) within ``window`` seconds."""
+    """Failed logins within ``window`` seconds: at most ``limit`` per (ip, e-mail),
+    ``per_ip`` per IP whatever the e-mail (a spray over many accounts), and ``total`` in all
+    (a spray from many addresses; then every login waits out the window — documented)."""
 
-    def __init__(self, limit: int = 5, window: float = 300.0, now: Clock = time.monotonic) -> None:
+    def __init__(self, limit: int = 5, window: float = 300.0, now: Clock = time.monotonic,
+                 per_ip: int = 20, total: int = 1000) -> None:
         self.limit = limit
+        self.per_ip = per_ip
+        self.total = total
         self.window = window
         self.now = now
         self._fails: dict[tuple[str, str], list[float]] = {}
+        self._by_ip: dict[str, list[float]] = {}
+        self._all: list[float] = []
+
+    def _prune(self, times: list[float]) -> list[float]:
+        cutoff = self.now() - self.window
+        return [t for t in times if t > cutoff]
 
     def _recent(self, key: tuple[str, str]) -> list[float]:
-        cutoff = self.now() - self.window
-        recent = [t for t in self._fails.get(key, ()) if t > cutoff]
+        recent = self._prune(self._fails.get(key, []))
         if recent:
             self._fails[key] = recent
         else:
             self._fails.pop(key, None)
         return recent
 
+    def _ip_recent(self, ip: str) -> list[float]:
+        recent = self._prune(self._by_ip.get(ip, []))
+        if recent:
+            self._by_ip[ip] = recent
+        else:
+            self._by_ip.pop(ip, None)
+        return recent
+
     def blocked(self, ip: str, email: str) -> bool:
-        return len(self._recent((ip, email.lower()))) >= self.limit
+        self._all = self._prune(self._all)
+        return (len(self._recent((ip, email.lower()))) >= self.limit
+                or bool(self.per_ip and len(self._ip_recent(ip)) >= self.per_ip)
+                or bool(self.total and len(self._all) >= self.total))
 
     def failed(self, ip: str, email: str) -> None:
         if len(self._fails) > 100_000:  # bound memory under a spray of addresses
             self._fails.clear()
+        if len(self._by_ip) > 100_000:
+            self._by_ip.clear()
         key = (ip, email.lower())
-        self._fails[key] = [*self._recent(key), self.now()]
+        now = self.now()
+        self._fails[key] = [*self._recent(key), now]
+        self._by_ip[ip] = [*self._ip_recent(ip), now]
+        self._all = [*self._prune(self._all), now][-max(self.total, 1) * 2:]
 
     def succeeded(self, ip: str, email: str) -> None:
         self._fails.pop((ip, email.lower()), None)
+
+
+class PasswordChecks:
+    """Password hashing off the shared thread pool, bounded: ``workers`` threads of its own,
+    at most ``queue`` checks waiting. A login flood then costs a bounded amount of CPU and
+    memory and leaves the pool that serves everything else alone; past the queue a login is
+    refused at once (``None``) instead of waiting behind hundreds."""
+
+    def __init__(self, workers: int = 2, queue: int = 32) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="argon2")
+        self.queue = max(1, queue)
+        self.pending = 0
+
+    async def verify(self, stored_hash: str | None, password: str) -> bool | None:
+        if self.pending >= self.queue:
+            return None
+        self.pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, verify_password, stored_hash, password)
+        finally:
+            self.pending -= 1
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -8,13 +8,14 @@ while it names one tenant with that e-mail (docs/admin.md)."""
 
 from __future__ import annotations
 
-import asyncio
+from datetime import timedelta
 from typing import Any
 
 from sanic import Request
 from sanic.response import HTTPResponse, redirect, text
 
-from store import tenants, users
+from store import tenants, users, web_sessions
+from store.util import iso, utcnow
 
 from ...domain import Actor, ValidationFailed
 from .. import kit, security
@@ -41,7 +42,15 @@ async def admin_guard(request: Request) -> HTTPResponse | None:
     kit.signed_in(request, None)
     uid = sess.get("uid")
     if uid:
-        user = await request.app.ctx.db.read(users.get_admin, uid)
+        now = request.app.ctx.now_iso()
+
+        def read_admin(conn: Any) -> Any:
+            # The cookie's session must still exist server-side (logout deletes it).
+            if not web_sessions.valid(conn, sess.get("sid"), "admin", uid, now):
+                return None
+            return users.get_admin(conn, uid)
+
+        user = await request.app.ctx.db.read(read_admin)
         if user is not None and user.status == "active":
             kit.signed_in(request, user)
         else:  # deactivated or deleted: logged out
@@ -63,7 +72,11 @@ async def portal_guard(request: Request) -> HTTPResponse | None:
     request.ctx.tenant = None
     uid = sess.get("uid")
     if uid:
+        now = request.app.ctx.now_iso()
+
         def read(conn: Any) -> tuple[Any, Any]:
+            if not web_sessions.valid(conn, sess.get("sid"), "portal", uid, now):
+                return None, None  # logged out (or never logged in) server-side
             user = users.get_tenant_user(conn, uid)
             return user, tenants.get(conn, user.tenant_id) if user else None
 
@@ -88,7 +101,11 @@ async def _finish_login(request: Request, found: Any, password: str, *, ip: str,
     is checked first (argon2, off the loop, also when there is no user, so timing does not
     tell), and only a right password learns that the account is disabled."""
     web = kit.state(request)
-    ok = await asyncio.to_thread(security.verify_password, found[1] if found else None, password)
+    # Bounded: its own threads and a short queue (security.PasswordChecks), not the shared pool.
+    ok = await web.passwords.verify(found[1] if found else None, password)
+    if ok is None:
+        flash(request, "Too many logins at once. Try again in a moment.", "error")
+        return render(request, template, status=503, **context)
     if not ok or found is None:
         web.limiter.failed(ip, key)
         flash(request, bad, "error")
@@ -97,7 +114,7 @@ async def _finish_login(request: Request, found: Any, password: str, *, ip: str,
         flash(request, "Your account has been deactivated.", "error")
         return render(request, template, status=401, **context)
     web.limiter.succeeded(ip, key)
-    kit.replace_session(request, {"uid": found[0].id})
+    await sign_in(request, home.strip("/"), found[0].id)
     flash(request, f"Welcome back, {found[0].name}!")
     return redirect(home)
 
@@ -157,12 +174,22 @@ async def portal_login(request: Request) -> HTTPResponse:
                                bad="Invalid tenant, email, or password.", values=values)
 
 
+async def sign_in(request: Request, area: str, user_id: str) -> None:
+    """A new session: a row server-side (store.web_sessions), named by the signed cookie."""
+    ctx = request.app.ctx
+    expires = iso(utcnow() + timedelta(seconds=kit.state(request).sessions.lifetime))
+    sid = await ctx.db.write(web_sessions.create, area, user_id, expires, ctx.now_iso())
+    kit.replace_session(request, {"uid": user_id, "sid": sid})
+
+
 @both("/logout", "logout", ("POST",))
 async def logout(request: Request) -> HTTPResponse:
+    sid = request.ctx.session.get("sid")
+    if sid is not None:  # the cookie dies with its row, even if someone kept a copy
+        await request.app.ctx.db.write(web_sessions.delete, sid)
     kit.replace_session(request, {})
     flash(request, "Logged out successfully.")
     return redirect(f"/{request.ctx.area}/login")
-
 
 
 # -- the first admin ----------------------------------------------------------------------------
@@ -197,6 +224,6 @@ async def setup(request: Request, token: str) -> HTTPResponse:
     except ValidationFailed as exc:
         web.setup_token = token  # not used up by a form with mistakes
         return render(request, "admin/setup.html", status=422, token=token, errors=exc.fields)
-    kit.replace_session(request, {"uid": user.id})
+    await sign_in(request, "admin", user.id)
     flash(request, f"Welcome, {user.name}! You are the first super admin.")
     return redirect("/admin")
