@@ -164,6 +164,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("list_max_bytes", ("CONVERGER_LIST_MAX_BYTES",), int, 8_388_608,
             "The compatible activity list stops before this many bytes of activity content "
             "(besides `activity_list_cap` rows); 0 = rows only."),
+    Setting("tenant_upload_quota", ("CONVERGER_TENANT_UPLOAD_QUOTA",), int, 1_073_741_824,
+            "Bytes of uploads one tenant may store; an upload past it is 413 `storage_quota`. "
+            "0 = no quota."),
+    Setting("rate_limit_conversations", ("CONVERGER_RATE_LIMIT_CONVERSATIONS",), int, 600,
+            "Conversations a tenant may create per minute (API, Converger and Direct Line); "
+            "0 disables."),
     Setting("outbound_allow", ("CONVERGER_OUTBOUND_ALLOW",), str, "",
             "Comma-separated IP ranges deliveries and alerts may reach although they are not "
             "public (e.g. `10.0.0.0/8` for on-prem receivers, `127.0.0.0/8,::1` for local "
@@ -273,6 +279,8 @@ class Settings(msgspec.Struct, kw_only=True):
     max_sockets_per_token: int = 100
     max_activity_bytes: int = 65_536
     list_max_bytes: int = 8_388_608
+    tenant_upload_quota: int = 1_073_741_824
+    rate_limit_conversations: int = 600
     outbound_allow: str = ""
     outbound_hosts: str = ""
     login_fail_per_ip: int = 20

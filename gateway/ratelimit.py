@@ -32,6 +32,7 @@ SCOPES: dict[str, tuple[str, float, str]] = {
     "token_create": ("rate_limit_tokens", 60.0, "ip"),
     "cg_token": ("rate_limit_tokens", 60.0, "ip"),
     "activity_create": ("rate_limit_activities", 60.0, "tenant"),
+    "conversation_create": ("rate_limit_conversations", 60.0, "tenant"),
     "inbound": ("rate_limit_inbound", 60.0, "channel"),
 }
 _SWEEP_EVERY = 600.0
@@ -161,7 +162,8 @@ def install(app: Sanic) -> None:
 
     s = ctx.settings
     limits = {"rate_limit_tokens": s.rate_limit_tokens, "rate_limit_activities": s.rate_limit_activities,
-              "rate_limit_inbound": s.rate_limit_inbound}
+              "rate_limit_inbound": s.rate_limit_inbound,
+              "rate_limit_conversations": s.rate_limit_conversations}
 
     async def rate_limit(request: Request, scope: str, key: str | None = None) -> None:
         """Count this request in ``scope``; raise a 429 ApiError when over the limit.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import msgspec
 
@@ -36,6 +37,21 @@ def insert(
                                 size, inserted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
         (id, tenant_id, conversation_id, file_name, name, content_type, size, now),
     )
+
+
+def stored_bytes(conn: sqlite3.Connection, tenant_id: str) -> int:
+    row = conn.execute("SELECT coalesce(sum(size), 0) FROM uploads WHERE tenant_id = ?",
+                       (tenant_id,)).fetchone()
+    return int(row[0])
+
+
+def insert_within(conn: sqlite3.Connection, quota: int, **fields: Any) -> bool:
+    """``insert`` unless the tenant's uploads would then exceed ``quota`` bytes (0: no quota).
+    One transaction: concurrent uploads cannot all pass the check."""
+    if quota and stored_bytes(conn, fields["tenant_id"]) + fields["size"] > quota:
+        return False
+    insert(conn, **fields)
+    return True
 
 
 def delete(conn: sqlite3.Connection, upload_id: str) -> None:

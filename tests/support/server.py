@@ -62,6 +62,7 @@ class Server:
             # on servers of their own (tests/integration/ops), and are off here unless a test sets them.
             "CONVERGER_RATE_LIMIT_TOKENS": "0",
             "CONVERGER_RATE_LIMIT_ACTIVITIES": "0",
+            "CONVERGER_RATE_LIMIT_CONVERSATIONS": "0",
             # The providers' stand-ins are aiohttp servers on loopback, which the outbound
             # policy refuses by default (tests/integration/security checks that).
             "CONVERGER_OUTBOUND_ALLOW": "127.0.0.0/8,::1",

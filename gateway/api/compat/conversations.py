@@ -29,6 +29,7 @@ async def create_conversation(request: Request) -> HTTPResponse:
     body = decode(request, ConversationIn)
     if body.status not in STATUSES:
         raise errors.validation({"status": ["is invalid"]}, "status must be active or closed")
+    await ctx.rate_limit(request, "conversation_create", channel.tenant_id)
     conv = await ctx.db.write(
         lambda conn: conversations.create(
             conn, tenant_id=channel.tenant_id, channel_id=channel.id, now=ctx.now_iso(),

@@ -28,6 +28,7 @@ async def create(request: Request) -> HTTPResponse:
     ctx = gw(request)
     principal = await authenticate(request)
     ch = principal.channel
+    await ctx.rate_limit(request, "conversation_create", ch.tenant_id)
     conv = await ctx.db.write(
         lambda conn: conversations.create(
             conn, tenant_id=ch.tenant_id, channel_id=ch.id, now=ctx.now_iso(),

@@ -80,6 +80,18 @@ def _write(path: Path, body: bytes) -> None:
         f.write(body)
 
 
+async def reserve(request: Request, *, upload_id: str, **fields: Any) -> None:
+    """Record the upload before its file is written, within the tenant's storage quota
+    (``CONVERGER_TENANT_UPLOAD_QUOTA``): past it, 413 ``storage_quota`` and nothing written."""
+    ctx = gw(request)
+    quota = ctx.settings.tenant_upload_quota
+    ok = await ctx.db.write(lambda conn: uploads.insert_within(
+        conn, quota, id=upload_id, now=ctx.now_iso(), **fields))
+    if not ok:
+        raise errors.ApiError(413, "storage_quota",
+                              f"the tenant's uploads would exceed its quota of {quota} bytes")
+
+
 @bp.post("/conversations/<conversation_id>/upload")
 async def upload(request: Request, conversation_id: str) -> HTTPResponse:
     ctx = gw(request)
@@ -100,11 +112,14 @@ async def upload(request: Request, conversation_id: str) -> HTTPResponse:
     file_name = f"{upload_id}_{sanitize(name)}"
     ctype = part.type or "application/octet-stream"
     path = upload_dir(request, conv.tenant_id) / file_name
-    await asyncio.to_thread(_write, path, part.body)
-    await ctx.db.write(lambda conn: uploads.insert(
-        conn, id=upload_id, tenant_id=conv.tenant_id, conversation_id=conv.id,
-        file_name=file_name, name=name, content_type=ctype, size=len(part.body),
-        now=ctx.now_iso()))
+    await reserve(request, upload_id=upload_id, tenant_id=conv.tenant_id,
+                  conversation_id=conv.id, file_name=file_name, name=name, content_type=ctype,
+                  size=len(part.body))
+    try:
+        await asyncio.to_thread(_write, path, part.body)
+    except BaseException:
+        await ctx.db.write(uploads.delete, upload_id)
+        raise
     new = fields.to_new()
     new.text = new.text if new.text is not None else ""
     new.attachments = [{"contentType": ctype, "contentUrl": f"/uploads/{conv.tenant_id}/{file_name}",

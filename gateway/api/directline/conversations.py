@@ -36,6 +36,7 @@ async def start(request: Request) -> HTTPResponse:
         conv = await conversation(request, principal, principal.scope)
         return json(_answer(request, principal, conv), status=200)
     ch = principal.channel
+    await ctx.rate_limit(request, "conversation_create", ch.tenant_id)
     conv = await ctx.db.write(lambda conn: conversations.create(
         conn, tenant_id=ch.tenant_id, channel_id=ch.id, now=ctx.now_iso(), metadata=SOURCE))
     return json(_answer(request, principal, conv), status=201)

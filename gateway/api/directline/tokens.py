@@ -26,6 +26,7 @@ async def generate(request: Request) -> HTTPResponse:
         raise errors.directline(403, "secret_required",
                                 "Token generation requires the channel secret, not a token")
     ch = principal.channel
+    await ctx.rate_limit(request, "conversation_create", ch.tenant_id)
     conv = await ctx.db.write(lambda conn: conversations.create(
         conn, tenant_id=ch.tenant_id, channel_id=ch.id, now=ctx.now_iso(), metadata=SOURCE))
     token = ctx.tokens.converger_token(ch.id, ch.tenant_id, conv.id)

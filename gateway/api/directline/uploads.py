@@ -24,7 +24,7 @@ from ...domain.activities import create
 from ...http import MAX_DEPTH, _depth, gw, json, validation_error
 from ..converger.activities import ConvergerActivityIn
 from ..converger.auth import conversation
-from ..converger.uploads import _write, sanitize, upload_dir
+from ..converger.uploads import _write, reserve, sanitize, upload_dir
 from .activities import checked, client_key
 from .auth import authenticate
 
@@ -75,11 +75,14 @@ async def _save(request: Request, conv: Conversation, part: File) -> tuple[str, 
     file_name = f"{upload_id}_{sanitize(name)}"
     ctype = part.type or "application/octet-stream"
     path = upload_dir(request, conv.tenant_id) / file_name
-    await asyncio.to_thread(_write, path, part.body)
-    await ctx.db.write(lambda conn: uploads.insert(
-        conn, id=upload_id, tenant_id=conv.tenant_id, conversation_id=conv.id,
-        file_name=file_name, name=name, content_type=ctype, size=len(part.body),
-        now=ctx.now_iso()))
+    await reserve(request, upload_id=upload_id, tenant_id=conv.tenant_id,
+                  conversation_id=conv.id, file_name=file_name, name=name, content_type=ctype,
+                  size=len(part.body))
+    try:
+        await asyncio.to_thread(_write, path, part.body)
+    except BaseException:
+        await ctx.db.write(uploads.delete, upload_id)
+        raise
     return upload_id, path, {"contentType": ctype,
                              "contentUrl": f"/uploads/{conv.tenant_id}/{file_name}",
                              "name": name, "size": len(part.body)}
