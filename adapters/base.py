@@ -151,6 +151,9 @@ class Adapter(Protocol):
     secret_fields: ClassVar[tuple[str, ...]]
     # Whether the pipeline makes delivery rows for this type (external, outbound-capable).
     delivers: ClassVar[bool]
+    # The activity types it carries (None: every type). An activity of another type gets a
+    # ``skipped`` delivery with the reason, never an attempt (a typing indicator is not a text).
+    activity_types: ClassVar[frozenset[str] | None]
     # Management actions an operator may run on a channel of this type (``run_action``).
     actions: ClassVar[tuple[str, ...]]
     # The admin panel's config form, in order (secret fields are password inputs).
@@ -207,6 +210,14 @@ class Adapter(Protocol):
         ...
 
 
+MESSAGES_ONLY: frozenset[str] = frozenset({"message"})
+
+
+def carries(adapter: Adapter, activity_type: str) -> bool:
+    """Whether ``adapter`` delivers activities of ``activity_type``."""
+    return adapter.activity_types is None or activity_type in adapter.activity_types
+
+
 class BaseAdapter:
     """Defaults shared by adapters: no inbound, no receipts, no provider signature."""
 
@@ -214,6 +225,7 @@ class BaseAdapter:
     supported_modes: ClassVar[tuple[str, ...]] = MODES
     secret_fields: ClassVar[tuple[str, ...]] = ()
     delivers: ClassVar[bool] = False
+    activity_types: ClassVar[frozenset[str] | None] = None
     actions: ClassVar[tuple[str, ...]] = ()
     config_fields: ClassVar[tuple[ConfigField, ...]] = ()
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from . import whatsapp_common as common
 from .base import (
+    MESSAGES_ONLY,
     ActionResult,
     BaseAdapter,
     ChannelInfo,
@@ -67,6 +68,7 @@ class SlackAdapter(BaseAdapter):
     type: ClassVar[str] = "slack"
     secret_fields: ClassVar[tuple[str, ...]] = ("bot_token", "signing_secret")
     delivers: ClassVar[bool] = True
+    activity_types: ClassVar[frozenset[str] | None] = MESSAGES_ONLY  # text and media
     actions: ClassVar[tuple[str, ...]] = ACTIONS
     config_fields: ClassVar[tuple[ConfigField, ...]] = (
         ConfigField("bot_token", "Bot token",

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from . import whatsapp_common as common
 from .base import (
+    MESSAGES_ONLY,
     ActionResult,
     BaseAdapter,
     ChannelInfo,
@@ -69,6 +70,7 @@ class TelegramAdapter(BaseAdapter):
     type: ClassVar[str] = "telegram"
     secret_fields: ClassVar[tuple[str, ...]] = ("bot_token", "secret_token")
     delivers: ClassVar[bool] = True
+    activity_types: ClassVar[frozenset[str] | None] = MESSAGES_ONLY  # text and media
     actions: ClassVar[tuple[str, ...]] = ACTIONS
     config_fields: ClassVar[tuple[ConfigField, ...]] = (
         ConfigField("bot_token", "Bot token",

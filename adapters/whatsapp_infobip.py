@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from . import whatsapp_common as common
 from .base import (
+    MESSAGES_ONLY,
     BaseAdapter,
     ChannelInfo,
     DeliveryResult,
@@ -47,6 +48,7 @@ class WhatsAppInfobipAdapter(BaseAdapter):
     type: ClassVar[str] = "whatsapp_infobip"
     secret_fields: ClassVar[tuple[str, ...]] = ("api_key", "webhook_password")
     delivers: ClassVar[bool] = True
+    activity_types: ClassVar[frozenset[str] | None] = MESSAGES_ONLY  # text and media
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from . import whatsapp_common as common
 from .base import (
+    MESSAGES_ONLY,
     BaseAdapter,
     ChannelInfo,
     DeliveryResult,
@@ -48,6 +49,7 @@ class WhatsAppMetaAdapter(BaseAdapter):
     type: ClassVar[str] = "whatsapp_meta"
     secret_fields: ClassVar[tuple[str, ...]] = ("access_token", "app_secret")
     delivers: ClassVar[bool] = True
+    activity_types: ClassVar[frozenset[str] | None] = MESSAGES_ONLY  # text and media
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:

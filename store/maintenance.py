@@ -83,7 +83,7 @@ def _check(conn: sqlite3.Connection, ch: sqlite3.Row, since: str, now: str,
            force: str | None = None) -> HealthResult:
     total, failed = conn.execute(
         """SELECT count(*), coalesce(sum(status = 'failed'), 0) FROM deliveries
-            WHERE channel_id = ? AND inserted_at > ?""",
+            WHERE channel_id = ? AND inserted_at > ? AND status != 'skipped'""",
         (ch["id"], since),
     ).fetchone()
     prev = conn.execute(

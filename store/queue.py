@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,8 +22,11 @@ COLUMNS = (
 )
 
 
-def enqueue(conn: sqlite3.Connection, activity: Activity, channel_ids: Iterable[str], now: str) -> int:
-    """Create a pending, due-now delivery per channel. Returns how many were created."""
+def enqueue(conn: sqlite3.Connection, activity: Activity, channel_ids: Iterable[str], now: str,
+            skipped: Mapping[str, str] | None = None) -> int:
+    """Create a pending, due-now delivery per channel, and a ``skipped`` one (never attempted,
+    the reason in ``last_error``) per channel of ``skipped`` (channel id → reason). Returns how
+    many pending ones were created."""
     rows = [
         (new_id(), activity.id, cid, activity.tenant_id, activity.conversation_id, now, now, now)
         for cid in channel_ids
@@ -34,6 +37,15 @@ def enqueue(conn: sqlite3.Connection, activity: Activity, channel_ids: Iterable[
                                        next_attempt_at, inserted_at, updated_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (activity_id, channel_id) DO NOTHING""",
             rows,
+        )
+    if skipped:
+        conn.executemany(
+            """INSERT INTO deliveries (id, activity_id, channel_id, tenant_id, conversation_id,
+                                       status, last_error, inserted_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, 'skipped', ?, ?, ?)
+               ON CONFLICT (activity_id, channel_id) DO NOTHING""",
+            [(new_id(), activity.id, cid, activity.tenant_id, activity.conversation_id, reason,
+              now, now) for cid, reason in skipped.items()],
         )
     return len(rows)
 

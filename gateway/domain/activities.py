@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 import adapters
+from adapters.base import carries
 from adapters.echo import EchoAdapter
 from store import activities, channels, conversations, queue, routing, tenants
 from store.models import Activity, Channel
@@ -111,7 +112,16 @@ def enqueue_tx(conn: sqlite3.Connection, primary: Channel | None, activity: Acti
         conn, primary, outbound_types=adapters.DELIVERING_TYPES,
         exclude_channel_id=activity.source_channel_id,
     )
-    return queue.enqueue(conn, activity, [c.id for c in targets], now)
+    send: list[str] = []
+    skipped: dict[str, str] = {}
+    for channel in targets:
+        adapter = adapters.get(channel.type)
+        if adapter is None or carries(adapter, activity.type):
+            send.append(channel.id)
+        else:  # recorded, not attempted: a typing indicator is not an (empty) text
+            skipped[channel.id] = (f"skipped: {channel.type} channels do not carry "
+                                   f"{activity.type!r} activities")
+    return queue.enqueue(conn, activity, send, now, skipped)
 
 
 async def create(gw: Gateway, tenant_id: str, conversation_id: str, new: NewActivity) -> Created:

@@ -12,7 +12,7 @@ from ..context import Gateway
 from .base import Actor, record
 from .errors import Conflict, NotFound
 
-STATUSES = ("pending", "sent", "delivered", "read", "failed")
+STATUSES = ("pending", "sent", "delivered", "read", "failed", "skipped")
 
 
 def retry_tx(conn: sqlite3.Connection, delivery_id: str, actor: tuple[str, str], now: str,
