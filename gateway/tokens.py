@@ -64,13 +64,18 @@ class Tokens:
         tenant_id: str,
         conversation_id: str | None = None,
         now: float | None = None,
+        user: str | None = None,
     ) -> str:
+        """``user`` (Direct Line's ``tokens/generate``): the only sender the token may post as,
+        in the ``user`` claim the official client reads."""
         claims: dict[str, Any] = {
             "type": "converger", "channel_id": channel_id, "tenant_id": tenant_id,
             "sub": f"converger_{channel_id}",
         }
         if conversation_id:
             claims["conversation_id"] = conversation_id
+        if user:
+            claims["user"] = user
         return self.sign(claims, CONVERGER_LIFETIME, now)
 
     def sign_path(self, path: str, lifetime: int = UPLOAD_URL_LIFETIME,

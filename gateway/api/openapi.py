@@ -115,7 +115,7 @@ CODES: dict[int, tuple[str, ...]] = {
     400: ("bad_request", "body_not_object", "body_required", "channel_inactive",
           "channel_outbound_only", "file_too_large", "invalid_cursor", "invalid_header",
           "invalid_idempotency_key",
-          "invalid_activity", "invalid_query", "invalid_uuid", "invalid_watermark",
+          "invalid_activity", "invalid_query", "invalid_user", "invalid_uuid", "invalid_watermark",
           "json_too_deep", "malformed_json", "missing_type", "unknown_activity_type",
           "missing_channel_token", "missing_file", "not_downloadable", "missing_params", "missing_wrapper",
           "secret_required", "unknown_status_payload", "unparseable_inbound", "unsupported_vsn"),

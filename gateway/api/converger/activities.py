@@ -110,7 +110,9 @@ async def post_activity(request: Request, conversation_id: str) -> HTTPResponse:
     conv = await conversation(request, principal, conversation_id)
     await ctx.rate_limit(request, "activity_create", conv.tenant_id)
     body = decode(request, ConvergerActivityIn)
-    result = await create(gw(request), conv.tenant_id, conv.id, body.to_new(idempotency_key(request)))
+    new = body.to_new(idempotency_key(request))
+    new.sender = principal.user or new.sender  # a token bound to a user posts as that user
+    result = await create(gw(request), conv.tenant_id, conv.id, new)
     return json({"id": result.activity.id})
 
 

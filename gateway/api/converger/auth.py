@@ -31,6 +31,12 @@ class Principal(msgspec.Struct):
         cid = (self.claims or {}).get("conversation_id")
         return cid if isinstance(cid, str) else None
 
+    @property
+    def user(self) -> str | None:
+        """The sender a Direct Line token is bound to (``tokens/generate`` with ``user.id``)."""
+        uid = (self.claims or {}).get("user")
+        return uid if isinstance(uid, str) else None
+
 
 def channel_if_usable(channel: Channel | None, conn: sqlite3.Connection) -> Channel | None:
     """The channel when it and its tenant are active (a disabled tenant gets no access)."""

@@ -121,6 +121,7 @@ async def upload(request: Request, conversation_id: str) -> HTTPResponse:
         await ctx.db.write(uploads.delete, upload_id)
         raise
     new = fields.to_new()
+    new.sender = principal.user or new.sender  # a token bound to a user posts as that user
     new.text = new.text if new.text is not None else ""
     new.attachments = [{"contentType": ctype, "contentUrl": f"/uploads/{conv.tenant_id}/{file_name}",
                         "name": name, "size": len(part.body)}]

@@ -37,16 +37,20 @@ TYPES = frozenset({
 USER_ROLE = "user"
 
 
-def checked(body: ConvergerActivityIn, user_id: str | None = None) -> ConvergerActivityIn:
+def checked(body: ConvergerActivityIn, user_id: str | None = None,
+            bound: str | None = None) -> ConvergerActivityIn:
     """A client's activity as Direct Line takes it: a known ``type``; ``from.role`` is ``user``
-    (a client cannot speak as the bot); ``from.id`` from ``?userId=`` when the body has none."""
+    (a client cannot speak as the bot); ``from.id`` is the token's user when it is bound to one
+    (``bound``), else from ``?userId=`` when the body has none."""
     if not body.type:
         raise errors.directline(400, "missing_type", "activity.type is required")
     if body.type not in TYPES:
         raise errors.directline(400, "unknown_activity_type",
                                 f"unknown activity type: {body.type[:64]}")
     who = body.from_ or From()
-    if not who.id and user_id:
+    if bound:
+        who.id = bound
+    elif not who.id and user_id:
         who.id = user_id
     who.role = USER_ROLE
     body.from_ = who
@@ -70,7 +74,7 @@ async def post_activity(request: Request, conversation_id: str) -> HTTPResponse:
     principal = await authenticate(request)
     conv = await conversation(request, principal, conversation_id)
     await ctx.rate_limit(request, "activity_create", conv.tenant_id)
-    body = checked(decode(request, ConvergerActivityIn))
+    body = checked(decode(request, ConvergerActivityIn), bound=principal.user)
     new = body.to_new(client_key(request, body))
     result = await create(gw(request), conv.tenant_id, conv.id, new)
     return json({"id": result.activity.id})

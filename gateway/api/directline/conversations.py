@@ -22,7 +22,7 @@ bp = Blueprint("directline_conversations")
 def _answer(request: Request, principal: Principal, conv: Conversation,
             watermark: str | None = None) -> dict[str, object]:
     ch = principal.channel
-    token = gw(request).tokens.converger_token(ch.id, ch.tenant_id, conv.id)
+    token = gw(request).tokens.converger_token(ch.id, ch.tenant_id, conv.id, user=principal.user)
     return {"conversationId": conv.id, "token": token, "expires_in": CONVERGER_LIFETIME,
             "streamUrl": stream_url(request, token, conv.id, watermark)}
 

@@ -109,7 +109,8 @@ async def upload(request: Request, conversation_id: str) -> HTTPResponse:
         if len(part.body) > cap:
             raise errors.directline(413, "file_too_large",
                                     f"File too large (max {cap // 1_048_576}MB)")
-    body = checked(_activity(request, activity_part), request.args.get("userId"))
+    body = checked(_activity(request, activity_part), request.args.get("userId"),
+                   principal.user)
     if body.type != "message":
         raise errors.directline(400, "invalid_activity", "an upload's activity is a message")
     saved: list[tuple[str, Path, dict[str, Any]]] = []

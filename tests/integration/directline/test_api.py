@@ -246,3 +246,24 @@ async def test_random_bad_input_is_never_a_server_error(api: Api, dl: dict[str, 
                                                headers=h, json={"type": "message"})
             assert 400 <= status < 500 and answer["error"]["code"] == "BadArgument", (
                 method, ident, suffix, answer)
+
+
+async def test_a_token_bound_to_a_user_posts_only_as_that_user(api: Api, dl: dict[str, Any]) -> None:
+    gen = await api.ok("POST", f"{DL}/tokens/generate", headers=bearer(dl["secret"]),
+                       json={"user": {"id": "dl_ann", "name": "Ann"}})
+    started = await api.ok("POST", f"{DL}/conversations", headers=bearer(gen["token"]))
+    refreshed = await api.ok("POST", f"{DL}/tokens/refresh", headers=bearer(started["token"]))
+    cid = gen["conversationId"]
+    for token in (gen["token"], started["token"], refreshed["token"]):
+        await api.ok("POST", f"{DL}/conversations/{cid}/activities", headers=bearer(token),
+                     json={"type": "message", "text": "hi", "from": {"id": "mallory"}})
+    await api.ok("POST", f"{CG}/conversations/{cid}/activities", headers=bearer(gen["token"]),
+                 json={"type": "message", "text": "hi", "from": {"id": "mallory"}})
+    page = await api.ok("GET", f"{DL}/conversations/{cid}/activities", headers=bearer(gen["token"]))
+    assert {a["from"]["id"] for a in page["activities"]} == {"dl_ann", "bot"}
+    status, body, _ = await api.call("POST", f"{DL}/tokens/generate", headers=bearer(dl["secret"]),
+                                     json={"user": {"id": "x" * 300}})
+    assert status == 400 and dl_error(body)
+    status, body, _ = await api.call("POST", f"{DL}/tokens/generate", headers=bearer(dl["secret"]),
+                                     json={"user": "ann"})
+    assert status == 400 and dl_error(body)

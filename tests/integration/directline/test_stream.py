@@ -4,6 +4,8 @@ the upgrade in Direct Line's error shape."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -114,30 +116,35 @@ async def test_refused_before_the_upgrade(api: Api, session: aiohttp.ClientSessi
         assert r.status == status and body["error"]["code"] == code, body
 
 
-async def _open_for(ws: aiohttp.ClientWebSocketResponse, seconds: float,
-                    each: Callable[[], Any]) -> list[str]:
-    """Read frames for ``seconds`` (calling ``each`` after each), returning them."""
-    frames: list[str] = []
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            msg = await ws.receive(timeout=left)
-        except TimeoutError:
-            break
-        assert msg.type == aiohttp.WSMsgType.TEXT, msg
-        frames.append(msg.data)
-        await each()
-    return frames
-
-
 async def test_keep_alives_both_ways_and_idle_close(make_server: Callable[..., Server],
                                                     session: aiohttp.ClientSession) -> None:
-    srv = make_server(env={"CONVERGER_WS_IDLE_TIMEOUT": "1"})
+    srv = make_server(env={"CONVERGER_WS_IDLE_TIMEOUT": "2"})
     w = await make_dl_world(Api(session, srv.url))
     async with session.ws_connect(w["conv"]["streamUrl"]) as ws:
-        # The client's empty frames keep it open past the idle timeout; the server's come too.
-        frames = await _open_for(ws, 2.0, lambda: ws.send_str(""))
-        assert frames and set(frames) == {""} and not ws.closed
+
+        async def ping() -> None:  # the client's keep-alive: empty frames, well inside 2 s
+            while True:
+                await ws.send_str("")
+                await asyncio.sleep(0.2)
+
+        pinger = asyncio.create_task(ping())
+        try:
+            # Open for twice the idle timeout on the client's frames alone; the server's empty
+            # frames come meanwhile (every third of it).
+            frames: list[str] = []
+            deadline = time.monotonic() + 4.0
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    msg = await ws.receive(timeout=left)
+                except TimeoutError:
+                    break
+                assert msg.type == aiohttp.WSMsgType.TEXT, msg
+                frames.append(msg.data)
+            assert frames and set(frames) == {""} and not ws.closed
+        finally:
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
         # Silence closes it, normally.
         msg = await ws.receive(timeout=10)
         while msg.type == aiohttp.WSMsgType.TEXT:
