@@ -137,3 +137,37 @@ def test_cycle_check_is_per_tenant(conn, world) -> None:
 
 def test_nul_in_name(conn, world) -> None:
     assert _v(conn, world, world["a"].id, [world["b"].id], name="\x00") == {"name": ["is invalid"]}
+
+
+# -- the operations: audited, a tenant's scope, enabling re-validated ----------------------------
+async def test_rule_operations(gw) -> None:  # type: ignore[no-untyped-def]
+    from gateway.domain import NotFound, ValidationFailed
+    from gateway.domain import channels as channel_ops
+    from gateway.domain import routing as rule_ops
+    from gateway.domain import tenants as tenant_ops
+    from store import audit
+
+    from .conftest import ADMIN
+
+    tenant, _ = await tenant_ops.create(gw, ADMIN, name="t")
+    other, _ = await tenant_ops.create(gw, ADMIN, name="o")
+    a, b = [(await channel_ops.create(gw, ADMIN, tenant_id=tenant.id, name=n, type="webhook",
+                                      config={"url": "http://127.0.0.1:9/x"}))[0] for n in "ab"]
+    ab = await rule_ops.create(gw, ADMIN, tenant.id, rule_ops.RuleFields(
+        name="ab", source_channel_id=a.id, target_channel_ids=[b.id], enabled=False))
+    ba = await rule_ops.create(gw, ADMIN, tenant.id, rule_ops.RuleFields(
+        name="ba", source_channel_id=b.id, target_channel_ids=[a.id]))
+    with pytest.raises(ValidationFailed) as exc:  # enabling it would close a cycle
+        await rule_ops.toggle(gw, ADMIN, ab.id)
+    assert exc.value.fields == {"target_channel_ids": ["would create a routing cycle"]}
+    with pytest.raises(NotFound):  # another tenant's rule: not found
+        await rule_ops.update(gw, ADMIN, ab.id, rule_ops.RuleFields(name="x"), tenant_id=other.id)
+    await rule_ops.delete(gw, ADMIN, ba.id, tenant_id=tenant.id)
+    renamed = await rule_ops.update(gw, ADMIN, ab.id, rule_ops.RuleFields(name="renamed"))
+    assert renamed.name == "renamed" and renamed.target_channel_ids == [b.id]
+    await rule_ops.delete(gw, ADMIN, ab.id)
+    items, _ = await gw.db.read(lambda c: audit.list_page(c, resource_id=ab.id))
+    assert [i.action for i in reversed(items)] == ["create", "update", "delete"]  # no toggle
+    assert items[1].changes["before"]["name"] == "ab" and items[1].changes["after"]["name"] == "renamed"
+    with pytest.raises(NotFound):
+        await rule_ops.delete(gw, ADMIN, ab.id)
