@@ -8,13 +8,13 @@ from typing import Any
 import msgspec
 from sanic import Request
 
-from store import admin_tokens, channels, tenants
+from store import admin_tokens, channels, conversations, tenants
 from store.models import Channel, Tenant
 
 from . import errors
 from .crypto import equal, sha256_hex
 from .domain import Actor
-from .tokens import TokenError
+from .tokens import TokenError, secret_version
 
 
 class AdminPrincipal(msgspec.Struct, frozen=True):
@@ -66,6 +66,9 @@ async def tenant_auth(request: Request) -> tuple[Tenant, dict[str, Any] | None]:
             raise errors.unauthorized("Tenant not found", "tenant_not_found", style="tenant")
         if not tenant.active:
             raise errors.unauthorized("Tenant is not active", "tenant_inactive", style="tenant")
+        if isinstance(claims.get("channel_id"), str):  # a channel's token: it must still hold
+            channel = await ctx.db.read(channels.get_for_tenant, tenant_id, claims["channel_id"])
+            refuse_channel(channel, claims)
         return tenant, claims
     raise errors.unauthorized("Missing authentication headers", "missing_credentials", style="tenant")
 
@@ -82,6 +85,39 @@ def check_scope(claims: dict[str, Any] | None, conversation_id: str) -> None:
     """A conversation token reaches only its conversation; elsewhere it sees 404 (no oracle)."""
     scope = token_scope(claims)
     if scope is not None and scope != conversation_id:
+        raise errors.not_found()
+
+
+def channel_refusal(channel: Channel | None, claims: dict[str, Any]) -> tuple[int, str, str] | None:
+    """Why a token naming a channel no longer works, if it does not (issue 13): the channel
+    was deleted, deactivated, or its secret rotated after the token was issued (``sv``)."""
+    if channel is None:
+        return 401, "invalid_token", "the token's channel no longer exists"
+    if channel.status != "active":
+        return 403, "channel_inactive", "the token's channel is inactive"
+    sv = claims.get("sv")
+    if sv is not None and sv != secret_version(channel):
+        return 401, "token_revoked", "the channel's secret was rotated after this token was issued"
+    return None
+
+
+def refuse_channel(channel: Channel | None, claims: dict[str, Any], style: str = "tenant") -> None:
+    refusal = channel_refusal(channel, claims)
+    if refusal is None:
+        return
+    status, code, detail = refusal
+    if status == 401:
+        raise errors.unauthorized(detail, code, style=style)
+    raise errors.forbidden(detail, code, style=style)
+
+
+async def check_channel_scope(request: Request, tenant_id: str, claims: dict[str, Any] | None,
+                              conversation_id: str) -> None:
+    """A channel's token reaches only its channel's conversations; others are 404 (no oracle)."""
+    if not claims or not is_channel_token(claims):
+        return
+    conv = await request.app.ctx.db.read(conversations.get_for_tenant, tenant_id, conversation_id)
+    if conv is not None and conv.channel_id != claims["channel_id"]:
         raise errors.not_found()
 
 
@@ -119,6 +155,8 @@ async def channel_from_token(request: Request) -> Channel:
     channel = await ctx.db.read(channels.get_for_tenant, tenant_id, channel_id)
     if channel is None:
         raise errors.unauthorized("channel not found", "invalid_token")
+    if channel.active:  # an inactive channel keeps its own answer (the routes say why)
+        refuse_channel(channel, claims)
     return channel
 
 

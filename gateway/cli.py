@@ -15,6 +15,7 @@ from store.upgrade import SchemaTooNew
 
 from . import __version__, config
 from .domain import SYSTEM
+from .tokens import secret_version
 
 T = TypeVar("T")
 
@@ -183,7 +184,8 @@ def dev_setup(off: _Offline) -> dict[str, str]:
             )
         _, admin_token = token_ops.create_tx(conn, "dev", "super_admin", SYSTEM, off.now())
         out.update(tenant_id=tenant.id, api_key=api_key, channel_id=channel.id,
-                   channel_token=off.tokens.channel_token(channel.id, tenant.id),
+                   channel_token=off.tokens.channel_token(channel.id, tenant.id,
+                                                         sv=secret_version(channel)),
                    admin_token=admin_token)
         return out
 
@@ -287,7 +289,8 @@ def cmd_channel(args: argparse.Namespace) -> int:
                 return _fail(f"{exc.detail} {json.dumps({'errors': exc.fields})}")
             print(json.dumps({
                 "id": channel.id, "name": channel.name, "type": channel.type, "mode": channel.mode,
-                "secret": secret, "token": off.tokens.channel_token(channel.id, channel.tenant_id),
+                "secret": secret, "token": off.tokens.channel_token(
+                    channel.id, channel.tenant_id, sv=secret_version(channel)),
             }, indent=2))
         else:
             items, _ = off.db.read_sync(lambda c: channels.list_page(c, tenant_id=args.tenant, limit=500))

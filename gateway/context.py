@@ -118,6 +118,7 @@ class RequestState:
     token: str | None = None  # a socket's token (Direct Line stream)
     dl: Any = None  # a Direct Line stream's (conversation id, watermark anchor)
     socket_key: str | None = None  # the token a socket counts against (sockets per token)
+    rule_channel: str | None = None  # a channel token's channel (routing rules it may read)
 
 
 @dataclass(eq=False)

@@ -37,6 +37,13 @@ def _jti() -> str:
     return base64.b32hexencode(secrets.token_bytes(10)).decode().lower().rstrip("=")
 
 
+def secret_version(channel: Any) -> str:
+    """What a channel or Converger token carries as ``sv``: a fingerprint of the channel's
+    secret when the token was issued. Rotating the secret changes it, and tokens issued before
+    no longer work (gateway.auth.channel_refusal)."""
+    return hashlib.sha256(str(channel.secret_enc).encode()).hexdigest()[:12]
+
+
 class Tokens:
     def __init__(self, secret_key: str) -> None:
         self._key = secret_key.encode()
@@ -48,8 +55,11 @@ class Tokens:
         full.update(claims)
         return jwt.encode(full, self._key, algorithm="HS256")
 
-    def channel_token(self, channel_id: str, tenant_id: str, now: float | None = None) -> str:
+    def channel_token(self, channel_id: str, tenant_id: str, now: float | None = None,
+                      sv: str | None = None) -> str:
         claims = {"channel_id": channel_id, "tenant_id": tenant_id, "sub": f"channel_{channel_id}"}
+        if sv:
+            claims["sv"] = sv
         return self.sign(claims, LEGACY_LIFETIME, now)
 
     def user_token(
@@ -65,6 +75,7 @@ class Tokens:
         conversation_id: str | None = None,
         now: float | None = None,
         user: str | None = None,
+        sv: str | None = None,
     ) -> str:
         """``user`` (Direct Line's ``tokens/generate``): the only sender the token may post as,
         in the ``user`` claim the official client reads."""
@@ -76,6 +87,8 @@ class Tokens:
             claims["conversation_id"] = conversation_id
         if user:
             claims["user"] = user
+        if sv:
+            claims["sv"] = sv
         return self.sign(claims, CONVERGER_LIFETIME, now)
 
     def sign_path(self, path: str, lifetime: int = UPLOAD_URL_LIFETIME,

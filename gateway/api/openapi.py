@@ -119,7 +119,7 @@ CODES: dict[int, tuple[str, ...]] = {
           "json_too_deep", "malformed_json", "missing_type", "unknown_activity_type",
           "missing_channel_token", "missing_file", "not_downloadable", "missing_params", "missing_wrapper",
           "secret_required", "unknown_status_payload", "unparseable_inbound", "unsupported_vsn"),
-    401: ("unauthorized", "invalid_admin_token", "invalid_api_key", "invalid_signature",
+    401: ("unauthorized", "token_revoked", "invalid_admin_token", "invalid_api_key", "invalid_signature",
           "invalid_token", "missing_credentials", "not_channel_token", "signature_required",
           "tenant_inactive", "tenant_not_found"),
     403: ("forbidden", "channel_inactive", "forbidden_role", "not_channel_token", "out_of_scope",

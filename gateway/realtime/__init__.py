@@ -17,7 +17,10 @@ from typing import Any
 from sanic import Blueprint, Request, Sanic
 from sanic.response import HTTPResponse
 
+from store import channels
+
 from .. import errors
+from ..auth import channel_refusal
 from ..tokens import TokenError
 from . import directline_socket, phoenix
 from .connection import Connection, Router
@@ -60,6 +63,11 @@ async def _authenticate(request: Request) -> HTTPResponse | None:
         return _refuse(403, "invalid_token", "a valid token is required to connect")
     if not isinstance(claims.get("tenant_id"), str):
         return _refuse(403, "invalid_token", "the token names no tenant")
+    if isinstance(claims.get("channel_id"), str):  # its channel must still hold (issue 13)
+        channel = await request.app.ctx.db.read(channels.get_for_tenant, claims["tenant_id"],
+                                                claims["channel_id"])
+        if (why := channel_refusal(channel, claims)) is not None:
+            return _refuse(403, why[1], why[2])  # a socket refusal is 403, as the original
     refused = _capped(request, token)
     if refused is not None:
         return refused

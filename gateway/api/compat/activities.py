@@ -10,7 +10,7 @@ from sanic.response import HTTPResponse
 from store import activities, conversations, queue
 
 from ... import errors
-from ...auth import check_scope, tenant_auth, user_sender
+from ...auth import check_channel_scope, check_scope, tenant_auth, user_sender
 from ...domain.activities import NewActivity, create
 from ...http import decode, gw, json, uuid_param
 from ...shapes import delivery_summary
@@ -27,6 +27,7 @@ async def create_activity(request: Request, conversation_id: str) -> HTTPRespons
     conversation_id = uuid_param(conversation_id, "conversation_id")
     tenant, claims = await tenant_auth(request)
     check_scope(claims, conversation_id)
+    await check_channel_scope(request, tenant.id, claims, conversation_id)
     await ctx.rate_limit(request, "activity_create", tenant.id)
     body = decode(request, ActivityIn)
     key = request.headers.get("x-idempotency-key")
@@ -60,6 +61,7 @@ async def list_activities(request: Request, conversation_id: str) -> HTTPRespons
     conversation_id = uuid_param(conversation_id, "conversation_id")
     tenant, claims = await tenant_auth(request)
     check_scope(claims, conversation_id)
+    await check_channel_scope(request, tenant.id, claims, conversation_id)
     include = request.args.get("include", "")
     if include not in ("", "deliveries"):
         raise errors.bad_request("include must be 'deliveries'", "invalid_query")

@@ -18,7 +18,7 @@ from adapters.base import MediaError
 from store import activities, channels, uploads
 
 from ... import errors, outbound
-from ...auth import check_scope, tenant_auth
+from ...auth import check_channel_scope, check_scope, tenant_auth
 from ...domain import channels as channel_ops
 from ...http import gw, json, uuid_param
 from ..converger.uploads import _write, sanitize, upload_dir
@@ -34,6 +34,7 @@ async def fetch(request: Request, conversation_id: str, activity_id: str,
     activity_id = uuid_param(activity_id, "activity_id")
     tenant, claims = await tenant_auth(request)
     check_scope(claims, conversation_id)
+    await check_channel_scope(request, tenant.id, claims, conversation_id)
     activity = await ctx.db.read(activities.get, activity_id)
     if activity is None or activity.tenant_id != tenant.id or activity.conversation_id != conversation_id:
         raise errors.not_found()

@@ -8,7 +8,7 @@ from sanic.response import HTTPResponse
 from store import conversations, tenants
 
 from ... import errors
-from ...auth import channel_from_token, check_scope, tenant_auth
+from ...auth import channel_from_token, check_channel_scope, check_scope, tenant_auth
 from ...http import decode, gw, json, uuid_param
 from ..schemas import ConversationIn, conversation_out
 
@@ -45,6 +45,7 @@ async def show_conversation(request: Request, conversation_id: str) -> HTTPRespo
     conversation_id = uuid_param(conversation_id, "conversation_id")
     tenant, claims = await tenant_auth(request)
     check_scope(claims, conversation_id)
+    await check_channel_scope(request, tenant.id, claims, conversation_id)
     conv = await ctx.db.read(conversations.get_for_tenant, tenant.id, conversation_id)
     if conv is None:
         raise errors.not_found()

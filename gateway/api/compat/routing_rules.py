@@ -10,10 +10,10 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from store import routing
-from store.models import Tenant
+from store.models import RoutingRule, Tenant
 
 from ... import errors
-from ...auth import tenant_auth, token_scope
+from ...auth import is_channel_token, tenant_auth, token_scope
 from ...domain import Actor
 from ...domain import routing as rule_ops
 from ...http import decode, empty, gw, json, uuid_param, validation_error
@@ -40,19 +40,31 @@ def _fields(request: Request) -> RoutingRuleFields:
 
 async def _tenant(request: Request) -> Tenant:
     """TenantAuth, refusing conversation (user) tokens: they reach only their conversation,
-    never the tenant's routing configuration."""
+    never the tenant's routing configuration. A channel's token reads the rules of its own
+    channel and changes none (issue 13): routing is the tenant's, its API key's."""
     tenant, claims = await tenant_auth(request)
     if token_scope(claims) is not None:
         raise errors.forbidden("a conversation token cannot manage routing rules",
                                "token_out_of_scope")
+    if claims is not None and is_channel_token(claims):
+        if request.method not in ("GET", "HEAD"):
+            raise errors.forbidden("a channel token cannot change routing rules",
+                                   "token_out_of_scope")
+        request.ctx.rule_channel = claims["channel_id"]
     return tenant
+
+
+def _visible(request: Request, rule: RoutingRule) -> bool:
+    channel_id = request.ctx.rule_channel
+    return channel_id is None or channel_id == rule.source_channel_id or (
+        channel_id in rule.target_channel_ids)
 
 
 @bp.get("/routing_rules")
 async def list_rules(request: Request) -> HTTPResponse:
     tenant = await _tenant(request)
     rules = await gw(request).db.read(routing.for_tenant, tenant.id)
-    return json({"data": [rule_out(r) for r in rules]})
+    return json({"data": [rule_out(r) for r in rules if _visible(request, r)]})
 
 
 @bp.get("/routing_rules/<rule_id>")
@@ -60,7 +72,7 @@ async def show_rule(request: Request, rule_id: str) -> HTTPResponse:
     rule_id = uuid_param(rule_id)
     tenant = await _tenant(request)
     rule = await gw(request).db.read(routing.get_for_tenant, tenant.id, rule_id)
-    if rule is None:
+    if rule is None or not _visible(request, rule):
         raise errors.not_found()
     return json({"data": rule_out(rule)})
 

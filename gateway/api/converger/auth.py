@@ -14,6 +14,7 @@ from store import channels, conversations, tenants
 from store.models import Channel, Conversation
 
 from ... import errors
+from ...auth import refuse_channel
 from ...crypto import sha256_hex
 from ...http import gw, public_base, uuid_param
 from ...tokens import TokenError
@@ -80,6 +81,7 @@ async def authenticate(request: Request, *, secret_ok: bool = False) -> Principa
     if channel is None:
         raise errors.forbidden("Channel not found or inactive", "channel_inactive",
                                style="converger")
+    refuse_channel(channel, claims, style="converger")  # its secret rotated since: revoked
     return Principal(channel, claims, "token")
 
 

@@ -7,17 +7,19 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from store import conversations
+from store.models import Channel
 
 from ...http import gw, json
-from ...tokens import CONVERGER_LIFETIME
+from ...tokens import CONVERGER_LIFETIME, secret_version
 from .auth import authenticate, conversation, stream_url
 
 bp = Blueprint("converger_conversations")
 
 
-def _answer(request: Request, channel_id: str, tenant_id: str, conversation_id: str,
+def _answer(request: Request, ch: Channel, conversation_id: str,
             watermark: str | None = None) -> dict[str, object]:
-    token = gw(request).tokens.converger_token(channel_id, tenant_id, conversation_id)
+    token = gw(request).tokens.converger_token(ch.id, ch.tenant_id, conversation_id,
+                                               sv=secret_version(ch))
     return {"conversationId": conversation_id, "token": token, "expires_in": CONVERGER_LIFETIME,
             "streamUrl": stream_url(request, token, conversation_id, watermark)}
 
@@ -35,7 +37,7 @@ async def create(request: Request) -> HTTPResponse:
             metadata={"source": "converger"},
         )
     )
-    return json(_answer(request, ch.id, ch.tenant_id, conv.id), status=201)
+    return json(_answer(request, ch, conv.id), status=201)
 
 
 @bp.get("/conversations/<conversation_id>")
@@ -43,4 +45,4 @@ async def show(request: Request, conversation_id: str) -> HTTPResponse:
     principal = await authenticate(request)
     conv = await conversation(request, principal, conversation_id)
     ch = principal.channel
-    return json(_answer(request, ch.id, ch.tenant_id, conv.id, request.args.get("watermark")))
+    return json(_answer(request, ch, conv.id, request.args.get("watermark")))

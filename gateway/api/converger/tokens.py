@@ -7,7 +7,7 @@ from sanic.response import HTTPResponse
 
 from ... import errors
 from ...http import gw, json
-from ...tokens import CONVERGER_LIFETIME
+from ...tokens import CONVERGER_LIFETIME, secret_version
 from .auth import authenticate
 
 bp = Blueprint("converger_tokens")
@@ -22,7 +22,7 @@ async def generate(request: Request) -> HTTPResponse:
         raise errors.bad_request("Token generation requires channel secret, not a token",
                                  "secret_required", plain=True)
     ch = principal.channel
-    token = ctx.tokens.converger_token(ch.id, ch.tenant_id)
+    token = ctx.tokens.converger_token(ch.id, ch.tenant_id, sv=secret_version(ch))
     return json({"conversationId": None, "token": token, "expires_in": CONVERGER_LIFETIME})
 
 
@@ -32,5 +32,5 @@ async def refresh(request: Request) -> HTTPResponse:
     principal = await authenticate(request)
     await ctx.rate_limit(request, "cg_token")
     ch, scope = principal.channel, principal.scope
-    token = ctx.tokens.converger_token(ch.id, ch.tenant_id, scope)
+    token = ctx.tokens.converger_token(ch.id, ch.tenant_id, scope, sv=secret_version(ch))
     return json({"conversationId": scope, "token": token, "expires_in": CONVERGER_LIFETIME})

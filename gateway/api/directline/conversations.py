@@ -11,7 +11,7 @@ from store import conversations
 from store.models import Conversation
 
 from ...http import gw, json
-from ...tokens import CONVERGER_LIFETIME
+from ...tokens import CONVERGER_LIFETIME, secret_version
 from ..converger.auth import Principal, conversation
 from .auth import authenticate, stream_url, watermark_anchor
 from .tokens import SOURCE
@@ -22,7 +22,8 @@ bp = Blueprint("directline_conversations")
 def _answer(request: Request, principal: Principal, conv: Conversation,
             watermark: str | None = None) -> dict[str, object]:
     ch = principal.channel
-    token = gw(request).tokens.converger_token(ch.id, ch.tenant_id, conv.id, user=principal.user)
+    token = gw(request).tokens.converger_token(ch.id, ch.tenant_id, conv.id, user=principal.user,
+                                               sv=secret_version(ch))
     return {"conversationId": conv.id, "token": token, "expires_in": CONVERGER_LIFETIME,
             "streamUrl": stream_url(request, token, conv.id, watermark)}
 

@@ -11,7 +11,7 @@ from store import conversations
 
 from ... import errors
 from ...http import decode, gw, json
-from ...tokens import CONVERGER_LIFETIME
+from ...tokens import CONVERGER_LIFETIME, secret_version
 from .auth import authenticate
 
 bp = Blueprint("directline_tokens")
@@ -47,7 +47,8 @@ async def generate(request: Request) -> HTTPResponse:
     await ctx.rate_limit(request, "conversation_create", ch.tenant_id)
     conv = await ctx.db.write(lambda conn: conversations.create(
         conn, tenant_id=ch.tenant_id, channel_id=ch.id, now=ctx.now_iso(), metadata=SOURCE))
-    token = ctx.tokens.converger_token(ch.id, ch.tenant_id, conv.id, user=user)
+    token = ctx.tokens.converger_token(ch.id, ch.tenant_id, conv.id, user=user,
+                                       sv=secret_version(ch))
     return json({"conversationId": conv.id, "token": token, "expires_in": CONVERGER_LIFETIME})
 
 
@@ -59,5 +60,6 @@ async def refresh(request: Request) -> HTTPResponse:
     if principal.mode != "token":
         raise errors.directline(403, "token_required", "Token refresh requires a token")
     ch, scope = principal.channel, principal.scope
-    token = ctx.tokens.converger_token(ch.id, ch.tenant_id, scope, user=principal.user)
+    token = ctx.tokens.converger_token(ch.id, ch.tenant_id, scope, user=principal.user,
+                                       sv=secret_version(ch))
     return json({"conversationId": scope, "token": token, "expires_in": CONVERGER_LIFETIME})

@@ -12,7 +12,7 @@ from ... import channel_actions, errors
 from ...auth import admin_auth
 from ...domain import channels as channel_ops
 from ...http import decode, empty, gw, int_arg, json, set_fields, uuid_param
-from ...tokens import LEGACY_LIFETIME
+from ...tokens import LEGACY_LIFETIME, secret_version
 from ..schemas import ChannelCreate, ChannelPatch, TokenOut, channel_out
 
 bp = Blueprint("manage_channels")
@@ -93,7 +93,7 @@ async def mint_token(request: Request, channel_id: str) -> HTTPResponse:
     channel = await ctx.db.read(channels.get, channel_id)
     if channel is None:
         raise errors.not_found()
-    token = ctx.tokens.channel_token(channel.id, channel.tenant_id)
+    token = ctx.tokens.channel_token(channel.id, channel.tenant_id, sv=secret_version(channel))
     return json(TokenOut(token, LEGACY_LIFETIME))
 
 

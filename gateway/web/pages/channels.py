@@ -19,6 +19,7 @@ from ...auth import actor
 from ...domain import NotFound, ValidationFailed
 from ...domain import channels as channel_ops
 from ...http import gw
+from ...tokens import secret_version
 from .. import kit
 from ..kit import arg, back, flash, form, found, render
 from . import ADMIN
@@ -144,7 +145,7 @@ async def channel_create(request: Request) -> HTTPResponse:
     except ValidationFailed as exc:
         return await _channels_page(request, 422, errors=exc.fields, values=values)
     flash(request, "Channel created")
-    token = ctx.tokens.channel_token(channel.id, channel.tenant_id)
+    token = ctx.tokens.channel_token(channel.id, channel.tenant_id, sv=secret_version(channel))
     return await _channels_page(request, 201, shown_once={
         "what": f"secret and a channel token of {channel.name}",
         "value": secret, "extra": token})
@@ -184,7 +185,7 @@ async def channel_token(request: Request, channel_id: Any) -> HTTPResponse:
     if channel is None:
         flash(request, "Channel not found", "error")
         return redirect("/admin/channels")
-    token = ctx.tokens.channel_token(channel.id, channel.tenant_id)
+    token = ctx.tokens.channel_token(channel.id, channel.tenant_id, sv=secret_version(channel))
     return await _channels_page(request, shown_once={
         "what": f"channel token of {channel.name} (valid 1 hour)", "value": token})
 
