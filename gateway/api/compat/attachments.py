@@ -2,7 +2,8 @@
 inbound attachment (a Telegram ``file_id``, a Slack ``url_private``) downloaded from the
 provider by the adapter of the channel it came in on, into the gateway's upload store, and
 served from there like any upload (``GET /uploads/<tenant>/<file>``). Asked again, the stored
-copy is returned without downloading anything."""
+copy is returned without downloading anything; an attachment that is an upload already
+(``contentUrl`` in the store) is answered with where it is."""
 
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ async def fetch(request: Request, conversation_id: str, activity_id: str,
             activity.attachments[index], dict):
         raise errors.not_found("no such attachment")
     attachment = activity.attachments[index]
+    local = _local_upload(attachment, tenant.id)
+    if local is not None:  # already in the upload store (an upload made through the API)
+        row = await ctx.db.read(uploads.by_file, tenant.id, local)
+        if row is not None and row.conversation_id == conversation_id:
+            return json({"data": _out(tenant.id, row.file_name, row.name, row.content_type,
+                                      row.size)})
     label = sanitize(str(attachment.get("file_name") or attachment.get("name")
                          or attachment.get("type") or "file"))
     file_name = f"{activity.id}_{index}_{label}"
@@ -83,6 +90,16 @@ async def fetch(request: Request, conversation_id: str, activity_id: str,
             raise
     return json({"data": _out(tenant.id, file_name, got.name, got.content_type, len(got.body))},
                 status=201)
+
+
+def _local_upload(attachment: dict[str, object], tenant_id: str) -> str | None:
+    """The file name of an attachment that points into this tenant's upload store."""
+    for key in ("contentUrl", "url"):
+        value = attachment.get(key)
+        prefix = f"/uploads/{tenant_id}/"
+        if isinstance(value, str) and value.startswith(prefix) and "/" not in value[len(prefix):]:
+            return value[len(prefix):]
+    return None
 
 
 def _out(tenant_id: str, file_name: str, name: str, content_type: str, size: int) -> dict[str, object]:

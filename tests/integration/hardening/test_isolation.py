@@ -96,6 +96,7 @@ async def _tenant_world(api: Api, admin: Client, name: str) -> dict[str, Any]:
     cg_acts = await api.ok("GET", f"/api/v1/converger/conversations/{cg['conversationId']}/activities",
                            headers=bearer(cg["token"]))
     upload_url = cg_acts["activities"][-1]["attachments"][0]["contentUrl"]
+    upload_activity = cg_acts["activities"][-1]["id"]
     deliveries = (await api.ok("GET", f"/api/admin/deliveries?tenant_id={t['id']}",
                                headers=api.admin))["data"]
     assert deliveries, "the hook conversation's activity must have made a delivery"
@@ -110,6 +111,7 @@ async def _tenant_world(api: Api, admin: Client, name: str) -> dict[str, Any]:
             "hook2": hook2, "channel_token": ctoken, "conv": conv, "conv2": conv2, "activity": act,
             "user_token": user_token, "user_token2": user_token2, "rule": rule, "hconv": hconv,
             "cg_token": gen["token"], "cg_conv": cg["conversationId"], "cg_conv_token": cg["token"],
+            "upload_activity": upload_activity,
             "upload_url": upload_url, "upload_file": upload_url.rsplit("/", 1)[1],
             "delivery": deliveries[0]["id"], "email": email}
 
@@ -253,7 +255,8 @@ def _ids(world: dict[str, Any], who: str) -> dict[str, str]:
     if who == "random":
         r = {k: str(uuid.uuid4()) for k in ("tenant_id", "channel_id", "hook_id", "hook2_id",
                                                "conversation_id", "cg_conversation_id",
-                                               "rule_id", "delivery_id", "user_id")}
+                                               "rule_id", "delivery_id", "user_id",
+                                               "upload_activity_id")}
         r["file_name"] = f"{uuid.uuid4()}_note.txt"
         return r
     t = world[who]
@@ -261,7 +264,7 @@ def _ids(world: dict[str, Any], who: str) -> dict[str, str]:
             "hook2_id": t["hook2"]["id"], "conversation_id": t["conv"]["id"],
             "cg_conversation_id": t["cg_conv"], "rule_id": t["rule"]["id"],
             "delivery_id": t["delivery"], "user_id": (t.get("user_ids") or [""])[0],
-            "file_name": t["upload_file"]}
+            "file_name": t["upload_file"], "upload_activity_id": t["upload_activity"]}
 
 
 RULE = {"routing_rule": {"name": "x", "source_channel_id": "{hook_id}",
@@ -294,6 +297,10 @@ MATRIX: dict[tuple[str, str], Probe] = {
     ("POST", f"{CV}/conversations/{{conversation_id}}/upload"):
         Probe("POST", f"{CV}/conversations/{{cg_conversation_id}}/upload", multipart=True),
     ("GET", "/uploads/{tenant_id}/{file_name}"): Probe("GET", "/uploads/{tenant_id}/{file_name}"),
+    ("POST", "/api/v1/conversations/{conversation_id}/activities/{activity_id}/attachments/"
+             "{index}/fetch"):
+        Probe("POST", "/api/v1/conversations/{cg_conversation_id}/activities/"
+                      "{upload_activity_id}/attachments/0/fetch", {}),
 }
 
 # Tenant-facing routes without ids: wrong and forged credentials are refused, and the answer
@@ -495,7 +502,7 @@ async def test_operator_routes_refuse_tenant_credentials(
     """The management API and the admin pages: no tenant credential (nor a portal session)
     gets in."""
     base = world["server"].url
-    ids = {**_ids(world, "B"), "token_id": str(uuid.uuid4()), "name": "x"}
+    ids = {**_ids(world, "B"), "token_id": str(uuid.uuid4()), "name": "x", "action": "set_webhook"}
     routes = sorted(operator_routes(served_routes()))
     assert len(routes) > 40
     portal_cookie = {c.key: c.value for c in world["portal"].session.cookie_jar}
