@@ -360,6 +360,9 @@ EXEMPT: dict[tuple[str, str], str] = {
     ("GET", "/portal/login"): "the sign-in page itself",
     ("POST", "/portal/login"): "sign-in; test_portal_login_is_per_tenant checks it",
     ("POST", "/portal/logout"): "ends one's own session",
+    ("GET", "/portal/health/events"): "an endless event stream of the signed-in user's own tenant "
+                                      "(no ids read); test_health_live.py checks another "
+                                      "tenant's portal hears none of its changes",
     ("POST", "/portal/users"): "creates a user in the signed-in user's tenant (no tenant field "
                                "is read); test_portal_user_create_stays_home checks it",
     ("GET", "/admin/login"): "the sign-in page itself", ("POST", "/admin/login"): "sign-in",

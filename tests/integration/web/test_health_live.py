@@ -7,6 +7,7 @@ every second on this server; one delivery moves the channel from unknown to heal
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -34,6 +35,18 @@ async def _until(check: Callable[[], Awaitable[Any]], timeout: float, what: str)
     return found
 
 
+async def _first_event(stream: aiohttp.ClientResponse, timeout: float = 20.0) -> Any:
+    """The data of the first ``health_changed`` event on a ``text/event-stream``."""
+    event = None
+    async with asyncio.timeout(timeout):
+        while True:
+            line = (await stream.content.readline()).decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[len("event: "):]
+            elif line.startswith("data: ") and event == "health_changed":
+                return json.loads(line[len("data: "):])
+
+
 async def _join(phx: Phx, topic: str) -> dict[str, Any]:
     return (await phx.push(topic, "phx_join", {})).payload
 
@@ -50,8 +63,10 @@ async def test_health_changed_reaches_the_dashboards_and_the_tenants_sockets(
     app = web.Application()
     app.router.add_post("/hook", hook)
     admin = Client(srv.url)
+    clients = [admin]
     pages: list[Any] = []
     sockets: list[Phx] = []
+    streams: list[aiohttp.ClientResponse] = []
     try:
         async with serving(app) as base:
             api = Api(session, srv.url)
@@ -92,6 +107,18 @@ async def test_health_changed_reaches_the_dashboards_and_the_tenants_sockets(
                 "tenant_id": tenant["id"], "name": "P", "email": "p@live.example",
                 "password": PORTAL_PASSWORD, "role": "member"})
             assert status == 302, body
+            status, body, _ = await admin.post("/admin/tenant_users", {
+                "tenant_id": other["id"], "name": "Q", "email": "q@other.example",
+                "password": PORTAL_PASSWORD, "role": "member"})
+            assert status == 302, body
+            neighbour = Client(srv.url)
+            clients.append(neighbour)
+            assert await neighbour.login("q@other.example", PORTAL_PASSWORD, "portal",
+                                         tenant=other["slug"]) == 302
+            stream = await neighbour.session.get(srv.url + "/portal/health/events")
+            streams.append(stream)
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            assert await stream.content.readline() == b": open\n"
             pages.append(await _login(browser, srv.url, ADMIN_EMAIL, ADMIN_PASSWORD))
             pages.append(await _login(browser, srv.url, "p@live.example", PORTAL_PASSWORD,
                                       "portal", tenant=tenant["slug"]))
@@ -119,10 +146,20 @@ async def test_health_changed_reaches_the_dashboards_and_the_tenants_sockets(
             # would be ahead of this heartbeat's reply.
             await foreign.reply(await foreign.send("phoenix", "heartbeat", {}))
             assert not [f for f in foreign.inbox if f.event == "health_changed"]
+            # The other tenant's portal stream: its first event is its own channel's change,
+            # made after ours, so ours never reached it.
+            other_conv = await api.conversation(await api.channel_token(theirs["id"]))
+            await api.post_activity(other_conv["id"], other["api_key"], text="hi")
+            data = await _first_event(stream)
+            assert (data["channel_id"], data["tenant_id"], data["status"]) == (
+                theirs["id"], other["id"], "healthy")
     finally:
         for phx in sockets:
             await phx.ws.close()
         for page in pages:
             await page.context.close()
-        await admin.close()
+        for response in streams:
+            response.close()
+        for client in clients:
+            await client.close()
         srv.stop()
