@@ -92,10 +92,9 @@ def insert_tx(
     primary = channels.get(conn, conv.channel_id)
     n = enqueue_tx(conn, primary, activity, now)
     reply = None
-    # Only messages are answered: typing indicators and events (a client's join event, say)
-    # are not messages.
+    # A typing indicator is not a message: it gets no (empty) reply.
     if (primary is not None and primary.type == EchoAdapter.type and primary.active
-            and activity.sender != EchoAdapter.BOT and activity.type == "message"):
+            and activity.sender != EchoAdapter.BOT and activity.type != "typing"):
         echo = activities.insert(conn, tenant_id=tenant_id, conversation_id=conversation_id,
                                  sender=EchoAdapter.BOT, now=now,
                                  text=EchoAdapter.reply_text(activity.sender, activity.text))

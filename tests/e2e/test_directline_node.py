@@ -46,7 +46,7 @@ class DirectLineNode:
             env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         return cls(proc)
 
-    async def expect(self, pred: Callable[[Event], bool], timeout: float = 20) -> Event:
+    async def expect(self, pred: Callable[[Event], bool], timeout: float = 30) -> Event:
         """The first event not looked at yet that matches (later ones stay for later)."""
         assert self.proc.stdout is not None
         try:

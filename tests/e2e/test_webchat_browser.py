@@ -99,6 +99,7 @@ async def test_webchat_from_another_origin(fresh_server: Server, session: aiohtt
         page_html["html"] = PAGE % {"domain": gateway.url + DL, "token": gen["token"]}
 
         page = await browser.new_page()
+        page.set_default_timeout(60_000)  # generous: the machine may be loaded, nothing waits on it
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         await page.goto(origin + "/")
@@ -109,7 +110,7 @@ async def test_webchat_from_another_origin(fresh_server: Server, session: aiohtt
         await box.press("Enter")
         replies = page.locator(".webchat__bubble:not(.webchat__bubble--from-user)",
                                has_text="hello from web chat")
-        await replies.first.wait_for(timeout=20_000)
+        await replies.first.wait_for(timeout=60_000)
         mine = page.locator(".webchat__bubble--from-user", has_text="hello from web chat")
         await mine.first.wait_for()
 
@@ -121,7 +122,7 @@ async def test_webchat_from_another_origin(fresh_server: Server, session: aiohtt
         await page.click("button[title=Send]")  # Web Chat 4.18 stages the file until sent
         link = page.locator(f".webchat__bubble--from-user a[href^='{gateway.url}/uploads/']",
                             has_text="red.png")
-        await link.wait_for(state="attached", timeout=20_000)
+        await link.wait_for(state="attached", timeout=60_000)
         href = await link.get_attribute("href")
         assert href and "sig=" in href and "exp=" in href
         width = await page.evaluate("""href => new Promise((ok, fail) => {
@@ -139,7 +140,7 @@ async def test_webchat_from_another_origin(fresh_server: Server, session: aiohtt
         await page.get_by_role("textbox", name="colour").fill("green")
         await page.locator("button.ac-pushButton", has_text="Send it").click()
         submitted = None
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(60):
             while submitted is None:
                 page_ = await api.ok("GET", f"{DL}/conversations/{cid}/activities",
                                      headers=bearer(w["secret"]))

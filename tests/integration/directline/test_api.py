@@ -168,13 +168,14 @@ async def test_the_whole_schema_is_kept_on_both_apis(api: Api, dl: dict[str, Any
     assert [x["from"]["role"] for x in last] == ["bot", "user"]  # the Converger API trusts it
 
 
-async def test_typing_and_events_are_not_polled_or_echoed(api: Api, dl: dict[str, Any]) -> None:
+async def test_typing_is_neither_polled_nor_echoed(api: Api, dl: dict[str, Any]) -> None:
     cid, h = dl["conv_id"], bearer(dl["token"])
     for body in ({"type": "typing", "from": {"id": "u"}},
                  {"type": "event", "name": "webchat/join", "value": {"language": "en"}}):
         await api.ok("POST", f"{DL}/conversations/{cid}/activities", headers=h, json=body)
     page = await api.ok("GET", f"{DL}/conversations/{cid}/activities", headers=h)
-    assert [(a["type"], a.get("name")) for a in page["activities"]] == [("event", "webchat/join")]
+    assert [(a["type"], a.get("name"), a["from"]["role"]) for a in page["activities"]] == [
+        ("event", "webchat/join", "user"), ("message", None, "bot")]  # the event's echo
     assert page["activities"][0]["value"] == {"language": "en"}
 
 
