@@ -15,6 +15,7 @@ from store.upgrade import SchemaTooNew
 
 from . import __version__, config
 from .domain import SYSTEM
+from .domain.users import ADMIN_ROLES
 from .tokens import secret_version
 
 T = TypeVar("T")
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     auc = asub.add_parser("create", help="create an admin user for the admin panel")
     auc.add_argument("--email", required=True)
     auc.add_argument("--name", required=True)
-    auc.add_argument("--role", default="super_admin", choices=("super_admin", "admin", "viewer"))
+    auc.add_argument("--role", default="super_admin", choices=ADMIN_ROLES)
     auc.add_argument("--password-stdin", action="store_true",
                      help="read the password from standard input (else prompt for it)")
     _common(auc)
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     toksub = tok.add_subparsers(dest="token_action", required=True)
     tokc = toksub.add_parser("create", help="create an admin API token; prints it once")
     tokc.add_argument("--name", default="cli")
-    tokc.add_argument("--role", default="super_admin", choices=("super_admin", "admin", "viewer"))
+    tokc.add_argument("--role", default="super_admin", choices=ADMIN_ROLES)
     _common(tokc)
 
     rs = sub.add_parser("restore", help="restore the database from the Litestream replica")

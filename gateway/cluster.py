@@ -295,7 +295,7 @@ class Cluster:
 async def singleton(app: Any, name: str, start: Start, stop: Start) -> None:
     """Start a singleton role: now in a one-process gateway; with workers, in the leader only
     (registered with the keeper, which starts and stops it as the lease comes and goes)."""
-    cluster = getattr(app.ctx, "cluster", None)
+    cluster = app.ctx.cluster
     if cluster is None:
         await start()
     else:
@@ -353,10 +353,8 @@ def install(app: Any, cluster: Cluster | None) -> None:
         notifier.start(asyncio.get_running_loop())
         notifier.on(b"F", reader.wake)
         notifier.on(b"L", keeper.wake)
-        wake_delivery = getattr(ctx.delivery, "wake", None)
-        if wake_delivery is not None:
-            notifier.on(b"Q", wake_delivery)
-        alerts = getattr(ctx, "alerts", None)
+        notifier.on(b"Q", ctx.delivery.wake)
+        alerts = ctx.alerts
         if alerts is not None:
             notifier.on(b"A", alerts.wake)
         await reader.start()

@@ -66,6 +66,10 @@ class DeliveryBackend(Protocol):
         """``count`` deliveries were committed: of ``activity``, or (None) made due by hand."""
         ...
 
+    def wake(self) -> None:
+        """Work may be due that this process did not enqueue (another worker process did)."""
+        ...
+
     def alive(self) -> dict[str, Any]:
         ...
 
@@ -75,6 +79,9 @@ class NoDelivery:
     for a server to send them."""
 
     async def enqueued(self, activity: Activity | None, count: int) -> None:
+        return None
+
+    def wake(self) -> None:
         return None
 
     def alive(self) -> dict[str, Any]:
@@ -121,7 +128,7 @@ class RequestState:
     rule_channel: str | None = None  # a channel token's channel (routing rules it may read)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: a new piece of state needs a typed field
 class Gateway:
     settings: Settings
     log: logging.Logger

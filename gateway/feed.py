@@ -77,7 +77,7 @@ class FeedReader:
     def _on_commit(self) -> None:
         self._poked = False
         self._wake.set()
-        cluster = getattr(self.ctx, "cluster", None)
+        cluster = self.ctx.cluster
         if cluster is not None:
             cluster.notifier.tell(b"F")
 

@@ -392,7 +392,7 @@ def install(app: Any) -> None:
             supervisor.start()
 
         async def stop() -> None:  # the leader moved to another worker process
-            supervisor = getattr(app.ctx, "replication", None)
+            supervisor = app.ctx.replication
             app.ctx.readiness.pop("replication", None)
             if supervisor is not None:
                 app.ctx.replication = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from store import admin_tokens
+from store import admin_tokens, users
 from store.models import AdminToken
 
 from ..context import Gateway
@@ -13,7 +13,7 @@ from ..crypto import hint, new_admin_token, sha256_hex
 from .base import Actor, record, snap
 from .errors import NotFound, ValidationFailed
 
-ROLES = ("super_admin", "admin", "viewer")
+ROLES = users.ADMIN_ROLES  # an admin token has an admin user's roles
 
 
 def create_tx(conn: sqlite3.Connection, name: str, role: str, actor: tuple[str, str],

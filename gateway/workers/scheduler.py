@@ -110,7 +110,7 @@ def install(app: Any) -> None:
     @app.after_server_start
     async def _start(app: Any) -> None:
         ctx = app.ctx
-        cluster = getattr(ctx, "cluster", None)
+        cluster = ctx.cluster
 
         async def start() -> None:
             s = ctx.settings
@@ -129,7 +129,7 @@ def install(app: Any) -> None:
             sched.start()
 
         async def stop() -> None:
-            sched = getattr(ctx, "scheduler", None)
+            sched = ctx.scheduler
             ctx.readiness.pop("jobs", None)
             if sched is not None:
                 ctx.scheduler = None
