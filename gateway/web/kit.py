@@ -95,10 +95,6 @@ def open_session(request: Request, area: str) -> dict[str, Any]:
     return data
 
 
-def session(request: Request) -> dict[str, Any]:
-    return request.ctx.session
-
-
 def replace_session(request: Request, data: dict[str, Any]) -> None:
     """A new session (login, logout): a new CSRF token, nothing carried over but flashes."""
     flashes = request.ctx.session.get("flash", [])
