@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from gateway.web.security import hash_password
+from gateway.crypto import hash_password
 from store import migrations
 from store.connect import connect
 from tests.integration.web.conftest import Client
