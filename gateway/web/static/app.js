@@ -153,10 +153,10 @@
     poll();
   }
 
-  // The channel-health card: each health_changed event from the server redraws its row.
+  // Channel health, live: each health_changed event from the server redraws the channel's row
+  // of the health card (dashboards) and its dot (channels pages).
   var HEALTH = ["healthy", "degraded", "unhealthy", "unknown"];
-  function drawHealth(row, h) {
-    var status = HEALTH.indexOf(h.status) >= 0 ? h.status : "unknown";
+  function drawHealth(row, h, status) {
     var cell = row.querySelector("[data-health]");
     cell.setAttribute("data-health", status);
     cell.textContent = "";
@@ -167,15 +167,22 @@
     row.querySelector("[data-checked]").textContent =
       (h.checked_at || "").slice(0, 19).replace("T", " ");
   }
-  function healthCard() {
+  function healthLive() {
     var table = document.querySelector("table[data-health-events]");
     if (!table || !window.EventSource) { return; }
     // EventSource reconnects by itself after the server restarts or drops the stream.
     var source = new EventSource(table.getAttribute("data-health-events"));
     source.addEventListener("health_changed", function (ev) {
       var h = JSON.parse(ev.data);
-      table.querySelectorAll("tr[data-channel]").forEach(function (row) {
-        if (row.getAttribute("data-channel") === h.channel_id) { drawHealth(row, h); }
+      var status = HEALTH.indexOf(h.status) >= 0 ? h.status : "unknown";
+      document.querySelectorAll("#health tr[data-channel]").forEach(function (row) {
+        if (row.getAttribute("data-channel") === h.channel_id) { drawHealth(row, h, status); }
+      });
+      document.querySelectorAll("[data-health-dot]").forEach(function (dot) {
+        if (dot.getAttribute("data-health-dot") === h.channel_id) {
+          dot.className = "dot " + status;
+          dot.title = "health: " + status;
+        }
       });
     });
     window.addEventListener("pagehide", function () { source.close(); });
@@ -185,6 +192,6 @@
     channelForm();
     ruleForm();
     timeline();
-    healthCard();
+    healthLive();
   });
 })();

@@ -126,6 +126,11 @@ async def test_health_changed_reaches_the_dashboards_and_the_tenants_sockets(
             for page in pages:
                 assert await page.get_attribute(cell, "data-health") == "unknown"
                 await page.evaluate("window.notReloaded = true")
+            # And the admin's channels page, whose dot shows the health too.
+            channels_page = await pages[0].context.new_page()
+            await channels_page.goto(f"{srv.url}/admin/channels")
+            dot = f'[data-health-dot="{channel["id"]}"]'
+            assert await channels_page.get_attribute(dot, "class") == "dot unknown"
 
             # One delivery: the next health run finds the channel healthy.
             await api.post_activity(conv["id"], tenant["api_key"], text="hello")
@@ -137,6 +142,8 @@ async def test_health_changed_reaches_the_dashboards_and_the_tenants_sockets(
                 row = await page.text_content(f'#health tr[data-channel="{channel["id"]}"]')
                 assert "Healthy" in row and "0.0 %" in row
 
+            await channels_page.wait_for_selector(f"{dot}.healthy", timeout=20_000)
+            assert await channels_page.get_attribute(dot, "title") == "health: healthy"
             event = await mine.expect(lambda f: f.event == "health_changed", timeout=20)
             assert event.topic == topic
             assert (event.payload["channel_id"], event.payload["previous_status"],
