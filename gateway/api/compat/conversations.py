@@ -9,12 +9,11 @@ from store import conversations, tenants
 
 from ... import errors
 from ...auth import channel_from_token, check_channel_scope, check_scope, tenant_auth
+from ...domain import conversations as conversation_ops
 from ...http import decode, gw, json, uuid_param
 from ..schemas import ConversationIn, conversation_out
 
 bp = Blueprint("compat_conversations")
-
-STATUSES = ("active", "closed")
 
 
 @bp.post("/conversations")
@@ -27,15 +26,11 @@ async def create_conversation(request: Request) -> HTTPResponse:
     if tenant is None or not tenant.active:
         raise errors.forbidden("tenant is not active", "tenant_inactive")
     body = decode(request, ConversationIn)
-    if body.status not in STATUSES:
+    if body.status not in conversation_ops.STATUSES:
         raise errors.validation({"status": ["is invalid"]}, "status must be active or closed")
     await ctx.rate_limit(request, "conversation_create", channel.tenant_id)
-    conv = await ctx.db.write(
-        lambda conn: conversations.create(
-            conn, tenant_id=channel.tenant_id, channel_id=channel.id, now=ctx.now_iso(),
-            status=body.status, metadata=body.metadata,
-        )
-    )
+    conv = await conversation_ops.create(ctx, tenant_id=channel.tenant_id, channel_id=channel.id,
+                                         status=body.status, metadata=body.metadata)
     return json({"data": conversation_out(conv)}, status=201)
 
 

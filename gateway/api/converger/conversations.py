@@ -6,9 +6,9 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from store import conversations
 from store.models import Channel
 
+from ...domain import conversations as conversation_ops
 from ...http import gw, json
 from ...tokens import CONVERGER_LIFETIME, secret_version
 from .auth import authenticate, conversation, stream_url
@@ -31,12 +31,8 @@ async def create(request: Request) -> HTTPResponse:
     principal = await authenticate(request)
     ch = principal.channel
     await ctx.rate_limit(request, "conversation_create", ch.tenant_id)
-    conv = await ctx.db.write(
-        lambda conn: conversations.create(
-            conn, tenant_id=ch.tenant_id, channel_id=ch.id, now=ctx.now_iso(),
-            metadata={"source": "converger"},
-        )
-    )
+    conv = await conversation_ops.create(ctx, tenant_id=ch.tenant_id, channel_id=ch.id,
+                                         metadata={"source": "converger"})
     return json(_answer(request, ch, conv.id), status=201)
 
 

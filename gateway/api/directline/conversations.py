@@ -7,9 +7,9 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from store import conversations
 from store.models import Conversation
 
+from ...domain import conversations as conversation_ops
 from ...http import gw, json
 from ...tokens import CONVERGER_LIFETIME, secret_version
 from ..converger.auth import Principal, conversation
@@ -38,8 +38,8 @@ async def start(request: Request) -> HTTPResponse:
         return json(_answer(request, principal, conv), status=200)
     ch = principal.channel
     await ctx.rate_limit(request, "conversation_create", ch.tenant_id)
-    conv = await ctx.db.write(lambda conn: conversations.create(
-        conn, tenant_id=ch.tenant_id, channel_id=ch.id, now=ctx.now_iso(), metadata=SOURCE))
+    conv = await conversation_ops.create(ctx, tenant_id=ch.tenant_id, channel_id=ch.id,
+                                         metadata=dict(SOURCE))
     return json(_answer(request, principal, conv), status=201)
 
 

@@ -7,9 +7,8 @@ import msgspec
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from store import conversations
-
 from ... import errors
+from ...domain import conversations as conversation_ops
 from ...http import decode, gw, json
 from ...tokens import CONVERGER_LIFETIME, secret_version
 from .auth import authenticate
@@ -45,8 +44,8 @@ async def generate(request: Request) -> HTTPResponse:
         raise errors.directline(400, "invalid_user", f"user.id is at most {MAX_USER_ID} characters")
     ch = principal.channel
     await ctx.rate_limit(request, "conversation_create", ch.tenant_id)
-    conv = await ctx.db.write(lambda conn: conversations.create(
-        conn, tenant_id=ch.tenant_id, channel_id=ch.id, now=ctx.now_iso(), metadata=SOURCE))
+    conv = await conversation_ops.create(ctx, tenant_id=ch.tenant_id, channel_id=ch.id,
+                                         metadata=dict(SOURCE))
     token = ctx.tokens.converger_token(ch.id, ch.tenant_id, conv.id, user=user,
                                        sv=secret_version(ch))
     return json({"conversationId": conv.id, "token": token, "expires_in": CONVERGER_LIFETIME})
