@@ -195,4 +195,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if False:  # MUTANT: no upload cap",
         ("tests/integration/realtime/test_uploads.py::test_upload_bad_inputs_and_size_cap",),
     ),
+    Mutant(
+        "directline-expired-401",
+        "an expired token on the Direct Line mount is a 403 TokenExpired (the client recovers from 403 only)",
+        "gateway/api/directline/auth.py",
+        'raise errors.directline(403, "token_expired", "Token expired", "TokenExpired") from None',
+        'raise errors.directline(401, "token_expired", "Token expired", "TokenExpired") from None',
+        ("tests/integration/directline/test_api.py::test_bad_credentials_are_403_in_direct_lines_shape",),
+    ),
+    Mutant(
+        "directline-replay-ignores-watermark",
+        "a Direct Line stream opened with a watermark replays what came after it, once",
+        "gateway/realtime/directline_socket.py",
+        "load, self.claims[\"tenant_id\"], self.conversation_id, self.anchor, True,",
+        "load, self.claims[\"tenant_id\"], self.conversation_id, None, True,  # MUTANT",
+        ("tests/integration/directline/test_stream.py::test_reconnect_after_the_watermark_repeats_and_misses_nothing",),
+    ),
 )
