@@ -268,27 +268,27 @@ async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
             await api.post_activity(hook["conversation"]["id"], hook["api_key"], text=f"s{i}")
 
         async def in_flight() -> bool:
-            return bad_receiver.calls["slow"] == 3
+            return bad_receiver.calls["slow"] >= 3
 
         await wait_for(in_flight, 10, "deliveries not sent")
         biggest = max(p.stat().st_size for p in srv.data_dir.iterdir() if p.is_file())
         _, hard = resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE)
-        resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (biggest + 256 * 1024, hard))
-        status, body = 201, None
-        for _ in range(200):
-            status, body, _ = await api.call(
-                "POST", f"/api/v1/conversations/{conv}/activities",
-                json={"text": "z" * 60_000}, headers={"x-api-key": s["api_key"]})
-            if status != 201:
-                break
+        # No file may grow any more (a headroom would leave room for the deliveries' small
+        # outcome updates, or let a checkpoint reset the WAL).
+        resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (biggest, hard))
+        status, body, _ = await api.call(
+            "POST", f"/api/v1/conversations/{conv}/activities",
+            json={"text": "z" * 60_000}, headers={"x-api-key": s["api_key"]})
         assert (status, body["code"]) == (503, "storage_unavailable"), (status, body)
         listed = await api.ok("GET", f"/api/v1/conversations/{conv}/activities",
                               headers={"x-api-key": s["api_key"]})
         assert listed["data"][0]["id"] == first["id"]
         bad_receiver.release.set()  # the answers come now: their outcomes cannot be written
 
-        async def outcomes_refused() -> bool:
-            return bad_receiver.answered == 3 and "outcomes not recorded" in srv.log_path.read_text()
+        async def outcomes_refused() -> bool:  # (on a slow machine a lease may already have
+            # run out and its delivery been sent again: those attempts answer now too)
+            return (bad_receiver.answered == bad_receiver.calls["slow"] >= 3
+                    and "outcomes not recorded" in srv.log_path.read_text())
 
         await wait_for(outcomes_refused, 10, "delivery outcomes were written despite the limit")
         resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
@@ -297,21 +297,16 @@ async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
 
         # At least once: the attempts whose outcome was lost are made again when their lease
         # ends — same webhook-ids — and this time recorded.
-        async def resent() -> bool:
-            return len(bad_receiver.slow_ids) >= 6
-
-        await wait_for(resent, 40, "deliveries whose outcome was lost were not sent again")
-        first_ids, second_ids = bad_receiver.slow_ids[:3], bad_receiver.slow_ids[3:]
-        assert len(set(first_ids)) == 3 and sorted(second_ids) == sorted(first_ids)
-
         async def recorded() -> bool:
             rows = await deliveries(api, channel_id=hook["channel"]["id"])
             return len(rows) == 3 and all(r["status"] == "sent" for r in rows)
 
-        await wait_for(recorded, 15, "the re-sent deliveries were not recorded")
+        await wait_for(recorded, 60, "deliveries whose outcome was lost were not sent again")
         rows = await deliveries(api, channel_id=hook["channel"]["id"])
-        assert {r["id"] for r in rows} == set(first_ids) and all(r["attempts"] == 1 for r in rows)
-        assert len(bad_receiver.slow_ids) == 6
+        ids = {r["id"] for r in rows}
+        sent = bad_receiver.slow_ids
+        assert set(sent) == ids and all(sent.count(i) >= 2 for i in ids), sent
+        assert all(r["attempts"] == 1 for r in rows)  # only the recorded attempt counts
     finally:
         srv.stop()
     assert "Traceback" not in srv.log_path.read_text()
