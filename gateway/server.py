@@ -6,27 +6,29 @@
   app with a :class:`gateway.cluster.Cluster` and serves on the inherited socket.
 
 HTTPS served by converger itself (its HTTP port, ACME challenges, certificate renewal) runs in
-one process: with ``CONVERGER_DOMAINS`` or ``CONVERGER_TLS_CERT`` set, ``auto`` means one
-worker (put a TLS proxy in front to use more).
+one process: with ``CONVERGER_DOMAINS`` or ``CONVERGER_TLS_CERT`` set there is one worker, whatever
+``CONVERGER_WORKERS`` says (put a TLS proxy in front to use more).
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 
 from . import connlimit
 from .app import create_app
-from .config import ConfigError, Settings
+from .config import Settings
 
 
 def worker_count(settings: Settings) -> int:
-    """How many processes to run; raises :class:`ConfigError` for a combination we refuse."""
+    """How many processes to run (HTTPS served by converger itself: one)."""
     count = settings.worker_count
     if count > 1 and settings.tls:
-        if settings.workers.strip().lower() == "auto":
-            return 1
-        raise ConfigError("CONVERGER_WORKERS > 1 does not serve HTTPS itself yet: use "
-                          "--workers 1 with CONVERGER_DOMAINS/CONVERGER_TLS_CERT, or a TLS proxy")
+        if settings.workers.strip().lower() != "auto":
+            logging.getLogger("converger").warning(
+                "CONVERGER_WORKERS=%s: HTTPS served by converger itself runs in one process; "
+                "serving with one (put a TLS proxy in front to use more)", settings.workers)
+        return 1
     return count
 
 

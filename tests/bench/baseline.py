@@ -10,6 +10,7 @@ settings (single_process, uvloop, no access log, TouchUp as gateway/app.py sets 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,6 +22,20 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.server import free_port  # noqa: E402
+
+
+def _serve(app: Any, port: int) -> None:
+    """``app.run`` on ``port``, or on the listening socket a parent passed (``--fd N``): the
+    same process model as ``converger serve --workers N`` (one socket, N processes)."""
+    if "--fd" in sys.argv:
+        import socket
+
+        sock = socket.socket(fileno=int(sys.argv[sys.argv.index("--fd") + 1]))
+        app.run(sock=sock, single_process=True, access_log=False, motd=False, debug=False,
+                auto_reload=False)
+        return
+    app.run(host="127.0.0.1", port=port, single_process=True, access_log=False, motd=False,
+            debug=False, auto_reload=False)
 
 
 def run_echo(port: int) -> None:
@@ -39,8 +54,7 @@ def run_echo(port: int) -> None:
     async def livez(request: Request):  # type: ignore[no-untyped-def]
         return json_response({"status": "ok"})
 
-    app.run(host="127.0.0.1", port=port, single_process=True, access_log=False, motd=False,
-            debug=False, auto_reload=False)
+    _serve(app, port)
 
 
 def _config(app: Any) -> None:
@@ -92,13 +106,33 @@ def run_broadcast(port: int) -> None:
     async def livez(request: Request):  # type: ignore[no-untyped-def]
         return json_response({"status": "ok"})
 
-    app.run(host="127.0.0.1", port=port, single_process=True, access_log=False, motd=False,
-            debug=False, auto_reload=False)
+    _serve(app, port)
 
 
-def start_echo() -> tuple[subprocess.Popen[bytes], str]:
-    """Start the echo app on a free loopback port; returns the process and its base URL."""
-    return _start("echo")
+class Group:
+    """N processes serving one socket, stopped together (``terminate``/``wait``/``pids``)."""
+
+    def __init__(self, procs: list[subprocess.Popen[bytes]]) -> None:
+        self.procs = procs
+        self.pid = procs[0].pid
+        self.pids = [p.pid for p in procs]
+
+    def poll(self) -> int | None:
+        codes = [p.poll() for p in self.procs]
+        return None if any(c is None for c in codes) else codes[0]
+
+    def terminate(self) -> None:
+        for p in self.procs:
+            p.terminate()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return [p.wait(timeout) for p in self.procs][0]
+
+
+def start_echo(workers: int = 1) -> tuple[Any, str]:
+    """Start the echo app on a free loopback port (``workers`` processes on one socket);
+    returns the process (a :class:`Group` with several) and its base URL."""
+    return _start("echo", workers)
 
 
 def start_broadcast() -> tuple[subprocess.Popen[bytes], str]:
@@ -106,13 +140,44 @@ def start_broadcast() -> tuple[subprocess.Popen[bytes], str]:
     return _start("broadcast")
 
 
-def _start(kind: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start(kind: str, workers: int = 1) -> tuple[Any, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, str(port), kind], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_live(url, proc)
-    return proc, url
+    if workers <= 1:
+        proc = subprocess.Popen([sys.executable, __file__, str(port), kind], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_live(url, proc)
+        return proc, url
+    import socket
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1024)
+    group = Group([subprocess.Popen(
+        [sys.executable, __file__, str(port), kind, "--fd", str(sock.fileno())], cwd=ROOT,
+        pass_fds=(sock.fileno(),), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(workers)])
+    sock.close()
+    wait_live(url, group)  # type: ignore[arg-type]
+    time.sleep(1.0)  # the other processes start as fast: give them the same second
+    return group, url
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants (a supervisor and its
+    workers), from /proc."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return total
 
 
 def wait_live(url: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:

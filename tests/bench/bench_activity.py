@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench.baseline import start_echo  # noqa: E402
+from tests.bench.baseline import start_echo, tree_cpu_seconds  # noqa: E402
 from tests.support.server import ADMIN_TOKEN, Server  # noqa: E402
 
 BODY = {"text": "hello from the benchmark", "sender": "bench", "metadata": {"n": 1}}
@@ -47,10 +47,10 @@ def call(base: str, method: str, path: str, body: Any = None, headers: dict[str,
         return json.loads(r.read())
 
 
-def converger_setup(base: str, channel_type: str) -> dict[str, str]:
+def converger_setup(base: str, channel_type: str, hook: str = "http://127.0.0.1:9/hook") -> dict[str, str]:
     admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     tenant = call(base, "POST", "/api/admin/tenants", {"name": "bench"}, admin)["data"]
-    config = {"url": "http://127.0.0.1:9/hook"} if channel_type == "webhook" else {}
+    config = {"url": hook} if channel_type == "webhook" else {}
     channel = call(base, "POST", "/api/admin/channels", {
         "tenant_id": tenant["id"], "name": "bench", "type": channel_type, "config": config}, admin)["data"]
     token = call(base, "POST", f"/api/admin/channels/{channel['id']}/token", None, admin)["token"]
@@ -158,6 +158,10 @@ def main() -> int:
                    help="websocket: no delivery rows; webhook: one queued delivery per activity")
     p.add_argument("--loader", choices=("auto", "wrk", "aiohttp"), default="auto")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--workers", type=int, default=1,
+                   help="converger serve --workers N, and the echo app with N processes")
+    p.add_argument("--receiver", action="store_true",
+                   help="webhook channel: deliver to a live local receiver (else a closed port)")
     args = p.parse_args()
     loader = args.loader
     if loader == "auto":
@@ -166,21 +170,33 @@ def main() -> int:
 
     results: dict[str, list[dict[str, Any]]] = {"echo": [], "activity": []}
     with tempfile.TemporaryDirectory(prefix="converger-bench-") as tmp:
-        server = Server(Path(tmp) / "data", env={"CONVERGER_LOG_LEVEL": "WARNING"}).start()
-        echo_proc, echo_url = start_echo()
+        server = Server(Path(tmp) / "data", env={
+            "CONVERGER_LOG_LEVEL": "WARNING", "CONVERGER_WORKERS": str(args.workers)}).start(60)
+        echo_proc, echo_url = start_echo(args.workers)
+        receiver = None
+        hook = "http://127.0.0.1:9/hook"
+        if args.receiver:
+            from tests.support.server import free_port
+
+            rport = free_port()
+            receiver = subprocess.Popen([sys.executable, "-m", "tests.bench.bench_delivery",
+                                         "receiver", str(rport)], cwd=ROOT)
+            hook = f"http://127.0.0.1:{rport}/hook"
+            time.sleep(1.5)
         try:
-            setup = converger_setup(server.url, args.channel_type)
+            setup = converger_setup(server.url, args.channel_type, hook)
             act_url = f"{server.url}/api/v1/conversations/{setup['conversation_id']}/activities"
             act_headers = {"x-api-key": setup["api_key"]}
             for url, headers in ((echo_url + "/echo", {}), (act_url, act_headers)):
                 load(url, headers, args.warmup, args.connections)
-            pids = {"echo": echo_proc.pid, "activity": server.proc.pid}  # type: ignore[union-attr]
+            pids = {"echo": getattr(echo_proc, "pids", [echo_proc.pid]),
+                    "activity": [server.proc.pid]}  # type: ignore[union-attr]
             for r in range(args.rounds):
                 for name, url, headers in (("echo", echo_url + "/echo", {}),
                                            ("activity", act_url, act_headers)):
-                    cpu0 = cpu_seconds(pids[name])
+                    cpu0 = sum(tree_cpu_seconds(p) for p in pids[name])
                     res = load(url, headers, args.duration, args.connections)
-                    res["cpu_us_per_request"] = (cpu_seconds(pids[name]) - cpu0) / max(
+                    res["cpu_us_per_request"] = (sum(tree_cpu_seconds(p) for p in pids[name]) - cpu0) / max(
                         1, res["requests"]) * 1e6
                     results[name].append(res)
                     print(f"round {r + 1} {name:8} {res['rps']:9.0f} req/s  p50 {res['p50_ms']:7.2f} ms"
@@ -191,7 +207,10 @@ def main() -> int:
         finally:
             echo_proc.terminate()
             echo_proc.wait(10)
-            server.stop()
+            server.stop(40)
+            if receiver is not None:
+                receiver.terminate()
+                receiver.wait(10)
         from store.connect import connect
 
         conn = connect(server.data_dir / "converger.db", readonly=True)
@@ -205,7 +224,8 @@ def main() -> int:
     ratio = statistics.median(ratios)
     print()
     print(f"machine: nproc={os.cpu_count()}  loader={loader}  connections={args.connections}  "
-          f"duration={args.duration}s x {args.rounds} rounds  channel={args.channel_type}")
+          f"duration={args.duration}s x {args.rounds} rounds  channel={args.channel_type}  "
+          f"workers={args.workers}{'  receiver=live' if args.receiver else ''}")
     for name in ("echo", "activity"):
         print(f"{name:8} median {med(name, 'rps'):9.0f} req/s  p50 {med(name, 'p50_ms'):7.2f} ms  "
               f"p99 {med(name, 'p99_ms'):7.2f} ms  server CPU {med(name, 'cpu_us_per_request'):5.0f} us/req")

@@ -131,9 +131,9 @@ async def baseline(n: int, rurl: str, concurrency: int = 20) -> float:
 # -- 1 and 2: through the real server -------------------------------------------------------
 
 
-async def end_to_end(n: int, workdir: Path, rurl: str) -> dict[str, float]:
+async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1) -> dict[str, float]:
     out: dict[str, float] = {}
-    srv = Server(workdir / "e2e").start()
+    srv = Server(workdir / "e2e", env={"CONVERGER_WORKERS": str(workers)}).start(timeout=60)
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             api = Api(session, srv.url)
@@ -233,6 +233,7 @@ async def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--overhead-n", type=int, default=20000)
+    parser.add_argument("--workers", type=int, default=1, help="converger serve --workers N")
     args = parser.parse_args(argv)
     port = free_port()
     rurl = f"http://127.0.0.1:{port}"
@@ -250,8 +251,10 @@ async def main(argv: list[str]) -> None:
                     await asyncio.sleep(0.05)
         with tempfile.TemporaryDirectory() as tmp:
             results = {"n": float(args.n)}
-            results.update(queue_overhead(args.overhead_n, Path(tmp)))
-            results.update(await end_to_end(args.n, Path(tmp), rurl))
+            results = {"n": float(args.n), "workers": float(args.workers)}
+            if args.overhead_n:
+                results.update(queue_overhead(args.overhead_n, Path(tmp)))
+            results.update(await end_to_end(args.n, Path(tmp), rurl, args.workers))
     finally:
         receiver.terminate()
         receiver.wait(5)

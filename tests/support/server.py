@@ -47,6 +47,8 @@ class Server:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Server:
+        """Spawn and wait for ``/livez`` (and, with worker processes, for every one of them:
+        they start side by side, so the wait grows with their number)."""
         self.spawn()
         return self.wait_live(timeout)
 
@@ -92,6 +94,9 @@ class Server:
     def wait_live(self, timeout: float = 20.0) -> Server:
         """Wait until ``/livez`` answers; raise with the log if the process exits first."""
         assert self.proc is not None
+        workers = self.extra_env.get("CONVERGER_WORKERS", os.environ.get("CONVERGER_WORKERS", "1"))
+        if workers.isdigit() and int(workers) > 1:
+            timeout *= int(workers)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -128,6 +133,20 @@ class Server:
     def workers(self) -> list[dict[str, Any]]:
         """The worker processes ``/readyz`` lists (slot, pid, sockets, seen_ago); [] with one."""
         return list(self.readiness()["checks"].get("workers", {}).get("workers", []))
+
+    def pids(self) -> list[int]:
+        """The server's process and every process under it (its workers, Litestream…)."""
+        assert self.proc is not None
+        out, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            try:
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+        return out
 
     def log(self) -> str:
         try:

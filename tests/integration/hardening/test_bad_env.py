@@ -272,10 +272,12 @@ async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
 
         await wait_for(in_flight, 10, "deliveries not sent")
         biggest = max(p.stat().st_size for p in srv.data_dir.iterdir() if p.is_file())
-        _, hard = resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE)
         # No file may grow any more (a headroom would leave room for the deliveries' small
-        # outcome updates, or let a checkpoint reset the WAL).
-        resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (biggest, hard))
+        # outcome updates, or let a checkpoint reset the WAL) — in the server and in its worker
+        # processes, when it has some.
+        for pid in srv.pids():
+            _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (biggest, hard))
         status, body, _ = await api.call(
             "POST", f"/api/v1/conversations/{conv}/activities",
             json={"text": "z" * 60_000}, headers={"x-api-key": s["api_key"]})
@@ -291,7 +293,8 @@ async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
                     and "outcomes not recorded" in srv.log_path.read_text())
 
         await wait_for(outcomes_refused, 10, "delivery outcomes were written despite the limit")
-        resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        for pid in srv.pids():
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
         again = await api.post_activity(conv, s["api_key"], text="again")
         assert again["seq"] == len(listed["data"]) + 1
 

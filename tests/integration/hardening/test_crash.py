@@ -268,7 +268,9 @@ async def test_sigkill_during_a_migration(tmp_path: Path, session: aiohttp.Clien
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
     marker = tmp_path / "migrating"
-    srv = Server(tmp_path / "data").start()
+    # One process: the test's migration exists only in the patched migration set, which a
+    # worker process would check (and refuse as unknown) after the supervisor applied it.
+    srv = Server(tmp_path / "data", env={"CONVERGER_WORKERS": "1"}).start()
     api = Api(session, srv.url)
     s = await api.setup("mig")
     conv = s["conversation"]["id"]
