@@ -211,7 +211,7 @@ class Keeper:
         if os.getppid() != c.parent:  # the supervisor is gone (PDEATHSIG covers Linux)
             log.error("the supervisor (pid %d) is gone; stopping", c.parent)
             os.kill(os.getpid(), 15)
-        sockets = self.ctx.hub.connections()
+        sockets = sum(self.ctx.socket_counts.values())
         held, self.workers = await self.ctx.db.write(self._tick_tx, now, sockets)
         if held and not self.leading and not self.closing:
             await self._lead()

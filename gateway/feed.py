@@ -125,6 +125,13 @@ class FeedReader:
             drop = self.caches.get(event.topic)
             if drop is not None:
                 drop()
+            gone = isinstance(event.data, dict) and (
+                event.data.get("deleted") or event.data.get("status", "active") != "active")
+            if event.topic == "tenants" and event.ref and gone:
+                # A disabled or deleted tenant: its sockets in this process close too.
+                from .domain import tenants
+
+                hub.publish(tenants.topic(event.ref), tenants.DISABLED, {"tenant_id": event.ref})
 
     async def _fell_behind(self, missed: int) -> None:
         """Events this process never read were pruned (it was asleep or stopped)."""

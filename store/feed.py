@@ -27,6 +27,7 @@ class Event(msgspec.Struct):
     topic: str
     activity: Activity | None = None
     data: Any = None
+    ref: str | None = None
 
 
 def append(conn: sqlite3.Connection, kind: str, topic: str, data: Any = None) -> None:
@@ -50,7 +51,7 @@ def first_id(conn: sqlite3.Connection) -> int | None:
 def after(conn: sqlite3.Connection, cursor: int, limit: int) -> list[Event]:
     """Up to ``limit`` events after ``cursor``, oldest first, with their activities."""
     rows = conn.execute(
-        f"""SELECT f.id AS feed_id, f.kind, f.topic, f.data, {_ACOLS}
+        f"""SELECT f.id AS feed_id, f.kind, f.topic, f.ref AS feed_ref, f.data, {_ACOLS}
               FROM feed f LEFT JOIN activities a ON f.kind = 'a' AND a.id = f.ref
              WHERE f.id > ? ORDER BY f.id LIMIT ?""",
         (cursor, limit),
@@ -63,7 +64,7 @@ def after(conn: sqlite3.Connection, cursor: int, limit: int) -> list[Event]:
             out.append(Event(r["feed_id"], kind, r["topic"], activity=act))
         else:
             data = msgspec.json.decode(r["data"]) if r["data"] is not None else None
-            out.append(Event(r["feed_id"], kind, r["topic"], data=data))
+            out.append(Event(r["feed_id"], kind, r["topic"], data=data, ref=r["feed_ref"]))
     return out
 
 

@@ -109,3 +109,27 @@ async def test_readyz_lists_every_worker(cluster: Server) -> None:
     workers = ready["checks"]["workers"]
     assert workers["ok"] and workers["expected"] == WORKERS and workers["alive"] == WORKERS
     assert len({w["pid"] for w in workers["workers"]}) == WORKERS
+
+
+async def test_a_tenant_disabled_through_one_process_loses_its_sockets_in_all(
+    cluster: Server, spread: aiohttp.ClientSession, capi: Api
+) -> None:
+    w = await capi.setup(name="disable")
+    cid = w["conversation"]["id"]
+    token = await user_token(capi, w["channel_token"], cid)
+    sockets = []
+    for _ in range(30):
+        s = await Phx.connect(spread, cluster.ws_url, PATH, token)
+        await s.join(f"conversation:{cid}")
+        sockets.append(s)
+    deadline = time.monotonic() + 20  # the heartbeats (every 2 s) count these 30 only
+    while sum((counts := {x["pid"]: x["sockets"] for x in cluster.workers()}).values()) != 30:
+        assert time.monotonic() < deadline, counts
+        await asyncio.sleep(0.2)
+    assert sum(1 for n in counts.values() if n) >= 2, counts
+    await capi.ok("PATCH", f"/api/admin/tenants/{w['tenant']['id']}", json={"status": "inactive"},
+                  headers=capi.admin)
+    for s in sockets:
+        msg = await s.ws.receive(timeout=10)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                            aiohttp.WSMsgType.CLOSING), msg
