@@ -6,6 +6,7 @@ from __future__ import annotations
 from .base import Adapter
 from .echo import EchoAdapter
 from .slack import SlackAdapter
+from .sms_twilio import SmsTwilioAdapter
 from .telegram import TelegramAdapter
 from .webhook import WebhookAdapter
 from .websocket import WebSocketAdapter
@@ -22,6 +23,7 @@ REGISTRY: dict[str, Adapter] = {
         WhatsAppInfobipAdapter(),
         TelegramAdapter(),
         SlackAdapter(),
+        SmsTwilioAdapter(),
     )
 }
 

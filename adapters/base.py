@@ -36,6 +36,14 @@ class ChannelInfo(msgspec.Struct, kw_only=True):
     mode: str
     config: dict[str, Any]
     secret: str
+    # The channel's public URLs as the provider reaches them (under CONVERGER_PUBLIC_URL when
+    # set), filled in by the gateway: a send may ask the provider to post its receipts to
+    # ``status_url`` (Twilio's StatusCallback). "" when not known.
+    inbound_url: str = ""
+    status_url: str = ""
+    # While a request is verified: the public URL it was posted to, query string included, as
+    # the provider saw it (Twilio signs it). "" otherwise.
+    request_url: str = ""
 
 
 class OutboundActivity(msgspec.Struct, kw_only=True):
@@ -158,6 +166,9 @@ class Adapter(Protocol):
     actions: ClassVar[tuple[str, ...]]
     # The admin panel's config form, in order (secret fields are password inputs).
     config_fields: ClassVar[tuple[ConfigField, ...]]
+    # The body a provider expects in a 2xx answer to its inbound posts, as (content type,
+    # body) — Twilio's empty TwiML; None: the gateway's JSON answer.
+    inbound_ack: ClassVar[tuple[str, str] | None]
 
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
         """An error message, or None when the config is valid."""
@@ -167,7 +178,11 @@ class Adapter(Protocol):
         ...
 
     def parse_inbound(self, payload: Any) -> list[InboundMessage]:
-        """Messages in a provider payload; raises InboundError when it holds none."""
+        """Messages in a provider payload; raises InboundError when it holds none. A JSON body
+        arrives decoded; a form (``application/x-www-form-urlencoded`` or
+        ``multipart/form-data``) as a dict of field → string (the first value of a repeated
+        field), and a multipart form's files as ``{"filename", "content_type", "content":
+        bytes}``."""
         ...
 
     def parse_status(self, payload: Any) -> list[StatusUpdate] | None:
@@ -228,6 +243,7 @@ class BaseAdapter:
     activity_types: ClassVar[frozenset[str] | None] = None
     actions: ClassVar[tuple[str, ...]] = ()
     config_fields: ClassVar[tuple[ConfigField, ...]] = ()
+    inbound_ack: ClassVar[tuple[str, str] | None] = None
 
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
         return None

@@ -81,6 +81,37 @@ def decode_any(request: Request, *, plain: bool = False) -> Any:
     return _decode_raw(body, plain) if body.strip() else {}
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+MAX_FORM_FIELDS = 1000
+
+
+def decode_inbound(request: Request, *, plain: bool = False) -> Any:
+    """A provider's inbound body: a form (Twilio, SendGrid Inbound Parse) as a dict of field →
+    first value, a multipart form's files as ``{"filename", "content_type", "content"}``;
+    anything else as JSON (:func:`decode_any`). A form that cannot be parsed → 400."""
+    ctype = (request.content_type or "").split(";", 1)[0].strip().lower()
+    if ctype not in FORM_TYPES:
+        return decode_any(request, plain=plain)
+    _sized_body(request)
+    try:
+        form = request.get_form(keep_blank_values=True)
+        files = request.files if ctype == "multipart/form-data" else None
+    except Exception:  # Sanic's parsers raise several kinds on broken forms
+        form, files = None, None
+    if form is None:
+        raise errors.bad_request("malformed form body", "malformed_form", plain=plain)
+    out: dict[str, Any] = {}
+    for name, values in form.items():
+        if values and len(out) < MAX_FORM_FIELDS:
+            out[name] = values[0]
+    for name, items in (files or {}).items():
+        if items and len(out) < MAX_FORM_FIELDS:
+            f = items[0]
+            out[name] = {"filename": f.name or "", "content_type": f.type or "",
+                         "content": bytes(f.body or b"")}
+    return out
+
+
 def decode(request: Request, cls: type[T], *, empty_ok: bool = True, plain: bool = False) -> T:
     """Decode and validate the JSON body into ``cls``.
 

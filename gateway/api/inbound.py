@@ -24,7 +24,7 @@ from .. import errors
 from ..domain import inbound as inbound_ops
 from ..domain import receipts
 from ..domain.channels import channel_info
-from ..http import decode_any, gw, json, uuid_param
+from ..http import decode_inbound, gw, json, public_base, uuid_param
 
 bp = Blueprint("inbound", url_prefix="/api/v1")
 
@@ -50,7 +50,11 @@ async def _channel(request: Request, channel_id: str) -> tuple[Channel, ChannelI
         raise errors.ApiError(403, "tenant_inactive", "Tenant is inactive",
                               legacy={"error": "Tenant is inactive"})
     await ctx.rate_limit(request, "inbound", channel.id)
-    return channel, channel_info(ctx.cipher, channel), adapter
+    # The URL as the provider saw it: under CONVERGER_PUBLIC_URL when set (Twilio signs it).
+    query = f"?{request.query_string}" if request.query_string else ""
+    info = channel_info(ctx.cipher, channel, public_base(request))
+    info.request_url = public_base(request) + request.path + query
+    return channel, info, adapter
 
 
 def _verify(request: Request, info: ChannelInfo, adapter: Adapter) -> None:
@@ -66,12 +70,21 @@ def _verify(request: Request, info: ChannelInfo, adapter: Adapter) -> None:
 
 
 def _payload(request: Request) -> Any:
-    return decode_any(request, plain=True)
+    return decode_inbound(request, plain=True)
 
 
-async def _apply_receipts(request: Request, channel: Channel, updates: list[Any]) -> HTTPResponse:
+def _answer(adapter: Adapter, body: Any, status: int) -> HTTPResponse:
+    """A 2xx answer to a provider: the body it expects (``inbound_ack``), else the JSON."""
+    if adapter.inbound_ack is not None:
+        ctype, ack = adapter.inbound_ack
+        return text(ack, status=status, content_type=ctype)
+    return json(body, status=status)
+
+
+async def _apply_receipts(request: Request, channel: Channel, adapter: Adapter,
+                          updates: list[Any]) -> HTTPResponse:
     processed = await receipts.apply(gw(request), channel.id, updates)
-    return json({"status": "accepted", "receipts_processed": processed})
+    return _answer(adapter, {"status": "accepted", "receipts_processed": processed}, 200)
 
 
 async def _owners(
@@ -115,7 +128,7 @@ _IGNORED_LOGGED: set[tuple[str, str]] = set()
 _IGNORED_LOG_LIMIT = 10_000
 
 
-def _ignored(request: Request, channel: Channel, reason: str) -> HTTPResponse:
+def _ignored(request: Request, channel: Channel, adapter: Adapter, reason: str) -> HTTPResponse:
     """Acknowledge a payload with nothing to store (2xx, or the provider resends it)."""
     seen = (channel.id, reason)
     if seen not in _IGNORED_LOGGED:
@@ -124,7 +137,7 @@ def _ignored(request: Request, channel: Channel, reason: str) -> HTTPResponse:
         _IGNORED_LOGGED.add(seen)
         gw(request).log.info("inbound on channel %s: %s (acknowledged; logged once)",
                                  channel.id, reason)
-    return json({"status": "ignored", "reason": reason}, status=200)
+    return _answer(adapter, {"status": "ignored", "reason": reason}, 200)
 
 
 @bp.get("/channels/<channel_id>/inbound")
@@ -145,21 +158,21 @@ async def inbound(request: Request, channel_id: str) -> HTTPResponse:
         return json(handshake[1], status=handshake[0])
     updates = adapter.parse_status(payload)
     if updates:
-        return await _apply_receipts(request, channel, updates)
+        return await _apply_receipts(request, channel, adapter, updates)
     if channel.mode not in ("inbound", "duplex"):
         raise errors.bad_request("Channel does not accept inbound messages", "channel_outbound_only",
                                  plain=True)
     try:
         messages = adapter.parse_inbound(payload)
     except InboundIgnored as exc:
-        return _ignored(request, channel, str(exc))
+        return _ignored(request, channel, adapter, str(exc))
     except InboundError as exc:
         raise errors.bad_request(str(exc), "unparseable_inbound", plain=True) from None
     if not messages:
         raise errors.bad_request("no message in payload", "unparseable_inbound", plain=True)
     owned, ignored = await _owners(request, channel, info, adapter, messages)
     if not owned:
-        return json({"status": "ignored", "ignored": ignored}, status=200)
+        return _answer(adapter, {"status": "ignored", "ignored": ignored}, 200)
     results = [await inbound_ops.receive(gw(request), owner, msg) for owner, msg in owned]
     first = results[0]
     body: dict[str, Any] = {"status": "accepted", "activity_id": first.activity.id,
@@ -170,8 +183,8 @@ async def inbound(request: Request, channel_id: str) -> HTTPResponse:
         body["ignored"] = ignored
     if not any(r.created for r in results):
         body["duplicate"] = True
-        return json(body, status=200)
-    return json(body, status=201)
+        return _answer(adapter, body, 200)
+    return _answer(adapter, body, 201)
 
 
 @bp.post("/channels/<channel_id>/status")
@@ -182,4 +195,4 @@ async def status(request: Request, channel_id: str) -> HTTPResponse:
     if updates is None:
         raise errors.bad_request("unrecognised status payload", "unknown_status_payload",
                                  plain=True)
-    return await _apply_receipts(request, channel, updates)
+    return await _apply_receipts(request, channel, adapter, updates)

@@ -87,12 +87,15 @@ def masked_config(cipher: Cipher, config: dict[str, Any]) -> dict[str, Any]:
     return configsecrets.masked(cipher, config)
 
 
-def channel_info(cipher: Cipher, channel: Channel) -> ChannelInfo:
-    """What an adapter sees: decrypted config and secret."""
+def channel_info(cipher: Cipher, channel: Channel, base: str = "") -> ChannelInfo:
+    """What an adapter sees: decrypted config and secret; with the gateway's public ``base``
+    URL, the channel's inbound and status URLs."""
+    root = f"{base.rstrip('/')}/api/v1/channels/{channel.id}" if base else ""
     return ChannelInfo(
         id=channel.id, tenant_id=channel.tenant_id, name=channel.name, type=channel.type,
         mode=channel.mode, config=open_config(cipher, channel.config),
         secret=cipher.decrypt(channel.secret_enc),
+        inbound_url=f"{root}/inbound" if root else "", status_url=f"{root}/status" if root else "",
     )
 
 

@@ -191,7 +191,9 @@ class Engine:
         """Decrypted channel info, cached until the channel row changes."""
         cached = self._infos.get(channel.id)
         if cached is None or cached[0] != channel.updated_at:
-            cached = (channel.updated_at, channel_info(self.gw.cipher, channel))
+            settings = self.gw.settings
+            base = settings.public_url or f"http://{settings.host}:{settings.port}"
+            cached = (channel.updated_at, channel_info(self.gw.cipher, channel, base))
             self._infos[channel.id] = cached
         return cached[1]
 

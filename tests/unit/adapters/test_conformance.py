@@ -15,11 +15,13 @@ from typing import Any, ClassVar
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twilio.request_validator import RequestValidator
 
 import adapters
 from adapters import signing, slack, whatsapp_meta
 from adapters.base import Adapter, ChannelInfo, DeliveryResult, InboundError, InboundMessage
 from tests.integration.slack.standins import sample as slack_sample
+from tests.integration.sms.standins import sample as sms_sample
 from tests.integration.telegram.standins import sample as telegram_sample
 from tests.integration.whatsapp.standins import sample
 from tests.support import conformance
@@ -54,6 +56,19 @@ def _slack_signed(channel: ChannelInfo, body: bytes) -> dict[str, str]:
     stamp = str(int(time.time()))
     return {"X-Slack-Request-Timestamp": stamp,
             "X-Slack-Signature": slack.sign(channel.config["signing_secret"], stamp, body)}
+
+TWILIO = {"account_sid": "AC" + "0123456789abcdef" * 2, "auth_token": "twilio-token-1",
+          "from": "+14155550100"}
+
+
+def _twilio_signed(channel: ChannelInfo, body: bytes) -> dict[str, str]:
+    """Signed by twilio's own RequestValidator, over the URL the request came to."""
+    from urllib.parse import parse_qsl
+
+    params = dict(parse_qsl(body.decode(), keep_blank_values=True))
+    validator = RequestValidator(channel.config["auth_token"])
+    return {"X-Twilio-Signature": validator.compute_signature(channel.request_url, params)}
+
 
 PROFILES: dict[str, Profile] = {p.type: p for p in (
     Profile(type="echo", config={}),
@@ -140,6 +155,22 @@ PROFILES: dict[str, Profile] = {p.type: p for p in (
         inbound=tuple(slack_sample(f"event_{n}.json") for n in (
             "message", "thread_reply", "im", "file_share")),
         sign=_slack_signed,
+    ),
+    Profile(
+        type="sms_twilio",
+        config=TWILIO,
+        required=("account_sid", "auth_token"),
+        bad_configs=({**TWILIO, "account_sid": "AC12"}, {**TWILIO, "from": "not a number!"},
+                     {k: v for k, v in TWILIO.items() if k != "from"},
+                     {**TWILIO, "messaging_service_sid": "MG1"}, {**TWILIO, "api_base_url": "x"},
+                     {**TWILIO, "auth_token": "t\n"}, {**TWILIO, "timeout_seconds": 0}),
+        point_at=_with(api_base_url=str),
+        set_timeout=_with(timeout_seconds=float),
+        ok_body=sms_sample("twilio_send_response.json"),
+        activity_metadata={"recipient_phone": "+14155551234"},
+        inbound=tuple(sms_sample(f"twilio_inbound_{n}.json") for n in ("sms", "mms")),
+        statuses=tuple(sms_sample(f"twilio_status_{n}.json") for n in ("delivered", "undelivered")),
+        sign=_twilio_signed,
     ),
     Profile(
         type="fake",

@@ -1,0 +1,145 @@
+"""Stand-in SMS providers: real aiohttp servers on loopback speaking Twilio's Messages resource
+(form-encoded, HTTP basic auth) and posting Twilio's form webhooks, signed as Twilio signs them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+from tests.integration.whatsapp.standins import Reply, StandIn
+
+SAMPLES = Path(__file__).parent / "samples"
+__all__ = ["Reply", "TwilioStandIn", "basic", "sample"]
+
+
+def sample(name: str) -> Any:
+    return json.loads((SAMPLES / name).read_text())
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def twilio_error(code: int, message: str, status: int) -> dict[str, Any]:
+    """The REST API's error body."""
+    return {"code": code, "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+
+
+class TwilioStandIn(StandIn):
+    """``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` as Twilio answers it: basic auth
+    with the account SID and auth token (else 401, error 20003), a form body with ``To``, the
+    channel's ``From`` (or ``MessagingServiceSid``) and ``Body`` or ``MediaUrl`` (else 400
+    21602 / 21606), ``To`` a valid number (else 400 21211) that has not texted STOP
+    (``unsubscribed``: 400 21610). An accepted message gets a 201 and the Message resource;
+    ``auto_statuses`` then go to its ``StatusCallback``, signed as Twilio signs them."""
+
+    def __init__(self, account_sid: str, auth_token: str, number: str) -> None:
+        super().__init__()
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.number = number
+        self.unsubscribed: set[str] = set()
+        self.sent: list[dict[str, Any]] = []  # accepted: {"sid", "To", "From", "Body", "MediaUrl", …}
+        self.answers: list[tuple[int, str, str]] = []  # converger's (status, content type, body)
+        self.status_urls: dict[str, str] = {}  # message sid → its StatusCallback
+        self._next = 1
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self.create)
+
+    async def create(self, request: web.Request) -> web.Response:
+        seen = await self.record(request)
+        expected = basic(self.account_sid, self.auth_token)
+        if request.match_info["sid"] != self.account_sid \
+                or request.headers.get("Authorization") != expected:
+            return web.json_response(twilio_error(20003, "Authenticate", 401), status=401)
+        scripted = await self.scripted()
+        if scripted is not None:
+            return scripted
+        if request.content_type != "application/x-www-form-urlencoded":
+            return web.json_response(twilio_error(21602, "Message body is required.", 400),
+                                     status=400)
+        form = await request.post()
+        fields = {k: form.getall(k) for k in set(form.keys())}
+        one = {k: str(v[0]) for k, v in fields.items()}
+        seen.body = {**one, "MediaUrl": [str(u) for u in fields.get("MediaUrl", [])]}
+        to = one.get("To", "")
+        if one.get("From") != self.number and not one.get("MessagingServiceSid"):
+            return web.json_response(twilio_error(
+                21606, "The 'From' phone number provided is not a valid message-capable Twilio "
+                       "phone number for this destination/account", 400), status=400)
+        if not (to.startswith("+") and to[1:].isdigit() and 8 <= len(to) <= 16):
+            return web.json_response(twilio_error(
+                21211, f"The 'To' number {to} is not a valid phone number.", 400), status=400)
+        if to in self.unsubscribed:
+            return web.json_response(twilio_error(
+                21610, "Attempt to send to unsubscribed recipient", 400), status=400)
+        if not one.get("Body") and not fields.get("MediaUrl"):
+            return web.json_response(twilio_error(21602, "Message body is required.", 400),
+                                     status=400)
+        sid = f"SM{self._next:032x}"
+        self._next += 1
+        self.sent.append({"sid": sid, **seen.body})
+        resource = {**sample("twilio_send_response.json"), "sid": sid, "to": to,
+                    "from": one.get("From"), "body": one.get("Body", ""), "status": "queued"}
+        callback = one.get("StatusCallback")
+        if callback:
+            self.status_urls[sid] = callback
+            if self.auto_statuses:
+                task = asyncio.get_running_loop().create_task(self._statuses(sid, to))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+        return web.json_response(resource, status=201)
+
+    def status_payload(self, message_id: str, status: str, to: str) -> Any:
+        body: dict[str, str] = {
+            "SmsSid": message_id, "SmsStatus": status, "MessageStatus": status, "To": to,
+            "MessageSid": message_id, "AccountSid": self.account_sid, "From": self.number,
+            "ApiVersion": "2010-04-01"}
+        if status in ("undelivered", "failed"):
+            body.update(ErrorCode="30003", ErrorMessage="Unreachable destination handset")
+        return body
+
+    async def _statuses(self, message_id: str, to: str) -> None:
+        await asyncio.sleep(0)  # after the send's answer has gone out, as Twilio does
+        for status in self.auto_statuses:
+            await self.status(message_id, status, to)
+
+    async def status(self, message_id: str, status: str, to: str) -> tuple[int, str, str]:
+        """The status callback Twilio posts to the message's ``StatusCallback``."""
+        return await self.post_form(self.status_urls[message_id],
+                                    self.status_payload(message_id, status, to))
+
+    def signature(self, url: str, params: dict[str, str]) -> str:
+        return str(RequestValidator(self.auth_token).compute_signature(url, params))
+
+    async def post_form(self, url: str, params: dict[str, str], *,
+                        signature: str | None = None) -> tuple[int, str, str]:
+        """POST ``params`` form-encoded to ``url`` with ``X-Twilio-Signature`` as Twilio does
+        (``signature`` overrides it); converger's (status, content type, body)."""
+        if self._client is None:
+            self._client = aiohttp.ClientSession()
+        headers = {"Content-Type": "application/x-www-form-urlencoded",
+                   "X-Twilio-Signature": signature if signature is not None
+                   else self.signature(url, params),
+                   "I-Twilio-Idempotency-Token": params.get("MessageSid", "")}
+        async with self._client.post(url, data=urlencode(params).encode(),
+                                     headers=headers) as resp:
+            answer = (resp.status, resp.content_type, await resp.text())
+            self.answers.append(answer)
+            return answer
+
+    async def text_in(self, params: dict[str, str], *,
+                      signature: str | None = None) -> tuple[int, str, str]:
+        """A text message to the channel's number (the incoming-message webhook)."""
+        assert self.webhook_url, "set webhook_url first"
+        return await self.post_form(self.webhook_url, params, signature=signature)
