@@ -64,7 +64,7 @@ async def test_an_expired_lease_is_sent_again_with_the_same_webhook_id(
             raise AssertionError("the delivery whose lease ran out was not sent again") from None
         await asyncio.wait_for(released.wait(), 15)
         assert srv.proc is not None and srv.proc.poll() is None
-        (h1, b1), (h2, b2) = calls
+        (h1, b1), (h2, b2) = calls[:2]
         assert h1["webhook-id"] == h2["webhook-id"] and b1 == b2  # the receiver can dedupe
         payload = Webhook(s["channel"]["secret"]).verify(b2, h2)
         assert payload["id"] == activity["id"]
@@ -81,5 +81,7 @@ async def test_an_expired_lease_is_sent_again_with_the_same_webhook_id(
         # The rescued attempt's success counts once; the stale attempt's (its claim token was
         # replaced by the new claim) is ignored.
         assert (row["id"], row["status"], row["attempts"]) == (h1["webhook-id"], "sent", 1)
-        assert len(calls) == 2
+        # (On a very slow machine the rescued attempt may outlive its lease too and go out a
+        # third time: still the same webhook-id, still one attempt counted.)
+        assert {h["webhook-id"] for h, _ in calls} == {row["id"]}
     assert "reclaimed" not in srv.log()  # not the start-up rescue: the periodic one

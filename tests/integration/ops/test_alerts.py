@@ -253,7 +253,7 @@ async def test_an_alert_whose_lease_runs_out_is_sent_again_on_the_running_server
                 raise AssertionError("the alert whose lease ran out was not sent again") from None
             row = await _final_alert(api, tenant)
             assert (row["status"], row["attempts"]) == ("sent", 1)
-            assert [h["webhook-id"] for h in seen] == [row["id"], row["id"]]
+            assert len(seen) >= 2 and {h["webhook-id"] for h in seen} == {row["id"]}
         finally:
             done.set()
     assert srv.proc is not None and srv.proc.poll() is None  # no restart involved
