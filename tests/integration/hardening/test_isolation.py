@@ -34,6 +34,7 @@ import pytest
 from adapters.signing import converger_signature
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.shapes import encode_watermark
 from gateway.tokens import Tokens
 from tests.integration.realtime.phx import Frame, Phx
 from tests.integration.web.conftest import SECRET_KEY, Client, create_admin
@@ -270,6 +271,7 @@ def _ids(world: dict[str, Any], who: str) -> dict[str, str]:
 RULE = {"routing_rule": {"name": "x", "source_channel_id": "{hook_id}",
                          "target_channel_ids": ["{hook2_id}"]}}
 CV = "/api/v1/converger"
+DL = "/v3/directline"
 
 # Tenant-facing routes that take ids: A's credentials on B's ids vs random ids.
 MATRIX: dict[tuple[str, str], Probe] = {
@@ -301,6 +303,18 @@ MATRIX: dict[tuple[str, str], Probe] = {
              "{index}/fetch"):
         Probe("POST", "/api/v1/conversations/{cg_conversation_id}/activities/"
                       "{upload_activity_id}/attachments/0/fetch", {}),
+    # Direct Line 3.0 (docs/directline.md): its own error shape, 403 for a token of another
+    # conversation, 404 for a conversation not on the caller's channel — the same for B's
+    # conversation as for one that does not exist.
+    ("GET", f"{DL}/conversations/{{conversation_id}}"):
+        Probe("GET", f"{DL}/conversations/{{cg_conversation_id}}"),
+    ("GET", f"{DL}/conversations/{{conversation_id}}/activities"):
+        Probe("GET", f"{DL}/conversations/{{cg_conversation_id}}/activities"),
+    ("POST", f"{DL}/conversations/{{conversation_id}}/activities"):
+        Probe("POST", f"{DL}/conversations/{{cg_conversation_id}}/activities",
+              {"type": "message", "text": "intrusion"}),
+    ("POST", f"{DL}/conversations/{{conversation_id}}/upload"):
+        Probe("POST", f"{DL}/conversations/{{cg_conversation_id}}/upload", multipart=True),
 }
 
 # Tenant-facing routes without ids: wrong and forged credentials are refused, and the answer
@@ -311,6 +325,9 @@ NO_ID: dict[tuple[str, str], Probe] = {
     ("POST", f"{CV}/tokens/generate"): Probe("POST", f"{CV}/tokens/generate"),
     ("POST", f"{CV}/tokens/refresh"): Probe("POST", f"{CV}/tokens/refresh"),
     ("POST", f"{CV}/conversations"): Probe("POST", f"{CV}/conversations"),
+    ("POST", f"{DL}/tokens/generate"): Probe("POST", f"{DL}/tokens/generate"),
+    ("POST", f"{DL}/tokens/refresh"): Probe("POST", f"{DL}/tokens/refresh"),
+    ("POST", f"{DL}/conversations"): Probe("POST", f"{DL}/conversations", {}),
 }
 
 # Inbound webhooks: no tenant credential, the channel id is the provider-facing address (so
@@ -319,7 +336,9 @@ INBOUND = {("GET", "/api/v1/channels/{channel_id}/inbound"),
            ("POST", "/api/v1/channels/{channel_id}/inbound"),
            ("POST", "/api/v1/channels/{channel_id}/status")}
 
-SOCKETS = {("GET", "/socket/websocket"), ("GET", "/socket/converger/websocket")}
+SOCKETS = {("GET", "/socket/websocket"), ("GET", "/socket/converger/websocket"),
+           # test_directline_stream: the token is in the URL, refused before the upgrade
+           ("GET", f"{DL}/conversations/{{conversation_id}}/stream")}
 
 # Portal pages that take ids: A's portal user on B's ids vs random ids.
 PORTAL: dict[tuple[str, str], Probe] = {
@@ -496,7 +515,12 @@ async def test_wrong_tokens_refused(route: tuple[str, str], world: dict[str, Any
                "GET /api/v1/routing_rules": {"api_key", "channel_token"},
                f"POST {CV}/tokens/generate": {"channel_secret"},
                f"POST {CV}/tokens/refresh": {"cg_token", "cg_conv_token"},
-               f"POST {CV}/conversations": {"cg_token", "cg_conv_token"}}[" ".join(route)]
+               f"POST {CV}/conversations": {"cg_token", "cg_conv_token"},
+               # Direct Line takes the channel's secret everywhere, as Azure's does
+               f"POST {DL}/tokens/generate": {"channel_secret"},
+               f"POST {DL}/tokens/refresh": {"cg_token", "cg_conv_token"},
+               f"POST {DL}/conversations": {"channel_secret", "cg_token", "cg_conv_token"},
+               }[" ".join(route)]
     assert set(accepted) == allowed, f"{route}: accepted {accepted}"
 
 
@@ -589,6 +613,38 @@ async def test_sockets(world: dict[str, Any], iso_session: aiohttp.ClientSession
                     assert on_b[0] == "refused" or on_b[1].get("status") == "error", where
                     if name.startswith(("expired", "foreign", "unsigned", "api_key", "channel_secret")):
                         assert on_b == ("refused", 403), where
+
+
+async def test_directline_stream(world: dict[str, Any], iso_session: aiohttp.ClientSession) -> None:
+    """Direct Line's stream (the token in the URL, checked before the upgrade): every token of
+    A's, and forged ones, on B's conversation — with or without a watermark of B's — is refused
+    exactly as on a conversation that does not exist; a watermark of B's on A's own
+    conversation as one that names nothing. The control: A's own conversation opens."""
+    base, a, b = world["server"].url, world["A"], world["B"]
+    none, a_conv = str(uuid.uuid4()), a["cg_conv"]
+    b_wm, none_wm = encode_watermark(b["activity"]["id"]), encode_watermark(str(uuid.uuid4()))
+    tokens = {"cg_token": a["cg_token"], "cg_conv_token": a["cg_conv_token"],
+              "user_token": a["user_token"], "channel_token": a["channel_token"],
+              "api_key": a["api_key"], "channel_secret": a["web"]["secret"], **forged(world)}
+
+    async def answer(conv: str, wm: str | None, token: str) -> tuple[int, str]:
+        params = {"t": token, **({"watermark": wm} if wm else {})}
+        async with iso_session.get(f"{base}{DL}/conversations/{conv}/stream", params=params,
+                                   allow_redirects=False) as r:
+            return r.status, masked(await r.text(), {"c": conv, "w": wm or ""})
+
+    for name, token in tokens.items():
+        cases = [((b["cg_conv"], None), (none, None)), ((b["cg_conv"], b_wm), (none, none_wm)),
+                 ((a_conv, b_wm), (a_conv, none_wm))]
+        for on_b_args, on_none_args in cases:
+            on_b, on_none = await answer(*on_b_args, token), await answer(*on_none_args, token)
+            where = f"stream with {name} {on_b_args}"
+            assert on_b == on_none, f"{where}: B's {on_b}, a missing one {on_none}"
+            assert on_b[0] in (400, 403, 404), where
+            assert_no_b(on_b[1], world, where)
+    async with iso_session.ws_connect(f"{world['server'].ws_url}{DL}/conversations/{a_conv}/stream",
+                                      params={"t": a["cg_conv_token"]}) as ws:
+        assert not ws.closed
 
 
 async def test_live_pushes_stay_in_their_tenant(world: dict[str, Any],
