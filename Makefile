@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test setup test-setup check lint bench binary clean
+.PHONY: run test test-workers setup test-setup check lint bench binary clean
 
 $(BIN)/converger: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ test: setup test-setup
 
 test-setup: setup
 	bash tests/setup.sh
+
+## The real-time, delivery and gateway tests again, each server with two worker processes
+## (`make test` runs everything with one; tests/integration/cluster always uses three).
+## `CONVERGER_WORKERS=2 make test` runs the whole suite that way.
+test-workers: setup test-setup
+	CONVERGER_WORKERS=2 $(BIN)/python -m pytest -q -p no:cacheprovider \
+	    tests/integration/realtime tests/integration/delivery tests/integration/gateway
 
 ## Style (ruff), types (mypy) and the architecture's import rules (import-linter; all configured
 ## in pyproject.toml).

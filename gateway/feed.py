@@ -109,6 +109,10 @@ class FeedReader:
                 self._publish(event)
                 n += 1
                 self.published += 1
+                # Let the sockets' sender tasks run between two events, as they do between two
+                # requests in one process: a page of events published in one go would fill a
+                # healthy socket's send queue as if it were a stalled one.
+                await asyncio.sleep(0)
             if len(events) < PAGE:
                 return n
 
@@ -131,7 +135,8 @@ class FeedReader:
                 # A disabled or deleted tenant: its sockets in this process close too.
                 from .domain import tenants
 
-                hub.publish(tenants.topic(event.ref), tenants.DISABLED, {"tenant_id": event.ref})
+                hub.publish(tenants.topic(event.ref), tenants.DISABLED,
+                            {"tenant_id": event.ref, "feed": event.id})
 
     async def _fell_behind(self, missed: int) -> None:
         """Events this process never read were pruned (it was asleep or stopped)."""

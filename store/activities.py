@@ -52,14 +52,18 @@ def insert(
     The caller has checked the conversation (tenant, status) and idempotency in the same
     transaction.
     """
+    # ``inserted_at`` never goes back within a conversation, so it sorts like ``seq``: with
+    # several worker processes a request's ``now`` is read before it waits for the write lock,
+    # and another process's later ``now`` may commit first (or the wall clock may step back).
     row = conn.execute(
-        """UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = ?, updated_at = ?
-           WHERE id = ? RETURNING last_seq""",
-        (now, now, conversation_id),
+        """UPDATE conversations SET last_seq = last_seq + 1,
+                  last_activity_at = max(coalesce(last_activity_at, ?), ?), updated_at = ?
+           WHERE id = ? RETURNING last_seq, last_activity_at""",
+        (now, now, now, conversation_id),
     ).fetchone()
     if row is None:
         raise LookupError(conversation_id)
-    seq = row[0]
+    seq, now = row[0], row[1]
     attachments = attachments if attachments is not None else []
     metadata = metadata if metadata is not None else {}
     extra = extra or {}

@@ -143,7 +143,7 @@ class Connection:
         self._sender: asyncio.Task[None] | None = None
         # Closed at once when its tenant is disabled or deleted (gateway/domain/tenants.py).
         self._tenant_topic = f"tenant:{claims.get('tenant_id')}"
-        self._tenant_watch = Subscriber(lambda event, payload: self._tenant_gone())
+        self._tenant_watch = Subscriber(lambda event, payload: self._tenant_gone(payload))
 
     # -- sending ---------------------------------------------------------------------------
     def offer(self, frame: str, force: bool = False) -> bool:
@@ -218,7 +218,12 @@ class Connection:
     def watch_tenant(self) -> None:
         self.hub.subscribe(self._tenant_topic, self._tenant_watch)
 
-    def _tenant_gone(self) -> bool:
+    def _tenant_gone(self, payload: Any = None) -> bool:
+        # Read from the change feed (another worker process made the change): a socket that
+        # has joined nothing may have connected after it was committed — its joins are
+        # refused by the store, as in one process — so only sockets with joins close.
+        if isinstance(payload, dict) and payload.get("feed") and not self.channels:
+            return True
         self.abort(CLOSE_POLICY, "tenant disabled")
         return True
 
