@@ -116,7 +116,7 @@ CODES: dict[int, tuple[str, ...]] = {
           "channel_outbound_only", "file_too_large", "invalid_cursor", "invalid_header",
           "invalid_idempotency_key",
           "invalid_activity", "invalid_query", "invalid_user", "invalid_uuid", "invalid_watermark",
-          "json_too_deep", "malformed_json", "missing_type", "unknown_activity_type",
+          "json_too_deep", "malformed_form", "malformed_json", "missing_type", "unknown_activity_type",
           "missing_channel_token", "missing_file", "not_downloadable", "missing_params", "missing_wrapper",
           "secret_required", "unknown_status_payload", "unparseable_inbound", "unsupported_vsn"),
     401: ("unauthorized", "token_revoked", "invalid_admin_token", "invalid_api_key", "invalid_signature",
