@@ -122,3 +122,35 @@ def name_taken(conn: sqlite3.Connection, tenant_id: str, name: str, exclude_id: 
         (tenant_id, name, exclude_id),
     ).fetchone()
     return row is not None
+
+
+# -- what the channel page shows about inbound traffic (m0013) -------------------------------
+def note_inbound(conn: sqlite3.Connection, channel_id: str, now: str,
+                 refusal: str | None = None) -> None:
+    """Record a provider's verification (``refusal`` None) or a refused inbound message."""
+    if refusal is None:
+        conn.execute(
+            """INSERT INTO channel_inbound_status (channel_id, last_verification_at)
+               SELECT ?, ? WHERE EXISTS (SELECT 1 FROM channels WHERE id = ?)
+               ON CONFLICT (channel_id) DO UPDATE SET last_verification_at = excluded.last_verification_at""",
+            (channel_id, now, channel_id))
+    else:
+        conn.execute(
+            """INSERT INTO channel_inbound_status (channel_id, last_refusal_at, last_refusal_reason)
+               SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM channels WHERE id = ?)
+               ON CONFLICT (channel_id) DO UPDATE SET last_refusal_at = excluded.last_refusal_at,
+                   last_refusal_reason = excluded.last_refusal_reason""",
+            (channel_id, now, refusal[:500], channel_id))
+
+
+def inbound_status(conn: sqlite3.Connection, channel_id: str) -> dict[str, Any]:
+    """Last verification, last refusal (and its reason), last inbound message of a channel."""
+    row = conn.execute(
+        """SELECT last_verification_at, last_refusal_at, last_refusal_reason
+             FROM channel_inbound_status WHERE channel_id = ?""", (channel_id,)).fetchone()
+    last = conn.execute("SELECT max(inserted_at) FROM activities WHERE source_channel_id = ?",
+                        (channel_id,)).fetchone()
+    out: dict[str, Any] = dict(row) if row else {
+        "last_verification_at": None, "last_refusal_at": None, "last_refusal_reason": None}
+    out["last_inbound_at"] = last[0] if last else None
+    return out

@@ -142,15 +142,32 @@ def _ignored(request: Request, channel: Channel, adapter: Adapter, reason: str) 
 
 @bp.get("/channels/<channel_id>/inbound")
 async def verify(request: Request, channel_id: str) -> HTTPResponse:
-    _, info, adapter = await _channel(request, channel_id)
+    channel, info, adapter = await _channel(request, channel_id)
     query = {k: v[0] for k, v in request.args.items() if v}
     status, body = adapter.verify_challenge(info, query)
+    if status == 200 and query:  # the provider's console verified the URL: shown on its page
+        ctx = gw(request)
+        await ctx.db.write(channels.note_inbound, channel.id, ctx.now_iso())
     return text(body, status=status)
 
 
 @bp.post("/channels/<channel_id>/inbound")
 async def inbound(request: Request, channel_id: str) -> HTTPResponse:
     channel, info, adapter = await _channel(request, channel_id)
+    try:
+        return await _inbound(request, channel, info, adapter)
+    except errors.ApiError as exc:
+        # The channel page shows the last refusal and its reason (issue 23): a provider's
+        # messages refused is otherwise only seen in the provider's console.
+        if exc.status in (400, 401, 403):
+            ctx = gw(request)
+            await ctx.db.write(channels.note_inbound, channel.id, ctx.now_iso(),
+                               f"{exc.code}: {exc.detail}")
+        raise
+
+
+async def _inbound(request: Request, channel: Channel, info: ChannelInfo,
+                   adapter: Adapter) -> HTTPResponse:
     _verify(request, info, adapter)
     payload = _payload(request)
     handshake = adapter.handshake(info, payload)

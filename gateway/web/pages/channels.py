@@ -6,6 +6,7 @@ Changes go through ``gateway.domain`` (validation, encryption of secrets, audit)
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from sanic import Request
@@ -55,7 +56,28 @@ def _fields(kind: str) -> list[tuple[str, str, bool, bool, str]]:
 
 def _types() -> list[dict[str, Any]]:
     return [{"type": t, "modes": list(a.supported_modes), "default": channel_ops.default_mode(t),
-             "fields": _fields(t)} for t, a in adapters.REGISTRY.items()]
+             "inbound": "inbound" in a.supported_modes, "fields": _fields(t)}
+            for t, a in adapters.REGISTRY.items()]
+
+
+# Where a provider's console takes the inbound URL, and what to subscribe to there.
+CONNECT: dict[str, str] = {
+    "whatsapp_meta": "Meta for Developers → your app → WhatsApp → Configuration → Webhook → Edit: "
+                     "paste the Callback URL and the Verify token below, Verify and save, then "
+                     "Subscribe to the messages field. The App secret (App settings → Basic) "
+                     "goes in this channel's App secret field. The channel's whsec_ secret is "
+                     "converger's own signing secret: Meta does not need it.",
+    "whatsapp_infobip": "Infobip portal → Channels and Numbers → WhatsApp → your sender → "
+                        "Inbound configuration: forward messages to the Callback URL (HTTP POST, "
+                        "JSON); delivery reports go to the same URL.",
+    "telegram": "Use the Register webhook action on this page: it calls Telegram's setWebhook "
+                "with the Callback URL and the channel's secret token.",
+    "slack": "api.slack.com → your app → Event Subscriptions: paste the Callback URL as the "
+             "Request URL, then subscribe to the bot events message.channels, message.im and "
+             "app_mention.",
+    "webhook": "Your system POSTs JSON messages to the Callback URL, signed with the channel's "
+               "secret (x-converger-signature).",
+}
 
 
 def _actions(kind: str) -> list[tuple[str, str]]:
@@ -71,6 +93,22 @@ def _inbound(request: Request, channel: Any) -> str | None:
     return channel_actions.inbound_url(request, channel.id)
 
 
+def _connect(request: Request, channel: Any) -> dict[str, Any] | None:
+    """The "Connect to provider" panel of a channel that can take inbound: the callback URL,
+    the verify token in clear (the provider's console needs it), what to subscribe to. None
+    for a type without inbound."""
+    adapter = adapters.get(channel.type)
+    if adapter is None or "inbound" not in adapter.supported_modes:
+        return None
+    plain = channel_ops.open_config(request.app.ctx.cipher, channel.config)
+    token = plain.get("verify_token")
+    return {"url": channel_actions.inbound_url(request, channel.id),
+            "refuses": channel.mode == "outbound",
+            "verify_token": token if isinstance(token, str) else None,
+            "has_verify_token": any(f[0] == "verify_token" for f in _fields(channel.type)),
+            "how": CONNECT.get(channel.type, "Point the provider's webhook at the Callback URL.")}
+
+
 async def _channels_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
     def read(conn: Any) -> dict[str, Any]:
         try:
@@ -84,6 +122,8 @@ async def _channels_page(request: Request, status: int = 200, **extra: Any) -> H
                 "tenant_names": dict(dashboard.all_names(conn, "tenants"))}
 
     data = await request.app.ctx.db.read(read)
+    if extra.get("created") is not None:
+        extra["connect"] = _connect(request, extra["created"])
     return render(request, "admin/channels.html", status=status, types=_types(),
                   types_json=json.dumps(_types()), summary=_summary, actions=_actions,
                   inbound=lambda c: _inbound(request, c), **data, **extra)
@@ -128,8 +168,9 @@ def _channel_input(request: Request) -> tuple[dict[str, Any], list[Any] | str]:
 async def channel_create(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
     config, steps = _channel_input(request)
-    values = {k: v for k, v in (request.form or {}).items() if not k.startswith("config.")}
-    values = {k: v[0] if isinstance(v, list) else v for k, v in values.items()}
+    # Kept after an error (secrets are not rendered back: they are re-entered).
+    values = {k: v[0] if isinstance(v, list) else v for k, v in (request.form or {}).items()
+              if not k.endswith("_csrf")}
     if isinstance(steps, str):
         return await _channels_page(request, 422, errors={"transformations": [steps]},
                                     values=values)
@@ -146,9 +187,103 @@ async def channel_create(request: Request) -> HTTPResponse:
         return await _channels_page(request, 422, errors=exc.fields, values=values)
     flash(request, "Channel created")
     token = ctx.tokens.channel_token(channel.id, channel.tenant_id, sv=secret_version(channel))
-    return await _channels_page(request, 201, shown_once={
+    return await _channels_page(request, 201, created=channel, shown_once={
         "what": f"secret and a channel token of {channel.name}",
         "value": secret, "extra": token})
+
+
+# -- one channel: edit (keeping its id and inbound URL), connect to the provider ------------
+async def _channel_page(request: Request, channel_id: str, status: int = 200,
+                        **extra: Any) -> HTTPResponse:
+    ctx = request.app.ctx
+
+    def read(conn: Any) -> dict[str, Any] | None:
+        channel = channels.get(conn, channel_id)
+        if channel is None:
+            return None
+        return {"c": channel, "inbound_status": channels.inbound_status(conn, channel_id),
+                "health": dashboard.latest_health(conn).get(channel_id),
+                "tenant_name": dict(dashboard.all_names(conn, "tenants")).get(channel.tenant_id)}
+
+    data = await ctx.db.read(read)
+    if data is None:
+        flash(request, "Channel not found", "error")
+        return redirect("/admin/channels")
+    c = data["c"]
+    info = next(t for t in _types() if t["type"] == c.type) if adapters.get(c.type) else None
+    shown = channel_ops.masked_config(ctx.cipher, c.config)
+    return render(request, "admin/channel.html", status=status, type_info=info,
+                  types_json=json.dumps([info] if info else []), config=shown,
+                  connect=_connect(request, c), actions=_actions(c.type),
+                  steps_json=json.dumps(c.transformations, indent=2) if c.transformations else "",
+                  **data, **extra)
+
+
+@ADMIN.get("/channels/<channel_id:uuid>")
+async def channel_page(request: Request, channel_id: Any) -> HTTPResponse:
+    return await _channel_page(request, str(channel_id))
+
+
+@ADMIN.post("/channels/<channel_id:uuid>")
+async def channel_edit(request: Request, channel_id: Any) -> HTTPResponse:
+    """Name, mode, config and middleware of a channel; its id (and so its inbound URL) stays.
+    A secret input left empty keeps the stored secret (sent on as the ``****`` mask)."""
+    ctx = request.app.ctx
+    cid = str(channel_id)
+    current = await ctx.db.read(channels.get, cid)
+    if current is None:
+        flash(request, "Channel not found", "error")
+        return redirect("/admin/channels")
+    values = {k: v[0] if isinstance(v, list) else v for k, v in (request.form or {}).items()
+              if not k.endswith("_csrf")}
+    config = channel_ops.masked_config(ctx.cipher, current.config)
+    for key, _label, secret, _required, _help in _fields(current.type):
+        value = form(request, f"config.{current.type}.{key}")
+        if secret:
+            config[key] = value if value else config.get(key, channel_ops.MASK)
+            if not value and key not in current.config:
+                config.pop(key, None)
+        elif value:
+            config[key] = value
+        else:
+            config.pop(key, None)
+    raw = form(request, "transformations") or "[]"
+    try:
+        steps = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        return await _channel_page(request, cid, 422, values=values, errors={
+            "transformations": ["middleware steps are not valid JSON"]})
+    changes = {"name": form(request, "name"), "mode": form(request, "mode") or current.mode,
+               "config": config, "transformations": steps if isinstance(steps, list) else steps}
+    try:
+        await channel_ops.update(gw(request), actor(request), cid, changes)
+    except ValidationFailed as exc:
+        return await _channel_page(request, cid, 422, values=values, errors=exc.fields)
+    except NotFound:
+        flash(request, "Channel not found", "error")
+        return redirect("/admin/channels")
+    flash(request, "Channel saved")
+    return redirect(f"/admin/channels/{cid}")
+
+
+@ADMIN.post("/channels/<channel_id:uuid>/verify_token")
+async def channel_verify_token(request: Request, channel_id: Any) -> HTTPResponse:
+    """A new verify token (shown on the channel page, to paste into the provider's console)."""
+    ctx = request.app.ctx
+    cid = str(channel_id)
+    current = await ctx.db.read(channels.get, cid)
+    if current is None or not any(f[0] == "verify_token" for f in _fields(current.type)):
+        flash(request, "Channel not found", "error")
+        return redirect("/admin/channels")
+    config = channel_ops.masked_config(ctx.cipher, current.config)
+    config["verify_token"] = secrets.token_urlsafe(24)
+    try:
+        await channel_ops.update(gw(request), actor(request), cid, {"config": config})
+    except (ValidationFailed, NotFound) as exc:
+        flash(request, f"Verify token not changed: {exc}", "error")
+    else:
+        flash(request, "New verify token: paste it into the provider's console")
+    return redirect(f"/admin/channels/{cid}")
 
 
 async def set_status(request: Request, channel_id: str, tenant_id: str | None) -> bool:

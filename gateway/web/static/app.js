@@ -21,33 +21,54 @@
     }
   });
 
-  // The channel form adapts to the type: its config inputs and its supported modes.
+  // The channel form adapts to the type: its config inputs and its supported modes. Choosing
+  // a type resets the mode to that type's default (a mode kept from the previous type made
+  // WhatsApp channels outbound-only); a mode the server sent back after an error is kept.
+  function modeWarning(form, info, modeSel) {
+    var warn = form.querySelector("[data-mode-warning]");
+    if (!warn) { return; }
+    warn.hidden = !(info && info.inbound && modeSel.value === "outbound");
+  }
   function channelForm() {
     var form = document.getElementById("channel-form");
     if (!form) { return; }
     var types = JSON.parse(document.getElementById("channel-types").textContent);
     var typeSel = form.querySelector("select[name=type]");
     var modeSel = form.querySelector("select[name=mode]");
+    var chosen = modeSel.getAttribute("data-chosen") || "";
+    function info() {
+      return types.filter(function (t) { return t.type === typeSel.value; })[0];
+    }
     function apply() {
-      var info = types.filter(function (t) { return t.type === typeSel.value; })[0];
+      var t = info();
       form.querySelectorAll("[data-config-for]").forEach(function (fs) {
         var on = fs.getAttribute("data-config-for") === typeSel.value;
         fs.hidden = !on;
         fs.querySelectorAll("input").forEach(function (i) { i.disabled = !on; });
       });
-      if (!info) { return; }
-      var keep = modeSel.value;
+      if (!t) { return; }
       modeSel.innerHTML = "";
-      info.modes.forEach(function (m) {
+      t.modes.forEach(function (m) {
         var o = document.createElement("option");
         o.value = m; o.textContent = m;
         modeSel.appendChild(o);
       });
-      modeSel.value = info.modes.indexOf(keep) >= 0 ? keep : info["default"];
+      modeSel.value = t.modes.indexOf(chosen) >= 0 ? chosen : t["default"];
+      chosen = "";  // only the first drawing keeps the mode sent back by the server
+      modeWarning(form, t, modeSel);
     }
     typeSel.addEventListener("change", apply);
+    modeSel.addEventListener("change", function () { modeWarning(form, info(), modeSel); });
     apply();
     stepBuilder(form);
+  }
+  function channelEditForm() {
+    var form = document.getElementById("channel-edit-form");
+    if (!form) { return; }
+    var t = JSON.parse(document.getElementById("channel-types").textContent)[0];
+    var modeSel = form.querySelector("select[name=mode]");
+    modeSel.addEventListener("change", function () { modeWarning(form, t, modeSel); });
+    modeWarning(form, t, modeSel);
   }
 
   // Middleware steps: a builder that edits the JSON list in the textarea (which stays editable).
@@ -190,6 +211,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     channelForm();
+    channelEditForm();
     ruleForm();
     timeline();
     healthLive();
