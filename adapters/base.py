@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Protocol
 
 import msgspec
 
+from .media import MediaSpec
+
 MODES = ("inbound", "outbound", "duplex")
 # The longest wait a receiver's Retry-After can ask for. A delivery's next attempt is a date:
 # "Retry-After: 99999999999999" (or an HTTP date in the year 9999) would overflow it and fail
@@ -169,6 +171,9 @@ class Adapter(Protocol):
     # The body a provider expects in a 2xx answer to its inbound posts, as (content type,
     # body) — Twilio's empty TwiML; None: the gateway's JSON answer.
     inbound_ack: ClassVar[tuple[str, str] | None]
+    # The attachments it can send (adapters/media.py): type → size and content-type limits.
+    # Empty: text only. An activity it cannot send fails at once, saying why.
+    media: ClassVar[Mapping[str, MediaSpec]]
 
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
         """An error message, or None when the config is valid."""
@@ -244,6 +249,7 @@ class BaseAdapter:
     actions: ClassVar[tuple[str, ...]] = ()
     config_fields: ClassVar[tuple[ConfigField, ...]] = ()
     inbound_ack: ClassVar[tuple[str, str] | None] = None
+    media: ClassVar[Mapping[str, MediaSpec]] = {}
 
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
         return None

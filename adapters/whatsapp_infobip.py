@@ -14,6 +14,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from . import templates
 from . import whatsapp_common as common
 from .base import (
     MESSAGES_ONLY,
@@ -26,6 +27,7 @@ from .base import (
     StatusUpdate,
     missing_strings,
 )
+from .media import MB, MediaSpec, choose
 from .signing import header_bytes
 from .webhook import valid_http_url
 
@@ -41,6 +43,16 @@ STATUS_GROUPS = {
     "UNDELIVERABLE": "failed",
     "PENDING": "sent",
 }
+# What Infobip's WhatsApp media endpoints accept (``/whatsapp/1/message/<type>``, by URL).
+SENDS: dict[str, MediaSpec] = {
+    "image": MediaSpec(max_bytes=5 * MB, content_types=frozenset({"image/jpeg", "image/png"})),
+    "document": MediaSpec(max_bytes=100 * MB),
+    "audio": MediaSpec(max_bytes=16 * MB, caption=False, content_types=frozenset({
+        "audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"})),
+    "video": MediaSpec(max_bytes=16 * MB, content_types=frozenset({"video/mp4", "video/3gpp"})),
+    "sticker": MediaSpec(max_bytes=100 * 1024, caption=False,
+                         content_types=frozenset({"image/webp"})),
+}
 MEDIA_TYPES = ("IMAGE", "VIDEO", "AUDIO", "VOICE", "DOCUMENT", "STICKER")
 
 
@@ -48,7 +60,8 @@ class WhatsAppInfobipAdapter(BaseAdapter):
     type: ClassVar[str] = "whatsapp_infobip"
     secret_fields: ClassVar[tuple[str, ...]] = ("api_key", "webhook_password")
     delivers: ClassVar[bool] = True
-    activity_types: ClassVar[frozenset[str] | None] = MESSAGES_ONLY  # text and media
+    activity_types: ClassVar[frozenset[str] | None] = MESSAGES_ONLY | {"template"}
+    media: ClassVar[Mapping[str, MediaSpec]] = SENDS
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
@@ -94,22 +107,24 @@ class WhatsAppInfobipAdapter(BaseAdapter):
     async def deliver(
         self, session: Any, channel: ChannelInfo, activity: OutboundActivity
     ) -> DeliveryResult:
-        """Send the activity's text; any 2xx is success, keeping Infobip's message id."""
+        """Send the activity (text, one media file with its caption, or a template); any 2xx
+        is success, keeping Infobip's message id. What Infobip would refuse fails at once."""
         to = common.recipient(activity)
         if to is None:
             return common.no_recipient("Infobip")
-        text = common.text_of(activity, "Infobip")
-        if isinstance(text, DeliveryResult):
-            return text
         config = channel.config
-        body = {"from": config["sender"], "to": to, "content": {"text": text}}
+        request = _request_of(activity, config["sender"], to)
+        if isinstance(request, str):
+            return DeliveryResult(ok=False, retryable=False, error=request)
+        path, body = request
         headers = {
             "Authorization": f"App {config['api_key']}",
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
         answer = await common.post_json(
-            session, self.text_url(config), headers, body, common.timeout_of(config)
+            session, config["base_url"].rstrip("/") + path, headers, body,
+            common.timeout_of(config)
         )
         if isinstance(answer, str):
             return common.unreachable(LABEL, answer)
@@ -141,6 +156,48 @@ class WhatsAppInfobipAdapter(BaseAdapter):
         """Every delivery or seen report in ``results``, or None when there are none."""
         updates = [_status(r) for r in _results(payload) if _is_report(r)]
         return updates or None
+
+
+def _request_of(activity: OutboundActivity, sender: str, to: str
+                ) -> tuple[str, dict[str, Any]] | str:
+    """(path, JSON body) of the Infobip request that sends ``activity``, or why none can."""
+    if activity.type == "template":
+        use = templates.template_of(activity)
+        if isinstance(use, str):
+            return use
+        data: dict[str, Any] = {"body": {"placeholders": [
+            str(p.get("text", "")) for p in templates.parameters(use, "body")]}}
+        header = templates.parameters(use, "header")
+        if header:
+            h = header[0]
+            kind = str(h.get("type", "text")).lower()
+            if kind == "text":
+                data["header"] = {"type": "TEXT", "placeholder": str(h.get("text", ""))}
+            else:
+                found = h.get(kind)
+                media: dict[str, Any] = found if isinstance(found, dict) else {}
+                if not media.get("link"):
+                    return "Infobip template headers need a media link (no media ids)"
+                data["header"] = {"type": kind.upper(), "mediaUrl": media["link"]}
+        content = {"templateName": use.name, "templateData": data, "language": use.language}
+        return "/whatsapp/1/message/template", {
+            "messages": [{"from": sender, "to": to, "content": content}]}
+    chosen = choose(SENDS, activity.attachments, activity.text, "Infobip")
+    if isinstance(chosen, str):
+        return chosen
+    if chosen is None:
+        if isinstance(activity.text, str) and activity.text.strip():
+            return "/whatsapp/1/message/text", {"from": sender, "to": to,
+                                                "content": {"text": activity.text}}
+        return "Infobip delivery needs a non-empty text or one attachment"
+    if chosen.link is None:
+        return "Infobip sends media by URL only: the attachment needs a contentUrl, not a media_id"
+    part: dict[str, Any] = {"mediaUrl": chosen.link}
+    if activity.text and activity.text.strip():
+        part["caption"] = activity.text
+    if chosen.kind == "document" and chosen.name:
+        part["filename"] = chosen.name
+    return f"/whatsapp/1/message/{chosen.kind}", {"from": sender, "to": to, "content": part}
 
 
 def _number(value: Any) -> str:

@@ -14,6 +14,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from . import templates
 from . import whatsapp_common as common
 from .base import (
     MESSAGES_ONLY,
@@ -26,6 +27,7 @@ from .base import (
     StatusUpdate,
     missing_strings,
 )
+from .media import MB, MediaSpec, choose
 from .signing import header_bytes
 from .webhook import valid_http_url
 
@@ -39,6 +41,17 @@ OBJECT = "whatsapp_business_account"
 STATUSES = ("sent", "delivered", "read", "failed")
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 MEDIA_FIELDS = ("id", "mime_type", "sha256", "caption", "filename", "voice", "animated", "url")
+# What the Cloud API accepts (developers.facebook.com/docs/whatsapp/cloud-api/reference/media,
+# "Supported media types"): size limits and content types per message type.
+SENDS: dict[str, MediaSpec] = {
+    "image": MediaSpec(max_bytes=5 * MB, content_types=frozenset({"image/jpeg", "image/png"})),
+    "document": MediaSpec(max_bytes=100 * MB),
+    "audio": MediaSpec(max_bytes=16 * MB, caption=False, content_types=frozenset({
+        "audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"})),
+    "video": MediaSpec(max_bytes=16 * MB, content_types=frozenset({"video/mp4", "video/3gpp"})),
+    "sticker": MediaSpec(max_bytes=500 * 1024, caption=False,
+                         content_types=frozenset({"image/webp"})),
+}
 # Graph error codes that mean "later, not never" even when the HTTP status is a 4xx:
 # throttling (4, 80007, 130429, 131048, 131056) and temporary service trouble (1, 2, 131000,
 # 131016, 133004). Anything else in a 4xx is final.
@@ -49,7 +62,8 @@ class WhatsAppMetaAdapter(BaseAdapter):
     type: ClassVar[str] = "whatsapp_meta"
     secret_fields: ClassVar[tuple[str, ...]] = ("access_token", "app_secret")
     delivers: ClassVar[bool] = True
-    activity_types: ClassVar[frozenset[str] | None] = MESSAGES_ONLY  # text and media
+    activity_types: ClassVar[frozenset[str] | None] = MESSAGES_ONLY | {"template"}
+    media: ClassVar[Mapping[str, MediaSpec]] = SENDS
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
@@ -79,21 +93,17 @@ class WhatsAppMetaAdapter(BaseAdapter):
     async def deliver(
         self, session: Any, channel: ChannelInfo, activity: OutboundActivity
     ) -> DeliveryResult:
-        """Send the activity's text; success only on 200, keeping Meta's message id."""
+        """Send the activity (text, one media file with its caption, or a template); success
+        only on 200, keeping Meta's message id. What Meta would refuse fails at once."""
         to = common.recipient(activity)
         if to is None:
             return common.no_recipient("WhatsApp")
-        text = common.text_of(activity, "WhatsApp")
-        if isinstance(text, DeliveryResult):
-            return text
+        content = _content_of(activity)
+        if isinstance(content, str):
+            return DeliveryResult(ok=False, retryable=False, error=content)
         config = channel.config
-        body = {
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": to,
-            "type": "text",
-            "text": {"body": text},
-        }
+        body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
+                **content}
         headers = {
             "Authorization": f"Bearer {config['access_token']}",
             "Content-Type": "application/json",
@@ -189,6 +199,33 @@ class WhatsAppMetaAdapter(BaseAdapter):
         ``metadata.phone_number_id`` is another number's is not this channel's."""
         number = message.metadata.get("phone_number_id")
         return number is None or str(number) == str(channel.config.get("phone_number_id"))
+
+
+def _content_of(activity: OutboundActivity) -> dict[str, Any] | str:
+    """The message fields after ``to``: a template, a media message (caption from the text)
+    or a text message; or why the activity cannot be sent."""
+    if activity.type == "template":
+        tpl = templates.template_of(activity)
+        if isinstance(tpl, str):
+            return tpl
+        out: dict[str, Any] = {"name": tpl.name, "language": {"code": tpl.language}}
+        if tpl.components:
+            out["components"] = tpl.components
+        return {"type": "template", "template": out}
+    chosen = choose(SENDS, activity.attachments, activity.text, "WhatsApp")
+    if isinstance(chosen, str):
+        return chosen
+    if chosen is None:
+        if isinstance(activity.text, str) and activity.text.strip():
+            return {"type": "text", "text": {"body": activity.text}}
+        return "WhatsApp delivery needs a non-empty text or one attachment"
+    part: dict[str, Any] = ({"id": chosen.media_id} if chosen.media_id is not None
+                            else {"link": chosen.link})
+    if activity.text and activity.text.strip():
+        part["caption"] = activity.text
+    if chosen.kind == "document" and chosen.name:
+        part["filename"] = chosen.name
+    return {"type": chosen.kind, chosen.kind: part}
 
 
 def sign(app_secret: str, body: bytes) -> str:

@@ -34,6 +34,7 @@ from store.util import parse_iso, utcnow
 from .. import errors, metrics, outbound, tracing
 from ..context import Gateway
 from ..domain.channels import channel_info
+from ..domain.media import public_links
 from ..domain.receipts import publish
 from ..shapes import delivery_status
 from ..tasks import cancel_and_wait, wait_event
@@ -209,7 +210,8 @@ class Engine:
             return DeliveryResult(ok=False, error=f"no adapter for {channel.type}", retryable=False)
         outbound = OutboundActivity(
             id=activity.id, type=activity.type, sender=activity.sender, text=activity.text,
-            attachments=activity.attachments, metadata=activity.metadata,
+            attachments=public_links(self.gw, activity.tenant_id, activity.attachments),
+            metadata=activity.metadata,
             conversation_id=activity.conversation_id, tenant_id=activity.tenant_id,
             timestamp=activity.inserted_at, seq=activity.seq, delivery_id=d.id,
             thread_sender=work.thread_sender, extra=activity.extra,

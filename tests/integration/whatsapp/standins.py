@@ -234,7 +234,9 @@ class MetaStandIn(StandIn):
                             "details": "Recipient phone number not in allowed list"}),
                 status=400)
         wamid = "wamid." + uuid.uuid4().hex.upper()
-        self.sent.append({"id": wamid, "to": to, "text": body["text"]["body"]})
+        kind = body["type"]
+        self.sent.append({"id": wamid, "to": to, "type": kind, kind: body[kind],
+                          "text": body["text"]["body"] if kind == "text" else None})
         self.accepted(wamid, to)
         answer = sample("meta_send_response.json")
         answer["contacts"] = [{"input": to, "wa_id": to.lstrip("+")}]
@@ -243,14 +245,19 @@ class MetaStandIn(StandIn):
 
     @staticmethod
     def _check(body: dict[str, Any]) -> dict[str, Any] | None:
-        """The documented request body for a text message, field by field."""
+        """The documented request body (developers.facebook.com/docs/whatsapp/cloud-api/
+        messages: text, image, document, audio, video, sticker, template), field by field:
+        nothing more than the documented fields, each of its documented type."""
+        kind = body.get("type")
+        allowed = {"messaging_product", "recipient_type", "to", "type", str(kind)}
         if request_problem := (
             (body.get("messaging_product") != "whatsapp" and "messaging_product")
             or (body.get("recipient_type") != "individual" and "recipient_type")
-            or (body.get("type") != "text" and "type")
-            or (not isinstance(body.get("text"), dict) and "text")
-            or (not isinstance(body["text"].get("body"), str) and "text.body")
+            or (kind not in MEDIA_FIELDS and kind not in ("text", "template") and "type")
+            or (not isinstance(body.get(str(kind)), dict) and str(kind))
+            or (set(body) - allowed and ", ".join(sorted(set(body) - allowed)))
             or (not isinstance(body.get("to"), str) and "to")
+            or _part_problem(str(kind), body[str(kind)])
         ):
             return meta_error(f"(#100) Invalid parameter: {request_problem}", 100)
         if not body["to"].lstrip("+").isdigit():
@@ -260,10 +267,61 @@ class MetaStandIn(StandIn):
         return None
 
 
+# The fields each media message type takes: exactly one of id and link, and these.
+MEDIA_FIELDS: dict[str, set[str]] = {
+    "image": {"caption"}, "video": {"caption"}, "document": {"caption", "filename"},
+    "audio": set(), "sticker": set(),
+}
+
+
+def _part_problem(kind: str, part: dict[str, Any]) -> str | None:
+    """What is wrong with the ``text``/media/``template`` object of a message, or None."""
+    if kind == "text":
+        if not isinstance(part.get("body"), str) or set(part) - {"body", "preview_url"}:
+            return "text.body"
+        return None
+    if kind in MEDIA_FIELDS:
+        if ("id" in part) == ("link" in part):
+            return f"{kind}: exactly one of id and link"
+        if set(part) - {"id", "link"} - MEDIA_FIELDS[kind]:
+            return f"{kind}: " + ", ".join(sorted(set(part) - {"id", "link"} - MEDIA_FIELDS[kind]))
+        if not all(isinstance(v, str) and v for v in part.values()):
+            return f"{kind}: every field is a non-empty string"
+        if "link" in part and not part["link"].startswith(("http://", "https://")):
+            return f"{kind}.link"
+        return None
+    # template
+    if set(part) - {"name", "language", "components"} or not isinstance(part.get("name"), str):
+        return "template.name"
+    language = part.get("language")
+    if not isinstance(language, dict) or set(language) != {"code"} or not isinstance(
+            language["code"], str):
+        return "template.language"
+    for c in part.get("components", []):
+        if not isinstance(c, dict) or c.get("type") not in ("header", "body", "button"):
+            return "template.components.type"
+        for p in c.get("parameters", []):
+            ptype = p.get("type") if isinstance(p, dict) else None
+            if ptype == "text" and isinstance(p.get("text"), str) and set(p) == {"type", "text"}:
+                continue
+            if ptype in ("image", "video", "document") and set(p) == {"type", ptype} and \
+                    isinstance(p[ptype], dict) and (p[ptype].get("link") or p[ptype].get("id")):
+                continue
+            return "template.components.parameters"
+    return None
+
+
 # -- Infobip ---------------------------------------------------------------------------------
 def infobip_error(message_id: str, text: str, **extra: Any) -> dict[str, Any]:
     """Infobip's classic error envelope."""
     return {"requestError": {"serviceException": {"messageId": message_id, "text": text, **extra}}}
+
+
+# Infobip's media endpoints and the content fields each takes besides ``mediaUrl``.
+INFOBIP_MEDIA: dict[str, set[str]] = {
+    "image": {"caption"}, "video": {"caption"}, "document": {"caption", "filename"},
+    "audio": set(), "sticker": set(),
+}
 
 
 class InfobipStandIn(StandIn):
@@ -293,6 +351,86 @@ class InfobipStandIn(StandIn):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/whatsapp/1/message/text", self.text)
+        app.router.add_post("/whatsapp/1/message/template", self.template)
+        for kind in INFOBIP_MEDIA:
+            app.router.add_post(f"/whatsapp/1/message/{kind}", self.media)
+
+    async def _admit(self, request: web.Request) -> tuple[Seen, web.Response | None]:
+        seen = await self.record(request)
+        if request.headers.get("Authorization") != f"App {self.api_key}":
+            return seen, web.json_response(infobip_error("UNAUTHORIZED", "Invalid login details"),
+                                           status=401)
+        return seen, await self.scripted()
+
+    def _accept(self, to: str, kind: str, content: dict[str, Any]) -> web.Response:
+        message_id = str(uuid.uuid4())
+        self.sent.append({"id": message_id, "to": to, "type": kind, "content": content,
+                          "text": content.get("text")})
+        self.accepted(message_id, to)
+        answer = sample("infobip_send_response.json")
+        answer.update(to=to, messageId=message_id)
+        return web.json_response(answer)
+
+    async def media(self, request: web.Request) -> web.Response:
+        """``/whatsapp/1/message/{image,document,audio,video,sticker}``: ``content.mediaUrl``
+        and, where the type has them, ``caption`` and ``filename`` (Infobip's API reference)."""
+        seen, early = await self._admit(request)
+        if early is not None:
+            return early
+        kind = request.path.rsplit("/", 1)[-1]
+        body = seen.body if isinstance(seen.body, dict) else {}
+        content = body.get("content") if isinstance(body.get("content"), dict) else {}
+        errors = self._common(body)
+        url = content.get("mediaUrl")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            errors["content.mediaUrl"] = ["must be a valid URL"]
+        extra = set(content) - {"mediaUrl"} - INFOBIP_MEDIA[kind]
+        if extra or set(body) - {"from", "to", "content"}:
+            errors["content"] = [f"unknown fields {sorted(extra)}"]
+        if errors:
+            return web.json_response(
+                infobip_error("BAD_REQUEST", "Bad request", validationErrors=errors), status=400)
+        return self._accept(body["to"], kind, content)
+
+    async def template(self, request: web.Request) -> web.Response:
+        """``/whatsapp/1/message/template``: ``{"messages": [{"from", "to", "content":
+        {"templateName", "templateData": {"body": {"placeholders"}, "header"?}, "language"}}]}``."""
+        seen, early = await self._admit(request)
+        if early is not None:
+            return early
+        body = seen.body if isinstance(seen.body, dict) else {}
+        messages = body.get("messages")
+        msg = messages[0] if isinstance(messages, list) and len(messages) == 1 and \
+            isinstance(messages[0], dict) else {}
+        content = msg.get("content") if isinstance(msg.get("content"), dict) else {}
+        errors = self._common(msg)
+        data = content.get("templateData") if isinstance(content.get("templateData"), dict) else {}
+        placeholders = (data.get("body") or {}).get("placeholders") if isinstance(
+            data.get("body"), dict) else None
+        if not isinstance(content.get("templateName"), str) or not isinstance(
+                content.get("language"), str):
+            errors["content"] = ["templateName and language are required"]
+        if not isinstance(placeholders, list) or not all(isinstance(p, str) for p in placeholders):
+            errors["content.templateData.body.placeholders"] = ["must be a list of strings"]
+        if errors:
+            return web.json_response(
+                infobip_error("BAD_REQUEST", "Bad request", validationErrors=errors), status=400)
+        message_id = str(uuid.uuid4())
+        self.sent.append({"id": message_id, "to": msg["to"], "type": "template",
+                          "content": content, "text": None})
+        self.accepted(message_id, msg["to"])
+        return web.json_response({"messages": [{"to": msg["to"], "messageId": message_id,
+                                                "status": {"groupId": 1, "groupName": "PENDING",
+                                                           "id": 7, "name": "PENDING_ENROUTE"}}]})
+
+    def _common(self, body: dict[str, Any]) -> dict[str, list[str]]:
+        errors: dict[str, list[str]] = {}
+        if body.get("from") != self.sender:
+            errors["from"] = ["sender is not registered"]
+        to = body.get("to")
+        if not isinstance(to, str) or not to.lstrip("+").isdigit() or len(to.lstrip("+")) < 8:
+            errors["to"] = ["invalid destination address"]
+        return errors
 
     async def text(self, request: web.Request) -> web.Response:
         seen = await self.record(request)
@@ -316,7 +454,8 @@ class InfobipStandIn(StandIn):
             return web.json_response(
                 infobip_error("BAD_REQUEST", "Bad request", validationErrors=errors), status=400)
         message_id = str(uuid.uuid4())
-        self.sent.append({"id": message_id, "to": to, "text": content["text"]})
+        self.sent.append({"id": message_id, "to": to, "type": "text", "content": content,
+                          "text": content["text"]})
         self.accepted(message_id, to)
         answer = sample("infobip_send_response.json")
         answer.update(to=to, messageId=message_id)

@@ -40,13 +40,14 @@ from .checks import (
 from .delivery import Provider, check_deliver, closed_port
 from .fake import Delivered, FakeAdapter
 from .management import check_config_fields, check_handshake, check_management
+from .media import check_media, check_media_declaration
 from .profile import GARBAGE, WRONG, Headers, Profile, variants
 
 __all__ = [
     "FORGED_HEADERS", "GARBAGE", "QUERIES", "WRONG", "Delivered", "FakeAdapter", "Headers",
     "Profile", "Provider", "bad_configs", "check_all", "check_attributes", "check_config_fields",
     "check_deliver", "check_handshake", "check_management",
-    "check_inbound_value", "check_parsing", "check_status_value", "check_validate_config",
+    "check_inbound_value", "check_media", "check_media_declaration", "check_parsing", "check_status_value", "check_validate_config",
     "check_validate_value", "check_verification", "closed_port", "odd_configs", "variants",
 ]
 
@@ -60,4 +61,5 @@ async def check_all(adapter: Adapter, profile: Profile, key: str | None = None) 
     check_handshake(adapter, profile)
     check_config_fields(adapter, profile)
     await check_deliver(adapter, profile)
+    await check_media(adapter, profile)
     await check_management(adapter, profile)

@@ -225,6 +225,12 @@ async def test_deliver(key: str) -> None:
 
 
 @pytest.mark.parametrize("key", KEYS)
+async def test_media(key: str) -> None:
+    """What each adapter declares it can send (``media``) is sent; anything else fails at once."""
+    await conformance.check_media(*subject(key))
+
+
+@pytest.mark.parametrize("key", KEYS)
 def test_handshake(key: str) -> None:
     conformance.check_handshake(*subject(key))
 
