@@ -71,26 +71,39 @@ def all_names(conn: sqlite3.Connection, table: str, tenant_id: str | None = None
 
 
 def timeline(conn: sqlite3.Connection, conversation_id: str, limit: int = 200) -> list[dict[str, Any]]:
-    """The last ``limit`` activities of a conversation in order, each with its delivery badge."""
+    """The last ``limit`` activities of a conversation in order, each with the status of every
+    target it was sent to (``targets``: channel name, status, last error, delivery id, in
+    channel-name order), the sender's display name when the provider gave one, and ``badge``
+    (the furthest any delivery got; kept for API readers)."""
     rows = conn.execute(
-        """SELECT id, seq, type, sender, text, inserted_at FROM activities
+        """SELECT id, seq, type, sender, text, inserted_at,
+                  coalesce(json_extract(metadata, '$.profile_name'),
+                           json_extract(metadata, '$.sender_name')) AS sender_name
+             FROM activities
             WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?""",
         (conversation_id, limit),
     ).fetchall()
     items = [dict(r) for r in reversed(rows)]
     if not items:
         return items
-    statuses: dict[str, list[str]] = {}
+    targets: dict[str, list[dict[str, Any]]] = {}
     marks = ",".join("?" * len(items))
     for r in conn.execute(
-        f"SELECT activity_id, status FROM deliveries WHERE activity_id IN ({marks})",
+        f"""SELECT d.id, d.activity_id, d.status, d.last_error, d.attempts,
+                   coalesce(c.name, '(deleted channel)') AS channel
+              FROM deliveries d LEFT JOIN channels c ON c.id = d.channel_id
+             WHERE d.activity_id IN ({marks}) ORDER BY c.name, d.id""",
         [i["id"] for i in items],
     ):
-        statuses.setdefault(r["activity_id"], []).append(r["status"])
+        targets.setdefault(r["activity_id"], []).append(
+            {"delivery_id": r["id"], "channel": r["channel"], "status": r["status"],
+             "error": r["last_error"], "attempts": r["attempts"]})
     for item in items:
-        found = statuses.get(item["id"], [])
-        item["badge"] = next((s for s in BADGE_ORDER if s in found), None)
+        found = targets.get(item["id"], [])
+        statuses = {t["status"] for t in found}
+        item["badge"] = next((s for s in BADGE_ORDER if s in statuses), None)
         item["deliveries"] = len(found)
+        item["targets"] = found
     return items
 
 

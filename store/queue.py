@@ -94,14 +94,18 @@ def list_page(
     return [from_row(Delivery, r) for r in rows], nxt
 
 
-def counts_by_status(conn: sqlite3.Connection, tenant_id: str | None = None) -> dict[str, int]:
-    if tenant_id:
-        rows = conn.execute(
-            "SELECT status, count(*) AS n FROM deliveries WHERE tenant_id = ? GROUP BY status",
-            (tenant_id,),
-        ).fetchall()
-    else:
-        rows = conn.execute("SELECT status, count(*) AS n FROM deliveries GROUP BY status").fetchall()
+def counts_by_status(conn: sqlite3.Connection, tenant_id: str | None = None, *,
+                     channel_id: str | None = None, activity_id: str | None = None,
+                     conversation_id: str | None = None) -> dict[str, int]:
+    """Deliveries per status, under the same filters as :func:`list_page` (but the status)."""
+    sql = "SELECT status, count(*) AS n FROM deliveries WHERE 1=1"
+    params: list[Any] = []
+    for col, value in (("tenant_id", tenant_id), ("channel_id", channel_id),
+                       ("activity_id", activity_id), ("conversation_id", conversation_id)):
+        if value:
+            sql += f" AND {col} = ?"
+            params.append(value)
+    rows = conn.execute(sql + " GROUP BY status", params).fetchall()
     return {r["status"]: r["n"] for r in rows}
 
 

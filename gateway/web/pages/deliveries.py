@@ -25,19 +25,20 @@ DELIVERY_STATUSES = delivery_ops.STATUSES
 @both("/deliveries", "deliveries")
 async def deliveries_page(request: Request) -> HTTPResponse:
     tenant_id = kit.scope(request)
-    channel_id = arg(request, "channel_id")
     status = arg(request, "status")
+    # Filters by channel, message (a timeline row's link) and conversation; the counts follow.
+    filters = {k: v if kit.is_uuid(v := arg(request, k)) else None
+               for k in ("channel_id", "activity_id", "conversation_id")}
 
     def read(conn: Any) -> dict[str, Any]:
         try:
             items, nxt = queue.list_page(
                 conn, tenant_id=tenant_id, status=status if status in DELIVERY_STATUSES else None,
-                channel_id=channel_id if kit.is_uuid(channel_id) else None, limit=50,
-                cursor=arg(request, "cursor"))
+                limit=50, cursor=arg(request, "cursor"), **filters)
         except ValueError:
             items, nxt = [], None
         return {"deliveries": items, "next": nxt, "statuses": DELIVERY_STATUSES,
-                "counts": queue.counts_by_status(conn, tenant_id),
+                "counts": queue.counts_by_status(conn, tenant_id, **filters),
                 "channel_list": dashboard.all_names(conn, "channels", tenant_id),
                 "tenant_list": dashboard.all_names(conn, "tenants"),
                 "channel_names": dashboard.names(conn, "channels", {d.channel_id for d in items}),

@@ -121,14 +121,52 @@
   }
 
   // The live timeline: poll a small JSON endpoint every second and redraw on change.
-  var TICKS = { pending: "…", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "✗" };
+  var TICKS = { pending: "…", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "✗", skipped: "–" };
   function el(tag, cls, text) {
     var n = document.createElement(tag);
     if (cls) { n.className = cls; }
     if (text !== undefined && text !== null) { n.textContent = text; }
     return n;
   }
-  function drawTimeline(body, items) {
+  // One status per target, with its word (not only a glyph), the error one click away (a
+  // <details>), and a link to the message's deliveries.
+  function drawTargets(td, a, area) {
+    (a.targets || []).forEach(function (t, i) {
+      if (i) { td.appendChild(document.createTextNode(" · ")); }
+      var span = el("span", "target");
+      span.setAttribute("data-target", t.channel);
+      span.appendChild(document.createTextNode(t.channel + " "));
+      var tick = el("span", "tick " + t.status, TICKS[t.status] || "?");
+      tick.setAttribute("data-status", t.status);
+      tick.setAttribute("aria-hidden", "true");
+      span.appendChild(tick);
+      span.appendChild(document.createTextNode(" "));
+      span.appendChild(el("span", "status-word", t.status));
+      if (t.error && (t.status === "failed" || t.status === "skipped" || t.status === "pending")) {
+        var det = el("details", "err");
+        det.appendChild(el("summary", null, "error"));
+        det.appendChild(el("span", "mono", t.error));
+        span.appendChild(document.createTextNode(" "));
+        span.appendChild(det);
+      }
+      td.appendChild(span);
+    });
+    if (a.targets && a.targets.length) {
+      var link = el("a", "small-link", "deliveries");
+      link.href = "/" + area + "/deliveries?activity_id=" + encodeURIComponent(a.id);
+      link.setAttribute("aria-label", "Deliveries of message #" + a.seq);
+      td.appendChild(document.createTextNode(" "));
+      td.appendChild(link);
+    }
+  }
+  function drawTimeline(body, items, area) {
+    // Details the reader opened stay open across redraws.
+    var open = {};
+    body.querySelectorAll("tr[data-activity]").forEach(function (tr) {
+      tr.querySelectorAll("details[open]").forEach(function (d) {
+        open[tr.getAttribute("data-activity") + "/" + d.parentNode.getAttribute("data-target")] = true;
+      });
+    });
     body.innerHTML = "";
     if (!items.length) {
       var tr = el("tr"), td = el("td", "empty", "No activities yet.");
@@ -140,15 +178,18 @@
       tr.setAttribute("data-activity", a.id);
       tr.appendChild(el("td", "mono muted", "#" + a.seq));
       tr.appendChild(el("td", "mono", (a.inserted_at || "").slice(0, 19).replace("T", " ")));
-      tr.appendChild(el("td", null, a.sender || "system"));
-      tr.appendChild(el("td", null, a.text === null ? "(" + a.type + ")" : a.text));
-      var td = el("td");
-      if (a.badge) {
-        var tick = el("span", "tick " + a.badge, TICKS[a.badge]);
-        tick.title = a.badge;
-        tick.setAttribute("data-status", a.badge);
-        td.appendChild(tick);
+      var who = el("td", null, a.sender_name || a.sender || "system");
+      if (a.sender_name) {
+        who.appendChild(document.createTextNode(" "));
+        who.appendChild(el("span", "muted", a.sender));
       }
+      tr.appendChild(who);
+      tr.appendChild(el("td", null, a.text === null ? "(" + a.type + ")" : a.text));
+      var td = el("td", "targets");
+      drawTargets(td, a, area);
+      td.querySelectorAll("details").forEach(function (d) {
+        if (open[a.id + "/" + d.parentNode.getAttribute("data-target")]) { d.open = true; }
+      });
       tr.appendChild(td);
       body.appendChild(tr);
     });
@@ -157,15 +198,28 @@
     var table = document.getElementById("timeline");
     if (!table) { return; }
     var url = table.getAttribute("data-url");
+    var area = url.split("/")[1];
     var body = table.querySelector("tbody");
-    var last = null;
+    var status = document.getElementById("timeline-status");
+    var last = null, count = null;
     function poll() {
       fetch(url, { credentials: "same-origin", cache: "no-store" })
         .then(function (r) { return r.ok ? r.text() : null; })
         .then(function (raw) {
           if (raw && raw !== last) {
             last = raw;
-            drawTimeline(body, JSON.parse(raw).items);
+            var items = JSON.parse(raw).items;
+            drawTimeline(body, items, area);
+            // Announced to screen readers: new messages, and the targets' statuses.
+            if (status && count !== null) {
+              var failed = 0;
+              items.forEach(function (a) {
+                (a.targets || []).forEach(function (t) { if (t.status === "failed") { failed++; } });
+              });
+              status.textContent = items.length + " messages" +
+                (failed ? ", " + failed + " failed deliveries" : "");
+            }
+            count = items.length;
           }
         })
         .catch(function () {})

@@ -104,3 +104,30 @@ async def anon(web_server: Server) -> AsyncIterator[Client]:
     c = Client(web_server.url)
     yield c
     await c.close()
+
+
+CHROMIUM = os.environ.get("CONVERGER_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+async def admin_page(web_server: Server) -> AsyncIterator[Any]:
+    """A super admin signed in, in headless Chromium (Debian's, through Playwright's
+    ``executable_path``), 1360×900; dialogs (confirmations) are accepted."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                           headless=True)
+        context = await browser.new_context(viewport={"width": 1360, "height": 900})
+        context.set_default_timeout(8000)
+        p = await context.new_page()
+        p.on("dialog", lambda d: d.accept())
+        await p.goto(f"{web_server.url}/admin/login")
+        await p.fill("input[name=email]", ADMIN_EMAIL)
+        await p.fill("input[name=password]", ADMIN_PASSWORD)
+        await p.click("button[type=submit]")
+        await p.wait_for_url(f"{web_server.url}/admin")
+        yield p
+        await browser.close()

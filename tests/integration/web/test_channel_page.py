@@ -6,9 +6,7 @@ provider" panel shows the callback URL, the verify token and the last refusal.""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -16,39 +14,17 @@ from urllib.parse import urlencode
 import pytest
 
 from adapters.whatsapp_meta import sign
-from tests.integration.web.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.integration.web.conftest import CHROMIUM
 from tests.integration.whatsapp.standins import meta_text_notification
 from tests.support.api import Api
 from tests.support.server import Server
 
-CHROMIUM = os.environ.get("CONVERGER_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 PNID = "106540352299001"
 APP_SECRET = "meta-app-secret-form"
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists() and not shutil.which("chromium"),
     reason="chromium is not installed (tests/setup.sh installs it)")
-
-
-@pytest.fixture(scope="module")
-async def page(web_server: Server) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        context = await browser.new_context(viewport={"width": 1360, "height": 900})
-        context.set_default_timeout(8000)
-        p = await context.new_page()
-        p.on("dialog", lambda d: d.accept())
-        await p.goto(f"{web_server.url}/admin/login")
-        await p.fill("input[name=email]", ADMIN_EMAIL)
-        await p.fill("input[name=password]", ADMIN_PASSWORD)
-        await p.click("button[type=submit]")
-        await p.wait_for_url(f"{web_server.url}/admin")
-        yield p
-        await browser.close()
 
 
 async def _meta_inbound(api: Api, channel_id: str, phone: str, text: str) -> tuple[int, Any]:
@@ -97,9 +73,11 @@ async def _create_meta_from_form(page: Any, base: str, tenant: str, name: str) -
 
 
 async def test_whatsapp_channel_from_the_form_takes_signed_meta_messages(
-    page: Any, web_server: Server, web_api: Api
+    admin_page: Any, web_server: Server, web_api: Api
 ) -> None:
     from playwright.async_api import expect
+
+    page = admin_page
 
     base = web_server.url
     await web_api.tenant("form-wa-co")
@@ -118,9 +96,11 @@ async def test_whatsapp_channel_from_the_form_takes_signed_meta_messages(
 
 
 async def test_edit_a_channel_keeping_its_id_and_inbound_url(
-    page: Any, web_server: Server, web_api: Api
+    admin_page: Any, web_server: Server, web_api: Api
 ) -> None:
     from playwright.async_api import expect
+
+    page = admin_page
 
     base = web_server.url
     await web_api.tenant("form-edit-co")

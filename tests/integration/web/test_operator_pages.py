@@ -1,0 +1,87 @@
+"""What an operator reads in the admin panel, in a real headless Chromium against the real
+server with loopback aiohttp receivers (issue 23): the timeline's one status per target, the
+conversations search, a delivery's attempts."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.integration.web.conftest import CHROMIUM
+from tests.support.api import Api
+from tests.support.server import Server
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not shutil.which("chromium"),
+    reason="chromium is not installed (tests/setup.sh installs it)")
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[str]:
+    """``/ok`` takes every delivery; ``/gone`` answers 410 (failed at once, never retried)."""
+    async def ok(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200, text="ok")
+
+    async def gone(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=410, text="number no longer on WhatsApp")
+
+    app = web.Application()
+    app.router.add_post("/ok", ok)
+    app.router.add_post("/gone", gone)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    await runner.cleanup()
+
+
+async def _two_targets(api: Api, name: str, base: str) -> dict[str, Any]:
+    """A tenant whose "WhatsApp" channel (its receiver refuses) routes to a "CRM" (takes all)."""
+    t = await api.tenant(name)
+    wa = await api.channel(t["id"], name="WhatsApp", type="webhook", mode="duplex",
+                           config={"url": base + "/gone"})
+    crm = await api.channel(t["id"], name="CRM", type="webhook", mode="outbound",
+                            config={"url": base + "/ok"})
+    await api.ok("POST", "/api/v1/routing_rules", 201, headers={"x-api-key": t["api_key"]},
+                 json={"routing_rule": {"name": "copy to crm", "source_channel_id": wa["id"],
+                                        "target_channel_ids": [crm["id"]]}})
+    conv = await api.conversation(await api.channel_token(wa["id"]))
+    return {"tenant": t, "api_key": t["api_key"], "wa": wa, "crm": crm, "conversation": conv}
+
+
+async def test_timeline_shows_each_targets_status(
+    admin_page: Any, web_server: Server, web_api: Api, receivers: str
+) -> None:
+    from playwright.async_api import expect
+
+    page = admin_page
+    w = await _two_targets(web_api, "timeline-co", receivers)
+    conv = w["conversation"]["id"]
+    await web_api.post_activity(conv, w["api_key"], text="your order shipped",
+                                sender="16505550199", metadata={"profile_name": "Ada Lovelace"})
+    await page.goto(f"{web_server.url}/admin/conversations/{conv}")
+    row = page.locator("#timeline tbody tr").first
+    # Live: the failed target's ✗ next to the delivered one's ✓, each with its word.
+    await expect(row.locator("[data-target=WhatsApp] [data-status=failed]")).to_have_count(
+        1, timeout=10000)
+    await expect(row.locator("[data-target=CRM] [data-status=sent]")).to_have_count(
+        1, timeout=10000)
+    await expect(row.locator("[data-target=WhatsApp]")).to_contain_text("✗ failed")
+    await expect(row.locator("[data-target=CRM]")).to_contain_text("✓ sent")
+    await expect(row).to_contain_text("Ada Lovelace")  # the contact's name as sender
+    # The error one click away.
+    await row.locator("[data-target=WhatsApp] summary").click()
+    await expect(row.locator("[data-target=WhatsApp] details")).to_contain_text("410")
+    # The row links to its deliveries: both targets, and counts for just these.
+    await row.get_by_role("link", name="Deliveries of message #1").click()
+    await expect(page.locator("#deliveries tbody tr")).to_have_count(2)
+    await expect(page.locator("#deliveries")).to_contain_text("WhatsApp")
+    await expect(page.locator("#deliveries")).to_contain_text("CRM")
