@@ -9,8 +9,10 @@ channel with ``config.require_signature: true`` refuses unsigned requests.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import msgspec
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, text
 
@@ -67,6 +69,23 @@ def _verify(request: Request, info: ChannelInfo, adapter: Adapter) -> None:
         raise errors.unauthorized("invalid provider signature", "invalid_signature")
     if header is None and provider is None and info.config.get("require_signature") is True:
         raise errors.unauthorized("this channel requires a signature", "signature_required")
+
+
+def _replay_keys(request: Request, messages: list[InboundMessage]) -> list[InboundMessage]:
+    """A signed request replayed is the same message, not a new one (issue 13): a message
+    without its own id takes the Standard Webhooks ``webhook-id`` (the sender's retries share
+    it), else — signed by ``x-converger-signature``, which carries no id — the hash of the
+    signed body. The inbound path dedupes on it like on a provider's message id."""
+    if len(messages) != 1 or messages[0].external_id is not None:
+        return messages
+    webhook_id = request.headers.get("webhook-id")
+    if webhook_id and request.headers.get("webhook-signature"):
+        key = f"webhook-id:{webhook_id[:200]}"
+    elif request.headers.get("x-converger-signature"):
+        key = "sha256:" + hashlib.sha256(request.body or b"").hexdigest()
+    else:
+        return messages
+    return [msgspec.structs.replace(messages[0], external_id=key)]
 
 
 def _payload(request: Request) -> Any:
@@ -187,6 +206,7 @@ async def _inbound(request: Request, channel: Channel, info: ChannelInfo,
         raise errors.bad_request(str(exc), "unparseable_inbound", plain=True) from None
     if not messages:
         raise errors.bad_request("no message in payload", "unparseable_inbound", plain=True)
+    messages = _replay_keys(request, messages)
     owned, ignored = await _owners(request, channel, info, adapter, messages)
     if not owned:
         return _answer(adapter, {"status": "ignored", "ignored": ignored}, 200)

@@ -70,6 +70,43 @@ def _check_name(conn: sqlite3.Connection, errs: dict[str, list[str]], tenant_id:
         errs.setdefault("name", []).append("has already been taken")
 
 
+# -- inbound signatures (issue 13) --------------------------------------------------------------
+# The config fields that let a provider's webhook be verified, for the types that do not
+# already require them (Telegram's secret_token and Slack's signing_secret are required).
+SIGNING_FIELDS = {"whatsapp_meta": ("app_secret",),
+                  "whatsapp_infobip": ("webhook_username", "webhook_password")}
+
+
+def _receives(mode: str) -> bool:
+    return mode in ("inbound", "duplex")
+
+
+def signing_errors(channel_type: str, mode: str, config: dict[str, Any]) -> dict[str, list[str]]:
+    """A new channel that receives messages must be able to verify them: its provider's signing
+    fields are required unless ``allow_unsigned: true`` says otherwise, explicitly."""
+    if not _receives(mode) or config.get("allow_unsigned") is True:
+        return {}
+    return {f"config.{f}": ["is required to verify inbound messages (or set allow_unsigned: true)"]
+            for f in SIGNING_FIELDS.get(channel_type, ()) if not config.get(f)}
+
+
+def signed_by_default(channel_type: str, mode: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A new webhook channel that receives messages refuses unsigned ones
+    (``require_signature``) unless ``allow_unsigned: true`` or ``require_signature: false``."""
+    if (channel_type == "webhook" and _receives(mode) and "require_signature" not in config
+            and config.get("allow_unsigned") is not True):
+        return {**config, "require_signature": True}
+    return config
+
+
+def unsigned(channel: Channel) -> bool:
+    """Shown as a warning in the admin panel: this channel accepts unsigned inbound messages."""
+    return _receives(channel.mode) and (
+        channel.config.get("allow_unsigned") is True
+        or (channel.type == "webhook" and channel.config.get("require_signature") is not True)
+        or any(not channel.config.get(f) for f in SIGNING_FIELDS.get(channel.type, ())))
+
+
 # -- secrets ----------------------------------------------------------------------------------
 def seal_config(cipher: Cipher, channel_type: str, config: dict[str, Any]) -> dict[str, Any]:
     """Encrypt the adapter's secret fields and every credential-like value for storage
@@ -114,6 +151,9 @@ def create_tx(conn: sqlite3.Connection, cipher: Cipher, *, tenant_id: str, name:
         raise ValidationFailed({"tenant_id": ["does not exist"]})
     mode = mode or default_mode(type)
     errs = check(type, mode, config, transformations, status)
+    if not errs:
+        errs.update(signing_errors(type, mode, config))
+        config = signed_by_default(type, mode, config)
     _check_name(conn, errs, tenant_id, name)
     if errs:
         raise ValidationFailed(errs)

@@ -32,11 +32,11 @@ CONFIG_FIELDS: dict[str, list[tuple[str, str, bool, bool]]] = {
     "whatsapp_meta": [("phone_number_id", "Phone number id", False, True),
                       ("access_token", "Access token", True, True),
                       ("verify_token", "Verify token", True, True),
-                      ("app_secret", "App secret (signature check)", True, False)],
+                      ("app_secret", "App secret (signature check; needed to receive)", True, False)],
     "whatsapp_infobip": [("base_url", "Base URL", False, True), ("api_key", "API key", True, True),
                          ("sender", "Sender number", False, True),
-                         ("webhook_username", "Webhook Basic user (optional)", False, False),
-                         ("webhook_password", "Webhook Basic password (optional)", True, False)],
+                         ("webhook_username", "Webhook Basic user (needed to receive)", False, False),
+                         ("webhook_password", "Webhook Basic password (needed to receive)", True, False)],
 }
 
 
@@ -125,7 +125,8 @@ async def _channels_page(request: Request, status: int = 200, **extra: Any) -> H
     if extra.get("created") is not None:
         extra["connect"] = _connect(request, extra["created"])
     return render(request, "admin/channels.html", status=status, types=_types(),
-                  types_json=json.dumps(_types()), summary=_summary, actions=_actions,
+                  types_json=json.dumps(_types()), summary=_summary,
+                  unsigned=channel_ops.unsigned, actions=_actions,
                   inbound=lambda c: _inbound(request, c), **data, **extra)
 
 

@@ -46,8 +46,14 @@ async def test_verification_challenge(dapi: Api, receiver: Receiver) -> None:
 async def test_signature_missing_invalid_valid(dapi: Api, receiver: Receiver) -> None:
     s = await webhook_setup(dapi, receiver, "sigs")
     ch = s["channel"]
-    status, _ = await post_inbound(dapi, ch, {"sender": "alice", "text": "unsigned"}, sign=False)
-    assert status == 201  # the header is optional (reference §7.3)
+    status, out = await post_inbound(dapi, ch, {"sender": "alice", "text": "unsigned"}, sign=False)
+    # New channels refuse unsigned messages (issue 13; the original took them, reference §7.3)…
+    assert status == 401 and out["code"] == "signature_required"
+    # …unless they opt out explicitly.
+    loose = await webhook_setup(dapi, receiver, "sigs-loose", config={"allow_unsigned": True})
+    status, _ = await post_inbound(dapi, loose["channel"], {"sender": "alice", "text": "unsigned"},
+                                   sign=False)
+    assert status == 201
     body = json.dumps({"sender": "alice", "text": "forged"}).encode()
     for bad in ("sha256=" + "0" * 64, "", "garbage"):
         status, out, _ = await dapi.call("POST", f"/api/v1/channels/{ch['id']}/inbound", data=body,

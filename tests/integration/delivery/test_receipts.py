@@ -5,6 +5,8 @@ socket: tests/integration/whatsapp/test_end_to_end.py.)"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 import pytest
@@ -91,8 +93,10 @@ async def test_unknown_payload_and_bad_signature(dapi: Api, receiver: Receiver) 
                                    headers={"x-converger-signature": "sha256=00"})
     assert code == 401
     assert (await _state(dapi, d))["status"] == "sent"
+    sig = "sha256=" + hmac.new(ch["secret"].encode(), b"{nope", hashlib.sha256).hexdigest()
     code, out, _ = await dapi.call("POST", f"/api/v1/channels/{ch['id']}/status", data=b"{nope",
-                                   headers={"content-type": "application/json"})
+                                   headers={"content-type": "application/json",
+                                            "x-converger-signature": sig})
     assert code == 400 and out["code"] == "malformed_json"
 
 

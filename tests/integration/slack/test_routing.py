@@ -50,7 +50,7 @@ async def world(api: Api, server: Server, meta: MetaStandIn,
     wa = await api.channel(tenant["id"], name="whatsapp", type="whatsapp_meta", mode="duplex",
                            config={"phone_number_id": PNID, "access_token": META_TOKEN,
                                    "verify_token": VERIFY_TOKEN, "api_base_url": meta.url,
-                                   "api_version": meta.version})
+                                   "api_version": meta.version, "allow_unsigned": True})
     rule = {"routing_rule": {"name": "whatsapp-to-slack", "source_channel_id": wa["id"],
                              "target_channel_ids": [s["channel"]["id"]]}}
     await api.ok("POST", "/api/v1/routing_rules", 201, json=rule,

@@ -244,7 +244,7 @@ async def test_delivery_tick_advances_when_a_receipt_arrives(
 
     assert await _has_delivery_workers(web_api), "/readyz reports no delivery workers"
     s = await web_api.setup("ticks-co", type="webhook", mode="duplex",
-                            config={"url": receiver["url"]})
+                            config={"url": receiver["url"], "allow_unsigned": True})
     conv = s["conversation"]["id"]
     await page.goto(f"{web_server.url}/admin/conversations/{conv}")
     await web_api.post_activity(conv, s["api_key"], text="tick me")

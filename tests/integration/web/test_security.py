@@ -239,10 +239,12 @@ async def test_no_secret_appears_in_any_page_after_creation(admin: Client, web_a
         "whatsapp_meta": {"phone_number_id": "555", "access_token": "EAAG-meta-token-123",
                           "verify_token": "verify-me-456", "app_secret": "app-secret-789"},
         "whatsapp_infobip": {"base_url": "https://api.infobip.example", "api_key": "ib-key-0987",
-                             "sender": "4471"},
+                             "sender": "4471", "webhook_username": "ib-user",
+                             "webhook_password": "ib-hook-pass-321"},
         "echo": {}, "websocket": {},
     }
-    shown += ["EAAG-meta-token-123", "verify-me-456", "app-secret-789", "ib-key-0987"]
+    shown += ["EAAG-meta-token-123", "verify-me-456", "app-secret-789", "ib-key-0987",
+              "ib-hook-pass-321"]
     channel_ids = []
     for kind, cfg in configs.items():
         data = {"tenant_id": tenant_id, "name": f"s-{kind}", "type": kind, "transformations": ""}

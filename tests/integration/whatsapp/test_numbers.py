@@ -26,7 +26,7 @@ async def test_messages_for_another_number_go_to_its_channel(wapi: Api, meta: Me
                                mode="duplex", config={
                                    "phone_number_id": OTHER, "access_token": META_TOKEN,
                                    "verify_token": "v2", "api_base_url": other.url,
-                                   "api_version": other.version})
+                                   "api_version": other.version, "allow_unsigned": True})
         status, body = await post_inbound(wapi, a["channel"]["id"], sample("meta_inbound_mixed.json"))
         assert status == 201, body
         assert len(body["activity_ids"]) == 11 and "ignored" not in body
