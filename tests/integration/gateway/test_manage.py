@@ -228,8 +228,9 @@ async def test_audit_never_holds_secrets(api: Api, server: Server) -> None:
     ch = (await api.ok("POST", "/api/admin/channels", 201, headers=api.admin, json={
         "tenant_id": t["id"], "name": "ib", "type": "whatsapp_infobip",
         "config": {"base_url": "https://api.infobip.example", "api_key": "INFOBIP-KEY-123456",
-                   "sender": "4412345"}}))["data"]
-    secrets += [ch["secret"], "INFOBIP-KEY-123456"]
+                   "sender": "4412345", "webhook_username": "ib",
+                   "webhook_password": "INFOBIP-HOOK-PASS-55"}}))["data"]
+    secrets += [ch["secret"], "INFOBIP-KEY-123456", "INFOBIP-HOOK-PASS-55"]
     meta = (await api.ok("POST", "/api/admin/channels", 201, headers=api.admin, json={
         "tenant_id": t["id"], "name": "meta", "type": "whatsapp_meta",
         "config": {"phone_number_id": "1", "access_token": "META-ACCESS-TOKEN-999",

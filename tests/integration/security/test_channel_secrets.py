@@ -22,10 +22,10 @@ async def _patch(api: Api, channel_id: str, config: dict[str, Any]) -> tuple[int
 async def test_masked_secret_is_not_kept_when_the_destination_changes(api: Api) -> None:
     t = await api.tenant("exfil")
     base = {"phone_number_id": "1", "verify_token": "v-token", "access_token": "EAAG-original",
-            "api_base_url": "http://127.0.0.1:9/a"}
+            "api_base_url": "http://127.0.0.1:9/a", "app_secret": "app-secret"}
     ch = await api.channel(t["id"], type="whatsapp_meta", config=base)
     assert ch["config"]["access_token"] == MASK
-    moved = {**base, "access_token": MASK, "verify_token": MASK,
+    moved = {**base, "access_token": MASK, "verify_token": MASK, "app_secret": MASK,
              "api_base_url": "http://127.0.0.1:9/attacker"}
     status, body = await _patch(api, ch["id"], moved)
     assert status == 422, body
@@ -34,10 +34,11 @@ async def test_masked_secret_is_not_kept_when_the_destination_changes(api: Api) 
     assert shown["data"]["config"]["api_base_url"] == "http://127.0.0.1:9/a"
     # Re-entered with the new destination: fine. The mask with an unchanged destination: fine.
     status, body = await _patch(api, ch["id"], {**moved, "access_token": "EAAG-new",
-                                                "verify_token": "v2"})
+                                                "verify_token": "v2", "app_secret": "s2"})
     assert status == 200, body
     status, body = await _patch(api, ch["id"], {**moved, "access_token": MASK,
-                                                "verify_token": MASK, "phone_number_id": "2"})
+                                                "verify_token": MASK, "app_secret": MASK,
+                                                "phone_number_id": "2"})
     assert status == 200, body
 
 
@@ -51,7 +52,8 @@ async def test_webhook_header_credentials_are_masked_redacted_and_still_sent(
     shown = await api.ok("GET", f"/api/admin/channels/{ch['id']}", headers=api.admin)
     assert shown["data"]["config"]["headers"]["authorization"] == MASK
     meta = await api.channel(t["id"], name="m", type="whatsapp_meta", config={
-        "phone_number_id": "1", "verify_token": "verify-credential", "access_token": "EAAG"})
+        "phone_number_id": "1", "verify_token": "verify-credential", "access_token": "EAAG",
+        "allow_unsigned": True})
     assert meta["config"]["verify_token"] == MASK
     # The mask sent back keeps the value (same destination).
     status, body = await _patch(api, ch["id"], {
@@ -73,7 +75,8 @@ async def test_webhook_header_credentials_are_masked_redacted_and_still_sent(
 async def test_verify_token_still_verifies(api: Api, server: Any) -> None:
     t = await api.tenant("verify")
     meta = await api.channel(t["id"], type="whatsapp_meta", config={
-        "phone_number_id": "1", "verify_token": "verify-me", "access_token": "EAAG"})
+        "phone_number_id": "1", "verify_token": "verify-me", "access_token": "EAAG",
+        "allow_unsigned": True})
     status, body, _ = await api.call(
         "GET", f"/api/v1/channels/{meta['id']}/inbound?hub.mode=subscribe"
                f"&hub.verify_token=verify-me&hub.challenge=42")

@@ -89,7 +89,8 @@ async def test_unknown_or_foreign_conversation_and_disabled_tenant(gw: Gateway) 
 
 
 async def test_types_the_channel_cannot_carry_are_skipped(gw: Gateway) -> None:
-    w = await _world(gw, "whatsapp_meta", phone_number_id="1", access_token="t", verify_token="v")
+    w = await _world(gw, "whatsapp_meta", phone_number_id="1", access_token="t", verify_token="v",
+                     allow_unsigned=True)
     result = await activity_ops.create(gw, w["tenant"], w["conv"],
                                        NewActivity(type="typing", sender="agent"))
     assert result.created and result.deliveries == 0

@@ -13,7 +13,8 @@ from store import audit, channels
 
 from .conftest import ADMIN
 
-META = {"phone_number_id": "1", "access_token": "SECRET-TOKEN", "verify_token": "v"}
+META = {"phone_number_id": "1", "access_token": "SECRET-TOKEN", "verify_token": "v",
+        "app_secret": "APP-SECRET"}
 
 
 async def _tenant(gw: Gateway, name: str = "acme") -> str:
