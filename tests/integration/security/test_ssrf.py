@@ -44,7 +44,7 @@ async def test_default_policy_refuses_non_public_destinations(make_server: Any,
             posted.append((url, a["id"]))
         # Meta's api_base_url goes through the same policy.
         t = await api.tenant("ssrf-meta")
-        meta = await api.channel(t["id"], type="whatsapp_meta", config={
+        meta = await api.channel(t["id"], type="whatsapp_meta", mode="outbound", config={
             "phone_number_id": "1", "access_token": "EAAG-token", "verify_token": "v",
             "api_base_url": f"http://127.0.0.1:{receiver.port}"})
         tok = await api.channel_token(meta["id"])
