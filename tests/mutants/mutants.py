@@ -100,8 +100,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "drop-seq-increment",
         "seq is per conversation, gap-free and unique",
         "store/activities.py",
-        "SET last_seq = last_seq + 1, last_activity_at = ?",
-        "SET last_seq = last_seq, last_activity_at = ?",
+        "UPDATE conversations SET last_seq = last_seq + 1,",
+        "UPDATE conversations SET last_seq = last_seq,",
         ("tests/unit/store/test_activities.py::test_seq_is_per_conversation",),
     ),
     Mutant(
