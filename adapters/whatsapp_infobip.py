@@ -13,11 +13,13 @@ import base64
 import hmac
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from . import templates
 from . import whatsapp_common as common
 from .base import (
     MESSAGES_ONLY,
+    ActionResult,
     BaseAdapter,
     ChannelInfo,
     DeliveryResult,
@@ -62,6 +64,7 @@ class WhatsAppInfobipAdapter(BaseAdapter):
     delivers: ClassVar[bool] = True
     activity_types: ClassVar[frozenset[str] | None] = MESSAGES_ONLY | {"template"}
     media: ClassVar[Mapping[str, MediaSpec]] = SENDS
+    actions: ClassVar[tuple[str, ...]] = ("sync_templates",)
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
@@ -137,6 +140,32 @@ class WhatsAppInfobipAdapter(BaseAdapter):
             meta["infobip_message_id"] = message_id
         return DeliveryResult(ok=True, provider_message_id=message_id, metadata=meta)
 
+    # -- management ---------------------------------------------------------------------
+    async def run_action(
+        self, session: Any, channel: ChannelInfo, name: str, inbound_url: str
+    ) -> ActionResult:
+        """``sync_templates``: the sender's templates (``GET /whatsapp/2/senders/{sender}/
+        templates``) in the Cloud API's shape, as ``data.templates``."""
+        if name != "sync_templates":
+            return await super().run_action(session, channel, name, inbound_url)
+        config = channel.config
+        url = (config["base_url"].rstrip("/") + "/whatsapp/2/senders/"
+               + quote(str(config["sender"]), safe="") + "/templates")
+        headers = {"Authorization": f"App {config['api_key']}", "Accept": "application/json"}
+        answer = await common.get_capped(session, url, headers, 4 * MB, common.timeout_of(config))
+        if answer is None or isinstance(answer, str):
+            return ActionResult(ok=False, error=f"{LABEL} request failed: "
+                                f"{answer or 'answer too large'}")
+        status, _, raw = answer
+        body = common.decode_json(raw)
+        if not 200 <= status < 300:
+            message, _ = _describe_error(body)
+            return ActionResult(ok=False, error=f"{LABEL} returned {status}: "
+                                f"{message or '(no error message)'}")
+        found = [t for t in (_template(x) for x in
+                             common.as_list(common.as_dict(body).get("templates"))) if t]
+        return ActionResult(ok=True, data={"templates": found, "count": len(found)})
+
     # -- inbound ------------------------------------------------------------------------
     def parse_inbound(self, payload: Any) -> list[InboundMessage]:
         """Every incoming message in ``results``; non-text content as attachments."""
@@ -156,6 +185,33 @@ class WhatsAppInfobipAdapter(BaseAdapter):
         """Every delivery or seen report in ``results``, or None when there are none."""
         updates = [_status(r) for r in _results(payload) if _is_report(r)]
         return updates or None
+
+
+def _template(value: Any) -> dict[str, Any] | None:
+    """An Infobip template (``structure.header/body/footer/buttons``) in the Cloud API's
+    ``message_templates`` shape, so one check serves both providers."""
+    t = common.as_dict(value)
+    name, language = common.as_str(t.get("name")), common.as_str(t.get("language"))
+    if not name or not language:
+        return None
+    structure = common.as_dict(t.get("structure"))
+    components: list[dict[str, Any]] = []
+    header = common.as_dict(structure.get("header"))
+    if header:
+        fmt = common.as_str(header.get("format")) or "TEXT"
+        comp: dict[str, Any] = {"type": "HEADER", "format": fmt.upper()}
+        if common.as_str(header.get("text")):
+            comp["text"] = header["text"]
+        components.append(comp)
+    body = structure.get("body")
+    text = common.as_str(common.as_dict(body).get("text")) or common.as_str(body)
+    if text:
+        components.append({"type": "BODY", "text": text})
+    footer = common.as_dict(structure.get("footer"))
+    if common.as_str(footer.get("text")):
+        components.append({"type": "FOOTER", "text": footer["text"]})
+    return {"name": name, "language": language, "status": common.as_str(t.get("status")) or "",
+            "category": common.as_str(t.get("category")), "components": components}
 
 
 def _request_of(activity: OutboundActivity, sender: str, to: str

@@ -18,6 +18,7 @@ from . import templates
 from . import whatsapp_common as common
 from .base import (
     MESSAGES_ONLY,
+    ActionResult,
     BaseAdapter,
     ChannelInfo,
     DeliveryResult,
@@ -52,6 +53,7 @@ SENDS: dict[str, MediaSpec] = {
     "sticker": MediaSpec(max_bytes=500 * 1024, caption=False,
                          content_types=frozenset({"image/webp"})),
 }
+TEMPLATE_PAGES = 20  # at most 2,000 templates a sync (a WABA may have 250 per number)
 # Graph error codes that mean "later, not never" even when the HTTP status is a 4xx:
 # throttling (4, 80007, 130429, 131048, 131056) and temporary service trouble (1, 2, 131000,
 # 131016, 133004). Anything else in a 4xx is final.
@@ -64,6 +66,7 @@ class WhatsAppMetaAdapter(BaseAdapter):
     delivers: ClassVar[bool] = True
     activity_types: ClassVar[frozenset[str] | None] = MESSAGES_ONLY | {"template"}
     media: ClassVar[Mapping[str, MediaSpec]] = SENDS
+    actions: ClassVar[tuple[str, ...]] = ("sync_templates",)
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
@@ -79,6 +82,9 @@ class WhatsAppMetaAdapter(BaseAdapter):
         base = config.get("api_base_url")
         if base is not None and not valid_http_url(base):
             return "whatsapp_meta config 'api_base_url' must be a valid HTTP/HTTPS URL"
+        waba = config.get("business_account_id")
+        if waba is not None and not (isinstance(waba, str) and waba.isdigit()):
+            return "whatsapp_meta config 'business_account_id' must be the WABA id (digits)"
         version = config.get("api_version")
         if version is not None and not _valid_version(version):
             return "whatsapp_meta config 'api_version' must look like 'v26.0'"
@@ -123,6 +129,46 @@ class WhatsAppMetaAdapter(BaseAdapter):
         if message_id:
             meta["whatsapp_message_id"] = message_id
         return DeliveryResult(ok=True, provider_message_id=message_id, metadata=meta)
+
+    # -- management ---------------------------------------------------------------------
+    async def run_action(
+        self, session: Any, channel: ChannelInfo, name: str, inbound_url: str
+    ) -> ActionResult:
+        """``sync_templates``: every message template of the channel's WhatsApp Business
+        Account (``GET /{waba}/message_templates``, page by page), as ``data.templates``."""
+        if name != "sync_templates":
+            return await super().run_action(session, channel, name, inbound_url)
+        config = channel.config
+        waba = config.get("business_account_id")
+        if not waba:
+            return ActionResult(ok=False, error="set the channel's business_account_id (the "
+                                "WhatsApp Business Account id) to sync its templates")
+        base = (config.get("api_base_url") or DEFAULT_BASE_URL).rstrip("/")
+        version = config.get("api_version") or DEFAULT_API_VERSION
+        url: str | None = (f"{base}/{version}/{waba}/message_templates?"
+                           "fields=name,language,status,category,components&limit=100")
+        headers = {"Authorization": f"Bearer {config['access_token']}"}
+        found: list[dict[str, Any]] = []
+        for _ in range(TEMPLATE_PAGES):
+            if url is None:
+                break
+            answer = await common.get_capped(session, url, headers, 4 * MB,
+                                             common.timeout_of(config))
+            if answer is None or isinstance(answer, str):
+                return ActionResult(ok=False, error=f"{LABEL} request failed: "
+                                    f"{answer or 'answer too large'}")
+            status, _, raw = answer
+            body = common.decode_json(raw)
+            if status != 200:
+                message, _ = _describe_error(body)
+                return ActionResult(ok=False, error=f"{LABEL} returned {status}: "
+                                    f"{message or '(no error message)'}")
+            data = common.as_dict(body)
+            found += [t for t in (_template(x) for x in common.as_list(data.get("data"))) if t]
+            nxt = common.as_str(common.as_dict(data.get("paging")).get("next"))
+            # Only Graph's own next page: never a URL elsewhere.
+            url = nxt if nxt and nxt.startswith(base + "/") else None
+        return ActionResult(ok=True, data={"templates": found, "count": len(found)})
 
     # -- inbound ------------------------------------------------------------------------
     def parse_inbound(self, payload: Any) -> list[InboundMessage]:
@@ -199,6 +245,17 @@ class WhatsAppMetaAdapter(BaseAdapter):
         ``metadata.phone_number_id`` is another number's is not this channel's."""
         number = message.metadata.get("phone_number_id")
         return number is None or str(number) == str(channel.config.get("phone_number_id"))
+
+
+def _template(value: Any) -> dict[str, Any] | None:
+    """A ``message_templates`` entry as stored: name, language, status, category, components."""
+    t = common.as_dict(value)
+    name, language = common.as_str(t.get("name")), common.as_str(t.get("language"))
+    if not name or not language:
+        return None
+    return {"name": name, "language": language, "status": common.as_str(t.get("status")) or "",
+            "category": common.as_str(t.get("category")),
+            "components": [c for c in common.as_list(t.get("components")) if isinstance(c, dict)]}
 
 
 def _content_of(activity: OutboundActivity) -> dict[str, Any] | str:

@@ -10,10 +10,13 @@ import aiohttp
 
 import adapters
 from adapters.base import ActionResult
-from store import channels
+from store import channels, templates
 
 from . import errors, outbound
 from .domain import channels as channel_ops
+
+# The action that syncs a WhatsApp channel's message templates into ``whatsapp_templates``.
+SYNC_TEMPLATES = "sync_templates"
 
 
 def inbound_url(request: Any, channel_id: str) -> str:
@@ -45,6 +48,12 @@ async def run(ctx: Any, channel_id: str, action: str, url: str,
     timeout = aiohttp.ClientTimeout(total=ctx.settings.webhook_timeout)
     async with outbound.session(ctx.settings, timeout) as session:  # the SSRF policy applies
         result = await adapter.run_action(session, info, action, url)
+    if result.ok and action == SYNC_TEMPLATES:  # kept: template activities are checked on them
+        items = result.data.get("templates", [])
+        kept = await ctx.db.write(templates.replace, channel.id, channel.tenant_id, items,
+                                  ctx.now_iso())
+        result = ActionResult(ok=True, data={"count": kept, "templates": [
+            {k: t.get(k) for k in ("name", "language", "status", "category")} for t in items]})
     ctx.log.info("channel %s: action %s %s", channel.id, action,
                  "done" if result.ok else f"refused: {result.error}")
     return result

@@ -13,7 +13,15 @@ from sanic import Request
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse
 
-from .domain.errors import Conflict, DomainError, Forbidden, NotFound, TooLarge, ValidationFailed
+from .domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    TooLarge,
+    Unprocessable,
+    ValidationFailed,
+)
 
 _encode = msgspec.json.Encoder().encode
 
@@ -161,6 +169,8 @@ def problem(exc: DomainError) -> ApiError:
         return forbidden(exc.detail, exc.code)
     if isinstance(exc, TooLarge):
         return ApiError(413, exc.code, exc.detail, legacy={"error": "Request body too large"})
+    if isinstance(exc, Unprocessable):
+        return ApiError(422, exc.code, exc.detail, legacy={"error": exc.detail})
     return ApiError(400, "bad_request", str(exc))
 
 

@@ -213,8 +213,12 @@ OPERATIONS: list[Op] = [
        result=TOKEN_OUT, errors=(400, 401, 403, 404), wrap=""),
     Op("POST", "/api/admin/channels/{channel_id}/actions/{action}",
        "Run a channel type's management action (telegram: set_webhook, webhook_info, "
-       "delete_webhook; slack: auth_test); 502 with the provider's message when it refuses",
+       "delete_webhook; slack: auth_test; whatsapp_meta, whatsapp_infobip: sync_templates); "
+       "502 with the provider's message when it refuses",
        ADMIN, result=ACTION_OUT, errors=(400, 401, 403, 404, 502)),
+    Op("GET", "/api/admin/channels/{channel_id}/templates",
+       "The WhatsApp message templates last synced for the channel (name, language, status, "
+       "category, components, synced_at)", ADMIN, result=[ANY_OBJECT], errors=(400, 401, 403, 404)),
     Op("GET", "/api/admin/conversations", "List conversations", ADMIN, result=[s.ConversationOut],
        errors=(400, 401), wrap="page", query=("tenant_id", "channel_id", "status", "limit", "cursor")),
     Op("POST", "/api/admin/conversations/{conversation_id}/close",

@@ -20,6 +20,7 @@ from store import activities, channels, conversations, queue, routing, tenants
 from store.models import Activity, Channel
 
 from ..context import Gateway
+from . import whatsapp
 from .errors import Conflict, Forbidden, NotFound, TooLarge
 
 
@@ -83,13 +84,14 @@ def insert_tx(
             return Created(existing, False, 0)
     if conv.status != "active":
         raise closed(conversation_id)
+    primary = channels.get(conn, conv.channel_id)
+    whatsapp.check_tx(conn, primary, conversation_id, new, now)
     activity = activities.insert(
         conn, tenant_id=tenant_id, conversation_id=conversation_id, sender=new.sender, now=now,
         type=new.type, text=new.text, attachments=new.attachments, metadata=new.metadata,
         idempotency_key=new.idempotency_key, source_channel_id=new.source_channel_id,
         external_id=new.external_id, extra=new.extra,
     )
-    primary = channels.get(conn, conv.channel_id)
     n = enqueue_tx(conn, primary, activity, now)
     reply = None
     # A typing indicator is not a message: it gets no (empty) reply.

@@ -58,3 +58,13 @@ class TooLarge(DomainError):
         super().__init__(detail)
         self.detail = detail
         self.code = code
+
+
+class Unprocessable(DomainError):
+    """Well-formed input that cannot be used as it is (HTTP 422); ``code`` names why (a
+    template that was never synced, or whose parameters do not fit)."""
+
+    def __init__(self, detail: str, code: str = "unprocessable") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code

@@ -3,10 +3,12 @@ channel token, run a channel type's management action, delete."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from store import channels
+from store import channels, templates
 
 from ... import channel_actions, errors
 from ...auth import admin_auth
@@ -109,6 +111,26 @@ async def action(request: Request, channel_id: str, action: str) -> HTTPResponse
         raise errors.ApiError(502, "provider_error", result.error or "the provider refused",
                               legacy={"error": result.error})
     return json({"data": {"action": action, "ok": True, "result": result.data}})
+
+
+@bp.get("/channels/<channel_id>/templates")
+async def list_templates(request: Request, channel_id: str) -> HTTPResponse:
+    """The WhatsApp message templates last synced for the channel (``POST …/actions/
+    sync_templates`` syncs them): name, language, status, category, components."""
+    ctx = gw(request)
+    channel_id = uuid_param(channel_id)
+    await admin_auth(request)
+
+    def read(conn: Any) -> list[dict[str, Any]] | None:
+        if channels.get(conn, channel_id) is None:
+            return None
+        return [{**t.as_dict(), "synced_at": t.synced_at}
+                for t in templates.for_channel(conn, channel_id)]
+
+    found = await ctx.db.read(read)
+    if found is None:
+        raise errors.not_found()
+    return json({"data": found})
 
 
 @bp.delete("/channels/<channel_id>")

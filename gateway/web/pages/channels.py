@@ -13,12 +13,14 @@ from sanic import Request
 from sanic.response import HTTPResponse, redirect
 
 import adapters
-from store import channels, dashboard
+from adapters import templates as tpl
+from store import channels, dashboard, templates
 
 from ... import channel_actions, errors
 from ...auth import actor
 from ...domain import NotFound, ValidationFailed
 from ...domain import channels as channel_ops
+from ...domain.whatsapp import WHATSAPP_TYPES
 from ...http import gw
 from ...tokens import secret_version
 from .. import kit
@@ -203,6 +205,7 @@ async def _channel_page(request: Request, channel_id: str, status: int = 200,
         if channel is None:
             return None
         return {"c": channel, "inbound_status": channels.inbound_status(conn, channel_id),
+                "templates": _templates(conn, channel),
                 "health": dashboard.latest_health(conn).get(channel_id),
                 "tenant_name": dict(dashboard.all_names(conn, "tenants")).get(channel.tenant_id)}
 
@@ -218,6 +221,22 @@ async def _channel_page(request: Request, channel_id: str, status: int = 200,
                   connect=_connect(request, c), actions=_actions(c.type),
                   steps_json=json.dumps(c.transformations, indent=2) if c.transformations else "",
                   **data, **extra)
+
+
+def _templates(conn: Any, channel: Any) -> list[dict[str, Any]] | None:
+    """A WhatsApp channel's synced templates for the page (None: not a WhatsApp channel)."""
+    if channel.type not in WHATSAPP_TYPES:
+        return None
+    out = []
+    for t in templates.for_channel(conn, channel.id):
+        d = t.as_dict()
+        params = {k: tpl.expected(d, k) for k in ("header", "body")}
+        d["parameters"] = ", ".join(
+            f"{k}: {fmt.lower() if fmt in tpl.HEADER_MEDIA else n}"
+            for k, (n, fmt) in params.items() if n) or "none"
+        d["synced_at"] = t.synced_at
+        out.append(d)
+    return out
 
 
 @ADMIN.get("/channels/<channel_id:uuid>")

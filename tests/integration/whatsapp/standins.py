@@ -188,6 +188,8 @@ class MetaStandIn(StandIn):
         self.allowed = allowed
         self.app_secret = app_secret  # signs the webhooks (X-Hub-Signature-256) when set
         self.sent: list[dict[str, Any]] = []  # accepted messages: {"id", "to", "text"}
+        self.waba_id = "102290129340398"
+        self.templates: list[dict[str, Any]] = sample("meta_message_templates.json")["data"]
 
     def webhook_headers(self, raw: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": "facebookexternalua"}
@@ -204,6 +206,28 @@ class MetaStandIn(StandIn):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/{phone}/messages", self.messages)
+        app.router.add_get("/{version}/{waba}/message_templates", self.message_templates)
+
+    async def message_templates(self, request: web.Request) -> web.Response:
+        """``GET /{version}/{waba_id}/message_templates``: the WABA's templates, two to a page
+        with Graph's cursor paging (``paging.next`` an absolute URL)."""
+        await self.record(request)
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response(meta_error(
+                "Error validating access token: Session has expired.", 190, error_subcode=463),
+                status=401)
+        if request.match_info["waba"] != self.waba_id:
+            return web.json_response(meta_error(
+                f"Unsupported get request. Object with ID '{request.match_info['waba']}' does "
+                "not exist", 100, "GraphMethodException", error_subcode=33), status=400)
+        start = int(request.query.get("after", "0"))
+        page = self.templates[start:start + 2]
+        body: dict[str, Any] = {"data": page, "paging": {"cursors": {"before": str(start),
+                                                                     "after": str(start + 2)}}}
+        if start + 2 < len(self.templates):
+            body["paging"]["next"] = (f"{self.url}{request.path}?fields={request.query['fields']}"
+                                      f"&limit=2&after={start + 2}")
+        return web.json_response(body)
 
     async def messages(self, request: web.Request) -> web.Response:
         seen = await self.record(request)
