@@ -6,6 +6,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from .conversations import COLUMNS as CONVERSATION_COLUMNS
+from .util import page
+
 # Most advanced first: a badge shows the furthest any of an activity's deliveries got.
 BADGE_ORDER = ("read", "delivered", "sent", "pending", "failed")
 
@@ -118,3 +121,47 @@ def retry_failed_of_channel(conn: sqlite3.Connection, channel_id: str, now: str,
         sql += " AND tenant_id = ?"
         params.append(tenant_id)
     return conn.execute(sql, params).rowcount
+
+
+def _like(q: str) -> str:
+    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def conversation_page(conn: sqlite3.Connection, *, tenant_id: str | None = None,
+                      channel_id: str | None = None, status: str | None = None,
+                      q: str | None = None, limit: int = 50,
+                      cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None, int]:
+    """The conversations list of the panel: newest activity first (a conversation without
+    activities by its creation), ``q`` matching the id, the contact (sender, WhatsApp profile
+    name, thread sender) or a message's text; each row with its contact and last message; and
+    the total under the filters."""
+    inner = (f"SELECT {CONVERSATION_COLUMNS}, coalesce(last_activity_at, inserted_at) AS activity_at "
+             "FROM conversations")
+    sql = f"SELECT * FROM ({inner}) c WHERE 1=1"
+    params: list[Any] = []
+    for col, value in (("tenant_id", tenant_id), ("channel_id", channel_id), ("status", status)):
+        if value:
+            sql += f" AND c.{col} = ?"
+            params.append(value)
+    if q:
+        like = _like(q)
+        sql += """ AND (c.id LIKE ? ESCAPE '\\' OR c.sender_key LIKE ? ESCAPE '\\' OR EXISTS (
+                     SELECT 1 FROM activities a WHERE a.conversation_id = c.id
+                        AND (a.sender LIKE ? ESCAPE '\\' OR a.text LIKE ? ESCAPE '\\'
+                             OR json_extract(a.metadata, '$.profile_name') LIKE ? ESCAPE '\\')))"""
+        params += [like] * 5
+    total = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
+    rows, nxt = page(conn, sql, params, limit=limit, cursor=cursor, order_col="activity_at")
+    items = [dict(r) for r in rows]
+    for item in items:
+        recent = conn.execute(
+            """SELECT seq, type, sender, text, source_channel_id,
+                      json_extract(metadata, '$.profile_name') AS name
+                 FROM activities WHERE conversation_id = ? ORDER BY seq DESC LIMIT 20""",
+            (item["id"],)).fetchall()
+        item["last"] = dict(recent[0]) if recent else None
+        named = next((r["name"] for r in recent if r["name"]), None)
+        inbound = next((r["sender"] for r in recent if r["source_channel_id"]), None)
+        item["contact"] = named or inbound or item["sender_key"] or next(
+            (r["sender"] for r in recent if r["sender"]), None)
+    return items, nxt, total

@@ -24,17 +24,17 @@ async def conversations_page(request: Request) -> HTTPResponse:
 
     def read(conn: Any) -> dict[str, Any]:
         try:
-            items, nxt = conversations.list_page(
+            items, nxt, total = dashboard.conversation_page(
                 conn, tenant_id=tenant_id, status=arg(request, "status"), limit=50,
                 channel_id=channel_id if kit.is_uuid(channel_id) else None,
-                cursor=arg(request, "cursor"))
+                q=(arg(request, "q") or "")[:200] or None, cursor=arg(request, "cursor"))
         except ValueError:
-            items, nxt = [], None
-        return {"conversations": items, "next": nxt,
+            items, nxt, total = [], None, 0
+        return {"conversations": items, "next": nxt, "total": total,
                 "channel_list": dashboard.all_names(conn, "channels", tenant_id),
                 "tenant_list": dashboard.all_names(conn, "tenants"),
-                "channel_names": dashboard.names(conn, "channels", {c.channel_id for c in items}),
-                "tenant_names": dashboard.names(conn, "tenants", {c.tenant_id for c in items})}
+                "channel_names": dashboard.names(conn, "channels", {c["channel_id"] for c in items}),
+                "tenant_names": dashboard.names(conn, "tenants", {c["tenant_id"] for c in items})}
 
     return render(request, "conversations.html", **await request.app.ctx.db.read(read))
 

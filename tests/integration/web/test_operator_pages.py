@@ -85,3 +85,33 @@ async def test_timeline_shows_each_targets_status(
     await expect(page.locator("#deliveries tbody tr")).to_have_count(2)
     await expect(page.locator("#deliveries")).to_contain_text("WhatsApp")
     await expect(page.locator("#deliveries")).to_contain_text("CRM")
+
+
+async def test_search_finds_a_conversation_by_the_contacts_name(
+    admin_page: Any, web_server: Server, web_api: Api
+) -> None:
+    from playwright.async_api import expect
+
+    page = admin_page
+    s = await web_api.setup("search-co")
+    quiet = await web_api.conversation(s["channel_token"])
+    await web_api.post_activity(quiet["id"], s["api_key"], text="nothing to see",
+                                sender="15550001")
+    busy = s["conversation"]["id"]
+    await web_api.post_activity(busy, s["api_key"], text="where is my parcel?",
+                                sender="15550002", metadata={"profile_name": "Grace Hopper"})
+    await page.goto(f"{web_server.url}/admin/conversations?tenant_id={s['tenant']['id']}")
+    # Newest activity first, contact and last message on each row, the total.
+    rows = page.locator("#conversations tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(rows.first).to_contain_text("Grace Hopper")
+    await expect(rows.first).to_contain_text("where is my parcel?")
+    await expect(page.locator("#conversations-total")).to_contain_text("2 conversations")
+    for query in ("grace hop", "parcel", busy[-12:]):
+        await page.fill("input[name=q]", query)
+        await page.click("form[role=search] button[type=submit]")
+        await expect(rows).to_have_count(1)
+        await expect(page.locator(f"tr[data-conversation='{busy}']")).to_have_count(1)
+        await expect(page.locator("#conversations-total")).to_contain_text("1 conversation")
+    # The filters survive: the tenant is still chosen, the query still there.
+    assert f"tenant_id={s['tenant']['id']}" in page.url and "q=" in page.url
