@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .base import Adapter
 from .echo import EchoAdapter
+from .email_smtp import EmailSmtpAdapter
 from .slack import SlackAdapter
 from .sms_twilio import SmsTwilioAdapter
 from .telegram import TelegramAdapter
@@ -24,6 +25,7 @@ REGISTRY: dict[str, Adapter] = {
         TelegramAdapter(),
         SlackAdapter(),
         SmsTwilioAdapter(),
+        EmailSmtpAdapter(),
     )
 }
 

@@ -66,6 +66,10 @@ class OutboundActivity(msgspec.Struct, kw_only=True):
     thread_sender: str | None = None
     # The Direct Line fields a client sent (``value``, ``name``, ``replyToId``, …): {} mostly.
     extra: dict[str, Any] = {}
+    # For adapters with ``reply_context``: the metadata of the latest activity that came in on
+    # this channel in the conversation before this one ({} when none) — the mail a reply
+    # answers (its Message-ID, References, Subject).
+    in_reply_to: dict[str, Any] = {}
 
 
 class DeliveryResult(msgspec.Struct, kw_only=True):
@@ -174,6 +178,8 @@ class Adapter(Protocol):
     # The attachments it can send (adapters/media.py): type → size and content-type limits.
     # Empty: text only. An activity it cannot send fails at once, saying why.
     media: ClassVar[Mapping[str, MediaSpec]]
+    # Whether a send needs ``OutboundActivity.in_reply_to`` (a lookup per delivery).
+    reply_context: ClassVar[bool]
 
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
         """An error message, or None when the config is valid."""
@@ -222,6 +228,13 @@ class Adapter(Protocol):
         ``inbound_url`` is the channel's public inbound URL. Never raises."""
         ...
 
+    def mailbox(self, channel: ChannelInfo) -> tuple[str, int] | None:
+        """For types that take mail through the embedded SMTP server (CONVERGER_SMTP_PORT): the
+        channel's address (lower case) and the largest mail in bytes; None otherwise. The
+        server hands each accepted mail to ``parse_inbound`` as ``{"raw": bytes, "mail_from":
+        str, "rcpt_tos": [str]}``."""
+        ...
+
     async def fetch_media(
         self, session: Any, channel: ChannelInfo, attachment: Mapping[str, Any], limit: int
     ) -> MediaFile | MediaError:
@@ -250,6 +263,7 @@ class BaseAdapter:
     config_fields: ClassVar[tuple[ConfigField, ...]] = ()
     inbound_ack: ClassVar[tuple[str, str] | None] = None
     media: ClassVar[Mapping[str, MediaSpec]] = {}
+    reply_context: ClassVar[bool] = False
 
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
         return None
@@ -281,6 +295,9 @@ class BaseAdapter:
         self, session: Any, channel: ChannelInfo, name: str, inbound_url: str
     ) -> ActionResult:
         return ActionResult(ok=False, error=f"{self.type} channels have no action {name!r}")
+
+    def mailbox(self, channel: ChannelInfo) -> tuple[str, int] | None:
+        return None
 
     async def fetch_media(
         self, session: Any, channel: ChannelInfo, attachment: Mapping[str, Any], limit: int

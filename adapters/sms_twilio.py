@@ -38,6 +38,7 @@ from .base import (
     StatusUpdate,
     missing_strings,
 )
+from .media import MB, MediaSpec, choose
 from .signing import header_bytes
 from .webhook import valid_http_url
 
@@ -60,12 +61,25 @@ RETRYABLE_CODES = frozenset({20429, 20500, 20503, 30001, 30002})
 AUTH_CODES = frozenset({20003, 20005, 20006, 20008, 20403})
 
 
+# MMS (US/Canada numbers): 5 MB per message; Twilio fetches each MediaUrl itself.
+SENDS: dict[str, MediaSpec] = {
+    "image": MediaSpec(max_bytes=5 * MB, content_types=frozenset({
+        "image/jpeg", "image/png", "image/gif"})),
+    "document": MediaSpec(max_bytes=5 * MB, content_types=frozenset({
+        "application/pdf", "text/vcard", "text/x-vcard", "text/calendar"})),
+    "audio": MediaSpec(max_bytes=5 * MB, content_types=frozenset({
+        "audio/mpeg", "audio/mp4", "audio/ogg", "audio/amr", "audio/wav"})),
+    "video": MediaSpec(max_bytes=5 * MB, content_types=frozenset({"video/mp4", "video/3gpp"})),
+}
+
+
 class SmsTwilioAdapter(BaseAdapter):
     type: ClassVar[str] = "sms_twilio"
     secret_fields: ClassVar[tuple[str, ...]] = ("auth_token",)
     delivers: ClassVar[bool] = True
     activity_types: ClassVar[frozenset[str] | None] = MESSAGES_ONLY
     inbound_ack: ClassVar[tuple[str, str] | None] = ("text/xml", EMPTY_TWIML)
+    media: ClassVar[Mapping[str, MediaSpec]] = SENDS
     config_fields: ClassVar[tuple[ConfigField, ...]] = (
         ConfigField("account_sid", "Account SID",
                     "Twilio Console → Account Info → Account SID (AC…)", True),
@@ -112,9 +126,21 @@ class SmsTwilioAdapter(BaseAdapter):
         to = common.recipient(activity)
         if to is None:
             return common.no_recipient("Twilio")
-        media = [a["url"] for a in activity.attachments
-                 if isinstance(a, dict) and valid_http_url(a.get("url"))][:MAX_MEDIA]
         text = activity.text if isinstance(activity.text, str) and activity.text.strip() else None
+        if len(activity.attachments) > MAX_MEDIA:
+            return DeliveryResult(ok=False, retryable=False, error=(
+                f"Twilio sends at most {MAX_MEDIA} media files per message; the activity has "
+                f"{len(activity.attachments)}"))
+        media: list[str] = []
+        for att in activity.attachments:
+            chosen = choose(SENDS, [att], None, "Twilio")
+            if isinstance(chosen, str):
+                return DeliveryResult(ok=False, retryable=False, error=chosen)
+            if chosen is not None and chosen.link is not None:
+                media.append(chosen.link)
+            elif chosen is not None:
+                return DeliveryResult(ok=False, retryable=False,
+                                      error="Twilio fetches media by URL; a media_id cannot be sent")
         if text is None and not media:
             return DeliveryResult(ok=False, retryable=False,
                                   error="Twilio delivery needs a non-empty text or an attachment URL")

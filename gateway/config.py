@@ -103,6 +103,14 @@ SETTINGS: tuple[Setting, ...] = (
             "127.0.0.1,::1", "Comma-separated IPs or CIDRs allowed to reach admin pages and `/metrics`."),
     Setting("trusted_proxies", ("CONVERGER_TRUSTED_PROXIES",), str, "",
             "Comma-separated IPs or CIDRs of reverse proxies whose `X-Forwarded-For` is believed."),
+    Setting("smtp_port", ("CONVERGER_SMTP_PORT",), int, 0,
+            "Port of the embedded SMTP server that takes inbound mail for `email_smtp` "
+            "channels (point an MX or a relay at it); 0 = off."),
+    Setting("smtp_host", ("CONVERGER_SMTP_HOST",), str, "",
+            "Address the SMTP server listens on. Default: `CONVERGER_HOST`."),
+    Setting("smtp_max_bytes", ("CONVERGER_SMTP_MAX_BYTES",), int, 26_214_400,
+            "Largest mail the SMTP server takes (SIZE); a channel's `max_message_bytes` may "
+            "be lower."),
     Setting("prometheus_port", ("CONVERGER_PROMETHEUS_PORT", "PROMETHEUS_PORT"), int, 0,
             "When set, `/metrics` is also served on this port (no allowlist there); 0 = off."),
     Setting("otel_endpoint", ("OTEL_EXPORTER_OTLP_ENDPOINT",), str, "",
@@ -255,6 +263,9 @@ class Settings(msgspec.Struct, kw_only=True):
     cors_origins: str = "http://127.0.0.1:5500,http://localhost:5500"
     admin_ip_whitelist: str = "127.0.0.1,::1"
     trusted_proxies: str = ""
+    smtp_port: int = 0
+    smtp_host: str = ""
+    smtp_max_bytes: int = 26_214_400
     prometheus_port: int = 0
     otel_endpoint: str = ""
     replica_url: str = ""

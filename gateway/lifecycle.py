@@ -36,9 +36,11 @@ def install(app: Sanic) -> None:
     cors.install(app)
     metrics.install(app)
     tracing.install(app)
+    from . import mail
     from .workers import scheduler
 
     scheduler.install(app)
+    mail.install(app)
 
 
 def watch_shutdown(app: Sanic) -> None:

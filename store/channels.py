@@ -154,3 +154,14 @@ def inbound_status(conn: sqlite3.Connection, channel_id: str) -> dict[str, Any]:
         "last_verification_at": None, "last_refusal_at": None, "last_refusal_reason": None}
     out["last_inbound_at"] = last[0] if last else None
     return out
+
+
+def active_of_types(conn: sqlite3.Connection, types: list[str]) -> list[Channel]:
+    """Active channels of ``types`` (every tenant's): the embedded SMTP server's mailboxes."""
+    if not types:
+        return []
+    marks = ",".join("?" * len(types))
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM channels WHERE type IN ({marks}) AND status = 'active'", types,
+    ).fetchall()
+    return [from_row(Channel, r) for r in rows]

@@ -5,6 +5,7 @@ Rows are written in the same transaction as their activity (transactional outbox
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -503,4 +504,26 @@ def thread_senders(conn: sqlite3.Connection, deliveries: list[Delivery]) -> dict
             key = threaded.get((d.channel_id, d.conversation_id))
             if key is not None:
                 out[d.id] = key
+    return out
+
+
+def reply_contexts(conn: sqlite3.Connection, deliveries: list[Delivery],
+                   activities: dict[str, Activity]) -> dict[str, dict[str, Any]]:
+    """``delivery id → metadata`` of the latest activity that came in on the delivery's channel
+    in its conversation before the delivery's activity (the mail a reply answers)."""
+    out: dict[str, dict[str, Any]] = {}
+    for d in deliveries:
+        act = activities.get(d.activity_id)
+        if act is None:
+            continue
+        row = conn.execute(
+            """SELECT metadata FROM activities
+                WHERE conversation_id = ? AND seq < ? AND source_channel_id = ?
+                ORDER BY seq DESC LIMIT 1""",
+            (d.conversation_id, act.seq, d.channel_id),
+        ).fetchone()
+        if row is not None:
+            value = json.loads(row[0])
+            if isinstance(value, dict):
+                out[d.id] = value
     return out

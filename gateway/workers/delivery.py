@@ -49,6 +49,7 @@ class Work(msgspec.Struct):
     activity: Activity | None
     channel: Channel | None
     thread_sender: str | None
+    in_reply_to: dict[str, Any] = {}
 
 
 def claim_tx(conn: sqlite3.Connection, now: str, lease: float, limit: int,
@@ -64,7 +65,12 @@ def claim_tx(conn: sqlite3.Connection, now: str, lease: float, limit: int,
     acts = queue.activities_for(conn, claimed)
     senders = queue.thread_senders(conn, claimed)
     chans = {c.id: c for c in channels.many(conn, list({d.channel_id for d in claimed}))}
-    return [Work(d, acts.get(d.activity_id), chans.get(d.channel_id), senders.get(d.id))
+    # The mail a reply answers, for the types that thread by it (e-mail).
+    wanting = [d for d in claimed if d.channel_id in chans
+               and getattr(adapters.get(chans[d.channel_id].type), "reply_context", False)]
+    contexts = queue.reply_contexts(conn, wanting, acts) if wanting else {}
+    return [Work(d, acts.get(d.activity_id), chans.get(d.channel_id), senders.get(d.id),
+                 contexts.get(d.id, {}))
             for d in claimed]
 
 
@@ -215,6 +221,7 @@ class Engine:
             conversation_id=activity.conversation_id, tenant_id=activity.tenant_id,
             timestamp=activity.inserted_at, seq=activity.seq, delivery_id=d.id,
             thread_sender=work.thread_sender, extra=activity.extra,
+            in_reply_to=work.in_reply_to,
         )
         try:
             outbound = middleware.apply(channel.transformations, outbound)

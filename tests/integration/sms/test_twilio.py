@@ -123,9 +123,21 @@ async def test_mms_media_and_attachments(chat_server: Server, capi: Api,
     assert [(a["type"], a["url"], a["mime_type"]) for a in act["attachments"]] == [
         ("image", mms["MediaUrl0"], "image/jpeg"), ("file", mms["MediaUrl1"], "application/pdf")]
     reply = await capi.post_activity(conv["id"], s["key"], text="Photo received", attachments=[
-        {"type": "image", "url": "https://files.example.test/label.png"}])
+        {"type": "image", "contentType": "image/png",
+         "contentUrl": "https://files.example.test/label.png"},
+        {"contentType": "application/pdf", "contentUrl": "https://files.example.test/l.pdf"}])
     await delivery_of(capi, reply["id"], lambda d: d["status"] == "sent")
-    assert twilio.sent[-1]["MediaUrl"] == ["https://files.example.test/label.png"]
+    assert twilio.sent[-1]["MediaUrl"] == ["https://files.example.test/label.png",
+                                           "https://files.example.test/l.pdf"]
+    assert twilio.sent[-1]["Body"] == "Photo received"
+    # What MMS cannot carry fails at once, without a request.
+    before = len(twilio.requests)
+    too_big = await capi.post_activity(conv["id"], s["key"], attachments=[
+        {"type": "video", "contentType": "video/mp4", "size": 6_000_000,
+         "contentUrl": "https://files.example.test/v.mp4"}])
+    row = await delivery_of(capi, too_big["id"], lambda d: d["status"] == "failed")
+    assert row["attempts"] == 1 and "at most" in row["last_error"]
+    assert len(twilio.requests) == before
 
 
 async def test_forged_and_misdirected_signatures_store_nothing(

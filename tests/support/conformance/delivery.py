@@ -114,6 +114,9 @@ async def check_deliver(adapter: Adapter, profile: Profile, *, session_timeout: 
     that do not deliver are skipped."""
     if not adapter.delivers:
         return
+    if profile.smtp_point_at is not None:
+        await check_deliver_smtp(adapter, profile)
+        return
     assert profile.point_at is not None, f"{adapter.type} delivers: its profile needs point_at"
     timeout = aiohttp.ClientTimeout(total=session_timeout)
     async with Provider(profile.ok_body) as provider, aiohttp.ClientSession(timeout=timeout) as s:
@@ -193,3 +196,43 @@ async def _check_no_answer(adapter: Adapter, profile: Profile, s: aiohttp.Client
     result = await _deliver(adapter, s, slow, activity, "the provider stalls", limit=limit)
     assert not result.ok and result.retryable, \
         f"{adapter.type}: a stalled provider must be a retryable failure, got {result}"
+
+
+async def check_deliver_smtp(adapter: Adapter, profile: Profile) -> None:
+    """A mail-sending type against a real SMTP server on loopback: 250 sends, a 4xx reply is
+    retried, a 5xx reply is final with the reply's text, a refused connection and a stall are
+    retried, in time; nothing raises."""
+    from tests.support.smtp import SmtpStandIn
+
+    assert profile.smtp_point_at is not None
+    async with SmtpStandIn() as relay, aiohttp.ClientSession() as s:
+        channel = profile.channel(adapter, profile.smtp_point_at(dict(profile.config), relay.port))
+        assert validated(adapter, channel.config) is None, \
+            f"{adapter.type}: the profile's smtp_point_at config is refused"
+        activity = profile.activity()
+        result = await _deliver(adapter, s, channel, activity, "the relay answers 250")
+        assert result.ok and len(relay.received) == 1, \
+            f"{adapter.type}: not sent to the loopback relay: {result.error}"
+        for reply, retryable in (("451 4.3.0 Try again later", True),
+                                 ("550 5.1.1 No such user", False),
+                                 ("554 5.7.1 Rejected", False)):
+            relay.script = [reply]
+            result = await _deliver(adapter, s, channel, activity, f"the relay answers {reply}")
+            assert not result.ok and result.retryable is retryable, \
+                f"{adapter.type}: {result} when the relay answered {reply}"
+            assert result.error and reply.split()[0] in result.error, \
+                f"{adapter.type}: the relay's reply is not in the error: {result.error}"
+        relay.rcpt_script = ["550 5.1.1 No such user"]
+        result = await _deliver(adapter, s, channel, activity, "the relay refuses the recipient")
+        assert not result.ok and not result.retryable, f"{adapter.type}: {result}"
+        refused = profile.channel(adapter, profile.smtp_point_at(dict(profile.config),
+                                                                 closed_port()))
+        result = await _deliver(adapter, s, refused, activity, "the connection is refused")
+        assert not result.ok and result.retryable, f"{adapter.type}: {result}"
+        if profile.set_timeout is not None:
+            relay.script = ["stall"]
+            slow = profile.channel(adapter, profile.set_timeout(dict(channel.config), 0.3))
+            result = await _deliver(adapter, s, slow, activity, "the relay stalls", limit=5)
+            assert not result.ok and result.retryable, f"{adapter.type}: {result}"
+        unsendable = profile.activity(text=None, metadata={}, attachments=[], thread_sender=None)
+        await _deliver(adapter, s, channel, unsendable, "the activity has no text nor recipient")

@@ -40,6 +40,9 @@ class Profile:
     inbound: tuple[Any, ...] = ()
     statuses: tuple[Any, ...] = ()
     sign: Callable[[ChannelInfo, bytes], dict[str, str]] | None = None
+    # Types that send mail: the config pointed at an SMTP server on a loopback port (the
+    # delivery checks then run against an SMTP stand-in instead of an HTTP one).
+    smtp_point_at: Callable[[dict[str, Any], int], dict[str, Any]] | None = None
 
     def channel(self, adapter: Adapter, config: dict[str, Any] | None = None) -> ChannelInfo:
         """A channel of this type (duplex when the type allows it) with ``config``."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -68,6 +69,15 @@ def _twilio_signed(channel: ChannelInfo, body: bytes) -> dict[str, str]:
     params = dict(parse_qsl(body.decode(), keep_blank_values=True))
     validator = RequestValidator(channel.config["auth_token"])
     return {"X-Twilio-Signature": validator.compute_signature(channel.request_url, params)}
+
+
+EMAIL = {"from_address": "support@shop.example", "host": "smtp.shop.example"}
+EMAIL_SAMPLES = Path(__file__).parents[2] / "integration" / "email" / "samples"
+
+
+def _mail(name: str) -> dict[str, Any]:
+    return {"raw": (EMAIL_SAMPLES / name).read_text(), "mail_from": "jane@customer.example",
+            "rcpt_tos": ["support@shop.example"]}
 
 
 PROFILES: dict[str, Profile] = {p.type: p for p in (
@@ -171,6 +181,23 @@ PROFILES: dict[str, Profile] = {p.type: p for p in (
         inbound=tuple(sms_sample(f"twilio_inbound_{n}.json") for n in ("sms", "mms")),
         statuses=tuple(sms_sample(f"twilio_status_{n}.json") for n in ("delivered", "undelivered")),
         sign=_twilio_signed,
+    ),
+    Profile(
+        type="email_smtp",
+        config=EMAIL,
+        secret_config={**EMAIL, "username": "relay-user", "password": "relay-pass"},
+        required=("from_address", "host"),
+        bad_configs=({**EMAIL, "from_address": "not-an-address"}, {**EMAIL, "port": 0},
+                     {**EMAIL, "security": "ssl3"}, {**EMAIL, "username": "only-user"},
+                     {**EMAIL, "host": "smtp example"}, {**EMAIL, "max_message_bytes": 10},
+                     {**EMAIL, "from_name": "Support\r\nBcc: x@y.z"},
+                     {**EMAIL, "inbound_address": "x"}),
+        smtp_point_at=lambda config, port: {**config, "host": "127.0.0.1", "port": port,
+                                            "security": "none"},
+        set_timeout=_with(timeout_seconds=float),
+        activity_metadata={"email": "jane@customer.example"},
+        inbound=tuple(_mail(n) for n in ("new_mail.eml", "with_attachment.eml",
+                                         "html_only.eml")),
     ),
     Profile(
         type="fake",
