@@ -15,7 +15,7 @@ async def test_sync_button_and_templates_card(admin: Client, web_api: Api) -> No
     async with MetaStandIn(token="tok") as meta:
         tenant = await web_api.tenant("tpl-page")
         channel = await web_api.channel(tenant["id"], name="wa", type="whatsapp_meta",
-                                        mode="duplex", config={
+                                        mode="outbound", config={
             "phone_number_id": meta.phone_number_id, "access_token": "tok",
             "verify_token": "v", "api_base_url": meta.url, "api_version": meta.version,
             "business_account_id": meta.waba_id})

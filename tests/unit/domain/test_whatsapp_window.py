@@ -47,7 +47,8 @@ async def _thread(gw: Gateway) -> tuple[str, str, str]:
     tenant, _ = await tenant_ops.create(gw, ADMIN, name="shop")
     channel, _ = await channel_ops.create(gw, ADMIN, tenant_id=tenant.id, name="wa",
                                           type="whatsapp_meta", config={
-        "phone_number_id": "1", "access_token": "t", "verify_token": "v"})
+        "phone_number_id": "1", "access_token": "t", "verify_token": "v",
+        "app_secret": "s"})
     await gw.db.write(templates.replace, channel.id, tenant.id, [{
         "name": "order_update", "language": "en_US", "status": "APPROVED", "category": "UTILITY",
         "components": [{"type": "BODY", "text": "Hi {{1}}, it shipped."}]}], gw.now_iso())
