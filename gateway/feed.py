@@ -96,12 +96,23 @@ class FeedReader:
     async def catch_up(self) -> int:
         """Publish every event after the cursor; returns how many."""
         n = 0
+        hub = self.ctx.hub
         while True:
-            events = await self.ctx.db.read(feed.after, self.cursor, PAGE)
+            # Only the activities of conversations with sockets here are loaded.
+            wanted = frozenset(t[13:] for t in hub.topics() if t.startswith("conversation:"))
+            events = await self.ctx.db.read(feed.after, self.cursor, PAGE, wanted)
             if not events:
                 return n
             if events[0].id > self.cursor + 1:
                 await self._fell_behind(events[0].id - self.cursor - 1)
+            # A socket that subscribed while the page was read still gets its activities.
+            late = [e.ref for e in events if e.kind == "a" and e.activity is None and e.ref
+                    and e.topic not in wanted and hub.subscribers(f"conversation:{e.topic}")]
+            if late:
+                found = await self.ctx.db.read(feed.activities, late)
+                for e in events:
+                    if e.kind == "a" and e.activity is None and e.ref in found:
+                        e.activity = found[e.ref]
             for event in events:
                 if event.id <= self.cursor:  # a page read while another was published
                     continue

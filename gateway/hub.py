@@ -106,6 +106,10 @@ class Hub:
             if not subs:
                 del self._topics[topic]
 
+    def topics(self) -> list[str]:
+        """The topics with at least one subscriber."""
+        return list(self._topics)
+
     def subscribers(self, topic: str) -> int:
         return len(self._topics.get(topic, ()))
 

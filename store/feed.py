@@ -6,6 +6,7 @@ its change was committed."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -15,7 +16,6 @@ from .models import Activity, from_row
 
 KINDS = ("a", "d", "h", "i")
 _encode = msgspec.json.Encoder().encode
-_ACOLS = ", ".join(f"a.{c.strip()}" for c in ACTIVITY_COLUMNS.split(","))
 
 
 class Event(msgspec.Struct):
@@ -48,23 +48,43 @@ def first_id(conn: sqlite3.Connection) -> int | None:
     return row[0] if row else None
 
 
-def after(conn: sqlite3.Connection, cursor: int, limit: int) -> list[Event]:
-    """Up to ``limit`` events after ``cursor``, oldest first, with their activities."""
+def after(conn: sqlite3.Connection, cursor: int, limit: int,
+          wanted: Collection[str] | None = None) -> list[Event]:
+    """Up to ``limit`` events after ``cursor``, oldest first. A new activity's row is loaded
+    only when its conversation is in ``wanted`` (None: always): a process reads only what its
+    own sockets need (the others are filled later, if at all, by :func:`activities`)."""
     rows = conn.execute(
-        f"""SELECT f.id AS feed_id, f.kind, f.topic, f.ref AS feed_ref, f.data, {_ACOLS}
-              FROM feed f LEFT JOIN activities a ON f.kind = 'a' AND a.id = f.ref
-             WHERE f.id > ? ORDER BY f.id LIMIT ?""",
+        "SELECT id, kind, topic, ref, data FROM feed WHERE id > ? ORDER BY id LIMIT ?",
         (cursor, limit),
     ).fetchall()
     out = []
+    need: list[str] = []
     for r in rows:
         kind = r["kind"]
         if kind == "a":
-            act = from_row(Activity, r) if r["id"] is not None else None
-            out.append(Event(r["feed_id"], kind, r["topic"], activity=act))
+            out.append(Event(r["id"], kind, r["topic"], ref=r["ref"]))
+            if wanted is None or r["topic"] in wanted:
+                need.append(r["ref"])
         else:
             data = msgspec.json.decode(r["data"]) if r["data"] is not None else None
-            out.append(Event(r["feed_id"], kind, r["topic"], data=data, ref=r["feed_ref"]))
+            out.append(Event(r["id"], kind, r["topic"], data=data, ref=r["ref"]))
+    if need:
+        found = activities(conn, need)
+        for e in out:
+            if e.kind == "a" and e.ref in found:
+                e.activity = found[e.ref]
+    return out
+
+
+def activities(conn: sqlite3.Connection, ids: list[str]) -> dict[str, Activity]:
+    """The activities with these ids, by id (deleted ones are missing)."""
+    out: dict[str, Activity] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for r in conn.execute(f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE id IN ({marks})",
+                              chunk):
+            out[r["id"]] = from_row(Activity, r)
     return out
 
 
