@@ -14,9 +14,11 @@ from typing import Any
 
 import msgspec
 from sanic import Blueprint, Request
+from sanic.request import File
 from sanic.response import HTTPResponse, file
 
 from store import uploads
+from store.models import Conversation
 from store.uploads import Upload
 
 from ... import errors
@@ -92,6 +94,30 @@ async def reserve(request: Request, *, upload_id: str, **fields: Any) -> None:
                               f"the tenant's uploads would exceed its quota of {quota} bytes")
 
 
+async def save(request: Request, conv: Conversation, part: File) -> tuple[str, Path, dict[str, Any]]:
+    """Store one uploaded file of ``conv``: recorded within the tenant's quota, then written.
+
+    Returns the upload id, the file's path and the attachment naming it. A failed write takes
+    the record back."""
+    ctx = gw(request)
+    upload_id = str(uuid.uuid4())
+    name = part.name or "file"
+    file_name = f"{upload_id}_{sanitize(name)}"
+    ctype = part.type or "application/octet-stream"
+    path = upload_dir(request, conv.tenant_id) / file_name
+    await reserve(request, upload_id=upload_id, tenant_id=conv.tenant_id,
+                  conversation_id=conv.id, file_name=file_name, name=name, content_type=ctype,
+                  size=len(part.body))
+    try:
+        await asyncio.to_thread(_write, path, part.body)
+    except BaseException:
+        await ctx.db.write(uploads.delete, upload_id)
+        raise
+    return upload_id, path, {"contentType": ctype,
+                             "contentUrl": f"/uploads/{conv.tenant_id}/{file_name}",
+                             "name": name, "size": len(part.body)}
+
+
 @bp.post("/conversations/<conversation_id>/upload")
 async def upload(request: Request, conversation_id: str) -> HTTPResponse:
     ctx = gw(request)
@@ -107,24 +133,11 @@ async def upload(request: Request, conversation_id: str) -> HTTPResponse:
         raise errors.bad_request(f"File too large (max {cap // 1_048_576}MB)", "file_too_large",
                                  plain=True)
     fields = _activity_fields(request)
-    upload_id = str(uuid.uuid4())
-    name = part.name or "file"
-    file_name = f"{upload_id}_{sanitize(name)}"
-    ctype = part.type or "application/octet-stream"
-    path = upload_dir(request, conv.tenant_id) / file_name
-    await reserve(request, upload_id=upload_id, tenant_id=conv.tenant_id,
-                  conversation_id=conv.id, file_name=file_name, name=name, content_type=ctype,
-                  size=len(part.body))
-    try:
-        await asyncio.to_thread(_write, path, part.body)
-    except BaseException:
-        await ctx.db.write(uploads.delete, upload_id)
-        raise
+    upload_id, path, attachment = await save(request, conv, part)
     new = fields.to_new()
     new.sender = principal.user or new.sender  # a token bound to a user posts as that user
     new.text = new.text if new.text is not None else ""
-    new.attachments = [{"contentType": ctype, "contentUrl": f"/uploads/{conv.tenant_id}/{file_name}",
-                        "name": name, "size": len(part.body)}]
+    new.attachments = [attachment]
     try:
         result = await create(gw(request), conv.tenant_id, conv.id, new)
     except BaseException:

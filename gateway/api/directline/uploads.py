@@ -7,7 +7,6 @@ activities show them as absolute signed URLs."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,13 @@ from sanic.request import File
 from sanic.response import HTTPResponse
 
 from store import uploads
-from store.models import Conversation
 
 from ... import errors
 from ...domain.activities import create
 from ...http import MAX_DEPTH, _depth, gw, json, validation_error
 from ..converger.activities import ConvergerActivityIn
 from ..converger.auth import conversation
-from ..converger.uploads import _write, reserve, sanitize, upload_dir
+from ..converger.uploads import save
 from .activities import checked, client_key
 from .auth import authenticate
 
@@ -68,26 +66,6 @@ def _parts(request: Request) -> tuple[File | None, list[File]]:
     return activity, files
 
 
-async def _save(request: Request, conv: Conversation, part: File) -> tuple[str, Path, dict[str, Any]]:
-    ctx = gw(request)
-    upload_id = str(uuid.uuid4())
-    name = part.name or "file"
-    file_name = f"{upload_id}_{sanitize(name)}"
-    ctype = part.type or "application/octet-stream"
-    path = upload_dir(request, conv.tenant_id) / file_name
-    await reserve(request, upload_id=upload_id, tenant_id=conv.tenant_id,
-                  conversation_id=conv.id, file_name=file_name, name=name, content_type=ctype,
-                  size=len(part.body))
-    try:
-        await asyncio.to_thread(_write, path, part.body)
-    except BaseException:
-        await ctx.db.write(uploads.delete, upload_id)
-        raise
-    return upload_id, path, {"contentType": ctype,
-                             "contentUrl": f"/uploads/{conv.tenant_id}/{file_name}",
-                             "name": name, "size": len(part.body)}
-
-
 async def _discard(request: Request, saved: list[tuple[str, Path, dict[str, Any]]]) -> None:
     """No activity names these files: take them back rather than keep orphans."""
     for upload_id, path, _ in saved:
@@ -116,7 +94,7 @@ async def upload(request: Request, conversation_id: str) -> HTTPResponse:
     saved: list[tuple[str, Path, dict[str, Any]]] = []
     try:
         for part in files:
-            saved.append(await _save(request, conv, part))
+            saved.append(await save(request, conv, part))
         new = body.to_new(client_key(request, body))
         new.attachments = [attachment for _, _, attachment in saved]
         result = await create(gw(request), conv.tenant_id, conv.id, new)
