@@ -81,6 +81,9 @@ def create_app(settings: Settings, name: str | None = None, cluster: Cluster | N
     from . import connlimit
 
     connlimit.install(app)  # used by gateway.server's protocol (connection caps, deadlines)
+    from . import forms
+
+    forms.install(app)  # HEAD on GET routes, _method overrides (form bodies: gateway/http.py)
     errors.register(app)
     _register_routes(app)
     _register_middleware(app)

@@ -10,7 +10,7 @@ import msgspec
 from sanic import Request
 from sanic.response import HTTPResponse
 
-from . import errors
+from . import errors, forms
 from .context import Gateway
 
 T = TypeVar("T")
@@ -78,7 +78,30 @@ def decode_any(request: Request, *, plain: bool = False) -> Any:
     """The JSON body as plain values (any shape), with :func:`decode`'s size, syntax and depth
     checks; an empty body is ``{}``. For payloads whose shape an adapter decides (inbound)."""
     body = _sized_body(request)
+    if body.strip() and forms.is_form(request):
+        return _form_params(request, plain)
     return _decode_raw(body, plain) if body.strip() else {}
+
+
+def _form_params(request: Request, plain: bool) -> dict[str, Any]:
+    """A form body as parameters (gateway/forms.py), with the JSON path's nesting limit."""
+    try:
+        raw = forms.params(request)
+    except forms.FormError as exc:
+        raise errors.bad_request(str(exc), "malformed_form", plain=plain) from None
+    if _depth(raw, MAX_DEPTH):
+        raise errors.bad_request(f"form parameters nest deeper than {MAX_DEPTH} levels",
+                                 "json_too_deep", plain=plain)
+    return raw
+
+
+def _decode_form(request: Request, cls: type[T], plain: bool) -> T:
+    """A form into ``cls``: the same validation as JSON, values converted from their text."""
+    raw = _form_params(request, plain)
+    try:
+        return msgspec.convert(raw, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc) from None
 
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -119,6 +142,8 @@ def decode(request: Request, cls: type[T], *, empty_ok: bool = True, plain: bool
     → 413. An empty body decodes as ``{}`` when ``empty_ok``.
     """
     body = _sized_body(request)
+    if body.strip() and forms.is_form(request):
+        return _decode_form(request, cls, plain)
     if not body.strip():
         if not empty_ok:
             raise errors.bad_request("request body is required", "body_required", plain=plain)

@@ -12,7 +12,7 @@ from sanic.response import HTTPResponse
 from store import routing
 from store.models import RoutingRule, Tenant
 
-from ... import errors
+from ... import errors, forms
 from ...auth import is_channel_token, tenant_auth, token_scope
 from ...domain import Actor
 from ...domain import routing as rule_ops
@@ -33,7 +33,8 @@ def _fields(request: Request) -> RoutingRuleFields:
     # The tenant always comes from auth; the original accepted and ignored a body tenant_id.
     fields = {k: v for k, v in raw.routing_rule.items() if k != "tenant_id"}
     try:
-        return msgspec.convert(fields, RoutingRuleFields)
+        # A form's values are text: converted as the fields want them (gateway/forms.py).
+        return msgspec.convert(fields, RoutingRuleFields, strict=not forms.is_form(request))
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
 
