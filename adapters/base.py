@@ -143,7 +143,9 @@ class MediaFile(msgspec.Struct, kw_only=True):
 
 class MediaError(msgspec.Struct, kw_only=True):
     """Why a file could not be downloaded: ``kind`` is ``unsupported`` (nothing to fetch),
-    ``too_large`` (over the limit) or ``provider`` (the provider refused or did not answer)."""
+    ``too_large`` (over the limit), ``expired`` (the provider no longer has it: final),
+    ``mismatch`` (not the file announced: final) or ``provider`` (the provider refused or did
+    not answer: worth another try)."""
 
     kind: str
     error: str

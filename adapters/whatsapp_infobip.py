@@ -25,6 +25,8 @@ from .base import (
     DeliveryResult,
     InboundError,
     InboundMessage,
+    MediaError,
+    MediaFile,
     OutboundActivity,
     StatusUpdate,
     missing_strings,
@@ -165,6 +167,33 @@ class WhatsAppInfobipAdapter(BaseAdapter):
         found = [t for t in (_template(x) for x in
                              common.as_list(common.as_dict(body).get("templates"))) if t]
         return ActionResult(ok=True, data={"templates": found, "count": len(found)})
+
+    async def fetch_media(
+        self, session: Any, channel: ChannelInfo, attachment: Mapping[str, Any], limit: int
+    ) -> MediaFile | MediaError:
+        """The file at the attachment's ``url`` (Infobip's ``/whatsapp/1/senders/…/media/…``),
+        with the API key; only on the channel's own ``base_url``, so the key never goes
+        elsewhere."""
+        url = common.as_str(attachment.get("url"))
+        base = channel.config["base_url"].rstrip("/") + "/"
+        if not url or not url.startswith(base):
+            return MediaError(kind="unsupported",
+                              error="the attachment has no Infobip media URL on the channel's "
+                                    "base_url")
+        headers = {"Authorization": f"App {channel.config['api_key']}"}
+        got = await common.get_capped(session, url, headers, limit,
+                                      common.timeout_of(channel.config))
+        if got is None:
+            return MediaError(kind="too_large", error=f"the file is over {limit} bytes")
+        if isinstance(got, str):
+            return MediaError(kind="provider", error=f"{LABEL} download failed: {got}")
+        status, resp_headers, body = got
+        if status != 200:
+            return MediaError(kind="expired" if status in (401, 403, 404, 410) else "provider",
+                              error=f"{LABEL} download returned {status}")
+        ctype = resp_headers.get("Content-Type") or "application/octet-stream"
+        name = url.rstrip("/").rsplit("/", 1)[-1] or "file"
+        return MediaFile(body=body, content_type=ctype.split(";")[0].strip(), name=name)
 
     # -- inbound ------------------------------------------------------------------------
     def parse_inbound(self, payload: Any) -> list[InboundMessage]:

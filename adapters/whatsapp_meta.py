@@ -9,6 +9,7 @@ and, when the channel has an ``app_secret``, the ``X-Hub-Signature-256`` header.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -24,6 +25,8 @@ from .base import (
     DeliveryResult,
     InboundError,
     InboundMessage,
+    MediaError,
+    MediaFile,
     OutboundActivity,
     StatusUpdate,
     missing_strings,
@@ -169,6 +172,60 @@ class WhatsAppMetaAdapter(BaseAdapter):
             # Only Graph's own next page: never a URL elsewhere.
             url = nxt if nxt and nxt.startswith(base + "/") else None
         return ActionResult(ok=True, data={"templates": found, "count": len(found)})
+
+    async def fetch_media(
+        self, session: Any, channel: ChannelInfo, attachment: Mapping[str, Any], limit: int
+    ) -> MediaFile | MediaError:
+        """``GET /{media_id}`` (the file's short-lived ``url``, ``mime_type``, ``sha256``,
+        ``file_size``), then the file from that URL with the same token; the bytes must match
+        Meta's sha256. An expired or unknown id is final; no answer is worth another try."""
+        media_id = common.as_str(attachment.get("media_id"))
+        if not media_id or not media_id.replace("_", "").isalnum():
+            return MediaError(kind="unsupported", error="the attachment has no WhatsApp media id")
+        config = channel.config
+        base = (config.get("api_base_url") or DEFAULT_BASE_URL).rstrip("/")
+        version = config.get("api_version") or DEFAULT_API_VERSION
+        headers = {"Authorization": f"Bearer {config['access_token']}"}
+        timeout = common.timeout_of(config)
+        meta = await common.get_capped(session, f"{base}/{version}/{media_id}", headers,
+                                       65_536, timeout)
+        if meta is None or isinstance(meta, str):
+            return MediaError(kind="provider", error=f"{LABEL} request failed: "
+                              f"{meta or 'answer too large'}")
+        status, _, raw = meta
+        info = common.as_dict(common.decode_json(raw))
+        url = common.as_str(info.get("url"))
+        if status != 200 or not url:
+            message, _ = _describe_error(info)
+            final = status in (400, 401, 403, 404, 410)
+            return MediaError(kind="expired" if final else "provider",
+                              error=f"{LABEL} returned {status} for media {media_id}: "
+                                    f"{message or '(no error message)'}")
+        size = info.get("file_size")
+        if isinstance(size, int) and size > limit:
+            return MediaError(kind="too_large", error=f"the file is {size} bytes; at most "
+                                                      f"{limit} are kept")
+        got = await common.get_capped(session, url, headers, limit, timeout)
+        if got is None:
+            return MediaError(kind="too_large", error=f"the file is over {limit} bytes")
+        if isinstance(got, str):
+            return MediaError(kind="provider", error=f"{LABEL} download failed: {got}")
+        status, resp_headers, body = got
+        if status != 200:
+            return MediaError(kind="expired" if status in (401, 403, 404, 410) else "provider",
+                              error=f"{LABEL} download returned {status}")
+        digest = common.as_str(info.get("sha256"))
+        if digest and digest not in (hashlib.sha256(body).hexdigest(),
+                                     base64.b64encode(hashlib.sha256(body).digest()).decode()):
+            return MediaError(kind="mismatch", error="the file does not match Meta's sha256")
+        ctype = (common.as_str(info.get("mime_type")) or common.as_str(attachment.get("mime_type"))
+                 or resp_headers.get("Content-Type") or "application/octet-stream")
+        served = (resp_headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if served and served != "application/octet-stream" and served != ctype.split(";")[0]:
+            return MediaError(kind="mismatch", error=f"Meta said {ctype} but the file was "
+                                                     f"served as {served}")
+        name = common.as_str(attachment.get("filename")) or f"{media_id}"
+        return MediaFile(body=body, content_type=ctype, name=name)
 
     # -- inbound ------------------------------------------------------------------------
     def parse_inbound(self, payload: Any) -> list[InboundMessage]:

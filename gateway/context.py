@@ -149,6 +149,9 @@ class Gateway:
     delivery_limiter: DeliveryLimiter | None = None
     replication: Supervisor | None = None
     scheduler: Scheduler | None = None
+    # The inbound media downloader (gateway/workers/media.py): ``kick()`` after an inbound
+    # activity with files to fetch was committed.
+    media: Any = None
     alerts: Alerts | None = None
     cors_origins: Any = None
     static_cache: dict[str, Any] = field(default_factory=dict)

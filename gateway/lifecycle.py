@@ -37,9 +37,10 @@ def install(app: Sanic) -> None:
     metrics.install(app)
     tracing.install(app)
     from . import mail
-    from .workers import scheduler
+    from .workers import media, scheduler
 
     scheduler.install(app)
+    media.install(app)
     mail.install(app)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.media import MEDIA_KINDS
+
 from ..context import Gateway
 
 
@@ -26,3 +28,31 @@ def public_links(gw: Gateway, tenant_id: str, attachments: list[Any]) -> list[An
             att = {**att, "contentUrl": gw.tokens.signed_upload_url(base_url(gw), url)}
         out.append(att)
     return out
+
+
+# Inbound attachments that name a provider's file: Meta's media id, Telegram's file_id, Slack's
+# url_private, an Infobip media URL (its locations carry a url too: only media types count).
+FETCH_KEYS = ("media_id", "file_id", "url_private")
+FETCH_KINDS = frozenset({*MEDIA_KINDS, "voice", "photo", "file"})
+
+
+# The channel types whose inbound files are downloaded in the background (Telegram's and
+# Slack's are fetched on request: POST …/attachments/:n/fetch).
+FETCHED_TYPES = frozenset({"whatsapp_meta", "whatsapp_infobip"})
+
+
+def mark_pending(channel_type: str, attachments: list[Any]) -> tuple[list[Any], list[int]]:
+    """The attachments with ``status: "pending"`` on each one the gateway will download, and
+    their indexes."""
+    out: list[Any] = []
+    fetch: list[int] = []
+    if channel_type not in FETCHED_TYPES:
+        return attachments, fetch
+    for i, att in enumerate(attachments):
+        if isinstance(att, dict) and (
+                any(att.get(k) for k in FETCH_KEYS)
+                or (att.get("url") and str(att.get("type", "")).lower() in FETCH_KINDS)):
+            att = {**att, "status": "pending"}
+            fetch.append(i)
+        out.append(att)
+    return out, fetch

@@ -189,6 +189,8 @@ class MetaStandIn(StandIn):
         self.app_secret = app_secret  # signs the webhooks (X-Hub-Signature-256) when set
         self.sent: list[dict[str, Any]] = []  # accepted messages: {"id", "to", "text"}
         self.waba_id = "102290129340398"
+        self.media: dict[str, dict[str, Any]] = {}
+        self._hang = asyncio.Event()
         self.templates: list[dict[str, Any]] = sample("meta_message_templates.json")["data"]
 
     def webhook_headers(self, raw: bytes) -> dict[str, str]:
@@ -207,6 +209,54 @@ class MetaStandIn(StandIn):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/{phone}/messages", self.messages)
         app.router.add_get("/{version}/{waba}/message_templates", self.message_templates)
+        app.router.add_get("/{version}/{media_id}", self.media_info)
+        app.router.add_get("/whatsapp_media/{media_id}", self.media_file)
+
+    async def stop(self) -> None:
+        self._hang.set()  # a stalled download answers, so the runner stops at once
+        await super().stop()
+
+    def add_media(self, media_id: str, body: bytes, mime_type: str, *, served_as: str | None = None,
+                  fault: str | None = None) -> None:
+        """A file Meta holds: ``fault`` ``expired`` (the id lookup answers Graph's error 100),
+        ``gone`` (the file URL 404s) or ``hang`` (the file URL never answers)."""
+        self.media[media_id] = {"body": body, "mime_type": mime_type,
+                                "served_as": served_as or mime_type, "fault": fault}
+
+    async def media_info(self, request: web.Request) -> web.Response:
+        """``GET /{version}/{media_id}``: the documented retrieve-media-URL answer."""
+        await self.record(request)
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response(meta_error(
+                "Error validating access token: Session has expired.", 190, error_subcode=463),
+                status=401)
+        media_id = request.match_info["media_id"]
+        item = self.media.get(media_id)
+        if item is None or item["fault"] == "expired":
+            return web.json_response(meta_error(
+                f"Unsupported get request. Object with ID '{media_id}' does not exist, cannot be "
+                "loaded due to missing permissions, or does not support this operation", 100,
+                "GraphMethodException", error_subcode=33), status=400)
+        return web.json_response({
+            "messaging_product": "whatsapp", "url": f"{self.url}/whatsapp_media/{media_id}",
+            "mime_type": item["mime_type"], "sha256": hashlib.sha256(item["body"]).hexdigest(),
+            "file_size": len(item["body"]), "id": media_id})
+
+    async def media_file(self, request: web.Request) -> web.StreamResponse:
+        """The file itself, for the same access token only."""
+        await self.record(request)
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.Response(status=401)
+        item = self.media.get(request.match_info["media_id"])
+        if item is None or item["fault"] == "gone":
+            return web.Response(status=404)
+        if item["fault"] == "hang":
+            try:
+                await asyncio.wait_for(self._hang.wait(), 30)
+            except TimeoutError:
+                pass
+            return web.Response(status=504)
+        return web.Response(body=item["body"], content_type=item["served_as"])
 
     async def message_templates(self, request: web.Request) -> web.Response:
         """``GET /{version}/{waba_id}/message_templates``: the WABA's templates, two to a page

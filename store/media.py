@@ -1,0 +1,76 @@
+"""Background downloads of inbound media (m0014 ``media_downloads``): one row per attachment of
+an inbound activity that names a provider file, claimed by one process at a time (its
+``next_attempt_at`` pushed past a lease), retried on a schedule, and the attachment's own
+``status`` (``pending``, ``stored``, ``failed``) kept in the activity's JSON."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+
+class Download(msgspec.Struct, kw_only=True):
+    activity_id: str
+    idx: int
+    tenant_id: str
+    channel_id: str
+    attempts: int
+
+
+def enqueue(conn: sqlite3.Connection, activity_id: str, tenant_id: str, channel_id: str,
+            indexes: list[int], now: str) -> None:
+    for idx in indexes:
+        conn.execute(
+            "INSERT OR IGNORE INTO media_downloads (activity_id, idx, tenant_id, channel_id, "
+            "status, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+            (activity_id, idx, tenant_id, channel_id, now, now))
+
+
+def claim_due(conn: sqlite3.Connection, now: str, lease_until: str, limit: int) -> list[Download]:
+    """Pending downloads due at ``now``, claimed until ``lease_until`` (attempts counted)."""
+    rows = conn.execute(
+        "SELECT activity_id, idx, tenant_id, channel_id, attempts FROM media_downloads "
+        "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+        (now, limit)).fetchall()
+    for r in rows:
+        conn.execute("UPDATE media_downloads SET attempts = attempts + 1, next_attempt_at = ?, "
+                     "updated_at = ? WHERE activity_id = ? AND idx = ?",
+                     (lease_until, now, r[0], r[1]))
+    return [Download(activity_id=r[0], idx=r[1], tenant_id=r[2], channel_id=r[3],
+                     attempts=r[4] + 1) for r in rows]
+
+
+def next_due(conn: sqlite3.Connection) -> str | None:
+    (when,) = conn.execute("SELECT min(next_attempt_at) FROM media_downloads "
+                           "WHERE status = 'pending'").fetchone()
+    return None if when is None else str(when)
+
+
+def finish(conn: sqlite3.Connection, d: Download, *, status: str, now: str,
+           next_at: str | None = None, error: str | None = None, file_name: str | None = None,
+           patch: dict[str, Any] | None = None) -> None:
+    """Record an attempt's outcome; ``patch`` is merged into the activity's attachment."""
+    conn.execute(
+        "UPDATE media_downloads SET status = ?, next_attempt_at = coalesce(?, next_attempt_at), "
+        "last_error = ?, file_name = coalesce(?, file_name), updated_at = ? "
+        "WHERE activity_id = ? AND idx = ?",
+        (status, next_at, error, file_name, now, d.activity_id, d.idx))
+    if patch:
+        row = conn.execute("SELECT attachments FROM activities WHERE id = ?",
+                           (d.activity_id,)).fetchone()
+        if row is None:
+            return
+        atts = msgspec.json.decode(row[0])
+        if 0 <= d.idx < len(atts) and isinstance(atts[d.idx], dict):
+            atts[d.idx] = {**atts[d.idx], **patch}
+            conn.execute("UPDATE activities SET attachments = ? WHERE id = ?",
+                         (msgspec.json.encode(atts).decode(), d.activity_id))
+
+
+def for_activity(conn: sqlite3.Connection, activity_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT idx, status, attempts, last_error, file_name FROM media_downloads "
+                        "WHERE activity_id = ? ORDER BY idx", (activity_id,)).fetchall()
+    return [{"index": r[0], "status": r[1], "attempts": r[2], "error": r[3], "file_name": r[4]}
+            for r in rows]
