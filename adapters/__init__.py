@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .base import Adapter
 from .echo import EchoAdapter
+from .email_sendgrid import EmailSendgridAdapter
 from .email_smtp import EmailSmtpAdapter
 from .slack import SlackAdapter
 from .sms_twilio import SmsTwilioAdapter
@@ -26,6 +27,7 @@ REGISTRY: dict[str, Adapter] = {
         SlackAdapter(),
         SmsTwilioAdapter(),
         EmailSmtpAdapter(),
+        EmailSendgridAdapter(),
     )
 }
 

@@ -24,7 +24,7 @@ from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from html.parser import HTMLParser
 from typing import Any, ClassVar
 
@@ -442,6 +442,14 @@ def parse_mail(raw: bytes, rcpts: list[str], mail_from: str | None) -> InboundMe
     return InboundMessage(sender=sender, text=text.strip()[:TEXT_LIMIT], metadata=meta,
                           attachments=files, external_id=external[:300],
                           conversation_id=conversation)
+
+
+def getaddresses_safe(value: str) -> list[tuple[str, str]]:
+    """(name, address) pairs of an address header; [] when it cannot be read."""
+    try:
+        return [(n, a.lower()) for n, a in getaddresses([value[:10_000]]) if ADDRESS_RE.fullmatch(a)]
+    except (ValueError, IndexError, TypeError):
+        return []
 
 
 def _header(msg: Message, name: str) -> str | None:

@@ -15,11 +15,13 @@ from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 import adapters
-from adapters import signing, slack, whatsapp_meta
+from adapters import email_sendgrid, signing, slack, whatsapp_meta
 from adapters.base import Adapter, ChannelInfo, DeliveryResult, InboundError, InboundMessage
 from tests.integration.slack.standins import sample as slack_sample
 from tests.integration.sms.standins import sample as sms_sample
@@ -78,6 +80,27 @@ EMAIL_SAMPLES = Path(__file__).parents[2] / "integration" / "email" / "samples"
 def _mail(name: str) -> dict[str, Any]:
     return {"raw": (EMAIL_SAMPLES / name).read_text(), "mail_from": "jane@customer.example",
             "rcpt_tos": ["support@shop.example"]}
+
+
+def _sendgrid_json(name: str) -> Any:
+    import json
+
+    return json.loads((EMAIL_SAMPLES / name).read_text())
+
+
+SG_KEY = ec.generate_private_key(ec.SECP256R1())
+SENDGRID = {"api_key": "SG.key.secret", "from_address": "support@shop.example",
+            "inbound_address": "support@parse.shop.example", "webhook_username": "sg",
+            "webhook_password": "parse-pw", "event_public_key": base64.b64encode(
+                SG_KEY.public_key().public_bytes(Encoding.DER,
+                                                 PublicFormat.SubjectPublicKeyInfo)).decode()}
+
+
+def _sendgrid_signed(channel: ChannelInfo, body: bytes) -> dict[str, str]:
+    stamp = str(int(time.time()))
+    return {"X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+            "X-Twilio-Email-Event-Webhook-Signature": email_sendgrid.sign_event(SG_KEY, stamp,
+                                                                                body)}
 
 
 PROFILES: dict[str, Profile] = {p.type: p for p in (
@@ -198,6 +221,24 @@ PROFILES: dict[str, Profile] = {p.type: p for p in (
         activity_metadata={"email": "jane@customer.example"},
         inbound=tuple(_mail(n) for n in ("new_mail.eml", "with_attachment.eml",
                                          "html_only.eml")),
+    ),
+    Profile(
+        type="email_sendgrid",
+        config=SENDGRID,
+        required=("api_key", "from_address", "webhook_username", "webhook_password",
+                  "event_public_key"),
+        bad_configs=({**SENDGRID, "from_address": "nope"}, {**SENDGRID, "event_public_key": "x"},
+                     {**SENDGRID, "event_public_key": base64.b64encode(b"junk").decode()},
+                     {**SENDGRID, "webhook_username": "a:b"}, {**SENDGRID, "api_key": "k\n"},
+                     {**SENDGRID, "api_base_url": "ftp://x"}),
+        point_at=_with(api_base_url=str),
+        set_timeout=_with(timeout_seconds=float),
+        ok_body={},
+        activity_metadata={"email": "jane@customer.example"},
+        inbound=(_sendgrid_json("sendgrid_parse.json"), _sendgrid_json("sendgrid_parse_raw.json")),
+        statuses=(_sendgrid_json("sendgrid_events.json"),
+                  _sendgrid_json("sendgrid_events_bounce.json")),
+        sign=_sendgrid_signed,
     ),
     Profile(
         type="fake",
