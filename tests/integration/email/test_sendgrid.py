@@ -14,7 +14,13 @@ import pytest
 from sendgrid.helpers.eventwebhook import EventWebhook
 
 from tests.integration.email.standins import Reply, SendgridStandIn, sample, sg_errors
-from tests.integration.telegram.conftest import capi, chat_server, conversations_of, health_of, unique
+from tests.integration.telegram.conftest import (
+    capi,
+    chat_server,
+    conversations_of,
+    health_of,
+    unique,
+)
 from tests.integration.whatsapp.conftest import activities, delivery_of, eventually
 from tests.support.api import Api
 from tests.support.server import Server
