@@ -74,3 +74,13 @@ def for_activity(conn: sqlite3.Connection, activity_id: str) -> list[dict[str, A
                         "WHERE activity_id = ? ORDER BY idx", (activity_id,)).fetchall()
     return [{"index": r[0], "status": r[1], "attempts": r[2], "error": r[3], "file_name": r[4]}
             for r in rows]
+
+
+def upload(conn: sqlite3.Connection, tenant_id: str, upload_id: str) -> dict[str, Any] | None:
+    """A tenant's upload by id (``upload_id`` in an attachment): its conversation and file."""
+    r = conn.execute("SELECT conversation_id, file_name, name, content_type, size FROM uploads "
+                     "WHERE id = ? AND tenant_id = ?", (upload_id, tenant_id)).fetchone()
+    if r is None:
+        return None
+    return {"conversation_id": r[0], "file_name": r[1], "name": r[2], "content_type": r[3],
+            "size": r[4]}

@@ -20,7 +20,7 @@ from store import activities, channels, conversations, queue, routing, tenants
 from store.models import Activity, Channel
 
 from ..context import Gateway
-from . import whatsapp
+from . import media, whatsapp
 from .errors import Conflict, Forbidden, NotFound, TooLarge
 
 
@@ -85,6 +85,7 @@ def insert_tx(
     if conv.status != "active":
         raise closed(conversation_id)
     primary = channels.get(conn, conv.channel_id)
+    new.attachments = media.resolve_uploads_tx(conn, tenant_id, conversation_id, new.attachments)
     whatsapp.check_tx(conn, primary, conversation_id, new, now)
     activity = activities.insert(
         conn, tenant_id=tenant_id, conversation_id=conversation_id, sender=new.sender, now=now,

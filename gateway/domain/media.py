@@ -5,11 +5,14 @@ hour without credentials: ``Tokens.signed_upload_url``) on the server's public a
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
-from adapters.media import MEDIA_KINDS
+from adapters.media import MEDIA_KINDS, kind_of
+from store import media as media_store
 
 from ..context import Gateway
+from .errors import Unprocessable
 
 
 def base_url(gw: Gateway) -> str:
@@ -56,3 +59,25 @@ def mark_pending(channel_type: str, attachments: list[Any]) -> tuple[list[Any], 
             fetch.append(i)
         out.append(att)
     return out, fetch
+
+
+def resolve_uploads_tx(conn: sqlite3.Connection, tenant_id: str, conversation_id: str,
+                       attachments: list[Any]) -> list[Any]:
+    """Attachments that reference an upload (``{"upload_id": …}``) completed from the upload
+    store: ``type``, ``contentType``, ``name``, ``size``, ``contentUrl``. An upload of another
+    tenant or conversation, or none, is 422 ``unknown_upload``."""
+    if not any(isinstance(a, dict) and "upload_id" in a for a in attachments):
+        return attachments
+    out: list[Any] = []
+    for att in attachments:
+        if isinstance(att, dict) and "upload_id" in att:
+            uid = att["upload_id"]
+            row = media_store.upload(conn, tenant_id, uid) if isinstance(uid, str) else None
+            if row is None or row["conversation_id"] != conversation_id:
+                raise Unprocessable(f"no upload {uid!r} in this conversation", "unknown_upload")
+            att = {"contentType": row["content_type"], "name": row["name"], "size": row["size"],
+                   **{k: v for k, v in att.items() if k not in ("contentUrl", "size")},
+                   "contentUrl": f"/uploads/{tenant_id}/{row['file_name']}"}
+            att.setdefault("type", kind_of(att))
+        out.append(att)
+    return out

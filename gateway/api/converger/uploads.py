@@ -145,7 +145,9 @@ async def upload(request: Request, conversation_id: str) -> HTTPResponse:
         await ctx.db.write(uploads.delete, upload_id)
         await asyncio.to_thread(path.unlink, True)
         raise
-    return json({"id": result.activity.id})
+    # The upload's id: a later activity references the same file with {"upload_id": …}.
+    return json({"id": result.activity.id, "upload_id": upload_id,
+                 "attachment": new.attachments[0]})
 
 
 Check = Callable[[Upload], bool]
