@@ -527,3 +527,38 @@ def reply_contexts(conn: sqlite3.Connection, deliveries: list[Delivery],
             if isinstance(value, dict):
                 out[d.id] = value
     return out
+
+
+# -- every attempt of a delivery (m0013), shown on the delivery's page -----------------------
+def record_attempt(conn: sqlite3.Connection, delivery_id: str, at: str, ok: bool, status: str,
+                   error: str | None, duration_ms: int | None) -> None:
+    """One attempt's outcome: numbered from 1 across retries by hand, the error in full."""
+    conn.execute(
+        """INSERT INTO delivery_attempts (delivery_id, attempt, at, ok, status, error, duration_ms)
+           VALUES (?, (SELECT count(*) FROM delivery_attempts WHERE delivery_id = ?) + 1,
+                   ?, ?, ?, ?, ?)""",
+        (delivery_id, delivery_id, at, int(ok), status, error, duration_ms))
+
+
+def attempts_of(conn: sqlite3.Connection, delivery_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        """SELECT attempt, at, ok, status, error, duration_ms FROM delivery_attempts
+            WHERE delivery_id = ? ORDER BY id""", (delivery_id,)).fetchall()
+    return [dict(r) for r in rows]
+
+
+def retry_failed_where(conn: sqlite3.Connection, now: str, *, tenant_id: str | None = None,
+                       channel_id: str | None = None, activity_id: str | None = None,
+                       conversation_id: str | None = None) -> int:
+    """Every failed delivery under the filters (those of the deliveries page) made due now
+    with a fresh set of attempts; returns how many."""
+    sql = """UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?,
+                    attempts = 0
+              WHERE status = 'failed' AND claim_token IS NULL"""
+    params: list[Any] = [now, now]
+    for col, value in (("tenant_id", tenant_id), ("channel_id", channel_id),
+                       ("activity_id", activity_id), ("conversation_id", conversation_id)):
+        if value:
+            sql += f" AND {col} = ?"
+            params.append(value)
+    return conn.execute(sql, params).rowcount

@@ -56,3 +56,26 @@ async def retry_failed(gw: Gateway, actor: Actor, channel_id: str, *,
     if n:
         await gw.delivery.enqueued(None, n)
     return n
+
+
+def retry_failed_matching_tx(conn: sqlite3.Connection, filters: dict[str, str | None],
+                             actor: tuple[str, str], now: str,
+                             tenant_id: str | None = None) -> int:
+    """``tenant_id`` set (the portal): only that tenant's deliveries, whatever the filters."""
+    scope = {**filters, "tenant_id": tenant_id or filters.get("tenant_id")}
+    n = queue.retry_failed_where(conn, now, **scope)
+    if n:
+        channel_id = filters.get("channel_id")
+        kind, ref = ("channel", channel_id) if channel_id else ("delivery", "*")
+        record(conn, actor, "retry_failed", kind, ref, now, tenant_id=scope["tenant_id"],
+               after={"retried": n, "filters": {k: v for k, v in scope.items() if v}})
+    return n
+
+
+async def retry_failed_matching(gw: Gateway, actor: Actor, filters: dict[str, str | None], *,
+                                tenant_id: str | None = None) -> int:
+    """Every failed delivery under the deliveries page's filters made due now; how many."""
+    n = await gw.db.write(retry_failed_matching_tx, filters, actor, gw.now_iso(), tenant_id)
+    if n:
+        await gw.delivery.enqueued(None, n)
+    return n

@@ -79,6 +79,7 @@ class Outcome(msgspec.Struct):
     token: str
     at: str
     result: DeliveryResult
+    duration_ms: int | None = None
 
 
 def outcomes_tx(conn: sqlite3.Connection, batch: list[Outcome], scale: float,
@@ -95,10 +96,18 @@ def outcomes_tx(conn: sqlite3.Connection, batch: list[Outcome], scale: float,
                 # The send opened the conversation's thread on this channel (adapters/base.py).
                 threads.link(conn, channel_id=d.channel_id, thread_key=r.thread_key,
                              conversation_id=d.conversation_id, tenant_id=d.tenant_id, now=o.at)
+            if row is not None:
+                queue.record_attempt(conn, d.id, o.at, True, "sent", r.provider_message_id,
+                                     o.duration_ms)
             out.append(row)
         else:
-            out.append(queue.fail(conn, d.id, o.token, o.at, outbound.summary(r.error) or "failed",
-                                  r.retryable and retries, r.retry_after, scale=scale))
+            row = queue.fail(conn, d.id, o.token, o.at, outbound.summary(r.error) or "failed",
+                             r.retryable and retries, r.retry_after, scale=scale)
+            if row is not None:  # the delivery page lists every attempt, its error in full
+                queue.record_attempt(conn, d.id, o.at, False,
+                                     "failed" if row.status == "failed" else "will retry",
+                                     r.error or "failed", o.duration_ms)
+            out.append(row)
     return out
 
 
@@ -261,7 +270,8 @@ class Engine:
             "sent" if result.ok else ("retry" if result.retryable else "failed"),
             time.perf_counter() - started,
         )
-        outcome = Outcome(d, d.claim_token or "", self.gw.now_iso(), result)
+        outcome = Outcome(d, d.claim_token or "", self.gw.now_iso(), result,
+                          int((time.perf_counter() - started) * 1000))
         if self.inline:
             await self._write([outcome])
             return

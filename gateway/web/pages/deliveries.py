@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from sanic import Request
-from sanic.response import HTTPResponse
+from sanic.response import HTTPResponse, redirect
 
 from store import dashboard, queue
 
@@ -62,11 +62,32 @@ async def delivery_retry(request: Request, delivery_id: Any) -> HTTPResponse:
 
 @both("/deliveries/retry_failed", "retry_failed", ("POST",))
 async def deliveries_retry_failed(request: Request) -> HTTPResponse:
-    channel_id = form(request, "channel_id")
-    if not kit.is_uuid(channel_id):
-        flash(request, "Choose a channel", "error")
-        return back(request, f"/{request.ctx.area}/deliveries")
-    n = await delivery_ops.retry_failed(gw(request), actor(request), channel_id,
-                                        tenant_id=kit.own_tenant(request))
+    """Every failed delivery under the page's filters (tenant, channel, message, conversation)."""
+    filters = {k: v if kit.is_uuid(v := form(request, k)) else None
+               for k in ("channel_id", "activity_id", "conversation_id", "tenant_id")}
+    if request.ctx.area == "portal":
+        filters["tenant_id"] = None
+    n = await delivery_ops.retry_failed_matching(gw(request), actor(request), filters,
+                                                 tenant_id=kit.own_tenant(request))
     flash(request, f"{n} failed deliveries queued for retry")
     return back(request, f"/{request.ctx.area}/deliveries")
+
+
+@both("/deliveries/<delivery_id:uuid>", "delivery")
+async def delivery_page(request: Request, delivery_id: Any) -> HTTPResponse:
+    """One delivery and every attempt of it: time, outcome, the error in full, duration."""
+    own = kit.own_tenant(request)
+
+    def read(conn: Any) -> dict[str, Any] | None:
+        d = queue.get(conn, str(delivery_id))
+        if d is None or (own is not None and d.tenant_id != own):
+            return None
+        return {"d": d, "attempts": queue.attempts_of(conn, d.id),
+                "channel_name": dashboard.names(conn, "channels", {d.channel_id}).get(d.channel_id),
+                "tenant_name": dashboard.names(conn, "tenants", {d.tenant_id}).get(d.tenant_id)}
+
+    data = await request.app.ctx.db.read(read)
+    if data is None:
+        flash(request, "Delivery not found", "error")
+        return redirect(f"/{request.ctx.area}/deliveries")
+    return render(request, "delivery.html", **data)

@@ -263,7 +263,20 @@
     window.addEventListener("pagehide", function () { source.close(); });
   }
 
+  // Times are stored and sent in UTC; shown in the reader's own zone, the zone named.
+  function localTimes() {
+    document.querySelectorAll("time[datetime]").forEach(function (t) {
+      var d = new Date(t.getAttribute("datetime"));
+      if (isNaN(d.getTime())) { return; }
+      t.title = t.textContent;
+      t.textContent = d.toLocaleString(undefined, {
+        year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+        second: "2-digit", timeZoneName: "short" });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    localTimes();
     channelForm();
     channelEditForm();
     ruleForm();

@@ -85,9 +85,10 @@ async def test_login_create_a_tenant_and_a_channel_of_each_type(page: Any, web_s
     configs = {
         "webhook": {"url": "http://127.0.0.1:9/hook"},
         "whatsapp_meta": {"phone_number_id": "1234", "access_token": "meta-access-token",
-                          "verify_token": "vt"},
+                          "verify_token": "vt", "app_secret": "meta-app-secret"},
         "whatsapp_infobip": {"base_url": "https://infobip.example", "api_key": "ib-key",
-                             "sender": "447000"},
+                             "sender": "447000", "webhook_username": "ib-user",
+                             "webhook_password": "ib-password"},
         "telegram": {"bot_token": "123456:AAE-browser", "secret_token": "browser-secret"},
         "slack": {"bot_token": "xoxb-browser", "signing_secret": "browser-signing"},
         "echo": {}, "websocket": {},

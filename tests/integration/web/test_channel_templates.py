@@ -17,7 +17,7 @@ async def test_sync_button_and_templates_card(admin: Client, web_api: Api) -> No
         channel = await web_api.channel(tenant["id"], name="wa", type="whatsapp_meta",
                                         mode="outbound", config={
             "phone_number_id": meta.phone_number_id, "access_token": "tok",
-            "verify_token": "v", "api_base_url": meta.url, "api_version": meta.version,
+            "verify_token": "v", "app_secret": "app-secret", "api_base_url": meta.url, "api_version": meta.version,
             "business_account_id": meta.waba_id})
         page = f"/admin/channels/{channel['id']}"
         status, body, _ = await admin.get(page)

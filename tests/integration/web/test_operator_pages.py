@@ -23,7 +23,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 async def receivers() -> AsyncIterator[str]:
-    """``/ok`` takes every delivery; ``/gone`` answers 410 (failed at once, never retried)."""
+    """``/ok`` takes every delivery; ``/gone`` answers 410 (failed at once, never retried);
+    ``/down`` answers 500 (retried: failed after five attempts)."""
     async def ok(request: web.Request) -> web.Response:
         await request.read()
         return web.Response(status=200, text="ok")
@@ -32,7 +33,12 @@ async def receivers() -> AsyncIterator[str]:
         await request.read()
         return web.Response(status=410, text="number no longer on WhatsApp")
 
+    async def down(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=500, text="upstream database unavailable")
+
     app = web.Application()
+    app.router.add_post("/down", down)
     app.router.add_post("/ok", ok)
     app.router.add_post("/gone", gone)
     runner = web.AppRunner(app)
@@ -115,3 +121,43 @@ async def test_search_finds_a_conversation_by_the_contacts_name(
         await expect(page.locator("#conversations-total")).to_contain_text("1 conversation")
     # The filters survive: the tenant is still chosen, the query still there.
     assert f"tenant_id={s['tenant']['id']}" in page.url and "q=" in page.url
+
+
+async def test_delivery_page_lists_every_attempt_and_retry_all_says_how_many(
+    admin_page: Any, web_server: Server, web_api: Api, receivers: str
+) -> None:
+    from playwright.async_api import expect
+
+    page = admin_page
+    s = await web_api.setup("attempts-co", type="webhook", mode="duplex",
+                            config={"url": receivers + "/down"})
+    for text in ("first", "second"):
+        await web_api.post_activity(s["conversation"]["id"], s["api_key"], text=text)
+    url = f"{web_server.url}/admin/deliveries?channel_id={s['channel']['id']}&status=failed"
+    rows = page.locator("#deliveries tbody tr[data-delivery]")
+    for _ in range(80):  # retried at 1/1000 of the real backoff: about a second
+        await page.goto(url)
+        if await rows.count() == 2:
+            break
+        await page.wait_for_timeout(250)
+    await expect(rows).to_have_count(2)
+    # Counts follow the filters: this channel's two, not every tenant's.
+    await expect(page.locator("a.stat", has_text="failed").locator(".n")).to_have_text("2")
+    await rows.first.get_by_role("link", name="Attempts of the delivery").click()
+    attempts = page.locator("#attempts tbody tr[data-attempt]")
+    await expect(attempts).to_have_count(5)
+    await expect(attempts.first).to_contain_text("will retry")
+    await expect(attempts.last).to_contain_text("failed")
+    await expect(attempts.last).to_contain_text("500")
+    await expect(attempts.last).to_contain_text("ms")
+    # Local time with its zone (the browser's zone: UTC here) instead of a bare UTC string.
+    shown = await attempts.first.locator("time").text_content() or ""
+    assert "UTC" in shown or "GMT" in shown, shown
+
+    # Retry all failed under the filter: the confirmation says how many.
+    messages: list[str] = []
+    page.on("dialog", lambda d: messages.append(d.message))
+    await page.goto(url)
+    await page.click("#retry-all")
+    await expect(page.locator(".flash").first).to_contain_text("2 failed deliveries queued")
+    assert messages and "Retry 2 failed deliveries of this channel" in messages[-1], messages
