@@ -121,6 +121,9 @@ def _register_routes(app: Sanic) -> None:
     from . import headers
 
     headers.install(app)  # hardening: undecodable header bytes are a 400, not a 500
+    from . import versioning
+
+    versioning.install(app, versioning.deprecations(app.ctx.settings.deprecated_routes))
     app.blueprint(health.bp)
     app.blueprint(openapi.bp)
     app.blueprint(compat.bp)

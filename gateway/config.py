@@ -113,6 +113,11 @@ SETTINGS: tuple[Setting, ...] = (
             "be lower."),
     Setting("prometheus_port", ("CONVERGER_PROMETHEUS_PORT", "PROMETHEUS_PORT"), int, 0,
             "When set, `/metrics` is also served on this port (no allowlist there); 0 = off."),
+    Setting("deprecated_routes", ("CONVERGER_DEPRECATED_ROUTES",), str, "",
+            "Routes to announce as deprecated (docs/api-versioning.md), besides those the code "
+            "marks: `;`-separated `METHOD /path/{param} SINCE [SUNSET [LINK]]` (ISO 8601 dates). "
+            "They answer with `Deprecation` and `Sunset` headers and are `deprecated` in the "
+            "OpenAPI document."),
     Setting("otel_endpoint", ("OTEL_EXPORTER_OTLP_ENDPOINT",), str, "",
             "OpenTelemetry collector (OTLP/HTTP, e.g. `http://127.0.0.1:4318`): when set, requests "
             "and delivery attempts are traced (needs the `otel` extra; the binary has it)."),
@@ -267,6 +272,7 @@ class Settings(msgspec.Struct, kw_only=True):
     smtp_host: str = ""
     smtp_max_bytes: int = 26_214_400
     prometheus_port: int = 0
+    deprecated_routes: str = ""
     otel_endpoint: str = ""
     replica_url: str = ""
     replica_endpoint: str = ""
@@ -403,6 +409,12 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         outbound.parse_hosts(settings.outbound_hosts)
     except ValueError as exc:
         raise ConfigError(f"outbound_hosts: {exc}") from None
+    from . import versioning
+
+    try:
+        versioning.parse(settings.deprecated_routes)
+    except ValueError as exc:
+        raise ConfigError(f"CONVERGER_DEPRECATED_ROUTES: {exc}") from None
     _check_tls(settings)
     for name in ("admin_ip_whitelist", "trusted_proxies", "outbound_allow"):
         try:

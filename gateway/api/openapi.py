@@ -6,6 +6,7 @@ checks that every route the app serves under ``/api`` is described here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import msgspec
@@ -16,6 +17,7 @@ from gateway import __version__
 from store.models import AdminToken, Alert, AuditLog, Delivery
 from store.users import AdminUser, TenantUser
 
+from .. import versioning
 from ..http import json
 from ..shapes import public_struct
 from . import schemas as s
@@ -314,8 +316,9 @@ def _schema(value: Any, refs: dict[Any, Any]) -> dict[str, Any]:
     return refs[value]
 
 
-def document() -> dict[str, Any]:
-    """Build the OpenAPI document."""
+def document(deprecated: Iterable[versioning.Deprecation] = ()) -> dict[str, Any]:
+    """Build the OpenAPI document; ``deprecated`` routes are marked so (docs/api-versioning.md)."""
+    marked = {versioning.route_key(d.method, d.path): d for d in deprecated}
     types: set[Any] = {Problem}
     for op in OPERATIONS:
         _collect(op.body, types)
@@ -366,10 +369,20 @@ def document() -> dict[str, Any]:
             entry["responses"][str(code)] = {"description": "problem: code one of " + ", ".join(
                 CODES[code]), "content": {"application/problem+json": {"schema": {
                     "allOf": [problem_ref, {"properties": {"code": {"enum": list(CODES[code])}}}]}}}}
+        mark = marked.get(versioning.route_key(op.method, op.path))
+        if mark is not None:
+            entry["deprecated"] = True
+            entry["x-deprecated-since"] = mark.since.isoformat()
+            if mark.sunset is not None:
+                entry["x-sunset"] = mark.sunset.isoformat()
+        for answer in entry["responses"].values():
+            answer["headers"] = {versioning.HEADER: {"description": "the API version answering",
+                                                     "schema": {"type": "string"}}}
         paths.setdefault(op.path, {})[op.method.lower()] = entry
     return {
         "openapi": "3.1.0",
         "info": {"title": "converger", "version": __version__,
+                 "x-api-version": versioning.API_VERSION,
                  "description": "Multi-tenant conversation gateway."},
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
@@ -390,7 +403,7 @@ bp = Blueprint("openapi")
 
 @bp.get("/api/openapi.json")
 async def openapi(request: Request) -> HTTPResponse:
-    return json(document())
+    return json(document(versioning.deprecations(request.app.ctx.settings.deprecated_routes)))
 
 
 def _extend() -> None:
