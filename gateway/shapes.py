@@ -17,9 +17,17 @@ from store.models import Activity, Delivery
 
 def legacy_payload(a: Activity) -> dict[str, Any]:
     """The original's 4-key ``new_activity`` payload (docs/realtime.md), plus ``seq`` so
-    clients can order and de-duplicate."""
-    return {"id": a.id, "text": a.text, "sender": a.sender, "inserted_at": a.inserted_at,
-            "seq": a.seq}
+    clients can order and de-duplicate; and, only for what a plain text message lacks, its
+    ``type`` (typing, template…), ``attachments`` and a template's ``metadata`` (issue 19)."""
+    out: dict[str, Any] = {"id": a.id, "text": a.text, "sender": a.sender,
+                           "inserted_at": a.inserted_at, "seq": a.seq}
+    if a.type != "message":
+        out["type"] = a.type
+    if a.attachments:
+        out["attachments"] = a.attachments
+    if a.type == "template":
+        out["metadata"] = a.metadata
+    return out
 
 
 def converger_activity(a: Activity) -> dict[str, Any]:

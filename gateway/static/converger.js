@@ -17,6 +17,12 @@
  * nothing is lost; activities it has already delivered are skipped, so nothing is duplicated.
  * Messages sent while disconnected are queued and sent once rejoined, with the same
  * idempotency key, so a retried send never creates a second activity.
+ *
+ * Rich messages (1.1): onDeliveryStatus (sent/delivered/read/failed ticks of the legacy
+ * socket's delivery_status pushes), onTyping and sendTyping, sendAttachment (upload a File or
+ * Blob once, then post it; sendMessage(text, {attachments: [{upload_id}]}) re-sends it),
+ * sendTemplate (a WhatsApp template), onReconnect and the "reconnecting" status.
+ * TypeScript declarations: converger.d.ts (the npm package, clients/js/).
  */
 (function (root, factory) {
   if (typeof module === "object" && module.exports) module.exports = factory();
@@ -78,6 +84,9 @@
       this._outbox = [];
       this._activityCbs = [];
       this._statusCbs = [];
+      this._deliveryCbs = [];
+      this._typingCbs = [];
+      this._reconnectCbs = [];
       this._ws = null;
       this._attempt = 0;
       this._closedByUser = false;
@@ -90,8 +99,17 @@
     /** Called with each new activity, once, in order. */
     onActivity(callback) { this._activityCbs.push(callback); return this; }
 
-    /** Called with "connecting" | "open" | "joined" | "closed" | "error". */
+    /** Called with "connecting" | "open" | "joined" | "closed" | "reconnecting" | "error". */
     onStatus(callback) { this._statusCbs.push(callback); return this; }
+
+    /** Called with each delivery_status push: {delivery_id, activity_id, channel_id, status, …}. */
+    onDeliveryStatus(callback) { this._deliveryCbs.push(callback); return this; }
+
+    /** Called with each typing activity of someone else (also given to onActivity). */
+    onTyping(callback) { this._typingCbs.push(callback); return this; }
+
+    /** Called before each reconnect attempt with {attempt, delayMs}. */
+    onReconnect(callback) { this._reconnectCbs.push(callback); return this; }
 
     get connected() { return !!this._ws && this._ws.readyState === 1; }
 
@@ -144,8 +162,45 @@
       });
     }
 
+    /** Tell the conversation this user is typing (a "typing" activity). */
+    sendTyping(extra) {
+      return this.sendMessage(null, Object.assign({ type: "typing" }, extra || {}));
+    }
+
+    /**
+     * Send a WhatsApp template: name, language ("en_US"), components in the Cloud API's shape,
+     * e.g. [{type: "body", parameters: [{type: "text", text: "Ada"}]}].
+     */
+    sendTemplate(name, language, components, extra) {
+      const template = { name: name, language: language, components: components || [] };
+      return this.sendMessage(null, Object.assign({ type: "template", metadata: { template: template } },
+        extra || {}));
+    }
+
+    /**
+     * Upload a file (a File or Blob; name for a Blob) and send it as an activity with ``text``;
+     * resolves with {id, upload_id, attachment}. Reference the upload again later with
+     * sendMessage(text, {attachments: [{upload_id}]}). Uses the Converger API's upload
+     * (a Converger conversation token).
+     */
+    async sendAttachment(file, text, name) {
+      if (!this.conversationId) throw new Error("Channel not joined");
+      const form = new FormData();
+      form.append("file", file, name || file.name || "file");
+      form.append("activity", JSON.stringify({ type: "message", text: text || "" }));
+      const url = this.apiUrl + "/api/v1/converger/conversations/" + this.conversationId + "/upload";
+      const r = await fetch(url, { method: "POST", body: form,
+        headers: { "authorization": "Bearer " + this.token } });
+      const answer = await r.json();
+      if (!r.ok) throw Object.assign(new Error(answer.detail || answer.error || "upload failed"),
+        { status: r.status, answer });
+      return answer;
+    }
+
     // -- internals -------------------------------------------------------------------------
-    _status(s) { for (const cb of this._statusCbs) { try { cb(s); } catch (e) { this.log(e); } } }
+    _status(s) { this._each(this._statusCbs, s); }
+
+    _each(cbs, value) { for (const cb of cbs) { try { cb(value); } catch (e) { this.log(e); } } }
 
     _open(resolve, reject) {
       const url = this.baseUrl + "/websocket?" + new URLSearchParams({ token: this.token, vsn: VSN });
@@ -179,6 +234,8 @@
     _scheduleReconnect() {
       const delay = BACKOFF_MS[Math.min(this._attempt, BACKOFF_MS.length - 1)];
       this._attempt += 1;
+      this._status("reconnecting");
+      this._each(this._reconnectCbs, { attempt: this._attempt, delayMs: delay });
       clearTimeout(this._reconnectTimer);
       this._reconnectTimer = setTimeout(() => { if (!this._closedByUser) this._open(); }, delay);
     }
@@ -277,6 +334,7 @@
         return;
       }
       if (topic !== this.topic) return;
+      if (event === "delivery_status") { this._each(this._deliveryCbs, payload); return; }
       if (event === "phx_close" || event === "phx_error") {
         if (msg[0] !== this.joinRef) return;
         this.joined = false;
@@ -298,10 +356,11 @@
       if (this._seenOrder.length > 5000) this._seen.delete(this._seenOrder.shift());
       if (seq) this.lastSeq = seq;
       this.lastActivityId = activity.id;
-      for (const cb of this._activityCbs) { try { cb(activity); } catch (e) { this.log(e); } }
+      this._each(this._activityCbs, activity);
+      if (activity.type === "typing") this._each(this._typingCbs, activity);
     }
   }
 
-  ConvergerClient.VERSION = "1.0.0";
+  ConvergerClient.VERSION = "1.1.0";
   return ConvergerClient;
 });
