@@ -228,7 +228,9 @@ def _serve_port(app: Sanic, host: str, port: int) -> None:
         web_app.router.add_get("/metrics", handle)
         runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        # With several worker processes each serves the port (SO_REUSEPORT): any of them
+        # answers for the whole gateway (multiprocess mode).
+        await web.TCPSite(runner, host, port, reuse_port=app.ctx.cluster is not None).start()
         runner_box["runner"] = runner
         app.ctx.log.info("metrics on http://%s:%s/metrics", host, port)
 
