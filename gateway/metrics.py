@@ -33,6 +33,7 @@ from prometheus_client import (
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, text
 
+from . import legacy_metrics
 from .ipallow import admin_allowed
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -56,6 +57,8 @@ DELIVERY_LATENCY = Histogram("converger_delivery_duration_seconds", "Delivery at
 _LATEST: Literal["livemostrecent"] = "livemostrecent"
 WS_CONNECTIONS = Gauge("converger_websocket_connections", "Open WebSocket connections.",
                        registry=REGISTRY, multiprocess_mode="livesum")
+WS_CONNECTS = Counter("converger_websocket_connects", "WebSocket connections opened.",
+                      registry=REGISTRY)
 RATE_LIMITED = Counter("converger_rate_limited", "Requests refused with 429.", ["scope"],
                        registry=REGISTRY)
 QUEUE_DEPTH = Gauge("converger_queue_depth", "Deliveries waiting, by state.", ["state"],
@@ -74,6 +77,9 @@ REPLICATION_RESTARTS = Gauge("converger_replication_restarts",
                              multiprocess_mode=_LATEST)
 WAL_BYTES = Gauge("converger_wal_bytes", "Size of the SQLite WAL file.", registry=REGISTRY,
                   multiprocess_mode=_LATEST)
+# The original's last-value names set per request (the rest: gateway/legacy_metrics.py).
+LEGACY = legacy_metrics.gauges(REGISTRY)
+_PROBE_MS: dict[str, float] = {}
 
 
 # -- the API other areas call ------------------------------------------------------------
@@ -90,6 +96,8 @@ def delivery_finished(channel_type: str, outcome: str, seconds: float) -> None:
 def ws_connected(delta: int) -> None:
     """+1 when a WebSocket opens, -1 when it closes."""
     WS_CONNECTIONS.inc(delta)
+    if delta > 0:
+        WS_CONNECTS.inc(delta)
 
 
 def rate_limited(scope: str) -> None:
@@ -124,7 +132,19 @@ async def refresh(app: Sanic) -> None:
     """Set the gauges that are computed when scraped."""
     ctx = app.ctx
     if ctx.db_open:
-        stats = await ctx.db.read(queue_stats, ctx.now_iso())
+        marks: list[float] = []
+
+        def timed(conn: sqlite3.Connection, now: str) -> dict[str, Any]:
+            marks.append(time.perf_counter())
+            try:
+                return queue_stats(conn, now)
+            finally:
+                marks.append(time.perf_counter())
+
+        submitted = time.perf_counter()
+        stats = await ctx.db.read(timed, ctx.now_iso())
+        # The original's repo query timings (last value): this scrape's own query.
+        _PROBE_MS.update(queue=(marks[0] - submitted) * 1000, query=(marks[1] - marks[0]) * 1000)
         for state in ("due", "scheduled", "leased"):
             QUEUE_DEPTH.labels(state).set(stats[state])
         QUEUE_OLDEST_DUE.set(_age(stats["oldest"]) if stats["due"] else 0.0)
@@ -157,9 +177,23 @@ def _registry() -> CollectorRegistry:
     return registry
 
 
+class _Families:
+    """Collected families as a registry for ``generate_latest``."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Any]:
+        return self.families
+
+
 async def exposition(app: Sanic) -> tuple[bytes, str]:
+    """converger's families, then the original's names (reference §19) in the original's form."""
     await refresh(app)
-    return generate_latest(_registry()), CONTENT_TYPE_LATEST
+    families = list(_registry().collect())
+    own = [f for f in families if f.name not in legacy_metrics.NAMES]
+    body = generate_latest(_Families(own))
+    return body + legacy_metrics.text(families, _PROBE_MS).encode(), CONTENT_TYPE_LATEST
 
 
 # -- installation ----------------------------------------------------------------------------
@@ -176,7 +210,9 @@ def install(app: Sanic) -> None:
     ctx = app.ctx
     ctx.on_activity.append(activity_created)
     log = ctx.log
-    children: dict[tuple[str, str | None, int], tuple[Any, Any]] = {}
+    children: dict[tuple[str, str | None, int], tuple[Any, ...]] = {}
+    endpoint_start = LEGACY["phoenix_endpoint_start_system_time"]
+    endpoint_stop = LEGACY["phoenix_endpoint_stop_duration"]
 
     @app.get("/metrics", name="metrics")
     async def metrics_route(request: Request) -> HTTPResponse:
@@ -197,10 +233,20 @@ def install(app: Sanic) -> None:
             # prometheus_client's labels() validates and locks on every call: the children
             # are looked up once per (method, route, status), a bounded set.
             route = route_label(request)
-            pair = children[key] = (HTTP_REQUESTS.labels(request.method, route, str(response.status)),
-                                    HTTP_LATENCY.labels(request.method, route))
+            pair = children[key] = (
+                HTTP_REQUESTS.labels(request.method, route, str(response.status)),
+                HTTP_LATENCY.labels(request.method, route),
+                LEGACY["phoenix_router_dispatch_start_system_time"].labels(route),
+                LEGACY["phoenix_router_dispatch_exception_duration" if response.status >= 500
+                       else "phoenix_router_dispatch_stop_duration"].labels(route))
         pair[0].inc()
         pair[1].observe(seconds)
+        # The original's last values (reference §19): start as system time, durations in ms.
+        ms, started_ms = seconds * 1000, legacy_metrics.now_ms() - seconds * 1000
+        endpoint_start.set(started_ms)
+        endpoint_stop.set(ms)
+        pair[2].set(started_ms)
+        pair[3].set(ms)
         if ctx.settings.access_log:
             # Only the path: query strings can carry tokens (?token=… on sockets).
             log.info("request", extra={
