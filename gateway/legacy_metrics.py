@@ -1,4 +1,4 @@
-"""The original's Prometheus metric names (reference §19), exported in ``/metrics`` beside
+"""The original's Prometheus metric names, exported in ``/metrics`` beside
 converger's own so that its dashboards and alerts keep working (docs/observability.md).
 
 Written as text after prometheus-client's exposition, in the original's form: counters keep
@@ -122,7 +122,7 @@ def text(families: Iterable[Metric], probe_ms: dict[str, float] | None = None) -
     }
     for name in NAMES:
         kind = "counter" if name in COUNTERS else "gauge"
-        out.append(f"# HELP {name} The original's {name} (reference §19; docs/observability.md).\n")
+        out.append(f"# HELP {name} The original's {name} (docs/observability.md).\n")
         out.append(f"# TYPE {name} {kind}\n")
         if name in _DERIVED:
             source, label = _DERIVED[name]

@@ -188,7 +188,7 @@ class _Families:
 
 
 async def exposition(app: Sanic) -> tuple[bytes, str]:
-    """converger's families, then the original's names (reference §19) in the original's form."""
+    """converger's families, then the original's names in the original's form."""
     await refresh(app)
     families = list(_registry().collect())
     own = [f for f in families if f.name not in legacy_metrics.NAMES]
@@ -241,7 +241,7 @@ def install(app: Sanic) -> None:
                        else "phoenix_router_dispatch_stop_duration"].labels(route))
         pair[0].inc()
         pair[1].observe(seconds)
-        # The original's last values (reference §19): start as system time, durations in ms.
+        # The original's last values: start as system time, durations in ms.
         ms, started_ms = seconds * 1000, legacy_metrics.now_ms() - seconds * 1000
         endpoint_start.set(started_ms)
         endpoint_stop.set(ms)

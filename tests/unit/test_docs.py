@@ -24,3 +24,18 @@ def test_every_test_the_docs_name_exists() -> None:
         elif name and not re.search(rf"^(async )?def {name}\b", file.read_text(), re.M):
             missing.append(f"{path}::{name}")
     assert missing == []
+
+
+OUTSIDE = re.compile(r"DESIGN §|reference §|quirk [0-9]|house rule")
+
+
+def test_product_code_cites_no_document_outside_the_repository() -> None:
+    """A reader of the repository cannot follow "DESIGN §7": comments give the reason, or a
+    pointer into docs/."""
+    cites = [f"{path.relative_to(ROOT)}:{n}"
+             for package in ("gateway", "store", "adapters")
+             for path in sorted((ROOT / package).rglob("*"))
+             if path.suffix in {".py", ".js", ".html", ".css"}
+             for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+             if OUTSIDE.search(line)]
+    assert cites == []
