@@ -10,6 +10,7 @@ from sanic import Request
 
 from store import admin_tokens, channels, conversations, tenants
 from store.models import Channel, Tenant
+from store.util import parse_iso
 
 from . import errors
 from .crypto import equal, sha256_hex
@@ -98,6 +99,10 @@ def channel_refusal(channel: Channel | None, claims: dict[str, Any]) -> tuple[in
     sv = claims.get("sv")
     if sv is not None and sv != secret_version(channel):
         return 401, "token_revoked", "the channel's secret was rotated after this token was issued"
+    if sv is None:  # issued before tokens carried `sv`: valid until the channel next changes
+        iat = claims.get("iat")
+        if isinstance(iat, int | float) and iat < int(parse_iso(channel.updated_at).timestamp()):
+            return 401, "token_revoked", "the channel changed after this token was issued"
     return None
 
 

@@ -73,3 +73,25 @@ async def test_secret_rotation_revokes_earlier_tokens(api: Api) -> None:
     await api.ok("POST", "/api/v1/converger/tokens/refresh", headers=bearer(new["token"]))
     await api.ok("POST", "/api/v1/conversations", 201, json={},
                  headers={"x-channel-token": await api.channel_token(ch["id"])})
+
+
+async def test_tokens_without_sv_older_than_the_channels_last_change_are_revoked(
+        api: Api) -> None:
+    """A token issued before tokens carried the secret's fingerprint (``sv``) works only until
+    its channel next changes (a rotation included)."""
+    import time
+    import warnings
+
+    import jwt
+
+    from gateway.tokens import Tokens
+
+    t = await api.tenant("pre-sv")
+    ch = await api.channel(t["id"], type="websocket")
+    with warnings.catch_warnings():  # the servers' key (tests/support/server.py), short
+        warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+        old = Tokens("test-secret-key-0123456789").converger_token(
+            ch["id"], t["id"], now=time.time() - 5)  # issued before the channel's last change
+    status, body, _ = await api.call("POST", "/api/v1/converger/tokens/refresh",
+                                     headers=bearer(old))
+    assert status == 401 and body["code"] == "token_revoked", body
