@@ -9,6 +9,7 @@ from .email_sendgrid import EmailSendgridAdapter
 from .email_smtp import EmailSmtpAdapter
 from .slack import SlackAdapter
 from .sms_twilio import SmsTwilioAdapter
+from .sms_vonage import SmsVonageAdapter
 from .telegram import TelegramAdapter
 from .webhook import WebhookAdapter
 from .websocket import WebSocketAdapter
@@ -28,6 +29,7 @@ REGISTRY: dict[str, Adapter] = {
         SmsTwilioAdapter(),
         EmailSmtpAdapter(),
         EmailSendgridAdapter(),
+        SmsVonageAdapter(),
     )
 }
 

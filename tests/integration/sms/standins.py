@@ -17,7 +17,7 @@ from twilio.request_validator import RequestValidator
 from tests.integration.whatsapp.standins import Reply, StandIn
 
 SAMPLES = Path(__file__).parent / "samples"
-__all__ = ["Reply", "TwilioStandIn", "basic", "sample"]
+__all__ = ["Reply", "TwilioStandIn", "VonageStandIn", "basic", "sample"]
 
 
 def sample(name: str) -> Any:
@@ -143,3 +143,116 @@ class TwilioStandIn(StandIn):
         """A text message to the channel's number (the incoming-message webhook)."""
         assert self.webhook_url, "set webhook_url first"
         return await self.post_form(self.webhook_url, params, signature=signature)
+
+
+# -- Vonage ------------------------------------------------------------------------------------
+def vonage_error(status: int, title: str, detail: str) -> dict[str, Any]:
+    """The Messages API's error body (RFC 7807)."""
+    return {"type": f"https://developer.vonage.com/api-errors/messages#{status}",
+            "title": title, "detail": detail, "instance": "bf0ca0bf927b3b52e3cb03217e1a1ddf"}
+
+
+class VonageStandIn(StandIn):
+    """``POST /v1/messages`` as the Messages API answers it: a Bearer JWT signed RS256 by the
+    application's private key (checked with its public key, ``application_id`` claim) or basic
+    auth with the API key and secret; a JSON body with ``channel: sms``, ``message_type: text``,
+    ``to`` (digits), ``from`` the account's number, ``text`` (else 422). 202 and a
+    ``message_uuid``; ``auto_statuses`` follow, signed as Vonage signs webhooks (HS256 JWT with
+    the signature secret and ``payload_hash``)."""
+
+    def __init__(self, number: str, signature_secret: str, *, application_id: str | None = None,
+                 public_key: Any = None, api_key: str | None = None,
+                 api_secret: str | None = None) -> None:
+        super().__init__()
+        self.number = number
+        self.signature_secret = signature_secret
+        self.application_id = application_id
+        self.public_key = public_key
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.sent: list[dict[str, Any]] = []
+        self.clock_skew = 0
+        self.status_url: str | None = None
+        self._next = 1
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/messages", self.send)
+
+    def _authorized(self, header: str) -> bool:
+        import jwt
+
+        if header.startswith("Bearer ") and self.public_key is not None:
+            try:
+                claims = jwt.decode(header[7:], self.public_key, algorithms=["RS256"])
+            except jwt.PyJWTError:
+                return False
+            return bool(claims.get("application_id") == self.application_id and claims.get("jti"))
+        if header.startswith("Basic ") and self.api_key:
+            return header == basic(self.api_key, self.api_secret or "")
+        return False
+
+    async def send(self, request: web.Request) -> web.Response:
+        seen = await self.record(request)
+        if not self._authorized(request.headers.get("Authorization", "")):
+            return web.json_response(vonage_error(401, "Unauthorized",
+                                                  "You did not provide correct credentials."),
+                                     status=401)
+        scripted = await self.scripted()
+        if scripted is not None:
+            return scripted
+        body = seen.body
+        if not isinstance(body, dict) or body.get("channel") != "sms" \
+                or body.get("message_type") != "text" or not body.get("text"):
+            return web.json_response(vonage_error(422, "Invalid params",
+                                                  "The value of one or more parameters is "
+                                                  "invalid."), status=422)
+        to = str(body.get("to", ""))
+        if not to.isdigit() or not 7 <= len(to) <= 15 or body.get("from") != self.number:
+            return web.json_response(vonage_error(422, "Invalid params",
+                                                  "The value of one or more parameters is "
+                                                  "invalid."), status=422)
+        message_uuid = f"aaaaaaaa-bbbb-4ccc-8ddd-{self._next:012d}"
+        self._next += 1
+        self.sent.append({**body, "message_uuid": message_uuid})
+        if self.auto_statuses and self.status_url:
+            task = asyncio.get_running_loop().create_task(self._statuses(message_uuid, to))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        return web.json_response({"message_uuid": message_uuid}, status=202)
+
+    def status_payload(self, message_id: str, status: str, to: str) -> Any:
+        body: dict[str, Any] = {"message_uuid": message_id, "to": to, "from": self.number,
+                                "timestamp": "2026-12-07T10:00:05Z", "status": status,
+                                "channel": "sms"}
+        if status in ("rejected", "undeliverable"):
+            body["error"] = {"type": "https://developer.vonage.com/api-errors/messages#1320",
+                             "title": 1320, "detail": "Message failed because the number is "
+                             "blocked"}
+        return body
+
+    async def _statuses(self, message_id: str, to: str) -> None:
+        await asyncio.sleep(0)
+        for status in self.auto_statuses:
+            assert self.status_url
+            await self.post(self.status_url, self.status_payload(message_id, status, to))
+
+    def webhook_headers(self, raw: bytes) -> dict[str, str]:
+        import hashlib
+        import time as _time
+
+        import jwt
+
+        token = jwt.encode({"iat": int(_time.time()) + self.clock_skew, "jti": "jti-" + str(
+            self._next), "iss": "Vonage", "payload_hash": hashlib.sha256(raw).hexdigest(),
+            "api_key": self.api_key or "abcd1234", "application_id": self.application_id},
+            self.signature_secret, algorithm="HS256")
+        return {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+
+    async def post(self, url: str, payload: Any,
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        if self._client is None:
+            self._client = aiohttp.ClientSession()
+        raw = json.dumps(payload).encode()
+        async with self._client.post(url, data=raw,
+                                     headers=headers or self.webhook_headers(raw)) as resp:
+            return resp.status, await resp.json(content_type=None)

@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
@@ -101,6 +106,25 @@ def _sendgrid_signed(channel: ChannelInfo, body: bytes) -> dict[str, str]:
     return {"X-Twilio-Email-Event-Webhook-Timestamp": stamp,
             "X-Twilio-Email-Event-Webhook-Signature": email_sendgrid.sign_event(SG_KEY, stamp,
                                                                                 body)}
+
+
+VONAGE = {"from": "447700900000", "api_key": "abcd1234", "api_secret": "s3cret",
+          "signature_secret": "vonage-signature-secret-0123456789"}
+
+
+VONAGE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+    Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+
+
+def _vonage_signed(channel: ChannelInfo, body: bytes) -> dict[str, str]:
+    import hashlib
+
+    import jwt
+
+    token = jwt.encode({"iat": int(time.time()), "jti": "j1", "iss": "Vonage",
+                        "payload_hash": hashlib.sha256(body).hexdigest()},
+                       channel.config["signature_secret"], algorithm="HS256")
+    return {"Authorization": f"Bearer {token}"}
 
 
 PROFILES: dict[str, Profile] = {p.type: p for p in (
@@ -239,6 +263,27 @@ PROFILES: dict[str, Profile] = {p.type: p for p in (
         statuses=(_sendgrid_json("sendgrid_events.json"),
                   _sendgrid_json("sendgrid_events_bounce.json")),
         sign=_sendgrid_signed,
+    ),
+    Profile(
+        type="sms_vonage",
+        config=VONAGE,
+        secret_config={**VONAGE, "application_id": "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab",
+                       "private_key": VONAGE_KEY},
+        required=("from", "signature_secret"),
+        bad_configs=({**VONAGE, "from": "not a number!"}, {**VONAGE, "application_id": "x"},
+                     {k: v for k, v in VONAGE.items() if k != "api_secret"},
+                     {**VONAGE, "application_id": "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab",
+                      "private_key": "not a key"},
+                     {**VONAGE, "api_key": "a:b"}, {**VONAGE, "api_secret": "s\n"},
+                     {**VONAGE, "api_base_url": "x"}),
+        point_at=_with(api_base_url=str),
+        set_timeout=_with(timeout_seconds=float),
+        ok_body=sms_sample("vonage_send_response.json"),
+        activity_metadata={"recipient_phone": "447700900001"},
+        inbound=(sms_sample("vonage_inbound_sms.json"),),
+        statuses=(sms_sample("vonage_status_delivered.json"),
+                  sms_sample("vonage_status_rejected.json")),
+        sign=_vonage_signed,
     ),
     Profile(
         type="fake",
