@@ -348,6 +348,7 @@ PORTAL: dict[tuple[str, str], Probe] = {
         Probe("GET", "/portal/conversations/{conversation_id}/timeline.json"),
     ("POST", "/portal/channels/{channel_id}/status"):
         Probe("POST", "/portal/channels/{channel_id}/status", {"status": "inactive"}),
+    ("GET", "/portal/deliveries/{delivery_id}"): Probe("GET", "/portal/deliveries/{delivery_id}"),
     ("POST", "/portal/deliveries/{delivery_id}/retry"):
         Probe("POST", "/portal/deliveries/{delivery_id}/retry", {}),
     ("POST", "/portal/deliveries/retry_failed"):
