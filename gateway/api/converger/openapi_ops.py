@@ -31,6 +31,10 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 ID_ANSWER: dict[str, Any] = {"type": "object", "properties": {"id": {"type": "string"}},
                              "required": ["id"]}
+UPLOAD_ANSWER: dict[str, Any] = {
+    "type": "object", "required": ["id"], "properties": {
+        "id": {"type": "string"}, "upload_id": {"type": "string"},
+        "attachment": {"type": "object"}}}
 ACTIVITY: dict[str, Any] = {
     "type": "object",
     "properties": {"id": {"type": "string"}, "type": {"type": "string"},
@@ -76,6 +80,6 @@ def operations(Op: Any) -> list[Any]:
            query=("token",), media="*/*"),
         Op("POST", f"{P}/conversations/{{conversation_id}}/upload",
            "Upload a file (multipart: file, activity) as an activity's attachment", CG,
-           UPLOAD_BODY, 200, ID_ANSWER, (400, 401, 403, 404, 409, 413, 422), "",
+           UPLOAD_BODY, 200, UPLOAD_ANSWER, (400, 401, 403, 404, 409, 413, 422), "",
            body_media="multipart/form-data"),
     ]

@@ -408,6 +408,13 @@ class InfobipStandIn(StandIn):
         self.sender = sender
         self.basic = basic  # the notification profile's Basic credentials, when set
         self.sent: list[dict[str, Any]] = []
+        self.media: dict[str, tuple[bytes, str]] = {}
+        self.templates: list[dict[str, Any]] = [{
+            "id": "111", "businessAccountId": 222, "name": "order_update", "language": "en",
+            "status": "APPROVED", "category": "UTILITY", "structure": {
+                "header": {"format": "IMAGE"},
+                "body": {"text": "Hi {{1}}, your order {{2}} is on its way."},
+                "type": "MEDIA"}}]
 
     def webhook_headers(self, raw: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -426,6 +433,27 @@ class InfobipStandIn(StandIn):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/whatsapp/1/message/text", self.text)
         app.router.add_post("/whatsapp/1/message/template", self.template)
+        app.router.add_get("/whatsapp/2/senders/{sender}/templates", self.list_templates)
+        app.router.add_get("/whatsapp/1/senders/{sender}/media/{media_id}", self.media_file)
+
+    async def list_templates(self, request: web.Request) -> web.Response:
+        """``GET /whatsapp/2/senders/{sender}/templates``: ``{"templates": [...]}`` with each
+        template's ``structure`` (header, body, footer, buttons)."""
+        await self.record(request)
+        if request.headers.get("Authorization") != f"App {self.api_key}":
+            return web.json_response(infobip_error("UNAUTHORIZED", "Invalid login details"),
+                                     status=401)
+        return web.json_response({"templates": self.templates})
+
+    async def media_file(self, request: web.Request) -> web.Response:
+        """An inbound message's media URL: the file, for the API key only."""
+        await self.record(request)
+        if request.headers.get("Authorization") != f"App {self.api_key}":
+            return web.Response(status=401)
+        item = self.media.get(request.match_info["media_id"])
+        if item is None:
+            return web.Response(status=404)
+        return web.Response(body=item[0], content_type=item[1])
         for kind in INFOBIP_MEDIA:
             app.router.add_post(f"/whatsapp/1/message/{kind}", self.media)
 
