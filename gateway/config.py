@@ -81,6 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Processes serving the one port (`converger serve --workers N`): `auto` = the "
             "machine's cores, at most 8; `1` = one process, no supervisor. They share the "
             "database; see docs/architecture.md."),
+    Setting("worker_stuck_after", ("CONVERGER_WORKER_STUCK_AFTER",), float, 20.0,
+            "Seconds a worker process's event loop may go without its heartbeat before the "
+            "supervisor kills and restarts it (a stuck worker)."),
     Setting("worker_header", ("CONVERGER_WORKER_HEADER",), bool, False,
             "Add `x-converger-worker: <pid>` to every answer (tests and debugging)."),
     Setting("log_level", ("CONVERGER_LOG_LEVEL",), str, "INFO", "Log level."),
@@ -258,6 +261,7 @@ class Settings(msgspec.Struct, kw_only=True):
     ws_max_frame_bytes: int = 1_048_576
     ws_send_queue: int = 1000
     workers: str = "auto"
+    worker_stuck_after: float = 20.0
     worker_header: bool = False
     log_level: str = "INFO"
     access_log: bool = False

@@ -192,3 +192,30 @@ async def test_the_scheduler_runs_each_job_once_per_period_and_moves_when_killed
         assert 1 <= later - after <= 4  # and it keeps its period
     finally:
         srv.stop(timeout=40)
+
+
+async def test_a_stuck_worker_is_killed_and_restarted_while_the_others_serve(
+    tmp_path: Path, spread: aiohttp.ClientSession
+) -> None:
+    srv = _start(tmp_path, CONVERGER_WORKER_STUCK_AFTER="3")
+    try:
+        api = Api(spread, srv.url)
+        s = await api.setup("stuck")
+        conv, key = s["conversation"]["id"], s["api_key"]
+        victim = next(w for w in srv.workers() if w["slot"] == 2)
+        os.kill(victim["pid"], signal.SIGSTOP)  # its event loop no longer runs
+        ids = []
+        for i in range(30):  # fresh connections: the stopped process accepts none of them
+            ids.append((await api.post_activity(conv, key, text=f"s{i}"))["id"])
+
+        async def restarted() -> bool:
+            slots = {w["slot"]: w["pid"] for w in srv.workers()}
+            return slots.get(2) not in (None, victim["pid"]) and srv.readiness()["status"] == "ok"
+
+        await _until(restarted, 60, "the stuck worker was not replaced")
+        assert f"worker 2 (pid {victim['pid']}) is stuck" in srv.log()
+        listed = await api.ok("GET", f"/api/v1/conversations/{conv}/activities",
+                              headers={"x-api-key": key})
+        assert [a["id"] for a in listed["data"]] == ids
+    finally:
+        srv.stop(timeout=40)
