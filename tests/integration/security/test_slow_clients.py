@@ -34,11 +34,11 @@ async def test_livez_answers_while_5000_slow_connections_from_one_ip_are_open(
     srv = Server(tmp_path / "data", env={"CONVERGER_MAX_CONNECTIONS_PER_IP": "256",
                                          "CONVERGER_HEADER_TIMEOUT": "4"})
     srv.nofile = 4096  # fewer files than the attack has connections
-    srv.start()
     writers: list[asyncio.StreamWriter] = []
     readers: list[asyncio.StreamReader] = []
     stop = asyncio.Event()
     try:
+        srv.start()  # inside: a failed start-up is stopped too
         async def open_one() -> None:
             with contextlib.suppress(OSError):
                 r, w = await asyncio.open_connection("127.0.0.1", srv.port,
@@ -103,8 +103,9 @@ async def test_livez_answers_while_5000_slow_connections_from_one_ip_are_open(
 
 
 async def test_sockets_per_token_are_capped(tmp_path: Path) -> None:
-    srv = Server(tmp_path / "data", env={"CONVERGER_MAX_SOCKETS_PER_TOKEN": "3"}).start()
+    srv = Server(tmp_path / "data", env={"CONVERGER_MAX_SOCKETS_PER_TOKEN": "3"})
     try:
+        srv.start()
         async with aiohttp.ClientSession() as s:
             api = Api(s, srv.url)
             setup: dict[str, Any] = await api.setup("caps")
