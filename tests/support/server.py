@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -27,6 +28,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_SPAWNED: list[subprocess.Popen[bytes]] = []
+
+
+@atexit.register
+def _reap() -> None:
+    """Whatever a test left running (a failed assertion before its stop, a crash test's
+    restart) is killed when the test process ends, so no server outlives the run."""
+    for proc in _SPAWNED:
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
 class Server:
     """A real ``converger serve`` process. ``start()`` waits for ``/livez``."""
 
@@ -50,7 +67,13 @@ class Server:
         """Spawn and wait for ``/livez`` (and, with worker processes, for every one of them:
         they start side by side, so the wait grows with their number)."""
         self.spawn()
-        return self.wait_live(timeout)
+        try:
+            return self.wait_live(timeout)
+        except BaseException:
+            # A start that fails (or times out under load) must not leave the process running:
+            # `with Server(...)` never reaches __exit__ when __enter__ raises.
+            self.stop(5)
+            raise
 
     def spawn(self) -> subprocess.Popen[bytes]:
         """Start the process without waiting for it (e.g. to kill it during start-up)."""
@@ -84,6 +107,7 @@ class Server:
             preexec_fn=self._limits if self.nofile else None,
         )
         log.close()  # the child holds its own copy
+        _SPAWNED.append(self.proc)
         return self.proc
 
     def _limits(self) -> None:
