@@ -275,7 +275,35 @@
     });
   }
 
+  // Phones: the sidebar collapses behind a Menu button.
+  function menu() {
+    var toggle = document.querySelector(".menu-toggle");
+    if (!toggle) { return; }
+    toggle.addEventListener("click", function () {
+      var side = toggle.closest(".side");
+      var open = side.classList.toggle("open");
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+  }
+
+  // A card whose table is wider than the screen scrolls inside itself: reachable by keyboard.
+  function scrollables() {
+    document.querySelectorAll(".card").forEach(function (card) {
+      if (card.scrollWidth > card.clientWidth + 1) {
+        if (!card.hasAttribute("tabindex")) {
+          card.tabIndex = 0;
+          card.setAttribute("role", "region");
+          var h = card.querySelector("h2");
+          card.setAttribute("aria-label", (h ? h.textContent.trim() : "Table") + " (scrolls sideways)");
+        }
+      }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    menu();
+    scrollables();
+    window.addEventListener("resize", scrollables);
     localTimes();
     channelForm();
     channelEditForm();

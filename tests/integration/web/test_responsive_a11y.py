@@ -1,0 +1,155 @@
+"""Every admin and portal page in a real headless Chromium, at 1360×900 and on a phone
+(390×844): no horizontal page scroll, the menu and "Log out" reachable, and axe-core (the npm
+package tests/setup.sh installs into tests/e2e/node, injected into the page) finding no serious
+or critical violation (issue 23)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.web.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+)
+from tests.support.api import Api
+from tests.support.server import ROOT, Server
+
+AXE = ROOT / "tests" / "e2e" / "node" / "node_modules" / "axe-core" / "axe.min.js"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1360, "height": 900}
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which("chromium"),
+                       reason="chromium is not installed (tests/setup.sh installs it)"),
+    pytest.mark.skipif(not AXE.exists(), reason="axe-core is not installed (tests/setup.sh)"),
+]
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        await b.close()
+
+
+async def _signed_in(browser: Any, base: str, viewport: dict[str, int], email: str,
+                     password: str, area: str = "admin", tenant: str | None = None) -> Any:
+    # axe is injected by the test: the pages' own CSP allows only their scripts.
+    context = await browser.new_context(viewport=viewport, bypass_csp=True)
+    context.set_default_timeout(8000)
+    page = await context.new_page()
+    page.on("dialog", lambda d: d.accept())
+    await page.goto(f"{base}/{area}/login")
+    if tenant is not None:
+        await page.fill("input[name=tenant]", tenant)
+    await page.fill("input[name=email]", email)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/{area}")
+    return page
+
+
+async def _axe(page: Any) -> list[str]:
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.evaluate(AXE.read_text())
+    result = await page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+             .filter(v => v.impact === 'serious' || v.impact === 'critical')
+             .map(v => v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '))""")
+    return list(result)
+
+
+async def _world(web_api: Api, admin: Any, base: str) -> dict[str, Any]:
+    """A tenant with a channel, a conversation with a message and its delivery, a portal user."""
+    s = await web_api.setup("a11y-co", type="webhook", mode="duplex",
+                            config={"url": "http://127.0.0.1:9/hook"})
+    act = await web_api.post_activity(s["conversation"]["id"], s["api_key"], text="hello there",
+                                      sender="15550009", metadata={"profile_name": "Alan Turing"})
+    await admin.goto(base + "/admin/tenant_users")
+    form = admin.locator("#tenant-user-form")
+    await form.locator("select[name=tenant_id]").select_option(label="a11y-co")
+    await form.locator("input[name=name]").fill("Ada")
+    await form.locator("input[name=email]").fill("ada@a11y.example")
+    await form.locator("input[name=password]").fill("ada a11y password")
+    await form.locator("select[name=role]").select_option("owner")
+    await form.locator("button[type=submit]").click()
+    deliveries = await web_api.ok("GET", f"/api/admin/deliveries?activity_id={act['id']}",
+                                  headers=web_api.admin)
+    return {**s, "delivery_id": deliveries["data"][0]["id"]}
+
+
+def _pages(w: dict[str, Any]) -> dict[str, list[str]]:
+    conv, cid, did = w["conversation"]["id"], w["channel"]["id"], w["delivery_id"]
+    return {
+        "admin": ["/admin", "/admin/tenants", "/admin/channels", f"/admin/channels/{cid}",
+                  "/admin/conversations", f"/admin/conversations/{conv}", "/admin/deliveries",
+                  f"/admin/deliveries/{did}", "/admin/routing_rules", "/admin/audit_logs",
+                  "/admin/users", "/admin/tenant_users", "/admin/tokens"],
+        "portal": ["/portal", "/portal/channels", "/portal/conversations",
+                   f"/portal/conversations/{conv}", "/portal/deliveries",
+                   f"/portal/deliveries/{did}", "/portal/routing_rules", "/portal/users"],
+    }
+
+
+async def _check(page: Any, base: str, path: str, phone: bool) -> list[str]:
+    from playwright.async_api import expect
+
+    problems = []
+    response = await page.goto(base + path)
+    assert response is not None and response.status == 200, (path, response)
+    wide = await page.evaluate(
+        "[document.documentElement.scrollWidth, window.innerWidth]")
+    if wide[0] > wide[1]:
+        problems.append(f"{path}: page scrolls sideways ({wide[0]} > {wide[1]} px)")
+    if phone:  # the menu collapses behind a button; opened, it reaches every page and Log out
+        toggle = page.locator("button.menu-toggle")
+        await expect(toggle).to_be_visible()
+        await expect(page.locator(".side nav")).to_be_hidden()
+        await toggle.click()
+        await expect(page.locator(".side nav")).to_be_visible()
+        await expect(page.get_by_role("button", name="Log out")).to_be_visible()
+        await toggle.click()
+    else:
+        await expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    await expect(page.locator("a.skip-link")).to_have_count(1)
+    await expect(page.locator(".side nav [aria-current=page]")).to_have_count(1)
+    problems += [f"{path}: {v}" for v in await _axe(page)]
+    return problems
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+async def test_every_page_fits_and_passes_axe(
+    browser: Any, web_server: Server, web_api: Api, viewport: str
+) -> None:
+    base = web_server.url
+    size = PHONE if viewport == "phone" else DESKTOP
+    admin = await _signed_in(browser, base, size, ADMIN_EMAIL, ADMIN_PASSWORD)
+    try:
+        w = _WORLD.get("w") or await _world(web_api, admin, base)
+        _WORLD["w"] = w
+        problems = []
+        for path in _pages(w)["admin"]:
+            problems += await _check(admin, base, path, viewport == "phone")
+        portal = await _signed_in(browser, base, size, "ada@a11y.example", "ada a11y password",
+                                  "portal", "a11y-co")
+        try:
+            for path in _pages(w)["portal"]:
+                problems += await _check(portal, base, path, viewport == "phone")
+        finally:
+            await portal.context.close()
+    finally:
+        await admin.context.close()
+    assert not problems, "\n".join(problems)
+
+
+_WORLD: dict[str, Any] = {}
