@@ -99,9 +99,8 @@ class EmailSmtpAdapter(BaseAdapter):
         host = config["host"]
         if not re.fullmatch(r"[A-Za-z0-9.:\[\]-]{1,253}", host):
             return "email_smtp config 'host' must be a host name or address"
-        port = config.get("port")
-        if port is not None and (isinstance(port, bool) or not isinstance(port, int)
-                                 or not 0 < port < 65536):
+        port = number(config, "port")
+        if port is not None and not (isinstance(port, int) and 0 < port < 65536):
             return "email_smtp config 'port' must be a port number"
         security = config.get("security")
         if security is not None and security not in SECURITY:
@@ -112,9 +111,9 @@ class EmailSmtpAdapter(BaseAdapter):
                 return f"email_smtp config '{key}' must be a string"
         if (config.get("username") is None) != (config.get("password") is None):
             return "email_smtp config needs both 'username' and 'password', or neither"
-        limit = config.get("max_message_bytes")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
-                                  or not 1024 <= limit <= 100 * 1024 * 1024):
+        limit = number(config, "max_message_bytes")
+        if limit is not None and not (isinstance(limit, int)
+                                      and 1024 <= limit <= 100 * 1024 * 1024):
             return "email_smtp config 'max_message_bytes' must be between 1024 and 104857600"
         return (common.header_unsafe(config, ("from_name", "username", "password"), "email_smtp")
                 or common.validate_common(config, "email_smtp"))
@@ -124,9 +123,8 @@ class EmailSmtpAdapter(BaseAdapter):
         address = channel.config.get("inbound_address") or channel.config.get("from_address")
         if not isinstance(address, str):
             return None
-        limit = channel.config.get("max_message_bytes")
-        size = limit if isinstance(limit, int) and not isinstance(limit, bool) \
-            else DEFAULT_MAX_BYTES
+        limit = number(channel.config, "max_message_bytes")
+        size = limit if isinstance(limit, int) else DEFAULT_MAX_BYTES
         return address.lower(), size
 
     # -- outbound -----------------------------------------------------------------------
@@ -149,7 +147,8 @@ class EmailSmtpAdapter(BaseAdapter):
     async def _send(self, session: Any, config: Mapping[str, Any], message: EmailMessage,
                     message_id: str) -> DeliveryResult:
         security = config.get("security") or "starttls"
-        port = config.get("port") or {"tls": 465, "starttls": 587}.get(security, 25)
+        given = number(config, "port")
+        port = given if isinstance(given, int) else {"tls": 465, "starttls": 587}.get(security, 25)
         refused = await _outbound_refused(session, config["host"], port)
         if refused is not None:
             return common.unreachable(LABEL, refused)
@@ -224,6 +223,19 @@ class EmailSmtpAdapter(BaseAdapter):
         return MediaFile(body=body, name=common.as_str(attachment.get("name")) or "file",
                          content_type=common.as_str(attachment.get("content_type"))
                          or "application/octet-stream")
+
+
+def number(config: Mapping[str, Any], key: str) -> int | str | None:
+    """An integer setting, given as a number or as digits (the admin form sends text); None
+    when absent, "" when it is neither."""
+    value = config.get(key)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
+        return int(value)
+    return ""
 
 
 # -- outbound helpers ---------------------------------------------------------------------------

@@ -228,15 +228,26 @@ def authorization(config: Mapping[str, Any]) -> str:
     if isinstance(app, str) and isinstance(key, str):
         issued = int(now())
         token = jwt.encode({"application_id": app, "iat": issued, "exp": issued + JWT_LIFETIME,
-                            "jti": str(uuid.uuid4())}, key, algorithm="RS256")
+                            "jti": str(uuid.uuid4())}, pem(key), algorithm="RS256")
         return f"Bearer {token}"
     raw = f"{config['api_key']}:{config['api_secret']}".encode()
     return "Basic " + base64.b64encode(raw).decode()
 
 
-def _usable_key(pem: str) -> bool:
+def pem(value: str) -> str:
+    """The private key as PEM, also when pasted into a one-line input (its newlines lost)."""
+    m = re.fullmatch(r"\s*(-----BEGIN [A-Z ]+-----)\s*([A-Za-z0-9+/=\s]+?)\s*(-----END [A-Z ]+-----)\s*",
+                     value)
+    if m is None:
+        return value
+    body = re.sub(r"\s+", "", m.group(2))
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return "\n".join([m.group(1), *lines, m.group(3)]) + "\n"
+
+
+def _usable_key(key: str) -> bool:
     try:
-        jwt.encode({"probe": 1}, pem, algorithm="RS256")
+        jwt.encode({"probe": 1}, pem(key), algorithm="RS256")
     except (ValueError, TypeError, jwt.PyJWTError):
         return False
     return True

@@ -79,6 +79,19 @@ CONNECT: dict[str, str] = {
              "app_mention.",
     "webhook": "Your system POSTs JSON messages to the Callback URL, signed with the channel's "
                "secret (x-converger-signature).",
+    "sms_twilio": "Twilio Console → Phone Numbers → your number → Messaging: A message comes in → "
+                  "Webhook, HTTP POST, the Callback URL. Set CONVERGER_PUBLIC_URL to the URL "
+                  "Twilio reaches: it signs that URL. Receipts come to the status URL by "
+                  "themselves (StatusCallback).",
+    "sms_vonage": "Vonage Dashboard → Applications → your application → Messages: Inbound URL = "
+                  "the Callback URL, Status URL = the same ending in /status (POST); API "
+                  "Settings → Signed webhooks on, its secret in Signature secret.",
+    "email_smtp": "Mail comes in through converger's SMTP server (CONVERGER_SMTP_PORT): point the "
+                  "address's MX or your mail server's forwarding at it; no Callback URL.",
+    "email_sendgrid": "SendGrid → Settings → Inbound Parse: destination "
+                      "https://<user>:<password>@… (the Callback URL with the Inbound Parse "
+                      "credentials); Mail Settings → Event Webhook: the same URL ending in "
+                      "/status, Signed Event Webhook on (its verification key goes here).",
 }
 
 

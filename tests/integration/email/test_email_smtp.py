@@ -244,3 +244,15 @@ async def test_relay_faults(mail_server: Server, mapi: Api, relay: SmtpStandIn) 
     gone = await mapi.post_activity(conv["id"], m["key"], text="hello?")
     row = await delivery_of(mapi, gone["id"], lambda d: d["status"] == "failed")
     assert "550" in row["last_error"] and "User unknown" in row["last_error"]
+
+
+def test_form_values_are_text() -> None:
+    """The admin form sends every value as text: a port and a size limit in digits are taken."""
+    from adapters.email_smtp import EmailSmtpAdapter
+
+    adapter = EmailSmtpAdapter()
+    config = {"from_address": "a@shop.example", "host": "smtp.shop.example", "port": "2525",
+              "max_message_bytes": "4096"}
+    assert adapter.validate_config(config) is None
+    assert adapter.validate_config({**config, "port": "25x"}) is not None
+    assert adapter.validate_config({**config, "port": "70000"}) is not None

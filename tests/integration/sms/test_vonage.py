@@ -151,3 +151,15 @@ async def test_error_classes(chat_server: Server, capi: Api, vonage: VonageStand
 
 async def _unhealthy(api: Api, channel_id: str) -> bool:
     return await health_of(api, channel_id) == "unhealthy"
+
+
+def test_a_key_pasted_on_one_line_is_usable() -> None:
+    """A one-line form input drops the PEM's newlines: the key still signs."""
+    from adapters.sms_vonage import SmsVonageAdapter
+
+    one_line = " ".join(PEM.splitlines())
+    config = {"from": NUMBER, "signature_secret": SECRET, "application_id": APP_ID,
+              "private_key": one_line}
+    assert SmsVonageAdapter().validate_config(config) is None
+    assert SmsVonageAdapter().validate_config({**config, "private_key": "-----BEGIN x"}) \
+        is not None
