@@ -408,7 +408,7 @@ class InfobipStandIn(StandIn):
         self.sender = sender
         self.basic = basic  # the notification profile's Basic credentials, when set
         self.sent: list[dict[str, Any]] = []
-        self.media: dict[str, tuple[bytes, str]] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}  # inbound media served at their URLs
         self.templates: list[dict[str, Any]] = [{
             "id": "111", "businessAccountId": 222, "name": "order_update", "language": "en",
             "status": "APPROVED", "category": "UTILITY", "structure": {
@@ -435,6 +435,8 @@ class InfobipStandIn(StandIn):
         app.router.add_post("/whatsapp/1/message/template", self.template)
         app.router.add_get("/whatsapp/2/senders/{sender}/templates", self.list_templates)
         app.router.add_get("/whatsapp/1/senders/{sender}/media/{media_id}", self.media_file)
+        for kind in INFOBIP_MEDIA:
+            app.router.add_post(f"/whatsapp/1/message/{kind}", self.media)
 
     async def list_templates(self, request: web.Request) -> web.Response:
         """``GET /whatsapp/2/senders/{sender}/templates``: ``{"templates": [...]}`` with each
@@ -450,12 +452,10 @@ class InfobipStandIn(StandIn):
         await self.record(request)
         if request.headers.get("Authorization") != f"App {self.api_key}":
             return web.Response(status=401)
-        item = self.media.get(request.match_info["media_id"])
+        item = self.files.get(request.match_info["media_id"])
         if item is None:
             return web.Response(status=404)
         return web.Response(body=item[0], content_type=item[1])
-        for kind in INFOBIP_MEDIA:
-            app.router.add_post(f"/whatsapp/1/message/{kind}", self.media)
 
     async def _admit(self, request: web.Request) -> tuple[Seen, web.Response | None]:
         seen = await self.record(request)

@@ -52,7 +52,7 @@ async def test_templates_sync_and_send(wapi: Api, infobip: InfobipStandIn) -> No
 
 async def test_inbound_image_is_downloaded(wapi: Api, infobip: InfobipStandIn) -> None:
     w = await infobip_channel(wapi, infobip)
-    infobip.media["abc123"] = (JPEG, "image/jpeg")
+    infobip.files["abc123"] = (JPEG, "image/jpeg")
     payload = sample("infobip_inbound_text.json")
     r = payload["results"][0]
     r["from"] = "385919998877"
