@@ -410,6 +410,9 @@ def _extend() -> None:
     from .converger import openapi_ops
 
     OPERATIONS.extend(openapi_ops.operations(Op))
+    from .manage import tiers
+
+    OPERATIONS.extend(tiers.operations(Op, ADMIN))
 
 
 _extend()

@@ -3,6 +3,7 @@
 
 from sanic import Blueprint
 
-from . import channels, records, tenants, users
+from . import channels, records, tenants, tiers, users
 
-bp = Blueprint.group(tenants.bp, channels.bp, records.bp, users.bp, url_prefix="/api/admin")
+bp = Blueprint.group(tenants.bp, channels.bp, records.bp, users.bp, tiers.bp,
+                     url_prefix="/api/admin")
