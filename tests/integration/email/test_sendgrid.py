@@ -183,3 +183,28 @@ async def test_error_classes(chat_server: Server, capi: Api, sg: SendgridStandIn
 
 async def _unhealthy(api: Api, channel_id: str) -> bool:
     return await health_of(api, channel_id) == "unhealthy"
+
+
+async def test_broken_multipart_is_400(chat_server: Server, capi: Api, sg: SendgridStandIn) -> None:
+    """A form Sanic cannot read, or one without the fields a mail needs: 400, never 500."""
+    import base64
+
+    import aiohttp
+
+    s = await sg_channel(chat_server, capi, sg)
+    auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    bodies: list[tuple[bytes, str, int]] = [
+        (b"--xx\r\nContent-Disposition: form-data; name=\"headers\"\r\n\r\nFrom: a@b.example",
+         "multipart/form-data; boundary=xx", 400),  # never closed
+        (b"garbage", "multipart/form-data", 400),  # no boundary
+        (b"\xff\xfe--yy--", "multipart/form-data; boundary=yy", 400),
+        # Bytes that are not UTF-8 in a field: replaced, the mail taken.
+        (b"headers=From%3A+a%40b.example&from=a%40b.example&text=%ff%fe",
+         "application/x-www-form-urlencoded", 201),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for raw, ctype, expected in bodies:
+            async with http.post(s["inbound"], data=raw, headers={
+                    "Content-Type": ctype, "Authorization": auth}) as resp:
+                text = await resp.text()
+                assert resp.status == expected, (ctype, resp.status, text)
