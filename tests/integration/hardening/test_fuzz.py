@@ -80,7 +80,8 @@ def test_hostile_bodies_on_every_operation(fuzz_server: Server) -> None:
     a, v = world["A"], world["V"]
     ids = {"conversation_id": a["conv"]["id"], "rule_id": a["rule"]["id"], "channel_id": a["hook"]["id"],
            "tenant_id": v["tenant"]["id"], "delivery_id": v.get("delivery_id") or "x", "token_id": "x",
-           "user_id": "x", "activity_id": a["activity"]["id"], "index": "0", "action": "set_webhook"}
+           "user_id": "x", "activity_id": a["activity"]["id"], "index": "0", "action": "set_webhook",
+           "tier_id": "x"}
     problems = []
     sent = 0
     for path, ops in doc["paths"].items():
