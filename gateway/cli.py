@@ -125,6 +125,19 @@ class _Offline:
         self.db, self.applied = open_database(settings)
         self.gw.attach(self.db)
         self.cipher, self.tokens, self.now = self.gw.cipher, self.gw.tokens, self.gw.now_iso
+        self.settings = settings
+
+    def dev_admin_token(self) -> str:
+        """``serve --dev``'s admin token: the same on every start with the same secret key."""
+        import base64
+        import hashlib
+        import hmac
+
+        from .crypto import secret_key
+
+        mac = hmac.new(secret_key(self.settings).encode(), b"converger serve --dev admin token",
+                       hashlib.sha256).digest()
+        return "cva_" + base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def run(self, op: Awaitable[T]) -> T:
         """Run one domain operation to its end."""
@@ -161,8 +174,9 @@ def cmd_version() -> int:
 
 def dev_setup(off: _Offline) -> dict[str, str]:
     """Create (once) a dev tenant, echo channel and admin token; return the credentials."""
-    from store import channels, tenants
+    from store import admin_tokens, channels, tenants
 
+    from .crypto import sha256_hex
     from .domain import admin_tokens as token_ops
     from .domain import channels as channel_ops
     from .domain import tenants as tenant_ops
@@ -183,7 +197,11 @@ def dev_setup(off: _Offline) -> dict[str, str]:
                 conn, off.cipher, tenant_id=tenant.id, name="dev-echo", type="echo", mode="outbound",
                 config={}, transformations=[], status="active", actor=SYSTEM, now=off.now(),
             )
-        _, admin_token = token_ops.create_tx(conn, "dev", "super_admin", SYSTEM, off.now())
+        # The same admin token on every start (derived from the secret key), created once:
+        # restarts neither pile up super_admin tokens nor break a developer's scripts.
+        admin_token = off.dev_admin_token()
+        if admin_tokens.by_hash(conn, sha256_hex(admin_token)) is None:
+            token_ops.create_tx(conn, "dev", "super_admin", SYSTEM, off.now(), admin_token)
         out.update(tenant_id=tenant.id, api_key=api_key, channel_id=channel.id,
                    channel_token=off.tokens.channel_token(channel.id, tenant.id,
                                                          sv=secret_version(channel)),

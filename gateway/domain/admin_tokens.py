@@ -17,7 +17,8 @@ ROLES = users.ADMIN_ROLES  # an admin token has an admin user's roles
 
 
 def create_tx(conn: sqlite3.Connection, name: str, role: str, actor: tuple[str, str],
-              now: str) -> tuple[AdminToken, str]:
+              now: str, token: str | None = None) -> tuple[AdminToken, str]:
+    """``token``: the value to keep (``serve --dev`` derives its own); else a new random one."""
     errs: dict[str, list[str]] = {}
     if not name or not name.strip():
         errs["name"] = ["can't be blank"]
@@ -25,7 +26,7 @@ def create_tx(conn: sqlite3.Connection, name: str, role: str, actor: tuple[str, 
         errs["role"] = ["is invalid"]
     if errs:
         raise ValidationFailed(errs)
-    token = new_admin_token()
+    token = token or new_admin_token()
     row = admin_tokens.create(conn, name=name.strip(), token_hash=sha256_hex(token),
                               token_hint=hint(token), role=role, now=now, created_by=actor[1])
     record(conn, actor, "create", "admin_token", row.id, now, after=snap(row))

@@ -83,5 +83,8 @@ def install(app: Sanic) -> None:
                 return
             base = settings.public_url.rstrip("/") or f"http://{settings.host}:{settings.port}"
             # Printed, not logged: it is a credential, valid once, for whoever runs the server.
-            print(f"No admin user yet. Create the first one (link valid once): "
-                  f"{base}/admin/setup/{token}", file=sys.stdout, flush=True)
+            # A plain block of its own, set apart from the JSON log lines around it.
+            rule = "=" * 72
+            print(f"\n{rule}\nNo admin user yet. Create the first one with this link (valid "
+                  f"once):\n\n    {base}/admin/setup/{token}\n\n{rule}\n", file=sys.stdout,
+                  flush=True)

@@ -28,8 +28,9 @@ ADMIN_PUBLIC = ("/admin/login", "/admin/setup/")
 
 # -- guards -------------------------------------------------------------------------------------
 def _viewer_refused(request: Request, area: str) -> HTTPResponse | None:
+    # A viewer may still log out and change their own password.
     if (request.method == "POST" and request.ctx.user.role == "viewer"
-            and request.path != f"/{area}/logout"):
+            and request.path not in (f"/{area}/logout", f"/{area}/account/password")):
         return text("Forbidden: viewers cannot change anything", status=403)
     return None
 

@@ -139,3 +139,50 @@ async def tenant_user_delete(request: Request, user_id: Any) -> HTTPResponse:
     ok = await found(user_ops.delete_tenant_user(gw(request), actor(request), str(user_id)))
     flash(request, "User deleted" if ok else "User not found", "ok" if ok else "error")
     return back(request, "/admin/tenant_users")
+
+
+# -- passwords: one's own (knowing the current one), anyone's by a super admin -----------------
+@ADMIN.get("/account")
+async def account_page(request: Request) -> HTTPResponse:
+    return render(request, "admin/account.html")
+
+
+@ADMIN.post("/account/password")
+async def account_password(request: Request) -> HTTPResponse:
+    me = request.ctx.user
+    row = await request.app.ctx.db.read(users.admin_login_row, me.email)
+    ok = await kit.state(request).passwords.verify(row[1] if row else None,
+                                                   form(request, "current_password"))
+    if ok is None:
+        flash(request, "Too many password checks at once. Try again in a moment.", "error")
+        return render(request, "admin/account.html", status=503)
+    if not ok:
+        return render(request, "admin/account.html", status=422,
+                      errors={"current_password": ["is not your current password"]})
+    new = form(request, "new_password")
+    if new != form(request, "confirm_password"):
+        return render(request, "admin/account.html", status=422,
+                      errors={"confirm_password": ["does not match the new password"]})
+    try:
+        await user_ops.update_admin(gw(request), actor(request), me.id, {"password": new})
+    except ValidationFailed as exc:
+        return render(request, "admin/account.html", status=422,
+                      errors={"new_password": exc.fields.get("password", ["is invalid"])})
+    flash(request, "Password changed")
+    return redirect("/admin/account")
+
+
+@ADMIN.post("/users/<user_id:uuid>/password")
+async def user_password(request: Request, user_id: Any) -> HTTPResponse:
+    """A super admin sets another admin's password (they sign in with it and change it)."""
+    if (refused := kit.super_only(request)) is not None:
+        return refused
+    try:
+        ok = await found(user_ops.update_admin(gw(request), actor(request), str(user_id),
+                                               {"password": form(request, "password")}))
+    except ValidationFailed as exc:
+        flash(request, "Password not reset: " + "; ".join(exc.fields.get("password", [])),
+              "error")
+        return redirect("/admin/users")
+    flash(request, "Password reset" if ok else "User not found", "ok" if ok else "error")
+    return redirect("/admin/users")
