@@ -530,7 +530,8 @@ async def test_operator_routes_refuse_tenant_credentials(
     """The management API and the admin pages: no tenant credential (nor a portal session)
     gets in."""
     base = world["server"].url
-    ids = {**_ids(world, "B"), "token_id": str(uuid.uuid4()), "name": "x", "action": "set_webhook"}
+    ids = {**_ids(world, "B"), "token_id": str(uuid.uuid4()), "name": "x", "action": "set_webhook",
+           "tier_id": str(uuid.uuid4())}
     routes = sorted(operator_routes(served_routes()))
     assert len(routes) > 40
     portal_cookie = {c.key: c.value for c in world["portal"].session.cookie_jar}
