@@ -33,8 +33,12 @@ class HealthResult(msgspec.Struct, kw_only=True):
 
     @property
     def changed(self) -> bool:
-        """A change from the previous check; a channel's first check is none (no alert)."""
-        return self.previous_status is not None and self.previous_status != self.status
+        """A change from the previous check. A channel's first check is one when it finds the
+        channel degraded or unhealthy (the original never alerted then: "no alerts yet" beside
+        an unhealthy channel); a first check that finds it healthy or idle is not."""
+        if self.previous_status is None:
+            return self.status in ("degraded", "unhealthy")
+        return self.previous_status != self.status
 
 
 def classify(total: int, failed: int) -> tuple[str, float]:

@@ -312,3 +312,17 @@ async def test_scheduler_runs_due_jobs_with_an_injected_clock() -> None:
     assert await sched.tick(T0 + timedelta(seconds=3600)) == ["health", "expiry", "bad"]
     assert "off" not in sched.jobs
     assert [c[0] for c in calls].count("health") == 2
+
+
+async def test_a_first_check_that_finds_a_channel_unhealthy_alerts(ctx, receiver) -> None:
+    rec, url = receiver
+    tenant, channel, _ = await _tenant_channel(ctx, url)
+    events: list[tuple[str, Any]] = []
+    ctx.hub.subscribe("channel_health", Subscriber(lambda e, p: events.append((e, p)) or True))
+    await _deliveries(ctx, tenant, channel, T0 - timedelta(minutes=1), ok=0, failed=5)
+    [r] = await health.run(ctx, T0)
+    assert (r.previous_status, r.status) == (None, "unhealthy")
+    assert events and events[-1][1]["status"] == "unhealthy"
+    [queued] = (await ctx.db.read(lambda c: alerts.list_page(c, tenant_id=tenant.id)))[0]
+    assert queued.status == "pending"
+    assert [a.status for a in await ctx.alerts.send_due(T0)] in (["sent"], ["pending"])
