@@ -165,3 +165,13 @@ def conversation_page(conn: sqlite3.Connection, *, tenant_id: str | None = None,
         item["contact"] = named or inbound or item["sender_key"] or next(
             (r["sender"] for r in recent if r["sender"]), None)
     return items, nxt, total
+
+
+def health_history(conn: sqlite3.Connection, channel_id: str,
+                   limit: int = 96) -> list[dict[str, Any]]:
+    """A channel's last ``limit`` health checks, oldest first (the channel page's sparkline)."""
+    rows = conn.execute(
+        """SELECT status, failure_rate, total_deliveries, checked_at FROM channel_health_checks
+            WHERE channel_id = ? ORDER BY checked_at DESC LIMIT ?""",
+        (channel_id, limit)).fetchall()
+    return [dict(r) for r in reversed(rows)]

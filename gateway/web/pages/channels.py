@@ -220,6 +220,7 @@ async def _channel_page(request: Request, channel_id: str, status: int = 200,
         return {"c": channel, "inbound_status": channels.inbound_status(conn, channel_id),
                 "templates": _templates(conn, channel),
                 "health": dashboard.latest_health(conn).get(channel_id),
+                "history": dashboard.health_history(conn, channel_id),
                 "tenant_name": dict(dashboard.all_names(conn, "tenants")).get(channel.tenant_id)}
 
     data = await ctx.db.read(read)

@@ -261,3 +261,26 @@ async def test_portal_retries_only_its_own_deliveries(admin: Client, web_api: Ap
         assert rows[ids[0]] < 7 and rows[theirs] == 7
     finally:
         await member.close()
+
+
+async def test_channel_page_shows_the_health_history(admin: Client, web_api: Api,
+                                                     web_server: Server) -> None:
+    t = await web_api.tenant("spark-co")
+    c = await web_api.channel(t["id"], name="spark", type="webhook",
+                              config={"url": "http://127.0.0.1:9/hook"})
+    _, body, _ = await admin.get(f"/admin/channels/{c['id']}")
+    assert 'id="health-history"' not in body  # never checked: no history
+    with _db(web_server) as conn:
+        for i, (status, rate) in enumerate([("healthy", 0.0), ("degraded", 0.2),
+                                            ("unhealthy", 0.8)]):
+            conn.execute(
+                """INSERT INTO channel_health_checks (id, channel_id, status, total_deliveries,
+                       failed_deliveries, failure_rate, checked_at, inserted_at)
+                   VALUES (?, ?, ?, 10, ?, ?, ?, ?)""",
+                (f"spark-{i}", c["id"], status, int(rate * 10), rate,
+                 f"2026-01-01T00:0{i}:00.000Z", f"2026-01-01T00:0{i}:00.000Z"))
+    _, body, _ = await admin.get(f"/admin/channels/{c['id']}")
+    assert 'id="health-history"' in body
+    assert body.count('<rect class="') == 3
+    assert "1 healthy, 1 degraded, 1 unhealthy, 0 unknown" in body
+    assert '<rect class="unhealthy"' in body
