@@ -310,9 +310,11 @@ async def test_screenshots(browser: Any, tmp_path: Path) -> None:
             await api.tenant("Acme Corp")
             hook = await api.channel(shop["tenant"]["id"], name="crm-webhook", type="webhook",
                                      mode="duplex", config={"url": "https://crm.example/hook"})
-            await api.channel(shop["tenant"]["id"], name="whatsapp", type="whatsapp_meta",
-                              mode="duplex", config={"phone_number_id": "1065", "access_token": "x",
-                                                     "verify_token": "y"})
+            wa = await api.channel(shop["tenant"]["id"], name="whatsapp", type="whatsapp_meta",
+                                   mode="duplex", config={
+                                       "phone_number_id": "1065", "access_token": "x",
+                                       "verify_token": "northwind-verify-7c1e",
+                                       "app_secret": "meta-app-secret"})
             tok = await api.channel_token(hook["id"])
             conv = await api.conversation(tok)
             lines = [("customer-42", "Hi! Is my order #1881 on its way?"),
@@ -320,16 +322,28 @@ async def test_screenshots(browser: Any, tmp_path: Path) -> None:
                      ("agent-bot", "It left the warehouse this morning and arrives tomorrow."),
                      ("customer-42", "Great, thanks!"), ("agent-bot", "Anything else I can do?")]
             for i, (who, text) in enumerate(lines):
+                meta = {"profile_name": "Maria Garcia"} if who == "customer-42" else {}
                 await api.post_activity(conv["id"], shop["api_key"], text=text, sender=who,
-                                        key=f"shot-{i}")
+                                        key=f"shot-{i}", metadata=meta)
         conn = sqlite3.connect(tmp_path / "converger.db", timeout=10, isolation_level=None)
         rows = conn.execute("SELECT d.id FROM deliveries d JOIN activities a ON a.id = d.activity_id"
                             " WHERE d.conversation_id = ? ORDER BY a.seq", (conv["id"],)).fetchall()
+        failed_id = None
         for (did,), status in zip(rows, ("read", "read", "delivered", "sent", "failed"), strict=False):
             conn.execute("UPDATE deliveries SET status = ?, attempts = ?, last_error = ? WHERE id = ?",
                          (status, 5 if status == "failed" else 1,
                           "webhook returned status 503: upstream unavailable"
                           if status == "failed" else None, did))
+            if status == "failed":
+                failed_id = did
+                for n, wait in enumerate((0, 30, 120, 390, 1200), start=1):
+                    conn.execute(
+                        """INSERT INTO delivery_attempts (delivery_id, attempt, at, ok, status,
+                               error, duration_ms) VALUES (?, ?, ?, 0, ?, ?, ?)""",
+                        (did, n, f"2026-11-25T09:{wait // 60:02d}:{wait % 60:02d}.000Z",
+                         "failed" if n == 5 else "will retry",
+                         "webhook returned status 503: upstream unavailable "
+                         '{"error": "database maintenance, retry later"}', 180 + 37 * n))
         conn.execute("""INSERT INTO channel_health_checks (id, channel_id, status, total_deliveries,
                         failed_deliveries, failure_rate, checked_at, inserted_at)
                         VALUES ('h1', ?, 'degraded', 5, 1, 0.2, '2026-11-25T09:00:00Z',
@@ -352,6 +366,27 @@ async def test_screenshots(browser: Any, tmp_path: Path) -> None:
         await page.screenshot(path=str(SHOTS / "conversation.png"), full_page=True)
         await page.goto(srv.url + "/admin/deliveries")
         await page.screenshot(path=str(SHOTS / "deliveries.png"), full_page=True)
+        await page.goto(f"{srv.url}/admin/channels/{wa['id']}")
+        await page.screenshot(path=str(SHOTS / "channel.png"), full_page=True)
+        await page.goto(f"{srv.url}/admin/deliveries/{failed_id}")
+        await page.screenshot(path=str(SHOTS / "delivery.png"), full_page=True)
+        await page.goto(f"{srv.url}/admin/conversations?q=maria")
+        await page.screenshot(path=str(SHOTS / "conversations.png"), full_page=True)
         await page.context.close()
+        # The same on a phone (390×844): the menu collapses, tables scroll inside their card.
+        phone = await browser.new_context(viewport={"width": 390, "height": 844})
+        page = await phone.new_page()
+        await page.goto(srv.url + "/admin/login")
+        await page.fill("input[name=email]", "ops@northwind.example")
+        await page.fill("input[name=password]", "screenshot pw")
+        await page.click("button[type=submit]")
+        await page.wait_for_url(srv.url + "/admin")
+        await page.screenshot(path=str(SHOTS / "phone-dashboard.png"), full_page=True)
+        await page.goto(f"{srv.url}/admin/conversations/{conv['id']}")
+        await page.wait_for_selector("#timeline tbody tr[data-activity]")
+        await page.screenshot(path=str(SHOTS / "phone-conversation.png"), full_page=True)
+        await page.click("button.menu-toggle")
+        await page.screenshot(path=str(SHOTS / "phone-menu.png"))
+        await phone.close()
     finally:
         srv.stop()
