@@ -74,6 +74,9 @@ def claim_tx(conn: sqlite3.Connection, now: str, lease: float, limit: int,
             for d in claimed]
 
 
+EARLY_HEALTH_GAP = 30.0
+
+
 class Outcome(msgspec.Struct):
     delivery: Delivery
     token: str
@@ -133,6 +136,7 @@ class Engine:
         self.buffer: asyncio.Queue[Work] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
+        self._early_health: float | None = None  # monotonic time of the last early check
         self._infos: dict[str, tuple[str, ChannelInfo]] = {}
         self.attempts = 0
         self._outcomes: list[Outcome] = []
@@ -316,6 +320,22 @@ class Engine:
             if row is not None and row.status == "pending":
                 # A new due time the sleeping dispatcher does not know of: let it look again.
                 self._wake.set()
+        await self._check_health_early(batch)
+
+    async def _check_health_early(self, batch: list[Outcome]) -> None:
+        """Failures began: check the channels' health now rather than at the next periodic
+        run (up to ``CONVERGER_HEALTH_INTERVAL``, 5 min, of "unknown" while every delivery
+        fails), at most once per ``EARLY_HEALTH_GAP`` seconds."""
+        if all(o.result.ok for o in batch):
+            return
+        now = time.monotonic()
+        if self._early_health is not None and now - self._early_health < EARLY_HEALTH_GAP:
+            return
+        self._early_health = now
+        try:
+            await health.run(self.gw, parse_iso(self.gw.now_iso()))
+        except Exception as exc:  # the periodic run checks them anyway
+            _log_failure(self.gw.log, "delivery: early health check failed", exc)
 
 
 def _log_failure(log: Any, what: str, exc: BaseException) -> None:

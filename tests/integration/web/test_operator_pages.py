@@ -161,3 +161,25 @@ async def test_delivery_page_lists_every_attempt_and_retry_all_says_how_many(
     await page.click("#retry-all")
     await expect(page.locator(".flash").first).to_contain_text("2 failed deliveries queued")
     assert messages and "Retry 2 failed deliveries of this channel" in messages[-1], messages
+
+
+async def test_health_is_checked_as_soon_as_failures_begin(
+    web_server: Server, web_api: Api, receivers: str
+) -> None:
+    """The periodic check runs every 5 minutes; the first failures trigger one at once."""
+    import asyncio
+    import time
+
+    s = await web_api.setup("early-health-co", type="webhook", mode="duplex",
+                            config={"url": receivers + "/gone"})
+    await web_api.post_activity(s["conversation"]["id"], s["api_key"], text="to a dead number")
+    deadline = time.monotonic() + 20  # far below the 300 s interval
+    status = None
+    while time.monotonic() < deadline:
+        listed = await web_api.ok("GET", "/api/admin/health", headers=web_api.admin)
+        status = next((h["status"] for h in listed["data"]
+                       if h["channel_id"] == s["channel"]["id"]), None)
+        if status == "unhealthy":
+            break
+        await asyncio.sleep(0.1)
+    assert status == "unhealthy"
