@@ -136,7 +136,8 @@ class Engine:
         self.buffer: asyncio.Queue[Work] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
-        self._early_health: float | None = None  # monotonic time of the last early check
+        # channel id → monotonic time of its last early health check
+        self._early_health: dict[str, float] = {}
         self._infos: dict[str, tuple[str, ChannelInfo]] = {}
         self.attempts = 0
         self._outcomes: list[Outcome] = []
@@ -325,13 +326,16 @@ class Engine:
     async def _check_health_early(self, batch: list[Outcome]) -> None:
         """Failures began: check the channels' health now rather than at the next periodic
         run (up to ``CONVERGER_HEALTH_INTERVAL``, 5 min, of "unknown" while every delivery
-        fails), at most once per ``EARLY_HEALTH_GAP`` seconds."""
-        if all(o.result.ok for o in batch):
-            return
+        fails), at most once per ``EARLY_HEALTH_GAP`` seconds for each failing channel."""
         now = time.monotonic()
-        if self._early_health is not None and now - self._early_health < EARLY_HEALTH_GAP:
+        due = {o.delivery.channel_id for o in batch if not o.result.ok
+               and now - self._early_health.get(o.delivery.channel_id, -EARLY_HEALTH_GAP)
+               >= EARLY_HEALTH_GAP}
+        if not due:
             return
-        self._early_health = now
+        if len(self._early_health) > 10_000:
+            self._early_health.clear()
+        self._early_health.update(dict.fromkeys(due, now))
         try:
             await health.run(self.gw, parse_iso(self.gw.now_iso()))
         except Exception as exc:  # the periodic run checks them anyway
