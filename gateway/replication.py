@@ -359,9 +359,14 @@ class Supervisor:
     def status(self) -> dict[str, Any]:
         """For /readyz and /metrics: ok only while the child runs."""
         alive = self.proc is not None and self.proc.returncode is None and self.state == "running"
+        state = self.state
+        if state == "running" and not alive and not self._stopping.is_set():
+            # The child has exited and the supervision loop has not yet caught up (it is still
+            # reading the child's last log lines): it is about to be restarted.
+            state = "restarting"
         lag = None if self._last_ok is None else round(time.monotonic() - self._last_ok, 3)
         return {
-            "ok": alive, "state": self.state, "pid": self.proc.pid if alive and self.proc else None,
+            "ok": alive, "state": state, "pid": self.proc.pid if alive and self.proc else None,
             "restarts": self.restarts, "last_exit": self.last_exit, "lag_seconds": lag,
             "replica": redact_url(self.settings.replica_url),
         }
