@@ -141,7 +141,8 @@ ok "/readyz: $(cat "$WORK/readyz")"
 # A webhook receiver on another free port.
 "$PY" "$TOOLS" receiver "$WORK/receiver.port" "$WORK/received.jsonl" 2>>"$WORK/receiver.err" &
 RECEIVER_PID=$!
-for _ in $(seq 100); do [ -s "$WORK/receiver.port" ] && break; sleep 0.05; done
+# Up to 30 s: on a loaded CI machine starting Python and aiohttp alone can take several seconds.
+for _ in $(seq 600); do [ -s "$WORK/receiver.port" ] && break; sleep 0.05; done
 [ -s "$WORK/receiver.port" ] || fail "the webhook receiver did not start: $(cat "$WORK/receiver.err")"
 HOOK="http://127.0.0.1:$(cat "$WORK/receiver.port")/hook"
 
