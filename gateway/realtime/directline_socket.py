@@ -24,9 +24,10 @@ import msgspec
 from sanic import Request
 from sanic.response import HTTPResponse
 
-from store import activities, conversations, tenants
+from store import activities, channels, conversations, tenants
 
 from .. import errors
+from ..auth import channel_refusal
 from ..http import public_base
 from ..hub import Encoder
 from ..shapes import decode_watermark, directline_activity, encode_watermark
@@ -73,12 +74,16 @@ def _refuse(status: int, code: str, detail: str, dl_code: str = "BadArgument") -
     return errors.problem_response(errors.directline(status, code, detail, dl_code))
 
 
-def _check(conn: Any, tenant_id: str, channel_id: Any, conversation_id: str,
+def _check(conn: Any, tenant_id: str, claims: dict[str, Any], conversation_id: str,
            anchor: str | None) -> str | None:
     """Why this stream may not open (None when it may)."""
+    channel_id = claims.get("channel_id")
     tenant = tenants.get(conn, tenant_id)
     if tenant is None or not tenant.active:
         return "tenant"
+    channel = channels.get(conn, channel_id) if isinstance(channel_id, str) else None
+    if channel is None or channel.tenant_id != tenant_id or channel_refusal(channel, claims):
+        return "channel"  # deleted, inactive, or its secret rotated since the token was issued
     conv = conversations.get_for_tenant(conn, tenant_id, conversation_id)
     if conv is None or conv.channel_id != channel_id:
         return "conversation"
@@ -107,9 +112,12 @@ async def authenticate(request: Request, match: re.Match[str]) -> HTTPResponse |
     anchor = decode_watermark(wm) if wm else None
     if wm and anchor is None:
         return _refuse(400, "invalid_watermark", "watermark is not a watermark")
-    why = await ctx.db.read(_check, tenant_id, claims.get("channel_id"), conversation_id, anchor)
+    why = await ctx.db.read(_check, tenant_id, claims, conversation_id, anchor)
     if why == "tenant":
         return _refuse(403, "tenant_inactive", "The tenant is not active")
+    if why == "channel":
+        return _refuse(403, "token_revoked",
+                       "The token's channel is gone, inactive, or its secret was rotated")
     if why == "conversation":
         return _refuse(404, "not_found", "Conversation not found")
     if why == "watermark":

@@ -85,6 +85,29 @@ async def test_reconnect_after_the_watermark_repeats_and_misses_nothing(
         assert [x["text"] for x in replay["activities"]] == ["missed", "missed"]
 
 
+@pytest.mark.parametrize("change", ["rotate", "deactivate"])
+async def test_a_rotated_or_inactive_channel_refuses_its_earlier_tokens(
+        api: Api, session: aiohttp.ClientSession, change: str) -> None:
+    """Rotating a channel's secret (or deactivating the channel) revokes the streams of tokens
+    issued before, as on the REST routes and the Phoenix sockets."""
+    w = await make_dl_world(api)
+    url = api.base + f"{DL}/conversations/{w['conv_id']}/stream?t={w['token']}"
+    async with session.ws_connect(url):
+        pass  # opens before the change
+    channel = w["channel"]["id"]
+    if change == "rotate":
+        await api.ok("POST", f"/api/admin/channels/{channel}/rotate-secret", headers=api.admin)
+    else:
+        await api.ok("PATCH", f"/api/admin/channels/{channel}", headers=api.admin,
+                     json={"status": "inactive"})
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await session.ws_connect(url)
+    assert info.value.status == 403
+    async with session.get(url) as r:
+        body = await r.json(content_type=None)
+        assert r.status == 403 and body["code"] == "token_revoked", body
+
+
 @pytest.mark.parametrize("case", ["expired", "garbage", "none", "other_conversation",
                                   "foreign_watermark", "bad_watermark", "unknown_conversation"])
 async def test_refused_before_the_upgrade(api: Api, session: aiohttp.ClientSession,
