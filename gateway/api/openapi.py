@@ -125,7 +125,7 @@ CODES: dict[int, tuple[str, ...]] = {
           "invalid_token", "missing_credentials", "not_channel_token", "signature_required",
           "tenant_inactive", "tenant_not_found"),
     403: ("forbidden", "channel_inactive", "forbidden_role", "not_channel_token", "out_of_scope",
-          "read_only", "tenant_inactive", "token_out_of_scope", "invalid_token", "token_expired",
+          "read_only", "tenant_inactive", "token_revoked", "token_out_of_scope", "invalid_token", "token_expired",
           "secret_required", "token_required"),
     404: ("not_found", "route_not_found", "unknown_action"),
     405: ("method_not_allowed",),
