@@ -63,3 +63,28 @@ def execute_all(db: sqlite_utils.Database, statements: list[str]) -> None:
     """Run DDL one statement at a time (``executescript`` would commit behind our back)."""
     for sql in statements:
         db.execute(sql)
+
+
+def widen_check(db: sqlite_utils.Database, table: str, old: str, new: str) -> None:
+    """Replace the CHECK ``old`` by ``new`` in ``table``'s schema, in place.
+
+    Widening a CHECK changes no stored row, so it takes SQLite's documented in-place procedure
+    (sqlite.org/lang_altertable.html, "Making other kinds of table schema changes") instead of a
+    copy-and-rename rebuild, which with foreign keys on would cascade-delete dependent rows. The
+    schema version is bumped in the same transaction, so every open connection re-reads it."""
+    conn = db.conn
+    (sql,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    if old not in sql:  # already widened (or made by a later initial schema)
+        return
+    (version,) = conn.execute("PRAGMA schema_version").fetchone()
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        conn.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?",
+                     (sql.replace(old, new), table))
+        conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+    (ok,) = conn.execute("PRAGMA quick_check").fetchone()
+    if ok != "ok":
+        raise RuntimeError(f"{table} CHECK migration left the schema damaged: {ok}")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
+from . import widen_check
+
 OLD = "CHECK (type IN ('echo','webhook','websocket','whatsapp_meta','whatsapp_infobip'))"
 TYPES = ("echo", "webhook", "websocket", "whatsapp_meta", "whatsapp_infobip", "telegram", "slack",
          "sms_twilio", "sms_vonage", "email_smtp", "email_sendgrid")
@@ -20,19 +22,4 @@ NEW = "CHECK (type IN (" + ",".join(f"'{t}'" for t in TYPES) + "))"
 
 
 def up(db: Database) -> None:
-    conn = db.conn
-    (sql,) = conn.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'channels'").fetchone()
-    if OLD not in sql:  # already widened (or made by a later initial schema)
-        return
-    (version,) = conn.execute("PRAGMA schema_version").fetchone()
-    conn.execute("PRAGMA writable_schema = ON")
-    try:
-        conn.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'channels'",
-                     (sql.replace(OLD, NEW),))
-        conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
-    finally:
-        conn.execute("PRAGMA writable_schema = OFF")
-    (ok,) = conn.execute("PRAGMA quick_check").fetchone()
-    if ok != "ok":
-        raise RuntimeError(f"channels type CHECK migration left the schema damaged: {ok}")
+    widen_check(db, 'channels', OLD, NEW)

@@ -11,24 +11,11 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
+from . import widen_check
+
 OLD = "CHECK (status IN ('pending','sent','delivered','read','failed'))"
 NEW = "CHECK (status IN ('pending','sent','delivered','read','failed','skipped'))"
 
 
 def up(db: Database) -> None:
-    conn = db.conn
-    (sql,) = conn.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'").fetchone()
-    if OLD not in sql:  # already widened (or made by a later initial schema)
-        return
-    (version,) = conn.execute("PRAGMA schema_version").fetchone()
-    conn.execute("PRAGMA writable_schema = ON")
-    try:
-        conn.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'deliveries'",
-                     (sql.replace(OLD, NEW),))
-        conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
-    finally:
-        conn.execute("PRAGMA writable_schema = OFF")
-    (ok,) = conn.execute("PRAGMA quick_check").fetchone()
-    if ok != "ok":
-        raise RuntimeError(f"deliveries status CHECK migration left the schema damaged: {ok}")
+    widen_check(db, 'deliveries', OLD, NEW)
