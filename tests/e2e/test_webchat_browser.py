@@ -119,7 +119,10 @@ async def test_webchat_from_another_origin(fresh_server: Server, session: aiohtt
         #    to send with a link); the browser loads it from there without credentials.
         await page.set_input_files("input[type=file]", files=[
             {"name": "red.png", "mimeType": "image/png", "buffer": png()}])
-        await page.click("button[title=Send]")  # Web Chat 4.18 stages the file until sent
+        # Web Chat 4.18 stages the file until sent, reading it asynchronously: Send pressed before
+        # the upload button shows it staged (its icon "checked") sends nothing.
+        await page.locator(".webchat__upload-button .webchat__attachment-icon--checked").wait_for()
+        await page.click("button[title=Send]")
         link = page.locator(f".webchat__bubble--from-user a[href^='{gateway.url}/uploads/']",
                             has_text="red.png")
         await link.wait_for(state="attached", timeout=60_000)
