@@ -128,6 +128,7 @@ def _register_routes(app: Sanic) -> None:
     app.blueprint(openapi.bp)
     app.blueprint(compat.bp)
     app.blueprint(manage.bp)
+    app.blueprint(manage.analytics_bp)
     from .api import inbound
     from .workers import alerts, delivery
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import threads
+from . import analytics, threads
 from .models import Activity, Delivery, from_row
 from .util import dumps, iso, new_id, page, parse_iso
 
@@ -48,7 +48,16 @@ def enqueue(conn: sqlite3.Connection, activity: Activity, channel_ids: Iterable[
             [(new_id(), activity.id, cid, activity.tenant_id, activity.conversation_id, reason,
               now, now) for cid, reason in skipped.items()],
         )
+        for cid in skipped:
+            analytics.outcome(conn, _Target(activity.tenant_id, cid), "skipped", now)
     return len(rows)
+
+
+class _Target:
+    """What :func:`analytics.outcome` reads of a delivery that has no row to return."""
+
+    def __init__(self, tenant_id: str, channel_id: str) -> None:
+        self.tenant_id, self.channel_id = tenant_id, channel_id
 
 
 def get(conn: sqlite3.Connection, delivery_id: str) -> Delivery | None:
@@ -320,7 +329,12 @@ def complete(
          RETURNING {COLUMNS}""",
         (now, provider_message_id, dumps(metadata or {}), now, delivery_id, token),
     ).fetchone()
-    return from_row(Delivery, row) if row else None
+    if row is None:
+        return None
+    delivery = from_row(Delivery, row)
+    if delivery.sent_at == now:  # not already sent by a receipt that came first
+        analytics.outcome(conn, delivery, "sent", now)
+    return delivery
 
 
 def fail(
@@ -338,7 +352,13 @@ def fail(
     None when the claim is no longer ours."""
     row = record_failure(conn, "deliveries", COLUMNS, delivery_id, token, now, error, retryable,
                          retry_after, scale)
-    return from_row(Delivery, row) if row else None
+    if row is None:
+        return None
+    delivery = from_row(Delivery, row)
+    analytics.failure(conn, delivery, error, now)
+    if delivery.status == "failed":
+        analytics.outcome(conn, delivery, "failed", now)
+    return delivery
 
 
 def release(conn: sqlite3.Connection, tokens: Iterable[str]) -> int:
@@ -457,7 +477,13 @@ def apply_receipt(
         f"UPDATE deliveries SET {sets} WHERE id = ? AND status = ? RETURNING {COLUMNS}",
         (*params, delivery.id, delivery.status),
     ).fetchone()
-    return from_row(Delivery, row) if row else None
+    if row is None:
+        return None
+    updated = from_row(Delivery, row)
+    if status == "failed":
+        analytics.failure(conn, updated, error, now)
+    analytics.outcome(conn, updated, status, now)
+    return updated
 
 
 def activities_for(conn: sqlite3.Connection, deliveries: list[Delivery]) -> dict[str, Activity]:

@@ -116,7 +116,7 @@ DeliveryView = public_struct(
 CODES: dict[int, tuple[str, ...]] = {
     400: ("bad_request", "body_not_object", "body_required", "channel_inactive",
           "channel_outbound_only", "file_too_large", "invalid_cursor", "invalid_header",
-          "invalid_idempotency_key",
+          "invalid_idempotency_key", "invalid_interval", "invalid_range",
           "invalid_activity", "invalid_query", "invalid_user", "invalid_uuid", "invalid_watermark",
           "json_too_deep", "malformed_form", "malformed_json", "missing_type", "unknown_activity_type",
           "missing_channel_token", "missing_file", "not_downloadable", "missing_params", "missing_wrapper",
@@ -413,6 +413,9 @@ def _extend() -> None:
     from .manage import tiers
 
     OPERATIONS.extend(tiers.operations(Op, ADMIN))
+    from . import analytics
+
+    OPERATIONS.extend(analytics.operations(Op, ADMIN, API_KEY))
 
 
 _extend()

@@ -105,7 +105,7 @@ class Scheduler:
 
 def install(app: Any) -> None:
     """Start the periodic jobs after the server starts; stop them first on shutdown."""
-    from . import expiry, health
+    from . import expiry, health, rollup
 
     @app.after_server_start
     async def _start(app: Any) -> None:
@@ -118,6 +118,7 @@ def install(app: Any) -> None:
             sched.add("channel_health", s.health_interval, lambda now: health.run(ctx, now))
             sched.add("conversation_expiry", s.expiry_interval, lambda now: expiry.run(ctx, now))
             sched.add("prune", s.prune_interval, lambda now: expiry.prune(ctx, now))
+            sched.add("analytics_rollup", s.analytics_interval, lambda now: rollup.run(ctx, now))
             if cluster is not None:
                 # The scheduler moves between processes: each job keeps its period across
                 # owners (its last run is in the store), and every run is recorded there.

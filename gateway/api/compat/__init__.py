@@ -3,9 +3,10 @@ shapes, so its clients work unchanged."""
 
 from sanic import Blueprint
 
+from .. import analytics
 from . import activities, attachments, conversations, routing_rules, tokens
 
 bp = Blueprint.group(
     tokens.bp, conversations.bp, activities.bp, attachments.bp, routing_rules.bp,
-    url_prefix="/api/v1"
+    analytics.tenant_bp, url_prefix="/api/v1"
 )

@@ -315,6 +315,10 @@ MATRIX: dict[tuple[str, str], Probe] = {
               {"type": "message", "text": "intrusion"}),
     ("POST", f"{DL}/conversations/{{conversation_id}}/upload"):
         Probe("POST", f"{DL}/conversations/{{cg_conversation_id}}/upload", multipart=True),
+    # Analytics (docs/analytics.md): B's channel answers as a channel that does not exist.
+    ("GET", "/api/v1/analytics"): Probe("GET", "/api/v1/analytics?range=30d&channel_id={hook_id}"),
+    ("GET", "/api/v1/analytics/export.csv"):
+        Probe("GET", "/api/v1/analytics/export.csv?range=1d&channel_id={channel_id}"),
 }
 
 # Tenant-facing routes without ids: wrong and forged credentials are refused, and the answer
@@ -328,6 +332,9 @@ NO_ID: dict[tuple[str, str], Probe] = {
     ("POST", f"{DL}/tokens/generate"): Probe("POST", f"{DL}/tokens/generate"),
     ("POST", f"{DL}/tokens/refresh"): Probe("POST", f"{DL}/tokens/refresh"),
     ("POST", f"{DL}/conversations"): Probe("POST", f"{DL}/conversations", {}),
+    # A's own analytics, over the whole gateway's traffic: nothing of B's in them.
+    ("GET", "/api/v1/analytics"): Probe("GET", "/api/v1/analytics?range=1h"),
+    ("GET", "/api/v1/analytics/export.csv"): Probe("GET", "/api/v1/analytics/export.csv"),
 }
 
 # Inbound webhooks: no tenant credential, the channel id is the provider-facing address (so
@@ -521,6 +528,8 @@ async def test_wrong_tokens_refused(route: tuple[str, str], world: dict[str, Any
                f"POST {DL}/tokens/generate": {"channel_secret"},
                f"POST {DL}/tokens/refresh": {"cg_token", "cg_conv_token"},
                f"POST {DL}/conversations": {"channel_secret", "cg_token", "cg_conv_token"},
+               "GET /api/v1/analytics": {"api_key"},
+               "GET /api/v1/analytics/export.csv": {"api_key"},
                }[" ".join(route)]
     assert set(accepted) == allowed, f"{route}: accepted {accepted}"
 
