@@ -64,6 +64,7 @@ test-binary: binary test-setup
 .PHONY: screenshots
 screenshots: setup test-setup
 	CONVERGER_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/web/test_browser.py -k screenshots
+	CONVERGER_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/web/test_analytics_browser.py
 
 ## The long API fuzz run (issue 9; not in `make test`): FUZZ_EXAMPLES cases per operation and mode.
 .PHONY: fuzz
