@@ -4,13 +4,17 @@ URL, and one action run against its provider through the outbound policy's sessi
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import aiohttp
+import msgspec
 
 import adapters
-from adapters.base import ActionResult
+from adapters import middleware
+from adapters.base import ActionResult, OutboundActivity
 from store import channels, templates
+from store.util import new_id
 
 from . import errors, outbound
 from .domain import channels as channel_ops
@@ -19,13 +23,16 @@ from .domain import channels as channel_ops
 SYNC_TEMPLATES = "sync_templates"
 
 
-def inbound_url(request: Any, channel_id: str) -> str:
-    """The channel's public inbound URL: under ``CONVERGER_PUBLIC_URL`` when set, else under
-    the request's own scheme and host (as a proxy forwarded them)."""
+def public_base(request: Any) -> str:
+    """The gateway's public URL: ``CONVERGER_PUBLIC_URL`` when set, else the request's own
+    scheme and host (as a proxy forwarded them)."""
     base = request.app.ctx.settings.public_url.rstrip("/")
-    if not base:
-        base = f"{request.scheme}://{request.host}"
-    return f"{base}/api/v1/channels/{channel_id}/inbound"
+    return base or f"{request.scheme}://{request.host}"
+
+
+def inbound_url(request: Any, channel_id: str) -> str:
+    """The channel's public inbound URL (under :func:`public_base`)."""
+    return f"{public_base(request)}/api/v1/channels/{channel_id}/inbound"
 
 
 def label(action: str) -> str:
@@ -57,3 +64,62 @@ async def run(ctx: Any, channel_id: str, action: str, url: str,
     ctx.log.info("channel %s: action %s %s", channel.id, action,
                  "done" if result.ok else f"refused: {result.error}")
     return result
+
+
+class SentTest(msgspec.Struct, kw_only=True):
+    """What a test event did: ``ok`` (the receiver took it), the receiver's answer as the
+    adapter reports it when it did not (``error``), how long the send took."""
+
+    ok: bool
+    error: str | None = None
+    duration_ms: int = 0
+    provider_message_id: str | None = None
+    to: str | None = None
+
+
+def can_test(channel: Any) -> bool:
+    """Whether the channel sends anywhere a test event could go (an external type, not
+    inbound-only)."""
+    adapter = adapters.get(channel.type)
+    return adapter is not None and adapter.delivers and channel.mode != "inbound"
+
+
+async def send_test(ctx: Any, channel_id: str, base: str, to: str | None = None,
+                    tenant_id: str | None = None) -> SentTest:
+    """Send a test message to the channel's receiver now, through its adapter and middleware
+    (as a delivery would be sent, under the outbound policy), and say how it went. Nothing is
+    stored: no conversation, no delivery. ``to`` is the recipient for types that need one (a
+    phone number, a chat id, an address); None: the channel's default. Raises 404
+    ``not_found`` for a channel that is not there (or not of ``tenant_id``)."""
+    channel = await ctx.db.read(channels.get, channel_id)
+    if channel is None or (tenant_id is not None and channel.tenant_id != tenant_id):
+        raise errors.not_found()
+    adapter = adapters.get(channel.type)
+    if adapter is None or not can_test(channel):
+        return SentTest(ok=False, error=f"a {channel.type} channel in mode {channel.mode} "
+                                           "sends nothing to a receiver", to=to)
+    activity = OutboundActivity(
+        id=new_id(), type="message", sender="converger",
+        text=f"Test event from converger for channel {channel.name}", attachments=[],
+        metadata={"converger_test": True, **({"to": to} if to else {})},
+        conversation_id="", tenant_id=channel.tenant_id, timestamp=ctx.now_iso(),
+        delivery_id=f"test_{new_id()}", thread_sender=to or None)
+    try:
+        activity = middleware.apply(channel.transformations, activity)
+    except middleware.Halt as halt:
+        return SentTest(ok=False, error=f"halted by the channel's middleware: {halt}", to=to)
+    info = channel_ops.channel_info(ctx.cipher, channel, base)
+    timeout = aiohttp.ClientTimeout(total=ctx.settings.webhook_timeout)
+    started = time.perf_counter()
+    try:
+        async with outbound.session(ctx.settings, timeout) as session:  # the SSRF policy applies
+            result = await adapter.deliver(session, info, activity)
+    except Exception as exc:  # an adapter bug is the answer here, not a 500
+        ctx.log.exception("channel %s: test event: adapter %s raised", channel.id, channel.type)
+        return SentTest(ok=False, error=f"adapter error: {exc!r}", to=to,
+                           duration_ms=int((time.perf_counter() - started) * 1000))
+    took = int((time.perf_counter() - started) * 1000)
+    ctx.log.info("channel %s: test event %s", channel.id,
+                 "delivered" if result.ok else f"failed: {result.error}")
+    return SentTest(ok=result.ok, error=None if result.ok else result.error, duration_ms=took,
+                       provider_message_id=result.provider_message_id, to=to)

@@ -23,23 +23,51 @@ from ...domain import channels as channel_ops
 from ...domain.whatsapp import WHATSAPP_TYPES
 from ...http import gw
 from ...tokens import secret_version
-from .. import kit
+from .. import kit, steps
 from ..kit import arg, back, flash, form, found, render
 from . import ADMIN
 
 # Config inputs of the types that predate ``Adapter.config_fields``: (key, label, secret?,
-# required?). Secret inputs are password fields and the values are never rendered back.
-CONFIG_FIELDS: dict[str, list[tuple[str, str, bool, bool]]] = {
-    "webhook": [("url", "Webhook URL", False, True), ("method", "HTTP method", False, False)],
-    "whatsapp_meta": [("phone_number_id", "Phone number id", False, True),
-                      ("access_token", "Access token", True, True),
-                      ("verify_token", "Verify token", True, True),
-                      ("app_secret", "App secret (signature check; needed to receive)", True, False)],
-    "whatsapp_infobip": [("base_url", "Base URL", False, True), ("api_key", "API key", True, True),
-                         ("sender", "Sender number", False, True),
-                         ("webhook_username", "Webhook Basic user (needed to receive)", False, False),
-                         ("webhook_password", "Webhook Basic password (needed to receive)", True, False)],
+# required?, where the provider's console shows the value). Secret inputs are password fields
+# and the values are never rendered back.
+CONFIG_FIELDS: dict[str, list[tuple[str, str, bool, bool, str]]] = {
+    "webhook": [("url", "Webhook URL", False, True,
+                 "Your receiver's URL; converger POSTs each activity there, signed with the "
+                 "channel's secret (x-converger-signature)"),
+                ("method", "HTTP method", False, False, "POST (default) or PUT")],
+    "whatsapp_meta": [
+        ("phone_number_id", "Phone number id", False, True,
+         "Meta for Developers → your app → WhatsApp → API Setup: Phone number ID (digits, not "
+         "the phone number)"),
+        ("access_token", "Access token", True, True,
+         "Business Settings → Users → System users → Generate new token (whatsapp_business_"
+         "messaging); the API Setup page's temporary token expires in 24 hours"),
+        ("verify_token", "Verify token", True, True,
+         "Any text you choose; paste the same into WhatsApp → Configuration → Webhook → "
+         "Verify token"),
+        ("app_secret", "App secret (signature check; needed to receive)", True, False,
+         "App settings → Basic → App secret (Show)")],
+    "whatsapp_infobip": [
+        ("base_url", "Base URL", False, True,
+         "Infobip portal → home page (or Developers → API keys): your personal base URL, "
+         "e.g. https://xxxxx.api.infobip.com"),
+        ("api_key", "API key", True, True,
+         "Developers → API keys → Create API key (scope whatsapp:message:send)"),
+        ("sender", "Sender number", False, True,
+         "Channels and Numbers → WhatsApp → Senders: the registered number, digits only"),
+        ("webhook_username", "Webhook Basic user (needed to receive)", False, False,
+         "The user name you set in the sender's inbound configuration (Basic authentication)"),
+        ("webhook_password", "Webhook Basic password (needed to receive)", True, False,
+         "The password set there with it")],
 }
+# Console help for inputs whose adapter gives none (the adapters' own ``help`` wins).
+HELP: dict[str, dict[str, str]] = {
+    "sms_vonage": {"api_secret": "Dashboard → API Settings: API secret, next to the API key"},
+    "email_sendgrid": {"webhook_password": "The password in the Inbound Parse destination URL "
+                                           "(https://user:password@…)"},
+}
+# Types whose test event needs no recipient typed (it goes to the configured URL).
+NO_RECIPIENT = ("webhook",)
 
 
 def _fields(kind: str) -> list[tuple[str, str, bool, bool, str]]:
@@ -49,11 +77,12 @@ def _fields(kind: str) -> list[tuple[str, str, bool, bool, str]]:
     adapter = adapters.get(kind)
     if adapter is None:
         return []
+    extra = HELP.get(kind, {})
     if adapter.config_fields:
-        return [(f.key, f.label, f.key in adapter.secret_fields, f.required, f.help)
-                for f in adapter.config_fields]
-    return [(k, label, secret or k in adapter.secret_fields, required, "")
-            for k, label, secret, required in CONFIG_FIELDS.get(kind, [])]
+        return [(f.key, f.label, f.key in adapter.secret_fields, f.required,
+                 f.help or extra.get(f.key, "")) for f in adapter.config_fields]
+    return [(k, label, secret or k in adapter.secret_fields, required, help_)
+            for k, label, secret, required, help_ in CONFIG_FIELDS.get(kind, [])]
 
 
 def _types() -> list[dict[str, Any]]:
@@ -139,7 +168,8 @@ async def _channels_page(request: Request, status: int = 200, **extra: Any) -> H
     data = await request.app.ctx.db.read(read)
     if extra.get("created") is not None:
         extra["connect"] = _connect(request, extra["created"])
-    return render(request, "admin/channels.html", status=status, types=_types(),
+    context = steps.context(extra.pop("step_rows", []))
+    return render(request, "admin/channels.html", status=status, types=_types(), **context,
                   types_json=json.dumps(_types()), summary=_summary,
                   unsigned=channel_ops.unsigned, actions=_actions,
                   inbound=lambda c: _inbound(request, c), **data, **extra)
@@ -163,44 +193,46 @@ async def channels_page(request: Request) -> HTTPResponse:
     return await _channels_page(request)
 
 
-def _channel_input(request: Request) -> tuple[dict[str, Any], list[Any] | str]:
+def _channel_input(request: Request) -> tuple[dict[str, Any], list[Any], list[Any],
+                                                dict[str, list[str]]]:
+    """The create form: (config, middleware steps, the steps' rows to draw again, the steps'
+    field errors)."""
     kind = form(request, "type")
     config = {}
     for key, *_rest in _fields(kind):
         value = form(request, f"config.{kind}.{key}")
         if value:
             config[key] = value
-    raw = form(request, "transformations") or "[]"
-    try:
-        steps: list[Any] | str = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        steps = f"middleware steps are not valid JSON: {exc.msg}"
-    except RecursionError:  # "[[[[…" past the parser's limit was a 500
-        steps = "middleware steps nest too deep"
-    return config, steps
+    parsed, rows, step_errors = steps.parse(request.form)
+    return config, parsed, rows, step_errors
+
+
+def _values(request: Request) -> dict[str, str]:
+    """The form as typed, drawn again after an error (secrets are not: they are re-entered)."""
+    return {k: v[0] if isinstance(v, list) else v for k, v in (request.form or {}).items()
+            if not k.endswith("_csrf") and not k.startswith("steps.")}
 
 
 @ADMIN.post("/channels")
 async def channel_create(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
-    config, steps = _channel_input(request)
-    # Kept after an error (secrets are not rendered back: they are re-entered).
-    values = {k: v[0] if isinstance(v, list) else v for k, v in (request.form or {}).items()
-              if not k.endswith("_csrf")}
-    if isinstance(steps, str):
-        return await _channels_page(request, 422, errors={"transformations": [steps]},
-                                    values=values)
+    config, parsed, rows, step_errors = _channel_input(request)
+    values = _values(request)
+    if step_errors:
+        return await _channels_page(request, 422, errors=step_errors, values=values,
+                                    step_rows=rows)
     tenant_id = form(request, "tenant_id")
     if not kit.is_uuid(tenant_id):
         return await _channels_page(request, 422, errors={"tenant_id": ["choose a tenant"]},
-                                    values=values)
+                                    values=values, step_rows=rows)
     try:
         channel, secret = await channel_ops.create(
             gw(request), actor(request), tenant_id=tenant_id, name=form(request, "name"),
             type=form(request, "type"), mode=form(request, "mode") or None, config=config,
-            transformations=steps)
+            transformations=parsed)
     except ValidationFailed as exc:
-        return await _channels_page(request, 422, errors=exc.fields, values=values)
+        return await _channels_page(request, 422, errors=exc.fields, values=values,
+                                    step_rows=rows)
     flash(request, "Channel created")
     token = ctx.tokens.channel_token(channel.id, channel.tenant_id, sv=secret_version(channel))
     return await _channels_page(request, 201, created=channel, shown_once={
@@ -208,14 +240,31 @@ async def channel_create(request: Request) -> HTTPResponse:
         "value": secret, "extra": token})
 
 
-# -- one channel: edit (keeping its id and inbound URL), connect to the provider ------------
-async def _channel_page(request: Request, channel_id: str, status: int = 200,
-                        **extra: Any) -> HTTPResponse:
+# -- one channel, in both areas (the portal: its own tenant's): edit keeping its id and inbound
+# URL, connect to the provider, send a test event. The portal's routes are in ``portal``.
+def _list_url(request: Request) -> str:
+    return f"/{request.ctx.area}/channels"
+
+
+async def _own_channel(request: Request, channel_id: str) -> Any:
+    """The channel, when this page may show it (the portal: only its tenant's); else None."""
+    channel = await request.app.ctx.db.read(channels.get, channel_id)
+    scope = kit.own_tenant(request)
+    if channel is None or (scope is not None and channel.tenant_id != scope):
+        return None
+    return channel
+
+
+async def channel_view(request: Request, channel_id: str, *, can_edit: bool, status: int = 200,
+                       **extra: Any) -> HTTPResponse:
+    """The channel's page. ``can_edit``: the edit form and the verify token's regeneration are
+    shown (the caller's role check decided)."""
     ctx = request.app.ctx
+    scope = kit.own_tenant(request)
 
     def read(conn: Any) -> dict[str, Any] | None:
         channel = channels.get(conn, channel_id)
-        if channel is None:
+        if channel is None or (scope is not None and channel.tenant_id != scope):
             return None
         return {"c": channel, "inbound_status": channels.inbound_status(conn, channel_id),
                 "templates": _templates(conn, channel),
@@ -226,14 +275,17 @@ async def _channel_page(request: Request, channel_id: str, status: int = 200,
     data = await ctx.db.read(read)
     if data is None:
         flash(request, "Channel not found", "error")
-        return redirect("/admin/channels")
+        return redirect(_list_url(request))
     c = data["c"]
     info = next(t for t in _types() if t["type"] == c.type) if adapters.get(c.type) else None
     shown = channel_ops.masked_config(ctx.cipher, c.config)
-    return render(request, "admin/channel.html", status=status, type_info=info,
+    rows = extra.pop("step_rows", None)
+    return render(request, "channel.html", status=status, type_info=info,
                   types_json=json.dumps([info] if info else []), config=shown,
-                  connect=_connect(request, c), actions=_actions(c.type),
-                  steps_json=json.dumps(c.transformations, indent=2) if c.transformations else "",
+                  connect=_connect(request, c), can_edit=can_edit,
+                  actions=_actions(c.type) if request.ctx.area == "admin" else [],
+                  can_test=channel_actions.can_test(c), test_to=c.type not in NO_RECIPIENT,
+                  **steps.context(steps.rows(c.transformations) if rows is None else rows),
                   **data, **extra)
 
 
@@ -253,23 +305,15 @@ def _templates(conn: Any, channel: Any) -> list[dict[str, Any]] | None:
     return out
 
 
-@ADMIN.get("/channels/<channel_id:uuid>")
-async def channel_page(request: Request, channel_id: Any) -> HTTPResponse:
-    return await _channel_page(request, str(channel_id))
-
-
-@ADMIN.post("/channels/<channel_id:uuid>")
-async def channel_edit(request: Request, channel_id: Any) -> HTTPResponse:
+async def channel_save(request: Request, channel_id: str) -> HTTPResponse:
     """Name, mode, config and middleware of a channel; its id (and so its inbound URL) stays.
     A secret input left empty keeps the stored secret (sent on as the ``****`` mask)."""
     ctx = request.app.ctx
-    cid = str(channel_id)
-    current = await ctx.db.read(channels.get, cid)
+    current = await _own_channel(request, channel_id)
     if current is None:
         flash(request, "Channel not found", "error")
-        return redirect("/admin/channels")
-    values = {k: v[0] if isinstance(v, list) else v for k, v in (request.form or {}).items()
-              if not k.endswith("_csrf")}
+        return redirect(_list_url(request))
+    values = _values(request)
     config = channel_ops.masked_config(ctx.cipher, current.config)
     for key, _label, secret, _required, _help in _fields(current.type):
         value = form(request, f"config.{current.type}.{key}")
@@ -281,43 +325,78 @@ async def channel_edit(request: Request, channel_id: Any) -> HTTPResponse:
             config[key] = value
         else:
             config.pop(key, None)
-    raw = form(request, "transformations") or "[]"
-    try:
-        steps = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
-        return await _channel_page(request, cid, 422, values=values, errors={
-            "transformations": ["middleware steps are not valid JSON"]})
+    parsed, rows, step_errors = steps.parse(request.form)
+    if step_errors:
+        return await channel_view(request, channel_id, can_edit=True, status=422, values=values,
+                                  errors=step_errors, step_rows=rows)
     changes = {"name": form(request, "name"), "mode": form(request, "mode") or current.mode,
-               "config": config, "transformations": steps if isinstance(steps, list) else steps}
+               "config": config, "transformations": parsed}
     try:
-        await channel_ops.update(gw(request), actor(request), cid, changes)
+        await channel_ops.update(gw(request), actor(request), channel_id, changes,
+                                 tenant_id=kit.own_tenant(request))
     except ValidationFailed as exc:
-        return await _channel_page(request, cid, 422, values=values, errors=exc.fields)
+        return await channel_view(request, channel_id, can_edit=True, status=422, values=values,
+                                  errors=exc.fields, step_rows=rows)
     except NotFound:
         flash(request, "Channel not found", "error")
-        return redirect("/admin/channels")
+        return redirect(_list_url(request))
     flash(request, "Channel saved")
-    return redirect(f"/admin/channels/{cid}")
+    return redirect(f"{_list_url(request)}/{channel_id}")
 
 
-@ADMIN.post("/channels/<channel_id:uuid>/verify_token")
-async def channel_verify_token(request: Request, channel_id: Any) -> HTTPResponse:
+async def new_verify_token(request: Request, channel_id: str) -> HTTPResponse:
     """A new verify token (shown on the channel page, to paste into the provider's console)."""
     ctx = request.app.ctx
-    cid = str(channel_id)
-    current = await ctx.db.read(channels.get, cid)
-    if current is None or not any(f[0] == "verify_token" for f in _fields(current.type)):
+    current = await _own_channel(request, channel_id)
+    if current is None:
         flash(request, "Channel not found", "error")
-        return redirect("/admin/channels")
+        return redirect(_list_url(request))
+    if not any(f[0] == "verify_token" for f in _fields(current.type)):
+        flash(request, f"A {current.type} channel has no verify token", "error")
+        return redirect(f"{_list_url(request)}/{channel_id}")
     config = channel_ops.masked_config(ctx.cipher, current.config)
     config["verify_token"] = secrets.token_urlsafe(24)
     try:
-        await channel_ops.update(gw(request), actor(request), cid, {"config": config})
+        await channel_ops.update(gw(request), actor(request), channel_id, {"config": config},
+                                 tenant_id=kit.own_tenant(request))
     except (ValidationFailed, NotFound) as exc:
         flash(request, f"Verify token not changed: {exc}", "error")
     else:
         flash(request, "New verify token: paste it into the provider's console")
-    return redirect(f"/admin/channels/{cid}")
+    return redirect(f"{_list_url(request)}/{channel_id}")
+
+
+async def send_test_event(request: Request, channel_id: str, *, can_edit: bool) -> HTTPResponse:
+    """Send a test message to the channel's receiver and show how it went on its page."""
+    try:
+        outcome = await channel_actions.send_test(
+            gw(request), channel_id, channel_actions.public_base(request),
+            to=form(request, "to") or None, tenant_id=kit.own_tenant(request))
+    except errors.ApiError:
+        flash(request, "Channel not found", "error")
+        return redirect(_list_url(request))
+    return await channel_view(request, channel_id, can_edit=can_edit, test_result=outcome,
+                              status=200 if outcome.ok else 502)
+
+
+@ADMIN.get("/channels/<channel_id:uuid>")
+async def channel_page(request: Request, channel_id: Any) -> HTTPResponse:
+    return await channel_view(request, str(channel_id), can_edit=True)
+
+
+@ADMIN.post("/channels/<channel_id:uuid>")
+async def channel_edit(request: Request, channel_id: Any) -> HTTPResponse:
+    return await channel_save(request, str(channel_id))
+
+
+@ADMIN.post("/channels/<channel_id:uuid>/verify_token")
+async def channel_verify_token(request: Request, channel_id: Any) -> HTTPResponse:
+    return await new_verify_token(request, str(channel_id))
+
+
+@ADMIN.post("/channels/<channel_id:uuid>/test")
+async def channel_test(request: Request, channel_id: Any) -> HTTPResponse:
+    return await send_test_event(request, str(channel_id), can_edit=True)
 
 
 async def set_status(request: Request, channel_id: str, tenant_id: str | None) -> bool:

@@ -18,8 +18,9 @@ from ...auth import actor
 from ...domain import ValidationFailed
 from ...domain import users as user_ops
 from ...http import gw
-from ..kit import flash, form, found, render
+from ..kit import back, flash, form, found, render
 from . import PORTAL
+from . import channels as channel_pages
 from .channels import set_status
 from .users import change_user, create_tenant_user, new_status
 
@@ -54,13 +55,42 @@ async def channels_page(request: Request) -> HTTPResponse:
 @PORTAL.post("/channels/<channel_id:uuid>/status")
 async def channel_status(request: Request, channel_id: Any) -> HTTPResponse:
     await set_status(request, str(channel_id), request.ctx.user.tenant_id)
-    return redirect("/portal/channels")
+    return back(request, "/portal/channels")
+
+
+# -- one channel: its page (connect, test event), edited by owners and admins -----------------
+@PORTAL.get("/channels/<channel_id:uuid>")
+async def channel_page(request: Request, channel_id: Any) -> HTTPResponse:
+    return await channel_pages.channel_view(request, str(channel_id),
+                                            can_edit=_managers_only(request) is None)
+
+
+@PORTAL.post("/channels/<channel_id:uuid>")
+async def channel_edit(request: Request, channel_id: Any) -> HTTPResponse:
+    if (refused := _managers_only(request)) is not None:
+        return refused
+    return await channel_pages.channel_save(request, str(channel_id))
+
+
+@PORTAL.post("/channels/<channel_id:uuid>/verify_token")
+async def channel_verify_token(request: Request, channel_id: Any) -> HTTPResponse:
+    if (refused := _managers_only(request)) is not None:
+        return refused
+    return await channel_pages.new_verify_token(request, str(channel_id))
+
+
+@PORTAL.post("/channels/<channel_id:uuid>/test")
+async def channel_test(request: Request, channel_id: Any) -> HTTPResponse:
+    return await channel_pages.send_test_event(request, str(channel_id),
+                                               can_edit=_managers_only(request) is None)
 
 
 # -- users (owner/admin) ----------------------------------------------------------------------
 def _managers_only(request: Request) -> HTTPResponse | None:
+    """Owners and admins only: the tenant's users, a channel's settings."""
     if request.ctx.user.role not in MANAGERS:
-        return text("Forbidden: only owners and admins manage users", status=403)
+        return text("Forbidden: only owners and admins manage users and channel settings",
+                    status=403)
     return None
 
 

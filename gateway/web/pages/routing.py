@@ -20,6 +20,17 @@ from ..kit import back, flash, form, found, render
 from . import ADMIN, both
 
 
+def _no_source(chans: list[Any], tenant_list: list[tuple[str, str]]) -> dict[str, list[Any]]:
+    """Tenants none of whose channels can be a rule's source (none takes messages in), with
+    their channels (the form says why the source list is empty)."""
+    out: dict[str, list[Any]] = {}
+    for tenant_id, _name in tenant_list:
+        own = [c for c in chans if c.tenant_id == tenant_id]
+        if not any(c.mode in ("inbound", "duplex") for c in own):
+            out[tenant_id] = own
+    return out
+
+
 @both("/routing_rules", "rules")
 async def rules_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
     tenant_id = kit.scope(request)
@@ -29,6 +40,7 @@ async def rules_page(request: Request, status: int = 200, **extra: Any) -> HTTPR
         chans = (channels.for_tenant(conn, tenant_id) if tenant_id
                  else channels.list_page(conn, limit=500)[0])
         return {"rules": rules, "channels": chans, "channel_names": {c.id: c.name for c in chans},
+                "no_source": _no_source(chans, dashboard.all_names(conn, "tenants")),
                 "tenant_list": dashboard.all_names(conn, "tenants"),
                 "tenant_names": dict(dashboard.all_names(conn, "tenants"))}
 

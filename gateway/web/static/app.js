@@ -60,7 +60,6 @@
     typeSel.addEventListener("change", apply);
     modeSel.addEventListener("change", function () { modeWarning(form, info(), modeSel); });
     apply();
-    stepBuilder(form);
   }
   function channelEditForm() {
     var form = document.getElementById("channel-edit-form");
@@ -71,33 +70,48 @@
     modeWarning(form, t, modeSel);
   }
 
-  // Middleware steps: a builder that edits the JSON list in the textarea (which stays editable).
-  var STEPS = {
-    add_prefix: { type: "add_prefix", prefix: "[bot] " },
-    add_suffix: { type: "add_suffix", suffix: " (sent by converger)" },
-    text_replace: { type: "text_replace", pattern: "foo", replacement: "bar" },
-    truncate_text: { type: "truncate_text", max_length: 160, ellipsis: "..." },
-    set_metadata: { type: "set_metadata", values: { source: "converger" } },
-    content_filter: { type: "content_filter", block_patterns: ["spam"] }
-  };
-  function stepBuilder(form) {
-    var area = form.querySelector("textarea[name=transformations]");
-    var kind = document.getElementById("step-type");
-    function steps() {
-      try { var v = JSON.parse(area.value || "[]"); return Array.isArray(v) ? v : []; }
-      catch (e) { return null; }
-    }
-    function edit(change) {
-      var list = steps();
-      if (list === null) { area.focus(); return; }  // leave invalid JSON for the user to fix
-      change(list);
-      area.value = list.length ? JSON.stringify(list, null, 2) : "";
-    }
-    document.getElementById("add-step").addEventListener("click", function () {
-      edit(function (list) { list.push(JSON.parse(JSON.stringify(STEPS[kind.value]))); });
-    });
-    document.getElementById("drop-step").addEventListener("click", function () {
-      edit(function (list) { list.pop(); });
+  // Middleware steps as a form: each row shows the inputs of its type; "Add a step" clones the
+  // template row under the next free number; "Remove" takes a row out (the server reads the
+  // rows in order, so numbers only need to be distinct).
+  function stepsEditor() {
+    document.querySelectorAll("[data-step-list]").forEach(function (list) {
+      var box = list.closest(".steps");
+      var tpl = box.querySelector("template");
+      var empty = box.querySelector("[data-steps-empty]");
+      var next = list.querySelectorAll("[data-step]").length;
+      function show(row) {
+        var kind = row.querySelector("[data-step-type]").value;
+        row.querySelectorAll("[data-step-field]").forEach(function (f) {
+          f.hidden = f.getAttribute("data-step-field") !== kind;
+        });
+      }
+      function renumber() {
+        var rows = list.querySelectorAll("[data-step]");
+        rows.forEach(function (row, i) {
+          row.querySelectorAll("[data-step-number]").forEach(function (n) { n.textContent = i + 1; });
+        });
+        if (empty) { empty.hidden = rows.length > 0; }
+      }
+      function wire(row) {
+        row.querySelector("[data-step-type]").addEventListener("change", function () { show(row); });
+        row.querySelector("[data-step-remove]").addEventListener("click", function () {
+          var prev = row.previousElementSibling;
+          row.remove();
+          renumber();
+          (prev ? prev.querySelector("[data-step-type]") : box.querySelector("[data-step-add]")).focus();
+        });
+        show(row);
+      }
+      list.querySelectorAll("[data-step]").forEach(wire);
+      box.querySelector("[data-step-add]").addEventListener("click", function () {
+        var holder = document.createElement("div");
+        holder.innerHTML = tpl.innerHTML.split("__i__").join(String(next++));
+        var row = holder.querySelector("[data-step]");
+        list.appendChild(row);
+        wire(row);
+        renumber();
+        row.querySelector("[data-step-type]").focus();
+      });
     });
   }
 
@@ -275,6 +289,27 @@
     });
   }
 
+  // Row action menus (<details data-row-menu>): one open at a time; Escape closes the open one
+  // and returns focus to its button; a click elsewhere closes it.
+  function rowMenus() {
+    var menus = document.querySelectorAll("details[data-row-menu]");
+    if (!menus.length) { return; }
+    menus.forEach(function (m) {
+      m.addEventListener("toggle", function () {
+        if (!m.open) { return; }
+        menus.forEach(function (other) { if (other !== m) { other.open = false; } });
+      });
+    });
+    document.addEventListener("keydown", function (ev) {
+      if (ev.key !== "Escape") { return; }
+      var open = document.querySelector("details[data-row-menu][open]");
+      if (open) { open.open = false; open.querySelector("summary").focus(); }
+    });
+    document.addEventListener("click", function (ev) {
+      menus.forEach(function (m) { if (m.open && !m.contains(ev.target)) { m.open = false; } });
+    });
+  }
+
   // Phones: the sidebar collapses behind a Menu button.
   function menu() {
     var toggle = document.querySelector(".menu-toggle");
@@ -307,6 +342,8 @@
     localTimes();
     channelForm();
     channelEditForm();
+    stepsEditor();
+    rowMenus();
     ruleForm();
     timeline();
     healthLive();

@@ -355,6 +355,13 @@ PORTAL: dict[tuple[str, str], Probe] = {
         Probe("GET", "/portal/conversations/{conversation_id}/timeline.json"),
     ("POST", "/portal/channels/{channel_id}/status"):
         Probe("POST", "/portal/channels/{channel_id}/status", {"status": "inactive"}),
+    ("GET", "/portal/channels/{channel_id}"): Probe("GET", "/portal/channels/{channel_id}"),
+    ("POST", "/portal/channels/{channel_id}"):
+        Probe("POST", "/portal/channels/{channel_id}", {"name": "intrusion", "mode": "duplex"}),
+    ("POST", "/portal/channels/{channel_id}/verify_token"):
+        Probe("POST", "/portal/channels/{channel_id}/verify_token", {}),
+    ("POST", "/portal/channels/{channel_id}/test"):
+        Probe("POST", "/portal/channels/{channel_id}/test", {}),
     ("GET", "/portal/deliveries/{delivery_id}"): Probe("GET", "/portal/deliveries/{delivery_id}"),
     ("POST", "/portal/deliveries/{delivery_id}/retry"):
         Probe("POST", "/portal/deliveries/{delivery_id}/retry", {}),

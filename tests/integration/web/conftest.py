@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -110,25 +112,50 @@ async def anon(web_server: Server) -> AsyncIterator[Client]:
 CHROMIUM = os.environ.get("CONVERGER_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+DESKTOP = {"width": 1360, "height": 900}
+PHONE = {"width": 390, "height": 844}
+# For modules (or tests) that drive the browser: skipped where tests/setup.sh did not run.
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not shutil.which("chromium"),
+    reason="chromium is not installed (tests/setup.sh installs it)")
 
 
 @pytest.fixture(scope="module")
-async def admin_page(web_server: Server) -> AsyncIterator[Any]:
-    """A super admin signed in, in headless Chromium (Debian's, through Playwright's
-    ``executable_path``), 1360×900; dialogs (confirmations) are accepted."""
+async def browser() -> AsyncIterator[Any]:
+    """Headless Chromium (Debian's, through Playwright's ``executable_path``; ``playwright
+    install`` is never run), one per test module: every browser test here launches it from
+    this fixture."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                           headless=True)
-        context = await browser.new_context(viewport={"width": 1360, "height": 900})
-        context.set_default_timeout(8000)
-        p = await context.new_page()
-        p.on("dialog", lambda d: d.accept())
-        await p.goto(f"{web_server.url}/admin/login")
-        await p.fill("input[name=email]", ADMIN_EMAIL)
-        await p.fill("input[name=password]", ADMIN_PASSWORD)
-        await p.click("button[type=submit]")
-        await p.wait_for_url(f"{web_server.url}/admin")
-        yield p
-        await browser.close()
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        await b.close()
+
+
+async def signed_in(browser: Any, base: str, email: str, password: str, area: str = "admin",
+                    tenant: str | None = None, viewport: dict[str, int] | None = None,
+                    bypass_csp: bool = False) -> Any:
+    """A page of a new browser context, signed in through the login form (the portal's with
+    ``tenant``); dialogs (confirmations) are accepted. ``bypass_csp``: a test may inject its
+    own script (axe-core). Close it with ``page.context.close()``."""
+    context = await browser.new_context(viewport=viewport or DESKTOP, bypass_csp=bypass_csp)
+    context.set_default_timeout(8000)
+    page = await context.new_page()
+    page.on("dialog", lambda d: d.accept())
+    await page.goto(f"{base}/{area}/login")
+    if tenant is not None:
+        await page.fill("input[name=tenant]", tenant)
+    await page.fill("input[name=email]", email)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/{area}")
+    return page
+
+
+@pytest.fixture(scope="module")
+async def admin_page(browser: Any, web_server: Server) -> AsyncIterator[Any]:
+    """A super admin signed in, in headless Chromium, 1360×900."""
+    page = await signed_in(browser, web_server.url, ADMIN_EMAIL, ADMIN_PASSWORD)
+    yield page
+    await page.context.close()

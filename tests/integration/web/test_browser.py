@@ -5,7 +5,6 @@ isolation. One browser for the module; pages are reused."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,44 +13,18 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.integration.web.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.integration.web.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, needs_chromium, signed_in
 from tests.support.api import Api
 from tests.support.server import Server
 
-CHROMIUM = os.environ.get("CONVERGER_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 SHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not shutil.which("chromium"),
-    reason="chromium is not installed (tests/setup.sh installs it)")
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        await b.close()
+pytestmark = needs_chromium
 
 
 async def _login(browser: Any, base: str, email: str, password: str, area: str = "admin",
                  tenant: str | None = None) -> Any:
-    context = await browser.new_context(viewport={"width": 1360, "height": 900})
-    context.set_default_timeout(8000)
-    page = await context.new_page()
-    page.on("dialog", lambda d: d.accept())
-    await page.goto(f"{base}/{area}/login")
-    if tenant is not None:
-        await page.fill("input[name=tenant]", tenant)
-    await page.fill("input[name=email]", email)
-    await page.fill("input[name=password]", password)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"{base}/{area}")
-    return page
+    return await signed_in(browser, base, email, password, area, tenant)
 
 
 @pytest.fixture(scope="module")
@@ -112,14 +85,16 @@ async def test_login_create_a_tenant_and_a_channel_of_each_type(page: Any, web_s
         await expect(page.locator(".flash").first).to_contain_text("Channel created")
         await expect(page.locator("#shown-once")).to_contain_text(f"b-{kind}")
         form = page.locator("#channel-form")
-    # The step builder writes middleware steps the server validates and stores.
+    # Middleware steps are a form: a row per step, the inputs of its type.
     await form.locator("select[name=tenant_id]").select_option(label="browser-co")
     await form.locator("input[name=name]").fill("b-steps")
     await form.locator("select[name=type]").select_option("websocket")
-    await page.select_option("#step-type", "add_prefix")
-    await page.click("#add-step")
-    await page.select_option("#step-type", "truncate_text")
-    await page.click("#add-step")
+    for kind, key, value in (("add_prefix", "prefix", "[bot] "),
+                             ("truncate_text", "max_length", "160")):
+        await form.locator("[data-step-add]").click()
+        row = form.locator("[data-step]").last
+        await row.locator("select[data-step-type]").select_option(kind)
+        await row.locator(f"[name$='.{key}']").fill(value)
     await form.locator("button[type=submit]").click()
     await expect(page.locator("tr[data-channel='b-steps'] td").nth(7)).to_have_text("2")
 

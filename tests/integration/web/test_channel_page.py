@@ -6,15 +6,11 @@ provider" panel shows the callback URL, the verify token and the last refusal.""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import pytest
-
 from adapters.whatsapp_meta import sign
-from tests.integration.web.conftest import CHROMIUM
+from tests.integration.web.conftest import needs_chromium
 from tests.integration.whatsapp.standins import meta_text_notification
 from tests.support.api import Api
 from tests.support.server import Server
@@ -22,9 +18,7 @@ from tests.support.server import Server
 PNID = "106540352299001"
 APP_SECRET = "meta-app-secret-form"
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not shutil.which("chromium"),
-    reason="chromium is not installed (tests/setup.sh installs it)")
+pytestmark = needs_chromium
 
 
 async def _meta_inbound(api: Api, channel_id: str, phone: str, text: str) -> tuple[int, Any]:
@@ -112,10 +106,24 @@ async def test_edit_a_channel_keeping_its_id_and_inbound_url(
     assert "meta-form-access" not in await page.content()
     await form.locator("input[name=name]").fill("wa-edited")
     await form.locator("input[name='config.whatsapp_meta.phone_number_id']").fill(PNID)
-    await form.locator("textarea[name=transformations]").fill(
-        '[{"type": "add_prefix", "prefix": "[wa] "}]')
+    # Middleware is a form: a step left incomplete is refused beside its input, and what was
+    # typed stays (the new name too).
+    await form.locator("[data-step-add]").click()
+    row = form.locator("[data-step]").last
+    await row.locator("select[data-step-type]").select_option("add_prefix")
+    await form.locator("button[type=submit]").click()
+    prefix = form.locator("[data-step]").first.locator("[name$='.prefix']")
+    await expect(prefix).to_have_attribute("aria-invalid", "true")
+    await expect(form.locator("[data-step-field=add_prefix]").first).to_contain_text(
+        "can't be blank")
+    await expect(form.locator("input[name=name]")).to_have_value("wa-edited")
+    await prefix.fill("[wa] ")
     await form.locator("button[type=submit]").click()
     await expect(page.locator(".flash").first).to_contain_text("Channel saved")
+    await expect(form.locator("[data-step]")).to_have_count(1)
+    await expect(form.locator("[data-step] [name$='.prefix']")).to_have_value("[wa] ")
+    stored = await web_api.ok("GET", f"/api/admin/channels/{cid}", headers=web_api.admin)
+    assert stored["data"]["transformations"] == [{"type": "add_prefix", "prefix": "[wa] "}]
     await expect(page).to_have_url(f"{base}/admin/channels/{cid}")
     await expect(page.locator("#channel-id")).to_have_text(cid)
     assert await page.locator(f"#callback-{cid}").text_content() == url_before

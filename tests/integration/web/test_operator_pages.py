@@ -4,21 +4,17 @@ conversations search, a delivery's attempts."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from tests.integration.web.conftest import CHROMIUM
+from tests.integration.web.conftest import needs_chromium
 from tests.support.api import Api
 from tests.support.server import Server
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not shutil.which("chromium"),
-    reason="chromium is not installed (tests/setup.sh installs it)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ retry all failed of a channel) and the audit log."""
 
 from __future__ import annotations
 
+import html
 import re
 import sqlite3
 
@@ -19,7 +20,15 @@ def _db(server: Server) -> sqlite3.Connection:
 
 
 def _errors(body: str) -> list[str]:
-    return re.findall(r'class="errors">([^<]+)', body)
+    return re.findall(r'class="errors"[^>]*>([^<]+)', body)
+
+
+def _field_error(body: str, name: str) -> str | None:
+    """The error shown with the input named ``name`` (before the next input), unescaped."""
+    start = body.index(f'name="{name}"')
+    end = body.find(' name="', start + 1)
+    m = re.search(r'class="errors" role="alert">([^<]+)<', body[start:end if end > 0 else None])
+    return html.unescape(m.group(1)) if m else None
 
 
 async def test_dashboard_shows_counts_and_health(admin: Client, web_api: Api) -> None:
@@ -76,18 +85,27 @@ async def test_channel_form_validations_and_actions(admin: Client, web_api: Api)
     status, body, _ = await admin.post("/admin/channels", {**base, "type": "echo",
                                                            "mode": "duplex"})
     assert status == 422 and any("only support modes: outbound" in e for e in _errors(body))
-    status, body, _ = await admin.post("/admin/channels", {**base, "type": "webhook",
-                                                           "config.webhook.url": "http://h.example",
-                                                           "transformations": "[{"})
-    assert status == 422 and any("not valid JSON" in e for e in _errors(body))
+    # Middleware steps are a form: each field refused with its own message, beside it, and
+    # the rows drawn again as typed.
+    hook = {**base, "type": "webhook", "config.webhook.url": "http://h.example"}
     status, body, _ = await admin.post("/admin/channels", {
-        **base, "type": "webhook", "config.webhook.url": "http://h.example",
-        "transformations": '[{"type": "truncate_text", "max_length": 0}]'})
-    assert status == 422 and any("max_length" in e for e in _errors(body))
+        **hook, "steps.0.type": "add_prefix", "steps.0.prefix": "",
+        "steps.1.type": "truncate_text", "steps.1.max_length": "0",
+        "steps.2.type": "set_metadata", "steps.2.values": "source=web\nno equals sign",
+        "steps.3.type": "unknown_step"})
+    assert status == 422
+    assert _field_error(body, "steps.0.prefix") == "can't be blank"
+    assert _field_error(body, "steps.1.max_length") == "must be a whole number above 0"
+    assert _field_error(body, "steps.2.values") == "line 2: write key=value"
+    assert "choose a step type" in body
+    assert 'name="steps.2.values" rows="3" aria-invalid="true">source=web\nno equals sign<' in body
+    assert 'value="http://h.example"' in body  # the rest of the form is kept too
     status, body, _ = await admin.post("/admin/channels", {
-        **base, "type": "webhook", "config.webhook.url": "http://h.example",
-        "transformations": '[{"type": "add_prefix", "prefix": "> "}]'})
-    assert status == 201
+        **hook, "steps.0.type": "add_prefix", "steps.0.prefix": "> ",
+        "steps.7.type": "", "steps.7.prefix": "a removed row",
+        "steps.9.type": "truncate_text", "steps.9.max_length": "160",
+        "steps.12.type": "set_metadata", "steps.12.values": "source=web\npriority=2"})
+    assert status == 201, _errors(body)
     cid = re.search(r'/admin/channels/([0-9a-f-]{36})/token', body).group(1)
     _, body, _ = await admin.post(f"/admin/channels/{cid}/token", {})
     token = re.search(r'id="once-value">([^<]+)<', body).group(1)
@@ -95,7 +113,10 @@ async def test_channel_form_validations_and_actions(admin: Client, web_api: Api)
     assert conv["id"]
     await admin.post(f"/admin/channels/{cid}/status", {"status": "inactive"})
     ch = await web_api.ok("GET", f"/api/admin/channels/{cid}", headers=web_api.admin)
-    assert ch["data"]["status"] == "inactive" and ch["data"]["transformations"]
+    assert ch["data"]["status"] == "inactive"
+    assert ch["data"]["transformations"] == [
+        {"type": "add_prefix", "prefix": "> "}, {"type": "truncate_text", "max_length": 160},
+        {"type": "set_metadata", "values": {"source": "web", "priority": 2}}]
     await admin.post(f"/admin/channels/{cid}/delete", {})
     assert (await web_api.call("GET", f"/api/admin/channels/{cid}", headers=web_api.admin))[0] == 404
 

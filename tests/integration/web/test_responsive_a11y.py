@@ -5,9 +5,6 @@ or critical violation (issue 23)."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,48 +12,27 @@ import pytest
 from tests.integration.web.conftest import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
-    CHROMIUM,
-    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    needs_chromium,
+    signed_in,
 )
 from tests.support.api import Api
 from tests.support.server import ROOT, Server
 
 AXE = ROOT / "tests" / "e2e" / "node" / "node_modules" / "axe-core" / "axe.min.js"
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1360, "height": 900}
 
 pytestmark = [
-    pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which("chromium"),
-                       reason="chromium is not installed (tests/setup.sh installs it)"),
+    needs_chromium,
     pytest.mark.skipif(not AXE.exists(), reason="axe-core is not installed (tests/setup.sh)"),
 ]
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        await b.close()
 
 
 async def _signed_in(browser: Any, base: str, viewport: dict[str, int], email: str,
                      password: str, area: str = "admin", tenant: str | None = None) -> Any:
     # axe is injected by the test: the pages' own CSP allows only their scripts.
-    context = await browser.new_context(viewport=viewport, bypass_csp=True)
-    context.set_default_timeout(8000)
-    page = await context.new_page()
-    page.on("dialog", lambda d: d.accept())
-    await page.goto(f"{base}/{area}/login")
-    if tenant is not None:
-        await page.fill("input[name=tenant]", tenant)
-    await page.fill("input[name=email]", email)
-    await page.fill("input[name=password]", password)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"{base}/{area}")
-    return page
+    return await signed_in(browser, base, email, password, area, tenant, viewport=viewport,
+                           bypass_csp=True)
 
 
 async def _axe(page: Any) -> list[str]:
@@ -95,7 +71,7 @@ def _pages(w: dict[str, Any]) -> dict[str, list[str]]:
                   "/admin/conversations", f"/admin/conversations/{conv}", "/admin/deliveries",
                   f"/admin/deliveries/{did}", "/admin/routing_rules", "/admin/audit_logs",
                   "/admin/users", "/admin/tenant_users", "/admin/tokens"],
-        "portal": ["/portal", "/portal/channels", "/portal/conversations",
+        "portal": ["/portal", "/portal/channels", f"/portal/channels/{cid}", "/portal/conversations",
                    f"/portal/conversations/{conv}", "/portal/deliveries",
                    f"/portal/deliveries/{did}", "/portal/routing_rules", "/portal/users"],
     }
