@@ -127,6 +127,26 @@ async def post_json(
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+async def post_form(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    form: aiohttp.FormData,
+    timeout: aiohttp.ClientTimeout | None,
+) -> tuple[int, Mapping[str, str], bytes] | str:
+    """POST a ``multipart/form-data`` body, answered as by :func:`post_json`."""
+    kw: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+    try:
+        async with session.post(url, data=form, headers=headers, allow_redirects=False,
+                                **kw) as resp:
+            return resp.status, resp.headers, await resp.read()
+    except TimeoutError:
+        total = (timeout or session.timeout).total
+        return f"timeout after {total:g}s" if total else "timeout"
+    except (aiohttp.ClientError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def failure(
     label: str,
     status: int,

@@ -15,6 +15,8 @@ import hmac
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import aiohttp
+
 from . import templates
 from . import whatsapp_common as common
 from .base import (
@@ -31,7 +33,7 @@ from .base import (
     StatusUpdate,
     missing_strings,
 )
-from .media import MB, MediaSpec, choose
+from .media import MB, Chosen, MediaSpec, choose
 from .signing import header_bytes
 from .webhook import valid_http_url
 
@@ -91,6 +93,9 @@ class WhatsAppMetaAdapter(BaseAdapter):
         version = config.get("api_version")
         if version is not None and not _valid_version(version):
             return "whatsapp_meta config 'api_version' must look like 'v26.0'"
+        upload = config.get("media_upload")
+        if upload is not None and not isinstance(upload, bool):
+            return "whatsapp_meta config 'media_upload' must be true or false"
         return common.validate_common(config, "whatsapp_meta")
 
     # -- outbound -----------------------------------------------------------------------
@@ -107,10 +112,19 @@ class WhatsAppMetaAdapter(BaseAdapter):
         to = common.recipient(activity)
         if to is None:
             return common.no_recipient("WhatsApp")
-        content = _content_of(activity)
-        if isinstance(content, str):
-            return DeliveryResult(ok=False, retryable=False, error=content)
+        got = _content_of(activity)
+        if isinstance(got, str):
+            return DeliveryResult(ok=False, retryable=False, error=got)
+        content, chosen = got
         config = channel.config
+        meta: dict[str, Any] = {"recipient": to}
+        if config.get("media_upload") is True and chosen is not None and chosen.link:
+            uploaded = await self.upload_media(session, config, chosen)
+            if isinstance(uploaded, DeliveryResult):
+                return uploaded
+            part = content[chosen.kind]
+            del part["link"]
+            part["id"] = meta["whatsapp_media_id"] = uploaded
         body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
                 **content}
         headers = {
@@ -128,10 +142,59 @@ class WhatsAppMetaAdapter(BaseAdapter):
         data = common.as_dict(common.decode_json(raw))
         first = common.as_dict((common.as_list(data.get("messages")) or [None])[0])
         message_id = common.as_str(first.get("id"))
-        meta: dict[str, Any] = {"recipient": to}
         if message_id:
             meta["whatsapp_message_id"] = message_id
         return DeliveryResult(ok=True, provider_message_id=message_id, metadata=meta)
+
+    async def upload_media(self, session: Any, config: Mapping[str, Any], chosen: Chosen
+                           ) -> str | DeliveryResult:
+        """With ``media_upload``: the file at ``link`` (the gateway's own signed upload URL, or
+        any other) fetched here and uploaded to Meta — ``POST /{phone_number_id}/media``,
+        multipart ``messaging_product``, ``type`` and ``file`` — so that Meta never has to reach
+        the link itself; the media id Meta answers, or why the send fails."""
+        kind, link, name = chosen.kind, chosen.link or "", chosen.name
+        spec = SENDS[kind]
+        shown = link.split("?", 1)[0]  # never the signature of a signed link in an error
+        timeout = common.timeout_of(config)
+        got = await common.get_capped(session, link, {}, spec.max_bytes, timeout)
+        if got is None:
+            return DeliveryResult(ok=False, retryable=False, error=(
+                f"the {kind} at {shown} is over {spec.max_bytes} bytes, the most WhatsApp "
+                f"accepts for {kind} messages"))
+        if isinstance(got, str):
+            return DeliveryResult(ok=False, retryable=True,
+                                  error=f"fetching the {kind} at {shown} failed: {got}")
+        status, file_headers, data = got
+        if status != 200:
+            return DeliveryResult(ok=False, retryable=status >= 500 or status in (408, 429),
+                                  error=f"fetching the {kind} at {shown} returned {status}")
+        served = (file_headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        ctype = chosen.content_type or (served if served and served != "application/octet-stream"
+                                 else None) or "application/octet-stream"
+        if spec.content_types and ctype not in spec.content_types:
+            return DeliveryResult(ok=False, retryable=False, error=(
+                f"WhatsApp {kind} messages accept {', '.join(sorted(spec.content_types))}, "
+                f"not {ctype}"))
+        form = aiohttp.FormData()
+        form.add_field("messaging_product", "whatsapp")
+        form.add_field("type", ctype)
+        form.add_field("file", data, filename=name or shown.rsplit("/", 1)[-1] or kind,
+                       content_type=ctype)
+        answer = await common.post_form(
+            session, f"{self.graph_url(config)}/{config['phone_number_id']}/media",
+            {"Authorization": f"Bearer {config['access_token']}"}, form, timeout)
+        if isinstance(answer, str):
+            return common.unreachable(f"{LABEL} media upload", answer)
+        status, resp_headers, raw = answer
+        media_id = common.as_str(common.as_dict(common.decode_json(raw)).get("id"))
+        if status != 200 or not media_id:
+            return common.failure(f"{LABEL} media upload", status, resp_headers, raw,
+                                  _describe_error)
+        return media_id
+
+    def graph_url(self, config: Mapping[str, Any]) -> str:
+        base = (config.get("api_base_url") or DEFAULT_BASE_URL).rstrip("/")
+        return f"{base}/{config.get('api_version') or DEFAULT_API_VERSION}"
 
     # -- management ---------------------------------------------------------------------
     async def run_action(
@@ -315,9 +378,10 @@ def _template(value: Any) -> dict[str, Any] | None:
             "components": [c for c in common.as_list(t.get("components")) if isinstance(c, dict)]}
 
 
-def _content_of(activity: OutboundActivity) -> dict[str, Any] | str:
-    """The message fields after ``to``: a template, a media message (caption from the text)
-    or a text message; or why the activity cannot be sent."""
+def _content_of(activity: OutboundActivity) -> tuple[dict[str, Any], Chosen | None] | str:
+    """The message fields after ``to`` — a template, a media message (caption from the text)
+    or a text message — with the attachment sent, if any; or why the activity cannot be
+    sent."""
     if activity.type == "template":
         tpl = templates.template_of(activity)
         if isinstance(tpl, str):
@@ -325,13 +389,13 @@ def _content_of(activity: OutboundActivity) -> dict[str, Any] | str:
         out: dict[str, Any] = {"name": tpl.name, "language": {"code": tpl.language}}
         if tpl.components:
             out["components"] = tpl.components
-        return {"type": "template", "template": out}
+        return {"type": "template", "template": out}, None
     chosen = choose(SENDS, activity.attachments, activity.text, "WhatsApp")
     if isinstance(chosen, str):
         return chosen
     if chosen is None:
         if isinstance(activity.text, str) and activity.text.strip():
-            return {"type": "text", "text": {"body": activity.text}}
+            return {"type": "text", "text": {"body": activity.text}}, None
         return "WhatsApp delivery needs a non-empty text or one attachment"
     part: dict[str, Any] = ({"id": chosen.media_id} if chosen.media_id is not None
                             else {"link": chosen.link})
@@ -339,7 +403,7 @@ def _content_of(activity: OutboundActivity) -> dict[str, Any] | str:
         part["caption"] = activity.text
     if chosen.kind == "document" and chosen.name:
         part["filename"] = chosen.name
-    return {"type": chosen.kind, chosen.kind: part}
+    return {"type": chosen.kind, chosen.kind: part}, chosen
 
 
 def sign(app_secret: str, body: bytes) -> str:

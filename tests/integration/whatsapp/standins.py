@@ -208,6 +208,7 @@ class MetaStandIn(StandIn):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/{phone}/messages", self.messages)
+        app.router.add_post("/{version}/{phone}/media", self.upload_media)
         app.router.add_get("/{version}/{waba}/message_templates", self.message_templates)
         app.router.add_get("/{version}/{media_id}", self.media_info)
         app.router.add_get("/whatsapp_media/{media_id}", self.media_file)
@@ -222,6 +223,62 @@ class MetaStandIn(StandIn):
         ``gone`` (the file URL 404s) or ``hang`` (the file URL never answers)."""
         self.media[media_id] = {"body": body, "mime_type": mime_type,
                                 "served_as": served_as or mime_type, "fault": fault}
+
+    async def upload_media(self, request: web.Request) -> web.Response:
+        """``POST /{version}/{phone_number_id}/media`` as the Cloud API documents it
+        (developers.facebook.com/docs/whatsapp/cloud-api/reference/media, "Upload media"):
+        ``multipart/form-data`` with ``messaging_product`` "whatsapp", the file's MIME ``type``
+        and the ``file`` itself (of that type); answers ``{"id": "<media id>"}``, after which the
+        id is retrievable like any media Meta holds. Recorded with ``body`` the form's fields
+        (the file as ``{"filename", "content_type", "content"}``)."""
+        problem: str | None = None
+        fields: dict[str, Any] = {}
+        if not request.content_type.startswith("multipart/form-data"):
+            problem = "the body must be multipart/form-data"
+        else:
+            reader = await request.multipart()
+            async for part in reader:
+                if not isinstance(part, aiohttp.BodyPartReader) or part.name is None:
+                    continue
+                if part.filename is not None:
+                    fields[part.name] = {"filename": part.filename,
+                                         "content_type": part.headers.get("Content-Type"),
+                                         "content": await part.read()}
+                else:
+                    fields[part.name] = await part.text()
+        seen = Seen(request.method, request.path, dict(request.headers), fields, b"")
+        self.requests.append(seen)
+        self.arrived.set()
+        if request.match_info["version"] != self.version or \
+                request.match_info["phone"] != self.phone_number_id:
+            return web.json_response(meta_error(
+                f"Unsupported post request. Object with ID '{request.match_info['phone']}' "
+                "does not exist", 100, "GraphMethodException", error_subcode=33), status=400)
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response(meta_error(
+                "Error validating access token: Session has expired.", 190, error_subcode=463),
+                status=401)
+        scripted = await self.scripted()
+        if scripted is not None:
+            return scripted
+        upload = fields.get("file")
+        if problem is None:
+            problem = (
+                (fields.get("messaging_product") != "whatsapp" and "messaging_product")
+                or (not isinstance(upload, dict) and "file")
+                or (not isinstance(fields.get("type"), str) and "type")
+                or (set(fields) - {"messaging_product", "type", "file"}
+                    and ", ".join(sorted(set(fields) - {"messaging_product", "type", "file"})))
+                or (upload["content_type"] != fields["type"] and "type (not the file's type)")
+                or (fields["type"] not in UPLOAD_TYPES and f"type {fields['type']}")
+                or None)
+        if problem:
+            return web.json_response(meta_error(f"(#100) Invalid parameter: {problem}", 100),
+                                     status=400)
+        assert isinstance(upload, dict)
+        media_id = str(1_000_000_000_000_000 + len(self.media) + 1)
+        self.add_media(media_id, upload["content"], fields["type"])
+        return web.json_response({"id": media_id})
 
     async def media_info(self, request: web.Request) -> web.Response:
         """``GET /{version}/{media_id}``: the documented retrieve-media-URL answer."""
@@ -340,6 +397,16 @@ class MetaStandIn(StandIn):
                                           "details": "Parameter 'to' is not a valid phone number"})
         return None
 
+
+# The MIME types the media endpoint takes ("Supported media types" of the media reference).
+UPLOAD_TYPES = frozenset({
+    "audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg", "text/plain",
+    "application/pdf", "application/vnd.ms-powerpoint", "application/msword",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "image/jpeg", "image/png", "image/webp", "video/mp4", "video/3gpp"})
 
 # The fields each media message type takes: exactly one of id and link, and these.
 MEDIA_FIELDS: dict[str, set[str]] = {
