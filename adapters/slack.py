@@ -215,7 +215,8 @@ class SlackAdapter(BaseAdapter):
         self, session: Any, channel: ChannelInfo, attachment: Mapping[str, Any], limit: int
     ) -> MediaFile | MediaError:
         """The file behind ``url_private_download`` (or ``url_private``), fetched with the bot
-        token. The token is sent only to Slack's own hosts (or the ``api_base_url`` host)."""
+        token. The token is sent only to Slack's own hosts (or only to the ``api_base_url`` host
+        when that is not Slack's)."""
         url = attachment.get("url_private_download") or attachment.get("url_private")
         if not isinstance(url, str) or not valid_http_url(url):
             return MediaError(kind="unsupported", error="the attachment has no Slack file URL")
@@ -244,9 +245,15 @@ class SlackAdapter(BaseAdapter):
 
 
 def _slack_host(url: str, config: Mapping[str, Any]) -> bool:
+    """Whether the bot token may go to ``url``: a Slack host, or — for a channel whose
+    ``api_base_url`` names another host (a proxy, a stand-in) — that host only."""
     host = (urlsplit(url).hostname or "").lower()
-    own = (urlsplit(config.get("api_base_url") or DEFAULT_BASE_URL).hostname or "").lower()
-    return host == own or host == "slack.com" or host.endswith(".slack.com")
+    base = config.get("api_base_url")
+    if base:
+        own = (urlsplit(base).hostname or "").lower()
+        if own != "slack.com" and not own.endswith(".slack.com"):
+            return host == own
+    return host == "slack.com" or host.endswith(".slack.com")
 
 
 def sign(signing_secret: str, timestamp: str, body: bytes) -> str:

@@ -4,8 +4,8 @@ With several workers, nothing is published to sockets straight from the request 
 every process — the one that committed the change included — publishes what it reads from the
 ``feed`` table (:mod:`store.feed`), in ``id`` order, which is commit order. So each socket, in
 whichever process it lives, sees every activity of its conversation in ``seq`` order and once
-(and the socket's own ``seq`` check still guards the join's replay). ``delivery_status`` and
-``health_changed`` travel the same way; an ``i`` event drops a cache (the tenant/API-key cache).
+(and the socket's own ``seq`` check still guards the join's replay). ``delivery_status``,
+``attachment_status`` and ``health_changed`` travel the same way; an ``i`` event drops a cache (the tenant/API-key cache).
 
 The reader sleeps until woken: by this process's own commits (the writer thread's
 ``on_commit``) or by a sibling's datagram (:class:`gateway.cluster.Notifier`); it also looks
@@ -134,6 +134,8 @@ class FeedReader:
                 hub.publish(f"conversation:{event.topic}", "new_activity", event.activity)
         elif event.kind == "d":
             hub.publish(f"conversation:{event.topic}", "delivery_status", event.data)
+        elif event.kind == "m":
+            hub.publish(f"conversation:{event.topic}", "attachment_status", event.data)
         elif event.kind == "h":
             hub.publish_health(event.data)
         elif event.kind == "i":

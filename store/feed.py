@@ -14,13 +14,13 @@ import msgspec
 from .activities import COLUMNS as ACTIVITY_COLUMNS
 from .models import Activity, from_row
 
-KINDS = ("a", "d", "h", "i")
+KINDS = ("a", "d", "h", "i", "m")  # m: attachment_status (m0016)
 _encode = msgspec.json.Encoder().encode
 
 
 class Event(msgspec.Struct):
     """One feed row: ``activity`` for kind ``a`` (None when it was deleted since), ``data``
-    (decoded JSON) for ``d`` and ``h``."""
+    (decoded JSON) for ``d``, ``h`` and ``m``."""
 
     id: int
     kind: str

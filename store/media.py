@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from . import feed
+
 
 class Download(msgspec.Struct, kw_only=True):
     activity_id: str
@@ -50,23 +52,42 @@ def next_due(conn: sqlite3.Connection) -> str | None:
 
 def finish(conn: sqlite3.Connection, d: Download, *, status: str, now: str,
            next_at: str | None = None, error: str | None = None, file_name: str | None = None,
-           patch: dict[str, Any] | None = None) -> None:
-    """Record an attempt's outcome; ``patch`` is merged into the activity's attachment."""
+           patch: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Record an attempt's outcome; ``patch`` is merged into the activity's attachment, and
+    the ``attachment_status`` event saying so is added to the feed and returned (None when
+    nothing changed in the activity)."""
     conn.execute(
         "UPDATE media_downloads SET status = ?, next_attempt_at = coalesce(?, next_attempt_at), "
         "last_error = ?, file_name = coalesce(?, file_name), updated_at = ? "
         "WHERE activity_id = ? AND idx = ?",
         (status, next_at, error, file_name, now, d.activity_id, d.idx))
-    if patch:
-        row = conn.execute("SELECT attachments FROM activities WHERE id = ?",
-                           (d.activity_id,)).fetchone()
-        if row is None:
-            return
-        atts = msgspec.json.decode(row[0])
-        if 0 <= d.idx < len(atts) and isinstance(atts[d.idx], dict):
-            atts[d.idx] = {**atts[d.idx], **patch}
-            conn.execute("UPDATE activities SET attachments = ? WHERE id = ?",
-                         (msgspec.json.encode(atts).decode(), d.activity_id))
+    if not patch:
+        return None
+    row = conn.execute("SELECT attachments, conversation_id FROM activities WHERE id = ?",
+                       (d.activity_id,)).fetchone()
+    if row is None:
+        return None
+    atts = msgspec.json.decode(row[0])
+    if not (0 <= d.idx < len(atts) and isinstance(atts[d.idx], dict)):
+        return None
+    # A None in ``patch`` removes the key (the error of an earlier attempt, once stored).
+    merged = {**atts[d.idx], **patch}
+    atts[d.idx] = {k: v for k, v in merged.items() if not (k in patch and patch[k] is None)}
+    conn.execute("UPDATE activities SET attachments = ? WHERE id = ?",
+                 (msgspec.json.encode(atts).decode(), d.activity_id))
+    event = status_event(d.activity_id, row[1], d.idx, atts[d.idx], d.attempts)
+    feed.append(conn, "m", row[1], event)
+    return event
+
+
+def status_event(activity_id: str, conversation_id: str, index: int,
+                 attachment: dict[str, Any], attempts: int) -> dict[str, Any]:
+    """The ``attachment_status`` event's payload (docs/realtime.md): which attachment of which
+    activity, its ``status`` (``pending``, ``stored``, ``failed``), the ``error`` of the last
+    attempt, the attempts so far, and the attachment as it now reads."""
+    return {"activity_id": activity_id, "conversation_id": conversation_id, "index": index,
+            "status": attachment.get("status"), "error": attachment.get("error"),
+            "attempts": attempts, "attachment": attachment}
 
 
 def for_activity(conn: sqlite3.Connection, activity_id: str) -> list[dict[str, Any]]:

@@ -39,9 +39,9 @@ FETCH_KEYS = ("media_id", "file_id", "url_private")
 FETCH_KINDS = frozenset({*MEDIA_KINDS, "voice", "photo", "file"})
 
 
-# The channel types whose inbound files are downloaded in the background (Telegram's and
-# Slack's are fetched on request: POST …/attachments/:n/fetch).
-FETCHED_TYPES = frozenset({"whatsapp_meta", "whatsapp_infobip"})
+# The channel types whose inbound files are downloaded in the background (gateway/workers/
+# media.py; POST …/attachments/:n/fetch still fetches one on request).
+FETCHED_TYPES = frozenset({"whatsapp_meta", "whatsapp_infobip", "telegram", "slack"})
 
 
 def mark_pending(channel_type: str, attachments: list[Any]) -> tuple[list[Any], list[int]]:

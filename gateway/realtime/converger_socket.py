@@ -1,8 +1,8 @@
 """``/socket/converger/websocket``: the Converger socket (docs/realtime.md). Topic
 ``converger:conversation:<id>``; a join with ``watermark`` replays as one ``activitySet``; live
 pushes are ``activitySet`` carrying the whole activity (the original sent a four-field stub that
-clients had to complete with a GET);
-``delivery_status`` is not forwarded; clients post over REST."""
+clients had to complete with a GET); ``delivery_status`` and ``attachment_status`` are pushed as
+themselves (the original swallowed ``delivery_status``); clients post over REST."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ PREFIX = "converger:"
 TOPIC_PREFIX = "converger:conversation:"
 EVENT = "activitySet"
 REPLAY_CHUNK = 500  # activities per replayed activitySet
+# Conversation events pushed as they are: a delivery's ticks (the original dropped them, so a
+# Converger client never saw sent/delivered/read) and an inbound file's download state.
+FORWARDED = frozenset({"delivery_status", "attachment_status"})
 
 
 def _activity_set(activities: Any) -> dict[str, Any]:
@@ -30,8 +33,10 @@ def _activity_set(activities: Any) -> dict[str, Any]:
 @cache
 def _encoder(vsn: str) -> Encoder:
     def encode(topic: str, event: str, payload: Any) -> str | None:
+        if event in FORWARDED:  # verbatim, as on the legacy socket
+            return phoenix.encode(vsn, None, None, "converger:" + topic, event, payload)
         if event != "new_activity":
-            return None  # delivery_status is swallowed, as in the original
+            return None
         return phoenix.encode(vsn, None, None, "converger:" + topic, EVENT, _activity_set([payload]))
 
     return encode

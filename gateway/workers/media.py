@@ -37,8 +37,9 @@ LEASE = 120.0  # a claimed download another process may take over after this
 POLL = 5.0  # how often a process looks for downloads other processes left due
 BATCH = 8
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-# The content types an attachment type may turn out to be (a sticker is a WebP image).
-MAJOR = {"image": "image", "sticker": "image", "audio": "audio", "voice": "audio",
+# The content types an attachment type may turn out to be. Not stickers: WhatsApp's are WebP
+# images, Telegram's may be animations (.tgs) or videos (.webm).
+MAJOR = {"image": "image", "photo": "image", "audio": "audio", "voice": "audio",
          "video": "video"}
 
 
@@ -110,15 +111,22 @@ class MediaFetcher:
             return
         if got.kind == "provider" and d.attempts <= len(RETRY_DELAYS):
             delay = RETRY_DELAYS[d.attempts - 1] * gw.settings.backoff_scale
-            await gw.db.write(lambda c: media_store.finish(
+            self._announce(await gw.db.write(lambda c: media_store.finish(
                 c, d, status="pending", now=now, error=got.error,
                 next_at=iso(parse_iso(now) + timedelta(seconds=delay)),
-                patch={"status": "pending", "error": got.error}))
+                patch={"status": "pending", "error": got.error})))
             self.kick()
             return
-        await gw.db.write(lambda c: media_store.finish(
+        self._announce(await gw.db.write(lambda c: media_store.finish(
             c, d, status="failed", now=now, error=got.error,
-            patch={"status": "failed", "error": got.error}))
+            patch={"status": "failed", "error": got.error})))
+
+    def _announce(self, event: dict[str, Any] | None) -> None:
+        """``attachment_status`` to the conversation's sockets (after commit; in a cluster the
+        feed carries it to every process)."""
+        if event is not None:
+            self.gw.hub.announce(f"conversation:{event['conversation_id']}",
+                                 "attachment_status", event)
 
     async def _fetch(self, d: Download) -> MediaFile | MediaError:
         gw = self.gw
@@ -156,26 +164,24 @@ class MediaFetcher:
             pass
         url = f"/uploads/{d.tenant_id}/{file_name}"
 
-        def tx(conn: Any) -> bool:
+        def tx(conn: Any) -> tuple[bool, dict[str, Any] | None]:
             if uploads.by_file(conn, d.tenant_id, file_name) is None and not uploads.insert_within(
                     conn, gw.settings.tenant_upload_quota, id=str(uuid.uuid4()),
                     tenant_id=d.tenant_id, conversation_id=activity.conversation_id,
                     file_name=file_name, name=got.name, content_type=got.content_type,
                     size=len(got.body), now=now):
-                media_store.finish(conn, d, status="failed", now=now,
-                                   error="the tenant's upload quota is full",
-                                   patch={"status": "failed",
-                                          "error": "the tenant's upload quota is full"})
-                return False
-            media_store.finish(conn, d, status="stored", now=now, file_name=file_name,
-                               error=None, patch={
-                                   "status": "stored", "contentUrl": url,
-                                   "contentType": got.content_type, "name": got.name,
-                                   "size": len(got.body), "error": None})
-            return True
+                return False, media_store.finish(
+                    conn, d, status="failed", now=now, error="the tenant's upload quota is full",
+                    patch={"status": "failed", "error": "the tenant's upload quota is full"})
+            return True, media_store.finish(
+                conn, d, status="stored", now=now, file_name=file_name, error=None, patch={
+                    "status": "stored", "contentUrl": url, "contentType": got.content_type,
+                    "name": got.name, "size": len(got.body), "error": None})
 
-        if not await gw.db.write(tx):
+        kept, event = await gw.db.write(tx)
+        if not kept:
             await asyncio.to_thread(path.unlink, True)
+        self._announce(event)
 
 
 def install(app: Any) -> None:

@@ -71,7 +71,7 @@ async def test_live_push_is_the_whole_activity(
                               headers=bearer(cg["conv_token"]))
         assert listed["activities"][-1] == a
         assert f.payload["watermark"] == listed["watermark"]
-        # The Converger socket takes no client events and forwards no delivery_status.
+        # The Converger socket takes no client events.
         r = await phx.push(topic, "new_activity", {"text": "no"})
         assert r.payload["status"] == "error"
         await phx.close()

@@ -259,6 +259,15 @@ async def test_revoked_token_fails_and_marks_channel_unhealthy(chat_server: Serv
     assert "token_revoked" in refused["detail"]
 
 
+async def _settled(api: Api, key: str, conv_id: str) -> dict[str, Any]:
+    """The first attachment of the conversation's last activity once its background download
+    has ended (stored or failed)."""
+    async def probe() -> dict[str, Any] | None:
+        att: dict[str, Any] = (await activities(api, key, conv_id))[-1]["attachments"][0]
+        return att if att.get("status") in ("stored", "failed") else None
+    return await eventually(probe, "the attachment's download", timeout=20)
+
+
 async def test_shared_file_downloaded_with_the_bot_token(chat_server: Server, capi: Api,
                                                          slack: SlackStandIn) -> None:
     s = await slack_channel(capi, slack)
@@ -271,21 +280,29 @@ async def test_shared_file_downloaded_with_the_bot_token(chat_server: Server, ca
     slack.files["T061EG9R6-F0S43PZDF/download/tedair.gif"] = b"GIF89a-tedair"
     _, body = await slack.notify(event)
     key = {"x-api-key": s["key"]}
-    path = (f"/api/v1/conversations/{body['conversation_id']}/activities/{body['activity_id']}"
-            "/attachments/0/fetch")
-    fetched = await capi.ok("POST", path, 201, headers=key)
-    assert fetched["data"]["name"] == "tedair.gif" and fetched["data"]["content_type"] == "image/gif"
+    # Downloaded in the background as the message came in (gateway/workers/media.py).
+    att = await _settled(capi, s["key"], body["conversation_id"])
+    assert att["status"] == "stored", att
+    assert att["name"] == "tedair.gif" and att["contentType"] == "image/gif"
     seen = slack.requests[-1]
     assert seen.path == "/files-pri/T061EG9R6-F0S43PZDF/download/tedair.gif"
     assert seen.headers["Authorization"] == f"Bearer {TOKEN}"
-    status, content = await download(capi, fetched["data"]["url"], key)
+    status, content = await download(capi, att["contentUrl"], key)
     assert status == 200 and content == b"GIF89a-tedair"
+    # On request, the stored copy: nothing downloaded again.
+    path = (f"/api/v1/conversations/{body['conversation_id']}/activities/{body['activity_id']}"
+            "/attachments/0/fetch")
+    calls = len(slack.requests)
+    fetched = await capi.ok("POST", path, 200, headers=key)
+    assert fetched["data"]["url"] == att["contentUrl"] and len(slack.requests) == calls
     # A file URL on another host never gets the bot token.
     event2 = sample("event_file_share.json")
     event2["event_id"] = event_id()
     event2["event"]["files"][0]["url_private_download"] = "https://evil.example/steal"
     event2["event"]["files"][0]["url_private"] = "https://evil.example/steal"
     _, body2 = await slack.notify(event2)
+    att2 = await _settled(capi, s["key"], body2["conversation_id"])
+    assert att2["status"] == "failed" and "not on a Slack host" in att2["error"], att2
     status, problem, _ = await capi.call(
         "POST", f"/api/v1/conversations/{body2['conversation_id']}/activities/"
                 f"{body2['activity_id']}/attachments/0/fetch", headers=key)

@@ -218,11 +218,15 @@ class MetaStandIn(StandIn):
         await super().stop()
 
     def add_media(self, media_id: str, body: bytes, mime_type: str, *, served_as: str | None = None,
-                  fault: str | None = None) -> None:
+                  fault: str | None = None, gate: asyncio.Event | None = None,
+                  fail_first: int = 0) -> None:
         """A file Meta holds: ``fault`` ``expired`` (the id lookup answers Graph's error 100),
-        ``gone`` (the file URL 404s) or ``hang`` (the file URL never answers)."""
+        ``gone`` (the file URL 404s) or ``hang`` (the file URL never answers). With ``gate``
+        the file URL answers only once the gate is set; its first ``fail_first`` requests
+        answer 503."""
         self.media[media_id] = {"body": body, "mime_type": mime_type,
-                                "served_as": served_as or mime_type, "fault": fault}
+                                "served_as": served_as or mime_type, "fault": fault,
+                                "gate": gate, "fail_first": fail_first}
 
     async def upload_media(self, request: web.Request) -> web.Response:
         """``POST /{version}/{phone_number_id}/media`` as the Cloud API documents it
@@ -307,6 +311,11 @@ class MetaStandIn(StandIn):
         item = self.media.get(request.match_info["media_id"])
         if item is None or item["fault"] == "gone":
             return web.Response(status=404)
+        if item.get("gate") is not None:
+            await item["gate"].wait()
+        if item.get("fail_first", 0) > 0:
+            item["fail_first"] -= 1
+            return web.Response(status=503, text="Service Unavailable")
         if item["fault"] == "hang":
             try:
                 await asyncio.wait_for(self._hang.wait(), 30)

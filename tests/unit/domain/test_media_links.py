@@ -25,9 +25,14 @@ def test_own_uploads_become_signed_absolute_urls(gw: Gateway) -> None:
     assert atts[0]["contentUrl"] == "/uploads/t1/abc_dot.png"  # the stored activity unchanged
 
 
-def test_only_whatsapp_media_references_are_downloaded() -> None:
+def test_only_provider_media_references_are_downloaded() -> None:
     atts = [{"type": "image", "media_id": "1"}, {"type": "location", "url": "https://maps/x"},
             {"type": "image", "url": "https://ib.example.com/media/2"}, {"type": "contacts"}]
     marked, fetch = mark_pending("whatsapp_meta", atts)
     assert fetch == [0, 2] and marked[0]["status"] == "pending" and "status" not in marked[1]
-    assert mark_pending("telegram", [{"file_id": "f"}]) == ([{"file_id": "f"}], [])
+    # Telegram's file_id and Slack's url_private too; channels without provider files: none.
+    assert mark_pending("telegram", [{"type": "location"}, {"type": "voice", "file_id": "f"}]) \
+        == ([{"type": "location"}, {"type": "voice", "file_id": "f", "status": "pending"}], [1])
+    assert mark_pending("slack", [{"type": "file", "url_private": "https://files.slack.com/x"}]
+                        )[1] == [0]
+    assert mark_pending("webhook", [{"file_id": "f"}]) == ([{"file_id": "f"}], [])

@@ -90,4 +90,10 @@ def test_socket_encoders() -> None:
     frame = json.loads(cg("conversation:c", "new_activity", a))
     assert frame["topic"] == "converger:conversation:c" and frame["event"] == "activitySet"
     assert frame["payload"]["activities"][0]["channelData"] == {"k": 7}
-    assert cg("conversation:c", "delivery_status", status) is None
+    # The Converger socket forwards delivery and attachment statuses verbatim (the original
+    # dropped delivery_status), and nothing it does not know.
+    for event in ("delivery_status", "attachment_status"):
+        frame = json.loads(cg("conversation:c", event, status))
+        assert (frame["topic"], frame["event"], frame["payload"]) == (
+            "converger:conversation:c", event, status)
+    assert cg("conversation:c", "health_changed", status) is None
