@@ -14,7 +14,7 @@ import msgspec
 from .activities import COLUMNS as ACTIVITY_COLUMNS
 from .models import Activity, from_row
 
-KINDS = ("a", "d", "h", "i", "m")  # m: attachment_status (m0016)
+KINDS = ("a", "d", "h", "i", "m")  # m: attachment_status (m0017)
 _encode = msgspec.json.Encoder().encode
 
 
