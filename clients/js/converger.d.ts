@@ -39,6 +39,20 @@ declare namespace ConvergerClient {
     [key: string]: unknown;
   }
 
+  /** An inbound file's background download changed state (``attachment_status``). */
+  export interface AttachmentStatus {
+    activity_id: string;
+    conversation_id: string;
+    /** The attachment's position in the activity's ``attachments``. */
+    index: number;
+    status: "pending" | "stored" | "failed";
+    /** Why the last attempt failed (a ``pending`` retry, or ``failed``); null once stored. */
+    error: string | null;
+    attempts: number;
+    /** The attachment as the activity now reads: ``contentUrl`` once stored. */
+    attachment: Attachment;
+  }
+
   export interface TemplateComponent {
     type: "header" | "body" | "button";
     parameters?: Array<Record<string, unknown>>;
@@ -69,6 +83,7 @@ declare class ConvergerClient {
   onActivity(callback: (activity: ConvergerClient.Activity) => void): this;
   onStatus(callback: (status: ConvergerClient.Status) => void): this;
   onDeliveryStatus(callback: (status: ConvergerClient.DeliveryStatus) => void): this;
+  onAttachmentStatus(callback: (status: ConvergerClient.AttachmentStatus) => void): this;
   onTyping(callback: (activity: ConvergerClient.Activity) => void): this;
   onReconnect(callback: (info: { attempt: number; delayMs: number }) => void): this;
   connect(token?: string): Promise<this>;

@@ -22,6 +22,8 @@
  * socket's delivery_status pushes), onTyping and sendTyping, sendAttachment (upload a File or
  * Blob once, then post it; sendMessage(text, {attachments: [{upload_id}]}) re-sends it),
  * sendTemplate (a WhatsApp template), onReconnect and the "reconnecting" status.
+ * 1.2: onAttachmentStatus (an inbound file's background download: pending, stored with its
+ * contentUrl, failed with its error); delivery_status also in converger mode.
  * TypeScript declarations: converger.d.ts (the npm package, clients/js/).
  */
 (function (root, factory) {
@@ -85,6 +87,7 @@
       this._activityCbs = [];
       this._statusCbs = [];
       this._deliveryCbs = [];
+      this._attachmentCbs = [];
       this._typingCbs = [];
       this._reconnectCbs = [];
       this._ws = null;
@@ -104,6 +107,13 @@
 
     /** Called with each delivery_status push: {delivery_id, activity_id, channel_id, status, …}. */
     onDeliveryStatus(callback) { this._deliveryCbs.push(callback); return this; }
+
+    /**
+     * Called with each attachment_status push — an inbound file the gateway downloads changed
+     * state: {activity_id, index, status: "pending"|"stored"|"failed", error, attempts,
+     * attachment} (attachment.contentUrl once stored).
+     */
+    onAttachmentStatus(callback) { this._attachmentCbs.push(callback); return this; }
 
     /** Called with each typing activity of someone else (also given to onActivity). */
     onTyping(callback) { this._typingCbs.push(callback); return this; }
@@ -335,6 +345,7 @@
       }
       if (topic !== this.topic) return;
       if (event === "delivery_status") { this._each(this._deliveryCbs, payload); return; }
+      if (event === "attachment_status") { this._each(this._attachmentCbs, payload); return; }
       if (event === "phx_close" || event === "phx_error") {
         if (msg[0] !== this.joinRef) return;
         this.joined = false;
@@ -361,6 +372,6 @@
     }
   }
 
-  ConvergerClient.VERSION = "1.1.0";
+  ConvergerClient.VERSION = "1.2.0";
   return ConvergerClient;
 });

@@ -2,7 +2,8 @@
 gateway serves, it installs from the tarball into a scratch project (no network: it has no
 dependencies), ships its TypeScript declarations, and works there under node against the real
 server — receives a pushed activity with onActivity and a delivery_status tick, sends a message
-and a typing indicator."""
+and a typing indicator; tsc --strict compiles a project against its declarations and refuses
+misuses of them."""
 
 from __future__ import annotations
 
@@ -42,6 +43,63 @@ client.onStatus((s) => out({ event: "status", status: s }));
 """
 
 
+# tsc from tests/e2e/node (tests/setup.sh installs it): the declarations type-check as a
+# TypeScript user would compile against them, strictly.
+TSC = ROOT / "tests" / "e2e" / "node" / "node_modules" / ".bin" / "tsc"
+TSC_FLAGS = ["--noEmit", "--strict", "--module", "commonjs", "--moduleResolution", "node",
+             "--target", "es2020", "--lib", "es2020,dom"]
+
+# Every part of the API, used as its declarations say.
+TYPED_USE = """
+import ConvergerClient = require("converger-client");
+
+const client = new ConvergerClient("wss://chat.example.com/socket/converger",
+                                   { mode: "converger", heartbeatMs: 30000 });
+const version: string = ConvergerClient.VERSION;
+client
+  .onActivity((a: ConvergerClient.Activity) => { const id: string = a.id; void id; })
+  .onStatus((s: ConvergerClient.Status) => { if (s === "reconnecting") { void s; } })
+  .onDeliveryStatus((d) => {
+    const tick: "pending" | "sent" | "delivered" | "read" | "failed" | "skipped" = d.status;
+    const ids: [string, string] = [d.delivery_id, d.activity_id];
+    void tick; void ids;
+  })
+  .onAttachmentStatus((s) => {
+    const state: "pending" | "stored" | "failed" = s.status;
+    const url: string | undefined = s.attachment.contentUrl;
+    const why: string | null = s.error;
+    const where: [string, number, number] = [s.activity_id, s.index, s.attempts];
+    void state; void url; void why; void where;
+  })
+  .onTyping((a) => { void a.sender; })
+  .onReconnect(({ attempt, delayMs }) => { const n: number = attempt + delayMs; void n; });
+
+async function main(file: Blob): Promise<void> {
+  await client.connect("token");
+  await client.joinConversation("c0ffee00-0000-4000-8000-000000000000");
+  await client.sendMessage("hello", { attachments: [{ upload_id: "u1" }] });
+  await client.sendTyping();
+  await client.sendTemplate("order_update", "en_US", [
+    { type: "body", parameters: [{ type: "text", text: "Ada" }] }]);
+  const up: ConvergerClient.UploadAnswer = await client.sendAttachment(file, "invoice", "a.pdf");
+  const kind: string | undefined = up.attachment.type;
+  void kind; void version;
+  client.disconnect();
+}
+void main;
+"""
+
+# Misuses the declarations must reject, each on its own line: (line, what tsc says).
+MISUSE = """import ConvergerClient = require("converger-client");
+const client = new ConvergerClient("/socket", { mode: "phoenix" });
+client.onDeliveryStatus((d) => { const n: number = d.status; void n; });
+client.onAttachmentStatus((s) => { const url: string = s.attachment.contentUrl; void url; });
+void client.sendTemplate(42, "en_US");
+void client.sendAttachment("not a blob");
+"""
+MISUSE_ERRORS = {2: "TS2322", 3: "TS2322", 4: "TS2322", 5: "TS2345", 6: "TS2345"}
+
+
 def _run(cmd: list[str], cwd: Path) -> str:
     env = {**os.environ, "npm_config_update_notifier": "false", "npm_config_fund": "false",
            "npm_config_audit": "false"}
@@ -61,8 +119,8 @@ async def _expect(proc: asyncio.subprocess.Process, event: str) -> dict[str, Any
             return dict(msg)
 
 
-async def test_npm_package_installs_and_works(
-        tmp_path: Path, server: Server, api: Api, receiver: str) -> None:  # noqa: F811
+def _installed(tmp_path: Path) -> Path:
+    """A scratch project with the packed converger-client installed (offline: no deps)."""
     pack_dir, project = tmp_path / "pack", tmp_path / "project"
     pack_dir.mkdir()
     project.mkdir()
@@ -70,6 +128,32 @@ async def test_npm_package_installs_and_works(
     [tarball] = pack_dir.glob("converger-client-*.tgz")
     (project / "package.json").write_text('{"name": "scratch", "private": true}')
     _run([NPM, "install", "--offline", str(tarball)], project)
+    return project
+
+
+def test_typescript_declarations_type_check(tmp_path: Path) -> None:
+    """The package's converger.d.ts, compiled against by tsc --strict in the scratch project:
+    every method and event payload used as documented compiles; misuses (a wrong mode, a
+    status read as a number, a missing contentUrl taken for certain, wrong argument types) are
+    each refused on their line."""
+    assert TSC.exists(), "tsc is missing: run bash tests/setup.sh (npm install in tests/e2e/node)"
+    project = _installed(tmp_path)
+    (project / "use.ts").write_text(TYPED_USE)
+    done = subprocess.run([NODE, str(TSC), *TSC_FLAGS, "use.ts"], cwd=project,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (project / "misuse.ts").write_text(MISUSE)
+    done = subprocess.run([NODE, str(TSC), *TSC_FLAGS, "misuse.ts"], cwd=project,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode != 0
+    found = {int(line.split("(", 1)[1].split(",", 1)[0]): line.split("error ", 1)[1][:6]
+             for line in done.stdout.splitlines() if line.startswith("misuse.ts(")}
+    assert found == MISUSE_ERRORS, done.stdout
+
+
+async def test_npm_package_installs_and_works(
+        tmp_path: Path, server: Server, api: Api, receiver: str) -> None:  # noqa: F811
+    project = _installed(tmp_path)
     installed = project / "node_modules" / "converger-client"
     served = (ROOT / "gateway" / "static" / "converger.js").read_bytes()
     assert (installed / "converger.js").read_bytes() == served
@@ -90,7 +174,7 @@ async def test_npm_package_installs_and_works(
     assert proc.stdin is not None
     try:
         ready = await _expect(proc, "ready")
-        assert ready["version"] == "1.1.0"
+        assert ready["version"] == "1.2.0"
         pushed = await api.post_activity(cid, key, text="to npm", sender="agent")
         got = await _expect(proc, "activity")
         assert got["activity"]["id"] == pushed["id"] and got["activity"]["text"] == "to npm"
