@@ -23,7 +23,7 @@ from typing import Any
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
-from . import errors, metrics
+from . import errors, metrics, tierlimits
 from .ipallow import client_ip
 
 TOO_MANY = "Too many requests. Please try again later."
@@ -111,13 +111,16 @@ class DeliveryLimiter:
         self.table = table  # shared by the worker processes (gateway/sharedlimit.py)
         self._next: dict[str, float] = {}
 
-    def acquire(self, channel_id: str) -> float:
-        if self.per_second <= 0:
+    def acquire(self, channel_id: str, per_second: float | None = None) -> float:
+        """``per_second`` (the channel's tenant's SLA tier) overrides the gateway-wide rate."""
+        rate = self.per_second if per_second is None else per_second
+        if rate <= 0:
             return 0.0
         if self.table is not None:
-            return self.table.update(f"delivery:{channel_id}", self._step)
+            return self.table.update(f"delivery:{channel_id}",
+                                     lambda tat, now: self._step(tat, now, rate))
         now = self.clock()
-        interval = 1.0 / self.per_second
+        interval = 1.0 / rate
         # GCRA again: a burst of one second's worth, then sends evenly spaced.
         tat = max(self._next.get(channel_id, now), now) + interval
         self._next[channel_id] = tat
@@ -127,8 +130,8 @@ class DeliveryLimiter:
         delay = tat - 1.0 - now
         return delay if delay > 1e-9 else 0.0
 
-    def _step(self, tat: float | None, now: float) -> tuple[float, float]:
-        new_tat = max(tat if tat is not None else now, now) + 1.0 / self.per_second
+    def _step(self, tat: float | None, now: float, rate: float) -> tuple[float, float]:
+        new_tat = max(tat if tat is not None else now, now) + 1.0 / rate
         delay = new_tat - 1.0 - now
         return (delay if delay > 1e-9 else 0.0), new_tat
 
@@ -141,11 +144,16 @@ def policy_headers(scope: str, d: Decision) -> dict[str, str]:
     }
 
 
-def too_many(scope: str, d: Decision) -> errors.ApiError:
+def too_many(scope: str, d: Decision, tier: str | None = None) -> errors.ApiError:
+    """429 ``rate_limited``; over an SLA tier's limit, the body names the tier (``tier``)."""
     headers = policy_headers(scope, d)
     headers["Retry-After"] = str(max(1, math.ceil(d.retry_after)))
-    return errors.ApiError(429, "rate_limited", TOO_MANY, legacy={"error": TOO_MANY},
-                           headers=headers)
+    detail, extra = TOO_MANY, {}
+    if tier is not None:
+        detail = f"Too many requests: the {tier} tier allows {d.limit} per minute."
+        extra = {"tier": tier}
+    return errors.ApiError(429, "rate_limited", detail, legacy={"error": TOO_MANY},
+                           headers=headers, extra=extra)
 
 
 def install(app: Sanic) -> None:
@@ -170,6 +178,15 @@ def install(app: Sanic) -> None:
         ``key`` defaults to the client IP for IP scopes and must be given (tenant id) otherwise."""
         setting, window, keyed = SCOPES.get(scope, ("rate_limit_tokens", 60.0, "ip"))
         limit = int(limits[setting])
+        tier_name = None
+        if scope == "activity_create" and key is not None:  # the tenant's SLA tier's limit
+            tier = await tierlimits.of(ctx, key)
+            if tier is not None and tier.activities_per_min is not None:
+                limit, tier_name = tier.activities_per_min, tier.name
+                if limit <= 0:  # the tier allows none
+                    metrics.rate_limited(scope)
+                    raise too_many(scope, Decision(False, 0, 0, window, window, window),
+                                   tier_name)
         if limit <= 0:
             return
         if key is None:
@@ -178,7 +195,7 @@ def install(app: Sanic) -> None:
         decision = limiter.hit(f"{scope}:{keyed}:{key}", limit, window)
         if not decision.allowed:
             metrics.rate_limited(scope)
-            raise too_many(scope, decision)
+            raise too_many(scope, decision, tier_name)
         request.ctx.rate_limit_headers = policy_headers(scope, decision)
 
     ctx.rate_limit = rate_limit

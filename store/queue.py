@@ -186,12 +186,14 @@ ACTIVE_TENANT = "AND tenant_id IN (SELECT id FROM tenants WHERE status = 'active
 
 
 def claim_due(conn: sqlite3.Connection, table: str, columns: str, now: str, lease_seconds: float,
-              limit: int, owner: str = "", only_active_tenants: bool = False) -> list[Any]:
+              limit: int, owner: str = "", only_active_tenants: bool = False,
+              where: str = "", params: tuple[Any, ...] = ()) -> list[Any]:
     """Claim up to ``limit`` due rows of ``table`` (oldest due first) in one
     ``UPDATE … RETURNING``; each gets its own random claim token (prefixed with ``owner``: the
     claiming worker's slot, see :func:`release_owned`) and a lease until ``now + lease_seconds``.
     Due means: pending, not claimed, ``next_attempt_at <= now`` (and, with
-    ``only_active_tenants``, of a tenant that is active)."""
+    ``only_active_tenants``, of a tenant that is active; and ``where``, an extra condition
+    with its ``params``)."""
     assert table in QUEUE_TABLES
     active = ACTIVE_TENANT if only_active_tenants else ""
     return conn.execute(
@@ -199,10 +201,10 @@ def claim_due(conn: sqlite3.Connection, table: str, columns: str, now: str, leas
                SET claim_token = ? || lower(hex(randomblob(16))), leased_until = ?, updated_at = ?
              WHERE id IN (SELECT id FROM {table}
                            WHERE status = 'pending' AND claim_token IS NULL
-                             AND next_attempt_at <= ? {active}
+                             AND next_attempt_at <= ? {active} {where}
                            ORDER BY next_attempt_at LIMIT ?)
          RETURNING {columns}""",
-        (owner, _shift(now, lease_seconds), now, now, limit),
+        (owner, _shift(now, lease_seconds), now, now, *params, limit),
     ).fetchall()
 
 
@@ -283,12 +285,57 @@ def earliest_due(conn: sqlite3.Connection, table: str,
     return row[0] if row else None
 
 
+# The tenants whose SLA tier (store/tiers.py) has a given delivery priority; on no tier: 0.
+_TIERED = "SELECT tt.tenant_id FROM tenant_tiers tt JOIN sla_tiers t ON t.id = tt.tier_id"
+AT_LEVEL = f"AND tenant_id IN ({_TIERED} WHERE t.priority = ?)"
+AT_LEVEL_0 = f"AND tenant_id NOT IN ({_TIERED} WHERE t.priority != ?)"
+
+
+def shares(levels: list[int], limit: int) -> list[tuple[int, int]]:
+    """How many of ``limit`` claims each priority level gets: in proportion to
+    ``1 + priority``, at least one each (while ``limit`` allows), highest level first."""
+    levels = sorted(set(levels), reverse=True)
+    weights = [1 + p for p in levels]
+    total = sum(weights)
+    quota = [max(1, limit * w // total) for w in weights]
+    while sum(quota) > limit and max(quota) > 1:
+        quota[quota.index(max(quota))] -= 1
+    while sum(quota) > limit:  # fewer claims than levels: the highest levels get them
+        quota[max(i for i, q in enumerate(quota) if q)] -= 1
+    return [(p, q) for p, q in zip(levels, quota, strict=True) if q]
+
+
 def claim(conn: sqlite3.Connection, now: str, lease_seconds: float, limit: int,
           owner: str = "") -> list[Delivery]:
-    """Claim up to ``limit`` due deliveries of active tenants (see :func:`claim_due`)."""
-    return [from_row(Delivery, r)
-            for r in claim_due(conn, "deliveries", COLUMNS, now, lease_seconds, limit, owner,
-                               True)]
+    """Claim up to ``limit`` due deliveries of active tenants (see :func:`claim_due`).
+
+    With tenants on SLA tiers of different priorities, each priority level gets a share of
+    the batch in proportion to ``1 + priority`` (at least one claim), oldest due first within
+    it; what a level leaves unused goes to the others, highest level first. So when the queue
+    is behind, higher tiers' deliveries go first and lower tiers still progress
+    (docs/delivery.md#delivery-priority)."""
+    levels = [r[0] for r in conn.execute(
+        """SELECT DISTINCT t.priority FROM sla_tiers t
+            WHERE t.priority != 0 AND EXISTS (SELECT 1 FROM tenant_tiers tt
+                                               WHERE tt.tier_id = t.id)""")]
+    if not levels:
+        return [from_row(Delivery, r) for r in claim_due(
+            conn, "deliveries", COLUMNS, now, lease_seconds, limit, owner, True)]
+    rows: list[Any] = []
+    plan = shares([0, *levels], limit)
+    full = []
+    for level, quota in plan:
+        got = claim_due(conn, "deliveries", COLUMNS, now, lease_seconds, quota, owner, True,
+                        AT_LEVEL if level else AT_LEVEL_0, (level or 0,))
+        rows += got
+        if len(got) == quota:
+            full.append(level)
+    for level in full:  # what the others left, highest level first
+        if len(rows) >= limit:
+            break
+        rows += claim_due(conn, "deliveries", COLUMNS, now, lease_seconds, limit - len(rows),
+                          owner, True, AT_LEVEL if level else AT_LEVEL_0, (level or 0,))
+    return [from_row(Delivery, r) for r in rows]
 
 
 def claim_activity(

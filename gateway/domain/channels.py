@@ -10,14 +10,14 @@ from typing import Any
 import adapters
 from adapters import middleware
 from adapters.base import ChannelInfo
-from store import channels, tenants
+from store import channels, tenants, tiers
 from store.models import Channel
 
 from .. import configsecrets
 from ..context import Gateway
 from ..crypto import Cipher, new_channel_secret, sha256_hex
 from .base import Actor, record, snap
-from .errors import NotFound, ValidationFailed
+from .errors import Conflict, NotFound, ValidationFailed
 
 STATUSES = ("active", "inactive")
 MODES = ("inbound", "outbound", "duplex")
@@ -157,6 +157,11 @@ def create_tx(conn: sqlite3.Connection, cipher: Cipher, *, tenant_id: str, name:
     _check_name(conn, errs, tenant_id, name)
     if errs:
         raise ValidationFailed(errs)
+    tier = tiers.of_tenant(conn, tenant_id)
+    if tier is not None and tier.max_channels is not None \
+            and len(channels.for_tenant(conn, tenant_id)) >= tier.max_channels:
+        raise Conflict(f"the {tier.name} tier allows at most {tier.max_channels} channels",
+                       "tier_limit_reached")
     secret = new_channel_secret()
     channel = channels.create(
         conn, tenant_id=tenant_id, name=name.strip(), type=type, mode=mode,

@@ -1,6 +1,7 @@
 """SLA tiers (issue 21): named plans with per-tenant limits and a delivery priority; a tenant is
-on one tier or on none (the gateway-wide settings). This is the data model and its management:
-the limits are not enforced yet (docs/admin.md#sla-tiers)."""
+on one tier or on none (the gateway-wide settings). This is the data model and its management;
+the limits are applied by gateway/tierlimits.py, gateway/ratelimit.py, the channel rules and the
+delivery queue's claim (docs/admin.md#sla-tiers)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from store import tenants, tiers
 from store.tiers import LIMITS, Tier
 
+from .. import tierlimits
 from ..context import Gateway
 from .base import Actor, record, snap
 from .errors import Conflict, NotFound, ValidationFailed
@@ -103,17 +105,24 @@ def assign_tx(conn: sqlite3.Connection, tenant_id: str, tier_name: str | None,
 
 
 # -- operations -------------------------------------------------------------------------------
+# Each change forgets the tiers this process has cached (gateway/tierlimits.py): it applies
+# here at once, in the other worker processes within a few seconds.
 async def create(gw: Gateway, actor: Actor, fields: dict[str, Any]) -> Tier:
     return await gw.db.write(create_tx, fields, actor, gw.now_iso())
 
 
 async def update(gw: Gateway, actor: Actor, tier_id: str, changes: dict[str, Any]) -> Tier:
-    return await gw.db.write(update_tx, tier_id, changes, actor, gw.now_iso())
+    tier: Tier = await gw.db.write(update_tx, tier_id, changes, actor, gw.now_iso())
+    tierlimits.CACHE.forget()
+    return tier
 
 
 async def delete(gw: Gateway, actor: Actor, tier_id: str) -> None:
     await gw.db.write(delete_tx, tier_id, actor, gw.now_iso())
+    tierlimits.CACHE.forget()
 
 
 async def assign(gw: Gateway, actor: Actor, tenant_id: str, tier_name: str | None) -> Tier | None:
-    return await gw.db.write(assign_tx, tenant_id, tier_name, actor, gw.now_iso())
+    tier: Tier | None = await gw.db.write(assign_tx, tenant_id, tier_name, actor, gw.now_iso())
+    tierlimits.CACHE.forget()
+    return tier

@@ -31,7 +31,7 @@ from store import channels, feed, queue, threads
 from store.models import Activity, Channel, Delivery
 from store.util import parse_iso, utcnow
 
-from .. import errors, metrics, outbound, tracing
+from .. import errors, metrics, outbound, tierlimits, tracing
 from ..context import Gateway
 from ..domain.channels import channel_info
 from ..domain.media import public_links
@@ -256,7 +256,10 @@ class Engine:
         d = work.delivery
         limiter = self.gw.delivery_limiter
         if limiter is not None and work.channel is not None:
-            delay = limiter.acquire(work.channel.id)  # per-channel pacing: wait, don't fail
+            # Per-channel pacing (the tenant's SLA tier's rate, if it sets one): wait, don't fail.
+            tier = await tierlimits.of(self.gw, d.tenant_id)
+            rate = tier.deliveries_per_min / 60 if tier and tier.deliveries_per_min else None
+            delay = limiter.acquire(work.channel.id, rate)
             if delay > 0:
                 await asyncio.sleep(delay)
         started = time.perf_counter()

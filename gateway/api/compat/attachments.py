@@ -18,7 +18,7 @@ import adapters
 from adapters.base import MediaError
 from store import activities, channels, uploads
 
-from ... import errors, outbound
+from ... import errors, outbound, tierlimits
 from ...auth import check_channel_scope, check_scope, tenant_auth
 from ...domain import channels as channel_ops
 from ...http import gw, json, uuid_param
@@ -63,7 +63,7 @@ async def fetch(request: Request, conversation_id: str, activity_id: str,
         raise errors.bad_request("the activity did not come in through a provider channel",
                                  "not_downloadable")
     await ctx.rate_limit(request, "activity_create", tenant.id)
-    cap = ctx.settings.max_upload_bytes
+    cap = await tierlimits.upload_cap(ctx, tenant.id)  # the SLA tier's, if lower
     timeout = aiohttp.ClientTimeout(total=ctx.settings.webhook_timeout * 3)
     async with outbound.session(ctx.settings, timeout) as session:
         got = await adapter.fetch_media(session, channel_ops.channel_info(ctx.cipher, channel),

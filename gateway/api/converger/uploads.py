@@ -21,7 +21,7 @@ from store import uploads
 from store.models import Conversation
 from store.uploads import Upload
 
-from ... import errors
+from ... import errors, tierlimits
 from ...auth import tenant_auth
 from ...domain.activities import create
 from ...http import MAX_DEPTH, _depth, gw, json, uuid_param, validation_error
@@ -128,7 +128,7 @@ async def upload(request: Request, conversation_id: str) -> HTTPResponse:
     part = request.files.get("file") if request.files else None
     if part is None:
         raise errors.bad_request("Missing file in upload", "missing_file", plain=True)
-    cap = ctx.settings.max_upload_bytes
+    cap = await tierlimits.upload_cap(ctx, conv.tenant_id)  # the SLA tier's, if lower
     if len(part.body) > cap:
         raise errors.bad_request(f"File too large (max {cap // 1_048_576}MB)", "file_too_large",
                                  plain=True)

@@ -17,7 +17,7 @@ from sanic.response import HTTPResponse
 
 from store import uploads
 
-from ... import errors
+from ... import errors, tierlimits
 from ...domain.activities import create
 from ...http import MAX_DEPTH, _depth, gw, json, validation_error
 from ..converger.activities import ConvergerActivityIn
@@ -82,7 +82,7 @@ async def upload(request: Request, conversation_id: str) -> HTTPResponse:
     activity_part, files = _parts(request)
     if not files:
         raise errors.directline(400, "missing_file", "Missing file in upload")
-    cap = ctx.settings.max_upload_bytes
+    cap = await tierlimits.upload_cap(ctx, conv.tenant_id)  # the SLA tier's, if lower
     for part in files:
         if len(part.body) > cap:
             raise errors.directline(413, "file_too_large",

@@ -1,0 +1,98 @@
+"""SLA tier limits applied on the real server (docs/admin.md#sla-tiers): a tenant on a small
+tier gets 429 ``rate_limited`` with the usual RateLimit/Retry-After headers (and the tier named)
+past its activities per minute, 409 ``tier_limit_reached`` past its channels,
+``file_too_large`` past its upload size — while a tenant on no tier keeps the gateway-wide
+limits; moving the tenant to another tier applies at once."""
+
+from __future__ import annotations
+
+import uuid
+
+import aiohttp
+
+from tests.support.api import Api
+
+from .checks import key, problem
+
+
+async def _tier(api: Api, **limits: int) -> str:
+    name = f"tiny-{uuid.uuid4().hex[:8]}"
+    await api.ok("POST", "/api/admin/tiers", 201, headers=api.admin, json={"name": name, **limits})
+    return name
+
+
+async def _put(api: Api, tenant_id: str, tier: str | None) -> None:
+    await api.ok("PUT", f"/api/admin/tenants/{tenant_id}/tier", headers=api.admin,
+                 json={"tier": tier})
+
+
+async def test_activities_per_minute(api: Api) -> None:
+    small = await _tier(api, activities_per_min=3)
+    w = await api.setup("tier-small")
+    other = await api.setup("tier-none")
+    await _put(api, w["tenant"]["id"], small)
+    conv = w["conversation"]["id"]
+    for i in range(3):
+        status, _, headers = await api.call(
+            "POST", f"/api/v1/conversations/{conv}/activities", headers=key(w["api_key"]),
+            json={"text": f"m{i}"})
+        assert status == 201
+        assert headers["RateLimit-Policy"] == '"activity_create";q=3;w=60'
+    result = await api.call("POST", f"/api/v1/conversations/{conv}/activities",
+                            headers=key(w["api_key"]), json={"text": "one too many"})
+    body = problem(result, 429, "error", "rate_limited")
+    headers = result[2]
+    assert body["tier"] == small and small in body["detail"]
+    assert headers["RateLimit-Policy"] == '"activity_create";q=3;w=60'
+    assert headers["RateLimit"].startswith('"activity_create";r=0;')
+    assert 1 <= int(headers["Retry-After"]) <= 20
+    # A tenant on no tier: the gateway-wide limit.
+    for i in range(5):
+        await api.post_activity(other["conversation"]["id"], other["api_key"], text=f"o{i}")
+    # Another tier applies at once (this process forgets its cached tiers on every change).
+    await api.ok("PATCH", f"/api/admin/tiers/{(await _find(api, small))}", headers=api.admin,
+                 json={"activities_per_min": None})
+    await api.post_activity(conv, w["api_key"], text="back under the gateway's limit")
+    await _put(api, w["tenant"]["id"], await _tier(api, activities_per_min=0))
+    body = problem(await api.call("POST", f"/api/v1/conversations/{conv}/activities",
+                                  headers=key(w["api_key"]), json={"text": "none allowed"}),
+                   429, "error", "rate_limited")
+    assert "allows 0" in body["detail"]
+
+
+async def _find(api: Api, name: str) -> str:
+    tiers = (await api.ok("GET", "/api/admin/tiers", headers=api.admin))["data"]
+    return next(t["id"] for t in tiers if t["name"] == name)
+
+
+async def test_max_channels(api: Api) -> None:
+    w = await api.setup("tier-channels")  # one channel already
+    await _put(api, w["tenant"]["id"], await _tier(api, max_channels=2))
+    await api.channel(w["tenant"]["id"], name="second")
+    body = problem(await api.call("POST", "/api/admin/channels", headers=api.admin, json={
+        "tenant_id": w["tenant"]["id"], "name": "third", "type": "websocket"}),
+        409, "error", "tier_limit_reached")
+    assert "at most 2 channels" in body["detail"]
+    await _put(api, w["tenant"]["id"], None)
+    await api.channel(w["tenant"]["id"], name="third")
+
+
+async def test_upload_size(api: Api) -> None:
+    t = await api.tenant("tier-uploads")
+    c = await api.channel(t["id"], type="websocket")
+    await _put(api, t["id"], await _tier(api, max_upload_bytes=10))
+    gen = await api.ok("POST", "/api/v1/converger/tokens/generate",
+                       headers={"authorization": f"Bearer {c['secret']}"})
+    conv = await api.ok("POST", "/api/v1/converger/conversations", 201,
+                        headers={"authorization": f"Bearer {gen['token']}"})
+    path = f"/api/v1/converger/conversations/{conv['conversationId']}/upload"
+    h = {"authorization": f"Bearer {conv['token']}"}
+
+    def form(content: bytes) -> aiohttp.FormData:
+        f = aiohttp.FormData()
+        f.add_field("file", content, filename="a.txt", content_type="text/plain")
+        return f
+
+    problem(await api.call("POST", path, headers=h, data=form(b"x" * 11)), 400, "error",
+            "file_too_large")
+    await api.ok("POST", path, headers=h, data=form(b"x" * 10))
