@@ -22,14 +22,14 @@ import pytest
 from store import activities, analytics, queue
 from store.connect import connect
 from store.util import iso
-from tests.integration.web.conftest import Client, create_admin
-from tests.integration.web.test_browser import ARGS, CHROMIUM, SHOTS, _login
-from tests.integration.web.test_browser import pytestmark as pytestmark
+from tests.integration.web.conftest import Client, create_admin, needs_chromium, signed_in
+from tests.integration.web.test_browser import SHOTS
 from tests.support.api import Api
 from tests.support.server import Server
 
 EMAIL, PASSWORD = "ops@analytics.example", "analytics admin pw"
 PORTAL_EMAIL, PORTAL_PASSWORD = "owner@northwind.example", "northwind owner pw"
+pytestmark = needs_chromium
 ERRORS = ("webhook returned status 503: upstream unavailable",
           "webhook returned status 429: slow down", "connection refused")
 
@@ -80,16 +80,6 @@ def _history(db: Path, world: dict[str, Any], now: datetime) -> None:
 
 
 @pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        await b.close()
-
-
-@pytest.fixture(scope="module")
 def analytics_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("analytics-web")
     create_admin(data, EMAIL, PASSWORD)
@@ -133,7 +123,7 @@ async def test_charts_render_change_range_and_export(browser: Any, analytics_ser
     from playwright.async_api import expect
 
     base = analytics_server.url
-    page = await _login(browser, base, EMAIL, PASSWORD)
+    page = await signed_in(browser, base, EMAIL, PASSWORD)
     try:
         await page.goto(f"{base}/admin/analytics?range=30d")
         chart = page.locator("[data-chart=activities][data-range='30d']")
@@ -190,7 +180,7 @@ async def test_portal_user_sees_only_their_tenant(browser: Any, analytics_server
 
     base = analytics_server.url
     nw, acme = world["northwind"], world["acme"]
-    page = await _login(browser, base, PORTAL_EMAIL, PORTAL_PASSWORD, "portal", "northwind")
+    page = await signed_in(browser, base, PORTAL_EMAIL, PORTAL_PASSWORD, "portal", "northwind")
     try:
         async with aiohttp.ClientSession() as http:
             api = Api(http, base)
