@@ -50,6 +50,7 @@ class Server:
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None):
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
+        self._port_chosen = port is None  # a port we picked may be taken before the server binds it
         self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir / "server.log"
@@ -66,14 +67,26 @@ class Server:
     def start(self, timeout: float = 20.0) -> Server:
         """Spawn and wait for ``/livez`` (and, with worker processes, for every one of them:
         they start side by side, so the wait grows with their number)."""
-        self.spawn()
-        try:
-            return self.wait_live(timeout)
-        except BaseException:
-            # A start that fails (or times out under load) must not leave the process running:
-            # `with Server(...)` never reaches __exit__ when __enter__ raises.
-            self.stop(5)
-            raise
+        for attempt in range(3):
+            self.spawn()
+            try:
+                live = self.wait_live(timeout)
+                self._port_chosen = False  # later restarts keep the port clients know
+                return live
+            except BaseException:
+                # A start that fails (or times out under load) must not leave the process running:
+                # `with Server(...)` never reaches __exit__ when __enter__ raises.
+                self.stop(5)
+                # Another process (a parallel test, another suite) may bind the free port we picked
+                # between picking and binding; the first start then moves to another free port.
+                if (self._port_chosen and attempt < 2 and self.proc is not None
+                        and self.proc.returncode not in (None, 0)
+                        and "Address already in use" in self.log()):
+                    self.port = free_port()
+                    continue
+                self._port_chosen = False
+                raise
+        raise AssertionError("unreachable")
 
     def spawn(self) -> subprocess.Popen[bytes]:
         """Start the process without waiting for it (e.g. to kill it during start-up)."""
