@@ -65,6 +65,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("backoff_scale", ("CONVERGER_BACKOFF_SCALE",), float, 1.0,
             "Multiplier on every retry wait (backoff and `Retry-After`). For tests only: "
             "`0.001` turns the 30/90/270/810 s schedule into milliseconds."),
+    Setting("clock_file", ("CONVERGER_CLOCK_FILE",), str, "",
+            "For tests only, never in production: a file holding a number of seconds the "
+            "gateway's clock runs ahead of the system's, read again whenever it changes (tests "
+            "of the WhatsApp 24-hour window and of expiring links move a running server's time "
+            "with it). Unset: the system clock."),
     Setting("max_body_bytes", ("CONVERGER_MAX_BODY_BYTES",), int, 1_048_576,
             "Largest JSON request body accepted (bytes)."),
     Setting("max_upload_bytes", ("CONVERGER_MAX_UPLOAD_BYTES",), int, 10_485_760,
@@ -257,6 +262,7 @@ class Settings(msgspec.Struct, kw_only=True):
     delivery_lease: float = 0.0
     lease_rescue_interval: float = 30.0
     backoff_scale: float = 1.0
+    clock_file: str = ""
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 10_485_760
     activity_list_cap: int = 10_000

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -45,12 +46,14 @@ def secret_version(channel: Any) -> str:
 
 
 class Tokens:
-    def __init__(self, secret_key: str) -> None:
+    def __init__(self, secret_key: str, clock: Callable[[], float] = time.time) -> None:
         self._key = secret_key.encode()
+        # "Now" when a caller names none (the gateway's clock: gateway/clock.py).
+        self.clock = clock
 
     # -- issue --------------------------------------------------------------------------
     def sign(self, claims: dict[str, Any], lifetime: int, now: float | None = None) -> str:
-        t = int(now if now is not None else time.time())
+        t = int(now if now is not None else self.clock())
         full = {"exp": t + lifetime, "iat": t, "nbf": t, "iss": ISSUER, "aud": AUDIENCE, "jti": _jti()}
         full.update(claims)
         return jwt.encode(full, self._key, algorithm="HS256")
@@ -94,7 +97,7 @@ class Tokens:
     def sign_path(self, path: str, lifetime: int = UPLOAD_URL_LIFETIME,
                   now: float | None = None) -> tuple[int, str]:
         """``(exp, sig)`` that let anyone fetch ``path`` until ``exp`` (a signed upload URL)."""
-        exp = int(now if now is not None else time.time()) + lifetime
+        exp = int(now if now is not None else self.clock()) + lifetime
         return exp, self._path_sig(path, exp)
 
     def _path_sig(self, path: str, exp: int) -> str:
@@ -113,7 +116,7 @@ class Tokens:
             when = int(exp)
         except ValueError:
             return False
-        t = now if now is not None else time.time()
+        t = now if now is not None else self.clock()
         return when > t and hmac.compare_digest(self._path_sig(path, when), sig)
 
     # -- verify -------------------------------------------------------------------------
@@ -128,7 +131,7 @@ class Tokens:
             )
         except jwt.PyJWTError as exc:
             raise TokenError("invalid signature or format") from exc
-        t = now if now is not None else time.time()
+        t = now if now is not None else self.clock()
         exp = claims.get("exp")
         if exp is not None and not isinstance(exp, int | float):
             raise TokenError("invalid exp")

@@ -29,7 +29,7 @@ from adapters import middleware
 from adapters.base import ChannelInfo, DeliveryResult, OutboundActivity
 from store import channels, feed, queue, threads
 from store.models import Activity, Channel, Delivery
-from store.util import parse_iso, utcnow
+from store.util import parse_iso
 
 from .. import errors, metrics, outbound, tierlimits, tracing
 from ..context import Gateway
@@ -436,7 +436,8 @@ class QueueDelivery(Engine):
         due = await db.read(queue.next_due_at)
         delay = MAX_SLEEP
         if due is not None:
-            delay = min(MAX_SLEEP, (parse_iso(due) - utcnow()).total_seconds())
+            delay = min(MAX_SLEEP, (parse_iso(due) - parse_iso(self.gw.now_iso()))
+                        .total_seconds())
         if delay > 0:
             await wait_event(self._wake, delay)
 
