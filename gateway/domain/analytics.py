@@ -174,3 +174,40 @@ def to_csv(data: dict[str, Any]) -> str:
     for i, bucket in enumerate(data["buckets"]):
         writer.writerow([bucket, *(s[i] for s in series)])
     return out.getvalue()
+
+
+def tier_usage(conn: sqlite3.Connection, tenant_id: str, now: datetime) -> dict[str, Any]:
+    """The tenant's tier, its usage against the tier's limits and its SLA figures (the portal's
+    tier page): activities in the current minute and the busiest minute of the last hour, the
+    busiest channel-minute of deliveries, channels; delivery success and latency over the last
+    day and 30 days."""
+    from store import tiers
+
+    t_now = int(now.timestamp())
+    minute = t_now - t_now % analytics.MINUTE
+    rows = conn.execute(
+        """SELECT bucket, sum(n) FROM analytics_minute
+            WHERE tenant_id = ? AND bucket >= ? AND kind = 'count' AND key IN ('in', 'out')
+            GROUP BY bucket""", (tenant_id, minute - 3600)).fetchall()
+    per_minute = {int(r[0]): int(r[1]) for r in rows}
+    row = conn.execute(
+        """SELECT channel_id, bucket, sum(n) AS total FROM analytics_minute
+            WHERE tenant_id = ? AND bucket >= ? AND kind = 'count' AND key IN ('sent', 'failed')
+            GROUP BY channel_id, bucket ORDER BY total DESC LIMIT 1""",
+        (tenant_id, minute - 3600)).fetchone()
+    sla = {}
+    for label in ("1d", "30d"):
+        w = window({"range": label}, now)
+        r = analytics.report(conn, w.start, w.end, w.step, tenant_id=tenant_id, top=0)
+        sent, failed = sum(r["deliveries"]["sent"]), sum(r["deliveries"]["failed"])
+        sla[label] = {"sent": sent, "failed": failed,
+                      "success_rate": round(sent / (sent + failed), 4) if sent + failed else None,
+                      "latency": r["latency"]}
+    return {
+        "tier": tiers.of_tenant(conn, tenant_id),
+        "usage": {"activities_this_minute": per_minute.get(minute, 0),
+                  "activities_busiest_minute": max(per_minute.values(), default=0),
+                  "deliveries_busiest_channel_minute": int(row[2]) if row else 0,
+                  "channels": len(channels.for_tenant(conn, tenant_id))},
+        "sla": sla,
+    }

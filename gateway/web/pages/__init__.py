@@ -1,6 +1,6 @@
 """The pages, one module per family of what they show: ``signin``, ``dashboard``, ``tenants``,
 ``channels``, ``conversations``, ``deliveries``, ``routing``, ``users``, ``tokens``, ``audit``,
-``analytics`` and ``portal`` (the tenant portal's own pages).
+``analytics``, ``tiers`` and ``portal`` (the tenant portal's own pages).
 
 Every module adds its routes to the two areas' blueprints below: ``ADMIN`` (``/admin``, the
 gateway's operators) and ``PORTAL`` (``/portal``, a tenant's own users). The conversations,
@@ -32,5 +32,5 @@ def both(uri: str, name: str, methods: tuple[str, ...] = ("GET",)) -> Callable[[
 # Each module adds its routes to ADMIN and PORTAL when imported (after they exist, above).
 from . import (  # noqa: E402, F401, I001
     analytics, audit, channels, conversations, dashboard, deliveries, portal, routing, signin, tenants,
-    tokens, users,
+    tiers, tokens, users,
 )

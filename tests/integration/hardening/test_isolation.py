@@ -381,6 +381,7 @@ PORTAL_LISTS = {
     ("GET", "/portal/deliveries"): "/portal/deliveries?tenant_id={tenant_id}&status=pending",
     ("GET", "/portal/routing_rules"): "/portal/routing_rules?tenant_id={tenant_id}",
     ("GET", "/portal/users"): "/portal/users?tenant_id={tenant_id}",
+    ("GET", "/portal/tier"): "/portal/tier?tenant_id={tenant_id}",
     ("GET", "/portal/analytics"): "/portal/analytics?range=30d&tenant_id={tenant_id}&channel_id={hook_id}",
     ("GET", "/portal/analytics.json"): "/portal/analytics.json?tenant_id={tenant_id}&channel_id={channel_id}",
     ("GET", "/portal/analytics.csv"): "/portal/analytics.csv?range=1h&tenant_id={tenant_id}&channel_id={hook_id}",
