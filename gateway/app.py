@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,6 +43,9 @@ class GatewayRequest(Request):
     @staticmethod
     def make_context() -> RequestState:  # type: ignore[override]
         return RequestState()
+
+
+EXIT_NO_DATABASE = 3  # a worker's exit status when it cannot open the database
 
 
 def open_database(settings: Settings) -> tuple[Database, list[str]]:
@@ -93,7 +98,19 @@ def create_app(settings: Settings, name: str | None = None, cluster: Cluster | N
 
     @app.before_server_start
     async def _open(app: Sanic) -> None:
-        db, applied = open_database(settings)
+        try:
+            db, applied = open_database(settings)
+        except Exception as exc:
+            if cluster is None:
+                raise
+            # One line, then exit: the supervisor restarts this worker (with a growing delay
+            # while it keeps failing) and the other workers keep serving.
+            # Nothing has started yet (no database, no tasks): exit at once, rather than
+            # through Sanic, which would log a traceback for it.
+            gw.log.error("worker %d (pid %d) cannot open the database %s: %s; exiting",
+                         cluster.slot, cluster.pid, settings.db_path, exc)
+            logging.shutdown()  # flush the line
+            os._exit(EXIT_NO_DATABASE)
         if applied:
             gw.log.info("applied migrations: %s", ", ".join(applied))
         gw.attach(db)

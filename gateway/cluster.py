@@ -5,7 +5,7 @@ gateway, where everything below is unnecessary and today's in-process paths run 
 
 - **Wake-ups** (:class:`Notifier`): each worker binds a Unix datagram socket in the run
   directory the supervisor made. After a commit, a process sends one byte to each sibling
-  (coalesced: at most one datagram per sibling per event-loop turn) — ``F`` the feed may have
+  (coalesced: at most one datagram per sibling every ``TELL_GAP`` seconds) — ``F`` the feed may have
   grown, ``Q`` deliveries are due, ``L`` a lease may be free. A datagram carries no data: the
   store is the truth, a wake-up only says "look now". An idle gateway sends nothing and polls
   nothing but a safety read every few seconds. An unknown byte (a corrupt notification) is
@@ -41,6 +41,10 @@ TICK = 2.0  # seconds between renewals and heartbeats
 STALE_AFTER = 3 * TICK + 2.0  # a worker not seen for this long is not ready
 LEADER = "leader"
 KINDS = b"FQAL"
+# At most one wake-up datagram per sibling this often: under load a process commits hundreds
+# of times a second, and a datagram per commit cost more CPU than the commits' own feed reads
+# (docs/performance.md, §6). The first after a quiet spell goes at once.
+TELL_GAP = 0.002
 
 ENV_PARENT = "CONVERGER_SUPERVISOR_PID"
 
@@ -75,6 +79,9 @@ class Notifier:
         self.run_dir, self.slot, self.size = run_dir, slot, size
         self.handlers: dict[int, Callable[[], None]] = {}
         self._pending = bytearray()
+        self._scheduled = False
+        self._last_flush = 0.0
+        self._peers = [str(notify_path(run_dir, j)) for j in range(size) if j != slot]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recv: socket.socket | None = None
         self._send = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -131,26 +138,37 @@ class Notifier:
                     log.exception("wake-up handler %r failed", chr(b))
 
     def tell(self, kind: bytes) -> None:
-        """Wake the siblings (on the event loop; coalesced until the loop's next turn)."""
-        if not self._pending and self._loop is not None:
-            self._loop.call_soon(self._flush)
+        """Wake the siblings (on the event loop; coalesced: at the loop's next turn, or
+        ``TELL_GAP`` after the last datagram if that was sooner)."""
         if kind[0] not in self._pending:
             self._pending += kind
+        loop = self._loop
+        if self._scheduled or loop is None:
+            return
+        self._scheduled = True
+        delay = self._last_flush + TELL_GAP - loop.time()
+        if delay > 0:
+            loop.call_later(delay, self._flush)
+        else:
+            loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        self._scheduled = False
         data, self._pending = bytes(self._pending), bytearray()
-        for j in range(self.size):
-            if j == self.slot:
-                continue
+        if not data:
+            return
+        if self._loop is not None:
+            self._last_flush = self._loop.time()
+        for peer in self._peers:
             try:
-                self._send.sendto(data, str(notify_path(self.run_dir, j)))
+                self._send.sendto(data, peer)
                 self.sent += 1
             except (FileNotFoundError, ConnectionRefusedError, BlockingIOError):
                 # Restarting (it catches up from the store), or its buffer is full (it is
                 # awake already).
                 pass
             except OSError as exc:
-                log.warning("wake-up to worker %d failed: %s", j, exc)
+                log.warning("wake-up to %s failed: %s", peer, exc)
 
 
 class Keeper:

@@ -10,7 +10,11 @@ whichever process it lives, sees every activity of its conversation in ``seq`` o
 The reader sleeps until woken: by this process's own commits (the writer thread's
 ``on_commit``) or by a sibling's datagram (:class:`gateway.cluster.Notifier`); it also looks
 every ``SAFETY_POLL`` seconds in case a wake-up went missing. Each look reads everything after
-its cursor in pages of ``PAGE``. A process that slept so long that the events it had not read
+its cursor in pages of ``PAGE``, on the event loop's thread with a read connection of its own
+(a few indexed rows: cheaper than the hop to the read pool and back). After a look that found
+something it lets wake-ups gather for ``GAP`` seconds (``IDLE_GAP`` while this process has no
+socket to tell: then only the caches wait on it), so a busy gateway reads the feed a few hundred
+times a second, not once per commit of every process. A process that slept so long that the events it had not read
 were pruned (``RETENTION``) cannot tell its sockets what they missed: it closes them (clients
 reconnect and resume from the store, as after any disconnect) and carries on from the present.
 
@@ -21,18 +25,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from store import feed
+from store.connect import connect
 
 from .tasks import cancel_and_wait, wait_event
 
 log = logging.getLogger("converger.feed")
 
 SAFETY_POLL = 2.0
+GAP = 0.002
+IDLE_GAP = 0.05
 PAGE = 2000
 RETENTION = 90.0  # seconds an event stays readable
 PRUNE_EVERY = 15.0
@@ -50,16 +58,33 @@ class FeedReader:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poked = False
+        self._conn: sqlite3.Connection | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.cursor = await self.ctx.db.read(feed.last_id)
+        self._conn = connect(self.ctx.db.path, readonly=True)
+        # On the event loop: never wait long for a lock (the next wake-up tries again).
+        self._conn.execute("PRAGMA busy_timeout = 200")
+        self.cursor = self._read(feed.last_id)
         self._task = asyncio.create_task(self._run(), name="feed-reader")
 
     async def stop(self) -> None:
         if self._task is not None:
             await cancel_and_wait([self._task], log, "feed reader")
             self._task = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(conn, *args)`` in one read transaction on this reader's own connection."""
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN")
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute("COMMIT")
 
     def wake(self) -> None:
         self._wake.set()
@@ -86,30 +111,34 @@ class FeedReader:
             await wait_event(self._wake, SAFETY_POLL)
             self._wake.clear()
             try:
-                await self.catch_up()
+                found = await self.catch_up()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # e.g. an I/O error: the next wake-up tries again
                 log.error("feed: read failed: %s", exc)
                 await asyncio.sleep(0.5)
+                continue
+            if found:  # let the next wake-ups gather (a timer, not a wait for work)
+                await asyncio.sleep(GAP if self.ctx.hub.has_subscribers() else IDLE_GAP)
 
     async def catch_up(self) -> int:
         """Publish every event after the cursor; returns how many."""
         n = 0
         hub = self.ctx.hub
         while True:
-            # Only the activities of conversations with sockets here are loaded.
-            wanted = frozenset(t[13:] for t in hub.topics() if t.startswith("conversation:"))
-            events = await self.ctx.db.read(feed.after, self.cursor, PAGE, wanted)
+            # Only the activities of conversations with sockets here are loaded (a view of the
+            # hub's topics: no set of thousands of conversations built per look).
+            wanted = hub.conversations()
+            events = self._read(feed.after, self.cursor, PAGE, wanted)
             if not events:
                 return n
             if events[0].id > self.cursor + 1:
                 await self._fell_behind(events[0].id - self.cursor - 1)
             # A socket that subscribed while the page was read still gets its activities.
             late = [e.ref for e in events if e.kind == "a" and e.activity is None and e.ref
-                    and e.topic not in wanted and hub.subscribers(f"conversation:{e.topic}")]
+                    and e.topic in wanted]
             if late:
-                found = await self.ctx.db.read(feed.activities, late)
+                found = self._read(feed.activities, late)
                 for e in events:
                     if e.kind == "a" and e.activity is None and e.ref in found:
                         e.activity = found[e.ref]
@@ -153,7 +182,7 @@ class FeedReader:
 
     async def _fell_behind(self, missed: int) -> None:
         """Events this process never read were pruned (it was asleep or stopped)."""
-        first = await self.ctx.db.read(feed.first_id)
+        first = self._read(feed.first_id)
         if first is not None and first <= self.cursor + 1:
             return  # not pruned: ids are contiguous, so this page only raced a later one
         closed = self.ctx.hub.drop_all()

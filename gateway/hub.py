@@ -110,6 +110,13 @@ class Hub:
         """The topics with at least one subscriber."""
         return list(self._topics)
 
+    def has_subscribers(self) -> bool:
+        return bool(self._topics)
+
+    def conversations(self) -> _Conversations:
+        """A live view: ``conversation_id in hub.conversations()`` while it has a subscriber."""
+        return _Conversations(self._topics)
+
     def subscribers(self, topic: str) -> int:
         return len(self._topics.get(topic, ()))
 
@@ -149,3 +156,15 @@ class Hub:
     def activity_hook(self, activity: Any) -> None:
         """``ctx.on_activity`` callback: broadcast a newly committed activity, once."""
         self.announce(f"conversation:{activity.conversation_id}", "new_activity", activity)
+
+
+class _Conversations:
+    """The conversations with subscribers, as a container (see :meth:`Hub.conversations`)."""
+
+    __slots__ = ("_topics",)
+
+    def __init__(self, topics: Any) -> None:
+        self._topics = topics
+
+    def __contains__(self, conversation_id: object) -> bool:
+        return f"conversation:{conversation_id}" in self._topics

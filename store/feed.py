@@ -6,7 +6,7 @@ its change was committed."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Container
 from typing import Any
 
 import msgspec
@@ -49,7 +49,7 @@ def first_id(conn: sqlite3.Connection) -> int | None:
 
 
 def after(conn: sqlite3.Connection, cursor: int, limit: int,
-          wanted: Collection[str] | None = None) -> list[Event]:
+          wanted: Container[str] | None = None) -> list[Event]:
     """Up to ``limit`` events after ``cursor``, oldest first. A new activity's row is loaded
     only when its conversation is in ``wanted`` (None: always): a process reads only what its
     own sockets need (the others are filled later, if at all, by :func:`activities`)."""

@@ -6,6 +6,12 @@
 (a) 1,000 sockets, each joined to its own conversation; activities posted over HTTP at 500/s
     spread across the conversations (one push per post).
 (b) 500 sockets joined to one conversation; 20 activities/s (500 pushes per post).
+(c) 10,000 sockets over 1,000 conversations (ten each); 1,000 activities/s spread across the
+    conversations (10,000 pushes/s). Also reported: the gateway's resident memory (every process)
+    before the sockets open and once they are all joined, per socket. Run it with
+    ``--workers 2`` (``converger serve --workers N``; the sockets spread over the processes and
+    every push crosses the change feed). The baseline is one process whatever ``--workers``
+    says: a bare app cannot fan a POST out to another process's sockets.
 
 The server, the poster and the socket clients are separate processes (clients split over
 ``--receivers`` processes), so the load generator does not share the server's event loop.
@@ -80,12 +86,17 @@ async def _receive(ws_base: str, joins: list[tuple[str, str]], ready: Any, stop:
     latencies: list[float] = []
     # limit=0: every socket holds a connection (the default pool of 100 would block the rest).
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        sockets = []
-        for token, cid in joins:
-            ws = await s.ws_connect(f"{ws_base}/socket/websocket?token={token}&vsn=2.0.0",
-                                    heartbeat=None, max_msg_size=0)
-            await ws.send_str(json.dumps(["1", "1", f"conversation:{cid}", "phx_join", {}]))
-            sockets.append(ws)
+        sockets: list[aiohttp.ClientWebSocketResponse] = []
+        opening = asyncio.Semaphore(32)  # thousands of sockets: a few dozen handshakes at once
+
+        async def connect(token: str, cid: str) -> None:
+            async with opening:
+                ws = await s.ws_connect(f"{ws_base}/socket/websocket?token={token}&vsn=2.0.0",
+                                        heartbeat=None, max_msg_size=0)
+                await ws.send_str(json.dumps(["1", "1", f"conversation:{cid}", "phx_join", {}]))
+                sockets.append(ws)
+
+        await asyncio.gather(*(connect(token, cid) for token, cid in joins))
         for ws in sockets:  # every join answered before the load starts
             while True:
                 frame = json.loads((await ws.receive(timeout=60)).data)
@@ -111,6 +122,10 @@ async def _receive(ws_base: str, joins: list[tuple[str, str]], ready: Any, stop:
 
 
 def receiver(ws_base: str, joins: list[tuple[str, str]], ready: Any, stop: Any, out: Any) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # thousands of sockets (case c)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(_receive(ws_base, joins, ready, stop, out))
 
 
@@ -164,7 +179,8 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
 
-def _start(target: str, tmp: Path, conversations: int) -> tuple[str, str, dict[str, Any], Any]:
+def _start(target: str, tmp: Path, conversations: int,
+           workers: int = 1) -> tuple[str, str, dict[str, Any], Any, Any]:
     """The server under load: ``gateway`` (the real server, set up with a tenant, a websocket
     channel and the conversations) or ``baseline`` (the bare Sanic broadcast app, which needs
     no set-up). Returns its HTTP and WebSocket base URLs, the world and a stop function."""
@@ -177,23 +193,40 @@ def _start(target: str, tmp: Path, conversations: int) -> tuple[str, str, dict[s
 
         ids = [str(uuid.uuid4()) for _ in range(conversations)]
         world = {"api_key": "-", "conversations": ids, "tokens": ["-"] * conversations}
-        return url, "ws" + url[len("http"):], world, stop
+        return url, "ws" + url[len("http"):], world, stop, [proc.pid]
     srv = Server(tmp, env={"CONVERGER_SECRET_KEY": SECRET, "CONVERGER_LOG_LEVEL": "WARNING",
-                           "CONVERGER_WS_IDLE_TIMEOUT": "600"}).start()
+                           "CONVERGER_WS_IDLE_TIMEOUT": "600",
+                           "CONVERGER_WORKERS": str(workers)}).start(60)
     try:
         world = asyncio.run(_setup(srv.url, conversations))
     except BaseException:
         srv.stop()
         raise
-    return srv.url, srv.ws_url, world, srv.stop
+    return srv.url, srv.ws_url, world, srv.stop, srv.pids
+
+
+def _rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
 
 
 def run_case(name: str, target: str, sockets: int, conversations: int, rate: float,
-             seconds: float, receivers: int) -> dict[str, Any]:
+             seconds: float, receivers: int, workers: int = 1) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        url, ws_url, world, stop_server = _start(target, Path(tmp), conversations)
+        url, ws_url, world, stop_server, pids = _start(target, Path(tmp), conversations,
+                                                       workers if target == "gateway" else 1)
+        pid_list = pids() if callable(pids) else pids
         try:
+            time.sleep(2.0)  # let start-up settle before the memory reading
+            rss_before = _rss_kib(pid_list)
             joins = [(world["tokens"][i % conversations], world["conversations"][i % conversations])
                      for i in range(sockets)]
             ready = [ctx.Event() for _ in range(receivers)]
@@ -203,8 +236,10 @@ def run_case(name: str, target: str, sockets: int, conversations: int, rate: flo
             for p in procs:
                 p.start()
             for e in ready:
-                if not e.wait(120):
+                if not e.wait(120 + sockets / 20):
                     raise RuntimeError("receivers did not get ready")
+            time.sleep(2.0)  # every join answered: let the server settle, then read its memory
+            rss_after = _rss_kib(pid_list)
             post_q = ctx.Queue()
             post_proc = ctx.Process(target=poster, args=(url, world["api_key"],
                                                          world["conversations"], rate, seconds,
@@ -225,7 +260,10 @@ def run_case(name: str, target: str, sockets: int, conversations: int, rate: flo
             stop_server()
     window = posted["elapsed"]
     return {
-        "case": name, "target": target, "sockets": sockets, "conversations": conversations, "rate": rate,
+        "case": name, "target": target, "workers": workers if target == "gateway" else 1,
+        "rss_before_mib": round(rss_before / 1024, 1), "rss_after_mib": round(rss_after / 1024, 1),
+        "kib_per_socket": round((rss_after - rss_before) / sockets, 1),
+        "sockets": sockets, "conversations": conversations, "rate": rate,
         "seconds": seconds, "posted": posted["posted"], "post_failures": posted["failed"],
         "pushes_expected": expected, "pushes_received": len(latencies),
         "pushes_per_s": round(len(latencies) / window, 1),
@@ -241,18 +279,21 @@ def run_case(name: str, target: str, sockets: int, conversations: int, rate: flo
 CASES = {
     "a": dict(sockets=1000, conversations=1000, rate=500.0),
     "b": dict(sockets=500, conversations=1, rate=20.0),
+    "c": dict(sockets=10_000, conversations=1000, rate=1000.0),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all",
+                        help="all: (a) and (b); (c), the 10,000 sockets, runs only when named")
+    parser.add_argument("--workers", type=int, default=1, help="converger serve --workers N")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--receivers", type=int, default=2)
     parser.add_argument("--target", choices=("both", "gateway", "baseline"), default="both",
                         help="both: the bare Sanic broadcast baseline, then the gateway")
     args = parser.parse_args(argv)
-    names = list(CASES) if args.case == "all" else [args.case]
+    names = ["a", "b"] if args.case == "all" else [args.case]
     targets = ["baseline", "gateway"] if args.target == "both" else [args.target]
     summary: list[str] = []
     failed = False
@@ -260,14 +301,14 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, dict[str, Any]] = {}
         for target in targets:
             runs[target] = run_case(name, target, seconds=args.seconds, receivers=args.receivers,
-                                    **CASES[name])
+                                    workers=args.workers, **CASES[name])
             runs[target]["loadavg"] = Path("/proc/loadavg").read_text().split()[0]
             print(json.dumps(runs[target]), flush=True)
             failed |= runs[target]["pushes_received"] < runs[target]["pushes_expected"]
         line = f"case ({name})"
         for target, r in runs.items():
             line += (f"  {target}: p50 {r['latency_p50_ms']} / p99 {r['latency_p99_ms']} ms,"
-                     f" {r['pushes_per_s']:,.0f} pushes/s")
+                     f" {r['pushes_per_s']:,.0f} pushes/s, {r['kib_per_socket']} KiB/socket")
         if len(runs) == 2:
             g, b = runs["gateway"], runs["baseline"]
             line += (f"  ratio p99 gateway/baseline {g['latency_p99_ms'] / b['latency_p99_ms']:.2f},"

@@ -222,3 +222,62 @@ async def test_a_stuck_worker_is_killed_and_restarted_while_the_others_serve(
         assert [a["id"] for a in listed["data"]] == ids
     finally:
         srv.stop(timeout=40)
+
+
+async def test_a_worker_that_cannot_open_the_database_is_retried_while_the_others_serve(
+    tmp_path: Path, spread: aiohttp.ClientSession
+) -> None:
+    """The database path stops being openable (a directory stands where the file was: every
+    new open fails, as after a permissions or mount mistake) while the running workers keep
+    the file they opened. A worker killed then cannot start: one clear line per attempt, the
+    supervisor retries it with a growing delay, the others keep taking posts, and once the
+    file is back the worker serves again — with every accepted post stored."""
+    srv = _start(tmp_path)
+    db = srv.data_dir / "converger.db"
+    away = db.with_name("moved-away.db")
+    try:
+        api = Api(spread, srv.url)
+        s = await api.setup("noopen")
+        conv, key = s["conversation"]["id"], s["api_key"]
+        # Every process opens its read connections now (they are opened on first use).
+        await asyncio.gather(*(api.ok("GET", f"/api/v1/conversations/{conv}/activities",
+                                      headers={"x-api-key": key}) for _ in range(30)))
+        victim = next(w for w in srv.workers() if w["slot"] == 1)
+        db.rename(away)
+        db.mkdir()
+        os.kill(victim["pid"], signal.SIGKILL)
+        async def refused() -> bool:
+            return "cannot open the database" in srv.log()
+
+        await _until(refused, 120, "the worker never reported the failed open")
+        # The others keep taking posts while it cannot start.
+        ids = [(await api.post_activity(conv, key, text=f"n{i}"))["id"] for i in range(20)]
+
+        async def retried() -> bool:
+            return srv.log().count("cannot open the database") >= 2
+
+        await _until(retried, 120, "the supervisor did not retry the worker")
+        log = srv.log()
+        after = log[log.index(f"worker 1 (pid {victim['pid']}) died"):]
+        failed = [ln for ln in after.splitlines() if "cannot open the database" in ln]
+        assert all(str(db) in ln for ln in failed), failed
+        assert "exit status 3" in after and "restarting it in" in after  # with a growing delay
+        assert "Traceback" not in after
+
+        db.rmdir()
+        away.rename(db)
+
+        async def back() -> bool:
+            slots = {w["slot"]: w["pid"] for w in srv.workers()}
+            return len(slots) == WORKERS and slots.get(1) != victim["pid"] \
+                and srv.readiness()["status"] == "ok"
+
+        await _until(back, 120, "the worker did not come back once the database was there")
+        listed = await api.ok("GET", f"/api/v1/conversations/{conv}/activities",
+                              headers={"x-api-key": key})
+        assert [a["id"] for a in listed["data"]] == ids
+    finally:
+        if db.is_dir():
+            db.rmdir()
+            away.rename(db)
+        srv.stop(timeout=40)

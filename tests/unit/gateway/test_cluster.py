@@ -40,6 +40,35 @@ async def test_a_tell_wakes_the_siblings_once_per_turn(tmp_path: Path) -> None:
             n.close()
 
 
+async def test_tells_closer_than_the_gap_share_one_datagram(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load a process commits hundreds of times a second: after a datagram, the tells of
+    the next TELL_GAP seconds (over many loop turns) go out together, once."""
+    import gateway.cluster as cluster
+
+    monkeypatch.setattr(cluster, "TELL_GAP", 0.3)
+    loop = asyncio.get_running_loop()
+    a, b = (Notifier(tmp_path, i, 2) for i in range(2))
+    got: list[str] = []
+    for n in (a, b):
+        n.start(loop)
+    for kind in (b"F", b"Q"):
+        b.on(kind, lambda kind=kind: got.append(kind.decode()))
+    try:
+        a.tell(b"F")  # the first after a quiet spell goes at the loop's next turn
+        await _until(lambda: got == ["F"])
+        for i in range(20):  # twenty loop turns, well within the gap
+            a.tell(b"F" if i % 2 else b"Q")
+            await asyncio.sleep(0)
+        assert a.sent == 1
+        await _until(lambda: len(got) == 3)
+        assert sorted(got[1:]) == ["F", "Q"] and a.sent == 2
+    finally:
+        for n in (a, b):
+            n.close()
+
+
 async def test_a_corrupt_datagram_is_logged_and_wakes_everything(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
