@@ -190,6 +190,7 @@ class MetaStandIn(StandIn):
         self.sent: list[dict[str, Any]] = []  # accepted messages: {"id", "to", "text"}
         self.waba_id = "102290129340398"
         self.media: dict[str, dict[str, Any]] = {}
+        self.cdn: dict[str, tuple[bytes, str]] = {}
         self._hang = asyncio.Event()
         self.templates: list[dict[str, Any]] = sample("meta_message_templates.json")["data"]
 
@@ -212,6 +213,7 @@ class MetaStandIn(StandIn):
         app.router.add_get("/{version}/{waba}/message_templates", self.message_templates)
         app.router.add_get("/{version}/{media_id}", self.media_info)
         app.router.add_get("/whatsapp_media/{media_id}", self.media_file)
+        app.router.add_get("/cdn/{name}", self.cdn_file)
 
     async def stop(self) -> None:
         self._hang.set()  # a stalled download answers, so the runner stops at once
@@ -302,6 +304,15 @@ class MetaStandIn(StandIn):
             "messaging_product": "whatsapp", "url": f"{self.url}/whatsapp_media/{media_id}",
             "mime_type": item["mime_type"], "sha256": hashlib.sha256(item["body"]).hexdigest(),
             "file_size": len(item["body"]), "id": media_id})
+
+    async def cdn_file(self, request: web.Request) -> web.Response:
+        """A business's own file server (not Meta): ``cdn[name]`` as (bytes, content type),
+        without credentials; 404 for anything else."""
+        await self.record(request)
+        item = self.cdn.get(request.match_info["name"])
+        if item is None:
+            return web.Response(status=404)
+        return web.Response(body=item[0], content_type=item[1])
 
     async def media_file(self, request: web.Request) -> web.StreamResponse:
         """The file itself, for the same access token only."""

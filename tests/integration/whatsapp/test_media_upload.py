@@ -105,8 +105,18 @@ async def test_upload_refused_fails_at_once_unanswered_is_retried(
     assert d["attempts"] == 2, d
     assert len([r for r in meta.requests if r.path.endswith("/media")]) == 3
     assert len([r for r in meta.requests if r.path.endswith("/messages")]) == 1
+    # A link that 404s is final; one bigger than Meta takes for its type is refused unsent.
+    meta.cdn["big.png"] = (b"\x89PNG" + b"\x00" * (5 * 1_048_576), "image/png")
+    for url, reason in ((f"{meta.url}/cdn/none.png", "returned 404"),
+                        (f"{meta.url}/cdn/big.png", "over 5242880 bytes")):
+        act = await wapi.post_activity(w["conversation_id"], w["api_key"], text="three",
+                                       sender="agent", attachments=[
+            {"type": "image", "contentType": "image/png", "contentUrl": url}])
+        d = await delivery_of(wapi, act["id"], lambda d: d["status"] == "failed")
+        assert d["attempts"] == 1 and reason in d["last_error"], d
+    assert len([r for r in meta.requests if r.path.endswith("/media")]) == 3
     kept = await activities(wapi, w["api_key"], w["conversation_id"])
-    assert [a["text"] for a in kept] == ["a photo please", "one", "two"]
+    assert [a["text"] for a in kept] == ["a photo please", "one", "two", "three", "three"]
 
 
 async def test_upload_setting_is_validated(wapi: Api, meta: MetaStandIn) -> None:
