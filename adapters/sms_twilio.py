@@ -19,7 +19,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -50,6 +50,7 @@ SERVICE_SID_RE = re.compile(r"MG[0-9a-fA-F]{32}")
 FROM_RE = re.compile(r"\+[1-9]\d{6,14}|\d{3,8}|[A-Za-z0-9 ]{1,11}|whatsapp:\+[1-9]\d{6,14}")
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 MAX_MEDIA = 10  # Twilio accepts up to ten MediaUrl per message
+MAX_REDIRECTS = 3  # a media URL redirects once, to the file's storage
 # Twilio's MessageStatus → converger's receipt statuses. ``queued``, ``accepted``,
 # ``scheduled``, ``sending`` and ``receiving``/``received`` are steps before a receipt: kept as
 # themselves, which the receipt rules ignore (never applied, never an error).
@@ -235,27 +236,52 @@ class SmsTwilioAdapter(BaseAdapter):
     async def fetch_media(
         self, session: Any, channel: ChannelInfo, attachment: Mapping[str, Any], limit: int
     ) -> MediaFile | MediaError:
-        """An MMS file (``MediaUrl{n}``), fetched with the account's credentials when the URL
-        is on Twilio's API host (or ``api_base_url``'s)."""
+        """An MMS file (``MediaUrl{n}``): a Media resource on Twilio's API host (or, for a
+        channel whose ``api_base_url`` names another host, that host only), fetched with the
+        account's credentials (Twilio enforces Basic auth on media URLs). Twilio answers with a
+        redirect to the file's short-lived URL on its storage, followed (at most
+        ``MAX_REDIRECTS``) without the credentials, which never leave the API's origin. A
+        resource Twilio no longer has (404) is final."""
         url = attachment.get("url")
         if not isinstance(url, str) or not valid_http_url(url):
             return MediaError(kind="unsupported", error="the attachment has no Twilio media URL")
-        own = urlsplit(channel.config.get("api_base_url") or DEFAULT_BASE_URL).hostname
-        host = urlsplit(url).hostname
-        if host != own and host != "api.twilio.com":
+        base = channel.config.get("api_base_url") or DEFAULT_BASE_URL
+        origin = _origin(base)
+        if _origin(url) != origin:
             return MediaError(kind="unsupported", error="the media URL is not on Twilio's host")
-        got = await common.get_capped(session, url, _auth_header(channel.config), limit,
-                                      common.timeout_of(channel.config))
-        if got is None:
-            return MediaError(kind="too_large", error=f"the file is over {limit} bytes")
-        if isinstance(got, str):
-            return MediaError(kind="provider", error=f"{LABEL} download failed: {got}")
-        status, headers, body = got
-        if status != 200:
-            return MediaError(kind="provider", error=f"{LABEL} download returned {status}")
-        return MediaFile(body=body, name=url.rstrip("/").rsplit("/", 1)[-1] or "media",
-                         content_type=common.as_str(attachment.get("mime_type"))
-                         or headers.get("Content-Type") or "application/octet-stream")
+        timeout = common.timeout_of(channel.config)
+        for _ in range(MAX_REDIRECTS + 1):
+            headers = _auth_header(channel.config) if _origin(url) == origin else {}
+            got = await common.get_capped(session, url, headers, limit, timeout)
+            if got is None:
+                return MediaError(kind="too_large", error=f"the file is over {limit} bytes")
+            if isinstance(got, str):
+                return MediaError(kind="provider", error=f"{LABEL} download failed: {got}")
+            status, resp_headers, body = got
+            location = resp_headers.get("Location")
+            if status in (301, 302, 303, 307, 308) and location:
+                url = urljoin(url, location)
+                if not valid_http_url(url):
+                    return MediaError(kind="provider", error=f"{LABEL} redirected to a non-HTTP URL")
+                continue
+            if status != 200:
+                return MediaError(kind="expired" if status in (404, 410) else "provider",
+                                  error=f"{LABEL} download returned {status}")
+            return MediaFile(body=body, name=urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+                             or "media",
+                             content_type=common.as_str(attachment.get("mime_type"))
+                             or resp_headers.get("Content-Type") or "application/octet-stream")
+        return MediaError(kind="provider", error=f"{LABEL} download: too many redirects")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, the port made explicit."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 def sign(auth_token: str, url: str, params: list[tuple[str, str]] | Mapping[str, str]) -> str:

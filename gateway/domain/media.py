@@ -41,7 +41,8 @@ FETCH_KINDS = frozenset({*MEDIA_KINDS, "voice", "photo", "file"})
 
 # The channel types whose inbound files are downloaded in the background (gateway/workers/
 # media.py; POST …/attachments/:n/fetch still fetches one on request).
-FETCHED_TYPES = frozenset({"whatsapp_meta", "whatsapp_infobip", "telegram", "slack"})
+FETCHED_TYPES = frozenset({"whatsapp_meta", "whatsapp_infobip", "telegram", "slack",
+                           "sms_twilio"})
 
 
 def mark_pending(channel_type: str, attachments: list[Any]) -> tuple[list[Any], list[int]]:

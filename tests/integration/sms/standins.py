@@ -17,7 +17,7 @@ from twilio.request_validator import RequestValidator
 from tests.integration.whatsapp.standins import Reply, StandIn
 
 SAMPLES = Path(__file__).parent / "samples"
-__all__ = ["Reply", "TwilioStandIn", "VonageStandIn", "basic", "sample"]
+__all__ = ["MediaStorage", "Reply", "TwilioStandIn", "VonageStandIn", "basic", "sample"]
 
 
 def sample(name: str) -> Any:
@@ -52,9 +52,27 @@ class TwilioStandIn(StandIn):
         self.answers: list[tuple[int, str, str]] = []  # converger's (status, content type, body)
         self.status_urls: dict[str, str] = {}  # message sid → its StatusCallback
         self._next = 1
+        self.cdn: MediaStorage | None = None  # where inbound media URLs redirect to
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self.create)
+        app.router.add_get("/2010-04-01/Accounts/{sid}/Messages/{message}/Media/{media}",
+                           self.media_resource)
+
+    async def media_resource(self, request: web.Request) -> web.Response:
+        """A Media resource's URL (an inbound MMS's ``MediaUrl{n}``): Basic auth enforced (else
+        401, error 20003); a media sid it does not hold is 404 (20404); else a 307 to the
+        file's short-lived URL on the storage stand-in (``cdn``), as Twilio redirects."""
+        await self.record(request)
+        if request.match_info["sid"] != self.account_sid \
+                or request.headers.get("Authorization") != basic(self.account_sid, self.auth_token):
+            return web.json_response(twilio_error(20003, "Authenticate", 401), status=401)
+        media = request.match_info["media"]
+        if self.cdn is None or media not in self.cdn.files:
+            return web.json_response(twilio_error(
+                20404, f"The requested resource {request.path} was not found", 404), status=404)
+        raise web.HTTPTemporaryRedirect(f"{self.cdn.url}/media.twiliocdn.com/{self.account_sid}/"
+                                        f"{media}?X-Amz-Signature=abc123&X-Amz-Expires=14400")
 
     async def create(self, request: web.Request) -> web.Response:
         seen = await self.record(request)
@@ -146,6 +164,32 @@ class TwilioStandIn(StandIn):
 
 
 # -- Vonage ------------------------------------------------------------------------------------
+class MediaStorage(StandIn):
+    """The storage Twilio's media URLs redirect to (a pre-signed S3 URL on another origin):
+    ``files`` media sid → (bytes, content type). Like S3, it refuses a request that carries an
+    ``Authorization`` header besides the URL's own signature (400 InvalidArgument), so a
+    client that forwarded the account's credentials here fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: dict[str, tuple[bytes, str]] = {}
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/media.twiliocdn.com/{sid}/{media}", self.get)
+
+    async def get(self, request: web.Request) -> web.Response:
+        await self.record(request)
+        if "Authorization" in request.headers:
+            return web.Response(status=400, content_type="application/xml", text=(
+                "<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed; "
+                "only the X-Amz-Algorithm query parameter, Signature query string parameter or "
+                "the Authorization header should be specified</Message></Error>"))
+        item = self.files.get(request.match_info["media"])
+        if item is None or not request.query.get("X-Amz-Signature"):
+            return web.Response(status=403)
+        return web.Response(body=item[0], content_type=item[1])
+
+
 def vonage_error(status: int, title: str, detail: str) -> dict[str, Any]:
     """The Messages API's error body (RFC 7807)."""
     return {"type": f"https://developer.vonage.com/api-errors/messages#{status}",

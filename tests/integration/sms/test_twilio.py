@@ -17,7 +17,14 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from adapters import sms_twilio
-from tests.integration.sms.standins import Reply, TwilioStandIn, basic, sample, twilio_error
+from tests.integration.sms.standins import (
+    MediaStorage,
+    Reply,
+    TwilioStandIn,
+    basic,
+    sample,
+    twilio_error,
+)
 from tests.integration.telegram.conftest import conversations_of, health_of, unique
 from tests.integration.whatsapp.conftest import activities, delivery_of, eventually
 from tests.support.api import Api
@@ -138,6 +145,45 @@ async def test_mms_media_and_attachments(chat_server: Server, capi: Api,
     row = await delivery_of(capi, too_big["id"], lambda d: d["status"] == "failed")
     assert row["attempts"] == 1 and "at most" in row["last_error"]
     assert len(twilio.requests) == before
+
+
+async def test_mms_files_downloaded_in_the_background(chat_server: Server, capi: Api,
+                                                     twilio: TwilioStandIn) -> None:
+    """An inbound MMS's files are downloaded as it comes in: the Media resource with the
+    account's Basic credentials, then — Twilio redirects — the file from its storage without
+    them; a media sid Twilio no longer has is a recorded failure; the activity is kept."""
+    s = await twilio_channel(chat_server, capi, twilio)
+    async with MediaStorage() as cdn:
+        twilio.cdn = cdn  # type: ignore[assignment]
+        cdn.files = {"ME1": (b"\xff\xd8\xff-box-photo", "image/jpeg"),
+                     "ME2": (b"%PDF-1.7 label", "application/pdf")}
+        msid = message_sid()
+        media = f"{twilio.url}/2010-04-01/Accounts/{SID}/Messages/{msid}/Media"
+        mms = {**text("Here is the damaged box", sid=msid), "NumMedia": "3",
+               "MediaUrl0": f"{media}/ME1", "MediaContentType0": "image/jpeg",
+               "MediaUrl1": f"{media}/ME2", "MediaContentType1": "application/pdf",
+               "MediaUrl2": f"{media}/ME3", "MediaContentType2": "image/png"}
+        status, _, _ = await twilio.text_in(mms)
+        assert status == 201
+        (conv,) = await conversations_of(capi, s["channel"]["id"])
+
+        async def settled() -> list[dict[str, Any]] | None:
+            (act,) = await activities(capi, s["key"], conv["id"])
+            atts: list[dict[str, Any]] = act["attachments"]
+            return atts if all(a.get("status") in ("stored", "failed") for a in atts) else None
+        photo, label, gone = await eventually(settled, "the MMS files' downloads", timeout=20)
+    assert (photo["status"], photo["contentType"], label["status"], label["contentType"]) == (
+        "stored", "image/jpeg", "stored", "application/pdf"), (photo, label)
+    assert gone["status"] == "failed" and "returned 404" in gone["error"], gone
+    for att, content in ((photo, b"\xff\xd8\xff-box-photo"), (label, b"%PDF-1.7 label")):
+        async with capi.session.get(capi.base + att["contentUrl"],
+                                    headers={"x-api-key": s["key"]}) as r:
+            assert r.status == 200 and await r.read() == content
+    resources = [r for r in twilio.requests if "/Media/" in r.path]
+    assert sorted(r.path.rsplit("/", 1)[-1] for r in resources) == ["ME1", "ME2", "ME3"]
+    assert all(r.headers["Authorization"] == basic(SID, TOKEN) for r in resources)
+    assert sorted(r.path.rsplit("/", 1)[-1] for r in cdn.requests) == ["ME1", "ME2"]
+    assert not any("Authorization" in r.headers for r in cdn.requests)  # never left Twilio
 
 
 async def test_forged_and_misdirected_signatures_store_nothing(
