@@ -1,10 +1,12 @@
-"""converger.js 1.1 in headless Chromium, from the demo page: delivery_status ticks arrive for a
+"""converger.js in headless Chromium, from the demo page: delivery_status ticks arrive for a
 sent message (its conversation's channel delivers to a loopback webhook receiver), a template
 activity is shown as one, typing is shown apart from the messages, and in Converger mode an
-image is uploaded and sent with sendAttachment."""
+image is uploaded and sent with sendAttachment; in Converger mode, a WhatsApp customer's image
+shows its background download (attachment_status) and a reply its delivery tick."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +20,15 @@ from tests.e2e.test_browser_client import (
     os,
 )
 from tests.integration.realtime.conftest import make_cg_world, user_token
+from tests.integration.whatsapp.conftest import (
+    META_TOKEN,
+    PNID,
+    meta_channel,
+    new_phone,
+    post_inbound,
+)
+from tests.integration.whatsapp.standins import MetaStandIn, meta_text_notification
+from tests.integration.whatsapp.test_media_in import PNG, image_notification
 from tests.support.api import Api
 from tests.support.server import Server
 
@@ -96,3 +107,46 @@ async def test_converger_mode_sends_an_image(server: Server, api: Api, browser: 
     async with api.session.get(server.url + href, headers={"x-api-key": cg["api_key"]}) as r:
         assert r.status == 200 and await r.read() == bytes([137, 80, 78, 71, 13, 10, 26, 10, 1, 2, 3])
     await page.close()
+
+
+async def test_converger_mode_shows_a_download_and_delivery_ticks(
+        server: Server, api: Api, browser: Any) -> None:  # noqa: F811
+    """A WhatsApp customer's image arrives while the demo page (Converger mode, the channel's
+    token) watches: the attachment shows ``pending``, then ``stored`` with its link, from the
+    ``attachment_status`` pushes; the agent's reply gets its ``sent`` tick there too."""
+    async with MetaStandIn(token=META_TOKEN, phone_number_id=PNID) as meta:
+        gate = asyncio.Event()
+        meta.add_media("9001", PNG, "image/png", gate=gate)
+        w = await meta_channel(api, meta, timeout_seconds=30)  # the gate holds the download
+        phone = new_phone()
+        status, body = await post_inbound(api, w["channel"]["id"],
+                                          meta_text_notification(phone, "a photo follows"))
+        assert status == 201, body
+        conv = body["conversation_id"]
+        gen = await api.ok("POST", "/api/v1/converger/tokens/generate",
+                           headers={"authorization": f"Bearer {w['channel']['secret']}"})
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            await page.goto(f"{server.url}/static/demo.html?mode=converger&token={gen['token']}"
+                            f"&conversation={conv}")
+            await page.wait_for_selector("body[data-status=joined]", timeout=10_000)
+            status, body = await post_inbound(api, w["channel"]["id"],
+                                              image_notification(phone, "9001"))
+            assert status == 201 and body["conversation_id"] == conv, body
+            link = page.locator(f"#messages li[data-id='{body['activity_id']}'] a.attachment")
+            await expect(link).to_have_attribute("data-status", "pending", timeout=10_000)
+            reply = await api.post_activity(conv, w["api_key"], text="Got it, thanks",
+                                            sender="agent")
+            await expect(page.locator(f"#messages li[data-id='{reply['id']}']")).to_have_attribute(
+                "data-delivery", "sent", timeout=10_000)
+        finally:
+            gate.set()
+        await expect(link).to_have_attribute("data-status", "stored", timeout=20_000)
+        href = await link.get_attribute("href")
+        assert href and href.startswith(f"/uploads/{w['tenant']['id']}/")
+        async with api.session.get(server.url + href, headers={"x-api-key": w["api_key"]}) as r:
+            assert r.status == 200 and await r.read() == PNG
+        assert errors == []
+        await page.close()
