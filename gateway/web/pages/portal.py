@@ -9,22 +9,24 @@ from __future__ import annotations
 from typing import Any
 
 from sanic import Request
-from sanic.response import HTTPResponse, redirect, text
+from sanic.response import HTTPResponse, text
 
 import adapters
 from store import channels, dashboard, users
 
 from ...auth import actor
 from ...domain import ValidationFailed
+from ...domain import invites as invite_ops
 from ...domain import users as user_ops
 from ...http import gw
 from ..kit import back, flash, form, found, render
-from . import PORTAL
+from . import PORTAL, invites
 from . import channels as channel_pages
 from .channels import set_status
-from .users import change_user, create_tenant_user, new_status
+from .users import change_user, new_status
 
 MANAGERS = ("owner", "admin")
+INVITE_ROLES = ("admin", "member", "viewer")
 
 
 @PORTAL.get("")
@@ -95,10 +97,16 @@ def _managers_only(request: Request) -> HTTPResponse | None:
 
 
 async def _users_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
-    items = await request.app.ctx.db.read(users.list_tenant_users, request.ctx.user.tenant_id)
-    return render(request, "portal/users.html", status=status, users=items,
-                  roles=("admin", "member", "viewer"), can_manage=request.ctx.user.role in MANAGERS,
-                  **extra)
+    tenant_id = request.ctx.user.tenant_id
+    now = request.app.ctx.now_iso()
+
+    def read(conn: Any) -> dict[str, Any]:
+        return {"users": users.list_tenant_users(conn, tenant_id),
+                "invites": invite_ops.pending(conn, tenant_id, now)}
+
+    return render(request, "portal/users.html", status=status, roles=INVITE_ROLES,
+                  can_manage=request.ctx.user.role in MANAGERS,
+                  **await request.app.ctx.db.read(read), **extra)
 
 
 @PORTAL.get("/users")
@@ -106,20 +114,28 @@ async def users_page(request: Request) -> HTTPResponse:
     return await _users_page(request)
 
 
-@PORTAL.post("/users")
-async def user_create(request: Request) -> HTTPResponse:
+@PORTAL.post("/users/invites")
+async def user_invite(request: Request) -> HTTPResponse:
+    """An invitation by link into the signed-in user's tenant (owners are invited from the
+    admin panel, not here)."""
     if (refused := _managers_only(request)) is not None:
         return refused
-    role = form(request, "role")
-    if role == "owner":  # owners are made by an admin of the gateway, not from the portal
-        role = "invalid"
     try:
-        await create_tenant_user(request, request.ctx.user.tenant_id, role)
+        invite, token = await invites.make(request, request.ctx.user.tenant_id, INVITE_ROLES)
     except ValidationFailed as exc:
-        values = {k: form(request, k) for k in ("email", "name", "role")}
+        values = {k: form(request, k) for k in ("email", "role")}
         return await _users_page(request, 422, errors=exc.fields, values=values)
-    flash(request, "User created")
-    return redirect("/portal/users")
+    flash(request, f"Invitation made for {invite.email}: send them the link")
+    return await _users_page(request, 201,
+                             shown_once=invites.shown_once(request, invite.email, token))
+
+
+@PORTAL.post("/users/invites/<invite_id:uuid>/revoke")
+async def invite_revoke(request: Request, invite_id: Any) -> HTTPResponse:
+    if (refused := _managers_only(request)) is not None:
+        return refused
+    return await invites.revoke(request, str(invite_id), request.ctx.user.tenant_id,
+                                "/portal/users")
 
 
 @PORTAL.post("/users/<user_id:uuid>/status")

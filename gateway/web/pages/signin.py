@@ -87,8 +87,8 @@ async def portal_guard(request: Request) -> HTTPResponse | None:
             request.ctx.tenant = tenant
         else:
             kit.replace_session(request, {})
-    if request.path == "/portal/login":
-        return None
+    if request.path == "/portal/login" or request.path.startswith("/portal/invite/"):
+        return None  # signing in, or an invitation link (its token is the credential)
     if request.ctx.user is None:
         flash(request, "You must log in to access this page.", "error")
         return redirect("/portal/login")

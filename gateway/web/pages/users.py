@@ -14,23 +14,18 @@ from store import dashboard, users
 
 from ...auth import actor
 from ...domain import Actor, ValidationFailed
+from ...domain import invites as invite_ops
 from ...domain import users as user_ops
 from ...http import gw
 from .. import kit
 from ..kit import arg, back, flash, form, found, render
-from . import ADMIN
+from . import ADMIN, invites
 
 
 async def create_admin(request: Request, email: str, name: str, password: str, role: str,
                        who: Actor) -> users.AdminUser:
     return await user_ops.create_admin(gw(request), who, email=email, name=name,
                                        password=password, role=role)
-
-
-async def create_tenant_user(request: Request, tenant_id: str, role: str) -> users.TenantUser:
-    return await user_ops.create_tenant_user(
-        gw(request), actor(request), tenant_id=tenant_id, email=form(request, "email"),
-        name=form(request, "name"), password=form(request, "password"), role=role)
 
 
 async def change_user(request: Request, user_id: Any, page: str, action: str,
@@ -99,10 +94,13 @@ async def user_delete(request: Request, user_id: Any) -> HTTPResponse:
 # -- tenant users -------------------------------------------------------------------------------
 async def _tenant_users_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
     tenant_id = arg(request, "tenant_id")
+    scope = tenant_id if kit.is_uuid(tenant_id) else None
+    now = request.app.ctx.now_iso()
 
     def read(conn: Any) -> dict[str, Any]:
-        items = users.list_tenant_users(conn, tenant_id if kit.is_uuid(tenant_id) else None)
-        return {"tenant_users": items, "tenant_list": dashboard.all_names(conn, "tenants"),
+        return {"tenant_users": users.list_tenant_users(conn, scope),
+                "invites": invite_ops.pending(conn, scope, now),
+                "tenant_list": dashboard.all_names(conn, "tenants"),
                 "tenant_names": dict(dashboard.all_names(conn, "tenants"))}
 
     data = await request.app.ctx.db.read(read)
@@ -115,15 +113,17 @@ async def tenant_users_page(request: Request) -> HTTPResponse:
     return await _tenant_users_page(request)
 
 
-@ADMIN.post("/tenant_users")
-async def tenant_user_create(request: Request) -> HTTPResponse:
+@ADMIN.post("/tenant_users/invites")
+async def tenant_user_invite(request: Request) -> HTTPResponse:
+    """An invitation by link: the person chooses their own password (no admin-set ones)."""
     try:
-        await create_tenant_user(request, form(request, "tenant_id"), form(request, "role"))
+        invite, token = await invites.make(request, form(request, "tenant_id"), users.TENANT_ROLES)
     except ValidationFailed as exc:
-        values = {k: form(request, k) for k in ("tenant_id", "email", "name", "role")}
+        values = {k: form(request, k) for k in ("tenant_id", "email", "role")}
         return await _tenant_users_page(request, 422, errors=exc.fields, values=values)
-    flash(request, "Tenant user created")
-    return back(request, "/admin/tenant_users")
+    flash(request, f"Invitation made for {invite.email}: send them the link")
+    return await _tenant_users_page(request, 201,
+                                    shown_once=invites.shown_once(request, invite.email, token))
 
 
 @ADMIN.post("/tenant_users/<user_id:uuid>/status")

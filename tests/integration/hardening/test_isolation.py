@@ -102,12 +102,14 @@ async def _tenant_world(api: Api, admin: Client, name: str) -> dict[str, Any]:
                                headers=api.admin))["data"]
     assert deliveries, "the hook conversation's activity must have made a delivery"
     email = f"owner@{name}.example"
-    await admin.post("/admin/tenant_users", {"tenant_id": t["id"], "name": "Owner", "email": email,
-                                             "password": PORTAL_PASSWORD, "role": "owner"})
+    await admin.add_tenant_user({"tenant_id": t["id"], "name": "Owner", "email": email,
+                                 "password": PORTAL_PASSWORD, "role": "owner"})
     viewer_email = f"viewer@{name}.example"
-    await admin.post("/admin/tenant_users", {"tenant_id": t["id"], "name": "Viewer",
-                                             "email": viewer_email, "password": PORTAL_PASSWORD,
-                                             "role": "viewer"})
+    await admin.add_tenant_user({"tenant_id": t["id"], "name": "Viewer",
+                                 "email": viewer_email, "password": PORTAL_PASSWORD,
+                                 "role": "viewer"})
+    await admin.post("/admin/tenant_users/invites", {"tenant_id": t["id"], "role": "member",
+                                                     "email": f"pending@{name}.example"})
     return {"name": name, "tenant": t, "api_key": t["api_key"], "web": web, "hook": hook,
             "hook2": hook2, "channel_token": ctoken, "conv": conv, "conv2": conv2, "activity": act,
             "user_token": user_token, "user_token2": user_token2, "rule": rule, "hconv": hconv,
@@ -129,6 +131,8 @@ async def world(iso_server: Server, iso_session: aiohttp.ClientSession) -> Async
         for t in (a, b):
             t["user_ids"] = [r[0] for r in conn.execute(
                 "SELECT id FROM tenant_users WHERE tenant_id = ? ORDER BY rowid", (t["tenant"]["id"],))]
+            t["invite_id"] = conn.execute("SELECT id FROM tenant_invites WHERE tenant_id = ?",
+                                          (t["tenant"]["id"],)).fetchone()[0]
     settle_deliveries(iso_server, b["tenant"]["id"])
     portal = Client(iso_server.url)
     assert await portal.login(a["email"], PORTAL_PASSWORD, "portal", tenant=a["name"]) == 302
@@ -162,7 +166,8 @@ def snapshot(server: Server, tenant_id: str) -> dict[str, Any]:
     connection: the server keeps writing other tenants)."""
     tables = {"tenants": "id", "channels": "tenant_id", "conversations": "tenant_id",
               "activities": "tenant_id", "routing_rules": "tenant_id", "uploads": "tenant_id",
-              "tenant_users": "tenant_id", "deliveries": "tenant_id"}
+              "tenant_users": "tenant_id", "deliveries": "tenant_id",
+              "tenant_invites": "tenant_id"}
     volatile: dict[str, tuple[str, ...]] = {}  # B's deliveries are settled: nothing moves
     out: dict[str, Any] = {}
     uri = f"file:{server.data_dir / 'converger.db'}?mode=ro"
@@ -257,7 +262,7 @@ def _ids(world: dict[str, Any], who: str) -> dict[str, str]:
         r = {k: str(uuid.uuid4()) for k in ("tenant_id", "channel_id", "hook_id", "hook2_id",
                                                "conversation_id", "cg_conversation_id",
                                                "rule_id", "delivery_id", "user_id",
-                                               "upload_activity_id")}
+                                               "upload_activity_id", "invite_id")}
         r["file_name"] = f"{uuid.uuid4()}_note.txt"
         return r
     t = world[who]
@@ -265,7 +270,8 @@ def _ids(world: dict[str, Any], who: str) -> dict[str, str]:
             "hook2_id": t["hook2"]["id"], "conversation_id": t["conv"]["id"],
             "cg_conversation_id": t["cg_conv"], "rule_id": t["rule"]["id"],
             "delivery_id": t["delivery"], "user_id": (t.get("user_ids") or [""])[0],
-            "file_name": t["upload_file"], "upload_activity_id": t["upload_activity"]}
+            "file_name": t["upload_file"], "upload_activity_id": t["upload_activity"],
+            "invite_id": t.get("invite_id", "")}
 
 
 RULE = {"routing_rule": {"name": "x", "source_channel_id": "{hook_id}",
@@ -372,6 +378,8 @@ PORTAL: dict[tuple[str, str], Probe] = {
     ("POST", "/portal/users/{user_id}/status"):
         Probe("POST", "/portal/users/{user_id}/status", {"status": "inactive"}),
     ("POST", "/portal/users/{user_id}/delete"): Probe("POST", "/portal/users/{user_id}/delete", {}),
+    ("POST", "/portal/users/invites/{invite_id}/revoke"):
+        Probe("POST", "/portal/users/invites/{invite_id}/revoke", {}),
 }
 # Portal pages without ids: what they show A names nothing of B's (filters for B included).
 PORTAL_LISTS = {
@@ -401,8 +409,13 @@ EXEMPT: dict[tuple[str, str], str] = {
     ("GET", "/portal/health/events"): "an endless event stream of the signed-in user's own tenant "
                                       "(no ids read); test_health_live.py checks another "
                                       "tenant's portal hears none of its changes",
-    ("POST", "/portal/users"): "creates a user in the signed-in user's tenant (no tenant field "
-                               "is read); test_portal_user_create_stays_home checks it",
+    ("POST", "/portal/users/invites"): "invites into the signed-in user's tenant (no tenant "
+                                       "field is read); test_portal_user_create_stays_home "
+                                       "checks it",
+    ("GET", "/portal/invite/{token}"): "an invitation link: its token is the credential "
+                                       "(tests/integration/web/test_invites.py)",
+    ("POST", "/portal/invite/{token}"): "an invitation link: its token is the credential "
+                                        "(tests/integration/web/test_invites.py)",
     ("GET", "/admin/login"): "the sign-in page itself", ("POST", "/admin/login"): "sign-in",
     ("POST", "/admin/logout"): "ends one's own session",
     ("GET", "/admin/setup/{token}"): "one-time first-admin link, only before any admin exists",
@@ -750,10 +763,10 @@ async def test_portal_lists_show_nothing_of_b(world: dict[str, Any]) -> None:
 async def test_portal_user_create_stays_home(world: dict[str, Any]) -> None:
     portal, b = world["portal"], world["B"]
     await portal.get("/portal/users")
-    await portal.post("/portal/users", {"tenant_id": b["tenant"]["id"], "email": "new@a.example",
-                                        "name": "New", "password": "portal pass 22", "role": "member"})
+    await portal.post("/portal/users/invites", {"tenant_id": b["tenant"]["id"],
+                                                "email": "new@a.example", "role": "member"})
     with sqlite3.connect(world["server"].data_dir / "converger.db") as conn:
-        row = conn.execute("SELECT tenant_id FROM tenant_users WHERE email = ?",
+        row = conn.execute("SELECT tenant_id FROM tenant_invites WHERE email = ?",
                            ("new@a.example",)).fetchone()
     assert row == (world["A"]["tenant"]["id"],)
 

@@ -74,6 +74,28 @@ class Client:
             await self.get(headers["location"].replace(self.base, ""))  # picks up the new CSRF
         return status
 
+    async def add_tenant_user(self, data: dict[str, str]) -> tuple[int, str, Any]:
+        """A tenant user as an admin makes one now: an invitation (tenant, e-mail, role) from
+        the Tenant users page, whose link the invited person opens in a browser of their own to
+        choose their name and password. The invitation's refusal (422), else the link's answer
+        (302 to the portal when the account was made)."""
+        await self.get("/admin/tenant_users")
+        status, body, headers = await self.post("/admin/tenant_users/invites", {
+            k: data[k] for k in ("tenant_id", "email", "role") if k in data})
+        if status != 201:
+            return status, body, headers
+        m = re.search(r'id="once-value">([^<]+)<', body)
+        assert m, "the invitation link is shown once"
+        path = "/portal/invite/" + m.group(1).rsplit("/portal/invite/", 1)[1]
+        invited = Client(self.base)
+        try:
+            await invited.get(path)
+            password = data.get("password", "")
+            return await invited.post(path, {"name": data.get("name", ""), "password": password,
+                                             "confirm_password": password})
+        finally:
+            await invited.close()
+
     async def close(self) -> None:
         await self.session.close()
 
@@ -159,3 +181,34 @@ async def admin_page(browser: Any, web_server: Server) -> AsyncIterator[Any]:
     page = await signed_in(browser, web_server.url, ADMIN_EMAIL, ADMIN_PASSWORD)
     yield page
     await page.context.close()
+
+
+async def invite_in_browser(browser: Any, page: Any, base: str, *, tenant: str, email: str,
+                            role: str, name: str, password: str) -> str:
+    """An admin's page (``page``, signed in) invites ``email`` into ``tenant`` (its name) from
+    the Tenant users page; the invited person opens the link in a browser context of their own
+    and chooses their name and password. Returns the link."""
+    from playwright.async_api import expect
+
+    await page.goto(base + "/admin/tenant_users")
+    form = page.locator("#tenant-user-form")
+    await form.locator("select[name=tenant_id]").select_option(label=tenant)
+    await form.locator("input[name=email]").fill(email)
+    await form.locator("select[name=role]").select_option(role)
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator("#shown-once")).to_contain_text("invitation link")
+    link = (await page.locator("#once-value").text_content() or "").strip()
+    context = await browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(8000)
+    try:
+        invited = await context.new_page()
+        await invited.goto(link)
+        accept = invited.locator("#invite-form")
+        await accept.locator("input[name=name]").fill(name)
+        await accept.locator("input[name=password]").fill(password)
+        await accept.locator("input[name=confirm_password]").fill(password)
+        await accept.locator("button[type=submit]").click()
+        await invited.wait_for_url(f"{base}/portal")
+    finally:
+        await context.close()
+    return link

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+from functools import partial
 
 from tests.support.api import Api
 from tests.support.server import Server
@@ -30,7 +31,7 @@ def _row_id(body: str, needle: str, action: str) -> str:
 async def test_deactivating_a_tenant_user_ends_their_session_and_refuses_logins(
         admin: Client, web_server: Server, web_api: Api) -> None:
     t = await web_api.tenant("deactivated-user")
-    status, body, _ = await admin.post("/admin/tenant_users", {
+    status, body, _ = await admin.add_tenant_user({
         "tenant_id": t["id"], "name": "Dee", "email": "dee@deact.example",
         "password": "portal pass 1", "role": "member"})
     assert status == 302, ERRORS.findall(body)
@@ -100,18 +101,22 @@ async def test_account_validation(admin: Client, web_server: Server, web_api: Ap
         ({"name": ""}, "can't be blank"),
         ({"role": "emperor"}, "is invalid"),
     ]
-    for path, base in (("/admin/users", good),
-                       ("/admin/tenant_users", {**good, "tenant_id": t["id"], "role": "member"})):
+    tenant_user = {**good, "tenant_id": t["id"], "role": "member"}
+    for path, base in (("/admin/users", good), ("invite", tenant_user)):
+        # A tenant user's e-mail and role are checked with the invitation, the name and
+        # password when the invited person chooses them.
+        post = admin.add_tenant_user if path == "invite" else partial(admin.post, path)
         for change, said in cases:
-            status, body, _ = await admin.post(path, {**base, **change})
+            status, body, _ = await post({**base, **change})
             assert status == 422, (path, change)
             assert said in _errors(body), (path, change, _errors(body))
         # Exactly the minimum is enough; the same address again is taken.
-        status, body, _ = await admin.post(path, base)
+        status, body, _ = await post(base)
         assert status == 302, (path, ERRORS.findall(body))
-        status, body, _ = await admin.post(path, {**base, "email": base["email"].upper()})
-        assert status == 422 and "has already been taken" in _errors(body)
-    status, body, _ = await admin.post("/admin/tenant_users", {
+        status, body, _ = await post({**base, "email": base["email"].upper()})
+        taken = "has already been taken" if path != "invite" else "already has an account"
+        assert status == 422 and taken in _errors(body), _errors(body)
+    status, body, _ = await admin.add_tenant_user({
         **good, "email": "x@valid.example", "role": "member",
         "tenant_id": "00000000-0000-4000-8000-000000000000"})
     assert status == 422 and "does not exist" in _errors(body)

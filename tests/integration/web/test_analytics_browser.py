@@ -107,9 +107,10 @@ async def world(analytics_server: Server) -> AsyncIterator[dict[str, Any]]:
                                     out["northwind"]["api_key"], text=f"now {i}")
         admin = Client(analytics_server.url)
         assert await admin.login(EMAIL, PASSWORD) == 302
-        await admin.post("/admin/tenant_users", {
+        status, _, _ = await admin.add_tenant_user({
             "tenant_id": out["northwind"]["tenant"]["id"], "name": "Owner", "email": PORTAL_EMAIL,
             "password": PORTAL_PASSWORD, "role": "owner"})
+        assert status == 302
         await admin.close()
         yield out
 

@@ -13,7 +13,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.integration.web.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, needs_chromium, signed_in
+from tests.integration.web.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    invite_in_browser,
+    needs_chromium,
+    signed_in,
+)
 from tests.support.api import Api
 from tests.support.server import Server
 
@@ -168,14 +174,9 @@ async def test_portal_user_cannot_reach_another_tenants_conversation(
     base = web_server.url
     a = await web_api.setup("tenant-a")
     b = await web_api.setup("tenant-b")
+    await invite_in_browser(browser, page, base, tenant="tenant-a", email="ada@a.example",
+                            role="owner", name="Ada", password="ada password")
     await page.goto(base + "/admin/tenant_users")
-    form = page.locator("#tenant-user-form")
-    await form.locator("select[name=tenant_id]").select_option(label="tenant-a")
-    await form.locator("input[name=name]").fill("Ada")
-    await form.locator("input[name=email]").fill("ada@a.example")
-    await form.locator("input[name=password]").fill("ada password")
-    await form.locator("select[name=role]").select_option("owner")
-    await form.locator("button[type=submit]").click()
     await expect(page.locator("tr[data-user='ada@a.example']")).to_have_count(1)
 
     portal = await _login(browser, base, "ada@a.example", "ada password", "portal", "tenant-a")

@@ -17,11 +17,19 @@ import aiohttp
 from aiohttp import web
 
 from tests.integration.realtime.phx import Phx
-from tests.integration.web.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Client, create_admin
-from tests.integration.web.test_browser import _login, browser, pytestmark  # noqa: F401
+from tests.integration.web.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    Client,
+    create_admin,
+    needs_chromium,
+)
+from tests.integration.web.test_browser import _login
 from tests.support.api import Api
 from tests.support.server import Server
 from tests.support.serving import serving
+
+pytestmark = needs_chromium
 
 SOCKET = "/socket/websocket"
 PORTAL_PASSWORD = "portal pass 1"
@@ -52,7 +60,7 @@ async def _join(phx: Phx, topic: str) -> dict[str, Any]:
 
 
 async def test_health_changed_reaches_the_dashboards_and_the_tenants_sockets(
-        tmp_path: Path, session: aiohttp.ClientSession, browser: Any) -> None:  # noqa: F811
+        tmp_path: Path, session: aiohttp.ClientSession, browser: Any) -> None:
     create_admin(tmp_path, ADMIN_EMAIL, ADMIN_PASSWORD)
     srv = Server(tmp_path, env={"CONVERGER_HEALTH_INTERVAL": "1"}).start()
 
@@ -103,11 +111,11 @@ async def test_health_changed_reaches_the_dashboards_and_the_tenants_sockets(
 
             # Both dashboards are open, showing the channel as unknown.
             assert await admin.login(ADMIN_EMAIL, ADMIN_PASSWORD) == 302
-            status, body, _ = await admin.post("/admin/tenant_users", {
+            status, body, _ = await admin.add_tenant_user({
                 "tenant_id": tenant["id"], "name": "P", "email": "p@live.example",
                 "password": PORTAL_PASSWORD, "role": "member"})
             assert status == 302, body
-            status, body, _ = await admin.post("/admin/tenant_users", {
+            status, body, _ = await admin.add_tenant_user({
                 "tenant_id": other["id"], "name": "Q", "email": "q@other.example",
                 "password": PORTAL_PASSWORD, "role": "member"})
             assert status == 302, body

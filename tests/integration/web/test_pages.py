@@ -262,9 +262,9 @@ async def test_portal_retries_only_its_own_deliveries(admin: Client, web_api: Ap
                      "WHERE tenant_id IN (?, ?)", (mine["tenant"]["id"], other["tenant"]["id"]))
         theirs = conn.execute("SELECT id FROM deliveries WHERE tenant_id = ?",
                               (other["tenant"]["id"],)).fetchone()[0]
-    await admin.post("/admin/tenant_users", {"tenant_id": mine["tenant"]["id"], "name": "M",
-                                             "email": "m@mine.example", "password": "portal pass 1",
-                                             "role": "member"})
+    await admin.add_tenant_user({"tenant_id": mine["tenant"]["id"], "name": "M",
+                                 "email": "m@mine.example", "password": "portal pass 1",
+                                 "role": "member"})
     member = Client(web_server.url)
     try:
         assert await member.login("m@mine.example", "portal pass 1", "portal",

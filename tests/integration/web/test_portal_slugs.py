@@ -22,7 +22,7 @@ PASSWORD = "portal pass 1"
 
 
 async def _user(admin: Client, tenant_id: str, email: str, password: str = PASSWORD) -> None:
-    status, body, _ = await admin.post("/admin/tenant_users", {
+    status, body, _ = await admin.add_tenant_user({
         "tenant_id": tenant_id, "name": "U", "email": email, "password": password,
         "role": "member"})
     assert status == 302, body

@@ -14,7 +14,7 @@ PASSWORD = "portal pass 1"
 async def test_a_disabled_tenants_portal_is_closed(admin: Client, web_api: Api,
                                                    web_server: Server) -> None:
     t = await web_api.tenant("Paused Co")
-    status, body, _ = await admin.post("/admin/tenant_users", {
+    status, body, _ = await admin.add_tenant_user({
         "tenant_id": t["id"], "name": "U", "email": "u@paused.example", "password": PASSWORD,
         "role": "owner"})
     assert status == 302, body

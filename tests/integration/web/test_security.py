@@ -286,7 +286,7 @@ async def test_no_secret_appears_in_any_page_after_creation(admin: Client, web_a
 async def test_user_changes_are_audited_with_the_actor_and_no_password(admin: Client,
                                                                        web_api: Api) -> None:
     t = await web_api.tenant("audited")
-    status, _, _ = await admin.post("/admin/tenant_users", {
+    status, _, _ = await admin.add_tenant_user({
         "tenant_id": t["id"], "name": "Tu", "email": "tu@example.com",
         "password": "tenant pass 1", "role": "member"})
     assert status == 302
@@ -298,7 +298,7 @@ async def test_user_changes_are_audited_with_the_actor_and_no_password(admin: Cl
 
 # -- portal ------------------------------------------------------------------------------------
 async def _portal_user(admin: Client, tenant: dict, email: str, role: str) -> None:
-    status, body, _ = await admin.post("/admin/tenant_users", {
+    status, body, _ = await admin.add_tenant_user({
         "tenant_id": tenant["id"], "name": email.split("@")[0], "email": email,
         "password": "portal pass 1", "role": role})
     assert status == 302, re.findall(r'class="errors">([^<]+)', body)
@@ -365,8 +365,8 @@ async def test_portal_roles(admin: Client, web_server: Server, web_api: Api) -> 
                               headers=web_api.admin)
         assert ch["data"]["status"] == "inactive"
         # Members do not manage users.
-        status, _, _ = await member.post("/portal/users", {"name": "n", "email": "n@r.example",
-                                                           "password": "12345678", "role": "admin"})
+        status, _, _ = await member.post("/portal/users/invites", {"email": "n@r.example",
+                                                                   "role": "admin"})
         assert status == 403
     finally:
         await viewer.close()
