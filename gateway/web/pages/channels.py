@@ -46,7 +46,10 @@ CONFIG_FIELDS: dict[str, list[tuple[str, str, bool, bool, str]]] = {
          "Any text you choose; paste the same into WhatsApp → Configuration → Webhook → "
          "Verify token"),
         ("app_secret", "App secret (signature check; needed to receive)", True, False,
-         "App settings → Basic → App secret (Show)")],
+         "App settings → Basic → App secret (Show)"),
+        ("business_account_id", "WhatsApp Business Account id (to sync templates)", False,
+         False, "WhatsApp Manager → Account tools → or API Setup: the WhatsApp Business Account "
+         "ID (digits); needed by the Sync templates action")],
     "whatsapp_infobip": [
         ("base_url", "Base URL", False, True,
          "Infobip portal → home page (or Developers → API keys): your personal base URL, "

@@ -22,6 +22,8 @@ async def test_sync_button_and_templates_card(admin: Client, web_api: Api) -> No
         page = f"/admin/channels/{channel['id']}"
         status, body, _ = await admin.get(page)
         assert status == 200 and "No templates synced yet" in body
+        # The account id the sync needs is a field of the channel's form.
+        assert 'name="config.whatsapp_meta.business_account_id"' in body
         assert f'action="{page}/actions/sync_templates"' in body
         status, body, _ = await admin.post(f"{page}/actions/sync_templates", {})
         assert status == 200 and "Sync templates: done" in html.unescape(body)
