@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -58,6 +60,8 @@ SENDS: dict[str, MediaSpec] = {
     "sticker": MediaSpec(max_bytes=500 * 1024, caption=False,
                          content_types=frozenset({"image/webp"})),
 }
+UPLOAD_REUSE_SECONDS = 86_400.0  # a gateway upload's Meta media id is reused for a day
+UPLOAD_CACHE_SIZE = 4096
 TEMPLATE_PAGES = 20  # at most 2,000 templates a sync (a WABA may have 250 per number)
 # Graph error codes that mean "later, not never" even when the HTTP status is a 4xx:
 # throttling (4, 80007, 130429, 131048, 131056) and temporary service trouble (1, 2, 131000,
@@ -66,6 +70,9 @@ RETRYABLE_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131048, 131
 
 
 class WhatsAppMetaAdapter(BaseAdapter):
+    """One instance per process (the registry's); it remembers the media ids of the gateway's
+    own uploads it sent to Meta (``media_upload``), so a retry or a resend reuses the id."""
+
     type: ClassVar[str] = "whatsapp_meta"
     secret_fields: ClassVar[tuple[str, ...]] = ("access_token", "app_secret")
     delivers: ClassVar[bool] = True
@@ -119,7 +126,7 @@ class WhatsAppMetaAdapter(BaseAdapter):
         config = channel.config
         meta: dict[str, Any] = {"recipient": to}
         if config.get("media_upload") is True and chosen is not None and chosen.link:
-            uploaded = await self.upload_media(session, config, chosen)
+            uploaded = await self.uploaded_media(session, channel, chosen)
             if isinstance(uploaded, DeliveryResult):
                 return uploaded
             part = content[chosen.kind]
@@ -145,6 +152,38 @@ class WhatsAppMetaAdapter(BaseAdapter):
         if message_id:
             meta["whatsapp_message_id"] = message_id
         return DeliveryResult(ok=True, provider_message_id=message_id, metadata=meta)
+
+    def __init__(self) -> None:
+        # (Graph URL, phone number id, gateway upload path) → (media id, monotonic expiry)
+        self._uploaded: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
+
+    def _upload_key(self, channel: ChannelInfo, link: str) -> tuple[str, str, str] | None:
+        """The cache key of a link to one of the gateway's own uploads (immutable files: the
+        name carries the upload id), None for any other link (whose content may change)."""
+        base = channel.inbound_url.split("/api/v1/channels/", 1)[0]
+        path = link.split("?", 1)[0]
+        if not base or not path.startswith(base + "/uploads/"):
+            return None
+        return (self.graph_url(channel.config), str(channel.config["phone_number_id"]),
+                path[len(base):])
+
+    async def uploaded_media(self, session: Any, channel: ChannelInfo, chosen: Chosen
+                             ) -> str | DeliveryResult:
+        """``upload_media``, once per gateway upload for a day (Meta keeps an uploaded file 30
+        days): a retry of the same delivery, or the same file sent again, reuses its id."""
+        key = self._upload_key(channel, chosen.link or "")
+        now = time.monotonic()
+        if key is not None:
+            hit = self._uploaded.get(key)
+            if hit is not None and hit[1] > now:
+                self._uploaded.move_to_end(key)
+                return hit[0]
+        got = await self.upload_media(session, channel.config, chosen)
+        if key is not None and isinstance(got, str):
+            self._uploaded[key] = (got, now + UPLOAD_REUSE_SECONDS)
+            while len(self._uploaded) > UPLOAD_CACHE_SIZE:
+                self._uploaded.popitem(last=False)
+        return got
 
     async def upload_media(self, session: Any, config: Mapping[str, Any], chosen: Chosen
                            ) -> str | DeliveryResult:

@@ -191,6 +191,7 @@ class MetaStandIn(StandIn):
         self.waba_id = "102290129340398"
         self.media: dict[str, dict[str, Any]] = {}
         self.cdn: dict[str, tuple[bytes, str]] = {}
+        self.upload_script: list[Reply] = []  # answers to the next media uploads
         self._hang = asyncio.Event()
         self.templates: list[dict[str, Any]] = sample("meta_message_templates.json")["data"]
 
@@ -264,9 +265,9 @@ class MetaStandIn(StandIn):
             return web.json_response(meta_error(
                 "Error validating access token: Session has expired.", 190, error_subcode=463),
                 status=401)
-        scripted = await self.scripted()
-        if scripted is not None:
-            return scripted
+        if self.upload_script:  # the upload's own script: the sends keep theirs
+            reply = self.upload_script.pop(0)
+            return web.json_response(reply.body, status=reply.status, headers=reply.headers)
         upload = fields.get("file")
         if problem is None:
             problem = (

@@ -91,7 +91,7 @@ async def test_uploaded_to_meta_then_sent_by_id(wapi: Api, meta: MetaStandIn) ->
 async def test_upload_refused_fails_at_once_unanswered_is_retried(
         wapi: Api, meta: MetaStandIn) -> None:
     w = await _thread(wapi, meta)
-    meta.script = [Reply(400, meta_error("(#131053) Media upload error", 131053,
+    meta.upload_script = [Reply(400, meta_error("(#131053) Media upload error", 131053,
                                          error_data={"messaging_product": "whatsapp",
                                                      "details": "Unsupported file type"}))]
     refused = await _upload(wapi, w, PNG, "a.png", "image/png", "one")
@@ -99,7 +99,8 @@ async def test_upload_refused_fails_at_once_unanswered_is_retried(
     assert d["attempts"] == 1 and "media upload returned 400" in d["last_error"], d
     assert "Media upload error" in d["last_error"]
 
-    meta.script = [Reply(503, meta_error("Service temporarily unavailable", 2, "OAuthException"))]
+    meta.upload_script = [Reply(503, meta_error("Service temporarily unavailable", 2,
+                                                "OAuthException"))]
     later = await _upload(wapi, w, PNG, "b.png", "image/png", "two")
     d = await delivery_of(wapi, later["id"], lambda d: d["status"] == "sent")
     assert d["attempts"] == 2, d
@@ -126,3 +127,24 @@ async def test_upload_setting_is_validated(wapi: Api, meta: MetaStandIn) -> None
             "phone_number_id": "1", "access_token": "t", "verify_token": "v",
             "allow_unsigned": True, "media_upload": "yes"}})
     assert status == 422 and "media_upload" in body["detail"], body
+
+
+async def test_a_gateway_upload_goes_to_meta_once(wapi: Api, meta: MetaStandIn) -> None:
+    """A retry after Meta failed the send, and the same upload sent again later, reuse the
+    media id Meta gave it: the file is uploaded once."""
+    w = await _thread(wapi, meta)
+    before = len(meta.media)
+    # The upload is taken; then the send itself fails once (a 500) and is retried.
+    meta.script = [Reply(500, meta_error("An unexpected error", 2))]
+    first = await _upload(wapi, w, PNG, "aloe.png", "image/png", "first")
+    d = await delivery_of(wapi, first["id"], lambda d: d["status"] in ("sent", "failed"))
+    assert d["status"] == "sent" and d["attempts"] == 2, d
+    again = await wapi.post_activity(w["conversation_id"], w["api_key"], text="again",
+                                     sender="agent", attachments=[{"upload_id": first["upload_id"]}])
+    await delivery_of(wapi, again["id"], lambda d: d["status"] == "sent")
+    assert len([r for r in meta.requests if r.path.endswith("/media")]) == 1
+    assert len(meta.media) == before + 1
+    sends = [r.body for r in meta.requests if r.path.endswith("/messages")]
+    [media_id] = {s["image"]["id"] for s in sends}
+    assert [s["image"].get("caption") for s in sends] == ["first", "first", "again"]
+    assert media_id in meta.media
