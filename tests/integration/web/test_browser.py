@@ -100,6 +100,9 @@ async def test_login_create_a_tenant_and_a_channel_of_each_type(page: Any, web_s
         await form.locator("[data-step-add]").click()
         row = form.locator("[data-step]").last
         await row.locator("select[data-step-type]").select_option(kind)
+        # Only the chosen type's inputs show.
+        await expect(row.locator(f"[data-step-field={kind}]").first).to_be_visible()
+        await expect(row.locator("[data-step-field=content_filter]")).to_be_hidden()
         await row.locator(f"[name$='.{key}']").fill(value)
     await form.locator("button[type=submit]").click()
     await expect(page.locator("tr[data-channel='b-steps'] td").nth(7)).to_have_text("2")
@@ -279,18 +282,38 @@ async def test_screenshots(browser: Any, tmp_path: Path) -> None:
 
     create_admin(tmp_path, "ops@northwind.example", "screenshot pw")
     srv = Server(tmp_path).start()
+    # A loopback receiver for the test event (answers 200).
+    receiver = web.Application()
+
+    async def take(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text="ok")
+
+    receiver.router.add_post("/hook", take)
+    runner = web.AppRunner(receiver)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    hook_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
     try:
         async with aiohttp.ClientSession() as http:
             api = Api(http, srv.url)
             shop = await api.setup("Northwind", type="websocket")
             await api.tenant("Acme Corp")
             hook = await api.channel(shop["tenant"]["id"], name="crm-webhook", type="webhook",
-                                     mode="duplex", config={"url": "https://crm.example/hook"})
+                                     mode="duplex", config={"url": hook_url},
+                                     transformations=[
+                                         {"type": "add_prefix", "prefix": "[shop] "},
+                                         {"type": "set_metadata", "values": {"source": "shop"}}])
             wa = await api.channel(shop["tenant"]["id"], name="whatsapp", type="whatsapp_meta",
                                    mode="duplex", config={
                                        "phone_number_id": "1065", "access_token": "x",
                                        "verify_token": "northwind-verify-7c1e",
-                                       "app_secret": "meta-app-secret"})
+                                       "app_secret": "meta-app-secret"},
+                                   transformations=[{"type": "truncate_text", "max_length": 1000}])
+            await api.ok("POST", "/api/admin/tenant_users", 201, headers=api.admin, json={
+                "tenant_id": shop["tenant"]["id"], "email": "owner@northwind.example",
+                "name": "Olga", "role": "owner", "password": "northwind owner pw"})
             tok = await api.channel_token(hook["id"])
             conv = await api.conversation(tok)
             lines = [("customer-42", "Hi! Is my order #1881 on its way?"),
@@ -348,6 +371,31 @@ async def test_screenshots(browser: Any, tmp_path: Path) -> None:
         await page.screenshot(path=str(SHOTS / "delivery.png"), full_page=True)
         await page.goto(f"{srv.url}/admin/conversations?q=maria")
         await page.screenshot(path=str(SHOTS / "conversations.png"), full_page=True)
+        await page.goto(f"{srv.url}/admin/channels")
+        await page.locator("tr[data-channel='crm-webhook'] summary").click()
+        await page.screenshot(path=str(SHOTS / "channels.png"), full_page=True)
+        await page.goto(f"{srv.url}/admin/tenant_users")
+        form = page.locator("#tenant-user-form")
+        await form.locator("select[name=tenant_id]").select_option(label="Northwind")
+        await form.locator("input[name=email]").fill("sam@northwind.example")
+        await form.locator("select[name=role]").select_option("member")
+        await form.locator("button[type=submit]").click()
+        await page.wait_for_selector("#shown-once")
+        link = (await page.locator("#once-value").text_content() or "").strip()
+        await page.screenshot(path=str(SHOTS / "tenant-users.png"), full_page=True)
+        await page.context.close()
+        invited = await browser.new_context(viewport={"width": 1360, "height": 900})
+        page = await invited.new_page()
+        await page.goto(link)
+        await page.fill("#invite-form input[name=name]", "Sam")
+        await page.screenshot(path=str(SHOTS / "invite.png"), full_page=True)
+        await invited.close()
+        page = await _login(browser, srv.url, "owner@northwind.example", "northwind owner pw",
+                            "portal", "northwind")
+        await page.goto(f"{srv.url}/portal/channels/{hook['id']}")
+        await page.get_by_role("button", name="Send test event").click()
+        await page.wait_for_selector("#test-result .result")
+        await page.screenshot(path=str(SHOTS / "portal-channel.png"), full_page=True)
         await page.context.close()
         # The same on a phone (390×844): the menu collapses, tables scroll inside their card.
         phone = await browser.new_context(viewport={"width": 390, "height": 844})
@@ -363,6 +411,12 @@ async def test_screenshots(browser: Any, tmp_path: Path) -> None:
         await page.screenshot(path=str(SHOTS / "phone-conversation.png"), full_page=True)
         await page.click("button.menu-toggle")
         await page.screenshot(path=str(SHOTS / "phone-menu.png"))
+        await page.goto(f"{srv.url}/admin/channels/{hook['id']}")
+        await page.screenshot(path=str(SHOTS / "phone-channel.png"), full_page=True)
+        await page.goto(f"{srv.url}/admin/channels")
+        await page.locator("tr[data-channel='crm-webhook'] summary").click()
+        await page.screenshot(path=str(SHOTS / "phone-channels.png"))
         await phone.close()
     finally:
         srv.stop()
+        await runner.cleanup()

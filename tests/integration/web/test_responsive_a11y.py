@@ -5,6 +5,7 @@ or critical violation (issue 23)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from tests.integration.web.conftest import (
     ADMIN_PASSWORD,
     DESKTOP,
     PHONE,
+    Client,
     invite_in_browser,
     needs_chromium,
     signed_in,
@@ -70,10 +72,12 @@ def _pages(w: dict[str, Any]) -> dict[str, list[str]]:
         "admin": ["/admin", "/admin/tenants", "/admin/channels", f"/admin/channels/{cid}",
                   "/admin/conversations", f"/admin/conversations/{conv}", "/admin/deliveries",
                   f"/admin/deliveries/{did}", "/admin/routing_rules", "/admin/audit_logs",
-                  "/admin/users", "/admin/tenant_users", "/admin/tokens"],
+                  "/admin/users", "/admin/tenant_users", "/admin/tokens", "/admin/account",
+                  "/admin/tiers", "/admin/analytics"],
         "portal": ["/portal", "/portal/channels", f"/portal/channels/{cid}", "/portal/conversations",
                    f"/portal/conversations/{conv}", "/portal/deliveries",
-                   f"/portal/deliveries/{did}", "/portal/routing_rules", "/portal/users"],
+                   f"/portal/deliveries/{did}", "/portal/routing_rules", "/portal/users",
+                   "/portal/analytics", "/portal/tier"],
     }
 
 
@@ -98,7 +102,7 @@ async def _check(page: Any, base: str, path: str, phone: bool) -> list[str]:
     else:
         await expect(page.get_by_role("button", name="Log out")).to_be_visible()
     await expect(page.locator("a.skip-link")).to_have_count(1)
-    await expect(page.locator(".side nav [aria-current=page]")).to_have_count(1)
+    await expect(page.locator(".side [aria-current=page]")).to_have_count(1)
     problems += [f"{path}: {v}" for v in await _axe(page)]
     return problems
 
@@ -129,3 +133,33 @@ async def test_every_page_fits_and_passes_axe(
 
 
 _WORLD: dict[str, Any] = {}
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+async def test_signed_out_pages_fit_and_pass_axe(
+    browser: Any, web_server: Server, admin: Client, web_api: Api, viewport: str
+) -> None:
+    """The sign-in pages and an invitation link's page (valid, and used up)."""
+    tenant = await web_api.tenant(f"a11y-invite-{viewport}")
+    status, body, _ = await admin.post("/admin/tenant_users/invites", {
+        "tenant_id": tenant["id"], "email": f"new-{viewport}@a11y.example", "role": "member"})
+    assert status == 201
+    link = re.search(r'id="once-value">([^<]+)<', body).group(1)  # type: ignore[union-attr]
+    path = "/portal/invite/" + link.rsplit("/portal/invite/", 1)[1]
+    context = await browser.new_context(viewport=PHONE if viewport == "phone" else DESKTOP,
+                                        bypass_csp=True)
+    context.set_default_timeout(8000)
+    problems = []
+    try:
+        page = await context.new_page()
+        for url, code in (("/admin/login", 200), ("/portal/login", 200), (path, 200),
+                          ("/portal/invite/used-or-unknown", 404)):
+            response = await page.goto(web_server.url + url)
+            assert response is not None and response.status == code, (url, response)
+            wide = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            if wide[0] > wide[1]:
+                problems.append(f"{url}: page scrolls sideways ({wide[0]} > {wide[1]} px)")
+            problems += [f"{url}: {v}" for v in await _axe(page)]
+    finally:
+        await context.close()
+    assert not problems, "\n".join(problems)
