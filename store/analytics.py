@@ -38,6 +38,7 @@ STAGES = ("sent", "delivered", "read")  # accepted → sent, sent → delivered,
 LATENCY_BOUNDS = (100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000,
                   900_000, 3_600_000, 21_600_000, 86_400_000)
 REASON_MAX = 120
+TOP = 10  # conversations kept per channel and day once the day is folded
 
 # The bench turns the write-path part off to measure what it costs (tests/bench/).
 ENABLED = True
@@ -54,7 +55,7 @@ def _bump(conn: sqlite3.Connection, span: int, tenant_id: str, channel_id: str, 
     conn.execute(
         f"""INSERT INTO {table} (tenant_id, channel_id, bucket, kind, key, n)
             VALUES (?, ?, ?, ?, ?, ?)
-            ON CONFLICT (tenant_id, bucket, channel_id, kind, key)
+            ON CONFLICT (kind, bucket, tenant_id, channel_id, key)
             DO UPDATE SET n = {table}.n + excluded.n""",
         (tenant_id, channel_id, at - at % span, kind, key, n))
 
@@ -144,15 +145,19 @@ def watermarks(conn: sqlite3.Connection) -> dict[int, int]:
 def _fold(conn: sqlite3.Connection, src: int, dst: int, kinds: tuple[str, ...],
           now: int) -> int:
     """Recompute the ``dst`` buckets that ended at least SETTLE ago from the ``src`` rows;
-    returns the new watermark. From one bucket before the last watermark: a write that was
-    late for it is counted on the next run (source rows are dropped only once folded)."""
+    returns the new watermark. Shortly after the watermark moved, from one bucket before it: a
+    write that was late for that bucket (a request whose time was read before it waited for the
+    write lock, seconds at most) is counted on the next run. Source rows are dropped only once
+    folded."""
     done = (now - SETTLE) // dst * dst
     mark = _state(conn, f"folded:{dst}")
     if mark is None:  # the first run: from the oldest row there is
         first = conn.execute(f"SELECT min(bucket) FROM {TABLES[src]}").fetchone()[0]
         start = int(first) if first is not None else done
+    elif now - SETTLE - mark < SETTLE:
+        start = mark - dst  # just after the last bucket was folded: refold it (late writes)
     else:
-        start = mark - dst
+        start = mark
     start -= start % dst
     if start >= done:
         return mark or 0
@@ -174,12 +179,35 @@ def _fold(conn: sqlite3.Connection, src: int, dst: int, kinds: tuple[str, ...],
     return done
 
 
+def _top(conn: sqlite3.Connection, start: int, done: int) -> None:
+    """Each channel's ``TOP`` busiest conversations of each day in ``[start, done)`` as
+    ``top`` rows (recomputed), from the day's ``conversation`` rows — which then need not be
+    kept: a 30-day ranking reads 20 rows per channel and day, not one per conversation."""
+    conn.execute("DELETE FROM analytics_day WHERE kind = 'top' AND bucket >= ? AND bucket < ?",
+                 (start, done))
+    conn.execute(
+        f"""INSERT INTO analytics_day (kind, bucket, tenant_id, channel_id, key, n)
+            SELECT 'top', bucket, tenant_id, channel_id, key, n FROM (
+                SELECT bucket, tenant_id, channel_id, key, n,
+                       row_number() OVER (PARTITION BY bucket, tenant_id, channel_id
+                                          ORDER BY n DESC, key) AS place
+                  FROM analytics_day
+                 WHERE kind = 'conversation' AND bucket >= ? AND bucket < ?) ranked
+             WHERE place <= {TOP}""", (start, done))
+
+
 def fold(conn: sqlite3.Connection, now: int) -> dict[str, int]:
     """One run of the rollup job at Unix time ``now`` (one transaction): minutes → hours,
-    hours → days, then old buckets dropped. Idempotent."""
+    hours → days, each day's busiest conversations, then old buckets dropped. Idempotent."""
     hour = _fold(conn, MINUTE, HOUR, ("count",), now)
     # Days are folded only up to what the hours hold complete.
+    mark = _state(conn, f"folded:{DAY}")
     day = _fold(conn, HOUR, DAY, ("count", "latency", "failure"), min(now, hour + SETTLE))
+    if day:
+        _top(conn, (mark - DAY) if mark is not None else 0, day)
+        # A day's own rows are kept while it may still be refolded (one day), then its top.
+        conn.execute("DELETE FROM analytics_day WHERE kind = 'conversation' AND bucket < ?",
+                     (min(day - DAY, now - 2 * DAY),))
     dropped = 0
     # A bucket goes when it is past its retention and folded into the next table up (with
     # one bucket's margin: the next run refolds the last one).
@@ -275,6 +303,9 @@ def report(conn: sqlite3.Connection, start: int, end: int, step: int, *,
     whole hours, or days, that overlap the range), per-channel totals."""
     buckets = list(range(start - start % step, end, step))
     counts = sums(conn, "count", start, end, step, tenant_id=tenant_id, channel_id=channel_id)
+    per_channel = sums(conn, "count", start, end, 0, tenant_id=tenant_id,
+                       channel_id=channel_id, by_channel=True,
+                       spans=_parts(conn, start, end, step))
     series = {key: [counts.get((b, key), 0) for b in buckets] for key in COUNTS}
 
     # Latency and failures are kept per hour (and day): the hours overlapping the range.
@@ -295,18 +326,20 @@ def report(conn: sqlite3.Connection, start: int, end: int, step: int, *,
 
     dlo, dhi = _covering(start, end, DAY)
     where, params = _where(tenant_id, channel_id)
+    # Folded days by their top conversations, the others by all of theirs.
+    split = max(dlo, min(dhi, watermarks(conn)[DAY]))
     busiest = conn.execute(
         f"""SELECT key, channel_id, tenant_id, sum(n) AS total FROM analytics_day
-             WHERE kind = 'conversation' AND bucket >= ? AND bucket < ?{where}
+             WHERE ((kind = 'top' AND bucket >= ? AND bucket < ?)
+                    OR (kind = 'conversation' AND bucket >= ? AND bucket < ?)){where}
              GROUP BY key, channel_id, tenant_id ORDER BY total DESC, key LIMIT ?""",
-        (dlo, dhi, *params, top)).fetchall()
+        (dlo, split, split, dhi, *params, top)).fetchall()
 
-    per_channel = sums(conn, "count", start, end, 0, tenant_id=tenant_id,
-                       channel_id=channel_id, by_channel=True)
     channels: dict[str, dict[str, int]] = {}
     for (_, chan, key), n in per_channel.items():
         if chan:
-            channels.setdefault(chan, dict.fromkeys(COUNTS, 0))[key] = n
+            row = channels.setdefault(chan, dict.fromkeys(COUNTS, 0))
+            row[key] = row.get(key, 0) + n
     return {
         "buckets": buckets, "step": step,
         "activities": {"in": series["in"], "out": series["out"]},

@@ -10,7 +10,7 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from store import analytics, channels, tenants
+from store import analytics, channels, dashboard, tenants
 from store.util import iso
 
 from ..context import Gateway
@@ -145,12 +145,7 @@ def read(conn: sqlite3.Connection, w: Window, *, tenant_id: str | None,
 
 
 def _names(conn: sqlite3.Connection, ids: set[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for cid in ids:
-        ch = channels.get(conn, cid)
-        if ch is not None:
-            out[cid] = ch.name
-    return out
+    return dashboard.names(conn, "channels", ids)
 
 
 async def report(gw: Gateway, w: Window, *, tenant_id: str | None,

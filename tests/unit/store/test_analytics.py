@@ -125,9 +125,13 @@ def test_a_late_write_is_folded_on_the_next_run(conn: sqlite3.Connection) -> Non
     # A slow request committed after the fold, stamped with a time in the folded hour.
     activities.insert(conn, tenant_id=w["tenant"], conversation_id=w["conv"], sender="u",
                       now=at(30))
-    analytics.fold(conn, E0 + 2 * 3600 + analytics.SETTLE)
+    analytics.fold(conn, E0 + 3600 + analytics.SETTLE + 60)  # the job's next run
     r = analytics.report(conn, E0, E0 + 3600, 3600, tenant_id=w["tenant"])
     assert r["activities"]["out"] == [11]
+    # Later runs leave folded buckets alone (no refold every minute).
+    conn.execute("DELETE FROM analytics_minute")
+    analytics.fold(conn, E0 + 2 * 3600 + 2 * analytics.SETTLE)
+    assert analytics.report(conn, E0, E0 + 3600, 3600, tenant_id=w["tenant"]) == r
 
 
 def test_old_minutes_and_hours_are_dropped(conn: sqlite3.Connection) -> None:
@@ -139,6 +143,28 @@ def test_old_minutes_and_hours_are_dropped(conn: sqlite3.Connection) -> None:
     assert conn.execute("SELECT count(*) FROM analytics_hour").fetchone()[0] == 0
     day = analytics.report(conn, E0, E0 + 86400, 86400, tenant_id=w["tenant"])
     assert day["activities"]["in"] == [5]
+    # The day's conversations went too; its busiest are kept (``top``).
+    assert conn.execute("SELECT count(*) FROM analytics_day WHERE kind = 'conversation'"
+                        ).fetchone()[0] == 0
+    assert [(c["conversation_id"], c["activities"]) for c in day["conversations"]] == [
+        (w["conv"], 10)]
+
+
+def test_the_busiest_conversations_of_a_folded_day_are_its_top(conn: sqlite3.Connection) -> None:
+    w = _world(conn)
+    convs = [conversations.create(conn, tenant_id=w["tenant"], channel_id=w["web"], now=T0).id
+             for _ in range(analytics.TOP + 5)]
+    for i, conv in enumerate(convs):  # conversation i gets i + 1 activities
+        for _ in range(i + 1):
+            activities.insert(conn, tenant_id=w["tenant"], conversation_id=conv, sender="u",
+                              now=T0)
+    before = analytics.report(conn, E0, E0 + 86400, 86400, tenant_id=w["tenant"], top=5)
+    analytics.fold(conn, E0 + 5 * 86400)
+    after = analytics.report(conn, E0, E0 + 86400, 86400, tenant_id=w["tenant"], top=5)
+    assert after["conversations"] == before["conversations"]
+    assert [c["activities"] for c in after["conversations"]] == [15, 14, 13, 12, 11]
+    kept = conn.execute("SELECT count(*) FROM analytics_day WHERE kind = 'top'").fetchone()[0]
+    assert kept == analytics.TOP
 
 
 def test_percentiles_of_a_histogram() -> None:
