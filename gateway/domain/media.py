@@ -34,15 +34,16 @@ def public_links(gw: Gateway, tenant_id: str, attachments: list[Any]) -> list[An
 
 
 # Inbound attachments that name a provider's file: Meta's media id, Telegram's file_id, Slack's
-# url_private, an Infobip media URL (its locations carry a url too: only media types count).
-FETCH_KEYS = ("media_id", "file_id", "url_private")
+# url_private, an Infobip or Twilio media URL (Infobip's locations carry a url too: only media
+# types count), or a mail's file kept inline (content_base64) until it is in the upload store.
+FETCH_KEYS = ("media_id", "file_id", "url_private", "content_base64")
 FETCH_KINDS = frozenset({*MEDIA_KINDS, "voice", "photo", "file"})
 
 
 # The channel types whose inbound files are downloaded in the background (gateway/workers/
 # media.py; POST …/attachments/:n/fetch still fetches one on request).
 FETCHED_TYPES = frozenset({"whatsapp_meta", "whatsapp_infobip", "telegram", "slack",
-                           "sms_twilio"})
+                           "sms_twilio", "email_smtp", "email_sendgrid"})
 
 
 def mark_pending(channel_type: str, attachments: list[Any]) -> tuple[list[Any], list[int]]:

@@ -176,7 +176,9 @@ class MediaFetcher:
             return True, media_store.finish(
                 conn, d, status="stored", now=now, file_name=file_name, error=None, patch={
                     "status": "stored", "contentUrl": url, "contentType": got.content_type,
-                    "name": got.name, "size": len(got.body), "error": None})
+                    "name": got.name, "size": len(got.body), "error": None,
+                    # a mail's file, kept inline until now, lives in the upload store instead
+                    "content_base64": None})
 
         kept, event = await gw.db.write(tx)
         if not kept:

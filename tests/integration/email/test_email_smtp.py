@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from tests.integration.telegram.conftest import conversations_of
-from tests.integration.whatsapp.conftest import activities, delivery_of, post_inbound
+from tests.integration.whatsapp.conftest import activities, delivery_of, eventually, post_inbound
 from tests.support.api import Api
 from tests.support.server import Server
 from tests.support.smtp import SmtpStandIn
@@ -160,11 +160,21 @@ async def test_attachments_both_ways(mail_server: Server, mapi: Api, relay: Smtp
     assert act["metadata"]["subject"] == "Damaged ✔ photo"
     (att,) = act["attachments"]
     assert (att["type"], att["name"], att["content_type"]) == ("image", "box.png", "image/png")
-    # The file is kept: fetch it into the upload store.
-    fetched = await mapi.ok(
+    # The file is kept: moved into the upload store in the background, where it is served.
+    async def stored() -> dict[str, Any] | None:
+        (now,) = await activities(mapi, m["key"], conv["id"])
+        got: dict[str, Any] = now["attachments"][0]
+        return got if got.get("status") in ("stored", "failed") else None
+    att = await eventually(stored, "the mail's file in the upload store", timeout=20)
+    assert att["status"] == "stored" and att["contentType"] == "image/png", att
+    assert "content_base64" not in att  # no longer carried in the activity
+    async with mapi.session.get(mapi.base + att["contentUrl"],
+                                headers={"x-api-key": m["key"]}) as r:
+        assert r.status == 200 and (await r.read()).startswith(b"\x89PNG")
+    fetched = await mapi.ok(  # on request: the stored copy
         "POST", f"/api/v1/conversations/{conv['id']}/activities/{act['id']}/attachments/0/fetch",
-        201, headers={"x-api-key": m["key"]})
-    assert fetched["data"]["content_type"] == "image/png"
+        200, headers={"x-api-key": m["key"]})
+    assert fetched["data"]["url"] == att["contentUrl"]
     # A reply with an upload-store file carries it as a MIME attachment.
     data = aiohttp.FormData()
     data.add_field("file", b"%PDF-1.4 label", filename="label.pdf",
