@@ -30,9 +30,10 @@ async def test_admin_sets_a_tier_and_the_portal_shows_it(admin: Client, web_api:
     _, page, _ = await admin.get("/admin/tiers")
     assert "No such tier" in page
 
-    await admin.post("/admin/tenant_users", {
+    status, _, _ = await admin.add_tenant_user({
         "tenant_id": a["tenant"]["id"], "name": "Owner", "email": "owner@tier-a.example",
         "password": "tier page password", "role": "owner"})
+    assert status == 302
     portal = Client(web_server.url)
     try:
         assert await portal.login("owner@tier-a.example", "tier page password", "portal",
