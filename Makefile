@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 $(BIN)/converger: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,postgresql]'
 	@touch $@
 
 setup: $(BIN)/converger

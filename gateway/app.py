@@ -57,6 +57,11 @@ def open_database(settings: Settings) -> tuple[Database, list[str]]:
     from store import upgrade
 
     private_files(settings)
+    if settings.postgresql:
+        from store.pg import PgDatabase
+
+        pgdb = PgDatabase(settings.database_url)
+        return pgdb, pgdb.start(prepare=migrations.apply)
     upgrade.refuse_newer(upgrade.inspect_file(settings.db_path, migrations.MIGRATION_SET),
                          migrations.known(), f"the database {settings.db_path}")
     # While Litestream replicates, it owns checkpoints (gateway/replication.py).

@@ -24,6 +24,8 @@ T = TypeVar("T")
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="data directory (CONVERGER_DATA_DIR)")
     p.add_argument("--db", help="database file (CONVERGER_DB)")
+    p.add_argument("--database-url",
+                   help="PostgreSQL instead of the SQLite file (CONVERGER_DATABASE_URL)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> config.Settings:
-    return config.load(data_dir=getattr(args, "data_dir", None), db=getattr(args, "db", None), **extra)
+    return config.load(data_dir=getattr(args, "data_dir", None), db=getattr(args, "db", None),
+                       database_url=getattr(args, "database_url", None), **extra)
 
 
 class _Offline:

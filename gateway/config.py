@@ -29,6 +29,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Directory for the database, the generated secret key and uploads."),
     Setting("db", ("CONVERGER_DB",), str, "",
             "SQLite database file. Default: `<data_dir>/converger.db`."),
+    Setting("database_url", ("CONVERGER_DATABASE_URL",), str, "",
+            "PostgreSQL instead of the SQLite file: `postgresql://user:password@host:5432/dbname` "
+            "(any libpq URL or `key=value` options after `?`, e.g. `sslmode=require`). Several "
+            "`converger serve` nodes on one database act as one gateway (docs/scaling.md). "
+            "Unset: the SQLite file."),
     Setting("secret_key", ("CONVERGER_SECRET_KEY", "SECRET_KEY_BASE"), str, "",
             "Signs tokens and sessions and derives the encryption key for stored secrets. "
             "Generated and kept in `<data_dir>/secret_key` when unset."),
@@ -251,6 +256,7 @@ class Settings(msgspec.Struct, kw_only=True):
     port: int = 4000
     data_dir: str = "./data"
     db: str = ""
+    database_url: str = ""
     secret_key: str = ""
     admin_token: str = ""
     synchronous: str = "NORMAL"
@@ -346,6 +352,11 @@ class Settings(msgspec.Struct, kw_only=True):
         return Path(self.db) if self.db else Path(self.data_dir) / "converger.db"
 
     @property
+    def postgresql(self) -> bool:
+        """The store is PostgreSQL (``database_url`` set), not the SQLite file."""
+        return bool(self.database_url)
+
+    @property
     def domain_list(self) -> list[str]:
         return [d.strip().lower().rstrip(".") for d in self.domains.split(",") if d.strip()]
 
@@ -392,6 +403,16 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     settings = Settings(**values)
     if settings.synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
         raise ConfigError("CONVERGER_SYNCHRONOUS must be NORMAL, FULL or EXTRA")
+    if settings.database_url:
+        from store.dialect import is_postgresql
+
+        if not is_postgresql(settings.database_url):
+            raise ConfigError("CONVERGER_DATABASE_URL must be a PostgreSQL URL "
+                              "(postgresql://user:password@host:5432/dbname)")
+        if settings.replica_url:
+            raise ConfigError("CONVERGER_REPLICA_URL (Litestream) replicates the SQLite file; with "
+                              "CONVERGER_DATABASE_URL use PostgreSQL's own replication "
+                              "(docs/scaling.md)")
     if settings.pipeline not in ("queue", "inline"):
         raise ConfigError("CONVERGER_PIPELINE must be 'queue' or 'inline'")
     if settings.db_max_pages < 0:

@@ -32,6 +32,8 @@ def check(settings: Settings) -> str | None:
     problem = _probe_dir(Path(settings.data_dir))
     if problem:
         return f"data directory {problem}"
+    if settings.postgresql:
+        return _check_postgresql(settings.database_url)
     db = Path(settings.db_path)
     problem = _probe_dir(db.parent)
     if problem:
@@ -47,4 +49,25 @@ def check(settings: Settings) -> str | None:
                 conn.close()
         except sqlite3.Error as exc:
             return f"database {db} cannot be opened: {exc}"
+    return None
+
+
+def _check_postgresql(url: str) -> str | None:
+    """PostgreSQL answers at ``url`` with these credentials, and its schema is not newer than
+    this version's: else one line that says which."""
+    from store import migrations, pg, upgrade
+
+    try:
+        conn = pg.PgConnection.open(url, application_name="converger preflight")
+    except sqlite3.Error as exc:
+        return f"database {pg.redact(url)} cannot be opened: {exc}"
+    try:
+        upgrade.refuse_newer(pg.applied(conn), migrations.known(),
+                             f"the database {pg.redact(url)}")
+    except upgrade.SchemaTooNew as exc:
+        return str(exc)
+    except sqlite3.Error as exc:
+        return f"database {pg.redact(url)} cannot be read: {exc}"
+    finally:
+        conn.close()
     return None

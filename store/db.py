@@ -169,7 +169,7 @@ class Database:
         single = len(batch) == 1
         changes = conn.total_changes
         try:
-            _begin(conn)
+            self._begin(conn)
             for fn, args, loop, fut in batch:
                 if not single:
                     conn.execute("SAVEPOINT job")
@@ -203,6 +203,9 @@ class Database:
             if self.on_commit is not None and conn.total_changes != changes:
                 self.on_commit()
         self._resolve(results)
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        _begin(conn)
 
     @staticmethod
     def _resolve(results: list[tuple[Any, Any, BaseException | None, Any]]) -> None:

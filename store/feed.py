@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from . import dialect
 from .activities import COLUMNS as ACTIVITY_COLUMNS
 from .models import Activity, from_row
 
@@ -39,7 +40,7 @@ def append(conn: sqlite3.Connection, kind: str, topic: str, data: Any = None) ->
 
 def last_id(conn: sqlite3.Connection) -> int:
     """The newest event's id (0 when the feed is empty): where a new reader starts."""
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'feed'").fetchone()
+    row = conn.execute(dialect.LAST_FEED_ID[dialect.of(conn)]).fetchone()
     return int(row[0]) if row else 0
 
 

@@ -86,7 +86,7 @@ def mark_unhealthy(conn: sqlite3.Connection, channel_id: str, since: str,
 def _check(conn: sqlite3.Connection, ch: sqlite3.Row, since: str, now: str,
            force: str | None = None) -> HealthResult:
     total, failed = conn.execute(
-        """SELECT count(*), coalesce(sum(status = 'failed'), 0) FROM deliveries
+        """SELECT count(*), coalesce(sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) FROM deliveries
             WHERE channel_id = ? AND inserted_at > ? AND status != 'skipped'""",
         (ch["id"], since),
     ).fetchone()

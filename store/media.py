@@ -25,8 +25,9 @@ def enqueue(conn: sqlite3.Connection, activity_id: str, tenant_id: str, channel_
             indexes: list[int], now: str) -> None:
     for idx in indexes:
         conn.execute(
-            "INSERT OR IGNORE INTO media_downloads (activity_id, idx, tenant_id, channel_id, "
-            "status, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+            "INSERT INTO media_downloads (activity_id, idx, tenant_id, channel_id, "
+            "status, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?) "
+            "ON CONFLICT DO NOTHING",
             (activity_id, idx, tenant_id, channel_id, now, now))
 
 

@@ -39,8 +39,11 @@ def replace(conn: sqlite3.Connection, channel_id: str, tenant_id: str,
     kept = 0
     for t in items:
         conn.execute(
-            f"INSERT OR REPLACE INTO whatsapp_templates ({_COLS}, tenant_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO whatsapp_templates ({_COLS}, tenant_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel_id, name, language) DO UPDATE "
+            "SET status = excluded.status, category = excluded.category, "
+            "components = excluded.components, synced_at = excluded.synced_at, "
+            "tenant_id = excluded.tenant_id",
             (channel_id, t["name"], t["language"], t["status"], t.get("category"),
              msgspec.json.encode(t.get("components") or []).decode(), now, tenant_id))
         kept += 1

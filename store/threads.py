@@ -14,9 +14,9 @@ def link(conn: sqlite3.Connection, *, channel_id: str, thread_key: str, conversa
     thread wins: a conversation already threaded there (or a key already taken) is kept.
     Returns whether a row was added."""
     return conn.execute(
-        """INSERT OR IGNORE INTO channel_threads
+        """INSERT INTO channel_threads
                (channel_id, thread_key, conversation_id, tenant_id, inserted_at)
-           VALUES (?, ?, ?, ?, ?)""",
+           VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
         (channel_id, thread_key, conversation_id, tenant_id, now),
     ).rowcount > 0
 

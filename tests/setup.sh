@@ -18,3 +18,14 @@ if ! command -v pebble >/dev/null 2>&1 || ! command -v pebble-challtestsrv >/dev
         || ! command -v systemd-analyze >/dev/null 2>&1; then
     apt-get update -q && apt-get install -y -q pebble systemd
 fi
+# PostgreSQL backend tests (tests/support/postgres.py starts throwaway clusters with initdb and
+# pg_ctl): Debian's postgresql package (server binaries, and citext, which the schema uses).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    apt-get update -q && apt-get install -y -q postgresql
+    # Debian creates and starts a default cluster; the tests use their own: stop it.
+    if command -v pg_ctlcluster >/dev/null 2>&1; then
+        for c in $(pg_lsclusters -h 2>/dev/null | awk '{print $1"/"$2}'); do
+            pg_ctlcluster ${c%/*} ${c#*/} stop 2>/dev/null || true
+        done
+    fi
+fi

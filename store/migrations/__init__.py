@@ -3,6 +3,9 @@
 Each module ``mNNNN_<name>.py`` defines ``up(db)``; modules run in number order, each in one
 transaction together with the record of it having been applied (``_sqlite_migrations``).
 A migration never loses data: it adds tables, columns and indexes, or copies rows forward.
+
+The same modules make the PostgreSQL schema (:func:`store.pg.apply_migrations`, record in
+``schema_migrations``): their SQLite DDL passes through :func:`store.dialect.translate_ddl`.
 """
 
 from __future__ import annotations
@@ -42,8 +45,12 @@ def apply(conn: sqlite3.Connection) -> list[str]:
     migration this version does not know. When a database that already has migrations gets new
     ones, it is first snapshotted beside itself (``store.upgrade.snapshot_before``).
     """
-    from .. import upgrade
+    from .. import dialect, upgrade
 
+    if dialect.of(conn) == dialect.POSTGRESQL:
+        from .. import pg
+
+        return pg.apply_migrations(conn)  # type: ignore[arg-type]
     done = upgrade.applied_names(conn, MIGRATION_SET)
     upgrade.refuse_newer(done, known(), "the database")
     db = sqlite_utils.Database(conn)
@@ -56,6 +63,12 @@ def apply(conn: sqlite3.Connection) -> list[str]:
 
 
 def applied(conn: sqlite3.Connection) -> list[str]:
+    from .. import dialect
+
+    if dialect.of(conn) == dialect.POSTGRESQL:
+        from .. import pg
+
+        return pg.applied(conn)  # type: ignore[arg-type]
     return [m.name for m in migrations().applied(sqlite_utils.Database(conn))]
 
 
@@ -72,6 +85,12 @@ def widen_check(db: sqlite_utils.Database, table: str, old: str, new: str) -> No
     (sqlite.org/lang_altertable.html, "Making other kinds of table schema changes") instead of a
     copy-and-rename rebuild, which with foreign keys on would cascade-delete dependent rows. The
     schema version is bumped in the same transaction, so every open connection re-reads it."""
+    from .. import dialect
+
+    if dialect.of(db.conn) == dialect.POSTGRESQL:
+        for statement in dialect.widen_check_pg(table, new):
+            db.execute(statement)
+        return
     conn = db.conn
     (sql,) = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()

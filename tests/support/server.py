@@ -15,6 +15,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support import postgres
+
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "cva_test_admin_token_0123456789abcdef"
 # CONVERGER_TEST_BINARY=dist/converger runs the suite against the single binary (make test-binary).
@@ -112,6 +114,11 @@ class Server:
             "CONVERGER_WORKERS": os.environ.get("CONVERGER_WORKERS", "1"),
             **self.extra_env,
         }
+        if postgres.enabled() and "CONVERGER_DATABASE_URL" not in self.extra_env \
+                and "CONVERGER_DB" not in self.extra_env:
+            # CONVERGER_TEST_DATABASE=postgres: a database of this data directory's own in the
+            # run's throwaway PostgreSQL cluster (tests/support/postgres.py).
+            env["CONVERGER_DATABASE_URL"] = postgres.database_for(self.data_dir)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*COMMAND, "serve", "--data-dir", str(self.data_dir),
@@ -213,3 +220,41 @@ class Server:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def database_env(data_dir: Path) -> dict[str, str]:
+    """What a CLI command run on ``data_dir`` needs in its environment to reach the database a
+    :class:`Server` on that directory uses (with ``CONVERGER_TEST_DATABASE=postgres``: the URL of
+    its PostgreSQL database; else nothing: the SQLite file in the directory)."""
+    return {"CONVERGER_DATABASE_URL": postgres.database_for(data_dir)} if postgres.enabled() else {}
+
+
+def open_database(data_dir: Path, readonly: bool = False) -> Any:
+    """A connection to the database of the server on ``data_dir``, for a test to look at (or
+    change) what is stored: the SQLite file, or its PostgreSQL database in that mode (a
+    :class:`store.pg.PgConnection`: the store's SQL runs on it unchanged). Autocommit."""
+    if postgres.enabled():
+        from store.pg import PgConnection
+
+        return PgConnection.open(postgres.database_for(data_dir))
+    import sqlite3
+
+    path = (Path(data_dir) / "converger.db").resolve()
+    return sqlite3.connect(f"file:{path}?mode=ro" if readonly else str(path), uri=readonly,
+                           timeout=10, isolation_level=None)
+
+
+def stored_bytes(data_dir: Path) -> bytes:
+    """Everything the server on ``data_dir`` stored, as bytes (to check that a secret is not in
+    it): the SQLite file and its WAL, or every row of its PostgreSQL database as text."""
+    if postgres.enabled():
+        conn = open_database(data_dir)
+        try:
+            tables = [r[0] for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")]
+            return b"".join(str(list(map(tuple, conn.execute(f'SELECT * FROM "{t}"')))).encode()
+                            for t in tables)
+        finally:
+            conn.close()
+    db = Path(data_dir) / "converger.db"
+    return b"".join(p.read_bytes() for p in (db, db.with_name(db.name + "-wal")) if p.exists())

@@ -5,7 +5,6 @@ ends ``sent``; a duplicate carries the same ``webhook-id`` (the receiver's dedup
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections import defaultdict
 
@@ -14,7 +13,7 @@ import aiohttp
 from tests.integration.delivery.conftest import webhook_setup
 from tests.integration.delivery.receiver import Receiver
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.server import Server, open_database
 
 N = 1000
 
@@ -63,7 +62,7 @@ async def test_sigkill_mid_delivery_loses_nothing(
     await _wait(all_done, 45, "deliveries still pending after the restart")
     srv.stop()
 
-    db = sqlite3.connect(srv.data_dir / "converger.db")
+    db = open_database(srv.data_dir)
     rows = db.execute("SELECT id, activity_id, status FROM deliveries WHERE channel_id = ?",
                       (s["channel"]["id"],)).fetchall()
     db.close()
@@ -96,7 +95,7 @@ async def test_sigterm_releases_every_lease(
 
     await _wait(in_flight, 20, "workers never started")
     assert srv.stop() == 0
-    db = sqlite3.connect(srv.data_dir / "converger.db")
+    db = open_database(srv.data_dir)
     held = db.execute("SELECT count(*) FROM deliveries WHERE claim_token IS NOT NULL").fetchone()[0]
     pending = db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]
     db.close()

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.support import postgres
 from tests.support.api import Api
-from tests.support.server import ROOT, Server, free_port
+from tests.support.server import ROOT, Server, database_env, free_port
 
 from .checks import key, tok
 
@@ -24,7 +25,8 @@ SECRET = "test-secret-key-0123456789"  # the same key tests.support.server gives
 
 
 def cli(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CONVERGER_SECRET_KEY": SECRET, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "CONVERGER_SECRET_KEY": SECRET, "PYTHONUNBUFFERED": "1",
+           **database_env(data_dir)}
     env.pop("CONVERGER_ADMIN_TOKEN", None)
     proc = subprocess.run([sys.executable, "-m", "gateway", *args, "--data-dir", str(data_dir)]
                           if args[0] not in ("version", "settings") else
@@ -46,7 +48,7 @@ def test_migrate(tmp_path: Path) -> None:
     first = cli("migrate", data_dir=tmp_path).stdout
     assert "m0001_initial" in first
     assert "nothing (up to date)" in cli("migrate", data_dir=tmp_path).stdout
-    assert (tmp_path / "converger.db").exists()
+    assert (tmp_path / "converger.db").exists() or postgres.enabled()
 
 
 def test_bad_arguments_fail_cleanly(tmp_path: Path) -> None:
@@ -91,7 +93,8 @@ async def test_created_credentials_work(tmp_path: Path, session: aiohttp.ClientS
 async def test_serve_dev_prints_working_credentials(tmp_path: Path,
                                                     session: aiohttp.ClientSession) -> None:
     port = free_port()
-    env = {**os.environ, "CONVERGER_SECRET_KEY": SECRET, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "CONVERGER_SECRET_KEY": SECRET, "PYTHONUNBUFFERED": "1",
+           **database_env(tmp_path / "d")}
     env.pop("CONVERGER_ADMIN_TOKEN", None)
     log = open(tmp_path / "dev.log", "w+")
     proc = subprocess.Popen(

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from pathlib import Path
 
 import aiohttp
 
-from store.connect import connect
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.server import Server, open_database
 
 from .checks import key
 
 
 def _db_rows(server: Server, sql: str, *params: object) -> list[tuple]:
-    conn = connect(Path(server.data_dir) / "converger.db", readonly=True)
+    conn = open_database(server.data_dir, readonly=True)
     try:
         return [tuple(r) for r in conn.execute(sql, params).fetchall()]
     finally:

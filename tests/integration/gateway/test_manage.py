@@ -4,11 +4,10 @@ redacted, and secrets stored only as hashes or ciphertext."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.server import Server, stored_bytes
 
 from .checks import NIL, key, problem
 
@@ -264,8 +263,7 @@ async def test_audit_never_holds_secrets(api: Api, server: Server) -> None:
                  '"api_key_hash"', '"secret_hash"', '"secret_enc"', '"token_hash"'):
         assert word not in dump, word
     # Stored hashed (keys, tokens) or encrypted (secrets): never in the clear on disk.
-    db = Path(server.data_dir) / "converger.db"
-    raw = b"".join(p.read_bytes() for p in (db, db.with_name(db.name + "-wal")) if p.exists())
+    raw = stored_bytes(server.data_dir)
     assert raw
     for secret in secrets:
         assert secret.encode() not in raw, secret

@@ -22,9 +22,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.support import postgres
 from tests.support import server as support_server
 from tests.support.api import Api
-from tests.support.server import ROOT, Server
+from tests.support.server import ROOT, Server, open_database
 
 from .util import deliveries, rss_kib, wait_for
 
@@ -73,6 +74,7 @@ def test_read_only_data_directory_is_refused_in_one_line(read_only_dir: Path) ->
 # -- a full disk (SQLite's page cap stands in for the file system) --------------------------------
 
 
+@postgres.sqlite_only("SQLite's page cap stands in for a full disk")
 async def test_full_database_is_507_reads_go_on_and_writes_come_back(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
@@ -245,6 +247,8 @@ async def test_hanging_and_endless_receivers_are_cut_off_and_others_proceed(
         srv.stop()
 
 
+@postgres.sqlite_only("the SQLite file that cannot grow (PostgreSQL going away: "
+                      "tests/integration/postgres)")
 async def test_write_errors_are_503_and_writes_resume_when_the_file_can_grow(
     tmp_path: Path, session: aiohttp.ClientSession, bad_receiver: BadReceiver
 ) -> None:
@@ -325,14 +329,11 @@ async def test_any_other_database_error_stays_a_logged_500(
     the audit table renamed by an outside connection — SQLITE_ERROR "no such table") is a
     ``500`` problem+json ``internal_error`` with a logged traceback, not a 503/507; a write
     that hit it left nothing; once the table is back, the same requests work."""
-    import sqlite3
-
     srv = fresh_server.start()
     api = Api(session, srv.url)
-    db = srv.data_dir / "converger.db"
 
     def rename(old: str, new: str) -> None:
-        with sqlite3.connect(db, timeout=10) as conn:
+        with open_database(srv.data_dir) as conn:  # its SQLite file, or its PostgreSQL database
             conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
 
     rename("audit_logs", "audit_logs_away")
@@ -347,7 +348,8 @@ async def test_any_other_database_error_stays_a_logged_500(
     finally:
         rename("audit_logs_away", "audit_logs")
     log = srv.log()
-    assert "unhandled error on POST /api/admin/tenants" in log and "no such table" in log
+    assert "unhandled error on POST /api/admin/tenants" in log
+    assert "no such table" in log or "audit_logs\\\" does not exist" in log  # SQLite, PostgreSQL
     assert "Traceback" in log and "storage:" not in log
     tenants = (await api.ok("GET", "/api/admin/tenants?limit=100", headers=api.admin))["data"]
     assert "never-stored" not in [t["name"] for t in tenants]  # rolled back with its audit row

@@ -39,7 +39,7 @@ from gateway.tokens import Tokens
 from tests.integration.realtime.phx import Frame, Phx
 from tests.integration.web.conftest import SECRET_KEY, Client, create_admin
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.server import Server, open_database
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "iso-root@example.com", "isolation admin pass"
 PORTAL_PASSWORD = "portal password 1"
@@ -127,10 +127,10 @@ async def world(iso_server: Server, iso_session: aiohttp.ClientSession) -> Async
     suffix = uuid.uuid4().hex[:6]
     a = await _tenant_world(api, admin, f"iso-a-{suffix}")
     b = await _tenant_world(api, admin, f"iso-b-{suffix}")
-    with sqlite3.connect(iso_server.data_dir / "converger.db", timeout=10) as conn:
+    with open_database(iso_server.data_dir) as conn:
         for t in (a, b):
             t["user_ids"] = [r[0] for r in conn.execute(
-                "SELECT id FROM tenant_users WHERE tenant_id = ? ORDER BY rowid", (t["tenant"]["id"],))]
+                "SELECT id FROM tenant_users WHERE tenant_id = ? ORDER BY inserted_at, id", (t["tenant"]["id"],))]
             t["invite_id"] = conn.execute("SELECT id FROM tenant_invites WHERE tenant_id = ?",
                                           (t["tenant"]["id"],)).fetchone()[0]
     settle_deliveries(iso_server, b["tenant"]["id"])
@@ -148,7 +148,7 @@ def settle_deliveries(server: Server, tenant_id: str) -> None:
     alone and any change to them — a retry from A's side — shows in the snapshot."""
     deadline = time.monotonic() + 10
     while True:
-        with sqlite3.connect(server.data_dir / "converger.db", timeout=10) as conn:
+        with open_database(server.data_dir) as conn:
             conn.execute(
                 """UPDATE deliveries SET status = 'failed', attempts = 7, next_attempt_at = NULL,
                           leased_until = NULL WHERE tenant_id = ? AND claim_token IS NULL""",
@@ -170,12 +170,11 @@ def snapshot(server: Server, tenant_id: str) -> dict[str, Any]:
               "tenant_invites": "tenant_id"}
     volatile: dict[str, tuple[str, ...]] = {}  # B's deliveries are settled: nothing moves
     out: dict[str, Any] = {}
-    uri = f"file:{server.data_dir / 'converger.db'}?mode=ro"
-    with sqlite3.connect(uri, uri=True) as conn:
+    with open_database(server.data_dir, readonly=True) as conn:
         conn.row_factory = sqlite3.Row
         for table, column in tables.items():
             rows = [dict(r) for r in conn.execute(
-                f"SELECT * FROM {table} WHERE {column} = ? ORDER BY rowid", (tenant_id,))]
+                f"SELECT * FROM {table} WHERE {column} = ? ORDER BY id", (tenant_id,))]
             for r in rows:
                 for v in volatile.get(table, ()):
                     r.pop(v, None)
@@ -765,7 +764,7 @@ async def test_portal_user_create_stays_home(world: dict[str, Any]) -> None:
     await portal.get("/portal/users")
     await portal.post("/portal/users/invites", {"tenant_id": b["tenant"]["id"],
                                                 "email": "new@a.example", "role": "member"})
-    with sqlite3.connect(world["server"].data_dir / "converger.db") as conn:
+    with open_database(world["server"].data_dir) as conn:
         row = conn.execute("SELECT tenant_id FROM tenant_invites WHERE email = ?",
                            ("new@a.example",)).fetchone()
     assert row == (world["A"]["tenant"]["id"],)

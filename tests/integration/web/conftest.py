@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from tests.support.api import Api
-from tests.support.server import ROOT, Server
+from tests.support.server import ROOT, Server, database_env
 
 ADMIN_EMAIL = "root@example.com"
 ADMIN_PASSWORD = "correct horse battery"
@@ -30,7 +30,7 @@ def create_admin(data_dir: Any, email: str, password: str, role: str = "super_ad
         [sys.executable, "-m", "gateway", "admin", "create", "--email", email, "--name", "Root",
          "--role", role, "--password-stdin", "--data-dir", str(data_dir)],
         input=password + "\n", capture_output=True, text=True, cwd=ROOT, timeout=60,
-        env={**os.environ, "CONVERGER_SECRET_KEY": SECRET_KEY},
+        env={**os.environ, "CONVERGER_SECRET_KEY": SECRET_KEY, **database_env(data_dir)},
     )
     assert out.returncode == 0, out.stderr
     return out.stdout

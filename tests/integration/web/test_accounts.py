@@ -9,7 +9,7 @@ import re
 from functools import partial
 
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.server import Server, open_database
 
 from .conftest import Client
 
@@ -121,9 +121,8 @@ async def test_account_validation(admin: Client, web_server: Server, web_api: Ap
         "tenant_id": "00000000-0000-4000-8000-000000000000"})
     assert status == 422 and "does not exist" in _errors(body)
     # Nothing refused was stored.
-    import sqlite3
 
-    with sqlite3.connect(web_server.data_dir / "converger.db") as conn:
+    with open_database(web_server.data_dir) as conn:
         for table in ("admin_users", "tenant_users"):
             emails = [r[0] for r in conn.execute(
                 f"SELECT email FROM {table} WHERE email LIKE '%valid.example' OR email = ?",

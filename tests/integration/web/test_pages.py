@@ -10,13 +10,11 @@ import sqlite3
 
 from tests.integration.web.conftest import Client
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.server import Server, open_database
 
 
 def _db(server: Server) -> sqlite3.Connection:
-    conn = sqlite3.connect(server.data_dir / "converger.db", timeout=10, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 10000")
-    return conn
+    return open_database(server.data_dir)  # waits up to 10 s for the server's write lock
 
 
 def _errors(body: str) -> list[str]:

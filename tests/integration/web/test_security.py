@@ -17,7 +17,7 @@ from yarl import URL
 from gateway.web.security import Sessions
 from tests.integration.web.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET_KEY, Client
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.server import Server, open_database
 
 
 def _payload(cookie: str) -> dict:
@@ -406,8 +406,7 @@ async def test_nobody_disables_or_deletes_their_own_account(admin: Client, web_s
                                                             web_api: Api) -> None:
     def own_id(table: str, email: str) -> str:
         # The pages show no buttons on one's own row; a hand-made POST is what is refused.
-        import sqlite3
-        with sqlite3.connect(web_server.data_dir / "converger.db") as conn:
+        with open_database(web_server.data_dir) as conn:
             return conn.execute(f"SELECT id FROM {table} WHERE email = ?", (email,)).fetchone()[0]
 
     me = own_id("admin_users", ADMIN_EMAIL)

@@ -15,8 +15,8 @@ from gateway import config
 from gateway.context import Gateway
 from gateway.domain import Actor
 from store import migrations
-from store.db import Database
 from store.models import Activity
+from tests.support import postgres
 
 ADMIN = Actor("admin_token", "test-token")
 
@@ -38,7 +38,7 @@ class Recorded:
 async def gw(tmp_path: Path) -> AsyncIterator[Gateway]:
     settings = config.load({}, data_dir=str(tmp_path), secret_key="k" * 40)
     gateway = Gateway.create(settings, logging.getLogger("test.domain"))
-    db = Database(tmp_path / "domain.db")
+    db = postgres.store_database(tmp_path, "domain.db")  # SQLite, or PostgreSQL in that mode
     db.start(prepare=migrations.apply)
     gateway.attach(db)
     gateway.delivery = Recorded()

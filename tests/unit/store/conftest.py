@@ -12,6 +12,7 @@ from store import channels, conversations, migrations, tenants
 from store.db import Database
 from store.models import Channel, Conversation, Tenant
 from store.util import iso, new_id, utcnow
+from tests.support import postgres
 
 
 def now() -> str:
@@ -20,7 +21,7 @@ def now() -> str:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "t.db")
+    database = postgres.store_database(tmp_path)  # SQLite, or PostgreSQL in that mode
     database.start(prepare=migrations.apply)
     yield database
     database.close()
