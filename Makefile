@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test test-workers setup test-setup check lint bench binary clean
+.PHONY: run test test-workers test-postgres setup test-setup check lint bench binary clean
 
 $(BIN)/converger: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ test-setup: setup
 test-workers: setup test-setup
 	CONVERGER_WORKERS=2 $(BIN)/python -m pytest -q -p no:cacheprovider \
 	    tests/integration/realtime tests/integration/delivery tests/integration/gateway
+
+## The store's unit tests and the gateway, delivery, real-time and Direct Line integration tests
+## again with PostgreSQL as the store: each server on a database of its own in a throwaway
+## cluster the tests start (initdb/pg_ctl in a temp directory, tests/support/postgres.py).
+## `CONVERGER_TEST_DATABASE=postgres make test` runs the whole suite that way.
+test-postgres: setup test-setup
+	CONVERGER_TEST_DATABASE=postgres $(BIN)/python -m pytest -q -p no:cacheprovider \
+	    tests/unit/store tests/unit/domain tests/integration/gateway tests/integration/delivery \
+	    tests/integration/realtime tests/integration/directline
 
 ## Style (ruff), types (mypy) and the architecture's import rules (import-linter; all configured
 ## in pyproject.toml).

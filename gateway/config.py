@@ -31,8 +31,7 @@ SETTINGS: tuple[Setting, ...] = (
             "SQLite database file. Default: `<data_dir>/converger.db`."),
     Setting("database_url", ("CONVERGER_DATABASE_URL",), str, "",
             "PostgreSQL instead of the SQLite file: `postgresql://user:password@host:5432/dbname` "
-            "(any libpq URL or `key=value` options after `?`, e.g. `sslmode=require`). Several "
-            "`converger serve` nodes on one database act as one gateway (docs/scaling.md). "
+            "(any libpq URL, options after `?`, e.g. `sslmode=require`; docs/scaling.md). "
             "Unset: the SQLite file."),
     Setting("secret_key", ("CONVERGER_SECRET_KEY", "SECRET_KEY_BASE"), str, "",
             "Signs tokens and sessions and derives the encryption key for stored secrets. "

@@ -22,8 +22,8 @@ def prepare_database(settings: Settings) -> str | None:
     from .app import open_database
 
     path = settings.db_path
-    if not path.exists():
-        return None  # a new one (or one Litestream restores first): nothing to upgrade
+    if settings.postgresql or not path.exists():
+        return None  # PostgreSQL (preflight checked it), or a new file: nothing to upgrade
     try:
         done = upgrade.inspect_file(path, migrations.MIGRATION_SET)
         upgrade.refuse_newer(done, migrations.known(), f"the database {path}")
@@ -63,6 +63,9 @@ def backup(settings: Settings, file: str) -> str | None:
     gateway. None when done (and said so), else why not."""
     from store import upgrade
 
+    if settings.postgresql:
+        return ("the store is PostgreSQL (CONVERGER_DATABASE_URL): back it up with pg_dump, or "
+                "PostgreSQL's base backups and WAL archiving (docs/scaling.md)")
     target = Path(file)
     if target.exists():
         return f"{target} exists; choose a new file name"

@@ -150,7 +150,7 @@ def conversation_page(conn: sqlite3.Connection, *, tenant_id: str | None = None,
                         AND (a.sender LIKE ? ESCAPE '\\' OR a.text LIKE ? ESCAPE '\\'
                              OR json_extract(a.metadata, '$.profile_name') LIKE ? ESCAPE '\\')))"""
         params += [like] * 5
-    total = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
+    total = conn.execute(f"SELECT count(*) FROM ({sql}) AS matched", params).fetchone()[0]
     rows, nxt = page(conn, sql, params, limit=limit, cursor=cursor, order_col="activity_at")
     items = [dict(r) for r in rows]
     for item in items:

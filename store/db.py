@@ -29,6 +29,8 @@ MAX_BATCH = 256
 class Database:
     """Owns the SQLite file: the writer thread, the read pool, and their lifecycles."""
 
+    dialect = "sqlite"  # store.pg.PgDatabase: "postgresql"
+
     def __init__(
         self,
         path: str | Path,

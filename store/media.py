@@ -35,7 +35,8 @@ def claim_due(conn: sqlite3.Connection, now: str, lease_until: str, limit: int) 
     """Pending downloads due at ``now``, claimed until ``lease_until`` (attempts counted)."""
     rows = conn.execute(
         "SELECT activity_id, idx, tenant_id, channel_id, attempts FROM media_downloads "
-        "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+        "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ? "
+        "/*skip_locked*/",  # PostgreSQL: rows another node is claiming are skipped (dialect)
         (now, limit)).fetchall()
     for r in rows:
         conn.execute("UPDATE media_downloads SET attempts = attempts + 1, next_attempt_at = ?, "

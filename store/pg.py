@@ -93,13 +93,14 @@ def _numeric_loader() -> Any:
 
 def _converted(exc: BaseException) -> BaseException:
     psycopg = _psycopg()
+    said = " ".join(str(exc).split())  # libpq's messages span lines: one line for the logs
     if isinstance(exc, psycopg.errors.IntegrityError):
-        return PgIntegrityError(str(exc).strip())
+        return PgIntegrityError(said)
     if isinstance(exc, psycopg.OperationalError | psycopg.errors.AdminShutdown
                   | psycopg.errors.CannotConnectNow | psycopg.InterfaceError):
-        return StorageUnavailable(f"PostgreSQL unavailable: {str(exc).strip()}")
+        return StorageUnavailable(f"PostgreSQL unavailable: {said}")
     if isinstance(exc, psycopg.Error):
-        return PgError(str(exc).strip())
+        return PgError(said)
     return exc
 
 

@@ -191,6 +191,8 @@ def claim_due(conn: sqlite3.Connection, table: str, columns: str, now: str, leas
     """Claim up to ``limit`` due rows of ``table`` (oldest due first) in one
     ``UPDATE … RETURNING``; each gets its own random claim token (prefixed with ``owner``: the
     claiming worker's slot, see :func:`release_owned`) and a lease until ``now + lease_seconds``.
+    On PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED`` (:mod:`store.dialect`): nodes
+    claiming at once each take other rows instead of waiting for one another.
     Due means: pending, not claimed, ``next_attempt_at <= now`` (and, with
     ``only_active_tenants``, of a tenant that is active; and ``where``, an extra condition
     with its ``params``)."""
@@ -202,7 +204,7 @@ def claim_due(conn: sqlite3.Connection, table: str, columns: str, now: str, leas
              WHERE id IN (SELECT id FROM {table}
                            WHERE status = 'pending' AND claim_token IS NULL
                              AND next_attempt_at <= ? {active} {where}
-                           ORDER BY next_attempt_at LIMIT ?)
+                           ORDER BY next_attempt_at LIMIT ? /*skip_locked*/)
          RETURNING {columns}""",
         (owner, _shift(now, lease_seconds), now, now, *params, limit),
     ).fetchall()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
@@ -24,11 +25,15 @@ async def readyz(request: Request) -> HTTPResponse:
     # run; a SIGTERM then aborts start-up. Ready only once start-up has finished (and no
     # longer once shutdown has begun).
     checks: dict[str, dict[str, object]] = {"startup": {"ok": bool(request.app.state.is_running)}}
+    # With PostgreSQL this is the database's health (Litestream is the SQLite file's backup).
+    backend = getattr(ctx.db, "dialect", "sqlite")
+    started = time.perf_counter()
     try:
         await ctx.db.write(lambda conn: conn.execute("SELECT 1").fetchone())
-        checks["database"] = {"ok": True}
+        checks["database"] = {"ok": True, "backend": backend,
+                              "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     except Exception as exc:  # any failure to write means not ready
-        checks["database"] = {"ok": False, "error": str(exc)}
+        checks["database"] = {"ok": False, "backend": backend, "error": str(exc)}
     for name, probe in list(ctx.readiness.items()):
         result = probe()
         checks[name] = await result if inspect.isawaitable(result) else result

@@ -85,10 +85,16 @@ class Cluster:
             os.chown(self.root, *self._run_as)
         self._cmd(str(self.bin / "initdb"), "-D", str(self.data), "-U", self.USER,
                   "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        return self.start_again()
+
+    def start_again(self) -> Cluster:
+        """``pg_ctl start`` on the cluster made by :meth:`start` (after :meth:`stop`)."""
+        # fsync off: the machine does not crash under a test, only PostgreSQL may (stop -m
+        # immediate), and then the OS still has what it wrote. synchronous_commit stays on: a
+        # commit is in the WAL before the client hears of it, as in production.
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
                 f"-c unix_socket_directories='{self.root}' -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=400 "
-                "-c shared_buffers=64MB")
+                "-c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB")
         try:
             self._cmd(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
                       str(self.root / "postgres.log"), "-o", opts, "-w", "-t", "60", "start")
