@@ -26,7 +26,7 @@ async def readyz(request: Request) -> HTTPResponse:
     # longer once shutdown has begun).
     checks: dict[str, dict[str, object]] = {"startup": {"ok": bool(request.app.state.is_running)}}
     # With PostgreSQL this is the database's health (Litestream is the SQLite file's backup).
-    backend = getattr(ctx.db, "dialect", "sqlite")
+    backend = ctx.db.dialect
     started = time.perf_counter()
     try:
         await ctx.db.write(lambda conn: conn.execute("SELECT 1").fetchone())
