@@ -5,6 +5,10 @@ input); a tenant's alert webhook URL is saved with its own labelled input and Sa
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
+from pathlib import Path
 from typing import Any
 
 from tests.integration.web.conftest import needs_chromium, signed_in
@@ -70,3 +74,37 @@ async def test_alert_webhook_url_has_a_label_and_a_save_button(
     await expect(page.locator(".flash").first).to_contain_text("Alert webhook updated")
     stored = await web_api.ok("GET", f"/api/admin/tenants/{tenant['id']}", headers=web_api.admin)
     assert stored["data"]["alert_webhook_url"] == "https://ops.example/alerts"
+
+
+async def test_first_run_setup_link_is_a_line_of_its_own(
+    browser: Any, tmp_path: Path
+) -> None:
+    """With no admin yet, the server prints the setup link on a line of its own, set apart from
+    the JSON log lines; opened in the browser, it makes the first super admin."""
+    from playwright.async_api import expect
+
+    with Server(tmp_path) as srv:
+        deadline = time.monotonic() + 15
+        while "/admin/setup/" not in srv.log():
+            assert time.monotonic() < deadline, srv.log()
+            await asyncio.sleep(0.05)
+        lines = srv.log().splitlines()
+        at = next(i for i, line in enumerate(lines) if "/admin/setup/" in line)
+        link = lines[at].strip()
+        assert re.fullmatch(rf"{re.escape(srv.url)}/admin/setup/[\w-]+", link), lines[at]
+        assert lines[at - 1].strip() == "" and lines[at + 1].strip() == ""
+        assert any("No admin user yet" in line for line in lines[at - 3:at])
+        assert lines[at - 3].startswith("=" * 20) and lines[at + 2].startswith("=" * 20)
+        context = await browser.new_context()
+        context.set_default_timeout(8000)
+        try:
+            page = await context.new_page()
+            await page.goto(link)
+            await page.fill("input[name=name]", "First")
+            await page.fill("input[name=email]", "First@Setup.example")
+            await page.fill("input[name=password]", "first admin password")
+            await page.click("button[type=submit]")
+            await page.wait_for_url(f"{srv.url}/admin")
+            await expect(page.locator(".flash").first).to_contain_text("first super admin")
+        finally:
+            await context.close()
