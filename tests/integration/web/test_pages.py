@@ -303,3 +303,43 @@ async def test_channel_page_shows_the_health_history(admin: Client, web_api: Api
     assert body.count('<rect class="') == 3
     assert "1 healthy, 1 degraded, 1 unhealthy, 0 unknown" in body
     assert '<rect class="unhealthy"' in body
+
+
+async def test_new_pages_escape_what_users_typed(admin: Client, web_api: Api,
+                                                 web_server: Server) -> None:
+    """Names, middleware values and invitation e-mails with markup are shown as text on the
+    channel pages (admin and portal), the channels and routing lists (row menus, the no-source
+    reason), the tenant users page (invitations) and the invitation link's page."""
+    evil = '<script>alert(1)</script>'
+    t = await web_api.tenant(f"t{evil}")
+    ch = await web_api.channel(t["id"], name=f"c{evil}", type="webhook", mode="outbound",
+                               config={"url": "http://127.0.0.1:9/x"},
+                               transformations=[{"type": "add_prefix", "prefix": evil},
+                                                {"type": "set_metadata", "values": {evil: evil}}])
+    _, body, _ = await admin.get("/admin/tenant_users")
+    status, body, _ = await admin.post("/admin/tenant_users/invites", {
+        "tenant_id": t["id"], "email": f"x{evil}@evil.example", "role": "owner"})
+    assert status == 201, _errors(body)
+    link = re.search(r'id="once-value">([^<]+)<', body).group(1)  # type: ignore[union-attr]
+    pages = {}
+    for path in (f"/admin/channels/{ch['id']}", "/admin/channels", "/admin/routing_rules",
+                 "/admin/tenant_users"):
+        status, pages[path], _ = await admin.get(path)
+        assert status == 200, path
+    status, pages["test"], _ = await admin.post(f"/admin/channels/{ch['id']}/test", {})
+    anon = Client(web_server.url)
+    try:
+        status, pages["invite"], _ = await anon.get(link.replace(web_server.url, ""))
+        assert status == 200
+        status, pages["accepted"], _ = await anon.post(link.replace(web_server.url, ""), {
+            "name": evil, "password": "evil password 1", "confirm_password": "evil password 1"})
+        assert status == 302
+        status, pages["portal"], _ = await anon.get(f"/portal/channels/{ch['id']}")
+        assert status == 200
+    finally:
+        await anon.close()
+    for name, body in pages.items():
+        assert evil not in body, name
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[f"/admin/channels/{ch['id']}"]
+    assert "No channel of t&lt;script&gt;" in pages["/admin/routing_rules"]
+    assert "Join t&lt;script&gt;" in pages["invite"]
