@@ -372,3 +372,58 @@ def health(conn: sqlite3.Connection, start_iso: str, end_iso: str, *,
         out.setdefault(row[0], []).append(
             {"at": row[3], "status": row[1], "failure_rate": row[2]})
     return {k: v[-limit:] for k, v in out.items()}
+
+
+# -- SLA targets (docs/admin.md#sla-tiers) ----------------------------------------------------
+MIN_DELIVERIES = 20  # an hour with fewer outcomes on a channel says nothing about its SLA
+
+
+def breaches(conn: sqlite3.Connection, hour: int) -> list[dict[str, Any]]:
+    """Each channel of a tenant on a tier with SLA targets that missed one in the hour starting
+    at ``hour`` (delivery success rate below target, or p90 of accepted → sent above it), with
+    at least ``MIN_DELIVERIES`` outcomes; read from the folded hour."""
+    out: list[dict[str, Any]] = []
+    tenants = conn.execute(
+        """SELECT tt.tenant_id, t.name, t.target_success_rate, t.target_sent_p90_ms,
+                  te.alert_webhook_url
+             FROM tenant_tiers tt JOIN sla_tiers t ON t.id = tt.tier_id
+             JOIN tenants te ON te.id = tt.tenant_id
+            WHERE t.target_success_rate IS NOT NULL OR t.target_sent_p90_ms IS NOT NULL"""
+    ).fetchall()
+    for tenant_id, tier, rate_target, p90_target, url in tenants:
+        counts = sums(conn, "count", hour, hour + HOUR, 0, tenant_id=tenant_id,
+                      by_channel=True, spans=[(HOUR, hour, hour + HOUR)])
+        lat = sums(conn, "latency", hour, hour + HOUR, 0, tenant_id=tenant_id,
+                   by_channel=True, spans=[(HOUR, hour, hour + HOUR)])
+        for chan in sorted({k[1] for k in counts}):
+            sent = counts.get((hour, chan, "sent"), 0)
+            failed = counts.get((hour, chan, "failed"), 0)
+            if sent + failed < MIN_DELIVERIES:
+                continue
+            hist = {int(k[2].split(":")[1]): n for k, n in lat.items()
+                    if k[1] == chan and k[2].startswith("sent:")}
+            rate = sent / (sent + failed)
+            p90 = percentiles(hist, (0.9,))["p90"]
+            missed = []
+            if rate_target is not None and rate < rate_target:
+                missed.append("success_rate")
+            if p90_target is not None and p90 is not None and p90 > p90_target:
+                missed.append("sent_p90_ms")
+            if missed:
+                out.append({"tenant_id": tenant_id, "channel_id": chan, "tier": tier,
+                            "url": url, "hour": hour, "deliveries": sent + failed,
+                            "success_rate": round(rate, 4), "target_success_rate": rate_target,
+                            "sent_p90_ms": p90, "target_sent_p90_ms": p90_target,
+                            "missed": missed})
+    return out
+
+
+def unchecked_hours(conn: sqlite3.Connection, keep: int = 6) -> list[int]:
+    """The folded hours not yet checked against the SLA targets (at most the last ``keep``),
+    marked checked: call it in the transaction that raises their alerts."""
+    until = watermarks(conn)[HOUR]
+    last = _state(conn, "sla_checked")
+    start = max(last if last is not None else until - HOUR, until - keep * HOUR)
+    if until:
+        _set_state(conn, "sla_checked", until)
+    return list(range(start, until, HOUR)) if until else []

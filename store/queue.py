@@ -324,15 +324,16 @@ def claim(conn: sqlite3.Connection, now: str, lease_seconds: float, limit: int,
         return [from_row(Delivery, r) for r in claim_due(
             conn, "deliveries", COLUMNS, now, lease_seconds, limit, owner, True)]
     rows: list[Any] = []
-    plan = shares([0, *levels], limit)
-    full = []
-    for level, quota in plan:
+    empty = set()
+    for level, quota in shares([0, *levels], limit):
         got = claim_due(conn, "deliveries", COLUMNS, now, lease_seconds, quota, owner, True,
                         AT_LEVEL if level else AT_LEVEL_0, (level or 0,))
         rows += got
-        if len(got) == quota:
-            full.append(level)
-    for level in full:  # what the others left, highest level first
+        if len(got) < quota:
+            empty.add(level)
+    # What the others left (or a batch smaller than the levels), highest level first, to the
+    # levels that may have more.
+    for level in sorted({0, *levels} - empty, reverse=True):
         if len(rows) >= limit:
             break
         rows += claim_due(conn, "deliveries", COLUMNS, now, lease_seconds, limit - len(rows),

@@ -12,7 +12,9 @@ from .util import new_id
 
 LIMITS = ("activities_per_min", "deliveries_per_min", "max_connections", "max_upload_bytes",
           "retention_days", "max_channels")
-COLUMNS = ("id, name, description, priority, " + ", ".join(LIMITS) + ", inserted_at, updated_at")
+TARGETS = ("target_success_rate", "target_sent_p90_ms")  # m0020
+COLUMNS = ("id, name, description, priority, " + ", ".join(LIMITS) + ", " + ", ".join(TARGETS)
+           + ", inserted_at, updated_at")
 
 
 class Tier(msgspec.Struct, kw_only=True):
@@ -26,6 +28,8 @@ class Tier(msgspec.Struct, kw_only=True):
     max_upload_bytes: int | None
     retention_days: int | None
     max_channels: int | None
+    target_success_rate: float | None = None
+    target_sent_p90_ms: int | None = None
     inserted_at: str
     updated_at: str
 
@@ -52,7 +56,7 @@ def by_name(conn: sqlite3.Connection, name: str) -> Tier | None:
 
 def create(conn: sqlite3.Connection, fields: dict[str, Any], now: str) -> Tier:
     tier_id = new_id()
-    values = {"description": "", "priority": 0, **{k: None for k in LIMITS}, **fields,
+    values = {"description": "", "priority": 0, **{k: None for k in (*LIMITS, *TARGETS)}, **fields,
               "id": tier_id, "inserted_at": now, "updated_at": now}
     cols = ", ".join(values)
     conn.execute(f"INSERT INTO sla_tiers ({cols}) VALUES ({', '.join('?' * len(values))})",

@@ -36,6 +36,13 @@ def check(fields: dict[str, Any], *, creating: bool) -> dict[str, list[str]]:
         value = fields.get(limit)
         if value is not None and not 0 <= value <= LIMIT_MAX:
             errs[limit] = ["must be greater than or equal to 0" if value < 0 else "is too large"]
+    rate = fields.get("target_success_rate")
+    if rate is not None and not 0 <= rate <= 1:
+        errs["target_success_rate"] = ["must be from 0 to 1"]
+    p90 = fields.get("target_sent_p90_ms")
+    if p90 is not None and not 0 <= p90 <= LIMIT_MAX:
+        errs["target_sent_p90_ms"] = ["must be greater than or equal to 0" if p90 < 0
+                                      else "is too large"]
     if "description" in fields and len(fields["description"]) > 500:
         errs["description"] = ["must be at most 500 characters"]
     return errs

@@ -31,6 +31,8 @@ class TierCreate(Struct, kw_only=True, forbid_unknown_fields=True):
     max_upload_bytes: int | None = None
     retention_days: int | None = None
     max_channels: int | None = None
+    target_success_rate: float | None = None
+    target_sent_p90_ms: int | None = None
 
 
 class TierPatch(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -43,6 +45,8 @@ class TierPatch(Struct, kw_only=True, forbid_unknown_fields=True):
     max_upload_bytes: int | None | UnsetType = UNSET
     retention_days: int | None | UnsetType = UNSET
     max_channels: int | None | UnsetType = UNSET
+    target_success_rate: float | None | UnsetType = UNSET
+    target_sent_p90_ms: int | None | UnsetType = UNSET
 
 
 class TenantTierIn(Struct, kw_only=True, forbid_unknown_fields=True):

@@ -96,3 +96,24 @@ async def test_upload_size(api: Api) -> None:
     problem(await api.call("POST", path, headers=h, data=form(b"x" * 11)), 400, "error",
             "file_too_large")
     await api.ok("POST", path, headers=h, data=form(b"x" * 10))
+
+
+async def test_sla_targets(api: Api) -> None:
+    tiers = {t["name"]: t for t in (await api.ok("GET", "/api/admin/tiers",
+                                                 headers=api.admin))["data"]}
+    assert tiers["priority"]["target_success_rate"] == 0.99
+    assert tiers["priority"]["target_sent_p90_ms"] == 5000
+    assert tiers["free"]["target_success_rate"] is None
+    name = f"gold-{uuid.uuid4().hex[:8]}"
+    made = (await api.ok("POST", "/api/admin/tiers", 201, headers=api.admin, json={
+        "name": name, "target_success_rate": 0.999, "target_sent_p90_ms": 1000}))["data"]
+    assert (made["target_success_rate"], made["target_sent_p90_ms"]) == (0.999, 1000)
+    for body, field in (({"target_success_rate": 1.5}, "target_success_rate"),
+                        ({"target_success_rate": -0.1}, "target_success_rate"),
+                        ({"target_sent_p90_ms": -1}, "target_sent_p90_ms")):
+        got = problem(await api.call("POST", "/api/admin/tiers", headers=api.admin,
+                                     json={"name": f"bad-{uuid.uuid4().hex[:6]}", **body}),
+                      422, "errors", "validation_failed")
+        assert field in got["errors"], got
+        problem(await api.call("PATCH", f"/api/admin/tiers/{made['id']}", headers=api.admin,
+                               json=body), 422, "errors", "validation_failed")

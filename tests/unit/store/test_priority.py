@@ -117,3 +117,11 @@ def test_shares() -> None:
     assert queue.shares([0, 20], 2) == [(20, 1), (0, 1)]
     assert queue.shares([0, 10, 20], 2) == [(20, 1), (10, 1)]
     assert queue.shares([0], 16) == [(0, 16)]
+
+
+def test_a_level_with_nothing_due_leaves_its_share_to_the_others(conn: sqlite3.Connection) -> None:
+    world = _world(conn, ("free", "standard", "priority"))
+    _backlog(conn, world[:1], 40)  # only the free tenant has deliveries waiting
+    now = queue._shift(T0, 10)
+    assert len(queue.claim(conn, now, 60, 1)) == 1  # a batch smaller than the levels
+    assert len(queue.claim(conn, now, 60, BATCH)) == BATCH
