@@ -10,6 +10,7 @@ else writes. Reads run on a small thread pool of read-only connections.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -50,6 +51,7 @@ class Database:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
+        self.readers = readers
         self._pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="db-read")
         self.commits = 0
         # Called on the writer thread between two transactions (never inside one); replication
@@ -76,7 +78,22 @@ class Database:
             raise
         self._writer = threading.Thread(target=self._run_writer, name="db-writer", daemon=True)
         self._writer.start()
+        self._open_readers()
         return result
+
+    def _open_readers(self) -> None:
+        """Open every read thread's connection now rather than on first use: a file that stops
+        being openable later (permissions, a mount) then fails a process that starts after it,
+        not the reads of one already serving."""
+        barrier = threading.Barrier(self.readers)  # one task per thread: each waits for all
+
+        def open_one() -> None:
+            self._reader()
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=10)
+
+        for future in [self._pool.submit(open_one) for _ in range(self.readers)]:
+            future.result()
 
     def close(self) -> None:
         """Finish queued writes, stop the writer, close every connection."""

@@ -35,7 +35,7 @@ from tests.bench.baseline import start_echo, tree_cpu_seconds  # noqa: E402
 from tests.support.server import ADMIN_TOKEN, Server  # noqa: E402
 
 BODY = {"text": "hello from the benchmark", "sender": "bench", "metadata": {"n": 1}}
-TARGET = 0.35
+TARGET = 0.5  # issue 14 (issue 2 asked 0.35); and p99 < 25 ms
 
 
 # -- the converger side -----------------------------------------------------------------------
@@ -162,6 +162,9 @@ def main() -> int:
                    help="converger serve --workers N, and the echo app with N processes")
     p.add_argument("--receiver", action="store_true",
                    help="webhook channel: deliver to a live local receiver (else a closed port)")
+    p.add_argument("--before", metavar="TREE",
+                   help="also run the gateway from this source tree (e.g. `git worktree add "
+                        "/tmp/before <commit>`) in the same rounds: before/after in one run")
     args = p.parse_args()
     loader = args.loader
     if loader == "auto":
@@ -169,9 +172,21 @@ def main() -> int:
     load = load_wrk if loader == "wrk" else load_aiohttp
 
     results: dict[str, list[dict[str, Any]]] = {"echo": [], "activity": []}
+    if args.before:
+        results["before"] = []
     with tempfile.TemporaryDirectory(prefix="converger-bench-") as tmp:
         server = Server(Path(tmp) / "data", env={
             "CONVERGER_LOG_LEVEL": "WARNING", "CONVERGER_WORKERS": str(args.workers)}).start(60)
+        before = None
+        if args.before:
+            import tests.support.server as support
+
+            here, support.ROOT = support.ROOT, Path(args.before).resolve()  # the server's cwd
+            try:
+                before = Server(Path(tmp) / "before", env={
+                    "CONVERGER_LOG_LEVEL": "WARNING", "CONVERGER_WORKERS": str(args.workers)}).start(60)
+            finally:
+                support.ROOT = here
         echo_proc, echo_url = start_echo(args.workers)
         receiver = None
         hook = "http://127.0.0.1:9/hook"
@@ -187,13 +202,18 @@ def main() -> int:
             setup = converger_setup(server.url, args.channel_type, hook)
             act_url = f"{server.url}/api/v1/conversations/{setup['conversation_id']}/activities"
             act_headers = {"x-api-key": setup["api_key"]}
-            for url, headers in ((echo_url + "/echo", {}), (act_url, act_headers)):
-                load(url, headers, args.warmup, args.connections)
+            targets = [("echo", echo_url + "/echo", {}), ("activity", act_url, act_headers)]
             pids = {"echo": getattr(echo_proc, "pids", [echo_proc.pid]),
                     "activity": [server.proc.pid]}  # type: ignore[union-attr]
+            if before is not None:
+                old = converger_setup(before.url, args.channel_type, hook)
+                targets.append(("before", f"{before.url}/api/v1/conversations/"
+                                f"{old['conversation_id']}/activities", {"x-api-key": old["api_key"]}))
+                pids["before"] = [before.proc.pid]  # type: ignore[union-attr]
+            for _, url, headers in targets:
+                load(url, headers, args.warmup, args.connections)
             for r in range(args.rounds):
-                for name, url, headers in (("echo", echo_url + "/echo", {}),
-                                           ("activity", act_url, act_headers)):
+                for name, url, headers in targets:
                     cpu0 = sum(tree_cpu_seconds(p) for p in pids[name])
                     res = load(url, headers, args.duration, args.connections)
                     res["cpu_us_per_request"] = (sum(tree_cpu_seconds(p) for p in pids[name]) - cpu0) / max(
@@ -208,6 +228,8 @@ def main() -> int:
             echo_proc.terminate()
             echo_proc.wait(10)
             server.stop(40)
+            if before is not None:
+                before.stop(40)
             if receiver is not None:
                 receiver.terminate()
                 receiver.wait(10)
@@ -226,7 +248,7 @@ def main() -> int:
     print(f"machine: nproc={os.cpu_count()}  loader={loader}  connections={args.connections}  "
           f"duration={args.duration}s x {args.rounds} rounds  channel={args.channel_type}  "
           f"workers={args.workers}{'  receiver=live' if args.receiver else ''}")
-    for name in ("echo", "activity"):
+    for name in results:
         print(f"{name:8} median {med(name, 'rps'):9.0f} req/s  p50 {med(name, 'p50_ms'):7.2f} ms  "
               f"p99 {med(name, 'p99_ms'):7.2f} ms  server CPU {med(name, 'cpu_us_per_request'):5.0f} us/req")
     print(f"ratio activity/echo: median {ratio:.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
@@ -234,6 +256,12 @@ def main() -> int:
     answered = sum(x["requests"] - x["non_2xx"] for x in results["activity"])
     cpu_ratio = med("echo", "cpu_us_per_request") / med("activity", "cpu_us_per_request")
     print(f"CPU-cost ratio echo/activity (noise-robust estimate of the same ratio): {cpu_ratio:.2f}")
+    if args.before:
+        old_ratios = [b["rps"] / e["rps"] for b, e in zip(results["before"], results["echo"], strict=True)]
+        print(f"before ({args.before}): ratio before/echo median {statistics.median(old_ratios):.2f}; "
+              f"CPU per request before {med('before', 'cpu_us_per_request'):.0f} us, "
+              f"now {med('activity', 'cpu_us_per_request'):.0f} us; req/s now/before (median of "
+              f"rounds) {statistics.median(a['rps'] / b['rps'] for a, b in zip(results['activity'], results['before'], strict=True)):.2f}")
     print(f"activities in the database: {stored} (answered 201 in measured rounds: {answered}; "
           "the rest are the warm-up and requests in flight when wrk stopped)")
     if args.json:

@@ -131,7 +131,28 @@ async def baseline(n: int, rurl: str, concurrency: int = 20) -> float:
 # -- 1 and 2: through the real server -------------------------------------------------------
 
 
-async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1) -> dict[str, float]:
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def _own_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1,
+                     receiver_pid: int | None = None) -> dict[str, float]:
+    """The CPU each party used during the end-to-end run is reported as cores (CPU seconds ÷
+    wall seconds): the gateway (every process), the posting client (this process), the
+    receiver, and the whole machine (everything else is the neighbours)."""
+    from tests.bench.baseline import tree_cpu_seconds
+
     out: dict[str, float] = {}
     srv = Server(workdir / "e2e", env={"CONVERGER_WORKERS": str(workers)}).start(timeout=60)
     try:
@@ -146,10 +167,21 @@ async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1) -> dict
                 async with sem:
                     await api.post_activity(conv, key, text=f"m{i}")
 
+            assert srv.proc is not None
+            cpu0 = (tree_cpu_seconds(srv.proc.pid), _own_cpu(),
+                    tree_cpu_seconds(receiver_pid) if receiver_pid else 0.0, *_machine_busy())
             t0 = time.time()
             await asyncio.gather(*(post(i) for i in range(n)))
             posted = time.time()
             state = await _wait_count(session, rurl, n, 120)
+            wall = time.time() - t0
+            cpu1 = (tree_cpu_seconds(srv.proc.pid), _own_cpu(),
+                    tree_cpu_seconds(receiver_pid) if receiver_pid else 0.0, *_machine_busy())
+            out["e2e_cores_gateway"] = (cpu1[0] - cpu0[0]) / wall
+            out["e2e_cores_client"] = (cpu1[1] - cpu0[1]) / wall
+            out["e2e_cores_receiver"] = (cpu1[2] - cpu0[2]) / wall
+            out["e2e_cores_machine_busy"] = (cpu1[3] - cpu0[3]) / wall
+            out["e2e_gateway_cpu_us_per_delivery"] = (cpu1[0] - cpu0[0]) / n * 1e6
             out["e2e_posts_per_s"] = n / (posted - t0)
             out["e2e_deliveries_per_s"] = n / (state["last"] - t0)
             out["e2e_lag_after_last_post_s"] = state["last"] - posted
@@ -254,11 +286,12 @@ async def main(argv: list[str]) -> None:
             results = {"n": float(args.n), "workers": float(args.workers)}
             if args.overhead_n:
                 results.update(queue_overhead(args.overhead_n, Path(tmp)))
-            results.update(await end_to_end(args.n, Path(tmp), rurl, args.workers))
+            results.update(await end_to_end(args.n, Path(tmp), rurl, args.workers, receiver.pid))
     finally:
         receiver.terminate()
         receiver.wait(5)
-    print(json.dumps({k: round(v, 2 if k.startswith("ratio") else 1) for k, v in results.items()},
+    print(json.dumps({k: round(v, 2 if k.startswith(("ratio", "e2e_cores")) else 1)
+                      for k, v in results.items()},
                      indent=2))
     print(f"machine: nproc={os.cpu_count()}  loadavg={Path('/proc/loadavg').read_text().strip()}")
     e2e = results["e2e_deliveries_per_s"]

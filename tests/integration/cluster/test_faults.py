@@ -239,25 +239,23 @@ async def test_a_worker_that_cannot_open_the_database_is_retried_while_the_other
         api = Api(spread, srv.url)
         s = await api.setup("noopen")
         conv, key = s["conversation"]["id"], s["api_key"]
-        # Every process opens its read connections now (they are opened on first use).
-        await asyncio.gather(*(api.ok("GET", f"/api/v1/conversations/{conv}/activities",
-                                      headers={"x-api-key": key}) for _ in range(30)))
+        # (The serving processes opened their read connections at start: store/db.py.)
         victim = next(w for w in srv.workers() if w["slot"] == 1)
         db.rename(away)
         db.mkdir()
         os.kill(victim["pid"], signal.SIGKILL)
         async def refused() -> bool:
-            return "cannot open the database" in srv.log()
+            return "cannot open the database" in srv.log_path.read_text(errors="replace")
 
         await _until(refused, 120, "the worker never reported the failed open")
         # The others keep taking posts while it cannot start.
         ids = [(await api.post_activity(conv, key, text=f"n{i}"))["id"] for i in range(20)]
 
-        async def retried() -> bool:
-            return srv.log().count("cannot open the database") >= 2
+        async def retried() -> bool:  # two failed starts, each reported by the supervisor
+            return srv.log_path.read_text(errors="replace").count("(exit status 3)") >= 2
 
         await _until(retried, 120, "the supervisor did not retry the worker")
-        log = srv.log()
+        log = srv.log_path.read_text(errors="replace")
         after = log[log.index(f"worker 1 (pid {victim['pid']}) died"):]
         failed = [ln for ln in after.splitlines() if "cannot open the database" in ln]
         assert all(str(db) in ln for ln in failed), failed
@@ -280,4 +278,55 @@ async def test_a_worker_that_cannot_open_the_database_is_retried_while_the_other
         if db.is_dir():
             db.rmdir()
             away.rename(db)
+        srv.stop(timeout=40)
+
+
+async def test_a_full_disk_is_507_from_every_worker_and_writes_come_back(
+    tmp_path: Path, spread: aiohttp.ClientSession
+) -> None:
+    """The database cannot grow (SQLite's page cap stands in for a full file system): every
+    process refuses writes with 507 storage_full, reads go on, no worker is taken for stuck or
+    restarted, and once space comes back every process writes again; what was accepted before
+    is all there."""
+    srv = _start(tmp_path, CONVERGER_DB_MAX_PAGES="600")
+    try:
+        api = Api(spread, srv.url)
+        keep = await api.setup("keep")
+        filler = await api.setup("filler")
+        kept = [(await api.post_activity(keep["conversation"]["id"], keep["api_key"],
+                                         text=f"kept {i}"))["id"] for i in range(6)]
+        pids = {w["slot"]: w["pid"] for w in srv.workers()}
+        path = f"/api/v1/conversations/{filler['conversation']['id']}/activities"
+        status = 201
+        for i in range(600):
+            status, body, _ = await api.call("POST", path, json={"text": f"{i} " + "x" * 8000},
+                                             headers={"x-api-key": filler["api_key"]})
+            if status != 201:
+                break
+        assert status == 507, (status, body)
+
+        keep_path = f"/api/v1/conversations/{keep['conversation']['id']}/activities"
+        refused_by: set[int] = set()
+        for _ in range(30):  # fresh connections: the processes take turns
+            async with spread.post(f"{srv.url}{keep_path}", json={"text": "y" * 9000},
+                                   headers={"x-api-key": keep["api_key"]}) as r:
+                assert r.status == 507 and (await r.json())["code"] == "storage_full"
+                refused_by.add(int(r.headers["x-converger-worker"]))
+        assert refused_by == set(pids.values()), "not every process answered 507"
+        listed = await api.ok("GET", keep_path, headers={"x-api-key": keep["api_key"]})
+        assert [a["id"] for a in listed["data"]] == kept
+
+        await api.ok("DELETE", f"/api/admin/tenants/{filler['tenant']['id']}", 204, headers=api.admin)
+        written_by: set[int] = set()
+        for i in range(30):
+            async with spread.post(f"{srv.url}{keep_path}", json={"text": f"back {i}"},
+                                   headers={"x-api-key": keep["api_key"]}) as r:
+                assert r.status == 201, await r.text()
+                written_by.add(int(r.headers["x-converger-worker"]))
+        assert written_by == set(pids.values())
+        assert {w["slot"]: w["pid"] for w in srv.workers()} == pids  # nobody was restarted
+        log = srv.log_path.read_text(errors="replace")
+        assert "Traceback" not in log and "storage_full" in log
+        assert "is stuck" not in log and "died" not in log
+    finally:
         srv.stop(timeout=40)
