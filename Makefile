@@ -17,9 +17,21 @@ setup: $(BIN)/converger
 run: setup
 	$(BIN)/converger serve --dev
 
+# The suite runs on TEST_WORKERS pytest-xdist worker processes (`-n`): by default one per CPU,
+# at most 4 (CI's machine has 2; each worker's tests start servers, browsers and node processes
+# of their own, so more workers than cores only adds load); `TEST_WORKERS=0 make test` runs it
+# in one process. `--dist loadfile`: a test module runs whole, in order, in one worker, so its
+# module-scoped servers and browsers start once and scenario modules (one server, tests in
+# order) hold; tests/conftest.py refuses the modes that split modules. Each worker has its own
+# session servers, temporary directories and range of ports (tests/support/server.py).
+# `--durations=25` prints the slowest tests. pytest's exit 5 (no test ran) fails the target too.
+TEST_WORKERS ?= logical
+PYTEST = $(BIN)/python -m pytest -q -p no:cacheprovider
+XDIST  = -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
+
 ## Install what the tests need (browser, node client) and run every test.
 test: setup test-setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(PYTEST) $(XDIST) --durations=25
 
 test-setup: setup
 	bash tests/setup.sh
@@ -28,7 +40,7 @@ test-setup: setup
 ## (`make test` runs everything with one; tests/integration/cluster always uses three).
 ## `CONVERGER_WORKERS=2 make test` runs the whole suite that way.
 test-workers: setup test-setup
-	CONVERGER_WORKERS=2 $(BIN)/python -m pytest -q -p no:cacheprovider \
+	CONVERGER_WORKERS=2 $(PYTEST) $(XDIST) --durations=10 \
 	    tests/integration/realtime tests/integration/delivery tests/integration/gateway
 
 ## The store's unit tests and the gateway, delivery, real-time and Direct Line integration tests
@@ -67,7 +79,7 @@ clean:
 ## The whole test suite against the single binary instead of `python -m gateway`.
 .PHONY: test-binary
 test-binary: binary test-setup
-	CONVERGER_TEST_BINARY=dist/converger $(BIN)/python -m pytest -q -p no:cacheprovider
+	CONVERGER_TEST_BINARY=dist/converger $(PYTEST) $(XDIST)
 
 ## Refresh docs/screenshots/ (admin panel, headless Chromium).
 .PHONY: screenshots

@@ -133,6 +133,13 @@ ok "CLI: tenant create/list, settings; data dir holds converger.db and secret_ke
 PORT=$(free_port)
 B="http://127.0.0.1:$PORT"
 start_server
+# Live is not ready: with several worker processes (the default on a multi-core machine) /readyz
+# is 503 until every one of them has reported; wait for 200 as a load balancer would.
+deadline=$((SECONDS + 30))
+until [ "$(status_of /readyz)" = 200 ]; do
+    [ $SECONDS -lt $deadline ] || { call GET /readyz 200; fail "/readyz not 200 within 30 s"; }
+    sleep 0.05
+done
 call GET /readyz 200
 cp "$WORK/body" "$WORK/readyz"
 ok "/readyz: $(cat "$WORK/readyz")"

@@ -10,7 +10,31 @@ import aiohttp
 import pytest
 
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.server import Server, reap
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist makes `-n N` mean `--dist load`
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    if config.getoption("numprocesses", None) and config.getoption("dist", "no") == "no":
+        config.option.dist = "loadfile"  # `pytest -n 2` as `make test` runs it
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With pytest-xdist (`make test` runs ``-n auto --dist loadfile``), a module's tests must
+    stay in one worker, in order: several modules are scenarios on one module-scoped server
+    (tests/integration/deploy/test_https_acme.py, the cluster's), and a module's servers and
+    browsers should start once. ``--dist loadgroup``'s ``xdist_group`` marks are ignored under
+    pytest 9 (pytest-xdist 3.8 renames node ids pytest no longer reads), so it spreads a module
+    over the workers like ``load`` does: refuse those modes rather than fail at random."""
+    dist = config.getoption("dist", "no")
+    if config.getoption("numprocesses", None) and dist not in ("loadfile", "loadscope", "no"):
+        raise pytest.UsageError(f"--dist {dist} splits test modules between workers: use "
+                                f"--dist loadfile (the Makefile's `make test` does)")
+
+
+def pytest_sessionfinish() -> None:
+    """Kill what a test left running, in this process (each xdist worker has its own list)."""
+    reap()
 
 
 @pytest.fixture(scope="session")

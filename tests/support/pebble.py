@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .server import free_port
+from .server import free_port, track
 
 
 def available() -> bool:
@@ -94,8 +94,8 @@ class Pebble:
 
     def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         log = open(self.folder / f"{name}.log", "ab")
-        self.procs.append(subprocess.Popen([name, *args], stdout=log, stderr=subprocess.STDOUT,
-                                           env=env, cwd=self.folder))
+        self.procs.append(track(subprocess.Popen([name, *args], stdout=log,
+                                                 stderr=subprocess.STDOUT, env=env, cwd=self.folder)))
         log.close()
 
     def start(self, timeout: float = 20.0) -> Pebble:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,20 +25,59 @@ COMMAND = ([str(Path(os.environ["CONVERGER_TEST_BINARY"]).resolve())]
            if os.environ.get("CONVERGER_TEST_BINARY") else [sys.executable, "-m", "gateway"])
 
 
+# Ports handed to servers that bind them later (free_port) come from below the kernel's ephemeral
+# range (ip_local_port_range, 32768-60999 by default), where no client connection's local port
+# can take one between free_port() and the server's bind, and each pytest-xdist worker has a
+# slice of its own, so two workers never hand out the same port (`make test` runs with -n 2).
+_PORT_LOW, _PORT_HIGH = 10000, 32000
+_next_port: int | None = None
+
+
+def _port_slice() -> tuple[int, int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1… (unset without xdist)
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    size = (_PORT_HIGH - _PORT_LOW) // max(count, 1)
+    low = _PORT_LOW + (index % max(count, 1)) * size
+    return low, low + size
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback TCP port nobody listens on now (a later bind by a server may still race
+    another program on the machine picking the same port: Server.start retries then)."""
+    global _next_port
+    low, high = _port_slice()
+    if _next_port is None or not low <= _next_port < high:
+        # A random start: concurrent runs (the mutants runner, other checkouts) rarely overlap.
+        _next_port = random.randrange(low, high)
+    for _ in range(high - low):
+        port = _next_port
+        _next_port = low + (_next_port + 1 - low) % (high - low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {low}-{high}")
 
 
 _SPAWNED: list[subprocess.Popen[bytes]] = []
 
 
+def track(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """Have ``reap()`` kill ``proc`` at the end of the session if it is still running."""
+    _SPAWNED.append(proc)
+    return proc
+
+
 @atexit.register
-def _reap() -> None:
+def reap() -> None:
     """Whatever a test left running (a failed assertion before its stop, a crash test's
-    restart) is killed when the test process ends, so no server outlives the run."""
-    for proc in _SPAWNED:
+    restart) is killed when the test session ends (tests/conftest.py calls this at session
+    finish, in each pytest-xdist worker) and again at exit, so no server outlives the run."""
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
         if proc.poll() is None:
             proc.kill()
             try:
@@ -84,11 +124,14 @@ class Server:
                 if (self._port_chosen and attempt < 2 and self.proc is not None
                         and self.proc.returncode not in (None, 0)
                         and "Address already in use" in self.log()):
-                    self.port = free_port()
+                    self.repick_ports()
                     continue
                 self._port_chosen = False
                 raise
         raise AssertionError("unreachable")
+
+    def repick_ports(self) -> None:
+        self.port = free_port()
 
     def spawn(self) -> subprocess.Popen[bytes]:
         """Start the process without waiting for it (e.g. to kill it during start-up)."""
@@ -127,7 +170,7 @@ class Server:
             preexec_fn=self._limits if self.nofile else None,
         )
         log.close()  # the child holds its own copy
-        _SPAWNED.append(self.proc)
+        track(self.proc)
         return self.proc
 
     def _limits(self) -> None:

@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from cryptography import x509
 
-from .server import ADMIN_TOKEN, COMMAND, ROOT, Server, free_port
+from .server import ADMIN_TOKEN, COMMAND, ROOT, Server, free_port, track
 
 
 class Loopback(AbstractResolver):
@@ -88,7 +88,11 @@ class TlsServer(Server):
         self.name = name
         self.https_port = https_port or free_port()
         self.http_port = http_port or free_port()
+        self._port_chosen = https_port is None and http_port is None
         self.args = args
+
+    def repick_ports(self) -> None:
+        self.https_port, self.http_port = free_port(), free_port()
 
     @property
     def url(self) -> str:
@@ -112,6 +116,7 @@ class TlsServer(Server):
         self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=log,
                                      stderr=subprocess.STDOUT)
         log.close()
+        track(self.proc)  # killed at the session's end if a test left it running
         return self.proc
 
     def wait_live(self, timeout: float = 20.0) -> TlsServer:
