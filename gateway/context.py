@@ -121,6 +121,7 @@ class RequestState:
     user: Any = None  # the signed-in admin or tenant user
     actor: Actor | None = None  # who acts, as the audit log names them (gateway.auth.actor)
     tenant: Any = None  # the portal user's tenant
+    principal: Any = None  # what the signed-in person or admin token may do (domain.authz)
     claims: dict[str, Any] | None = None  # a socket's verified token
     vsn: str | None = None  # a socket's protocol version
     token: str | None = None  # a socket's token (Direct Line stream)

@@ -325,7 +325,7 @@ def install(app: Sanic) -> None:
 
     @app.post("/api/admin/tls/renew", name="tls_renew")
     async def tls_renew(request: Request) -> HTTPResponse:
-        await admin_auth(request, write=True)
+        await admin_auth(request)
         if manager is None or ctx.settings.tls != "acme":
             raise errors.ApiError(409, "tls_not_acme", "certificates are not obtained over ACME "
                                   "here (CONVERGER_DOMAINS is not set)")

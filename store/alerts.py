@@ -14,7 +14,7 @@ from typing import Any
 
 from . import queue
 from .models import Alert, from_row
-from .util import new_id, page
+from .util import new_id, page, within
 
 TABLE = "alerts"
 COLUMNS = (
@@ -38,7 +38,8 @@ def enqueue(conn: sqlite3.Connection, *, tenant_id: str, channel_id: str, event:
 
 def list_page(conn: sqlite3.Connection, *, tenant_id: str | None = None,
               channel_id: str | None = None, status: str | None = None, limit: int = 50,
-              cursor: str | None = None) -> tuple[list[Alert], str | None]:
+              cursor: str | None = None,
+              tenant_ids: Any = None, channel_ids: Any = None) -> tuple[list[Alert], str | None]:
     """Alerts, newest first, filtered; keyset-paged like every management list."""
     sql = f"SELECT {COLUMNS} FROM alerts WHERE 1=1"
     params: list[Any] = []
@@ -46,6 +47,10 @@ def list_page(conn: sqlite3.Connection, *, tenant_id: str | None = None,
         if value:
             sql += f" AND {col} = ?"
             params.append(value)
+    for col, ids in (("tenant_id", tenant_ids), ("channel_id", channel_ids)):
+        clause, more = within(col, ids)
+        sql += clause
+        params.extend(more)
     rows, nxt = page(conn, sql, params, limit=limit, cursor=cursor)
     return [from_row(Alert, r) for r in rows], nxt
 

@@ -7,7 +7,7 @@ import sqlite3
 from typing import Any
 
 from .models import AuditLog, from_row
-from .util import dumps, new_id, page
+from .util import dumps, new_id, page, within
 
 COLUMNS = "id, tenant_id, actor_type, actor_id, action, resource_type, resource_id, changes, inserted_at"
 
@@ -59,6 +59,7 @@ def list_page(
     resource_id: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    tenant_ids: Any = None,
 ) -> tuple[list[AuditLog], str | None]:
     sql = f"SELECT {COLUMNS} FROM audit_logs WHERE 1=1"
     params: list[Any] = []
@@ -69,5 +70,8 @@ def list_page(
         if value:
             sql += f" AND {col} = ?"
             params.append(value)
+    clause, more = within("tenant_id", tenant_ids)
+    sql += clause
+    params.extend(more)
     rows, nxt = page(conn, sql, params, limit=limit, cursor=cursor)
     return [from_row(AuditLog, r) for r in rows], nxt

@@ -7,7 +7,7 @@ import sqlite3
 from typing import Any
 
 from .models import Channel, from_row
-from .util import dumps, new_id, page
+from .util import dumps, new_id, page, within
 
 COLUMNS = (
     "id, tenant_id, name, status, type, mode, config, transformations, secret_enc, "
@@ -85,6 +85,8 @@ def list_page(
     status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    tenant_ids: Any = None,
+    channel_ids: Any = None,
 ) -> tuple[list[Channel], str | None]:
     sql = f"SELECT {COLUMNS} FROM channels WHERE 1=1"
     params: list[Any] = []
@@ -92,6 +94,10 @@ def list_page(
         if value:
             sql += f" AND {col} = ?"
             params.append(value)
+    for col, ids in (("tenant_id", tenant_ids), ("id", channel_ids)):
+        clause, more = within(col, ids)
+        sql += clause
+        params.extend(more)
     rows, nxt = page(conn, sql, params, limit=limit, cursor=cursor)
     return [from_row(Channel, r) for r in rows], nxt
 

@@ -6,7 +6,7 @@ import sqlite3
 from typing import Any
 
 from .models import Conversation, from_row
-from .util import dumps, new_id, page
+from .util import dumps, new_id, page, within
 
 COLUMNS = (
     "id, tenant_id, channel_id, status, metadata, last_seq, sender_key, last_activity_at, "
@@ -76,6 +76,8 @@ def list_page(
     status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    tenant_ids: Any = None,
+    channel_ids: Any = None,
 ) -> tuple[list[Conversation], str | None]:
     sql = f"SELECT {COLUMNS} FROM conversations WHERE 1=1"
     params: list[Any] = []
@@ -83,5 +85,9 @@ def list_page(
         if value:
             sql += f" AND {col} = ?"
             params.append(value)
+    for col, ids in (("tenant_id", tenant_ids), ("channel_id", channel_ids)):
+        clause, more = within(col, ids)
+        sql += clause
+        params.extend(more)
     rows, nxt = page(conn, sql, params, limit=limit, cursor=cursor)
     return [from_row(Conversation, r) for r in rows], nxt

@@ -146,10 +146,13 @@ class AdminToken(msgspec.Struct, kw_only=True):
     last_used_at: str | None
     revoked_at: str | None
     inserted_at: str
+    tenant_scope: list[str] | None = None  # None: every tenant
+    channel_scope: list[str] | None = None  # None: every channel of its tenants
+    expires_at: str | None = None
 
 
 JSON_COLUMNS = {"config", "transformations", "metadata", "attachments", "target_channel_ids", "changes",
-                "extra"}
+                "extra", "permissions", "tenant_scope", "channel_scope"}
 
 
 _PLANS: dict[tuple[type[Any], tuple[str, ...]], list[tuple[int, str, int]]] = {}

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import analytics, threads
 from .models import Activity, Delivery, from_row
-from .util import dumps, iso, new_id, page, parse_iso
+from .util import dumps, iso, new_id, page, parse_iso, within
 
 COLUMNS = (
     "id, activity_id, channel_id, tenant_id, conversation_id, status, attempts, last_error, "
@@ -90,6 +90,8 @@ def list_page(
     status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    tenant_ids: Any = None,
+    channel_ids: Any = None,
 ) -> tuple[list[Delivery], str | None]:
     sql = f"SELECT {COLUMNS} FROM deliveries WHERE 1=1"
     params: list[Any] = []
@@ -100,6 +102,10 @@ def list_page(
         if value:
             sql += f" AND {col} = ?"
             params.append(value)
+    for col, ids in (("tenant_id", tenant_ids), ("channel_id", channel_ids)):
+        clause, more = within(col, ids)
+        sql += clause
+        params.extend(more)
     rows, nxt = page(conn, sql, params, limit=limit, cursor=cursor)
     return [from_row(Delivery, r) for r in rows], nxt
 

@@ -7,7 +7,7 @@ import sqlite3
 from typing import Any
 
 from .models import Channel, RoutingRule, from_row
-from .util import dumps, new_id
+from .util import dumps, new_id, within
 
 COLUMNS = "id, tenant_id, name, source_channel_id, target_channel_ids, enabled, inserted_at, updated_at"
 
@@ -31,10 +31,16 @@ def for_tenant(conn: sqlite3.Connection, tenant_id: str) -> list[RoutingRule]:
     return [from_row(RoutingRule, r) for r in rows]
 
 
-def list_all(conn: sqlite3.Connection, tenant_id: str | None = None) -> list[RoutingRule]:
-    if tenant_id:
+def list_all(conn: sqlite3.Connection, tenant_id: str | None = None,
+             tenant_ids: Any = None) -> list[RoutingRule]:
+    """``tenant_ids``: only these tenants' rules (an access scope; None: no limit)."""
+    if tenant_id and tenant_ids is None:
         return for_tenant(conn, tenant_id)
-    rows = conn.execute(f"SELECT {COLUMNS} FROM routing_rules ORDER BY name, id").fetchall()
+    sql, params = f"SELECT {COLUMNS} FROM routing_rules WHERE 1=1", []
+    if tenant_id:
+        sql, params = sql + " AND tenant_id = ?", [tenant_id]
+    clause, more = within("tenant_id", tenant_ids)
+    rows = conn.execute(sql + clause + " ORDER BY name, id", [*params, *more]).fetchall()
     return [from_row(RoutingRule, r) for r in rows]
 
 

@@ -12,7 +12,7 @@ import unicodedata
 from typing import Any
 
 from .models import Tenant, from_row
-from .util import new_id, page
+from .util import new_id, page, within
 
 COLUMNS = "id, name, slug, status, alert_webhook_url, api_key_hint, inserted_at, updated_at"
 SLUG_MAX = 40
@@ -91,13 +91,17 @@ def for_sign_in(conn: sqlite3.Connection, typed: str) -> list[list[Tenant]]:
 
 
 def list_page(
-    conn: sqlite3.Connection, *, limit: int = 50, cursor: str | None = None, status: str | None = None
+    conn: sqlite3.Connection, *, limit: int = 50, cursor: str | None = None,
+    status: str | None = None, tenant_ids: Any = None,
 ) -> tuple[list[Tenant], str | None]:
     sql = f"SELECT {COLUMNS} FROM tenants WHERE 1=1"
     params: list[Any] = []
     if status:
         sql += " AND status = ?"
         params.append(status)
+    clause, more = within("id", tenant_ids)
+    sql += clause
+    params.extend(more)
     rows, nxt = page(conn, sql, params, limit=limit, cursor=cursor)
     return [from_row(Tenant, r) for r in rows], nxt
 

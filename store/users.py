@@ -8,11 +8,11 @@ from typing import Any
 
 import msgspec
 
-from .util import new_id
+from .util import dumps, loads, new_id, within
 
 ADMIN_ROLES = ("super_admin", "admin", "viewer")
 TENANT_ROLES = ("owner", "admin", "member", "viewer")
-COLUMNS = "id, email, name, role, status, inserted_at, updated_at"
+COLUMNS = "id, email, name, role, status, inserted_at, updated_at, tenant_scope, sso_subject"
 TENANT_COLUMNS = "id, tenant_id, email, name, role, status, inserted_at, updated_at"
 
 
@@ -24,6 +24,8 @@ class AdminUser(msgspec.Struct, kw_only=True):
     status: str
     inserted_at: str
     updated_at: str
+    tenant_scope: list[str] | None = None  # the tenants the role applies to; None: every one
+    sso_subject: str | None = None  # made at single sign-on: ``issuer sub``
 
 
 class TenantUser(msgspec.Struct, kw_only=True):
@@ -38,7 +40,9 @@ class TenantUser(msgspec.Struct, kw_only=True):
 
 
 def _admin(row: Any) -> AdminUser:
-    return AdminUser(**{k: row[k] for k in AdminUser.__struct_fields__})
+    out = {k: row[k] for k in AdminUser.__struct_fields__}
+    out["tenant_scope"] = loads(out["tenant_scope"])
+    return AdminUser(**out)
 
 
 def _tenant_user(row: Any) -> TenantUser:
@@ -47,13 +51,15 @@ def _tenant_user(row: Any) -> TenantUser:
 
 # -- admin users ------------------------------------------------------------------------------
 def create_admin(
-    conn: sqlite3.Connection, *, email: str, name: str, password_hash: str, role: str, now: str
+    conn: sqlite3.Connection, *, email: str, name: str, password_hash: str, role: str, now: str,
+    tenant_scope: list[str] | None = None, sso_subject: str | None = None,
 ) -> AdminUser:
     row = conn.execute(
         f"""INSERT INTO admin_users (id, email, password_hash, name, role, status, inserted_at,
-                                     updated_at)
-            VALUES (?, ?, ?, ?, ?, 'active', ?, ?) RETURNING {COLUMNS}""",
-        (new_id(), email, password_hash, name, role, now, now),
+                                     updated_at, tenant_scope, sso_subject)
+            VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?) RETURNING {COLUMNS}""",
+        (new_id(), email, password_hash, name, role, now, now,
+         None if tenant_scope is None else dumps(tenant_scope), sso_subject),
     ).fetchone()
     return _admin(row)
 
@@ -87,7 +93,10 @@ def admin_email_taken(conn: sqlite3.Connection, email: str) -> bool:
 def update_admin(
     conn: sqlite3.Connection, user_id: str, changes: dict[str, Any], now: str
 ) -> AdminUser | None:
-    sets = {k: v for k, v in changes.items() if k in ("name", "role", "status", "password_hash")}
+    sets = {k: v for k, v in changes.items()
+            if k in ("name", "role", "status", "password_hash", "tenant_scope")}
+    if "tenant_scope" in sets and sets["tenant_scope"] is not None:
+        sets["tenant_scope"] = dumps(sets["tenant_scope"])
     if not sets:
         return get_admin(conn, user_id)
     assignments = ", ".join(f"{k} = ?" for k in sets)
@@ -133,16 +142,16 @@ def tenant_login_row(
     return (_tenant_user(row), row["password_hash"]) if row else None
 
 
-def list_tenant_users(conn: sqlite3.Connection, tenant_id: str | None = None) -> list[TenantUser]:
+def list_tenant_users(conn: sqlite3.Connection, tenant_id: str | None = None,
+                      tenant_ids: Any = None) -> list[TenantUser]:
+    """``tenant_ids``: only these tenants' users (an access scope; None: no limit)."""
+    sql = f"SELECT {TENANT_COLUMNS} FROM tenant_users WHERE 1=1"
+    params: list[Any] = []
     if tenant_id:
-        rows = conn.execute(
-            f"SELECT {TENANT_COLUMNS} FROM tenant_users WHERE tenant_id = ? ORDER BY inserted_at",
-            (tenant_id,),
-        ).fetchall()
-    else:
-        rows = conn.execute(
-            f"SELECT {TENANT_COLUMNS} FROM tenant_users ORDER BY inserted_at"
-        ).fetchall()
+        sql += " AND tenant_id = ?"
+        params.append(tenant_id)
+    clause, more = within("tenant_id", tenant_ids)
+    rows = conn.execute(sql + clause + " ORDER BY inserted_at", [*params, *more]).fetchall()
     return [_tenant_user(r) for r in rows]
 
 
@@ -169,3 +178,10 @@ def update_tenant_user(
 
 def delete_tenant_user(conn: sqlite3.Connection, user_id: str) -> bool:
     return conn.execute("DELETE FROM tenant_users WHERE id = ?", (user_id,)).rowcount > 0
+
+
+def count_active_super_admins(conn: sqlite3.Connection, *, excluding: str | None = None) -> int:
+    """Active, unscoped super admins (who can still manage everything), but ``excluding``."""
+    return int(conn.execute(
+        "SELECT count(*) FROM admin_users WHERE role = 'super_admin' AND status = 'active' "
+        "AND tenant_scope IS NULL AND id <> ?", (excluding or "",)).fetchone()[0])

@@ -78,6 +78,17 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def within(column: str, ids: Any) -> tuple[str, list[Any]]:
+    """``AND column IN (…)`` for a limit to a set of ids (an access scope); nothing when
+    ``ids`` is None; a clause no row meets when it is empty."""
+    if ids is None:
+        return "", []
+    ids = sorted(ids)
+    if not ids:
+        return " AND 1 = 0", []
+    return f" AND {column} IN ({', '.join('?' for _ in ids)})", ids
+
+
 def dumps(value: Any) -> str:
     return _encode(value).decode()
 

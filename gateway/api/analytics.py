@@ -12,7 +12,7 @@ from sanic.response import HTTPResponse, raw
 from store.util import parse_iso
 
 from .. import errors
-from ..auth import admin_auth, tenant_auth
+from ..auth import admin_auth, report_scope, tenant_auth
 from ..domain import analytics as analytics_ops
 from ..http import gw, json, uuid_param
 
@@ -44,10 +44,11 @@ def _answer(request: Request, data: dict[str, Any], csv: bool) -> HTTPResponse:
 
 
 async def _admin(request: Request, csv: bool) -> HTTPResponse:
-    await admin_auth(request)
+    who = await admin_auth(request)
     w = _window(request)
-    data = await analytics_ops.report(gw(request), w, tenant_id=_id(request, "tenant_id"),
-                                      channel_id=_id(request, "channel_id"))
+    tenant_id, channel_id = await report_scope(request, who, _id(request, "tenant_id"),
+                                               _id(request, "channel_id"))
+    data = await analytics_ops.report(gw(request), w, tenant_id=tenant_id, channel_id=channel_id)
     return _answer(request, data, csv)
 
 

@@ -121,7 +121,7 @@ CODES: dict[int, tuple[str, ...]] = {
           "json_too_deep", "malformed_form", "malformed_json", "missing_type", "unknown_activity_type",
           "missing_channel_token", "missing_file", "not_downloadable", "missing_params", "missing_wrapper",
           "secret_required", "unknown_status_payload", "unparseable_inbound", "unsupported_vsn"),
-    401: ("unauthorized", "token_revoked", "invalid_admin_token", "invalid_api_key", "invalid_signature",
+    401: ("unauthorized", "token_revoked", "token_expired", "invalid_admin_token", "invalid_api_key", "invalid_signature",
           "invalid_token", "missing_credentials", "not_channel_token", "signature_required",
           "tenant_inactive", "tenant_not_found"),
     403: ("forbidden", "channel_inactive", "forbidden_role", "not_channel_token", "out_of_scope",
@@ -132,7 +132,7 @@ CODES: dict[int, tuple[str, ...]] = {
     406: ("not_acceptable",),
     408: ("request_timeout",),
     409: ("conflict", "constraint_failed", "conversation_closed", "not_retryable", "tier_limit_reached",
-          "tls_not_acme"),
+          "tls_not_acme", "last_super_admin", "role_in_use"),
     413: ("payload_too_large", "file_too_large", "activity_too_large", "storage_quota"),
     415: ("unsupported_media_type",),
     422: ("validation_failed",),
@@ -232,14 +232,14 @@ OPERATIONS: list[Op] = [
        errors=(400, 401, 403, 404)),
     Op("GET", "/api/admin/users", "List admin users (who sign in to /admin)", ADMIN,
        result=[AdminUser], errors=(401,), wrap="page"),
-    Op("POST", "/api/admin/users", "Create an admin user (super_admin tokens only)", ADMIN,
+    Op("POST", "/api/admin/users", "Create an admin user with a role and a tenant scope (permission admins:write)", ADMIN,
        s.AdminUserCreate, 201, AdminUser, (400, 401, 403, 422)),
     Op("GET", "/api/admin/users/{user_id}", "Show an admin user", ADMIN, result=AdminUser),
     Op("PATCH", "/api/admin/users/{user_id}",
-       "Update an admin user: name, role, status, password (super_admin tokens only)", ADMIN,
-       s.UserPatch, 200, AdminUser, (400, 401, 403, 404, 422)),
-    Op("DELETE", "/api/admin/users/{user_id}", "Delete an admin user (super_admin tokens only)",
-       ADMIN, ok=204, errors=(400, 401, 403, 404)),
+       "Update an admin user: name, role, tenant scope, status, password (admins:write)", ADMIN,
+       s.AdminUserPatch, 200, AdminUser, (400, 401, 403, 404, 409, 422)),
+    Op("DELETE", "/api/admin/users/{user_id}", "Delete an admin user (admins:delete)",
+       ADMIN, ok=204, errors=(400, 401, 403, 404, 409)),
     Op("GET", "/api/admin/tenant_users", "List tenant users (who sign in to /portal)", ADMIN,
        result=[TenantUser], errors=(400, 401), wrap="page", query=("tenant_id",)),
     Op("POST", "/api/admin/tenant_users", "Create a tenant user", ADMIN, s.TenantUserCreate, 201,
@@ -276,7 +276,7 @@ OPERATIONS: list[Op] = [
        errors=(400, 401, 403, 404)),
     Op("GET", "/api/admin/tokens", "List admin API tokens", ADMIN, result=[AdminToken],
        errors=(401,), wrap="page"),
-    Op("POST", "/api/admin/tokens", "Create an admin API token (shown once)", ADMIN,
+    Op("POST", "/api/admin/tokens", "Create an admin API token (shown once) with a role, a tenant and channel scope and an expiry", ADMIN,
        s.AdminTokenCreate, 201, ADMIN_TOKEN_CREATED, (400, 401, 403, 422)),
     Op("DELETE", "/api/admin/tokens/{token_id}", "Revoke an admin API token", ADMIN, ok=204,
        errors=(400, 401, 403, 404)),
@@ -291,7 +291,8 @@ SECURITY_SCHEMES = {
                                     "conversation"},
     "adminToken": {"type": "http", "scheme": "bearer",
                    "description": "an admin API token (CONVERGER_ADMIN_TOKEN or one made with "
-                                  "POST /api/admin/tokens); roles read_only, admin, super_admin"},
+                                  "POST /api/admin/tokens); a role (super_admin, admin, viewer or a custom role), limited to tenants and channels and "
+                                  "to a time when made so (docs/admin.md#roles-and-scopes)"},
     "convergerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                        "description": "a Converger token: unscoped (its channel) or scoped to "
                                       "one conversation"},
@@ -411,12 +412,18 @@ def _extend() -> None:
     from .converger import openapi_ops
 
     OPERATIONS.extend(openapi_ops.operations(Op))
-    from .manage import tiers
+    from .manage import roles, tiers
 
     OPERATIONS.extend(tiers.operations(Op, ADMIN))
     from . import analytics
 
     OPERATIONS.extend(analytics.operations(Op, ADMIN, API_KEY))
+    OPERATIONS.extend(roles.operations(Op, ADMIN))
+    # Any management route may refuse a role that lacks its permission or a scope that does
+    # not reach it (403), and an expired token (401).
+    for i, op in enumerate(OPERATIONS):
+        if op.auth == ADMIN:
+            OPERATIONS[i] = op._replace(errors=tuple(sorted({*op.errors, 401, 403})))
 
 
 _extend()

@@ -184,7 +184,8 @@ class AdminUserCreate(Struct, kw_only=True, forbid_unknown_fields=True):
     email: str
     name: str
     password: str
-    role: str = "admin"
+    role: str = "admin"  # a built-in role or a custom role's name
+    tenant_scope: list[str] | None = None  # the tenants the role applies to; null: every one
 
 
 class TenantUserCreate(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -202,9 +203,28 @@ class UserPatch(Struct, kw_only=True, forbid_unknown_fields=True):
     password: str | UnsetType = UNSET
 
 
+class AdminUserPatch(UserPatch, kw_only=True, forbid_unknown_fields=True):
+    tenant_scope: list[str] | None | UnsetType = UNSET
+
+
 class AdminTokenCreate(Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
-    role: str = "admin"
+    role: str = "admin"  # a built-in role or a custom role's name
+    tenant_scope: list[str] | None = None  # null: every tenant
+    channel_scope: list[str] | None = None  # channels of tenant_scope's tenants; null: all
+    expires_at: str | None = None  # ISO 8601 with offset; null: never
+
+
+class RoleCreate(Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    permissions: list[str]
+    description: str = ""
+
+
+class RolePatch(Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str | UnsetType = UNSET
+    permissions: list[str] | UnsetType = UNSET
+    description: str | UnsetType = UNSET
 
 
 def to_builtins(value: Any) -> Any:

@@ -15,6 +15,7 @@ docs/architecture.md follows one activity through it.
 from . import (
     activities,
     admin_tokens,
+    authz,
     channels,
     conversations,
     deliveries,
@@ -29,6 +30,6 @@ from .errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 
 __all__ = [
     "SYSTEM", "Actor", "Conflict", "DomainError", "Forbidden", "NotFound", "ValidationFailed",
-    "activities", "admin_tokens", "channels", "conversations", "deliveries", "inbound",
+    "activities", "admin_tokens", "authz", "channels", "conversations", "deliveries", "inbound",
     "receipts", "routing", "tenants", "users",
 ]

@@ -12,6 +12,7 @@ from store import tenants, users
 
 from ..context import Gateway
 from ..crypto import MIN_PASSWORD, hash_password
+from . import authz
 from .base import Actor, record, snap
 from .errors import NotFound, ValidationFailed
 
@@ -21,7 +22,8 @@ STATUSES = ("active", "inactive")
 
 
 def check(email: str, name: str, password: str | None, role: str,
-          roles: tuple[str, ...]) -> dict[str, list[str]]:
+          roles: tuple[str, ...] | None) -> dict[str, list[str]]:
+    """``roles`` None: the role is checked elsewhere (an admin's: ``authz.check_assignment``)."""
     errs: dict[str, list[str]] = {}
     if "@" not in email or len(email) < 3:
         errs["email"] = ["must be a valid e-mail address"]
@@ -29,17 +31,17 @@ def check(email: str, name: str, password: str | None, role: str,
         errs["name"] = ["can't be blank"]
     if password is not None and len(password) < MIN_PASSWORD:
         errs["password"] = [f"must be at least {MIN_PASSWORD} characters"]
-    if role not in roles:
+    if roles is not None and role not in roles:
         errs["role"] = ["is invalid"]
     return errs
 
 
-def check_changes(changes: dict[str, Any], roles: tuple[str, ...]) -> dict[str, list[str]]:
+def check_changes(changes: dict[str, Any], roles: tuple[str, ...] | None) -> dict[str, list[str]]:
     """The rules for the fields an update sets (name, role, status, password)."""
     errs: dict[str, list[str]] = {}
     if "name" in changes and (not isinstance(changes["name"], str) or not changes["name"].strip()):
         errs["name"] = ["can't be blank"]
-    if "role" in changes and changes["role"] not in roles:
+    if "role" in changes and roles is not None and changes["role"] not in roles:
         errs["role"] = ["is invalid"]
     if "status" in changes and changes["status"] not in STATUSES:
         errs["status"] = ["is invalid"]
@@ -54,7 +56,7 @@ async def _hashed(password: str) -> str:
     return await asyncio.to_thread(hash_password, password) if password else ""
 
 
-async def _prepared(changes: dict[str, Any], roles: tuple[str, ...]) -> dict[str, Any]:
+async def _prepared(changes: dict[str, Any], roles: tuple[str, ...] | None) -> dict[str, Any]:
     errs = check_changes(changes, roles)
     if errs:
         raise ValidationFailed(errs)
@@ -69,24 +71,37 @@ async def _prepared(changes: dict[str, Any], roles: tuple[str, ...]) -> dict[str
 # -- admin users ------------------------------------------------------------------------------
 def create_admin_tx(conn: sqlite3.Connection, email: str, name: str, password: str,
                     password_hash: str, role: str, actor: tuple[str, str],
-                    now: str) -> users.AdminUser:
+                    now: str, tenant_scope: Any = None, granter: authz.Principal | None = None,
+                    sso_subject: str | None = None) -> users.AdminUser:
+    """``role``: a built-in or custom role; ``tenant_scope``: the tenants it applies to (None:
+    every one); ``granter``: who gives it (None: the command line or the setup link)."""
     email = email.strip().lower()
-    errs = check(email, name.strip(), password, role, ADMIN_ROLES)
+    errs = check(email, name.strip(), password, role, None)
+    authz.check_assignment(conn, role, tenant_scope, granter, errs)
     if not errs.get("email") and users.admin_email_taken(conn, email):
         errs["email"] = ["has already been taken"]
     if errs:
         raise ValidationFailed(errs)
     user = users.create_admin(conn, email=email, name=name.strip(), password_hash=password_hash,
-                              role=role, now=now)
+                              role=role, now=now, tenant_scope=tenant_scope,
+                              sso_subject=sso_subject)
     record(conn, actor, "create", "admin_user", user.id, now, after=snap(user))
     return user
 
 
 def update_admin_tx(conn: sqlite3.Connection, user_id: str, changes: dict[str, Any],
-                    actor: tuple[str, str], now: str) -> users.AdminUser:
+                    actor: tuple[str, str], now: str,
+                    granter: authz.Principal | None = None) -> users.AdminUser:
     before = users.get_admin(conn, user_id)
     if before is None:
         raise NotFound("admin user")
+    if "role" in changes or "tenant_scope" in changes:
+        errs: dict[str, list[str]] = {}
+        authz.check_assignment(conn, changes.get("role", before.role),
+                               changes.get("tenant_scope", before.tenant_scope), granter, errs)
+        if errs:
+            raise ValidationFailed(errs)
+    authz.keeps_a_super_admin(conn, user_id, changes)
     after = users.update_admin(conn, user_id, changes, now)
     assert after is not None
     record(conn, actor, "update", "admin_user", user_id, now, before=snap(before), after=snap(after))
@@ -98,21 +113,23 @@ def delete_admin_tx(conn: sqlite3.Connection, user_id: str, actor: tuple[str, st
     before = users.get_admin(conn, user_id)
     if before is None:
         raise NotFound("admin user")
+    authz.keeps_a_super_admin(conn, user_id, {"deleted": True})
     users.delete_admin(conn, user_id)
     record(conn, actor, "delete", "admin_user", user_id, now, before=snap(before))
     return before
 
 
 async def create_admin(gw: Gateway, actor: Actor, *, email: str, name: str, password: str,
-                       role: str) -> users.AdminUser:
+                       role: str, tenant_scope: Any = None,
+                       granter: authz.Principal | None = None) -> users.AdminUser:
     return await gw.db.write(create_admin_tx, email, name, password, await _hashed(password),
-                             role, actor, gw.now_iso())
+                             role, actor, gw.now_iso(), tenant_scope, granter)
 
 
-async def update_admin(gw: Gateway, actor: Actor, user_id: str,
-                       changes: dict[str, Any]) -> users.AdminUser:
-    prepared = await _prepared(changes, ADMIN_ROLES)
-    return await gw.db.write(update_admin_tx, user_id, prepared, actor, gw.now_iso())
+async def update_admin(gw: Gateway, actor: Actor, user_id: str, changes: dict[str, Any],
+                       granter: authz.Principal | None = None) -> users.AdminUser:
+    prepared = await _prepared(changes, None)
+    return await gw.db.write(update_admin_tx, user_id, prepared, actor, gw.now_iso(), granter)
 
 
 async def delete_admin(gw: Gateway, actor: Actor, user_id: str) -> None:

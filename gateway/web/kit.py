@@ -17,7 +17,9 @@ import jinja2
 from sanic import Request
 from sanic.response import HTTPResponse, html, redirect, text
 
-from ..domain import Actor, NotFound
+from ..auth import check_route
+from ..domain import Actor, DomainError, Forbidden, NotFound, authz
+from ..http import gw
 from . import security
 from .security import LoginLimiter, Network, PasswordChecks, Sessions
 
@@ -140,9 +142,18 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     if flashes:
         request.ctx.session_dirty = True
     user = request.ctx.user
+    who = request.ctx.principal
+    limit = who.tenants if who is not None and request.ctx.area == "admin" else None
+    if limit is not None:  # a scoped admin's pickers and names: their tenants only
+        if "tenant_list" in context:
+            context["tenant_list"] = [t for t in context["tenant_list"] if t[0] in limit]
+        if "tenant_names" in context:
+            context["tenant_names"] = {k: v for k, v in context["tenant_names"].items()
+                                       if k in limit}
     body = state(request).env.get_template(template).render(
         request=request, csrf=sess.get("csrf", ""), flashes=flashes, area=request.ctx.area,
-        user=user, can_write=user is not None and user.role != "viewer",
+        user=user, can=lambda permission: who is not None and who.can(permission),
+        can_write=who is not None and any(not p.endswith(":read") for p in who.permissions),
         args=dict(request.query_args), path=request.path, **context,
     )
     response = html(body, status=status)
@@ -198,20 +209,78 @@ def signed_in(request: Request, user: Any) -> None:
         request.ctx.actor = Actor(kind, user.email)
 
 
+# A tenant id no tenant has: what a tenant-scoped admin's filter becomes outside the scope
+# (the page then lists nothing, as for a tenant that does not exist).
+NO_TENANT = "00000000-0000-4000-8000-000000000000"
+
+
 def scope(request: Request) -> str | None:
-    """The tenant a page may show: the portal user's, or the admin's filter (None = all)."""
+    """The tenant a page may show: the portal user's, or the admin's filter (None = all). A
+    tenant-scoped admin always sees one of their tenants: the one asked for if it is theirs,
+    else (no filter) the first of them; asking for another shows nothing."""
     if request.ctx.area == "portal":
         return request.ctx.user.tenant_id
     tenant_id = arg(request, "tenant_id")
-    return tenant_id if is_uuid(tenant_id) else None
+    tenant_id = tenant_id if is_uuid(tenant_id) else None
+    limit = request.ctx.principal.tenants
+    if limit is None:
+        return tenant_id
+    if tenant_id is None:
+        return min(limit) if limit else NO_TENANT
+    return tenant_id if tenant_id in limit else NO_TENANT
+
+
+def scope_default(request: Request) -> str | None:
+    """The tenant an admin page shows when none (or a missing one) is asked for: all (None),
+    or a scoped admin's first tenant."""
+    limit = request.ctx.principal.tenants
+    return None if limit is None else (min(limit) if limit else NO_TENANT)
+
+
+def tenant_ids(request: Request) -> frozenset[str] | None:
+    """The tenants a page's list may show (None: every one)."""
+    if request.ctx.area == "portal":
+        return frozenset({request.ctx.user.tenant_id})
+    tenants: frozenset[str] | None = request.ctx.principal.tenants
+    return tenants
+
+
+async def form_tenant(request: Request, permission: str) -> str:
+    """The form's ``tenant_id`` for a new thing; outside a scoped admin's tenants it becomes a
+    tenant that does not exist (the form answers as for one; the refusal is audited)."""
+    tenant_id = form(request, "tenant_id")
+    who = request.ctx.principal
+    if tenant_id and authz.decide(who, permission, tenant_id=tenant_id) is not None:
+        try:
+            await authz.authorize(gw(request), who, permission, tenant_id=tenant_id,
+                                  resource_id=tenant_id)
+        except DomainError:
+            return NO_TENANT
+    return tenant_id
 
 
 def own_tenant(request: Request) -> str | None:
-    """The tenant a change is limited to: the portal user's; None in the admin area (any)."""
+    """The tenant a change is limited to: the portal user's; None in the admin area (any: a
+    scoped admin's things outside the scope were answered as missing by the guard)."""
     return request.ctx.user.tenant_id if request.ctx.area == "portal" else None
 
 
-def super_only(request: Request) -> HTTPResponse | None:
-    if request.ctx.user.role != "super_admin":
-        return text("Forbidden: only a super admin can do this", status=403)
+# The admin pages a tenant-scoped admin may use: they show only the scope's tenants.
+SCOPED_PAGES = tuple(f"/admin/{p}" for p in (
+    "conversations", "deliveries", "routing_rules", "tenants", "channels", "tenant_users",
+    "analytics", "account", "logout"))
+
+
+async def authorize_route(request: Request) -> HTTPResponse | None:
+    """The page's permission for the signed-in person (``auth.check_route``, the same step as
+    the management API's): 403 with the reason, or None. Things outside their scope are
+    swapped for ids nothing has, so the page answers as for a missing thing."""
+    who = request.ctx.principal
+    if (request.ctx.area == "admin" and who.scoped
+            and not request.path.startswith(SCOPED_PAGES)):
+        return text("Forbidden: this page is not available to a tenant-scoped role", status=403)
+    try:
+        await check_route(request, who, swap=True)
+    except Forbidden as exc:
+        return text(f"Forbidden: {exc.detail}", status=403)
     return None

@@ -11,7 +11,7 @@ from sanic.response import HTTPResponse
 from store import channels, templates
 
 from ... import channel_actions, errors
-from ...auth import admin_auth
+from ...auth import admin_auth, authorize_body_tenant, channel_ids, tenant_ids
 from ...domain import channels as channel_ops
 from ...http import decode, empty, gw, int_arg, json, set_fields, uuid_param
 from ...tokens import LEGACY_LIFETIME, secret_version
@@ -27,9 +27,10 @@ def _out(ctx, channel, secret=None):
 @bp.post("/channels")
 async def create(request: Request) -> HTTPResponse:
     ctx = gw(request)
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     body = decode(request, ChannelCreate, empty_ok=False)
     uuid_param(body.tenant_id, "tenant_id")
+    await authorize_body_tenant(request, who, body.tenant_id, "channels:write")
     channel, secret = await channel_ops.create(
         ctx, who.actor, tenant_id=body.tenant_id, name=body.name, type=body.type, mode=body.mode,
         config=body.config, transformations=body.transformations, status=body.status)
@@ -39,17 +40,19 @@ async def create(request: Request) -> HTTPResponse:
 @bp.get("/channels")
 async def index(request: Request) -> HTTPResponse:
     ctx = gw(request)
-    await admin_auth(request)
+    who = await admin_auth(request)
     limit = int_arg(request, "limit", 50)
     args = request.args
     tenant_id = args.get("tenant_id")
     if tenant_id:
         uuid_param(tenant_id, "tenant_id")
+    scope, chans = tenant_ids(who, tenant_id), channel_ids(who)
     try:
         items, nxt = await ctx.db.read(
             lambda c: channels.list_page(
                 c, tenant_id=tenant_id, type=args.get("type"), mode=args.get("mode"),
                 status=args.get("status"), limit=limit, cursor=args.get("cursor"),
+                tenant_ids=scope, channel_ids=chans,
             )
         )
     except ValueError:
@@ -72,7 +75,7 @@ async def show(request: Request, channel_id: str) -> HTTPResponse:
 async def update(request: Request, channel_id: str) -> HTTPResponse:
     ctx = gw(request)
     channel_id = uuid_param(channel_id)
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     changes = set_fields(decode(request, ChannelPatch))
     channel = await channel_ops.update(ctx, who.actor, channel_id, changes)
     return json({"data": _out(ctx, channel)})
@@ -82,7 +85,7 @@ async def update(request: Request, channel_id: str) -> HTTPResponse:
 async def rotate_secret(request: Request, channel_id: str) -> HTTPResponse:
     ctx = gw(request)
     channel_id = uuid_param(channel_id)
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     channel, secret = await channel_ops.rotate_secret(ctx, who.actor, channel_id)
     return json({"data": _out(ctx, channel, secret)})
 
@@ -91,7 +94,7 @@ async def rotate_secret(request: Request, channel_id: str) -> HTTPResponse:
 async def mint_token(request: Request, channel_id: str) -> HTTPResponse:
     ctx = gw(request)
     channel_id = uuid_param(channel_id)
-    await admin_auth(request, write=True)
+    await admin_auth(request)
     channel = await ctx.db.read(channels.get, channel_id)
     if channel is None:
         raise errors.not_found()
@@ -104,7 +107,7 @@ async def action(request: Request, channel_id: str, action: str) -> HTTPResponse
     """Run a channel type's management action: the provider's answer, 404 (no such channel
     or action) or 502 with the provider's own message."""
     channel_id = uuid_param(channel_id)
-    await admin_auth(request, write=True)
+    await admin_auth(request)
     result = await channel_actions.run(gw(request), channel_id, action,
                                        channel_actions.inbound_url(request, channel_id))
     if not result.ok:
@@ -137,6 +140,6 @@ async def list_templates(request: Request, channel_id: str) -> HTTPResponse:
 async def delete(request: Request, channel_id: str) -> HTTPResponse:
     ctx = gw(request)
     channel_id = uuid_param(channel_id)
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     await channel_ops.delete(ctx, who.actor, channel_id)
     return empty(204)

@@ -8,7 +8,7 @@ from sanic.response import HTTPResponse
 from store import tenants
 
 from ... import errors
-from ...auth import admin_auth
+from ...auth import admin_auth, tenant_ids
 from ...domain import tenants as tenant_ops
 from ...http import decode, empty, gw, int_arg, json, set_fields, uuid_param
 from ..schemas import TenantCreate, TenantPatch, tenant_out
@@ -19,7 +19,7 @@ bp = Blueprint("manage_tenants")
 @bp.post("/tenants")
 async def create(request: Request) -> HTTPResponse:
     ctx = gw(request)
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     body = decode(request, TenantCreate, empty_ok=False)
     tenant, key = await tenant_ops.create(ctx, who.actor, name=body.name,
                                           alert_webhook_url=body.alert_webhook_url,
@@ -30,12 +30,13 @@ async def create(request: Request) -> HTTPResponse:
 @bp.get("/tenants")
 async def index(request: Request) -> HTTPResponse:
     ctx = gw(request)
-    await admin_auth(request)
+    who = await admin_auth(request)
     limit = int_arg(request, "limit", 50)
+    scope = tenant_ids(who, None)
     try:
         items, nxt = await ctx.db.read(
             lambda c: tenants.list_page(c, limit=limit, cursor=request.args.get("cursor"),
-                                        status=request.args.get("status"))
+                                        status=request.args.get("status"), tenant_ids=scope)
         )
     except ValueError:
         raise errors.bad_request("invalid cursor", "invalid_cursor") from None
@@ -56,7 +57,7 @@ async def show(request: Request, tenant_id: str) -> HTTPResponse:
 async def update(request: Request, tenant_id: str) -> HTTPResponse:
     ctx = gw(request)
     tenant_id = uuid_param(tenant_id)
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     body = decode(request, TenantPatch)
     changes = set_fields(body)
     tenant = await tenant_ops.update(ctx, who.actor, tenant_id, changes)
@@ -67,7 +68,7 @@ async def update(request: Request, tenant_id: str) -> HTTPResponse:
 async def rotate_key(request: Request, tenant_id: str) -> HTTPResponse:
     ctx = gw(request)
     tenant_id = uuid_param(tenant_id)
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     tenant, key = await tenant_ops.rotate_key(ctx, who.actor, tenant_id)
     return json({"data": tenant_out(tenant, key)})
 
@@ -76,6 +77,6 @@ async def rotate_key(request: Request, tenant_id: str) -> HTTPResponse:
 async def delete(request: Request, tenant_id: str) -> HTTPResponse:
     ctx = gw(request)
     tenant_id = uuid_param(tenant_id)
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     await tenant_ops.delete(ctx, who.actor, tenant_id)
     return empty(204)

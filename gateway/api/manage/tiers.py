@@ -70,7 +70,7 @@ async def index(request: Request) -> HTTPResponse:
 
 @bp.post("/tiers")
 async def create(request: Request) -> HTTPResponse:
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     body = decode(request, TierCreate, empty_ok=False)
     return json({"data": await tier_ops.create(gw(request), who.actor, _fields(body))}, status=201)
 
@@ -88,7 +88,7 @@ async def show(request: Request, tier_id: str) -> HTTPResponse:
 @bp.patch("/tiers/<tier_id>")
 async def update(request: Request, tier_id: str) -> HTTPResponse:
     tier_id = uuid_param(tier_id)
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     changes = set_fields(decode(request, TierPatch))
     return json({"data": await tier_ops.update(gw(request), who.actor, tier_id, changes)})
 
@@ -96,7 +96,7 @@ async def update(request: Request, tier_id: str) -> HTTPResponse:
 @bp.delete("/tiers/<tier_id>")
 async def delete(request: Request, tier_id: str) -> HTTPResponse:
     tier_id = uuid_param(tier_id)
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     await tier_ops.delete(gw(request), who.actor, tier_id)
     return empty(204)
 
@@ -117,7 +117,7 @@ async def tenant_tier(request: Request, tenant_id: str) -> HTTPResponse:
 @bp.put("/tenants/<tenant_id>/tier")
 async def set_tenant_tier(request: Request, tenant_id: str) -> HTTPResponse:
     tenant_id = uuid_param(tenant_id)
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     body = decode(request, TenantTierIn, empty_ok=False)
     tier = await tier_ops.assign(gw(request), who.actor, tenant_id, body.tier)
     return json({"data": TenantTierOut(tenant_id=tenant_id, tier=tier)})

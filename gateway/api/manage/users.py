@@ -1,5 +1,6 @@
-"""The people who sign in to the pages, over the management API: admin users (only a
-super_admin token changes them, as only a super admin does on the pages) and tenant users.
+"""The people who sign in to the pages, over the management API: admin users (the ``admins``
+permission: only super_admin among the built-in roles changes them, as on the pages) and tenant
+users (``users``).
 The rules and the password hashing are the domain's (gateway/domain/users.py)."""
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from sanic.response import HTTPResponse
 from store import users
 
 from ... import errors
-from ...auth import AdminPrincipal, admin_auth
+from ...auth import admin_auth, authorize_body_tenant, tenant_ids
 from ...domain import users as user_ops
 from ...http import decode, empty, gw, json, set_fields, uuid_param
-from ..schemas import AdminUserCreate, TenantUserCreate, UserPatch
+from ..schemas import AdminUserCreate, AdminUserPatch, TenantUserCreate, UserPatch
 
 bp = Blueprint("manage_users")
 
@@ -24,11 +25,6 @@ bp = Blueprint("manage_users")
 def _view(user: Any) -> dict[str, Any]:
     out: dict[str, Any] = msgspec.to_builtins(user)
     return out
-
-
-def _super_admin(who: AdminPrincipal) -> None:
-    if who.role != "super_admin":
-        raise errors.forbidden("only a super_admin may change admin users", "forbidden_role")
 
 
 # -- admin users ------------------------------------------------------------------------------
@@ -41,11 +37,11 @@ async def list_admins(request: Request) -> HTTPResponse:
 
 @bp.post("/users")
 async def create_admin(request: Request) -> HTTPResponse:
-    who = await admin_auth(request, write=True)
-    _super_admin(who)
+    who = await admin_auth(request)
     body = decode(request, AdminUserCreate, empty_ok=False)
     user = await user_ops.create_admin(gw(request), who.actor, email=body.email, name=body.name,
-                                       password=body.password, role=body.role)
+                                       password=body.password, role=body.role,
+                                       tenant_scope=body.tenant_scope, granter=who)
     return json({"data": _view(user)}, status=201)
 
 
@@ -62,18 +58,16 @@ async def show_admin(request: Request, user_id: str) -> HTTPResponse:
 @bp.patch("/users/<user_id>")
 async def update_admin(request: Request, user_id: str) -> HTTPResponse:
     user_id = uuid_param(user_id)
-    who = await admin_auth(request, write=True)
-    _super_admin(who)
-    changes = set_fields(decode(request, UserPatch))
-    user = await user_ops.update_admin(gw(request), who.actor, user_id, changes)
+    who = await admin_auth(request)
+    changes = set_fields(decode(request, AdminUserPatch))
+    user = await user_ops.update_admin(gw(request), who.actor, user_id, changes, granter=who)
     return json({"data": _view(user)})
 
 
 @bp.delete("/users/<user_id>")
 async def delete_admin(request: Request, user_id: str) -> HTTPResponse:
     user_id = uuid_param(user_id)
-    who = await admin_auth(request, write=True)
-    _super_admin(who)
+    who = await admin_auth(request)
     await user_ops.delete_admin(gw(request), who.actor, user_id)
     return empty(204)
 
@@ -81,19 +75,21 @@ async def delete_admin(request: Request, user_id: str) -> HTTPResponse:
 # -- tenant users -----------------------------------------------------------------------------
 @bp.get("/tenant_users")
 async def list_tenant_users(request: Request) -> HTTPResponse:
-    await admin_auth(request)
+    who = await admin_auth(request)
     tenant_id = request.args.get("tenant_id")
     if tenant_id:
         uuid_param(tenant_id, "tenant_id")
-    rows = await gw(request).db.read(users.list_tenant_users, tenant_id or None)
+    rows = await gw(request).db.read(users.list_tenant_users, tenant_id or None,
+                                     tenant_ids(who, tenant_id or None))
     return json({"data": [_view(u) for u in rows], "next": None})
 
 
 @bp.post("/tenant_users")
 async def create_tenant_user(request: Request) -> HTTPResponse:
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     body = decode(request, TenantUserCreate, empty_ok=False)
     tenant_id = uuid_param(body.tenant_id, "tenant_id")
+    await authorize_body_tenant(request, who, tenant_id, "users:write")
     user = await user_ops.create_tenant_user(
         gw(request), who.actor, tenant_id=tenant_id, email=body.email, name=body.name,
         password=body.password, role=body.role)
@@ -103,7 +99,7 @@ async def create_tenant_user(request: Request) -> HTTPResponse:
 @bp.patch("/tenant_users/<user_id>")
 async def update_tenant_user(request: Request, user_id: str) -> HTTPResponse:
     user_id = uuid_param(user_id)
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     changes = set_fields(decode(request, UserPatch))
     user = await user_ops.update_tenant_user(gw(request), who.actor, user_id, changes)
     return json({"data": _view(user)})
@@ -112,6 +108,6 @@ async def update_tenant_user(request: Request, user_id: str) -> HTTPResponse:
 @bp.delete("/tenant_users/<user_id>")
 async def delete_tenant_user(request: Request, user_id: str) -> HTTPResponse:
     user_id = uuid_param(user_id)
-    who = await admin_auth(request, write=True)
+    who = await admin_auth(request)
     await user_ops.delete_tenant_user(gw(request), who.actor, user_id)
     return empty(204)

@@ -1,6 +1,6 @@
 """The pages, one module per family of what they show: ``signin``, ``dashboard``, ``tenants``,
-``channels``, ``conversations``, ``deliveries``, ``routing``, ``users``, ``tokens``, ``audit``,
-``analytics``, ``tiers`` and ``portal`` (the tenant portal's own pages).
+``channels``, ``conversations``, ``deliveries``, ``routing``, ``users``, ``tokens``, ``roles``,
+``audit``, ``analytics``, ``tiers`` and ``portal`` (the tenant portal's own pages).
 
 Every module adds its routes to the two areas' blueprints below: ``ADMIN`` (``/admin``, the
 gateway's operators) and ``PORTAL`` (``/portal``, a tenant's own users). The conversations,
@@ -31,6 +31,6 @@ def both(uri: str, name: str, methods: tuple[str, ...] = ("GET",)) -> Callable[[
 
 # Each module adds its routes to ADMIN and PORTAL when imported (after they exist, above).
 from . import (  # noqa: E402, F401, I001
-    analytics, audit, channels, conversations, dashboard, deliveries, invites, portal, routing,
-    signin, tenants, tiers, tokens, users,
+    analytics, audit, channels, conversations, dashboard, deliveries, invites, portal, roles,
+    routing, signin, tenants, tiers, tokens, users,
 )

@@ -44,7 +44,7 @@ async def _report(request: Request) -> tuple[dict[str, Any] | None,
     except NotFound:  # a channel (or, for an admin, a tenant) that is not there: show all
         channel_id = None
         if request.ctx.area == "admin" and tenant_id is not None:
-            tenant_id = None
+            tenant_id = kit.scope_default(request)
         data = await analytics_ops.report(gw(request), window, tenant_id=tenant_id,
                                           channel_id=None)
     return data, None, {"tenant_id": tenant_id, "channel_id": channel_id}

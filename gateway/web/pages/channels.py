@@ -161,7 +161,8 @@ async def _channels_page(request: Request, status: int = 200, **extra: Any) -> H
         try:
             items, nxt = channels.list_page(conn, tenant_id=arg(request, "tenant_id"),
                                             mode=arg(request, "mode"), limit=50,
-                                            cursor=arg(request, "cursor"))
+                                            cursor=arg(request, "cursor"),
+                                            tenant_ids=kit.tenant_ids(request))
         except ValueError:
             items, nxt = [], None
         return {"channels": items, "next": nxt, "health": dashboard.latest_health(conn),
@@ -224,7 +225,7 @@ async def channel_create(request: Request) -> HTTPResponse:
     if step_errors:
         return await _channels_page(request, 422, errors=step_errors, values=values,
                                     step_rows=rows)
-    tenant_id = form(request, "tenant_id")
+    tenant_id = await kit.form_tenant(request, "channels:write")
     if not kit.is_uuid(tenant_id):
         return await _channels_page(request, 422, errors={"tenant_id": ["choose a tenant"]},
                                     values=values, step_rows=rows)

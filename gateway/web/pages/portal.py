@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sanic import Request
-from sanic.response import HTTPResponse, text
+from sanic.response import HTTPResponse
 
 import adapters
 from store import channels, dashboard, users
@@ -25,7 +25,6 @@ from . import channels as channel_pages
 from .channels import set_status
 from .users import change_user, new_status
 
-MANAGERS = ("owner", "admin")
 INVITE_ROLES = ("admin", "member", "viewer")
 
 
@@ -60,40 +59,27 @@ async def channel_status(request: Request, channel_id: Any) -> HTTPResponse:
     return back(request, "/portal/channels")
 
 
-# -- one channel: its page (connect, test event), edited by owners and admins -----------------
+# -- one channel: its page (connect, test event), edited by owners and admins (channels:write)
 @PORTAL.get("/channels/<channel_id:uuid>")
 async def channel_page(request: Request, channel_id: Any) -> HTTPResponse:
     return await channel_pages.channel_view(request, str(channel_id),
-                                            can_edit=_managers_only(request) is None)
+                                            can_edit=request.ctx.principal.can("channels:write"))
 
 
 @PORTAL.post("/channels/<channel_id:uuid>")
 async def channel_edit(request: Request, channel_id: Any) -> HTTPResponse:
-    if (refused := _managers_only(request)) is not None:
-        return refused
     return await channel_pages.channel_save(request, str(channel_id))
 
 
 @PORTAL.post("/channels/<channel_id:uuid>/verify_token")
 async def channel_verify_token(request: Request, channel_id: Any) -> HTTPResponse:
-    if (refused := _managers_only(request)) is not None:
-        return refused
     return await channel_pages.new_verify_token(request, str(channel_id))
 
 
 @PORTAL.post("/channels/<channel_id:uuid>/test")
 async def channel_test(request: Request, channel_id: Any) -> HTTPResponse:
     return await channel_pages.send_test_event(request, str(channel_id),
-                                               can_edit=_managers_only(request) is None)
-
-
-# -- users (owner/admin) ----------------------------------------------------------------------
-def _managers_only(request: Request) -> HTTPResponse | None:
-    """Owners and admins only: the tenant's users, a channel's settings."""
-    if request.ctx.user.role not in MANAGERS:
-        return text("Forbidden: only owners and admins manage users and channel settings",
-                    status=403)
-    return None
+                                               can_edit=request.ctx.principal.can("channels:write"))
 
 
 async def _users_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
@@ -105,7 +91,7 @@ async def _users_page(request: Request, status: int = 200, **extra: Any) -> HTTP
                 "invites": invite_ops.pending(conn, tenant_id, now)}
 
     return render(request, "portal/users.html", status=status, roles=INVITE_ROLES,
-                  can_manage=request.ctx.user.role in MANAGERS,
+                  can_manage=request.ctx.principal.can("users:write"),
                   **await request.app.ctx.db.read(read), **extra)
 
 
@@ -118,8 +104,6 @@ async def users_page(request: Request) -> HTTPResponse:
 async def user_invite(request: Request) -> HTTPResponse:
     """An invitation by link into the signed-in user's tenant (owners are invited from the
     admin panel, not here)."""
-    if (refused := _managers_only(request)) is not None:
-        return refused
     try:
         invite, token = await invites.make(request, request.ctx.user.tenant_id, INVITE_ROLES)
     except ValidationFailed as exc:
@@ -132,16 +116,12 @@ async def user_invite(request: Request) -> HTTPResponse:
 
 @PORTAL.post("/users/invites/<invite_id:uuid>/revoke")
 async def invite_revoke(request: Request, invite_id: Any) -> HTTPResponse:
-    if (refused := _managers_only(request)) is not None:
-        return refused
     return await invites.revoke(request, str(invite_id), request.ctx.user.tenant_id,
                                 "/portal/users")
 
 
 @PORTAL.post("/users/<user_id:uuid>/status")
 async def user_status(request: Request, user_id: Any) -> HTTPResponse:
-    if (refused := _managers_only(request)) is not None:
-        return refused
     return await change_user(
         request, user_id, "/portal/users", "status",
         lambda: found(user_ops.update_tenant_user(gw(request), actor(request), str(user_id),
@@ -151,8 +131,6 @@ async def user_status(request: Request, user_id: Any) -> HTTPResponse:
 
 @PORTAL.post("/users/<user_id:uuid>/delete")
 async def user_delete(request: Request, user_id: Any) -> HTTPResponse:
-    if (refused := _managers_only(request)) is not None:
-        return refused
     return await change_user(
         request, user_id, "/portal/users", "delete",
         lambda: found(user_ops.delete_tenant_user(gw(request), actor(request), str(user_id),

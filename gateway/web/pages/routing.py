@@ -63,7 +63,7 @@ async def rule_toggle(request: Request, rule_id: Any) -> HTTPResponse:
 
 @ADMIN.post("/routing_rules", name="admin_rule_create")
 async def rule_create(request: Request) -> HTTPResponse:
-    tenant_id = form(request, "tenant_id")
+    tenant_id = await kit.form_tenant(request, "routing_rules:write")
     targets = [t for t in (request.form.getlist("target_channel_ids") if request.form else None)
                or [] if t]
     name, source = form(request, "name"), form(request, "source_channel_id")

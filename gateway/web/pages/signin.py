@@ -17,7 +17,7 @@ from sanic.response import HTTPResponse, redirect, text
 from store import tenants, users, web_sessions
 from store.util import iso, utcnow
 
-from ...domain import Actor, ValidationFailed
+from ...domain import Actor, ValidationFailed, authz
 from .. import kit, security
 from ..kit import flash, form, render
 from . import ADMIN, PORTAL, both
@@ -27,14 +27,6 @@ ADMIN_PUBLIC = ("/admin/login", "/admin/setup/")
 
 
 # -- guards -------------------------------------------------------------------------------------
-def _viewer_refused(request: Request, area: str) -> HTTPResponse | None:
-    # A viewer may still log out and change their own password.
-    if (request.method == "POST" and request.ctx.user.role == "viewer"
-            and request.path not in (f"/{area}/logout", f"/{area}/account/password")):
-        return text("Forbidden: viewers cannot change anything", status=403)
-    return None
-
-
 async def admin_guard(request: Request) -> HTTPResponse | None:
     """Session, CSRF and role checks for every /admin request (after the allowlist)."""
     sess = kit.open_session(request, "admin")
@@ -49,11 +41,15 @@ async def admin_guard(request: Request) -> HTTPResponse | None:
             # The cookie's session must still exist server-side (logout deletes it).
             if not web_sessions.valid(conn, sess.get("sid"), "admin", uid, now):
                 return None
-            return users.get_admin(conn, uid)
+            user = users.get_admin(conn, uid)
+            return (user, authz.role_permissions(conn, user.role)) if user else None
 
-        user = await request.app.ctx.db.read(read_admin)
+        found = await request.app.ctx.db.read(read_admin)
+        user = found[0] if found else None
         if user is not None and user.status == "active":
             kit.signed_in(request, user)
+            request.ctx.principal = authz.principal(request.ctx.actor, user.role, found[1],
+                                                    user.tenant_scope)
         else:  # deactivated or deleted: logged out
             kit.replace_session(request, {})
     if any(request.path.startswith(p) for p in ADMIN_PUBLIC):
@@ -61,7 +57,7 @@ async def admin_guard(request: Request) -> HTTPResponse | None:
     if request.ctx.user is None:
         flash(request, "You must log in to access this page.", "error")
         return redirect("/admin/login")
-    return _viewer_refused(request, "admin")
+    return await kit.authorize_route(request)
 
 
 async def portal_guard(request: Request) -> HTTPResponse | None:
@@ -85,6 +81,8 @@ async def portal_guard(request: Request) -> HTTPResponse | None:
         if user and user.status == "active" and tenant and tenant.status == "active":
             kit.signed_in(request, user)
             request.ctx.tenant = tenant
+            request.ctx.principal = authz.principal(
+                request.ctx.actor, user.role, authz.PORTAL.get(user.role, ()), [tenant.id])
         else:
             kit.replace_session(request, {})
     if request.path == "/portal/login" or request.path.startswith("/portal/invite/"):
@@ -92,7 +90,7 @@ async def portal_guard(request: Request) -> HTTPResponse | None:
     if request.ctx.user is None:
         flash(request, "You must log in to access this page.", "error")
         return redirect("/portal/login")
-    return _viewer_refused(request, "portal")
+    return await kit.authorize_route(request)
 
 
 # -- login and logout ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from ...auth import actor
 from ...domain import NotFound, ValidationFailed
 from ...domain import tenants as tenant_ops
 from ...http import gw
+from .. import kit
 from ..kit import arg, back, flash, form, found, render
 from . import ADMIN
 
@@ -22,7 +23,8 @@ from . import ADMIN
 async def _tenants_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
     try:
         items, nxt = await request.app.ctx.db.read(
-            lambda c: tenants.list_page(c, limit=50, cursor=arg(request, "cursor")))
+            lambda c: tenants.list_page(c, limit=50, cursor=arg(request, "cursor"),
+                                        tenant_ids=kit.tenant_ids(request)))
     except ValueError:
         items, nxt = [], None
     return render(request, "admin/tenants.html", status=status, tenants=items, next=nxt, **extra)

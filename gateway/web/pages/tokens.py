@@ -8,21 +8,21 @@ from typing import Any
 from sanic import Request
 from sanic.response import HTTPResponse, redirect
 
-from store import admin_tokens, users
+from store import admin_tokens
 
 from ...auth import actor
-from ...domain import ValidationFailed
+from ...domain import ValidationFailed, authz
 from ...domain import admin_tokens as token_ops
 from ...http import gw
-from .. import kit
 from ..kit import flash, form, found, render
 from . import ADMIN
 
 
 async def _tokens_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
-    items = await request.app.ctx.db.read(admin_tokens.list_all)
-    return render(request, "admin/tokens.html", status=status, tokens=items,
-                  roles=users.ADMIN_ROLES, **extra)
+    items, roles = await request.app.ctx.db.read(
+        lambda conn: (admin_tokens.list_all(conn), authz.role_names(conn)))
+    return render(request, "admin/tokens.html", status=status, tokens=items, roles=roles,
+                  now=request.app.ctx.now_iso(), **extra)
 
 
 @ADMIN.get("/tokens")
@@ -32,11 +32,13 @@ async def tokens_page(request: Request) -> HTTPResponse:
 
 @ADMIN.post("/tokens")
 async def token_create(request: Request) -> HTTPResponse:
-    if (refused := kit.super_only(request)) is not None:
-        return refused
     try:
-        row, token = await token_ops.create(gw(request), actor(request),
-                                            name=form(request, "name"), role=form(request, "role"))
+        scope = [t for t in (request.form.getlist("tenant_scope") if request.form else None)
+                 or [] if t]
+        row, token = await token_ops.create(
+            gw(request), actor(request), name=form(request, "name"), role=form(request, "role"),
+            tenant_scope=scope or None, expires_at=form(request, "expires_at") or None,
+            granter=request.ctx.principal)
     except ValidationFailed as exc:
         return await _tokens_page(request, 422, errors=exc.fields)
     flash(request, "Token created")
@@ -46,8 +48,6 @@ async def token_create(request: Request) -> HTTPResponse:
 
 @ADMIN.post("/tokens/<token_id:uuid>/revoke")
 async def token_revoke(request: Request, token_id: Any) -> HTTPResponse:
-    if (refused := kit.super_only(request)) is not None:
-        return refused
     ok = await found(token_ops.revoke(gw(request), actor(request), str(token_id)))
     flash(request, "Token revoked" if ok else "Token not found", "ok" if ok else "error")
     return redirect("/admin/tokens")

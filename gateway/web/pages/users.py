@@ -13,7 +13,7 @@ from sanic.response import HTTPResponse, redirect
 from store import dashboard, users
 
 from ...auth import actor
-from ...domain import Actor, ValidationFailed
+from ...domain import Actor, ValidationFailed, authz
 from ...domain import invites as invite_ops
 from ...domain import users as user_ops
 from ...http import gw
@@ -48,9 +48,9 @@ def new_status(request: Request) -> str:
 
 # -- admin users --------------------------------------------------------------------------------
 async def _users_page(request: Request, status: int = 200, **extra: Any) -> HTTPResponse:
-    items = await request.app.ctx.db.read(users.list_admins)
-    return render(request, "admin/users.html", status=status, users=items, roles=users.ADMIN_ROLES,
-                  **extra)
+    items, roles = await request.app.ctx.db.read(
+        lambda conn: (users.list_admins(conn), authz.role_names(conn)))
+    return render(request, "admin/users.html", status=status, users=items, roles=roles, **extra)
 
 
 @ADMIN.get("/users")
@@ -60,8 +60,6 @@ async def users_page(request: Request) -> HTTPResponse:
 
 @ADMIN.post("/users")
 async def user_create(request: Request) -> HTTPResponse:
-    if (refused := kit.super_only(request)) is not None:
-        return refused
     try:
         await create_admin(request, form(request, "email"), form(request, "name"),
                            form(request, "password"), form(request, "role"), actor(request))
@@ -74,8 +72,6 @@ async def user_create(request: Request) -> HTTPResponse:
 
 @ADMIN.post("/users/<user_id:uuid>/status")
 async def user_status(request: Request, user_id: Any) -> HTTPResponse:
-    if (refused := kit.super_only(request)) is not None:
-        return refused
     return await change_user(
         request, user_id, "/admin/users", "status",
         lambda: found(user_ops.update_admin(gw(request), actor(request), str(user_id),
@@ -84,8 +80,6 @@ async def user_status(request: Request, user_id: Any) -> HTTPResponse:
 
 @ADMIN.post("/users/<user_id:uuid>/delete")
 async def user_delete(request: Request, user_id: Any) -> HTTPResponse:
-    if (refused := kit.super_only(request)) is not None:
-        return refused
     return await change_user(
         request, user_id, "/admin/users", "delete",
         lambda: found(user_ops.delete_admin(gw(request), actor(request), str(user_id))))
@@ -98,7 +92,7 @@ async def _tenant_users_page(request: Request, status: int = 200, **extra: Any) 
     now = request.app.ctx.now_iso()
 
     def read(conn: Any) -> dict[str, Any]:
-        return {"tenant_users": users.list_tenant_users(conn, scope),
+        return {"tenant_users": users.list_tenant_users(conn, scope, kit.tenant_ids(request)),
                 "invites": invite_ops.pending(conn, scope, now),
                 "tenant_list": dashboard.all_names(conn, "tenants"),
                 "tenant_names": dict(dashboard.all_names(conn, "tenants"))}
@@ -117,7 +111,8 @@ async def tenant_users_page(request: Request) -> HTTPResponse:
 async def tenant_user_invite(request: Request) -> HTTPResponse:
     """An invitation by link: the person chooses their own password (no admin-set ones)."""
     try:
-        invite, token = await invites.make(request, form(request, "tenant_id"), users.TENANT_ROLES)
+        invite, token = await invites.make(request, await kit.form_tenant(request, "users:write"),
+                                            users.TENANT_ROLES)
     except ValidationFailed as exc:
         values = {k: form(request, k) for k in ("tenant_id", "email", "role")}
         return await _tenant_users_page(request, 422, errors=exc.fields, values=values)
@@ -175,8 +170,6 @@ async def account_password(request: Request) -> HTTPResponse:
 @ADMIN.post("/users/<user_id:uuid>/password")
 async def user_password(request: Request, user_id: Any) -> HTTPResponse:
     """A super admin sets another admin's password (they sign in with it and change it)."""
-    if (refused := kit.super_only(request)) is not None:
-        return refused
     try:
         ok = await found(user_ops.update_admin(gw(request), actor(request), str(user_id),
                                                {"password": form(request, "password")}))

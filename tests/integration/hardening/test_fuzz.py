@@ -83,7 +83,11 @@ def test_hostile_bodies_on_every_operation(fuzz_server: Server) -> None:
            "tenant_id": v["tenant"]["id"], "delivery_id": v.get("delivery_id") or "x", "token_id": "x",
            "user_id": "x", "activity_id": a["activity"]["id"], "index": "0", "action": "set_webhook",
            "tier_id": requests.get(fuzz_server.url + "/api/admin/tiers", headers=ADMIN,
-                                   timeout=TIMEOUT).json()["data"][0]["id"]}
+                                   timeout=TIMEOUT).json()["data"][0]["id"],
+           "role_id": requests.post(fuzz_server.url + "/api/admin/roles", headers=ADMIN,
+                                    json={"name": f"fuzz-{uuid.uuid4()}",
+                                          "permissions": ["channels:read"]},
+                                    timeout=TIMEOUT).json()["data"]["id"]}
     problems = []
     sent = 0
     for path, ops in doc["paths"].items():

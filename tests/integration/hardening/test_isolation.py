@@ -394,8 +394,8 @@ PORTAL_LISTS = {
     ("GET", "/portal/analytics.csv"): "/portal/analytics.csv?range=1h&tenant_id={tenant_id}&channel_id={hook_id}",
 }
 
-OPERATOR = "operator scope: one installation's operators see every tenant by design; there are " \
-           "no tenant-scoped admin tokens. Covered here by: no tenant credential opens it"
+OPERATOR = "operator scope: no tenant credential opens it (covered here); what a tenant-scoped " \
+           "admin token or user reaches is tests/integration/rbac/test_permissions.py's matrix"
 PUBLIC = "public, tenant-free: serves no tenant data"
 EXEMPT: dict[tuple[str, str], str] = {
     ("GET", "/livez"): PUBLIC, ("GET", "/readyz"): PUBLIC, ("GET", "/api/openapi.json"): PUBLIC,
@@ -563,7 +563,7 @@ async def test_operator_routes_refuse_tenant_credentials(
     gets in."""
     base = world["server"].url
     ids = {**_ids(world, "B"), "token_id": str(uuid.uuid4()), "name": "x", "action": "set_webhook",
-           "tier_id": str(uuid.uuid4())}
+           "tier_id": str(uuid.uuid4()), "role_id": str(uuid.uuid4())}
     routes = sorted(operator_routes(served_routes()))
     assert len(routes) > 40
     portal_cookie = {c.key: c.value for c in world["portal"].session.cookie_jar}
