@@ -82,8 +82,8 @@ def test_the_same_migrations_make_the_same_tables_on_both(tmp_path: Path) -> Non
         assert {t: sorted(c) for t, c in got.items()} == want
         # The CHECKs and the case-blind e-mail hold there too.
         with pytest.raises(sqlite3.IntegrityError):
-            pg.execute("INSERT INTO admin_users (id, email, password_hash, name, role, "
-                       "inserted_at, updated_at) VALUES ('x', 'a@b', 'h', 'n', 'emperor', 't', 't')")
+            pg.execute("INSERT INTO admin_users (id, email, password_hash, name, status, "
+                       "inserted_at, updated_at) VALUES ('x', 'a@b', 'h', 'n', 'asleep', 't', 't')")
         pg.execute("INSERT INTO admin_users (id, email, password_hash, name, inserted_at, "
                    "updated_at) VALUES ('y', 'A@B.example', 'h', 'n', 't', 't')")
         assert pg.execute("SELECT id FROM admin_users WHERE email = ?",
