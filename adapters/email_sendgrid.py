@@ -45,12 +45,13 @@ from .base import (
     MediaFile,
     OutboundActivity,
     StatusUpdate,
-    missing_strings,
 )
 from .signing import header_bytes
-from .webhook import valid_http_url
 
 DEFAULT_BASE_URL = "https://api.sendgrid.com"
+REQUIRED = ("api_key", "from_address", "webhook_username", "webhook_password", "event_public_key")
+# Settings sent in HTTP headers (no control characters).
+HEADER_FIELDS = ("api_key", "from_name", "webhook_username", "webhook_password")
 LABEL = "SendGrid API"
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -90,10 +91,8 @@ class EmailSendgridAdapter(BaseAdapter):
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
-        missing = missing_strings(config, ("api_key", "from_address", "webhook_username",
-                                           "webhook_password", "event_public_key"))
-        if missing:
-            return "email_sendgrid config missing: " + ", ".join(missing)
+        if error := common.missing(config, REQUIRED, "email_sendgrid"):
+            return error
         for key in ("from_address", "inbound_address"):
             value = config.get(key)
             if value is not None and not (isinstance(value, str)
@@ -107,12 +106,9 @@ class EmailSendgridAdapter(BaseAdapter):
         name = config.get("from_name")
         if name is not None and not isinstance(name, str):
             return "email_sendgrid config 'from_name' must be a string"
-        base = config.get("api_base_url")
-        if base is not None and not valid_http_url(base):
-            return "email_sendgrid config 'api_base_url' must be a valid HTTP/HTTPS URL"
-        return (common.header_unsafe(config, ("api_key", "from_name", "webhook_username",
-                                              "webhook_password"), "email_sendgrid")
-                or common.validate_common(config, "email_sendgrid"))
+        if error := common.bad_url(config, "api_base_url", "email_sendgrid"):
+            return error
+        return common.validate_common(config, "email_sendgrid", HEADER_FIELDS)
 
     # -- outbound -----------------------------------------------------------------------
     async def deliver(
@@ -162,9 +158,8 @@ class EmailSendgridAdapter(BaseAdapter):
             sg_id = resp_headers.get("X-Message-Id") or None
             return DeliveryResult(ok=True, provider_message_id=sg_id,
                                   metadata={"message_id": message_id})
-        result = common.failure(LABEL, status, resp_headers, raw, _describe)
-        result.channel_unhealthy = status in (401, 403)
-        return result
+        return common.failure(LABEL, status, resp_headers, raw, _describe,
+                              auth_statuses=(401, 403))
 
     # -- inbound ------------------------------------------------------------------------
     def parse_inbound(self, payload: Any) -> list[InboundMessage]:

@@ -43,7 +43,6 @@ from .base import (
     MediaError,
     MediaFile,
     OutboundActivity,
-    missing_strings,
 )
 from .webhook import valid_http_url
 
@@ -89,9 +88,8 @@ class EmailSmtpAdapter(BaseAdapter):
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
-        missing = missing_strings(config, ("from_address", "host"))
-        if missing:
-            return "email_smtp config missing: " + ", ".join(missing)
+        if error := common.missing(config, ("from_address", "host"), "email_smtp"):
+            return error
         for key in ("from_address", "inbound_address"):
             value = config.get(key)
             if value is not None and not (isinstance(value, str) and ADDRESS_RE.fullmatch(value)):
@@ -115,8 +113,7 @@ class EmailSmtpAdapter(BaseAdapter):
         if limit is not None and not (isinstance(limit, int)
                                       and 1024 <= limit <= 100 * 1024 * 1024):
             return "email_smtp config 'max_message_bytes' must be between 1024 and 104857600"
-        return (common.header_unsafe(config, ("from_name", "username", "password"), "email_smtp")
-                or common.validate_common(config, "email_smtp"))
+        return common.validate_common(config, "email_smtp", ("from_name", "username", "password"))
 
     def mailbox(self, channel: ChannelInfo) -> tuple[str, int] | None:
         """The address mail for this channel is sent to, and the largest mail it takes."""

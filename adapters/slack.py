@@ -33,7 +33,6 @@ from .base import (
     MediaError,
     MediaFile,
     OutboundActivity,
-    missing_strings,
 )
 from .signing import header_bytes
 from .webhook import valid_http_url
@@ -84,14 +83,12 @@ class SlackAdapter(BaseAdapter):
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
-        missing = missing_strings(config, REQUIRED)
-        if missing:
-            return "slack config missing: " + ", ".join(missing)
+        if error := common.missing(config, REQUIRED, "slack"):
+            return error
         if not TOKEN_RE.fullmatch(config["bot_token"]):
             return "slack config 'bot_token' must be the bot token (xoxb-…), without spaces"
-        base = config.get("api_base_url")
-        if base is not None and not valid_http_url(base):
-            return "slack config 'api_base_url' must be a valid HTTP/HTTPS URL"
+        if error := common.bad_url(config, "api_base_url", "slack"):
+            return error
         channel = config.get("default_channel")
         if channel is not None and not (isinstance(channel, str) and CHANNEL_RE.fullmatch(channel)):
             return "slack config 'default_channel' must be a Slack channel id like C0123456789"

@@ -36,7 +36,6 @@ from .base import (
     MediaFile,
     OutboundActivity,
     StatusUpdate,
-    missing_strings,
 )
 from .media import MB, MediaSpec, choose
 from .signing import header_bytes
@@ -96,9 +95,8 @@ class SmsTwilioAdapter(BaseAdapter):
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
-        missing = missing_strings(config, ("account_sid", "auth_token"))
-        if missing:
-            return "sms_twilio config missing: " + ", ".join(missing)
+        if error := common.missing(config, ("account_sid", "auth_token"), "sms_twilio"):
+            return error
         if not ACCOUNT_SID_RE.fullmatch(config["account_sid"]):
             return "sms_twilio config 'account_sid' must be the Account SID (AC and 32 hex digits)"
         sender, service = config.get("from"), config.get("messaging_service_sid")
@@ -109,11 +107,9 @@ class SmsTwilioAdapter(BaseAdapter):
         if service is not None and not (isinstance(service, str)
                                         and SERVICE_SID_RE.fullmatch(service)):
             return "sms_twilio config 'messaging_service_sid' must be MG and 32 hex digits"
-        base = config.get("api_base_url")
-        if base is not None and not valid_http_url(base):
-            return "sms_twilio config 'api_base_url' must be a valid HTTP/HTTPS URL"
-        return (common.header_unsafe(config, ("auth_token",), "sms_twilio")
-                or common.validate_common(config, "sms_twilio"))
+        if error := common.bad_url(config, "api_base_url", "sms_twilio"):
+            return error
+        return common.validate_common(config, "sms_twilio", ("auth_token",))
 
     def messages_url(self, config: Mapping[str, Any]) -> str:
         base = (config.get("api_base_url") or DEFAULT_BASE_URL).rstrip("/")
@@ -350,10 +346,10 @@ def _failure(status: int, headers: Mapping[str, str], raw: bytes,
                 return message, True
         return message, None
 
-    result = common.failure(LABEL, status, headers, raw, describe)
+    result = common.failure(LABEL, status, headers, raw, describe, auth_statuses=(401,))
     if code is not None:
         result.metadata = {**result.metadata, "twilio_error_code": code}
-    result.channel_unhealthy = status == 401 or code in AUTH_CODES
+        result.channel_unhealthy = result.channel_unhealthy or code in AUTH_CODES
     return result
 
 

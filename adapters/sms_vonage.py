@@ -36,9 +36,7 @@ from .base import (
     InboundMessage,
     OutboundActivity,
     StatusUpdate,
-    missing_strings,
 )
-from .webhook import valid_http_url
 
 DEFAULT_BASE_URL = "https://api.nexmo.com"
 LABEL = "Vonage Messages API"
@@ -78,9 +76,8 @@ class SmsVonageAdapter(BaseAdapter):
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
-        missing = missing_strings(config, ("from", "signature_secret"))
-        if missing:
-            return "sms_vonage config missing: " + ", ".join(missing)
+        if error := common.missing(config, ("from", "signature_secret"), "sms_vonage"):
+            return error
         if not SENDER_RE.fullmatch(config["from"]):
             return "sms_vonage config 'from' must be a number like 447700900001 or a sender id"
         app, key = config.get("application_id"), config.get("private_key")
@@ -96,11 +93,9 @@ class SmsVonageAdapter(BaseAdapter):
                     "and 'api_secret'")
         if isinstance(api_key, str) and ":" in api_key:
             return "sms_vonage config 'api_key' must not contain ':'"
-        base = config.get("api_base_url")
-        if base is not None and not valid_http_url(base):
-            return "sms_vonage config 'api_base_url' must be a valid HTTP/HTTPS URL"
-        return (common.header_unsafe(config, ("api_key", "api_secret"), "sms_vonage")
-                or common.validate_common(config, "sms_vonage"))
+        if error := common.bad_url(config, "api_base_url", "sms_vonage"):
+            return error
+        return common.validate_common(config, "sms_vonage", ("api_key", "api_secret"))
 
     # -- outbound -----------------------------------------------------------------------
     async def deliver(
@@ -135,9 +130,8 @@ class SmsVonageAdapter(BaseAdapter):
         message_uuid = common.as_str(data.get("message_uuid"))
         if status in (200, 202) and message_uuid:
             return DeliveryResult(ok=True, provider_message_id=message_uuid)
-        result = common.failure(LABEL, status, resp_headers, raw, _describe)
-        result.channel_unhealthy = status in (401, 403)
-        return result
+        return common.failure(LABEL, status, resp_headers, raw, _describe,
+                              auth_statuses=(401, 403))
 
     # -- inbound ------------------------------------------------------------------------
     def parse_inbound(self, payload: Any) -> list[InboundMessage]:

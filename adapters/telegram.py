@@ -30,7 +30,6 @@ from .base import (
     MediaFile,
     OutboundActivity,
     capped_retry_after,
-    missing_strings,
 )
 from .signing import header_bytes
 from .webhook import valid_http_url
@@ -86,17 +85,15 @@ class TelegramAdapter(BaseAdapter):
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
-        missing = missing_strings(config, REQUIRED)
-        if missing:
-            return "telegram config missing: " + ", ".join(missing)
+        if error := common.missing(config, REQUIRED, "telegram"):
+            return error
         if not TOKEN_RE.fullmatch(config["bot_token"]):
             return "telegram config 'bot_token' must look like '123456789:AAE…' (from @BotFather)"
         if not SECRET_RE.fullmatch(config["secret_token"]):
             return ("telegram config 'secret_token' must be 1-256 characters of A-Z, a-z, 0-9, "
                     "'_' and '-'")
-        base = config.get("api_base_url")
-        if base is not None and not valid_http_url(base):
-            return "telegram config 'api_base_url' must be a valid HTTP/HTTPS URL"
+        if error := common.bad_url(config, "api_base_url", "telegram"):
+            return error
         chat = config.get("default_chat_id")
         if chat is not None and _chat(chat) is None:
             return "telegram config 'default_chat_id' must be a chat id or an @channelname"
@@ -342,14 +339,13 @@ def _describe_error(body: Any) -> tuple[str | None, bool | None]:
 
 def _failure(status: int, headers: Mapping[str, str], raw: bytes,
              data: dict[str, Any]) -> DeliveryResult:
-    result = common.failure(LABEL, status, headers, raw, _describe_error)
+    # 401 "Unauthorized": the token was revoked or is wrong.
+    result = common.failure(LABEL, status, headers, raw, _describe_error, auth_statuses=(401,))
     wait = common.as_dict(data.get("parameters")).get("retry_after")
     if result.retryable and isinstance(wait, int | float) and not isinstance(wait, bool):
         capped = capped_retry_after(float(wait))
         if capped is not None and (result.retry_after is None or capped > result.retry_after):
             result.retry_after = capped
-    if status == 401:  # "Unauthorized": the token was revoked or is wrong
-        result.channel_unhealthy = True
     return result
 
 

@@ -1,18 +1,19 @@
-"""What the two WhatsApp adapters share: choosing the recipient, one timed JSON POST, and
-sorting a provider's answer into a DeliveryResult (fail at once, or retry on the queue's
-schedule)."""
+"""What the provider adapters share (WhatsApp, SMS, Slack, Telegram, SendGrid): the config
+checks every one of them makes, choosing the recipient, one timed JSON POST, and sorting a
+provider's answer into a DeliveryResult (fail at once, or retry on the queue's schedule)."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 
-from .base import DeliveryResult, OutboundActivity, capped_retry_after
+from .base import DeliveryResult, OutboundActivity, capped_retry_after, missing_strings
+from .webhook import valid_http_url
 
 # A channel's own ``timeout_seconds`` is capped so that an attempt stays well inside the
 # delivery lease (120 s): a request still running when its lease ran out could be sent twice.
@@ -45,8 +46,27 @@ def no_recipient(provider: str) -> DeliveryResult:
     )
 
 
-def validate_common(config: Mapping[str, Any], prefix: str) -> str | None:
-    """Optional settings both adapters accept."""
+def missing(config: Mapping[str, Any], keys: tuple[str, ...], prefix: str) -> str | None:
+    """An error naming the required string settings that are absent or empty, or None."""
+    absent = missing_strings(config, keys)
+    return f"{prefix} config missing: " + ", ".join(absent) if absent else None
+
+
+def bad_url(config: Mapping[str, Any], key: str, prefix: str) -> str | None:
+    """An error when the setting ``key``, if given, is not an HTTP(S) URL."""
+    value = config.get(key)
+    if value is not None and not valid_http_url(value):
+        return f"{prefix} config '{key}' must be a valid HTTP/HTTPS URL"
+    return None
+
+
+def validate_common(config: Mapping[str, Any], prefix: str,
+                    header_keys: tuple[str, ...] = ()) -> str | None:
+    """The checks that close every provider's ``validate_config``: no control character in the
+    settings sent in HTTP headers (``header_keys``), and the optional ``timeout_seconds``."""
+    unsafe = header_unsafe(config, header_keys, prefix)
+    if unsafe:
+        return unsafe
     timeout = config.get("timeout_seconds")
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float)
@@ -153,9 +173,12 @@ def failure(
     headers: Mapping[str, str],
     raw: bytes,
     describe: Callable[[Any], tuple[str | None, bool | None]],
+    auth_statuses: Container[int] = (),
 ) -> DeliveryResult:
     """A non-success answer as a result. ``describe(json_body)`` gives the provider's own
-    message and, when the provider's error code says so, whether a retry can help."""
+    message and, when the provider's error code says so, whether a retry can help. A status in
+    ``auth_statuses`` means the provider refused the channel's credentials: the channel is
+    marked unhealthy."""
     message, retryable_hint = describe(decode_json(raw))
     # The provider's own error message (parsed, clipped), never the raw body (issue 13).
     text = clip(message.encode()) if message else "(no error message)"
@@ -169,6 +192,7 @@ def failure(
         error=f"{label} returned {status}: {text}",
         retry_after=retry_after(headers.get("Retry-After")) if retryable else None,
         metadata={"http_status": status},
+        channel_unhealthy=status in auth_statuses,
     )
 
 

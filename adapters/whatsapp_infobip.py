@@ -29,11 +29,9 @@ from .base import (
     MediaFile,
     OutboundActivity,
     StatusUpdate,
-    missing_strings,
 )
 from .media import MB, MediaSpec, choose
 from .signing import header_bytes
-from .webhook import valid_http_url
 
 REQUIRED = ("base_url", "api_key", "sender")
 # Optional HTTP Basic credentials Infobip's notification profile sends with every webhook.
@@ -70,14 +68,12 @@ class WhatsAppInfobipAdapter(BaseAdapter):
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
-        missing = missing_strings(config, REQUIRED)
-        if missing:
-            return "whatsapp_infobip config missing: " + ", ".join(missing)
-        unsafe = common.header_unsafe(config, ("api_key",), "whatsapp_infobip")
-        if unsafe:
-            return unsafe
-        if not valid_http_url(config["base_url"]):
-            return "whatsapp_infobip config 'base_url' must be a valid HTTP/HTTPS URL"
+        if error := common.missing(config, REQUIRED, "whatsapp_infobip"):
+            return error
+        if error := common.header_unsafe(config, ("api_key",), "whatsapp_infobip"):
+            return error
+        if error := common.bad_url(config, "base_url", "whatsapp_infobip"):
+            return error
         basic = [config.get(k) for k in BASIC_FIELDS]
         if any(v is not None for v in basic) and not all(isinstance(v, str) and v for v in basic):
             return ("whatsapp_infobip config 'webhook_username' and 'webhook_password' must be "

@@ -33,11 +33,9 @@ from .base import (
     MediaFile,
     OutboundActivity,
     StatusUpdate,
-    missing_strings,
 )
 from .media import MB, Chosen, MediaSpec, choose
 from .signing import header_bytes
-from .webhook import valid_http_url
 
 REQUIRED = ("phone_number_id", "access_token", "verify_token")
 DEFAULT_BASE_URL = "https://graph.facebook.com"
@@ -82,18 +80,15 @@ class WhatsAppMetaAdapter(BaseAdapter):
 
     # -- config -------------------------------------------------------------------------
     def validate_config(self, config: Mapping[str, Any]) -> str | None:
-        missing = missing_strings(config, REQUIRED)
-        if missing:
-            return "whatsapp_meta config missing: " + ", ".join(missing)
-        unsafe = common.header_unsafe(config, ("access_token",), "whatsapp_meta")
-        if unsafe:
-            return unsafe
+        if error := common.missing(config, REQUIRED, "whatsapp_meta"):
+            return error
+        if error := common.header_unsafe(config, ("access_token",), "whatsapp_meta"):
+            return error
         secret = config.get("app_secret")
         if secret is not None and not isinstance(secret, str):
             return "whatsapp_meta config 'app_secret' must be a string"
-        base = config.get("api_base_url")
-        if base is not None and not valid_http_url(base):
-            return "whatsapp_meta config 'api_base_url' must be a valid HTTP/HTTPS URL"
+        if error := common.bad_url(config, "api_base_url", "whatsapp_meta"):
+            return error
         waba = config.get("business_account_id")
         if waba is not None and not (isinstance(waba, str) and waba.isdigit()):
             return "whatsapp_meta config 'business_account_id' must be the WABA id (digits)"
