@@ -11,10 +11,9 @@ import pytest
 
 from gateway.domain import routing
 from store import migrations
-from store import routing as store_routing
 from store.connect import connect
 from store.models import Channel
-from tests.unit.store.conftest import make_channel, make_tenant, now
+from tests.unit.store.conftest import make_channel, make_rule, routing_world
 
 
 @pytest.fixture
@@ -27,16 +26,7 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 @pytest.fixture
 def world(conn: sqlite3.Connection) -> dict[str, Channel | str]:
-    t = make_tenant(conn, "a")
-    other = make_tenant(conn, "b")
-    return {
-        "tenant": t.id,
-        "a": make_channel(conn, t.id, "a"), "b": make_channel(conn, t.id, "b"),
-        "c": make_channel(conn, t.id, "c"), "d": make_channel(conn, t.id, "d"),
-        "in": make_channel(conn, t.id, "in-only", mode="inbound"),
-        "out": make_channel(conn, t.id, "out-only", mode="outbound"),
-        "foreign": make_channel(conn, other.id, "theirs"),
-    }
+    return routing_world(conn)
 
 
 def _v(conn: sqlite3.Connection, w, source, targets, name="r", exclude=None):
@@ -45,8 +35,7 @@ def _v(conn: sqlite3.Connection, w, source, targets, name="r", exclude=None):
 
 
 def _rule(conn, w, name, source, targets, enabled=True):
-    return store_routing.insert(conn, tenant_id=w["tenant"], name=name, source_channel_id=source.id,
-                          target_channel_ids=[t.id for t in targets], enabled=enabled, now=now())
+    return make_rule(conn, w["tenant"], name, source, targets, enabled)
 
 
 def test_valid_rule(conn, world) -> None:
@@ -127,8 +116,7 @@ def test_cycle_check_is_per_tenant(conn, world) -> None:
     other = world["foreign"]
     t2 = other.tenant_id
     x = make_channel(conn, t2, "x")
-    store_routing.insert(conn, tenant_id=t2, name="fx", source_channel_id=other.id,
-                   target_channel_ids=[x.id], enabled=True, now=now())
+    make_rule(conn, t2, "fx", other, [x])
     assert routing.validate(conn, tenant_id=t2, name="xf", source_channel_id=x.id,
                             target_channel_ids=[other.id]) == {
         "target_channel_ids": ["would create a routing cycle"]}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from store import channels, conversations, migrations, tenants
+from store import channels, conversations, migrations, routing, tenants
 from store.db import Database
-from store.models import Channel, Conversation, Tenant
+from store.models import Channel, Conversation, RoutingRule, Tenant
 from store.util import iso, new_id, utcnow
 from tests.support import postgres
 
@@ -44,3 +44,24 @@ def make_conversation(conn: sqlite3.Connection, tenant_id: str, channel_id: str,
                       status: str = "active") -> Conversation:
     return conversations.create(conn, tenant_id=tenant_id, channel_id=channel_id, now=now(),
                                 status=status)
+
+
+def routing_world(conn: sqlite3.Connection) -> dict[str, Channel | str]:
+    """A tenant's channels a-d (duplex), an inbound-only and an outbound-only one, and another
+    tenant's channel, for routing rules (store queries and the domain's validation)."""
+    t = make_tenant(conn, "a")
+    other = make_tenant(conn, "b")
+    return {
+        "tenant": t.id,
+        "a": make_channel(conn, t.id, "a"), "b": make_channel(conn, t.id, "b"),
+        "c": make_channel(conn, t.id, "c"), "d": make_channel(conn, t.id, "d"),
+        "in": make_channel(conn, t.id, "in-only", mode="inbound"),
+        "out": make_channel(conn, t.id, "out-only", mode="outbound"),
+        "foreign": make_channel(conn, other.id, "theirs"),
+    }
+
+
+def make_rule(conn: sqlite3.Connection, tenant_id: str, name: str, source: Channel,
+              targets: list[Channel], enabled: bool = True) -> RoutingRule:
+    return routing.insert(conn, tenant_id=tenant_id, name=name, source_channel_id=source.id,
+                          target_channel_ids=[t.id for t in targets], enabled=enabled, now=now())

@@ -1,4 +1,5 @@
-"""Routing queries: the channels an activity fans out to (rules' validation: tests/unit/domain)."""
+"""Routing queries: the channels an activity fans out to, the name and channel look-ups that
+rules' validation uses (the validation itself and its messages: tests/unit/domain)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from store import migrations, routing
 from store.connect import connect
 from store.models import Channel
 
-from .conftest import make_channel, make_tenant, now
+from .conftest import make_rule, routing_world
 
 
 @pytest.fixture
@@ -25,21 +26,11 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 @pytest.fixture
 def world(conn: sqlite3.Connection) -> dict[str, Channel | str]:
-    t = make_tenant(conn, "a")
-    other = make_tenant(conn, "b")
-    return {
-        "tenant": t.id,
-        "a": make_channel(conn, t.id, "a"), "b": make_channel(conn, t.id, "b"),
-        "c": make_channel(conn, t.id, "c"), "d": make_channel(conn, t.id, "d"),
-        "in": make_channel(conn, t.id, "in-only", mode="inbound"),
-        "out": make_channel(conn, t.id, "out-only", mode="outbound"),
-        "foreign": make_channel(conn, other.id, "theirs"),
-    }
+    return routing_world(conn)
 
 
 def _rule(conn, w, name, source, targets, enabled=True):
-    return routing.insert(conn, tenant_id=w["tenant"], name=name, source_channel_id=source.id,
-                          target_channel_ids=[t.id for t in targets], enabled=enabled, now=now())
+    return make_rule(conn, w["tenant"], name, source, targets, enabled)
 
 
 def test_delivery_targets_one_hop_enabled_active(conn, world) -> None:
@@ -51,3 +42,18 @@ def test_delivery_targets_one_hop_enabled_active(conn, world) -> None:
     assert {t.id for t in targets} == {a.id, b.id}
     assert {t.id for t in routing.delivery_targets(
         conn, a, outbound_types=frozenset({"webhook"}), exclude_channel_id=a.id)} == {b.id}
+
+
+def test_name_taken_per_tenant_excluding_a_rule(conn, world) -> None:
+    ab = _rule(conn, world, "ab", world["a"], [world["b"]])
+    assert routing.name_taken(conn, world["tenant"], "ab")
+    assert not routing.name_taken(conn, world["tenant"], "ab", exclude_rule_id=ab.id)
+    assert not routing.name_taken(conn, world["tenant"], "other")
+    assert not routing.name_taken(conn, world["foreign"].tenant_id, "ab")
+
+
+def test_channel_modes_only_the_tenants_channels(conn, world) -> None:
+    a, out, foreign = world["a"], world["out"], world["foreign"]
+    assert routing.channel_modes(conn, world["tenant"], [a.id, out.id, foreign.id]) == {
+        a.id: ("a", "duplex"), out.id: ("out-only", "outbound")}
+    assert routing.channel_modes(conn, world["tenant"], []) == {}
