@@ -12,7 +12,7 @@ from .util import new_id
 
 LIMITS = ("activities_per_min", "deliveries_per_min", "max_connections", "max_upload_bytes",
           "retention_days", "max_channels")
-TARGETS = ("target_success_rate", "target_sent_p90_ms")  # m0020
+TARGETS = ("target_success_rate", "target_sent_p90_ms")  # m0021
 COLUMNS = ("id, name, description, priority, " + ", ".join(LIMITS) + ", " + ", ".join(TARGETS)
            + ", inserted_at, updated_at")
 

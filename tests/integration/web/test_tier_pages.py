@@ -44,7 +44,7 @@ async def test_admin_sets_a_tier_and_the_portal_shows_it(admin: Client, web_api:
         assert '<tr data-limit="max_channels"><td>Channels</td><td>20</td><td>1</td>' in page
         assert "1 this minute" in page or "busiest minute of the last hour: 1" in page
         assert 'data-sla="30d"' in page
-        # The standard tier's targets (m0020), met: no delivery failed.
+        # The standard tier's targets (m0021), met: no delivery failed.
         assert 'data-target="success_rate">met' in page and "≥ 95.00 %" in page
         assert b["tenant"]["id"] not in page and "tier-page-b" not in page
         # The admin's tier pages are not the portal's.
