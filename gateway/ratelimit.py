@@ -166,6 +166,10 @@ def install(app: Sanic) -> None:
         table = SharedTable(ctx.cluster.run_dir / "ratelimit")
     limiter = Limiter(table=table)
     ctx.rate_limiter = limiter
+    # Every scope's 429 counter exists from the start (at 0): with worker processes, a series
+    # no process has touched is not in /metrics at all (prometheus-client's multiprocess mode).
+    for scope in SCOPES:
+        metrics.RATE_LIMITED.labels(scope)
     ctx.delivery_limiter = DeliveryLimiter(ctx.settings.rate_limit_deliveries, table=table)
 
     s = ctx.settings

@@ -189,7 +189,11 @@ def _start(target: str, tmp: Path, conversations: int,
 
         def stop() -> None:
             proc.terminate()
-            proc.wait(10)
+            try:
+                proc.wait(30)  # closing 10,000 sockets on a loaded machine takes a while
+            except Exception:
+                proc.kill()
+                proc.wait(10)
 
         ids = [str(uuid.uuid4()) for _ in range(conversations)]
         world = {"api_key": "-", "conversations": ids, "tokens": ["-"] * conversations}
