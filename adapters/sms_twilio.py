@@ -21,8 +21,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
-import aiohttp
-
 from . import whatsapp_common as common
 from .base import (
     MESSAGES_ONLY,
@@ -151,7 +149,8 @@ class SmsTwilioAdapter(BaseAdapter):
         form.extend(("MediaUrl", url) for url in media)
         if channel.status_url:
             form.append(("StatusCallback", channel.status_url))
-        answer = await _post_form(session, self.messages_url(config), config, form)
+        answer = await common.post_form(session, self.messages_url(config), _auth_header(config),
+                                        form, common.timeout_of(config))
         if isinstance(answer, str):
             return common.unreachable(LABEL, answer)
         status, headers, raw = answer
@@ -314,21 +313,6 @@ def _url_variants(url: str) -> list[str]:
 def _auth_header(config: Mapping[str, Any]) -> dict[str, str]:
     raw = f"{config['account_sid']}:{config['auth_token']}".encode()
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
-
-
-async def _post_form(session: aiohttp.ClientSession, url: str, config: Mapping[str, Any],
-                     form: list[tuple[str, str]]) -> tuple[int, Mapping[str, str], bytes] | str:
-    timeout = common.timeout_of(config)
-    kw: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
-    try:
-        async with session.post(url, data=form, headers=_auth_header(config),
-                                allow_redirects=False, **kw) as resp:
-            return resp.status, resp.headers, await resp.read()
-    except TimeoutError:
-        total = (timeout or session.timeout).total
-        return f"timeout after {total:g}s" if total else "timeout"
-    except (aiohttp.ClientError, ValueError) as exc:
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _failure(status: int, headers: Mapping[str, str], raw: bytes,

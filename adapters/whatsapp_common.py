@@ -133,38 +133,46 @@ async def post_json(
 ) -> tuple[int, Mapping[str, str], bytes] | str:
     """POST JSON; the status, headers and body of the answer, or the reason it never came.
     ``timeout`` None keeps the session's own."""
-    kw: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
-    try:
-        async with session.post(url, json=body, headers=headers, allow_redirects=False,
-                                **kw) as resp:
-            return resp.status, resp.headers, await resp.read()
-    except TimeoutError:
-        total = (timeout or session.timeout).total
-        return f"timeout after {total:g}s" if total else "timeout"
-    except (aiohttp.ClientError, ValueError) as exc:
-        # ValueError: aiohttp refuses a header with a control character (a credential stored
-        # before validation refused them); the attempt fails instead of raising.
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return await _post(session, url, headers, timeout, json=body)
 
 
 async def post_form(
     session: aiohttp.ClientSession,
     url: str,
     headers: dict[str, str],
-    form: aiohttp.FormData,
+    form: aiohttp.FormData | list[tuple[str, str]],
     timeout: aiohttp.ClientTimeout | None,
 ) -> tuple[int, Mapping[str, str], bytes] | str:
-    """POST a ``multipart/form-data`` body, answered as by :func:`post_json`."""
+    """POST a form (``multipart/form-data`` for a FormData, urlencoded for a list of pairs),
+    answered as by :func:`post_json`."""
+    return await _post(session, url, headers, timeout, data=form)
+
+
+async def _post(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    timeout: aiohttp.ClientTimeout | None,
+    **body: Any,
+) -> tuple[int, Mapping[str, str], bytes] | str:
     kw: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
     try:
-        async with session.post(url, data=form, headers=headers, allow_redirects=False,
+        async with session.post(url, headers=headers, allow_redirects=False, **body,
                                 **kw) as resp:
             return resp.status, resp.headers, await resp.read()
-    except TimeoutError:
+    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+        return no_answer(exc, session, timeout)
+
+
+def no_answer(exc: BaseException, session: aiohttp.ClientSession,
+              timeout: aiohttp.ClientTimeout | None) -> str:
+    """Why a request got no answer: a timeout (with its length), or the client's error.
+    ValueError: aiohttp refuses a header with a control character (a credential stored before
+    validation refused them); the attempt fails instead of raising."""
+    if isinstance(exc, TimeoutError):
         total = (timeout or session.timeout).total
         return f"timeout after {total:g}s" if total else "timeout"
-    except (aiohttp.ClientError, ValueError) as exc:
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def failure(
@@ -261,8 +269,5 @@ async def get_capped(
                     return None
                 chunks.append(chunk)
             return resp.status, resp.headers, b"".join(chunks)
-    except TimeoutError:
-        total = (timeout or session.timeout).total
-        return f"timeout after {total:g}s" if total else "timeout"
-    except (aiohttp.ClientError, ValueError) as exc:
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+        return no_answer(exc, session, timeout)
