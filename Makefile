@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 $(BIN)/converger: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,postgresql]'
+	$(BIN)/pip install -q -e '.[test,postgresql,events]'
 	@touch $@
 
 setup: $(BIN)/converger

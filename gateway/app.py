@@ -157,6 +157,9 @@ def _register_routes(app: Sanic) -> None:
     app.blueprint(inbound.bp)
     delivery.install(app)
     alerts.install(app)
+    from . import events
+
+    events.install(app)  # CONVERGER_EVENTS_URL: the outbox relay (a singleton role)
     from .web import install as install_web
 
     install_web(app)

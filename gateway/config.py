@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -133,6 +134,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("otel_endpoint", ("OTEL_EXPORTER_OTLP_ENDPOINT",), str, "",
             "OpenTelemetry collector (OTLP/HTTP, e.g. `http://127.0.0.1:4318`): when set, requests "
             "and delivery attempts are traced (needs the `otel` extra; the binary has it)."),
+    Setting("events_url", ("CONVERGER_EVENTS_URL",), str, "",
+            "Activity event stream (docs/pipelines.md): `nats://host:4222` (JetStream) or "
+            "`amqp://user:password@host:5672/vhost` (RabbitMQ). When set, every committed activity "
+            "and delivery status change is published from the store by one relay; empty = off."),
     Setting("replica_url", ("CONVERGER_REPLICA_URL",), str, "",
             "Litestream replica (`file:///path` or `s3://bucket/path`). When set, `serve` restores a "
             "missing database from it and replicates continuously."),
@@ -292,6 +297,7 @@ class Settings(msgspec.Struct, kw_only=True):
     prometheus_port: int = 0
     deprecated_routes: str = ""
     otel_endpoint: str = ""
+    events_url: str = ""
     replica_url: str = ""
     replica_endpoint: str = ""
     replica_region: str = ""
@@ -369,6 +375,26 @@ class Settings(msgspec.Struct, kw_only=True):
 MAX_AUTO_WORKERS = 8
 
 
+# CONVERGER_EVENTS_URL's schemes and the broker each one names (gateway/events.py).
+EVENT_SCHEMES = {"nats": "nats", "tls": "nats", "amqp": "amqp", "amqps": "amqp"}
+
+
+def events_url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` (None when it is usable): for ConfigError."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 — raises on a bad port
+    except ValueError as exc:
+        return f"is malformed ({exc})"
+    if parts.scheme == "kafka":
+        return "kafka:// is not supported yet: use nats:// (JetStream) or amqp:// (RabbitMQ)"
+    if parts.scheme not in EVENT_SCHEMES:
+        return "must be nats://host:port (JetStream) or amqp://user:password@host:port/vhost"
+    if not parts.hostname:
+        return "names no host"
+    return None
+
+
 class ConfigError(ValueError):
     """A setting has a value that cannot be used."""
 
@@ -412,6 +438,10 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
             raise ConfigError("CONVERGER_REPLICA_URL (Litestream) replicates the SQLite file; with "
                               "CONVERGER_DATABASE_URL use PostgreSQL's own replication "
                               "(docs/scaling.md)")
+    if settings.events_url:
+        problem = events_url_problem(settings.events_url)
+        if problem:
+            raise ConfigError(f"CONVERGER_EVENTS_URL {problem}")
     if settings.pipeline not in ("queue", "inline"):
         raise ConfigError("CONVERGER_PIPELINE must be 'queue' or 'inline'")
     if settings.db_max_pages < 0:

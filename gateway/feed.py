@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from store import feed
+from store import feed, relay
 from store.connect import connect
 
 from .tasks import cancel_and_wait, wait_event
@@ -216,6 +216,10 @@ class Pruner:
         upto = 0
         while self.marks and self.marks[0][0] <= now - RETENTION:
             upto = self.marks.popleft()[1]
+        if upto and self.ctx.settings.events_url:
+            # The event relay's outbox: keep every event it has not yet published.
+            row = await db.read(relay.position)
+            upto = min(upto, row["last_id"]) if row is not None else 0
         deleted = 0
         if upto:
             while (n := await db.write(feed.prune, upto)) > 0:

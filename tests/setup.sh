@@ -29,3 +29,9 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         done
     fi
 fi
+# Activity event stream tests (tests/integration/events, tests/support/brokers.py): Debian's
+# nats-server (JetStream) and rabbitmq-server, each started by the tests on a free loopback port
+# in a temp directory. Debian may start a default RabbitMQ node under systemd: the tests don't use it.
+if ! command -v nats-server >/dev/null 2>&1 || ! command -v rabbitmq-server >/dev/null 2>&1; then
+    apt-get update -q && apt-get install -y -q nats-server rabbitmq-server
+fi

@@ -1,0 +1,353 @@
+"""The activity event stream (``CONVERGER_EVENTS_URL``, docs/pipelines.md): an outbox relay.
+
+The feed (:mod:`store.feed`) is the outbox: a new activity's row is written by a trigger and a
+delivery status change by the transaction that makes it, so an event exists exactly when its
+change committed. One relay per gateway (a singleton role: the leader process with
+``--workers N``) reads the feed after its stored cursor (``event_relay.last_id``) in id order —
+commit order — publishes each event to the broker, waits for the broker's confirmation, and only
+then moves the cursor. So:
+
+- nothing is published before it committed, nothing committed is skipped;
+- a relay that crashed or lost the broker resumes at the cursor: events published but not yet
+  recorded are published again, with the same ``id`` (at least once; JetStream also drops them
+  by ``Nats-Msg-Id`` within its duplicate window);
+- events go out one at a time in feed order, so a conversation's events reach the broker in
+  ``seq`` order;
+- an unreachable broker never blocks the API: the relay retries with a backoff while the feed
+  pruner keeps every event after the cursor.
+
+Publishers use the brokers' own clients: nats-py (JetStream) and aio-pika (RabbitMQ), the
+``events`` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import msgspec
+
+from store import feed, relay
+
+from .config import EVENT_SCHEMES as SCHEMES
+from .tasks import cancel_and_wait, wait_event
+
+log = logging.getLogger("converger.events")
+
+SCHEMA_VERSION = 1
+PREFIX = "converger"  # subjects / routing keys: converger.<tenant>.<channel>.<type>
+STREAM = "CONVERGER_EVENTS"  # the JetStream stream (subjects converger.>)
+EXCHANGE = "converger.events"  # the RabbitMQ topic exchange
+BATCH = 200  # feed events read per round
+POLL = 2.0  # a safety look when no wake-up came (commits of any process wake the relay)
+BACKOFF = (0.2, 0.5, 1.0, 2.0)  # seconds between reconnection attempts (then the last)
+MAX_BYTES = 1_048_576  # a message larger than this goes out without its data (truncated: true)
+TIMEOUT = 5.0  # seconds for a connection attempt or a publish confirmation
+TYPES = {"a": "activity.created", "d": "delivery.status"}
+
+_encode = msgspec.json.Encoder().encode
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def _token(value: str | None) -> str:
+    """A subject / routing-key token: no dots, wildcards or spaces."""
+    if not value:
+        return "_"
+    return "".join("_" if c in ".*># \t\r\n" else c for c in value)
+
+
+def subject(tenant_id: str, channel_id: str | None, type_: str) -> str:
+    return f"{PREFIX}.{_token(tenant_id)}.{_token(channel_id)}.{type_}"
+
+
+class Message(msgspec.Struct):
+    subject: str
+    id: str
+    body: bytes
+
+
+def build(events: list[feed.Event], where: dict[str, tuple[str, str]],
+          now: str) -> list[Message]:
+    """The broker messages for these feed events (docs/events.schema.json). Kinds other than
+    ``a`` and ``d``, activities deleted since, and events of a deleted conversation have none."""
+    out: list[Message] = []
+    for e in events:
+        type_ = TYPES.get(e.kind)
+        if type_ is None or e.topic not in where:
+            continue
+        tenant_id, channel_id = where[e.topic]
+        if e.kind == "a":
+            if e.activity is None:
+                continue
+            act = e.activity
+            doc: dict[str, Any] = {
+                "id": f"msg_{act.id}", "type": type_, "schema_version": SCHEMA_VERSION,
+                "position": e.id, "tenant_id": tenant_id, "channel_id": channel_id,
+                "conversation_id": act.conversation_id, "seq": act.seq,
+                "occurred_at": act.inserted_at, "data": msgspec.to_builtins(act)}
+        else:
+            data = e.data if isinstance(e.data, dict) else {}
+            channel_id = data.get("channel_id") or channel_id
+            doc = {"id": f"msg_d{e.id}", "type": type_, "schema_version": SCHEMA_VERSION,
+                   "position": e.id, "tenant_id": tenant_id, "channel_id": channel_id,
+                   "conversation_id": e.topic, "seq": None, "occurred_at": now, "data": data}
+        body = _encode(doc)
+        if len(body) > MAX_BYTES:
+            log.warning("events: %s (%s) is %d bytes, over %d: published without its data",
+                        doc["id"], type_, len(body), MAX_BYTES)
+            doc["data"], doc["truncated"] = None, True
+            body = _encode(doc)
+        out.append(Message(subject(tenant_id, channel_id, type_), doc["id"], body))
+    return out
+
+
+class Publisher(Protocol):
+    async def publish(self, msg: Message) -> None: ...
+    async def close(self) -> None: ...
+
+
+class NatsPublisher:
+    """JetStream: the stream ``CONVERGER_EVENTS`` (subjects ``converger.>``, file storage) is
+    created when missing; each publish waits for the stream's ack."""
+
+    def __init__(self, nc: Any, js: Any) -> None:
+        self.nc, self.js = nc, js
+
+    @classmethod
+    async def connect(cls, url: str) -> NatsPublisher:
+        import nats
+        from nats.js.api import StreamConfig
+        from nats.js.errors import NotFoundError
+
+        async def _quiet(exc: Exception) -> None:  # the relay logs what matters itself
+            log.debug("events: nats: %s", exc)
+
+        nc = await nats.connect(servers=[url], connect_timeout=TIMEOUT, allow_reconnect=False,
+                                error_cb=_quiet, name="converger-events")
+        try:
+            js = nc.jetstream(timeout=TIMEOUT)
+            try:
+                await js.stream_info(STREAM)
+            except NotFoundError:
+                await js.add_stream(StreamConfig(name=STREAM, subjects=[f"{PREFIX}.>"]))
+        except BaseException:
+            await nc.close()
+            raise
+        return cls(nc, js)
+
+    async def publish(self, msg: Message) -> None:
+        await self.js.publish(msg.subject, msg.body, timeout=TIMEOUT,
+                              headers={"Nats-Msg-Id": msg.id})
+
+    async def close(self) -> None:
+        try:
+            await self.nc.close()
+        except Exception as exc:
+            log.debug("events: nats close: %s", exc)
+
+
+class AmqpPublisher:
+    """RabbitMQ: the durable topic exchange ``converger.events``; persistent messages on a
+    channel with publisher confirms (each publish waits for the broker's ack)."""
+
+    def __init__(self, conn: Any, exchange: Any) -> None:
+        self.conn, self.exchange = conn, exchange
+
+    @classmethod
+    async def connect(cls, url: str) -> AmqpPublisher:
+        import aio_pika
+
+        conn = await aio_pika.connect(url, timeout=TIMEOUT)
+        try:
+            channel = await conn.channel(publisher_confirms=True)
+            exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC,
+                                                      durable=True)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, exchange)
+
+    async def publish(self, msg: Message) -> None:
+        import aio_pika
+
+        await self.exchange.publish(
+            aio_pika.Message(msg.body, message_id=msg.id, content_type="application/json",
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=msg.subject, mandatory=False, timeout=TIMEOUT)
+
+    async def close(self) -> None:
+        try:
+            await self.conn.close()
+        except Exception as exc:
+            log.debug("events: amqp close: %s", exc)
+
+
+async def connect(url: str) -> Publisher:
+    if SCHEMES[urlsplit(url).scheme] == "nats":
+        return await NatsPublisher.connect(url)
+    return await AmqpPublisher.connect(url)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Relay:
+    """Publishes the feed after the stored cursor (a singleton role)."""
+
+    def __init__(self, ctx: Any, url: str) -> None:
+        self.ctx, self.url = ctx, url
+        self.publisher: Publisher | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._poked = False
+
+    def committed(self) -> None:
+        """Called on the writer thread after a commit of this process."""
+        loop = self._loop
+        if loop is None or self._poked:
+            return
+        self._poked = True
+        try:
+            loop.call_soon_threadsafe(self._on_commit)
+        except RuntimeError:  # the loop closed during shutdown
+            pass
+
+    def _on_commit(self) -> None:
+        self._poked = False
+        self._wake.set()
+
+    def poke(self) -> None:
+        """On the event loop: the feed may have grown."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.create_task(self._run(), name="event-relay")
+
+    async def stop(self) -> None:
+        self._loop = None
+        if self._task is not None:
+            await cancel_and_wait([self._task], log, "event relay")
+            self._task = None
+        await self._drop()
+
+    async def _drop(self) -> None:
+        publisher, self.publisher = self.publisher, None
+        if publisher is not None:
+            await publisher.close()
+
+    async def _run(self) -> None:
+        db = self.ctx.db
+        last = await db.write(relay.start, time.time())
+        log.info("events: relay starting at feed position %d for %s", last, redact(self.url))
+        failures = 0
+        while True:
+            try:
+                if self.publisher is None:
+                    self.publisher = await asyncio.wait_for(connect(self.url), TIMEOUT * 2)
+                    await db.write(relay.set_state, "connected", None, time.time())
+                    log.info("events: connected to %s", redact(self.url))
+                    failures = 0
+                self._wake.clear()
+                events = await db.read(feed.after, last, BATCH, None)
+                if not events:
+                    await wait_event(self._wake, POLL)
+                    continue
+                topics = sorted({e.topic for e in events if e.kind in TYPES})
+                where = await db.read(relay.conversations, topics) if topics else {}
+                for msg in build(events, where, _now_iso()):
+                    await self.publisher.publish(msg)
+                count = sum(1 for e in events if e.kind in TYPES)
+                last = events[-1].id
+                await db.write(relay.advance, last, count, time.time())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                if failures == 1:
+                    log.warning("events: broker %s unavailable, activities wait in the outbox "
+                                "from feed position %d: %s", redact(self.url), last, error)
+                await self._drop()
+                try:
+                    await db.write(relay.set_state, "disconnected", error, time.time())
+                except Exception as db_exc:
+                    log.error("events: could not record the relay state: %s", db_exc)
+                self._wake.clear()
+                await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF)) - 1])
+
+    async def status(self) -> dict[str, Any]:
+        return await readiness(self.ctx)
+
+
+async def readiness(ctx: Any) -> dict[str, Any]:
+    """``/readyz`` ``checks.events``: the relay's stored state (any process answers the same).
+    Always ``ok`` — a broker outage does not stop the API — with a warning when not connected."""
+    def read(conn: Any) -> tuple[dict[str, Any] | None, int]:
+        return relay.position(conn), feed.last_id(conn)
+
+    row, newest = await ctx.db.read(read)
+    url = redact(ctx.settings.events_url)
+    if row is None:
+        return {"ok": True, "state": "starting", "broker": url, "warning": "relay not started"}
+    out: dict[str, Any] = {"ok": True, "state": row["state"], "broker": url,
+                           "position": row["last_id"], "behind": max(0, newest - row["last_id"]),
+                           "published": row["published"],
+                           "updated_ago": round(time.time() - row["updated_at"], 1)}
+    if row["state"] != "connected":
+        out["warning"] = f"event relay {row['state']}: {row['error'] or 'not connected yet'}"
+        out["error"] = row["error"]
+    return out
+
+
+def install(app: Any) -> None:
+    """With ``CONVERGER_EVENTS_URL``: the relay as a singleton role, and ``/readyz`` state."""
+    ctx = app.ctx
+    url = ctx.settings.events_url
+    if not url:
+        return
+    rel = Relay(ctx, url)
+    ctx.readiness["events"] = lambda: readiness(ctx)
+
+    @app.after_server_start
+    async def _start_relay(app: Any) -> None:
+        previous = ctx.db.on_commit
+
+        def on_commit() -> None:
+            if previous is not None:
+                previous()
+            rel.committed()
+
+        ctx.db.on_commit = on_commit
+
+        cluster = ctx.cluster
+        if cluster is not None:  # a sibling's commit: its feed wake-up (`F`) wakes the relay too
+            notifier = cluster.notifier
+            reader_wake = notifier.handlers.get(ord("F"))
+
+            def on_feed() -> None:
+                if reader_wake is not None:
+                    reader_wake()
+                rel.poke()
+
+            notifier.on(b"F", on_feed)
+
+        from .cluster import singleton
+
+        await singleton(app, "event relay", rel.start, rel.stop)
+
+    @app.before_server_stop
+    async def _stop_relay(app: Any) -> None:
+        await rel.stop()

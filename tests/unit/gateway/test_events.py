@@ -1,0 +1,87 @@
+"""The event stream's messages (gateway/events.py): valid against docs/events.schema.json,
+subjects carry tenant, channel and type (with unsafe characters replaced), stable ids, an
+oversized event goes out without its data; CONVERGER_EVENTS_URL is checked at start-up."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import msgspec
+import pytest
+
+from gateway import config, events
+from store.feed import Event
+from store.models import Activity
+from tests.support.server import ROOT
+
+SCHEMA = json.loads((ROOT / "docs" / "events.schema.json").read_text())
+
+
+def _activity(text: str = "hi", seq: int = 1) -> Activity:
+    return Activity(id="act_1", tenant_id="ten_1", conversation_id="conv_1", seq=seq,
+                    type="message", sender="user", text=text, attachments=[], metadata={},
+                    idempotency_key=None, source_channel_id="ch_1", external_id=None,
+                    inserted_at="2026-01-01T00:00:00Z", updated_at="2026-01-01T00:00:00Z")
+
+
+def test_messages_follow_the_schema_with_subjects_and_stable_ids() -> None:
+    status = {"delivery_id": "del_1", "activity_id": "act_1", "channel_id": "ch.2",
+              "status": "sent", "sent_at": "2026-01-01T00:00:01Z", "delivered_at": None,
+              "read_at": None}
+    feed_events = [Event(7, "a", "conv_1", activity=_activity(), ref="act_1"),
+                   Event(8, "d", "conv_1", data=status),
+                   Event(9, "a", "conv_1", activity=None, ref="act_deleted"),  # deleted since
+                   Event(10, "h", "channel_health", data={}),  # not an event-stream kind
+                   Event(11, "a", "conv_gone", activity=_activity(), ref="act_1")]
+    where = {"conv_1": ("ten_1", "ch_1")}
+    out = events.build(feed_events, where, "2026-01-01T00:00:02Z")
+    assert [m.subject for m in out] == ["converger.ten_1.ch_1.activity.created",
+                                        "converger.ten_1.ch_2.delivery.status"]
+    assert [m.id for m in out] == ["msg_act_1", "msg_d8"]
+    docs = [json.loads(m.body) for m in out]
+    for doc in docs:
+        jsonschema.validate(doc, SCHEMA)
+    assert docs[0]["seq"] == 1 and docs[0]["data"]["text"] == "hi"
+    assert docs[1]["channel_id"] == "ch.2" and docs[1]["data"] == status
+    # The same feed events build the same messages (what a re-publication after a crash sends).
+    again = events.build(feed_events[:1], where, "2026-02-02T00:00:00Z")
+    assert again[0] == out[0]
+    # A wrong message fails the schema (the test can fail).
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**docs[0], "seq": None}, SCHEMA)
+
+
+def test_subject_tokens_never_carry_wildcards_or_dots() -> None:
+    assert events.subject("a.b", "c*d >e", "activity.created") == \
+        "converger.a_b.c_d__e.activity.created"
+    assert events.subject("t", None, "delivery.status") == "converger.t._.delivery.status"
+
+
+def test_an_oversized_event_goes_out_without_its_data(caplog: pytest.LogCaptureFixture) -> None:
+    big = _activity(text="x" * (events.MAX_BYTES + 10))
+    out = events.build([Event(3, "a", "conv_1", activity=big, ref="act_1")],
+                       {"conv_1": ("ten_1", "ch_1")}, "2026-01-01T00:00:00Z")
+    doc = msgspec.json.decode(out[0].body)
+    assert doc["truncated"] is True and doc["data"] is None and doc["seq"] == 1
+    assert len(out[0].body) < 2000
+    jsonschema.validate(doc, SCHEMA)
+    assert "published without its data" in caplog.text
+
+
+@pytest.mark.parametrize(("url", "expect"), [
+    ("nats://127.0.0.1:4222", None),
+    ("amqp://guest:guest@127.0.0.1:5672/", None),
+    ("amqps://u:p@broker.example/vhost", None),
+    ("kafka://127.0.0.1:9092", "not supported yet"),
+    ("redis://127.0.0.1", "must be nats://"),
+    ("nats://", "names no host"),
+    ("nats://127.0.0.1:notaport", "malformed"),
+])
+def test_the_events_url_is_checked_at_start_up(url: str, expect: str | None) -> None:
+    problem = config.events_url_problem(url)
+    assert (problem is None) if expect is None else (expect in (problem or ""))
+    if expect is not None:
+        with pytest.raises(config.ConfigError, match="CONVERGER_EVENTS_URL"):
+            config.load(env={"CONVERGER_EVENTS_URL": url})
+    assert events.redact("amqp://user:secret@h:5672/v") == "amqp://h:5672/v"
