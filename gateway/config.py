@@ -224,6 +224,24 @@ SETTINGS: tuple[Setting, ...] = (
             "once (503) rather than queued."),
     Setting("session_lifetime", ("CONVERGER_SESSION_LIFETIME",), int, 43_200,
             "Lifetime of an admin panel or portal login session (seconds)."),
+    # -- single sign-on to the admin panel (gateway/sso.py, docs/admin.md#single-sign-on) --------
+    Setting("oidc_issuer", ("CONVERGER_OIDC_ISSUER",), str, "",
+            "OpenID Connect issuer URL of the identity provider admins sign in with (its "
+            "`/.well-known/openid-configuration` is read); empty = no single sign-on."),
+    Setting("oidc_client_id", ("CONVERGER_OIDC_CLIENT_ID",), str, "",
+            "The gateway's client id at the identity provider."),
+    Setting("oidc_client_secret", ("CONVERGER_OIDC_CLIENT_SECRET",), str, "",
+            "The client's secret (sent to the token endpoint with HTTP Basic)."),
+    Setting("oidc_groups_claim", ("CONVERGER_OIDC_GROUPS_CLAIM",), str, "groups",
+            "The ID token claim listing the user's groups (or roles)."),
+    Setting("oidc_scopes", ("CONVERGER_OIDC_SCOPES",), str, "openid email profile groups",
+            "Scopes asked for at sign-in."),
+    Setting("oidc_role_map", ("CONVERGER_OIDC_ROLE_MAP",), str, "",
+            'JSON: group → role, or group → `{"role": …, "tenants": [ids]}` (a tenant scope); '
+            "the first group of the map the user has decides; a user with none is refused."),
+    Setting("local_passwords", ("CONVERGER_LOCAL_PASSWORDS",), bool, True,
+            "Whether admins may sign in with a local password; `false` leaves single sign-on "
+            "only (the management API's tokens are unaffected)."),
     # -- HTTPS (gateway/tls.py, docs/deploy.md) ------------------------------------------------
     Setting("domains", ("CONVERGER_DOMAINS",), str, "",
             "Comma-separated domain names. When set, `serve` obtains a certificate for them over "
@@ -330,6 +348,13 @@ class Settings(msgspec.Struct, kw_only=True):
     login_hash_threads: int = 2
     login_hash_queue: int = 32
     session_lifetime: int = 43_200
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_groups_claim: str = "groups"
+    oidc_scopes: str = "openid email profile groups"
+    oidc_role_map: str = ""
+    local_passwords: bool = True
     domains: str = ""
     acme_directory: str = LETS_ENCRYPT
     acme_email: str = ""
@@ -480,6 +505,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     except ValueError as exc:
         raise ConfigError(f"CONVERGER_DEPRECATED_ROUTES: {exc}") from None
     _check_tls(settings)
+    _check_sso(settings)
     for name in ("admin_ip_whitelist", "trusted_proxies", "outbound_allow"):
         try:
             from ipaddress import ip_network
@@ -490,6 +516,26 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         except ValueError as exc:
             raise ConfigError(f"{name}: {exc}") from None
     return settings
+
+
+def _check_sso(settings: Settings) -> None:
+    if not settings.oidc_issuer:
+        if not settings.local_passwords:
+            raise ConfigError("CONVERGER_LOCAL_PASSWORDS=false needs single sign-on "
+                              "(CONVERGER_OIDC_ISSUER): nobody could sign in to the admin panel")
+        return
+    if not settings.oidc_client_id or not settings.oidc_client_secret:
+        raise ConfigError("CONVERGER_OIDC_ISSUER needs CONVERGER_OIDC_CLIENT_ID and "
+                          "CONVERGER_OIDC_CLIENT_SECRET")
+    from .sso import parse_role_map
+
+    try:
+        grants = parse_role_map(settings.oidc_role_map)
+    except ValueError as exc:
+        raise ConfigError(f"CONVERGER_OIDC_ROLE_MAP: {exc}") from None
+    if not grants:
+        raise ConfigError("CONVERGER_OIDC_ISSUER needs CONVERGER_OIDC_ROLE_MAP: without it no "
+                          "group maps to a role and every sign-in is refused")
 
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -86,6 +86,12 @@ def count_admins(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT count(*) FROM admin_users").fetchone()[0]
 
 
+def admin_by_sso(conn: sqlite3.Connection, subject: str) -> AdminUser | None:
+    row = conn.execute(f"SELECT {COLUMNS} FROM admin_users WHERE sso_subject = ?",
+                       (subject,)).fetchone()
+    return _admin(row) if row else None
+
+
 def admin_email_taken(conn: sqlite3.Connection, email: str) -> bool:
     return conn.execute("SELECT 1 FROM admin_users WHERE email = ?", (email,)).fetchone() is not None
 

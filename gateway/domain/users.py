@@ -136,6 +136,53 @@ async def delete_admin(gw: Gateway, actor: Actor, user_id: str) -> None:
     await gw.db.write(delete_admin_tx, user_id, actor, gw.now_iso())
 
 
+# A password hash no password matches (argon2 refuses it as a hash): a user made at single
+# sign-on has no local password until someone sets one.
+NO_PASSWORD = "!sso-only"
+
+
+def sso_admin_tx(conn: sqlite3.Connection, subject: str, email: str, name: str, role: str,
+                 tenant_scope: list[str] | None, now: str) -> users.AdminUser:
+    """The admin user of an identity provider's subject (``issuer sub``), made on its first
+    sign-in (just in time) and given, at every sign-in, the role and scope its groups map to
+    (the identity provider decides them). An e-mail already held by a local account is not
+    taken over (422)."""
+    actor = ("system", "sso")
+    user = users.admin_by_sso(conn, subject)
+    email = email.strip().lower()
+    if user is None:
+        if users.admin_email_taken(conn, email):
+            raise ValidationFailed({"email": ["belongs to an account that does not sign in "
+                                              "with single sign-on"]})
+        errs = check(email, name.strip() or email, None, role, None)
+        authz.check_assignment(conn, role, tenant_scope, None, errs)
+        if errs:
+            raise ValidationFailed(errs)
+        user = users.create_admin(conn, email=email, name=name.strip() or email,
+                                  password_hash=NO_PASSWORD, role=role, now=now,
+                                  tenant_scope=tenant_scope, sso_subject=subject)
+        record(conn, actor, "create", "admin_user", user.id, now, after=snap(user))
+        return user
+    if user.role != role or user.tenant_scope != tenant_scope:
+        errs = {}
+        authz.check_assignment(conn, role, tenant_scope, None, errs)
+        if errs:
+            raise ValidationFailed(errs)
+        after = users.update_admin(conn, user.id, {"role": role, "tenant_scope": tenant_scope},
+                                   now)
+        assert after is not None
+        record(conn, actor, "update", "admin_user", user.id, now, before=snap(user),
+               after=snap(after))
+        return after
+    return user
+
+
+async def sso_admin(gw: Gateway, *, subject: str, email: str, name: str, role: str,
+                    tenant_scope: list[str] | None) -> users.AdminUser:
+    return await gw.db.write(sso_admin_tx, subject, email, name, role, tenant_scope,
+                             gw.now_iso())
+
+
 # -- tenant users -----------------------------------------------------------------------------
 def create_tenant_user_tx(conn: sqlite3.Connection, tenant_id: str, email: str, name: str,
                           password: str, password_hash: str, role: str, actor: tuple[str, str],

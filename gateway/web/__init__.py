@@ -33,6 +33,17 @@ def install(app: Sanic) -> None:
         static=kit.load_static(),
         passwords=security.PasswordChecks(settings.login_hash_threads, settings.login_hash_queue),
     )
+    if settings.oidc_issuer:
+        from ..sso import Sso, SsoConfig, parse_role_map
+
+        base = settings.public_url.rstrip("/") or f"http://{settings.host}:{settings.port}"
+        app.ctx.web.sso = Sso(SsoConfig(
+            issuer=settings.oidc_issuer, client_id=settings.oidc_client_id,
+            client_secret=settings.oidc_client_secret, groups_claim=settings.oidc_groups_claim,
+            scopes=settings.oidc_scopes, grants=parse_role_map(settings.oidc_role_map)),
+            redirect_uri=f"{base}/admin/sso/callback")
+    app.ctx.web.env.globals.update(sso_enabled=bool(settings.oidc_issuer),
+                                   local_passwords=settings.local_passwords)
     app.blueprint(ADMIN)
     app.blueprint(PORTAL)
 

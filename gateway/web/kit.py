@@ -49,6 +49,7 @@ class WebState:
     static: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     streams: set[Any] = field(default_factory=set)  # open event streams, ended at shutdown
     passwords: PasswordChecks = field(default_factory=PasswordChecks)
+    sso: Any = None  # gateway.sso.Sso when CONVERGER_OIDC_ISSUER is set
 
 
 def make_env() -> jinja2.Environment:

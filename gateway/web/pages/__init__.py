@@ -32,5 +32,5 @@ def both(uri: str, name: str, methods: tuple[str, ...] = ("GET",)) -> Callable[[
 # Each module adds its routes to ADMIN and PORTAL when imported (after they exist, above).
 from . import (  # noqa: E402, F401, I001
     analytics, audit, channels, conversations, dashboard, deliveries, invites, portal, roles,
-    routing, signin, tenants, tiers, tokens, users,
+    routing, signin, sso, tenants, tiers, tokens, users,
 )

@@ -23,7 +23,7 @@ from ..kit import flash, form, render
 from . import ADMIN, PORTAL, both
 from .users import create_admin
 
-ADMIN_PUBLIC = ("/admin/login", "/admin/setup/")
+ADMIN_PUBLIC = ("/admin/login", "/admin/setup/", "/admin/sso/")
 
 
 # -- guards -------------------------------------------------------------------------------------
@@ -137,6 +137,9 @@ async def login_page(request: Request) -> HTTPResponse:
 @ADMIN.post("/login", name="admin_login")
 async def admin_login(request: Request) -> HTTPResponse:
     email, password = form(request, "email").lower(), form(request, "password")
+    if not request.app.ctx.settings.local_passwords:  # single sign-on only
+        flash(request, "Local passwords are turned off: sign in with single sign-on.", "error")
+        return render(request, "admin/login.html", status=403)
     ip = security.client_ip(request, kit.state(request).proxies)
     if (refused := _too_many(request, ip, email, "admin/login.html", email=email)) is not None:
         return refused

@@ -417,6 +417,10 @@ EXEMPT: dict[tuple[str, str], str] = {
                                         "(tests/integration/web/test_invites.py)",
     ("GET", "/admin/login"): "the sign-in page itself", ("POST", "/admin/login"): "sign-in",
     ("POST", "/admin/logout"): "ends one's own session",
+    ("GET", "/admin/sso/login"): "single sign-on: sends the browser to the identity provider "
+                                 "(tests/integration/rbac/test_sso_browser.py)",
+    ("GET", "/admin/sso/callback"): "single sign-on's return: this session's state and a "
+                                    "verified ID token, or nothing (test_sso_browser.py)",
     ("GET", "/admin/setup/{token}"): "one-time first-admin link, only before any admin exists",
     ("POST", "/admin/setup/{token}"): "one-time first-admin link, only before any admin exists",
 }

@@ -14,7 +14,8 @@ from gateway.domain import Actor, Forbidden, NotFound, authz
 
 PUBLIC = {("GET", "/admin/login"), ("POST", "/admin/login"), ("GET", "/admin/setup/{token}"),
           ("POST", "/admin/setup/{token}"), ("GET", "/portal/login"), ("POST", "/portal/login"),
-          ("GET", "/portal/invite/{token}"), ("POST", "/portal/invite/{token}")}
+          ("GET", "/portal/invite/{token}"), ("POST", "/portal/invite/{token}"),
+          ("GET", "/admin/sso/login"), ("GET", "/admin/sso/callback")}
 
 
 def served() -> set[tuple[str, str]]:
