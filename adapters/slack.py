@@ -222,13 +222,11 @@ class SlackAdapter(BaseAdapter):
         size = attachment.get("size")
         if isinstance(size, int) and not isinstance(size, bool) and size > limit:
             return MediaError(kind="too_large", error=f"the file is over {limit} bytes")
-        got = await common.get_capped(session, url,
-                                      {"Authorization": f"Bearer {channel.config['bot_token']}"},
-                                      limit, common.timeout_of(channel.config))
-        if got is None:
-            return MediaError(kind="too_large", error=f"the file is over {limit} bytes")
-        if isinstance(got, str):
-            return MediaError(kind="provider", error=f"{LABEL} download failed: {got}")
+        got = await common.download(session, url,
+                                    {"Authorization": f"Bearer {channel.config['bot_token']}"},
+                                    limit, common.timeout_of(channel.config), LABEL)
+        if isinstance(got, MediaError):
+            return got
         status, headers, body = got
         ctype = headers.get("Content-Type") or ""
         if status != 200 or ctype.startswith("text/html"):  # Slack's sign-in page: no access

@@ -247,11 +247,9 @@ class SmsTwilioAdapter(BaseAdapter):
         timeout = common.timeout_of(channel.config)
         for _ in range(MAX_REDIRECTS + 1):
             headers = _auth_header(channel.config) if _origin(url) == origin else {}
-            got = await common.get_capped(session, url, headers, limit, timeout)
-            if got is None:
-                return MediaError(kind="too_large", error=f"the file is over {limit} bytes")
-            if isinstance(got, str):
-                return MediaError(kind="provider", error=f"{LABEL} download failed: {got}")
+            got = await common.download(session, url, headers, limit, timeout, LABEL)
+            if isinstance(got, MediaError):
+                return got
             status, resp_headers, body = got
             location = resp_headers.get("Location")
             if status in (301, 302, 303, 307, 308) and location:

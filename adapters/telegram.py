@@ -130,11 +130,16 @@ class TelegramAdapter(BaseAdapter):
             meta["telegram_message_ids"] = ids
         return DeliveryResult(ok=True, provider_message_id=ids[-1] if ids else None, metadata=meta)
 
-    async def _call(self, session: Any, config: Mapping[str, Any], method: str,
-                    body: dict[str, Any]) -> DeliveryResult:
-        answer = await common.post_json(
+    async def _post(self, session: Any, config: Mapping[str, Any], method: str,
+                    body: dict[str, Any]) -> tuple[int, Mapping[str, str], bytes] | str:
+        """One Bot API method: the answer, or why none came."""
+        return await common.post_json(
             session, self.method_url(config, method), {"Content-Type": "application/json"},
             body, common.timeout_of(config))
+
+    async def _call(self, session: Any, config: Mapping[str, Any], method: str,
+                    body: dict[str, Any]) -> DeliveryResult:
+        answer = await self._post(session, config, method, body)
         if isinstance(answer, str):
             return common.unreachable(LABEL, answer)
         status, headers, raw = answer
@@ -191,17 +196,13 @@ class TelegramAdapter(BaseAdapter):
             method, body = "deleteWebhook", {}
         else:
             return await super().run_action(session, channel, name, inbound_url)
-        answer = await common.post_json(session, self.method_url(config, method),
-                                        {"Content-Type": "application/json"}, body,
-                                        common.timeout_of(config))
+        answer = await self._post(session, config, method, body)
         if isinstance(answer, str):
             return ActionResult(ok=False, error=f"{LABEL} request failed: {answer}")
         status, _headers, raw = answer
         data = common.as_dict(common.decode_json(raw))
         if status != 200 or data.get("ok") is not True:
-            message, _ = _describe_error(data)
-            return ActionResult(ok=False, error=f"{LABEL} returned {status}: "
-                                                f"{message or common.clip(raw) or '(empty body)'}")
+            return ActionResult(ok=False, error=_refusal(status, data, raw))
         result = data.get("result")
         shown = dict(result) if isinstance(result, dict) else {"result": result}
         if name == "set_webhook":
@@ -224,25 +225,19 @@ class TelegramAdapter(BaseAdapter):
                 f"the file is over the {cap // (1024 * 1024)} MB the Bot API and this server "
                 "allow to download"))
         config = channel.config
-        answer = await common.post_json(session, self.method_url(config, "getFile"),
-                                        {"Content-Type": "application/json"},
-                                        {"file_id": file_id}, common.timeout_of(config))
+        answer = await self._post(session, config, "getFile", {"file_id": file_id})
         if isinstance(answer, str):
             return MediaError(kind="provider", error=f"{LABEL} request failed: {answer}")
         status, _headers, raw = answer
         data = common.as_dict(common.decode_json(raw))
         path = common.as_str(common.as_dict(data.get("result")).get("file_path"))
         if status != 200 or not path:
-            message, _ = _describe_error(data)
-            return MediaError(kind="provider", error=f"{LABEL} returned {status}: "
-                                                     f"{message or common.clip(raw) or '(empty body)'}")
+            return MediaError(kind="provider", error=_refusal(status, data, raw))
         base = (config.get("api_base_url") or DEFAULT_BASE_URL).rstrip("/")
-        got = await common.get_capped(session, f"{base}/file/bot{config['bot_token']}/{path}",
-                                      {}, cap, common.timeout_of(config))
-        if got is None:
-            return MediaError(kind="too_large", error=f"the file is over {cap} bytes")
-        if isinstance(got, str):
-            return MediaError(kind="provider", error=f"{LABEL} download failed: {got}")
+        got = await common.download(session, f"{base}/file/bot{config['bot_token']}/{path}",
+                                    {}, cap, common.timeout_of(config), LABEL)
+        if isinstance(got, MediaError):
+            return got
         status, headers, body = got
         if status != 200:
             return MediaError(kind="provider", error=f"{LABEL} download returned {status}")
@@ -335,6 +330,12 @@ def _describe_error(body: Any) -> tuple[str | None, bool | None]:
     if description and code is not None:
         description = f"{description} [error_code {code}]"
     return description, None
+
+
+def _refusal(status: int, data: dict[str, Any], raw: bytes) -> str:
+    """The Bot API's refusal of a management or file call, as shown to the operator."""
+    message, _ = _describe_error(data)
+    return f"{LABEL} returned {status}: {message or common.clip(raw) or '(empty body)'}"
 
 
 def _failure(status: int, headers: Mapping[str, str], raw: bytes,

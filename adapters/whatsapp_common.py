@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from .base import DeliveryResult, OutboundActivity, capped_retry_after, missing_strings
+from .base import DeliveryResult, MediaError, OutboundActivity, capped_retry_after, missing_strings
 from .webhook import valid_http_url
 
 # A channel's own ``timeout_seconds`` is capped so that an attempt stays well inside the
@@ -271,3 +271,21 @@ async def get_capped(
             return resp.status, resp.headers, b"".join(chunks)
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
         return no_answer(exc, session, timeout)
+
+
+async def download(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    limit: int,
+    timeout: aiohttp.ClientTimeout | None,
+    label: str,
+) -> tuple[int, Mapping[str, str], bytes] | MediaError:
+    """A provider's file for ``fetch_media`` (:func:`get_capped`): status, headers and body,
+    or why not — ``too_large`` over ``limit`` bytes, ``provider`` when no answer came."""
+    got = await get_capped(session, url, headers, limit, timeout)
+    if got is None:
+        return MediaError(kind="too_large", error=f"the file is over {limit} bytes")
+    if isinstance(got, str):
+        return MediaError(kind="provider", error=f"{label} download failed: {got}")
+    return got

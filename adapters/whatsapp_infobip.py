@@ -177,12 +177,10 @@ class WhatsAppInfobipAdapter(BaseAdapter):
                               error="the attachment has no Infobip media URL on the channel's "
                                     "base_url")
         headers = {"Authorization": f"App {channel.config['api_key']}"}
-        got = await common.get_capped(session, url, headers, limit,
-                                      common.timeout_of(channel.config))
-        if got is None:
-            return MediaError(kind="too_large", error=f"the file is over {limit} bytes")
-        if isinstance(got, str):
-            return MediaError(kind="provider", error=f"{LABEL} download failed: {got}")
+        got = await common.download(session, url, headers, limit,
+                                    common.timeout_of(channel.config), LABEL)
+        if isinstance(got, MediaError):
+            return got
         status, resp_headers, body = got
         if status != 200:
             return MediaError(kind="expired" if status in (401, 403, 404, 410) else "provider",

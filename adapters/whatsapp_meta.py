@@ -302,11 +302,9 @@ class WhatsAppMetaAdapter(BaseAdapter):
         if isinstance(size, int) and size > limit:
             return MediaError(kind="too_large", error=f"the file is {size} bytes; at most "
                                                       f"{limit} are kept")
-        got = await common.get_capped(session, url, headers, limit, timeout)
-        if got is None:
-            return MediaError(kind="too_large", error=f"the file is over {limit} bytes")
-        if isinstance(got, str):
-            return MediaError(kind="provider", error=f"{LABEL} download failed: {got}")
+        got = await common.download(session, url, headers, limit, timeout, LABEL)
+        if isinstance(got, MediaError):
+            return got
         status, resp_headers, body = got
         if status != 200:
             return MediaError(kind="expired" if status in (401, 403, 404, 410) else "provider",
