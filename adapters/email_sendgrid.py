@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from . import common
 from . import email_smtp as mail
-from . import whatsapp_common as common
 from .base import (
     MESSAGES_ONLY,
     BaseAdapter,

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import aiosmtplib
 
-from . import whatsapp_common as common
+from . import common
 from .base import (
     MESSAGES_ONLY,
     BaseAdapter,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from . import whatsapp_common as common
+from . import common
 from .base import (
     MESSAGES_ONLY,
     ActionResult,

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
-from . import whatsapp_common as common
+from . import common
 from .base import (
     MESSAGES_ONLY,
     BaseAdapter,

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
-from . import whatsapp_common as common
+from . import common
 from .base import (
     MESSAGES_ONLY,
     BaseAdapter,

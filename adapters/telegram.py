@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from . import whatsapp_common as common
+from . import common
 from .base import (
     MESSAGES_ONLY,
     ActionResult,

@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from . import templates
-from . import whatsapp_common as common
+from . import common, templates
 from .base import (
     MESSAGES_ONLY,
     ActionResult,

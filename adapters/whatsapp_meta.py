@@ -19,8 +19,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from . import templates
-from . import whatsapp_common as common
+from . import common, templates
 from .base import (
     MESSAGES_ONLY,
     ActionResult,
