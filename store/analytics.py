@@ -308,10 +308,11 @@ def report(conn: sqlite3.Connection, start: int, end: int, step: int, *,
                        spans=_parts(conn, start, end, step))
     series = {key: [counts.get((b, key), 0) for b in buckets] for key in COUNTS}
 
-    # Latency and failures are kept per hour (and day): the hours overlapping the range.
-    lo, hi = _covering(start, end, HOUR)
-    coarse = _parts(conn, lo, hi, DAY if hi - lo > 2 * DAY else HOUR)
-    coarse = [(span if span != MINUTE else HOUR, a, b) for span, a, b in coarse]
+    # Latency and failures are kept per hour (and day): the whole hours overlapping the range,
+    # or the whole days beyond two days.
+    unit = DAY if end - start > 2 * DAY else HOUR
+    lo, hi = _covering(start, end, unit)
+    coarse = [(span if span != MINUTE else HOUR, a, b) for span, a, b in _parts(conn, lo, hi, unit)]
     lat = sums(conn, "latency", lo, hi, 0, tenant_id=tenant_id, channel_id=channel_id,
                spans=coarse)
     hist: dict[str, dict[int, int]] = {s: {} for s in STAGES}

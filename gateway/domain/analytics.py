@@ -89,7 +89,11 @@ def window(args: dict[str, str | None], now: datetime) -> Window:
         if span > MAX_SPAN:
             raise BadRange(f"an interval spans at most {MAX_SPAN // 86400} days",
                            "invalid_interval")
-        return Window((start, end, step_for(start, span, t_now), "custom"))
+        step = step_for(start, span, t_now)
+        # Whole buckets: the first and the last widened to their bucket's bounds.
+        start -= start % step
+        end += -end % step
+        return Window((start, end, step, "custom"))
     rng = rng or DEFAULT_RANGE
     if rng not in RANGES:
         raise BadRange(f"range must be one of {', '.join(RANGES)}", "invalid_range")

@@ -172,3 +172,15 @@ def test_percentiles_of_a_histogram() -> None:
     hist = {0: 90, 5: 9, len(analytics.LATENCY_BOUNDS): 1}
     assert analytics.percentiles(hist) == {"p50": 100.0, "p90": 100.0, "p99": 5000.0}
     assert analytics.latency_index(0) == 0 and analytics.latency_index(10**12) == 14
+
+
+def test_latency_over_days_counts_every_delivery_in_them(conn: sqlite3.Connection) -> None:
+    """A week not aligned on days: the latency histogram covers its whole days, so it counts
+    every delivery the series count (none lost in a partial first day)."""
+    w = _world(conn)
+    _traffic(conn, w, minutes=150)
+    analytics.fold(conn, E0 + 3 * 86400)
+    start = E0 + 3600  # an hour into the day of the traffic (00:00–02:30)
+    r = analytics.report(conn, start, start + 7 * 86400, 3600, tenant_id=w["tenant"])
+    assert sum(r["deliveries"]["sent"]) == 72  # 01:00–02:30
+    assert r["latency"]["sent"]["count"] == 120  # the whole day
