@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Container, Mapping
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -109,6 +110,8 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
         return None
     if when is None:
         return None
+    if when.tzinfo is None:  # "-0000": UTC, not the server's local time
+        when = when.replace(tzinfo=UTC)
     return capped_retry_after(when.timestamp() - (time.time() if now is None else now))
 
 
