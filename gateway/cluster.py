@@ -313,11 +313,13 @@ class Cluster:
 async def singleton(app: Any, name: str, start: Start, stop: Start) -> None:
     """Start a singleton role: now in a one-process gateway; with workers, in the leader only
     (registered with the keeper, which starts and stops it as the lease comes and goes)."""
-    cluster = app.ctx.cluster
-    if cluster is None:
-        await start()
-    else:
+    cluster, node = app.ctx.cluster, app.ctx.node
+    if cluster is not None:
         await cluster.singleton(name, start, stop)
+    elif node is not None:  # several nodes on PostgreSQL: the leader lock's holder runs it
+        node.singleton(name, start, stop)
+    else:
+        await start()
 
 
 def install(app: Any, cluster: Cluster | None) -> None:
@@ -335,6 +337,9 @@ def install(app: Any, cluster: Cluster | None) -> None:
         async def _worker_header(request: Any, response: Any) -> None:
             response.headers["x-converger-worker"] = pid
 
+    if cluster is None and ctx.node is not None:
+        _install_node(app, ctx.node, pruner)
+        return
     if cluster is None:
         @app.after_server_start
         async def _start_pruner(app: Any) -> None:
@@ -385,3 +390,37 @@ def install(app: Any, cluster: Cluster | None) -> None:
         await keeper.stop()
         await reader.stop()
         cluster.notifier.close()
+
+
+def _install_node(app: Any, node: Any, pruner: Any) -> None:
+    """One node of several on PostgreSQL (gateway/nodes.py): sockets hear only the feed (read
+    back in commit order, woken by LISTEN/NOTIFY), singletons run where the leader lock is."""
+    from .feed import FeedReader
+
+    ctx = app.ctx
+    ctx.hub.shared = True
+    reader = FeedReader(ctx)
+    ctx.feed = reader
+    reader.caches["tenants"] = ctx.tenant_cache.clear
+    node.singleton("feed pruner", pruner.start, pruner.stop)
+
+    async def node_check() -> dict[str, Any]:
+        return {"ok": True, "node": node.id, "leader": node.leader}
+
+    ctx.readiness["node"] = node_check
+
+    @app.before_server_start
+    async def _hook_commits(app: Any) -> None:
+        ctx.db.on_commit = reader.committed
+
+    @app.after_server_start
+    async def _start_node(app: Any) -> None:
+        await reader.start()
+        node.listen(asyncio.get_running_loop(), reader.wake)
+        node.start()
+        log.info("node %s on PostgreSQL serving", node.id)
+
+    @app.before_server_stop
+    async def _stop_node(app: Any) -> None:
+        await node.stop()
+        await reader.stop()

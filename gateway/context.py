@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # only for annotations: these import the gateway's outer laye
     from .connlimit import Limits
     from .domain import Actor
     from .feed import FeedReader
+    from .nodes import Node
     from .ratelimit import DeliveryLimiter, Limiter
     from .replication import Supervisor
     from .tls_serve import Tls
@@ -166,6 +167,8 @@ class Gateway:
     # (gateway/feed.py); None in a one-process gateway.
     cluster: Cluster | None = None
     feed: FeedReader | None = None
+    # One node of several on PostgreSQL (gateway/nodes.py); None on SQLite.
+    node: Node | None = None
     # HTTPS served here (CONVERGER_DOMAINS or CONVERGER_TLS_CERT): the certificate manager.
     tls: Tls | None = None
     _db: Database | None = None

@@ -62,10 +62,11 @@ class FeedReader:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._conn = connect(self.ctx.db.path, readonly=True)
-        # On the event loop: never wait long for a lock (the next wake-up tries again).
-        self._conn.execute("PRAGMA busy_timeout = 200")
-        self.cursor = self._read(feed.last_id)
+        if self.ctx.db.dialect == "sqlite":
+            self._conn = connect(self.ctx.db.path, readonly=True)
+            # On the event loop: never wait long for a lock (the next wake-up tries again).
+            self._conn.execute("PRAGMA busy_timeout = 200")
+        self.cursor = await self._aread(feed.last_id)
         self._task = asyncio.create_task(self._run(), name="feed-reader")
 
     async def stop(self) -> None:
@@ -75,6 +76,14 @@ class FeedReader:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    async def _aread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(conn, *args)`` in one read transaction: on SQLite on this reader's own connection,
+        on the event loop (microseconds); on PostgreSQL (a network round trip) in the store's
+        read pool."""
+        if self._conn is None:
+            return await self.ctx.db.read(fn, *args)
+        return self._read(fn, *args)
 
     def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(conn, *args)`` in one read transaction on this reader's own connection."""
@@ -129,7 +138,7 @@ class FeedReader:
             # Only the activities of conversations with sockets here are loaded (a view of the
             # hub's topics: no set of thousands of conversations built per look).
             wanted = hub.conversations()
-            events = self._read(feed.after, self.cursor, PAGE, wanted)
+            events = await self._aread(feed.after, self.cursor, PAGE, wanted)
             if not events:
                 return n
             if events[0].id > self.cursor + 1:
@@ -138,7 +147,7 @@ class FeedReader:
             late = [e.ref for e in events if e.kind == "a" and e.activity is None and e.ref
                     and e.topic in wanted]
             if late:
-                found = self._read(feed.activities, late)
+                found = await self._aread(feed.activities, late)
                 for e in events:
                     if e.kind == "a" and e.activity is None and e.ref in found:
                         e.activity = found[e.ref]
@@ -182,7 +191,7 @@ class FeedReader:
 
     async def _fell_behind(self, missed: int) -> None:
         """Events this process never read were pruned (it was asleep or stopped)."""
-        first = self._read(feed.first_id)
+        first = await self._aread(feed.first_id)
         if first is not None and first <= self.cursor + 1:
             return  # not pruned: ids are contiguous, so this page only raced a later one
         closed = self.ctx.hub.drop_all()

@@ -118,8 +118,7 @@ def translate(sql: str, with_params: bool = True) -> str:
 # in sqlite_sequence; PostgreSQL's identity column in its sequence.
 LAST_FEED_ID = {
     SQLITE: "SELECT seq FROM sqlite_sequence WHERE name = 'feed'",
-    POSTGRESQL: "SELECT coalesce((SELECT max(id) FROM feed), "
-                "(SELECT last_value FROM feed_id_seq WHERE is_called), 0)",
+    POSTGRESQL: "SELECT n FROM feed_counter",  # migration m0020
 }
 
 

@@ -143,7 +143,9 @@ class Engine:
         self._outcomes: list[Outcome] = []
         self._flushing: asyncio.Task[None] | None = None
         # With several worker processes: this slot's claim-token prefix (its leases are its own).
-        self.owner = gw.cluster.claim_prefix if gw.cluster is not None else ""
+        # On PostgreSQL: this node's (gateway/nodes.py); a dead node's leases run out instead.
+        self.owner = (gw.cluster.claim_prefix if gw.cluster is not None
+                      else f"{gw.node.id}:" if gw.node is not None else "")
 
     def _release_tx(self, conn: sqlite3.Connection, now: str) -> int:
         """Leases to give back at start and stop: all of them in a one-process gateway (a
