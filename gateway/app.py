@@ -79,7 +79,7 @@ def create_app(settings: Settings, name: str | None = None, cluster: Cluster | N
     if settings.postgresql and cluster is None:
         from .nodes import Node
 
-        gw.node = Node(settings.database_url)  # one node of any number (gateway/nodes.py)
+        gw.node = Node(settings.database_url, settings.data_dir)  # one node of any number (gateway/nodes.py)
     app = Sanic(name or f"converger{next(_NAMES)}", configure_logging=False, ctx=gw,
                 request_class=GatewayRequest)
     app.config.REQUEST_MAX_SIZE = max(settings.max_upload_bytes, settings.max_body_bytes) + 65_536

@@ -104,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--replica-url", help="replica to restore from (CONVERGER_REPLICA_URL)")
     rs.add_argument("--force", action="store_true", help="overwrite an existing file")
 
+    dbp = sub.add_parser("db", help="move a deployment between SQLite and PostgreSQL")
+    dbsub = dbp.add_subparsers(dest="action", required=True)
+    dbc = dbsub.add_parser("copy", help="copy every table into an empty database, then verify "
+                                        "counts and checksums (docs/scaling.md)")
+    dbc.add_argument("--from", dest="source", required=True,
+                     help="a SQLite file or a postgresql:// URL")
+    dbc.add_argument("--to", dest="target", required=True,
+                     help="a SQLite file or a postgresql:// URL (empty)")
+
     st = sub.add_parser("settings", help="print the settings table")
     st.add_argument("--markdown", action="store_true")
 
@@ -152,6 +161,30 @@ class _Offline:
     def close(self) -> None:
         self.gw.detach()
         self.db.close()
+
+
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    """``converger db copy --from X --to Y``: the copy, then its report (exit 1 on a mismatch)."""
+    import time
+
+    from store import copy
+
+    started = time.monotonic()
+    try:
+        reports = copy.copy(args.source, args.target,
+                            progress=lambda t: print(f"copied {t}", file=sys.stderr))
+    except copy.CopyError as exc:
+        return _fail(f"db copy: {exc}")
+    for line in copy.report_lines(reports):
+        print(line)
+    bad = [r.table for r in reports if not r.ok]
+    rows = sum(r.target_rows for r in reports)
+    if bad:
+        print(f"db copy: MISMATCH in {', '.join(bad)}", file=sys.stderr)
+        return 1
+    print(f"db copy: {len(reports)} tables, {rows} rows copied and verified in "
+          f"{time.monotonic() - started:.1f}s")
+    return 0
 
 
 def _fail(message: str) -> int:
@@ -419,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_restore(args)
         if command == "backup":
             return cmd_backup(args)
+        if command == "db":
+            return cmd_db_copy(args)
         if command == "service":
             from .service import main as service_main
 

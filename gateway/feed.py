@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -58,15 +57,12 @@ class FeedReader:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poked = False
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Any = None  # a sqlite3.Connection or a store.pg.PgConnection
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        if self.ctx.db.dialect == "sqlite":
-            self._conn = connect(self.ctx.db.path, readonly=True)
-            # On the event loop: never wait long for a lock (the next wake-up tries again).
-            self._conn.execute("PRAGMA busy_timeout = 200")
-        self.cursor = await self._aread(feed.last_id)
+        self._conn = self._open()
+        self.cursor = self._read(feed.last_id)
         self._task = asyncio.create_task(self._run(), name="feed-reader")
 
     async def stop(self) -> None:
@@ -77,18 +73,25 @@ class FeedReader:
             self._conn.close()
             self._conn = None
 
-    async def _aread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(conn, *args)`` in one read transaction: on SQLite on this reader's own connection,
-        on the event loop (microseconds); on PostgreSQL (a network round trip) in the store's
-        read pool."""
-        if self._conn is None:
-            return await self.ctx.db.read(fn, *args)
-        return self._read(fn, *args)
+    def _open(self) -> Any:
+        db = self.ctx.db
+        if db.dialect == "postgresql":  # one round trip on loopback or a LAN: ~0.1-1 ms
+            from store.pg import PgConnection
+
+            return PgConnection.open(db.url, application_name="converger feed")
+        conn = connect(db.path, readonly=True)
+        # On the event loop: never wait long for a lock (the next wake-up tries again).
+        conn.execute("PRAGMA busy_timeout = 200")
+        return conn
 
     def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(conn, *args)`` in one read transaction on this reader's own connection."""
+        """``fn(conn, *args)`` in one read transaction on this reader's own connection (on
+        PostgreSQL reopened when it broke: the next look reads from the cursor on)."""
         conn = self._conn
         assert conn is not None
+        if getattr(conn, "broken", False):
+            conn.close()
+            conn = self._conn = self._open()
         conn.execute("BEGIN")
         try:
             return fn(conn, *args)
@@ -138,7 +141,7 @@ class FeedReader:
             # Only the activities of conversations with sockets here are loaded (a view of the
             # hub's topics: no set of thousands of conversations built per look).
             wanted = hub.conversations()
-            events = await self._aread(feed.after, self.cursor, PAGE, wanted)
+            events = self._read(feed.after, self.cursor, PAGE, wanted)
             if not events:
                 return n
             if events[0].id > self.cursor + 1:
@@ -147,7 +150,7 @@ class FeedReader:
             late = [e.ref for e in events if e.kind == "a" and e.activity is None and e.ref
                     and e.topic in wanted]
             if late:
-                found = await self._aread(feed.activities, late)
+                found = self._read(feed.activities, late)
                 for e in events:
                     if e.kind == "a" and e.activity is None and e.ref in found:
                         e.activity = found[e.ref]
@@ -191,7 +194,7 @@ class FeedReader:
 
     async def _fell_behind(self, missed: int) -> None:
         """Events this process never read were pruned (it was asleep or stopped)."""
-        first = await self._aread(feed.first_id)
+        first = self._read(feed.first_id)
         if first is not None and first <= self.cursor + 1:
             return  # not pruned: ids are contiguous, so this page only raced a later one
         closed = self.ctx.hub.drop_all()

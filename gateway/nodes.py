@@ -17,8 +17,8 @@ PostgreSQL's own mechanisms in place of what one machine shares:
   at its next try (every ``TICK`` seconds). A node whose lock connection breaks stops its roles
   at once (another may hold the lock by then).
 - **Delivery claims** are ``FOR UPDATE SKIP LOCKED`` (store.queue) with leases prefixed by this
-  node's id: a node releases only its own leases when it stops; a dead node's run out and the
-  others' rescuers send them again.
+  node's id (kept in its data directory): a node releases only its own leases when it stops or
+  restarts; a dead node's run out and the others' rescuers send them again.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from store.util import random_bytes
@@ -42,12 +43,35 @@ TICK = 2.0
 Start = Callable[[], Awaitable[Any]]
 
 
+def node_id(data_dir: str | None) -> str:
+    """This node's id, kept in ``<data_dir>/node_id``: a node restarted on its data directory
+    is the same node (it takes back its killed predecessor's leases at once, as a worker slot
+    does); each data directory, each node, its own."""
+    fresh = "n" + random_bytes(6).hex()
+    if data_dir is None:
+        return fresh
+    path = Path(data_dir) / "node_id"
+    try:
+        kept = path.read_text().strip()
+        if kept:
+            return kept
+    except OSError:
+        pass
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(fresh + "\n")
+    except OSError as exc:
+        log.warning("node id not kept in %s (%s): leases of a killed run wait for their expiry",
+                    path, exc)
+    return fresh
+
+
 class Node:
     """``ctx.node``: this process as one node of several on PostgreSQL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, data_dir: str | None = None) -> None:
         self.url = url
-        self.id = "n" + random_bytes(6).hex()  # claim-token prefix, unique among the nodes
+        self.id = node_id(data_dir)  # claim-token prefix, unique among the nodes
         self.leader = False
         self._roles: dict[str, tuple[Start, Start]] = {}
         self._running: list[str] = []
