@@ -5,7 +5,7 @@ PostgreSQL's own mechanisms in place of what one machine shares:
 
 - **The change feed** (gateway/feed.py): every node publishes to its sockets only what it reads
   back from the ``feed`` table, in ``id`` order. On PostgreSQL an id is handed out by the
-  ``feed_counter`` row, locked until the inserting transaction commits (migration m0022), so ids
+  ``feed_counter`` row, locked until the inserting transaction commits (migration m0023), so ids
   are gap-free and in commit order across nodes, as SQLite's single writer makes them. A commit
   that added events also sends ``NOTIFY converger_feed`` (delivered at commit); each node
   ``LISTEN``\\ s on a connection of its own and wakes its reader. A notification can be lost (the

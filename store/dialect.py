@@ -118,7 +118,7 @@ def translate(sql: str, with_params: bool = True) -> str:
 # in sqlite_sequence; PostgreSQL's identity column in its sequence.
 LAST_FEED_ID = {
     SQLITE: "SELECT seq FROM sqlite_sequence WHERE name = 'feed'",
-    POSTGRESQL: "SELECT n FROM feed_counter",  # migration m0022
+    POSTGRESQL: "SELECT n FROM feed_counter",  # migration m0023
 }
 
 

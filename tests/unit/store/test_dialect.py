@@ -63,7 +63,7 @@ def _sqlite_schema(path: Path) -> dict[str, list[str]]:
 
 def test_the_same_migrations_make_the_same_tables_on_both(tmp_path: Path) -> None:
     """Every table and column of the SQLite schema exists on PostgreSQL, and nothing else (but
-    the record of migrations and m0022's feed counter, PostgreSQL's own)."""
+    the record of migrations and m0023's feed counter, PostgreSQL's own)."""
     from store.pg import PgConnection
 
     conn = connect(tmp_path / "s.db")

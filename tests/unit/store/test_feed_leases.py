@@ -43,7 +43,7 @@ def test_a_rolled_back_job_leaves_no_gap_and_prune_keeps_the_tail(db: Database) 
     db.write_sync(lambda c: feed.append(c, "h", "channel_health", {"n": 3}))
     events = db.read_sync(feed.after, 0, 10)
     assert [e.data["n"] for e in events] == [1, 3]
-    assert events[1].id == events[0].id + 1  # SQLite: AUTOINCREMENT; PostgreSQL: m0022
+    assert events[1].id == events[0].id + 1  # SQLite: AUTOINCREMENT; PostgreSQL: m0023
     assert db.write_sync(feed.prune, events[0].id) == 1
     assert [e.id for e in db.read_sync(feed.after, 0, 10)] == [events[1].id]
     assert db.read_sync(feed.last_id) == events[1].id  # never reused after a prune
