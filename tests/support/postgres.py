@@ -14,6 +14,7 @@ import atexit
 import hashlib
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -95,11 +96,16 @@ class Cluster:
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
                 f"-c unix_socket_directories='{self.root}' -c fsync=off "
                 "-c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB")
-        try:
-            self._cmd(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
-                      str(self.root / "postgres.log"), "-o", opts, "-w", "-t", "60", "start")
-        except subprocess.CalledProcessError as exc:
-            raise RuntimeError(f"pg_ctl start failed: {exc.stderr}\n{self.log()}") from None
+        for attempt in (1, 2, 3):  # the free port may be taken meanwhile: another one
+            try:
+                self._cmd(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
+                          str(self.root / "postgres.log"), "-o", opts, "-w", "-t", "60", "start")
+                break
+            except subprocess.CalledProcessError as exc:
+                if attempt == 3 or "could not bind" not in self.log():
+                    raise RuntimeError(f"pg_ctl start failed: {exc.stderr}\n{self.log()}") from None
+                self.port = _free_port()
+                opts = re.sub(r"port=\d+", f"port={self.port}", opts)
         self.started = True
         return self
 
