@@ -45,7 +45,9 @@ EXCHANGE = "converger.events"  # the RabbitMQ topic exchange
 BATCH = 200  # feed events read per round
 POLL = 2.0  # a safety look when no wake-up came (commits of any process wake the relay)
 BACKOFF = (0.2, 0.5, 1.0, 2.0)  # seconds between reconnection attempts (then the last)
-MAX_BYTES = 1_048_576  # a message larger than this goes out without its data (truncated: true)
+# A message larger than this goes out without its data (truncated: true): under NATS' default
+# max_payload (1 MiB) with room for the headers.
+MAX_BYTES = 1_000_000
 TIMEOUT = 5.0  # seconds for a connection attempt or a publish confirmation
 TYPES = {"a": "activity.created", "d": "delivery.status"}
 
@@ -124,15 +126,26 @@ class NatsPublisher:
 
     @classmethod
     async def connect(cls, url: str) -> NatsPublisher:
-        import nats
+        from nats.aio.client import Client
+        from nats.errors import NoServersError
         from nats.js.api import StreamConfig
         from nats.js.errors import NotFoundError
 
+        seen: list[Exception] = []
+
         async def _quiet(exc: Exception) -> None:  # the relay logs what matters itself
+            seen.append(exc)
             log.debug("events: nats: %s", exc)
 
-        nc = await nats.connect(servers=[url], connect_timeout=TIMEOUT, allow_reconnect=False,
-                                error_cb=_quiet, name="converger-events")
+        nc = Client()
+        try:
+            # One attempt (nats-py retries a failed first connection max_reconnect_attempts
+            # times; the relay has its own backoff).
+            await nc.connect(servers=[url], connect_timeout=int(TIMEOUT), allow_reconnect=False,
+                             max_reconnect_attempts=1, reconnect_time_wait=0,
+                             error_cb=_quiet, name="converger-events")
+        except NoServersError:
+            raise ConnectionError(f"cannot connect: {seen[-1] if seen else 'no server'}") from None
         try:
             js = nc.jetstream(timeout=TIMEOUT)
             try:
@@ -276,7 +289,7 @@ class Relay:
                 raise
             except Exception as exc:
                 failures += 1
-                error = f"{type(exc).__name__}: {exc}"[:500]
+                error = f"{type(exc).__name__}: {exc or 'no answer in time'}"[:500]
                 if failures == 1:
                     log.warning("events: broker %s unavailable, activities wait in the outbox "
                                 "from feed position %d: %s", redact(self.url), last, error)

@@ -247,3 +247,51 @@ async def test_rabbitmq_sees_every_activity_in_order_through_an_outage_and_a_cra
 
     await _scenario(tmp_path, rabbit_broker.url, rabbit_broker.stop, rabbit_broker.start,
                     consume)
+
+
+async def test_a_broker_unreachable_at_start_up_delays_the_stream_but_not_the_api(
+        tmp_path: Path) -> None:
+    """The gateway starts while nothing listens at the broker's address: the API answers 201,
+    ``/readyz`` stays ready and shows the relay disconnected with the error; when the broker
+    comes, the waiting activities are published in order."""
+    import nats
+
+    broker = Nats(tmp_path / "nats")  # its port is chosen, nothing listens there yet
+    srv = Server(tmp_path / "data", env={"CONVERGER_EVENTS_URL": broker.url}).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, srv.url)
+            s = await api.setup("late")
+            posting = Posting(session, s["api_key"], [s["conversation"]["id"]])
+            await posting.phase(srv.url, 20)
+
+            async def disconnected() -> bool:
+                r = srv.readiness()
+                events = r["checks"].get("events", {})
+                return (r["status"] == "ok" and events.get("state") == "disconnected"
+                        and "Connect" in str(events.get("error"))
+                        and any(w.startswith("events:") for w in r.get("warnings", [])))
+
+            await _until(disconnected, 20, "/readyz never showed the unreachable broker")
+            assert "events: broker nats://127.0.0.1:" in srv.log()
+            broker.start()
+            try:
+                async def drained() -> bool:
+                    r = srv.readiness()["checks"]["events"]
+                    return r["state"] == "connected" and r["behind"] == 0
+
+                await _until(drained, 20, "the relay never published the waiting activities")
+                nc = await nats.connect(broker.url)
+                try:
+                    sub = await nc.jetstream().pull_subscribe(
+                        "converger.>", durable="late", stream="CONVERGER_EVENTS")
+                    batch = await sub.fetch(50, timeout=5)
+                    got = [json.loads(m.data) for m in batch]
+                finally:
+                    await nc.close()
+                assert [m["seq"] for m in got] == list(range(1, 21))
+                assert {m["data"]["id"] for m in got} == set(posting.accepted)
+            finally:
+                broker.stop()
+    finally:
+        srv.stop()
