@@ -45,10 +45,11 @@ test-workers: setup test-setup
 
 ## The store's unit tests and the gateway, delivery, real-time and Direct Line integration tests
 ## again with PostgreSQL as the store: each server on a database of its own in a throwaway
-## cluster the tests start (initdb/pg_ctl in a temp directory, tests/support/postgres.py).
+## cluster the tests start (initdb/pg_ctl in a temp directory, tests/support/postgres.py; one
+## cluster per pytest-xdist worker).
 ## `CONVERGER_TEST_DATABASE=postgres make test` runs the whole suite that way.
 test-postgres: setup test-setup
-	CONVERGER_TEST_DATABASE=postgres $(BIN)/python -m pytest -q -p no:cacheprovider \
+	CONVERGER_TEST_DATABASE=postgres $(PYTEST) $(XDIST) --durations=10 \
 	    tests/unit/store tests/unit/domain tests/integration/gateway tests/integration/delivery \
 	    tests/integration/realtime tests/integration/directline
 

@@ -16,7 +16,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -49,9 +48,11 @@ def bindir() -> Path:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port from this pytest worker's range (tests/support/server.py): outside the ephemeral
+    range, so no client connection takes it before PostgreSQL binds it."""
+    from tests.support.server import free_port
+
+    return free_port()
 
 
 class Cluster:
