@@ -4,6 +4,7 @@ scrape of any process reports the whole gateway)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import aiohttp
@@ -35,23 +36,30 @@ async def test_original_names_are_exported(make_server, workers: str) -> None:
         api = Api(spread, srv.url)
         s = await api.setup("original-metrics")
         seen: set[str] = set()
-        for i in range(8):
+        posted = 0
+
+        async def post(i: int) -> str:
             status, _, headers = await api.call(
                 "POST", f"/api/v1/conversations/{s['conversation']['id']}/activities",
                 json={"text": f"m{i}"}, headers={"x-api-key": s["api_key"]})
             assert status == 201
-            seen.add(headers.get("x-converger-worker", "0"))
+            return headers.get("x-converger-worker", "0")
+
+        # Batches of 8 at once until the posts have reached several processes (which process
+        # accepts a connection is the kernel's choice: on a loaded machine one may take a batch).
+        async with asyncio.timeout(60):
+            while posted == 0 or (workers != "1" and len(seen) < 2):
+                seen |= set(await asyncio.gather(*(post(posted + i) for i in range(8))))
+                posted += 8
         await api.call("GET", "/no/such/route")
-        if workers != "1":
-            assert len(seen) > 1, f"posts did not reach several processes: {seen}"
         for _ in range(3 if workers != "1" else 1):  # every process answers the same totals
             status, text, _ = await api.call("GET", "/metrics")
             assert status == 200
             fams = scrape_families(text)
             for name in legacy_metrics.NAMES:
                 assert name in fams, name
-            assert value(text, "converger_activities_create_count") == 8
-            assert value(text, 'phoenix_http_request_count{status="201"}') >= 8 + 3  # setup's too
+            assert value(text, "converger_activities_create_count") == posted
+            assert value(text, 'phoenix_http_request_count{status="201"}') >= posted + 3  # setup's too
             assert value(text, 'phoenix_http_request_count{status="404"}') == 1
             assert value(text, "phoenix_socket_connected_count") == 0
             assert fams["phoenix_http_request_count"].type == "counter"  # type: ignore[attr-defined]
@@ -65,7 +73,7 @@ async def test_original_names_are_exported(make_server, workers: str) -> None:
             for name in legacy_metrics.NAMES:
                 assert text.count(f"# TYPE {name} ") == 1, name
             # converger's own names are unchanged.
-            assert value(text, "converger_activities_created_total") == 8
+            assert value(text, "converger_activities_created_total") == posted
 
 
 async def test_websocket_connections_count(make_server) -> None:
