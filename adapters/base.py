@@ -7,7 +7,10 @@ provider sends in. It returns values; the gateway's workers change state.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Protocol
 
 import msgspec
@@ -26,6 +29,27 @@ def capped_retry_after(seconds: float | None) -> float | None:
     if seconds is None or seconds != seconds:
         return None
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header, at most ``MAX_RETRY_AFTER``; None when absent or
+    unreadable. RFC 9110 §10.2.3 allows two forms: delay-seconds (ASCII digits only, so "1.5",
+    "-3", "inf" and "²" are unreadable, not guesses) or an HTTP date, read as UTC when it
+    carries no zone ("-0000"); a date in the past is 0."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return capped_retry_after(float(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return capped_retry_after(when.timestamp() - (time.time() if now is None else now))
 
 
 class ChannelInfo(msgspec.Struct, kw_only=True):

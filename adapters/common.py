@@ -5,15 +5,12 @@ provider's answer into a DeliveryResult (fail at once, or retry on the queue's s
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Container, Mapping
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 
-from .base import DeliveryResult, MediaError, OutboundActivity, capped_retry_after, missing_strings
+from .base import DeliveryResult, MediaError, OutboundActivity, missing_strings, retry_after
 from .webhook import valid_http_url
 
 # A channel's own ``timeout_seconds`` is capped so that an attempt stays well inside the
@@ -92,27 +89,6 @@ def timeout_of(config: Mapping[str, Any]) -> aiohttp.ClientTimeout | None:
     ``CONVERGER_WEBHOOK_TIMEOUT``) when it sets none."""
     value = config.get("timeout_seconds")
     return aiohttp.ClientTimeout(total=float(value)) if value else None
-
-
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), at most
-    ``MAX_RETRY_AFTER``, or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return capped_retry_after(float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:  # "-0000": UTC, not the server's local time
-        when = when.replace(tzinfo=UTC)
-    return capped_retry_after(when.timestamp() - (time.time() if now is None else now))
 
 
 def decode_json(raw: bytes) -> Any:

@@ -33,6 +33,7 @@ from .base import (
     MediaError,
     MediaFile,
     OutboundActivity,
+    retry_after,
 )
 from .signing import header_bytes
 from .webhook import valid_http_url
@@ -294,7 +295,7 @@ def _failure(status: int, headers: Mapping[str, str], raw: bytes,
         retryable = code in RETRYABLE_ERRORS
         return DeliveryResult(
             ok=False, retryable=retryable, error=f"{LABEL} error: {code}",
-            retry_after=common.retry_after(headers.get("Retry-After")) if retryable else None,
+            retry_after=retry_after(headers.get("Retry-After")) if retryable else None,
             channel_unhealthy=code in AUTH_ERRORS, metadata={"slack_error": code})
     result = common.failure(LABEL, status, headers, raw, lambda body: (code, None))
     result.channel_unhealthy = code in AUTH_ERRORS if code else False

@@ -7,8 +7,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -23,7 +21,7 @@ from .base import (
     InboundMessage,
     OutboundActivity,
     StatusUpdate,
-    capped_retry_after,
+    retry_after,
 )
 from .signing import check_standard_signature, converger_signature, standard_signature
 
@@ -83,24 +81,6 @@ def signed_headers(secret: str, delivery_id: str, body: bytes, timestamp: int) -
     }
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds (at most ``MAX_RETRY_AFTER``): delta-seconds or an HTTP date;
-    None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():  # not "²", which isdigit() accepts and float() not
-        return capped_retry_after(float(value))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    now_dt = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
-    return capped_retry_after((when - now_dt).total_seconds())
-
-
 def _str(payload: Mapping[str, Any], *keys: str) -> str | None:
     for key in keys:
         value = payload.get(key)
@@ -132,7 +112,7 @@ async def post_signed(
                 ok=False,
                 error=f"webhook returned status {resp.status}",
                 retryable=resp.status != 410,
-                retry_after=retry_after_seconds(resp.headers.get("retry-after")),
+                retry_after=retry_after(resp.headers.get("retry-after")),
             )
     except TimeoutError:
         return DeliveryResult(ok=False, error="webhook request failed: timeout")

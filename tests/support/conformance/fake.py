@@ -21,9 +21,10 @@ from adapters.base import (
     InboundMessage,
     OutboundActivity,
     StatusUpdate,
+    retry_after,
 )
 from adapters.signing import header_bytes
-from adapters.webhook import retry_after_seconds, valid_http_url
+from adapters.webhook import valid_http_url
 
 FAKE_STATUSES = ("sent", "delivered", "read", "failed")
 
@@ -135,7 +136,7 @@ class FakeAdapter(BaseAdapter):
                 return DeliveryResult(
                     ok=False, retryable=resp.status != 410,
                     error=f"fake provider returned {resp.status}",
-                    retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
+                    retry_after=retry_after(resp.headers.get("Retry-After")))
         except TimeoutError:
             return DeliveryResult(ok=False, error="fake provider request failed: timeout")
         except aiohttp.ClientError as exc:

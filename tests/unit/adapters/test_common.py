@@ -7,8 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.base import MAX_RETRY_AFTER
-from adapters.common import retry_after
+from adapters.base import MAX_RETRY_AFTER, retry_after
 
 NOW = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 UTC
 
@@ -30,6 +29,13 @@ def test_retry_after_forms() -> None:
     assert retry_after("Tue, 14 Nov 2023 22:12:20 GMT", now=NOW) == 0.0  # in the past
     assert retry_after("99999999999999") == MAX_RETRY_AFTER
     assert retry_after("soon") is None and retry_after(None) is None and retry_after("") is None
+
+
+@pytest.mark.parametrize("value", ["1.5", "-3", "inf", "nan", "1e3", "+5", "²"])
+def test_retry_after_is_delay_seconds_or_a_date_nothing_else(value: str) -> None:
+    # RFC 9110 §10.2.3: delay-seconds is 1*DIGIT. Every adapter (webhook, Slack, WhatsApp, …)
+    # reads the header with this one function, so they agree on what is unreadable.
+    assert retry_after(value) is None
 
 
 def test_retry_after_date_without_zone_is_utc(local_time_not_utc: None) -> None:

@@ -14,8 +14,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from adapters import signing
-from adapters.base import ChannelInfo, InboundError, OutboundActivity
-from adapters.webhook import WebhookAdapter, body_of, retry_after_seconds
+from adapters.base import ChannelInfo, InboundError, OutboundActivity, retry_after
+from adapters.webhook import WebhookAdapter, body_of
 from tests.integration.delivery.receiver import Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -84,9 +84,9 @@ async def test_outcomes(recv: Receiver, http: aiohttp.ClientSession) -> None:
 
 def test_retry_after_forms() -> None:
     now = 1_700_000_000.0
-    assert retry_after_seconds("30") == 30.0
-    assert retry_after_seconds("Tue, 14 Nov 2023 22:14:20 GMT", now=now) == 60.0
-    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+    assert retry_after("30") == 30.0
+    assert retry_after("Tue, 14 Nov 2023 22:14:20 GMT", now=now) == 60.0
+    assert retry_after("soon") is None and retry_after(None) is None
 
 
 def test_parse_inbound() -> None:
