@@ -43,16 +43,44 @@ MIGRATION_LOCK = 0x636F6E76  # "conv"
 class PgIntegrityError(sqlite3.IntegrityError):
     """A PostgreSQL constraint violation (unique, foreign key, check, not null)."""
 
+    sqlstate: str | None = None
+
 
 class StorageUnavailable(sqlite3.OperationalError):
     """PostgreSQL cannot be reached or dropped the connection: nothing of the transaction was
-    committed. ``sqlite_errorname`` says so in SQLite's terms (gateway/errors.py)."""
+    committed (or, after a connection lost during COMMIT whose outcome could not be learnt,
+    nothing is promised: see :meth:`PgDatabase._run_batch`). ``sqlite_errorname`` says so in
+    SQLite's terms (gateway/errors.py: 503 ``storage_unavailable``)."""
 
     sqlite_errorname = "SQLITE_IOERR_POSTGRESQL"
+    sqlstate: str | None = None
 
 
 class PgError(sqlite3.OperationalError):
     """Any other error PostgreSQL reported for a statement."""
+
+    sqlstate: str | None = None
+
+
+# Write transactions that fail with one of these are rolled back by PostgreSQL and run again
+# (PgDatabase._run_batch): serialization failure, deadlock, and the server shutting down or not
+# yet accepting connections (a restart, a failover). A dropped connection (no SQLSTATE) too.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
+#: Attempts of one write transaction, and the backoff between them: full jitter,
+#: ``uniform(0, min(RETRY_CAP, RETRY_BASE * 2**n))`` seconds.
+RETRY_ATTEMPTS = 6
+RETRY_BASE = 0.05
+RETRY_CAP = 1.0
+#: How long the writer keeps asking for the outcome of a COMMIT whose connection was lost.
+OUTCOME_PATIENCE = 10.0
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a write transaction that failed with ``exc`` was rolled back by PostgreSQL for a
+    reason that may be gone at the next attempt (see :data:`TRANSIENT_SQLSTATES`)."""
+    if isinstance(exc, StorageUnavailable):
+        return True
+    return isinstance(exc, PgError) and exc.sqlstate in TRANSIENT_SQLSTATES
 
 
 def redact(url: str) -> str:
@@ -94,14 +122,20 @@ def _numeric_loader() -> Any:
 def _converted(exc: BaseException) -> BaseException:
     psycopg = _psycopg()
     said = " ".join(str(exc).split())  # libpq's messages span lines: one line for the logs
+    out: PgIntegrityError | StorageUnavailable | PgError
     if isinstance(exc, psycopg.errors.IntegrityError):
-        return PgIntegrityError(said)
-    if isinstance(exc, psycopg.OperationalError | psycopg.errors.AdminShutdown
-                  | psycopg.errors.CannotConnectNow | psycopg.InterfaceError):
-        return StorageUnavailable(f"PostgreSQL unavailable: {said}")
-    if isinstance(exc, psycopg.Error):
-        return PgError(said)
-    return exc
+        out = PgIntegrityError(said)
+    elif isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
+        out = PgError(said)  # the transaction is rolled back; the connection is fine
+    elif isinstance(exc, psycopg.OperationalError | psycopg.errors.AdminShutdown
+                    | psycopg.errors.CannotConnectNow | psycopg.InterfaceError):
+        out = StorageUnavailable(f"PostgreSQL unavailable: {said}")
+    elif isinstance(exc, psycopg.Error):
+        out = PgError(said)
+    else:
+        return exc
+    out.sqlstate = getattr(exc, "sqlstate", None)
+    return out
 
 
 class Cursor:
@@ -363,15 +397,175 @@ class PgDatabase(Database):
         raise AssertionError("unreachable")
 
     def _run_batch(self, conn: Any, batch: list[Any]) -> None:
+        """One group-commit transaction of ``batch``, run again when PostgreSQL rolled it back for
+        a transient reason (a dropped connection, a restart or failover, a serialization failure,
+        a deadlock): at most :data:`RETRY_ATTEMPTS` times, with a jittered backoff in between.
+
+        Nothing is committed twice and nothing uncommitted is reported as done: a transaction
+        that failed before COMMIT was rolled back whole, so running its jobs again is running
+        them once. When the connection is lost *during* COMMIT the outcome is unknown to the
+        client, so each transaction learns its id first (``txid_current()``, in the round trip
+        of its ``BEGIN``) and the writer then asks PostgreSQL on a new connection
+        (``txid_status``): committed — the jobs' results stand; aborted — run again; still
+        unknown after :data:`OUTCOME_PATIENCE` — every job fails with
+        :class:`StorageUnavailable` (503: the client does not know, nor is told it succeeded).
+        """
+        import random
+
+        attempt = 0
+        while True:
+            attempt += 1
+            failure: BaseException
+            try:
+                self._reconnect(conn)
+                results, xid, commit_error = self._attempt(conn, batch)
+            except _Rollback as rb:
+                failure = rb.cause
+            except _Failed as failed:  # the one job of the batch failed: nothing committed
+                self._resolve(failed.results)
+                return
+            else:
+                if commit_error is None:
+                    self.commits += 1
+                    if self.on_commit is not None:
+                        self.on_commit()
+                    self._resolve(results)
+                    return
+                if conn.broken:
+                    self.outcomes_asked += 1
+                    outcome = self._outcome(xid)
+                else:
+                    outcome = "aborted"
+                if outcome == "committed":
+                    log.warning("connection lost during COMMIT of transaction %s: it committed", xid)
+                    self.commits += 1
+                    if self.on_commit is not None:
+                        self.on_commit()
+                    self._resolve(results)
+                    return
+                if outcome != "aborted":
+                    err = StorageUnavailable(
+                        f"PostgreSQL unavailable during COMMIT (transaction {xid}: {outcome}); "
+                        "its outcome is unknown")
+                    self._resolve([(lp, f, err, None) for _, _, lp, f in batch])
+                    return
+                failure = commit_error
+            if not transient(failure) or attempt >= RETRY_ATTEMPTS:
+                if transient(failure) and not isinstance(failure, StorageUnavailable):
+                    failure = StorageUnavailable(f"PostgreSQL: {failure} (after {attempt} attempts)")
+                self._resolve([(lp, f, failure, None) for _, _, lp, f in batch])
+                return
+            self.retries += 1
+            log.warning("write transaction rolled back (%s); attempt %d of %d",
+                        failure, attempt + 1, RETRY_ATTEMPTS)
+            time.sleep(random.uniform(0, min(RETRY_CAP, RETRY_BASE * 2 ** attempt)))
+
+    retries = 0  # write transactions run again, for the tests and the logs
+    outcomes_asked = 0  # COMMITs whose connection was lost, their outcome asked of PostgreSQL
+
+    def _reconnect(self, conn: Any) -> None:
         if conn.broken:  # PostgreSQL restarted or dropped us since the last batch: reconnect
             try:
                 fresh = self._connect("writer")
             except StorageUnavailable as exc:
-                self._resolve([(loop, fut, exc, None) for _, _, loop, fut in batch])
-                return
+                raise _Rollback(exc) from None
             conn.close()
             conn.raw, conn.total_changes = fresh.raw, 0
-        super()._run_batch(conn, batch)
+
+    def _attempt(self, conn: Any, batch: list[Any]
+                 ) -> tuple[list[tuple[Any, Any, BaseException | None, Any]], int | None,
+                            BaseException | None]:
+        """Run the jobs in one transaction: ``(results, transaction id, COMMIT's error)``;
+        raises :class:`_Rollback` when the transaction failed before COMMIT for a reason that
+        fails every job (the connection, a serialization failure, a deadlock)."""
+        results: list[tuple[Any, Any, BaseException | None, Any]] = []
+        single = len(batch) == 1
+        try:
+            cur = conn.raw.execute("BEGIN; SELECT txid_current()")
+            cur.nextset()
+            xid = int(cur.fetchone()[0])
+        except Exception as exc:
+            self._abandon(conn)
+            raise _Rollback(_converted(exc)) from None
+        for fn, args, loop, fut in batch:
+            try:
+                if not single:
+                    conn.execute("SAVEPOINT job")
+                value = fn(conn, *args)
+                if not single:
+                    conn.execute("RELEASE job")
+            except BaseException as exc:  # noqa: BLE001 - the job's own failure, or the batch's
+                if single or transient(exc) or not conn.in_transaction:
+                    if not single and not transient(exc):  # fails the batch, not just this job
+                        exc = StorageUnavailable(f"PostgreSQL: {exc}")
+                    self._abandon(conn)
+                    if single and not transient(exc):
+                        raise _Failed([(loop, fut, exc, None)]) from None
+                    raise _Rollback(exc) from None
+                try:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                except BaseException as again:  # noqa: BLE001 - the connection went meanwhile
+                    self._abandon(conn)
+                    raise _Rollback(again) from None
+                results.append((loop, fut, exc, None))
+            else:
+                results.append((loop, fut, None, value))
+        try:
+            conn.execute("COMMIT")
+        except BaseException as exc:  # noqa: BLE001 - see _run_batch: the outcome may be unknown
+            self._abandon(conn)
+            return results, xid, exc
+        return results, xid, None
+
+    @staticmethod
+    def _abandon(conn: Any) -> None:
+        if not conn.broken and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def _outcome(self, xid: int | None) -> str:
+        """``txid_status(xid)`` asked on a new connection: "committed", "aborted", or why it
+        is not known (PostgreSQL still away after :data:`OUTCOME_PATIENCE` seconds)."""
+        if xid is None:
+            return "aborted"
+        deadline = time.monotonic() + OUTCOME_PATIENCE
+        why = "unknown"
+        delay = RETRY_BASE
+        while True:
+            try:
+                probe = self._connect("writer outcome")
+                try:
+                    status = probe.execute("SELECT txid_status(?)", (xid,)).fetchone()[0]
+                finally:
+                    probe.close()
+                if status in ("committed", "aborted"):
+                    return str(status)
+                why = f"status {status}"  # in progress: its backend is still going away
+            except sqlite3.Error as exc:
+                why = str(exc)
+            if time.monotonic() + delay > deadline:
+                return why
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_CAP)
 
     def _begin(self, conn: Any) -> None:
         conn.execute("BEGIN")
+
+
+class _Failed(Exception):
+    """The only job of a batch failed (its own error): rolled back, nothing to run again."""
+
+    def __init__(self, results: list[tuple[Any, Any, BaseException | None, Any]]) -> None:
+        super().__init__("job failed")
+        self.results = results
+
+
+class _Rollback(Exception):
+    """The transaction of a batch ended before COMMIT (rolled back): ``cause`` says why."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
