@@ -130,7 +130,8 @@ class WhatsAppInfobipAdapter(BaseAdapter):
             return common.unreachable(LABEL, answer)
         status, resp_headers, raw = answer
         if not 200 <= status < 300:
-            return common.failure(LABEL, status, resp_headers, raw, _describe_error)
+            return common.failure(LABEL, status, resp_headers, raw, _describe_error,
+                                  auth_statuses=(401,))
         message_id = _sent_message_id(common.decode_json(raw))
         meta: dict[str, Any] = {"recipient": to}
         if message_id:

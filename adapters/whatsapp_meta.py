@@ -139,7 +139,8 @@ class WhatsAppMetaAdapter(BaseAdapter):
             return common.unreachable(LABEL, answer)
         status, resp_headers, raw = answer
         if status != 200:
-            return common.failure(LABEL, status, resp_headers, raw, _describe_error)
+            return common.failure(LABEL, status, resp_headers, raw, _describe_error,
+                                  auth_statuses=(401,))
         data = common.as_dict(common.decode_json(raw))
         first = common.as_dict((common.as_list(data.get("messages")) or [None])[0])
         message_id = common.as_str(first.get("id"))

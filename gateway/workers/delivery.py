@@ -307,13 +307,6 @@ class Engine:
     async def _write(self, batch: list[Outcome]) -> None:
         ctx = self.gw
         rows = await ctx.db.write(outcomes_tx, batch, self.scale, not self.inline)
-        refused = {o.delivery.channel_id for o in batch if o.result.channel_unhealthy}
-        for channel_id in refused:
-            try:
-                await health.mark_unhealthy(ctx, channel_id, parse_iso(ctx.now_iso()))
-            except Exception as exc:  # the next health run sees the failures anyway
-                _log_failure(ctx.log, f"delivery: marking channel {channel_id} unhealthy failed",
-                             exc)
         for outcome, row in zip(batch, rows, strict=True):
             self.held.pop(outcome.token, None)
             result = outcome.result
@@ -327,6 +320,16 @@ class Engine:
                 # A new due time the sleeping dispatcher does not know of: let it look again.
                 self._wake.set()
         await self._check_health_early(batch)
+        # After the early check, which goes by the failure rate only: a provider that refused
+        # the channel's credentials makes it unhealthy whatever the rate (one refusal after
+        # three successes is "degraded" by rate, and would otherwise overwrite the mark).
+        refused = {o.delivery.channel_id for o in batch if o.result.channel_unhealthy}
+        for channel_id in refused:
+            try:
+                await health.mark_unhealthy(ctx, channel_id, parse_iso(ctx.now_iso()))
+            except Exception as exc:  # the next health run sees the failures anyway
+                _log_failure(ctx.log, f"delivery: marking channel {channel_id} unhealthy failed",
+                             exc)
 
     async def _check_health_early(self, batch: list[Outcome]) -> None:
         """Failures began: check the channels' health now rather than at the next periodic

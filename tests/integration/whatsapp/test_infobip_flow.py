@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 
+from tests.integration.telegram.conftest import health_of
 from tests.integration.whatsapp.conftest import (
     activities,
     deliveries,
     delivery_of,
+    eventually,
     infobip_channel,
     new_phone,
     post_inbound,
@@ -98,6 +100,26 @@ async def test_provider_errors(wapi: Api, infobip: InfobipStandIn) -> None:
     reply = await wapi.post_activity(body["conversation_id"], w["api_key"], text="hi", sender="agent")
     d = await delivery_of(wapi, reply["id"], lambda d: d["status"] == "sent", timeout=15)
     assert d["attempts"] == 2
+
+
+async def test_a_revoked_key_marks_the_channel_unhealthy(wapi: Api,
+                                                        infobip: InfobipStandIn) -> None:
+    w = await infobip_channel(wapi, infobip)
+    _, body = await post_inbound(wapi, w["channel"]["id"], infobip_text_message(new_phone(), "x"))
+    for _ in range(3):  # a failure rate of 1 in 4 afterwards: "degraded" by itself, not "unhealthy"
+        ok = await wapi.post_activity(body["conversation_id"], w["api_key"], text="hi", sender="agent")
+        assert (await delivery_of(wapi, ok["id"], lambda d: d["status"] == "sent"))["attempts"] == 1
+    health_before = await health_of(wapi, w["channel"]["id"])
+    infobip.api_key = "revoked-in-the-portal"  # the channel's key is no longer valid
+    reply = await wapi.post_activity(body["conversation_id"], w["api_key"], text="hi", sender="agent")
+    d = await delivery_of(wapi, reply["id"], lambda d: d["status"] == "failed")
+    assert d["attempts"] == 1 and "Invalid login details" in d["last_error"]
+    assert health_before != "unhealthy"
+    await eventually(lambda: _unhealthy(wapi, w["channel"]["id"]), "the channel unhealthy")
+
+
+async def _unhealthy(api: Api, channel_id: str) -> bool:
+    return await health_of(api, channel_id) == "unhealthy"
 
 
 async def test_malformed_or_foreign_payloads_are_400(wapi: Api, infobip: InfobipStandIn) -> None:

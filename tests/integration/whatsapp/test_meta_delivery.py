@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.integration.telegram.conftest import health_of
 from tests.integration.whatsapp.conftest import (
     deliveries,
     delivery_of,
+    eventually,
     meta_channel,
     new_phone,
     post_inbound,
@@ -109,6 +111,23 @@ async def test_bad_token_fails_at_once_with_metas_message(wapi: Api, meta: MetaS
     d = await delivery_of(wapi, reply["id"], lambda d: d["status"] == "failed")
     assert d["attempts"] == 1
     assert "Error validating access token: Session has expired." in d["last_error"]
+
+
+async def test_a_revoked_token_marks_the_channel_unhealthy(wapi: Api, meta: MetaStandIn) -> None:
+    w = await _thread(wapi, meta)
+    for _ in range(3):  # a failure rate of 1 in 4 afterwards: "degraded" by itself, not "unhealthy"
+        assert (await delivery_of(wapi, (await _reply(wapi, w))["id"],
+                                  lambda d: d["status"] == "sent"))["attempts"] == 1
+    health_before = await health_of(wapi, w["channel"]["id"])
+    meta.token = "rotated-in-business-manager"  # the channel's token is no longer valid
+    d = await delivery_of(wapi, (await _reply(wapi, w))["id"], lambda d: d["status"] == "failed")
+    assert d["attempts"] == 1 and "401" in d["last_error"]
+    assert health_before != "unhealthy"
+    await eventually(lambda: _unhealthy(wapi, w["channel"]["id"]), "the channel unhealthy")
+
+
+async def _unhealthy(api: Api, channel_id: str) -> bool:
+    return await health_of(api, channel_id) == "unhealthy"
 
 
 async def test_bad_recipient_fails_at_once(wapi: Api, meta: MetaStandIn) -> None:
