@@ -190,7 +190,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("body_timeout", ("CONVERGER_BODY_TIMEOUT",), float, 120.0,
             "Seconds after the headers until the request body is complete."),
     Setting("max_sockets_per_token", ("CONVERGER_MAX_SOCKETS_PER_TOKEN",), int, 100,
-            "Open WebSockets per token; more are refused with 429 `too_many_sockets`. 0 = no cap."),
+            "Open WebSockets per token in the whole gateway (summed over its worker processes); more "
+            "are refused with 429 `too_many_sockets`. 0 = no cap."),
     Setting("max_activity_bytes", ("CONVERGER_MAX_ACTIVITY_BYTES",), int, 65_536,
             "Largest activity accepted: its text, attachments, metadata and extra together, as "
             "JSON (bytes); larger is 413 `activity_too_large`. 0 = only the body limit."),

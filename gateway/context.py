@@ -22,6 +22,7 @@ from .clock import Clock
 from .config import Settings
 from .crypto import Cipher, secret_key
 from .hub import Hub
+from .sharedlimit import LocalCounts
 from .tokens import Tokens
 
 if TYPE_CHECKING:  # only for annotations: these import the gateway's outer layers
@@ -36,6 +37,11 @@ if TYPE_CHECKING:  # only for annotations: these import the gateway's outer laye
     from .workers.scheduler import Scheduler
 
 TENANT_CACHE_TTL = 2.0
+
+
+class SocketCap(Protocol):
+    def reserve(self, key: str, cap: int) -> bool: ...
+    def add(self, key: str, delta: int) -> None: ...
 
 
 class TenantCache:
@@ -159,6 +165,9 @@ class Gateway:
     cors_origins: Any = None
     static_cache: dict[str, Any] = field(default_factory=dict)
     socket_counts: dict[str, int] = field(default_factory=dict)  # token → open sockets
+    # Open sockets per token for CONVERGER_MAX_SOCKETS_PER_TOKEN, set by gateway/realtime:
+    # with worker processes, every process's (gateway/sharedlimit.py ``SharedCounts``).
+    socket_cap: SocketCap = field(default_factory=LocalCounts)
     # Connection caps and (header, body) deadlines, set by gateway/connlimit.py.
     conn_limits: Limits | None = None
     request_deadlines: tuple[float, float] = (0.0, 0.0)

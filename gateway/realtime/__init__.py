@@ -77,16 +77,31 @@ async def _authenticate(request: Request) -> HTTPResponse | None:
 
 
 def _capped(request: Request, token: str, directline: bool = False) -> HTTPResponse | None:
-    """429 when this token already has its ``CONVERGER_MAX_SOCKETS_PER_TOKEN`` sockets open."""
-    cap = request.app.ctx.settings.max_sockets_per_token
-    if cap and request.app.ctx.socket_counts.get(token, 0) >= cap:
-        detail = f"at most {cap} open sockets per token"
-        if directline:
-            return errors.problem_response(
-                errors.directline(429, "too_many_sockets", detail, "TooManyRequests"))
-        return _refuse(429, "too_many_sockets", detail)
+    """429 when this token already has its ``CONVERGER_MAX_SOCKETS_PER_TOKEN`` sockets open
+    (in the whole gateway: with worker processes, summed over them all). Otherwise the socket's
+    place is taken now, before the handshake, so that a connection landing on another process
+    meanwhile sees it; ``_serve`` gives it back when the socket closes, ``_unreserve`` when the
+    request ends without one (a failed handshake, a later refusal)."""
+    ctx = request.app.ctx
+    cap = ctx.settings.max_sockets_per_token
     request.ctx.socket_key = token
+    if cap:
+        if not ctx.socket_cap.reserve(token, cap):
+            detail = f"at most {cap} open sockets per token"
+            if directline:
+                return errors.problem_response(
+                    errors.directline(429, "too_many_sockets", detail, "TooManyRequests"))
+            return _refuse(429, "too_many_sockets", detail)
+        request.ctx.socket_reserved = True
     return None
+
+
+@bp.on_response
+async def _unreserve(request: Request, response: HTTPResponse) -> None:
+    """An HTTP answer instead of a socket: the place taken by ``_capped`` is free again."""
+    if getattr(request.ctx, "socket_reserved", False):
+        request.ctx.socket_reserved = False
+        request.app.ctx.socket_cap.add(request.ctx.socket_key, -1)
 
 
 def _socket_gauge() -> Callable[[int], None]:
@@ -107,11 +122,15 @@ async def _serve(request: Request, ws: Any, router: Router | None) -> None:
     counts: dict[str, int] = request.app.ctx.socket_counts
     key = request.ctx.socket_key
     counts[key] = counts.get(key, 0) + 1
+    reserved = getattr(request.ctx, "socket_reserved", False)
+    request.ctx.socket_reserved = False  # this socket holds the place now
     _gauge(1)
     try:
         await conn.run()
     finally:
         _gauge(-1)
+        if reserved:
+            request.app.ctx.socket_cap.add(key, -1)
         if (left := counts.get(key, 1) - 1) > 0:
             counts[key] = left
         else:
@@ -178,5 +197,10 @@ def install(app: Sanic) -> None:
     app.config.WEBSOCKET_MAX_SIZE = settings.ws_max_frame_bytes
     app.ctx.static_cache = {}
     app.ctx.socket_counts = {}  # token -> open sockets (CONVERGER_MAX_SOCKETS_PER_TOKEN)
+    cluster = app.ctx.cluster
+    if cluster is not None:  # the cap holds for the whole gateway
+        from ..sharedlimit import SharedCounts
+
+        app.ctx.socket_cap = SharedCounts(cluster.run_dir / "sockets", cluster.slot, cluster.size)
     app.ctx.on_activity.append(app.ctx.hub.activity_hook)
     app.blueprint(bp)

@@ -76,3 +76,36 @@ def test_processes_hitting_one_key_get_the_limit_once(tmp_path: Path) -> None:
     # three separate limiters would allow 300.
     span = max(last for _, _, last in results) - min(first for _, first, _ in results)
     assert 100 <= total <= 100 + math.ceil(span * 100 / 60) + 1, (total, span)
+
+
+def test_shared_counts_sum_every_workers_region(tmp_path: Path) -> None:
+    from gateway.sharedlimit import SharedCounts
+
+    zero, one = SharedCounts(tmp_path / "s", 0, 2), SharedCounts(tmp_path / "s", 1, 2)
+    zero.add("tok", 1)
+    one.add("tok", 1)
+    one.add("tok", 1)
+    assert zero.total("tok") == one.total("tok") == 3
+    assert zero.total("other") == 0
+    one.add("tok", -1)
+    zero.add("other", -1)  # never counted: nothing to take away
+    assert zero.total("tok") == 2 and one.total("other") == 0
+    # Slot 1 restarted: its predecessor's sockets died with it.
+    assert SharedCounts(tmp_path / "s", 1, 2).total("tok") == 1
+
+
+def test_shared_counts_reuse_slots_and_stay_lenient_when_full(tmp_path: Path) -> None:
+    from gateway.sharedlimit import SharedCounts
+
+    counts = SharedCounts(tmp_path / "s", 0, 1, slots=8)
+    for i in range(8):
+        counts.add(f"k{i}", 1)
+    counts.add("k8", 1)  # no room: not counted, never refused
+    assert [counts.total(f"k{i}") for i in range(9)] == [1] * 8 + [0]
+    counts.add("k3", -1)
+    counts.add("k8", 1)  # takes the freed slot
+    counts.add("k3", 1)  # no room again
+    assert counts.total("k8") == 1 and counts.total("k3") == 0
+    for i in range(9):
+        counts.add(f"k{i}", -1)
+    assert all(counts.total(f"k{i}") == 0 for i in range(9))
