@@ -134,6 +134,7 @@ class RequestState:
     token: str | None = None  # a socket's token (Direct Line stream)
     dl: Any = None  # a Direct Line stream's (conversation id, watermark anchor)
     socket_key: str | None = None  # the token a socket counts against (sockets per token)
+    socket_reserved: bool = False  # its place under that cap is taken (gateway/realtime)
     rule_channel: str | None = None  # a channel token's channel (routing rules it may read)
 
 

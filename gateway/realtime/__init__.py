@@ -99,7 +99,7 @@ def _capped(request: Request, token: str, directline: bool = False) -> HTTPRespo
 @bp.on_response
 async def _unreserve(request: Request, response: HTTPResponse) -> None:
     """An HTTP answer instead of a socket: the place taken by ``_capped`` is free again."""
-    if getattr(request.ctx, "socket_reserved", False):
+    if request.ctx.socket_reserved:
         request.ctx.socket_reserved = False
         request.app.ctx.socket_cap.add(request.ctx.socket_key, -1)
 
@@ -122,7 +122,7 @@ async def _serve(request: Request, ws: Any, router: Router | None) -> None:
     counts: dict[str, int] = request.app.ctx.socket_counts
     key = request.ctx.socket_key
     counts[key] = counts.get(key, 0) + 1
-    reserved = getattr(request.ctx, "socket_reserved", False)
+    reserved = request.ctx.socket_reserved
     request.ctx.socket_reserved = False  # this socket holds the place now
     _gauge(1)
     try:
