@@ -1,4 +1,4 @@
-"""The ``converger`` command: serve (default), migrate, tenant, channel, admin, settings, version."""
+"""The ``converger`` command: serve (default), deliver, migrate, tenant, channel, admin, settings, version."""
 
 from __future__ import annotations
 
@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--https-port", type=int, help="HTTPS port (default 443)")
     serve.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
     serve.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
+
+    dv = sub.add_parser("deliver", help="run delivery workers only (no HTTP) for the broker "
+                                        "pipeline (CONVERGER_PIPELINE=rabbitmq|nats)")
+    _common(dv)
+    dv.add_argument("--concurrency", type=int,
+                    help="delivery workers in this process (CONVERGER_DELIVERY_CONCURRENCY)")
 
     bk = sub.add_parser("backup", help="snapshot the database (safe while the gateway runs)")
     _common(bk)
@@ -292,6 +298,52 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run(settings)
 
 
+def cmd_deliver(args: argparse.Namespace) -> int:
+    """``converger deliver``: the broker pipeline's delivery workers without the HTTP server
+    (docs/pipelines.md#running-converger-deliver). Runs until SIGTERM / SIGINT."""
+    import signal
+
+    settings = _settings(args, delivery_concurrency=args.concurrency)
+    if settings.pipeline not in config.BROKER_PIPELINES:
+        return _fail("deliver needs a broker pipeline: CONVERGER_PIPELINE=rabbitmq or nats, "
+                     "with CONVERGER_PIPELINE_URL (docs/pipelines.md)")
+    from . import logs
+    from .app import open_database
+    from .context import Gateway
+    from .workers.broker import BrokerDelivery, redact
+
+    log = logs.configure(settings.log_level)
+    gw = Gateway.create(settings, log)
+    db, _ = open_database(settings)
+    gw.attach(db)
+    engine = BrokerDelivery(gw, consume=True)
+    gw.delivery = engine
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await engine.start()
+        log.info("deliver: %d workers for %s (%s)", engine.concurrency, redact(settings.pipeline_url),
+                 settings.pipeline)
+        await stop.wait()
+        log.info("deliver: stopping")
+        await engine.stop()
+        # What the broker clients still run after closing (their close callbacks) ends first.
+        deadline = loop.time() + 5
+        while (rest := [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]) \
+                and loop.time() < deadline:
+            await asyncio.wait(rest, timeout=deadline - loop.time())
+
+    try:
+        asyncio.run(main())
+    finally:
+        gw.detach()
+        db.close()
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     off = _Offline(_settings(args))
     off.close()
@@ -442,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_serve(args)
         if command == "migrate":
             return cmd_migrate(args)
+        if command == "deliver":
+            return cmd_deliver(args)
         if command == "tenant":
             return cmd_tenant(args)
         if command == "channel":

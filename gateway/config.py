@@ -50,8 +50,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Public base URL (e.g. `https://chat.example.com`), used to build `streamUrl`. "
             "Default: taken from the request."),
     Setting("pipeline", ("CONVERGER_PIPELINE",), str, "queue",
-            "Delivery backend: `queue` (durable, retried) or `inline` (one attempt inside the "
-            "request; development only)."),
+            "Delivery backend: `queue` (durable, retried), `rabbitmq` or `nats` (the same table, "
+            "the jobs carried by a broker to `converger deliver` workers: docs/pipelines.md) or "
+            "`inline` (one attempt inside the request; development only)."),
+    Setting("pipeline_url", ("CONVERGER_PIPELINE_URL",), str, "",
+            "The broker of `CONVERGER_PIPELINE=rabbitmq` (`amqp://user:password@host:5672/vhost`) "
+            "or `nats` (`nats://host:4222`, JetStream)."),
+    Setting("pipeline_consume", ("CONVERGER_PIPELINE_CONSUME",), bool, True,
+            "With a broker pipeline: `serve` also runs delivery workers that consume the broker's "
+            "jobs (on by default; off: only `converger deliver` processes send)."),
     Setting("delivery_concurrency", ("CONVERGER_DELIVERY_CONCURRENCY",), int, 20,
             "Number of delivery workers."),
     Setting("webhook_timeout", ("CONVERGER_WEBHOOK_TIMEOUT",), float, 10.0,
@@ -287,6 +294,8 @@ class Settings(msgspec.Struct, kw_only=True):
     public_url: str = ""
     pipeline: str = "queue"
     delivery_concurrency: int = 20
+    pipeline_url: str = ""
+    pipeline_consume: bool = True
     webhook_timeout: float = 10.0
     delivery_lease: float = 0.0
     lease_rescue_interval: float = 30.0
@@ -421,6 +430,34 @@ def events_url_problem(url: str) -> str | None:
     return None
 
 
+# CONVERGER_PIPELINE's broker backends and the URL schemes each accepts (gateway/workers/broker.py).
+BROKER_PIPELINES = {"rabbitmq": ("amqp", "amqps"), "nats": ("nats", "tls")}
+PIPELINES = ("queue", "inline", *BROKER_PIPELINES)
+
+
+def pipeline_problem(pipeline: str, url: str) -> str | None:
+    """What is wrong with CONVERGER_PIPELINE / CONVERGER_PIPELINE_URL (None: usable)."""
+    if pipeline not in PIPELINES:
+        return (f"CONVERGER_PIPELINE must be one of {', '.join(PIPELINES)} (got {pipeline!r})")
+    schemes = BROKER_PIPELINES.get(pipeline)
+    if schemes is None:
+        return None
+    if not url:
+        return (f"CONVERGER_PIPELINE={pipeline} needs CONVERGER_PIPELINE_URL "
+                f"({schemes[0]}://host:port)")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 — raises on a bad port
+    except ValueError as exc:
+        return f"CONVERGER_PIPELINE_URL is malformed ({exc})"
+    if parts.scheme not in schemes:
+        return (f"CONVERGER_PIPELINE_URL must be a {' or '.join(s + '://' for s in schemes)} URL "
+                f"for CONVERGER_PIPELINE={pipeline}")
+    if not parts.hostname:
+        return "CONVERGER_PIPELINE_URL names no host"
+    return None
+
+
 class ConfigError(ValueError):
     """A setting has a value that cannot be used."""
 
@@ -468,8 +505,9 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         problem = events_url_problem(settings.events_url)
         if problem:
             raise ConfigError(f"CONVERGER_EVENTS_URL {problem}")
-    if settings.pipeline not in ("queue", "inline"):
-        raise ConfigError("CONVERGER_PIPELINE must be 'queue' or 'inline'")
+    problem = pipeline_problem(settings.pipeline, settings.pipeline_url)
+    if problem:
+        raise ConfigError(problem)
     if settings.db_max_pages < 0:
         raise ConfigError("CONVERGER_DB_MAX_PAGES must be 0 (no cap) or a page count")
     if settings.delivery_retention_days < 0 or settings.health_retention_days < 1:

@@ -361,6 +361,36 @@ def claim_activity(
     return [from_row(Delivery, r) for r in rows]
 
 
+def take_handed(conn: sqlite3.Connection, jobs: Iterable[tuple[str, str, bool]], owner: str,
+                now: str, lease_seconds: float) -> list[Delivery]:
+    """Claim deliveries whose jobs arrived from a broker (gateway/workers/broker.py).
+
+    Each job is ``(delivery id, handoff token, redelivered)``: the sweeper claimed the row with
+    the handoff token when it published the job. The worker's claim token is ``owner + handoff
+    token``; it replaces the handoff token only while the row is still pending and holds it (so
+    a job published twice, or one whose row was given back and published again, or already
+    final, claims nothing). A job the broker *redelivers* (its first worker's channel closed or
+    its ack did not come in time: the worker died) may also take the row over from that worker
+    — any claim token ending in the handoff token."""
+    until = _shift(now, lease_seconds)
+    out: list[Delivery] = []
+    for delivery_id, token, redelivered in jobs:
+        mine = owner + token
+        params: tuple[str, ...] = (token,)
+        match = "claim_token = ?"
+        if redelivered:
+            match, params = "(claim_token = ? OR claim_token LIKE ?)", (token, "%:" + token)
+        row = conn.execute(
+            f"""UPDATE deliveries SET claim_token = ?, leased_until = ?, updated_at = ?
+                 WHERE id = ? AND status = 'pending' AND {match}
+             RETURNING {COLUMNS}""",
+            (mine, until, now, delivery_id, *params),
+        ).fetchone()
+        if row is not None:
+            out.append(from_row(Delivery, row))
+    return out
+
+
 def complete(
     conn: sqlite3.Connection,
     delivery_id: str,

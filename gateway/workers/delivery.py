@@ -32,6 +32,7 @@ from store.models import Activity, Channel, Delivery
 from store.util import parse_iso
 
 from .. import errors, metrics, outbound, tierlimits, tracing
+from ..config import BROKER_PIPELINES
 from ..context import Gateway
 from ..domain.channels import channel_info
 from ..domain.media import public_links
@@ -60,6 +61,11 @@ def claim_tx(conn: sqlite3.Connection, now: str, lease: float, limit: int,
         claimed = queue.claim(conn, now, lease, limit, owner)
     else:
         claimed = queue.claim_activity(conn, activity_id, now, lease, owner)
+    return load_work(conn, claimed)
+
+
+def load_work(conn: sqlite3.Connection, claimed: list[Delivery]) -> list[Work]:
+    """What sending these claimed rows needs: activity, channel, thread sender, reply context."""
     if not claimed:
         return []
     acts = queue.activities_for(conn, claimed)
@@ -474,7 +480,13 @@ def install(app: Any) -> None:
     """Attach the delivery backend to the gateway: now, so requests can hand it work; its tasks
     once the server (and database) is up."""
     gw: Gateway = app.ctx
-    engine: Engine = (InlineDelivery if gw.settings.pipeline == "inline" else QueueDelivery)(gw)
+    engine: Engine
+    if gw.settings.pipeline in BROKER_PIPELINES:
+        from .broker import BrokerDelivery  # its module imports this one
+
+        engine = BrokerDelivery(gw, consume=gw.settings.pipeline_consume)
+    else:
+        engine = (InlineDelivery if gw.settings.pipeline == "inline" else QueueDelivery)(gw)
     gw.delivery = engine
     gw.readiness["delivery"] = engine.alive
 

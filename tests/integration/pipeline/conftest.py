@@ -1,0 +1,169 @@
+"""The broker pipeline's tests (``CONVERGER_PIPELINE=rabbitmq|nats``, docs/pipelines.md): real
+brokers on loopback (tests/support/brokers.py), a real ``converger serve``, real ``converger
+deliver`` processes, and a real webhook receiver that counts what it got by delivery id."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.support.brokers import Nats, Rabbit
+from tests.support.server import ADMIN_TOKEN, COMMAND, ROOT, database_env, open_database, track
+
+Broker = Nats | Rabbit
+
+
+@pytest.fixture(params=["nats", "rabbitmq"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Broker]]:
+    """A fresh broker of each kind, started (``stop()`` / ``start()`` for an outage)."""
+    if request.param == "nats":
+        if not Nats.available():
+            pytest.skip("nats-server is not installed (tests/setup.sh installs it)")
+        nats = Nats(tmp_path / "nats").start()
+        yield "nats", nats
+        nats.stop()
+    else:
+        if not Rabbit.available():
+            pytest.skip("rabbitmq-server is not installed (tests/setup.sh installs it)")
+        rabbit = Rabbit().start()
+        yield "rabbitmq", rabbit
+        rabbit.close()
+
+
+def pipeline_env(kind: str, url: str, **extra: str) -> dict[str, str]:
+    return {"CONVERGER_PIPELINE": kind, "CONVERGER_PIPELINE_URL": url, **extra}
+
+
+class Deliver:
+    """A real ``converger deliver`` process on the data directory of a :class:`Server`."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str], name: str,
+                 concurrency: int = 8) -> None:
+        self.data_dir, self.extra_env, self.concurrency = data_dir, env, concurrency
+        self.log_path = data_dir / f"deliver-{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Deliver:
+        env = {**os.environ, "CONVERGER_ADMIN_TOKEN": ADMIN_TOKEN,
+               "CONVERGER_SECRET_KEY": "test-secret-key-0123456789", "PYTHONUNBUFFERED": "1",
+               "CONVERGER_OUTBOUND_ALLOW": "127.0.0.0/8,::1", **database_env(self.data_dir),
+               **self.extra_env}
+        with open(self.log_path, "ab") as log:
+            self.proc = track(subprocess.Popen(
+                [*COMMAND, "deliver", "--data-dir", str(self.data_dir),
+                 "--concurrency", str(self.concurrency)],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+        return self
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def connections(self) -> int:
+        return self.log().count("pipeline: connected to")
+
+    async def connected(self, times: int = 1, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.connections() < times:
+            assert self.proc is not None and self.proc.poll() is None, self.log()[-4000:]
+            assert time.monotonic() < deadline, f"deliver never connected:\n{self.log()[-4000:]}"
+            await asyncio.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode if self.proc else None
+
+
+class Counting:
+    """A webhook receiver on loopback counting requests by ``webhook-id`` (the delivery id);
+    ``fail_first[id]`` answers 500 that many times first."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.order: list[str] = []
+        self.fail_first: dict[str, int] = {}
+        self.failing = 0  # answer 500 to the next N requests (whatever their id)
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> Counting:
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        await request.read()
+        did = request.headers.get("webhook-id", "")
+        self.counts[did] += 1
+        self.order.append(did)
+        if self.failing > 0:
+            self.failing -= 1
+            return web.Response(status=500, text="nope")
+        return web.Response(text="ok")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def total(self) -> int:
+        return len(self.order)
+
+
+@pytest.fixture
+async def counting() -> AsyncIterator[Counting]:
+    r = await Counting().start()
+    yield r
+    await r.stop()
+
+
+async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if not isinstance(got, bool):
+            got = await got
+        if got:
+            return
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+def table(data_dir: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    conn = open_database(data_dir, readonly=True)
+    try:
+        return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+    finally:
+        conn.close()

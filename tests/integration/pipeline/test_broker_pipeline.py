@@ -1,0 +1,143 @@
+"""The broker pipeline end to end, on RabbitMQ and on NATS JetStream (docs/pipelines.md):
+
+- 5,000 deliveries through two ``converger deliver`` processes, one SIGKILLed mid-run: every
+  delivery is ``sent`` with one recorded attempt, the receiver got each at least once, and only
+  the killed worker's in-flight jobs (at most its prefetch) twice;
+- a receiver answering 500 three times then 200: ``sent`` after 4 attempts, each retry due by
+  the 30/90/270 s schedule on an injected clock (``CONVERGER_CLOCK_FILE``), with ``serve``
+  consuming (the default)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+
+from store.util import parse_iso
+from tests.support.api import Api
+from tests.support.server import Server
+
+from .conftest import Broker, Counting, Deliver, pipeline_env, table, until
+
+N = 5000
+CONCURRENCY = 8  # per deliver process; its prefetch (jobs it may hold unacked) is twice that
+
+
+async def _post(api: Api, conv: str, key: str, n: int) -> None:
+    sem = asyncio.Semaphore(32)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await api.post_activity(conv, key, text=f"m{i}")
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def test_5000_deliveries_through_two_deliver_workers_one_sigkilled(
+        broker: tuple[str, Broker], counting: Counting, tmp_path: Path) -> None:
+    kind, b = broker
+    env = pipeline_env(kind, b.url, CONVERGER_WEBHOOK_TIMEOUT="2")
+    data = tmp_path / "data"
+    # serve only publishes here: the two deliver processes do every attempt.
+    srv = Server(data, env={**env, "CONVERGER_PIPELINE_CONSUME": "0"}).start(timeout=60)
+    workers = [Deliver(data, env, "a", CONCURRENCY), Deliver(data, env, "b", CONCURRENCY)]
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+            api = Api(session, srv.url)
+            s = await api.setup("pipe", type="webhook", config={"url": counting.url})
+            conv, key = s["conversation"]["id"], s["api_key"]
+            await until(lambda: srv.readiness()["checks"]["delivery"].get("state") == "connected",
+                        60, "serve never connected to the broker")
+            # Queued while no worker runs: the jobs wait in the broker.
+            t0 = time.monotonic(); await _post(api, conv, key, N); print("posted", time.monotonic() - t0)
+            await until(lambda: srv.readiness()["checks"]["delivery"]["published"] >= N, 60,
+                        "serve did not publish every job")
+            assert counting.total == 0
+            for w in workers:
+                w.start()
+            for w in workers:
+                await w.connected()
+            # Mid-run: worker a dies with jobs in flight.
+            await until(lambda: counting.total >= N // 3, 60, "deliveries did not start")
+            workers[0].kill()
+            killed_at = counting.total; print("killed", time.monotonic() - t0)
+            assert killed_at < N, "the run was over before the kill"
+
+            await until(lambda: len(counting.counts) >= N, 90,
+                        f"only {len(counting.counts)} of {N} deliveries arrived")
+
+            def settled() -> bool:
+                return table(data, "SELECT count(*) FROM deliveries WHERE status = 'sent'")[0][0] == N
+
+            print("arrived", time.monotonic() - t0); await until(settled, 60, "not every delivery recorded as sent"); print("settled", time.monotonic() - t0)
+    finally:
+        for w in workers:
+            w.stop()
+        srv.stop()
+
+    rows = table(data, "SELECT status, attempts, claim_token, count(*) FROM deliveries "
+                       "GROUP BY status, attempts, claim_token")
+    assert rows == [("sent", 1, None, N)], rows
+    ids = {r[0] for r in table(data, "SELECT id FROM deliveries")}
+    assert set(counting.counts) == ids  # each at least once, nothing foreign
+    twice = {d: c for d, c in counting.counts.items() if c > 1}
+    # Only jobs worker a held when it died come again (at most its prefetch), each at most twice,
+    # and only ones it could have started before it was killed.
+    assert len(twice) <= 2 * CONCURRENCY, twice
+    assert all(c == 2 for c in twice.values()), twice
+    first_seen = {d: i for i, d in reversed(list(enumerate(counting.order)))}
+    assert all(first_seen[d] < killed_at + 2 * CONCURRENCY for d in twice)
+    log = workers[1].log()
+    assert "Traceback" not in log, log[max(0, log.find("Traceback") - 2000):][:5000]
+
+
+async def test_500_three_times_then_200_is_sent_after_4_attempts_on_the_backoff_schedule(
+        broker: tuple[str, Broker], counting: Counting, tmp_path: Path) -> None:
+    kind, b = broker
+    clock = tmp_path / "clock"
+    clock.write_text("0")
+    data = tmp_path / "data"
+    # serve consumes as well (the default): one process does everything.
+    srv = Server(data, env=pipeline_env(kind, b.url, CONVERGER_CLOCK_FILE=str(clock))).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, srv.url)
+            s = await api.setup("retry", type="webhook", config={"url": counting.url})
+            counting.failing = 3
+            act = await api.post_activity(s["conversation"]["id"], s["api_key"], text="hi")
+
+            def row() -> tuple[str, int, str | None, str | None]:
+                got = table(data, "SELECT status, attempts, next_attempt_at, last_error "
+                                  "FROM deliveries WHERE activity_id = ?", act["id"])
+                return got[0]
+
+            offset = 0.0
+            for attempt, wait in ((1, 30), (2, 90), (3, 270)):
+                await until(lambda a=attempt: row()[1] == a, 30, f"attempt {attempt} not recorded")
+                status, attempts, due, error = row()
+                assert status == "pending" and error, row()
+                # Due `wait` s after the attempt by the injected clock (± the attempt's time).
+                attempted = table(data, "SELECT at FROM delivery_attempts WHERE delivery_id = ? "
+                                        "ORDER BY attempt DESC LIMIT 1",
+                                  table(data, "SELECT id FROM deliveries WHERE activity_id = ?",
+                                        act["id"])[0][0])[0][0]
+                assert due is not None
+                gap = (parse_iso(due) - parse_iso(attempted)).total_seconds()
+                assert abs(gap - wait) < 1, (attempt, gap)
+                # Not sent again before it is due …
+                assert counting.total == attempt
+                # … and sent once the clock reaches the due time.
+                offset += wait + 1
+                clock.write_text(str(offset))
+                await until(lambda a=attempt: counting.total == a + 1, 30,
+                            f"retry {attempt} not sent once due")
+            await until(lambda: row()[0] == "sent", 30, "not sent after the fourth attempt")
+            assert row()[:2] == ("sent", 4)
+            assert counting.total == 4 and len(counting.counts) == 1
+            ready = srv.readiness()["checks"]["delivery"]
+            assert ready["pipeline"] == kind and ready["state"] == "connected"
+            assert ready["consuming"] is True
+    finally:
+        srv.stop()
