@@ -451,8 +451,8 @@ def pipeline_problem(pipeline: str, url: str) -> str | None:
     except ValueError as exc:
         return f"CONVERGER_PIPELINE_URL is malformed ({exc})"
     if parts.scheme not in schemes:
-        return (f"CONVERGER_PIPELINE_URL must be a {' or '.join(s + '://' for s in schemes)} URL "
-                f"for CONVERGER_PIPELINE={pipeline}")
+        return (f"CONVERGER_PIPELINE_URL must start with "
+                f"{' or '.join(s + '://' for s in schemes)} for CONVERGER_PIPELINE={pipeline}")
     if not parts.hostname:
         return "CONVERGER_PIPELINE_URL names no host"
     return None
