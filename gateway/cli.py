@@ -316,6 +316,10 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     gw = Gateway.create(settings, log)
     db, _ = open_database(settings)
     gw.attach(db)
+    from .ratelimit import DeliveryLimiter
+
+    # Per-channel pacing (CONVERGER_RATE_LIMIT_DELIVERIES, a tier's deliveries_per_min): per process.
+    gw.delivery_limiter = DeliveryLimiter(settings.rate_limit_deliveries)
     engine = BrokerDelivery(gw, consume=True)
     gw.delivery = engine
 
