@@ -136,17 +136,18 @@ def note_inbound(conn: sqlite3.Connection, channel_id: str, now: str,
     """Record a provider's verification (``refusal`` None) or a refused inbound message."""
     if refusal is None:
         conn.execute(
-            """INSERT INTO channel_inbound_status (channel_id, last_verification_at)
-               SELECT ?, ? WHERE EXISTS (SELECT 1 FROM channels WHERE id = ?)
+            """INSERT INTO channel_inbound_status (channel_id, tenant_id, last_verification_at)
+               SELECT id, tenant_id, ? FROM channels WHERE id = ?
                ON CONFLICT (channel_id) DO UPDATE SET last_verification_at = excluded.last_verification_at""",
-            (channel_id, now, channel_id))
+            (now, channel_id))
     else:
         conn.execute(
-            """INSERT INTO channel_inbound_status (channel_id, last_refusal_at, last_refusal_reason)
-               SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM channels WHERE id = ?)
+            """INSERT INTO channel_inbound_status (channel_id, tenant_id, last_refusal_at,
+                   last_refusal_reason)
+               SELECT id, tenant_id, ?, ? FROM channels WHERE id = ?
                ON CONFLICT (channel_id) DO UPDATE SET last_refusal_at = excluded.last_refusal_at,
                    last_refusal_reason = excluded.last_refusal_reason""",
-            (channel_id, now, refusal[:500], channel_id))
+            (now, refusal[:500], channel_id))
 
 
 def inbound_status(conn: sqlite3.Connection, channel_id: str) -> dict[str, Any]:

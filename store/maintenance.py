@@ -98,10 +98,10 @@ def _check(conn: sqlite3.Connection, ch: sqlite3.Row, since: str, now: str,
     status, rate = classify(total, failed)
     status = force or status
     conn.execute(
-        """INSERT INTO channel_health_checks (id, channel_id, status, total_deliveries,
+        """INSERT INTO channel_health_checks (id, channel_id, tenant_id, status, total_deliveries,
                failed_deliveries, failure_rate, checked_at, inserted_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-        (new_id(), ch["id"], status, total, failed, rate, now, now),
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (new_id(), ch["id"], ch["tenant_id"], status, total, failed, rate, now, now),
     )
     return HealthResult(
         channel_id=ch["id"], channel_name=ch["name"], channel_type=ch["type"],

@@ -646,10 +646,12 @@ def record_attempt(conn: sqlite3.Connection, delivery_id: str, at: str, ok: bool
                    error: str | None, duration_ms: int | None) -> None:
     """One attempt's outcome: numbered from 1 across retries by hand, the error in full."""
     conn.execute(
-        """INSERT INTO delivery_attempts (delivery_id, attempt, at, ok, status, error, duration_ms)
-           VALUES (?, (SELECT count(*) FROM delivery_attempts WHERE delivery_id = ?) + 1,
-                   ?, ?, ?, ?, ?)""",
-        (delivery_id, delivery_id, at, int(ok), status, error, duration_ms))
+        """INSERT INTO delivery_attempts (delivery_id, tenant_id, attempt, at, ok, status, error,
+               duration_ms)
+           SELECT id, tenant_id, (SELECT count(*) FROM delivery_attempts WHERE delivery_id = ?) + 1,
+                  ?, ?, ?, ?, ?
+             FROM deliveries WHERE id = ?""",
+        (delivery_id, at, int(ok), status, error, duration_ms, delivery_id))
 
 
 def attempts_of(conn: sqlite3.Connection, delivery_id: str) -> list[dict[str, Any]]:

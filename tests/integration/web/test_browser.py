@@ -337,16 +337,16 @@ async def test_screenshots(browser: Any, tmp_path: Path) -> None:
                 failed_id = did
                 for n, wait in enumerate((0, 30, 120, 390, 1200), start=1):
                     conn.execute(
-                        """INSERT INTO delivery_attempts (delivery_id, attempt, at, ok, status,
-                               error, duration_ms) VALUES (?, ?, ?, 0, ?, ?, ?)""",
-                        (did, n, f"2026-11-25T09:{wait // 60:02d}:{wait % 60:02d}.000Z",
+                        """INSERT INTO delivery_attempts (delivery_id, tenant_id, attempt, at, ok,
+                               status, error, duration_ms) VALUES (?, ?, ?, ?, 0, ?, ?, ?)""",
+                        (did, shop["tenant"]["id"], n, f"2026-11-25T09:{wait // 60:02d}:{wait % 60:02d}.000Z",
                          "failed" if n == 5 else "will retry",
                          "webhook returned status 503: upstream unavailable "
                          '{"error": "database maintenance, retry later"}', 180 + 37 * n))
-        conn.execute("""INSERT INTO channel_health_checks (id, channel_id, status, total_deliveries,
-                        failed_deliveries, failure_rate, checked_at, inserted_at)
-                        VALUES ('h1', ?, 'degraded', 5, 1, 0.2, '2026-11-25T09:00:00Z',
-                                '2026-11-25T09:00:00Z')""", (hook["id"],))
+        conn.execute("""INSERT INTO channel_health_checks (id, channel_id, tenant_id, status,
+                        total_deliveries, failed_deliveries, failure_rate, checked_at, inserted_at)
+                        VALUES ('h1', ?, ?, 'degraded', 5, 1, 0.2, '2026-11-25T09:00:00Z',
+                                '2026-11-25T09:00:00Z')""", (hook["id"], shop["tenant"]["id"]))
         body = ('{"event":"channel_health_changed","previous_status":"healthy",'
                 '"new_status":"degraded"}')
         conn.execute("""INSERT INTO alerts (id, tenant_id, channel_id, event, url, body, status,

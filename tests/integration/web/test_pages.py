@@ -293,10 +293,10 @@ async def test_channel_page_shows_the_health_history(admin: Client, web_api: Api
         for i, (status, rate) in enumerate([("healthy", 0.0), ("degraded", 0.2),
                                             ("unhealthy", 0.8)]):
             conn.execute(
-                """INSERT INTO channel_health_checks (id, channel_id, status, total_deliveries,
-                       failed_deliveries, failure_rate, checked_at, inserted_at)
-                   VALUES (?, ?, ?, 10, ?, ?, ?, ?)""",
-                (f"spark-{i}", c["id"], status, int(rate * 10), rate,
+                """INSERT INTO channel_health_checks (id, channel_id, tenant_id, status,
+                       total_deliveries, failed_deliveries, failure_rate, checked_at, inserted_at)
+                   VALUES (?, ?, ?, ?, 10, ?, ?, ?, ?)""",
+                (f"spark-{i}", c["id"], t["id"], status, int(rate * 10), rate,
                  f"2026-01-01T00:0{i}:00.000Z", f"2026-01-01T00:0{i}:00.000Z"))
     _, body, _ = await admin.get(f"/admin/channels/{c['id']}")
     assert 'id="health-history"' in body
