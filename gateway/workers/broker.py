@@ -302,6 +302,7 @@ class BrokerDelivery(QueueDelivery):
         self.generation = 0
         self.published = 0
         self.skipped = 0
+        self._unconfirmed: set[str] = set()  # handoff tokens being published
 
     # -- lifecycle --------------------------------------------------------------------------
     def _start_tasks(self) -> None:
@@ -317,6 +318,9 @@ class BrokerDelivery(QueueDelivery):
 
     async def stop(self) -> None:
         await super().stop()  # tasks stopped, outcomes written, this process's leases given back
+        if self._unconfirmed and self.gw.db_open:  # handed over, publishing interrupted
+            unconfirmed, self._unconfirmed = list(self._unconfirmed), set()
+            await self.gw.db.write(queue.release, unconfirmed)
         broker, self.broker = self.broker, None
         if broker is not None:  # unacked jobs go back to the queue; their rows are free again
             await broker.close()
@@ -389,8 +393,8 @@ class BrokerDelivery(QueueDelivery):
                 self.connected.clear()
             self.broker = None
             self._set_down(broker.reason or "connection lost", True)
-            # Jobs of the lost connection that were not claimed yet: the broker requeues them.
-            self.jobs = [j for j in self.jobs if j.generation == self.generation]
+            # Jobs of the lost connection not claimed yet: the broker offers them again.
+            self.jobs.clear()
             await broker.close()
 
     def _free(self) -> int:
@@ -448,9 +452,12 @@ class BrokerDelivery(QueueDelivery):
             await wait_event(self._wake, delay)
 
     async def _publish(self, broker: Broker, rows: list[Delivery]) -> None:
-        results = await asyncio.gather(
+        tokens = {d.claim_token or "" for d in rows}
+        self._unconfirmed |= tokens  # given back by stop() if it interrupts the publishing
+        results = await asyncio.gather(  # cancelled (stopping): the tokens stay for stop()
             *(broker.publish(job_body(d), d.claim_token or "") for d in rows),
             return_exceptions=True)
+        self._unconfirmed -= tokens
         failed = [d.claim_token for d, r in zip(rows, results, strict=True)
                   if isinstance(r, BaseException)]
         self.published += len(rows) - len(failed)

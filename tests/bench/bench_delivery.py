@@ -1,6 +1,7 @@
 """Delivery throughput against a same-run baseline (not collected by pytest).
 
     PYTHONPATH=. python -m tests.bench.bench_delivery [--n 5000] [--overhead-n 20000]
+        [--pipeline rabbitmq|nats [--deliver K]]
 
 0. **Baseline** (the ceiling for HTTP delivery on this machine, measured in the same run): a bare
    aiohttp client in this process POSTs the body and headers of a real delivery (captured by the
@@ -15,6 +16,12 @@
    delivery the receiver saw (the workers' own speed, no ingest competing for the CPU).
 3. **Queue overhead**: claim (batches of 40) → complete on a real database file, per delivery,
    each batch's claims and completions in one transaction as the writer group-commits them.
+
+4. **Broker pipeline** (``--pipeline rabbitmq|nats``): 1 and 2 again in the same run with
+   ``CONVERGER_PIPELINE`` set, against a real broker started here (tests/support/brokers.py):
+   ``serve`` publishes and consumes (the default), or with ``--deliver K`` only publishes while
+   K ``converger deliver`` processes (20 workers each) make the attempts. Reported with a
+   ``broker_`` prefix, and ``broker_vs_queue_e2e`` / ``broker_vs_queue_drain``.
 
 Reported: the figures above, and ``ratio_e2e`` / ``ratio_drain`` = deliveries/s ÷ baseline
 posts/s. Target (issue 4): >= 1,000 deliveries/s sustained with 20 workers. Figures:
@@ -147,15 +154,26 @@ def _own_cpu() -> float:
 
 
 async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1,
-                     receiver_pid: int | None = None) -> dict[str, float]:
+                     receiver_pid: int | None = None, env: dict[str, str] | None = None,
+                     delivers: int = 0, name: str = "e2e") -> dict[str, float]:
     """The CPU each party used during the end-to-end run is reported as cores (CPU seconds ÷
     wall seconds): the gateway (every process), the posting client (this process), the
     receiver, and the whole machine (everything else is the neighbours)."""
     from tests.bench.baseline import tree_cpu_seconds
+    from tests.support.deliver import Deliver
 
     out: dict[str, float] = {}
-    srv = Server(workdir / "e2e", env={"CONVERGER_WORKERS": str(workers)}).start(timeout=60)
+    env = env or {}
+    srv_env = {"CONVERGER_WORKERS": str(workers), **env}
+    if delivers:
+        srv_env["CONVERGER_PIPELINE_CONSUME"] = "0"
+    srv = Server(workdir / name, env=srv_env).start(timeout=60)
+    helpers = [Deliver(workdir / name, env, f"bench{i}", 20) for i in range(delivers)]
+    for h in helpers:
+        h.start()
     try:
+        for h in helpers:
+            await h.connected()
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             api = Api(session, srv.url)
             s = await api.setup("bench", type="webhook", config={"url": rurl + "/hook"})
@@ -168,6 +186,12 @@ async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1,
                     await api.post_activity(conv, key, text=f"m{i}")
 
             assert srv.proc is not None
+            if env.get("CONVERGER_PIPELINE"):  # connected to the broker before the clock starts
+                deadline = time.monotonic() + 60
+                while srv.readiness()["checks"]["delivery"].get("state") != "connected":
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("serve never connected to the broker")
+                    await asyncio.sleep(0.05)
             cpu0 = (tree_cpu_seconds(srv.proc.pid), _own_cpu(),
                     tree_cpu_seconds(receiver_pid) if receiver_pid else 0.0, *_machine_busy())
             t0 = time.time()
@@ -196,6 +220,8 @@ async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1,
             out["drain_deliveries_per_s"] = n / max(state["last"] - state["first"], 1e-9)
             base2 = await baseline(n, rurl)
     finally:
+        for h in helpers:
+            h.stop()
         srv.stop()
     out["baseline_posts_per_s_1"], out["baseline_posts_per_s_2"] = base1, base2
     out["baseline_posts_per_s"] = (base1 + base2) / 2
@@ -221,6 +247,30 @@ def _queue_directly(srv: Server, tenant_id: str, conversation_id: str, n: int) -
     for start in range(0, n, 500):
         db.write_sync(batch, min(500, n - start))
     db.close()
+
+
+async def broker_run(args: argparse.Namespace, workdir: Path, rurl: str, receiver_pid: int,
+                     queue_results: dict[str, float]) -> dict[str, float]:
+    """4: the same end-to-end and drain runs with CONVERGER_PIPELINE=rabbitmq|nats."""
+    from tests.support.brokers import Nats, Rabbit
+
+    broker: Nats | Rabbit = Nats(workdir / "nats") if args.pipeline == "nats" else Rabbit()
+    broker.start()
+    try:
+        env = {"CONVERGER_PIPELINE": args.pipeline, "CONVERGER_PIPELINE_URL": broker.url}
+        got = await end_to_end(args.n, workdir, rurl, args.workers, receiver_pid, env,
+                               args.deliver, name="broker")
+    finally:
+        if isinstance(broker, Rabbit):
+            broker.close()
+        else:
+            broker.stop()
+    out = {f"broker_{k}": v for k, v in got.items()}
+    out["broker_deliver_processes"] = float(args.deliver)
+    out["broker_vs_queue_e2e"] = got["e2e_deliveries_per_s"] / queue_results["e2e_deliveries_per_s"]
+    out["broker_vs_queue_drain"] = (got["drain_deliveries_per_s"]
+                                    / queue_results["drain_deliveries_per_s"])
+    return out
 
 
 # -- 3: the queue alone ---------------------------------------------------------------------
@@ -266,6 +316,10 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--overhead-n", type=int, default=20000)
     parser.add_argument("--workers", type=int, default=1, help="converger serve --workers N")
+    parser.add_argument("--pipeline", choices=["rabbitmq", "nats"],
+                        help="also run end to end and drain through this broker pipeline")
+    parser.add_argument("--deliver", type=int, default=0,
+                        help="with --pipeline: K converger deliver processes do the attempts")
     args = parser.parse_args(argv)
     port = free_port()
     rurl = f"http://127.0.0.1:{port}"
@@ -287,10 +341,14 @@ async def main(argv: list[str]) -> None:
             if args.overhead_n:
                 results.update(queue_overhead(args.overhead_n, Path(tmp)))
             results.update(await end_to_end(args.n, Path(tmp), rurl, args.workers, receiver.pid))
+            if args.pipeline:
+                results.update(await broker_run(args, Path(tmp), rurl, receiver.pid, results))
     finally:
         receiver.terminate()
         receiver.wait(5)
-    print(json.dumps({k: round(v, 2 if k.startswith(("ratio", "e2e_cores")) else 1)
+    print(json.dumps({k: round(v, 2 if k.startswith(("ratio", "e2e_cores", "broker_vs",
+                                                      "broker_ratio", "broker_e2e_cores"))
+                               else 1)
                       for k, v in results.items()},
                      indent=2))
     print(f"machine: nproc={os.cpu_count()}  loadavg={Path('/proc/loadavg').read_text().strip()}")
@@ -299,6 +357,12 @@ async def main(argv: list[str]) -> None:
           f"{results['baseline_posts_per_s']:,.0f} posts/s; drain {results['drain_deliveries_per_s']:,.0f}"
           f"/s = {results['ratio_drain']:.2f} x; target >= 1,000 deliveries/s "
           f"{'OK' if e2e >= 1000 else 'BELOW TARGET'}")
+    if args.pipeline:
+        print(f"{args.pipeline} pipeline ({args.deliver or 'no'} deliver processes): end to end "
+              f"{results['broker_e2e_deliveries_per_s']:,.0f} deliveries/s "
+              f"({results['broker_vs_queue_e2e']:.2f} x queue), drain "
+              f"{results['broker_drain_deliveries_per_s']:,.0f}/s "
+              f"({results['broker_vs_queue_drain']:.2f} x queue)")
 
 
 if __name__ == "__main__":
