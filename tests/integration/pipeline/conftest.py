@@ -22,13 +22,16 @@ Broker = Nats | Rabbit
 __all__ = ["Broker", "Counting", "Deliver", "pipeline_env", "table", "until"]
 
 
-@pytest.fixture(params=["nats", "rabbitmq"])
-def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Broker]]:
-    """A fresh broker of each kind, started (``stop()`` / ``start()`` for an outage)."""
+@pytest.fixture(scope="module", params=["nats", "rabbitmq"])
+def broker(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Broker]]:
+    """A broker of each kind for a test module (a RabbitMQ node takes seconds to start); jobs a
+    test leaves in it are not the next test's (their rows are in another database: they claim
+    nothing, and are dropped)."""
     if request.param == "nats":
         if not Nats.available():
             pytest.skip("nats-server is not installed (tests/setup.sh installs it)")
-        nats = Nats(tmp_path / "nats").start()
+        nats = Nats(tmp_path_factory.mktemp("nats")).start()
         yield "nats", nats
         nats.stop()
     else:
