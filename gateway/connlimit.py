@@ -11,6 +11,8 @@
   ``CONVERGER_CONNECTION_RESERVE`` of them go only to IPs holding fewer than
   ``RESERVE_PER_IP`` connections, and to the admin allowlist: when one IP (or a few) fills the
   server, health checks and the admin panel from elsewhere still answer.
+* **before routing** — ``app.ctx.before_routing`` (gateway/forms.py: HEAD, method overrides)
+  runs for a ``POST`` or ``HEAD`` before Sanic routes the request.
 * **whole-request deadlines** — Sanic's request timeout restarts with every byte, so a client
   sending a header line every few seconds holds its connection forever. Here a request's
   headers must be complete ``CONVERGER_HEADER_TIMEOUT`` seconds after its first byte, and its
@@ -40,6 +42,7 @@ _BODY = (b'{"type":"urn:converger:problem:too_many_connections","title":"Service
          b'"status":503,"detail":"too many open connections from this address",'
          b'"code":"too_many_connections"}')
 REFUSED = _REFUSED % (len(_BODY), _BODY)
+_BEFORE_ROUTING = frozenset({"POST", "HEAD"})  # the methods ``ctx.before_routing`` may change
 
 
 def raise_file_limit() -> int:
@@ -125,6 +128,16 @@ class GuardedProtocol(WebSocketProtocol):
             return
         self._admitted = True
         super().connection_made(transport)
+        self.request_handler = self._handle
+
+    async def _handle(self, request: Any) -> None:
+        # Method overrides and HEAD (gateway/forms.py); an error here is answered as one in
+        # routing would be (Sanic's ``Http.error_response`` → ``app.handle_exception``).
+        if request.method in _BEFORE_ROUTING:
+            before = self.app.ctx.before_routing
+            if before is not None:
+                await before(request)
+        await self.app.handle_request(request)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._admitted:

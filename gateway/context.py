@@ -165,6 +165,8 @@ class Gateway:
     alerts: Alerts | None = None
     cors_origins: Any = None
     static_cache: dict[str, Any] = field(default_factory=dict)
+    # Awaited for a POST or HEAD before routing (gateway/forms.py, via gateway/connlimit.py).
+    before_routing: Callable[[Any], Awaitable[None]] | None = None
     socket_counts: dict[str, int] = field(default_factory=dict)  # token → open sockets
     # Open sockets per token for CONVERGER_MAX_SOCKETS_PER_TOKEN, set by gateway/realtime:
     # with worker processes, every process's (gateway/sharedlimit.py ``SharedCounts``).

@@ -195,6 +195,12 @@ def install(app: Sanic) -> None:
     """Register the sockets, the static client and the broadcast of new activities."""
     settings = app.ctx.settings
     app.config.WEBSOCKET_MAX_SIZE = settings.ws_max_frame_bytes
+    # No protocol-level pings: Sanic's keep-alive is a task per socket (and 500 pings/s at
+    # 10,000 sockets) doing what our own liveness already does: a Phoenix socket closes when
+    # its client's heartbeats stop (CONVERGER_WS_IDLE_TIMEOUT), a Direct Line stream sends its
+    # keep-alive frames (gateway/realtime/directline_socket.py). Memory per idle socket:
+    # docs/performance.md §6.
+    app.config.WEBSOCKET_PING_INTERVAL = None
     app.ctx.static_cache = {}
     app.ctx.socket_counts = {}  # token -> open sockets (CONVERGER_MAX_SOCKETS_PER_TOKEN)
     cluster = app.ctx.cluster

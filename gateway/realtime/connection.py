@@ -137,8 +137,9 @@ class Connection:
         self.channels: dict[str, Channel] = {}
         # A Converger streamUrl may carry ``watermark``: the replay point when a join names none.
         self.url_watermark: str | None = request.args.get("watermark")
-        self._queue: deque[str] = deque()
-        self._wake = asyncio.Event()
+        # Frames waiting to be sent, and the task sending them: both exist only while there is
+        # something to send (an idle socket holds neither: memory per idle socket, issue 14).
+        self._queue: deque[str] | None = None
         self._closed = False
         self._sender: asyncio.Task[None] | None = None
         # Closed at once when its tenant is disabled or deleted (gateway/domain/tenants.py).
@@ -150,11 +151,15 @@ class Connection:
         """Queue a frame; False (and the socket is being dropped) when the queue is full."""
         if self._closed:
             return True
-        if not force and len(self._queue) >= self.queue_limit:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        elif not force and len(queue) >= self.queue_limit:
             self.abort(CLOSE_SLOW, "too slow: send queue full")
             return False
-        self._queue.append(frame)
-        self._wake.set()
+        queue.append(frame)
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_loop(queue))
         return True
 
     def reply(self, msg: Message, status: str, response: Any = None) -> None:
@@ -163,20 +168,21 @@ class Connection:
     def push(self, topic: str, event: str, payload: Any, join_ref: str | None = None) -> None:
         self.offer(phoenix.encode(self.vsn, join_ref, None, topic, event, payload), force=True)
 
-    async def _send_loop(self) -> None:
-        queue, ws = self._queue, self.ws
+    async def _send_loop(self, queue: deque[str]) -> None:
+        """Send the queued frames in order; done when the queue is empty (``offer`` starts the
+        next one: one task per socket while it idles, the handler's)."""
+        ws = self.ws
         try:
-            while True:
-                while queue:
-                    await ws.send(queue.popleft())
-                if self._closed:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
+            while queue:
+                await ws.send(queue.popleft())
         except asyncio.CancelledError:
             raise
         except Exception:  # the peer went away; the reader loop notices and cleans up
             self.abort(1006, "send failed")
+        finally:
+            if self._queue is queue:
+                self._queue = None
+                self._sender = None
 
     def abort(self, code: int, reason: str) -> None:
         """Drop the socket now, without waiting on a peer that may not be reading."""
@@ -184,7 +190,8 @@ class Connection:
             return
         self._closed = True
         self._unsubscribe_all()
-        self._queue.clear()
+        if self._queue is not None:
+            self._queue.clear()
         if self._sender is not None:
             self._sender.cancel()
         try:
@@ -198,7 +205,6 @@ class Connection:
             return
         self._closed = True
         self._unsubscribe_all()
-        self._wake.set()
         if self._sender is not None:
             try:
                 await asyncio.wait_for(self._sender, timeout=5)
@@ -231,7 +237,6 @@ class Connection:
     async def run(self) -> None:
         """Serve the socket until the peer leaves, idles out or misbehaves."""
         self.watch_tenant()
-        self._sender = asyncio.create_task(self._send_loop(), name="ws-sender")
         try:
             while not self._closed:
                 raw = await self.ws.recv(timeout=self.idle_timeout)

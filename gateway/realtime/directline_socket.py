@@ -167,7 +167,6 @@ class DirectLineStream(Connection):
 
     async def run(self) -> None:
         self.watch_tenant()
-        self._sender = asyncio.create_task(self._send_loop(), name="dl-sender")
         keepalive = asyncio.create_task(self._keepalive(), name="dl-keepalive")
         try:
             await self._start()
