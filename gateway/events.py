@@ -48,8 +48,12 @@ BACKOFF = (0.2, 0.5, 1.0, 2.0)  # seconds between reconnection attempts (then th
 # A message larger than this goes out without its data (truncated: true): under NATS' default
 # max_payload (1 MiB) with room for the headers.
 MAX_BYTES = 1_000_000
+HEADROOM = 64  # bytes for NATS' header framing besides the subject and the id
 TIMEOUT = 5.0  # seconds for a connection attempt or a publish confirmation
+KINDS = ("a", "d", "c")  # the feed's kinds that are published (store/feed.py)
 TYPES = {"a": "activity.created", "d": "delivery.status"}
+CONVERSATION_TYPES = ("conversation.created", "conversation.closed", "conversation.reopened",
+                      "conversation.updated")
 
 _encode = msgspec.json.Encoder().encode
 
@@ -75,45 +79,93 @@ class Message(msgspec.Struct):
     subject: str
     id: str
     body: bytes
+    truncated: bool = False  # published without its data (too large)
+
+
+def conversation_type(data: dict[str, Any]) -> str:
+    """A conversation change's event type: created, closed, reopened, or updated (metadata, or
+    a status other than active/closed)."""
+    if data.get("change") == "created":
+        return "conversation.created"
+    status, previous = data.get("status"), data.get("previous_status")
+    if status != previous:
+        if status == "closed":
+            return "conversation.closed"
+        if status == "active" and previous == "closed":
+            return "conversation.reopened"
+    return "conversation.updated"
 
 
 def build(events: list[feed.Event], where: dict[str, tuple[str, str]],
           now: str) -> list[Message]:
     """The broker messages for these feed events (docs/events.schema.json). Kinds other than
-    ``a`` and ``d``, activities deleted since, and events of a deleted conversation have none."""
+    ``a``, ``d`` and ``c``, activities deleted since, and activities and delivery statuses of a
+    deleted conversation have none. A conversation change carries its tenant and channel."""
     out: list[Message] = []
     for e in events:
-        type_ = TYPES.get(e.kind)
-        if type_ is None or e.topic not in where:
+        if e.kind == "c":
+            data = dict(e.data) if isinstance(e.data, dict) else {}
+            data.pop("change", None)
+            ctype = conversation_type(e.data if isinstance(e.data, dict) else {})
+            c_tenant, c_channel = str(data.get("tenant_id") or ""), data.get("channel_id")
+            doc: dict[str, Any] = {
+                "id": f"msg_c{e.id}", "type": ctype, "schema_version": SCHEMA_VERSION,
+                "position": e.id, "tenant_id": c_tenant, "channel_id": c_channel,
+                "conversation_id": e.topic, "seq": None,
+                "occurred_at": data.get("updated_at") or now, "data": data}
+            out.append(_message(doc, c_tenant, c_channel))
+            continue
+        kind_type = TYPES.get(e.kind)
+        if kind_type is None or e.topic not in where:
             continue
         tenant_id, channel_id = where[e.topic]
         if e.kind == "a":
             if e.activity is None:
                 continue
             act = e.activity
-            doc: dict[str, Any] = {
-                "id": f"msg_{act.id}", "type": type_, "schema_version": SCHEMA_VERSION,
-                "position": e.id, "tenant_id": tenant_id, "channel_id": channel_id,
-                "conversation_id": act.conversation_id, "seq": act.seq,
-                "occurred_at": act.inserted_at, "data": msgspec.to_builtins(act)}
+            doc = {"id": f"msg_{act.id}", "type": kind_type, "schema_version": SCHEMA_VERSION,
+                   "position": e.id, "tenant_id": tenant_id, "channel_id": channel_id,
+                   "conversation_id": act.conversation_id, "seq": act.seq,
+                   "occurred_at": act.inserted_at, "data": msgspec.to_builtins(act)}
         else:
             data = e.data if isinstance(e.data, dict) else {}
             channel_id = data.get("channel_id") or channel_id
-            doc = {"id": f"msg_d{e.id}", "type": type_, "schema_version": SCHEMA_VERSION,
+            doc = {"id": f"msg_d{e.id}", "type": kind_type, "schema_version": SCHEMA_VERSION,
                    "position": e.id, "tenant_id": tenant_id, "channel_id": channel_id,
                    "conversation_id": e.topic, "seq": None, "occurred_at": now, "data": data}
-        body = _encode(doc)
-        if len(body) > MAX_BYTES:
-            log.warning("events: %s (%s) is %d bytes, over %d: published without its data",
-                        doc["id"], type_, len(body), MAX_BYTES)
-            doc["data"], doc["truncated"] = None, True
-            body = _encode(doc)
-        out.append(Message(subject(tenant_id, channel_id, type_), doc["id"], body))
+        out.append(_message(doc, tenant_id, channel_id))
     return out
 
 
+def _message(doc: dict[str, Any], tenant_id: str, channel_id: str | None) -> Message:
+    body = _encode(doc)
+    msg = Message(subject(tenant_id, channel_id, doc["type"]), doc["id"], body)
+    if len(body) > MAX_BYTES:
+        log.warning("events: %s (%s) is %d bytes, over %d: published without its data",
+                    doc["id"], doc["type"], len(body), MAX_BYTES)
+        msg.body, msg.truncated = truncated(msg), True
+    return msg
+
+
+def truncated(msg: Message) -> bytes:
+    """The message without its ``data`` (``"truncated": true``): the envelope that still names
+    the ids, for a consumer to fetch the rest through the API."""
+    doc = msgspec.json.decode(msg.body)
+    if doc.get("truncated"):
+        return msg.body
+    doc["data"], doc["truncated"] = None, True
+    return _encode(doc)
+
+
+class TooLarge(Exception):
+    """The broker refused a message for its size (NATS ``max_payload``, RabbitMQ
+    ``max_message_size``)."""
+
+
 class Publisher(Protocol):
-    async def publish(self, msg: Message) -> None: ...
+    async def publish(self, msg: Message) -> None:
+        """Publish and wait for the broker's confirmation; :class:`TooLarge` when the broker
+        refuses the message for its size (the publisher stays usable)."""
     async def close(self) -> None: ...
 
 
@@ -158,8 +210,19 @@ class NatsPublisher:
         return cls(nc, js)
 
     async def publish(self, msg: Message) -> None:
-        await self.js.publish(msg.subject, msg.body, timeout=TIMEOUT,
-                              headers={"Nats-Msg-Id": msg.id})
+        from nats.errors import MaxPayloadError
+
+        # The server counts the headers too, and closes the connection on a message over its
+        # max_payload: refuse it here instead.
+        limit = self.nc.max_payload - len(msg.subject) - len(msg.id) - HEADROOM
+        if len(msg.body) > limit:
+            raise TooLarge(f"{len(msg.body)} bytes, over the server's max_payload "
+                           f"({self.nc.max_payload} with the headers)")
+        try:
+            await self.js.publish(msg.subject, msg.body, timeout=TIMEOUT,
+                                  headers={"Nats-Msg-Id": msg.id})
+        except MaxPayloadError:
+            raise TooLarge(f"over the server's max_payload ({self.nc.max_payload})") from None
 
     async def close(self) -> None:
         try:
@@ -181,21 +244,36 @@ class AmqpPublisher:
 
         conn = await aio_pika.connect(url, timeout=TIMEOUT)
         try:
-            channel = await conn.channel(publisher_confirms=True)
-            exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC,
-                                                      durable=True)
+            exchange = await cls._exchange(conn)
         except BaseException:
             await conn.close()
             raise
         return cls(conn, exchange)
 
-    async def publish(self, msg: Message) -> None:
+    @staticmethod
+    async def _exchange(conn: Any) -> Any:
         import aio_pika
 
-        await self.exchange.publish(
-            aio_pika.Message(msg.body, message_id=msg.id, content_type="application/json",
-                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-            routing_key=msg.subject, mandatory=False, timeout=TIMEOUT)
+        channel = await conn.channel(publisher_confirms=True)
+        return await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC,
+                                              durable=True)
+
+    async def publish(self, msg: Message) -> None:
+        import aio_pika
+        from aiormq.exceptions import ChannelPreconditionFailed
+
+        try:
+            await self.exchange.publish(
+                aio_pika.Message(msg.body, message_id=msg.id, content_type="application/json",
+                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=msg.subject, mandatory=False, timeout=TIMEOUT)
+        except ChannelPreconditionFailed as exc:
+            # RabbitMQ closes the channel on a message over its max_message_size (it does not
+            # tell the limit beforehand): a new channel for what follows.
+            if "max size" not in str(exc) and "larger than" not in str(exc):
+                raise
+            self.exchange = await self._exchange(self.conn)
+            raise TooLarge(str(exc)) from None
 
     async def close(self) -> None:
         try:
@@ -281,8 +359,8 @@ class Relay:
                 topics = sorted({e.topic for e in events if e.kind in TYPES})
                 where = await db.read(relay.conversations, topics) if topics else {}
                 for msg in build(events, where, _now_iso()):
-                    await self.publisher.publish(msg)
-                count = sum(1 for e in events if e.kind in TYPES)
+                    await self._publish(self.publisher, msg)
+                count = sum(1 for e in events if e.kind in KINDS)
                 last = events[-1].id
                 await db.write(relay.advance, last, count, time.time())
             except asyncio.CancelledError:
@@ -300,6 +378,29 @@ class Relay:
                     log.error("events: could not record the relay state: %s", db_exc)
                 self._wake.clear()
                 await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF)) - 1])
+
+    async def _publish(self, publisher: Publisher, msg: Message) -> None:
+        """Publish one message. One the broker refuses for its size goes out without its data
+        (``truncated: true``, the ids kept: a consumer fetches the rest through the API); one
+        refused even so is skipped. Either is logged and counted in ``/readyz``; the relay
+        moves on instead of stalling on it."""
+        try:
+            await publisher.publish(msg)
+        except TooLarge as exc:
+            log.error("events: the broker refused %s (%s, %d bytes) for its size: %s; "
+                      "publishing it without its data (truncated: true)",
+                      msg.id, msg.subject, len(msg.body), exc)
+            small = Message(msg.subject, msg.id, truncated(msg), True)
+            try:
+                await publisher.publish(small)
+            except TooLarge as again:
+                log.error("events: %s is too large for the broker even without its data "
+                          "(%d bytes: %s): skipped", msg.id, len(small.body), again)
+                await self.ctx.db.write(relay.oversized, msg.id, False, time.time())
+                return
+            msg = small
+        if msg.truncated:
+            await self.ctx.db.write(relay.oversized, msg.id, True, time.time())
 
     async def status(self) -> dict[str, Any]:
         return await readiness(self.ctx)
@@ -319,6 +420,10 @@ async def readiness(ctx: Any) -> dict[str, Any]:
                            "position": row["last_id"], "behind": max(0, newest - row["last_id"]),
                            "published": row["published"],
                            "updated_ago": round(time.time() - row["updated_at"], 1)}
+    if row.get("truncated") or row.get("skipped"):
+        # Events too large for the broker: published without their data, or skipped.
+        out["oversized"] = {"truncated": row["truncated"], "skipped": row["skipped"],
+                            "last": row["last_oversized"]}
     if row["state"] != "connected":
         out["warning"] = f"event relay {row['state']}: {row['error'] or 'not connected yet'}"
         out["error"] = row["error"]
@@ -345,17 +450,11 @@ def install(app: Any) -> None:
 
         ctx.db.on_commit = on_commit
 
-        cluster = ctx.cluster
-        if cluster is not None:  # a sibling's commit: its feed wake-up (`F`) wakes the relay too
-            notifier = cluster.notifier
-            reader_wake = notifier.handlers.get(ord("F"))
-
-            def on_feed() -> None:
-                if reader_wake is not None:
-                    reader_wake()
-                rel.poke()
-
-            notifier.on(b"F", on_feed)
+        reader = ctx.feed
+        if reader is not None:
+            # Another process's commit (its feed datagram) or another node's (PostgreSQL's
+            # NOTIFY converger_feed) wakes this process's feed reader, and with it the relay.
+            reader.also_wake.append(rel.poke)
 
         from .cluster import singleton
 

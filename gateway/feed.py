@@ -53,6 +53,9 @@ class FeedReader:
         self.cursor = 0
         self.published = 0
         self.caches: dict[str, Callable[[], None]] = {}
+        # Also woken with the reader (on the loop) by another process's or node's commit: a
+        # sibling's datagram or PostgreSQL's NOTIFY (the event relay, gateway/events.py).
+        self.also_wake: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -100,6 +103,8 @@ class FeedReader:
 
     def wake(self) -> None:
         self._wake.set()
+        for wake in self.also_wake:
+            wake()
 
     def committed(self) -> None:
         """Called on the writer thread after each commit that changed something."""

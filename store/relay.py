@@ -11,8 +11,9 @@ NAME = "events"
 
 
 def position(conn: sqlite3.Connection, name: str = NAME) -> dict[str, Any] | None:
-    row = conn.execute("SELECT name, last_id, state, error, published, updated_at "
-                       "FROM event_relay WHERE name = ?", (name,)).fetchone()
+    row = conn.execute("SELECT name, last_id, state, error, published, updated_at, truncated, "
+                       "skipped, last_oversized FROM event_relay WHERE name = ?",
+                       (name,)).fetchone()
     return dict(row) if row else None
 
 
@@ -42,6 +43,15 @@ def set_state(conn: sqlite3.Connection, state: str, error: str | None, now: floa
                  (state, error, now, name))
 
 
+def oversized(conn: sqlite3.Connection, event_id: str, was_truncated: bool, now: float,
+              name: str = NAME) -> None:
+    """Count an event too large for the broker: published without its data, or skipped
+    (migration m0024)."""
+    column = "truncated" if was_truncated else "skipped"
+    conn.execute(f"UPDATE event_relay SET {column} = {column} + 1, last_oversized = ?, "
+                 "updated_at = ? WHERE name = ?", (event_id, now, name))
+
+
 def conversations(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, str]]:
     """conversation id -> (tenant id, channel id) for the events' subjects."""
     out: dict[str, tuple[str, str]] = {}
@@ -55,6 +65,6 @@ def conversations(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[s
 
 
 def backlog(conn: sqlite3.Connection, last_id: int) -> int:
-    row = conn.execute("SELECT count(*) FROM feed WHERE id > ? AND kind IN ('a', 'd')",
+    row = conn.execute("SELECT count(*) FROM feed WHERE id > ? AND kind IN ('a', 'd', 'c')",
                        (last_id,)).fetchone()
     return int(row[0])

@@ -85,3 +85,45 @@ def test_the_events_url_is_checked_at_start_up(url: str, expect: str | None) -> 
         with pytest.raises(config.ConfigError, match="CONVERGER_EVENTS_URL"):
             config.load(env={"CONVERGER_EVENTS_URL": url})
     assert events.redact("amqp://user:secret@h:5672/v") == "amqp://h:5672/v"
+
+
+def _conversation(change: str, previous: str | None, status: str,
+                  metadata: dict[str, str] | None = None) -> dict[str, object]:
+    return {"change": change, "id": "conv_1", "tenant_id": "ten_1", "channel_id": "ch_1",
+            "status": status, "previous_status": previous, "metadata": metadata or {},
+            "inserted_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:05Z"}
+
+
+def test_conversation_changes_are_events_with_their_own_types_and_stable_ids() -> None:
+    """The feed's ``c`` rows (m0024) become conversation.created / closed / reopened / updated,
+    in feed order, with the conversation after the change; they carry their own tenant and
+    channel, so they need no look-up (and go out even if the conversation was deleted since)."""
+    feed_events = [Event(20, "c", "conv_1", data=_conversation("created", None, "active"),
+                         ref="conv_1"),
+                   Event(21, "a", "conv_1", activity=_activity(), ref="act_1"),
+                   Event(22, "c", "conv_1", data=_conversation("updated", "active", "closed"),
+                         ref="conv_1"),
+                   Event(23, "c", "conv_1", data=_conversation("updated", "closed", "active"),
+                         ref="conv_1"),
+                   Event(24, "c", "conv_1", data=_conversation("updated", "active", "active",
+                                                               {"topic": "sales"}),
+                         ref="conv_1")]
+    out = events.build(feed_events, {"conv_1": ("ten_1", "ch_1")}, "2026-02-02T00:00:00Z")
+    docs = [json.loads(m.body) for m in out]
+    assert [d["type"] for d in docs] == ["conversation.created", "activity.created",
+                                         "conversation.closed", "conversation.reopened",
+                                         "conversation.updated"]
+    assert [m.id for m in out] == ["msg_c20", "msg_act_1", "msg_c22", "msg_c23", "msg_c24"]
+    assert out[2].subject == "converger.ten_1.ch_1.conversation.closed"
+    for doc in docs:
+        jsonschema.validate(doc, SCHEMA)
+    closed = docs[2]
+    assert (closed["seq"], closed["occurred_at"], closed["conversation_id"]) == (
+        None, "2026-01-01T00:00:05Z", "conv_1")
+    assert "change" not in closed["data"] and closed["data"]["previous_status"] == "active"
+    assert docs[4]["data"]["metadata"] == {"topic": "sales"}
+    # Without the conversation in the look-up (deleted since) the change still goes out.
+    alone = events.build(feed_events[:1], {}, "2026-03-03T00:00:00Z")
+    assert alone == out[:1]
+    with pytest.raises(jsonschema.ValidationError):  # a conversation event with a seq fails
+        jsonschema.validate({**closed, "seq": 3}, SCHEMA)

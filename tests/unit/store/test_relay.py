@@ -1,10 +1,11 @@
 """The event relay's cursor in the store (migration m0022_event_relay): a first start begins with
 the oldest event still in the feed, the cursor only moves forward, and the look-ups the relay
-needs (a conversation's tenant and channel, how far behind it is). SQLite and PostgreSQL."""
+needs (a conversation's tenant and channel, how far behind it is); conversation changes reach the
+feed by triggers (m0024) and oversized events are counted. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from store import activities, feed, relay
+from store import activities, conversations, feed, maintenance, relay
 from store.db import Database
 
 from .conftest import make_channel, make_conversation, make_tenant, now
@@ -27,7 +28,9 @@ def test_the_cursor_starts_at_the_oldest_event_and_only_moves_forward(db: Databa
     assert db.write_sync(relay.start, 200.0) == first - 1  # a restart resumes at the cursor
     row = db.read_sync(relay.position)
     assert row is not None and (row["state"], row["published"]) == ("starting", 0)
-    assert db.read_sync(relay.backlog, first - 1) == 3
+    # The tenant's creation (i, not published), the conversation's (c, m0024) and its activities.
+    assert [e.kind for e in events] == ["i", "c", "a", "a", "a"]
+    assert db.read_sync(relay.backlog, first - 1) == 4
 
     db.write_sync(relay.advance, events[-1].id, 3, 300.0)
     db.write_sync(relay.advance, first, 1, 301.0)  # a stale (lower) position never moves it back
@@ -48,3 +51,52 @@ def test_a_first_start_on_an_empty_feed_starts_after_its_last_id(db: Database) -
     last = db.read_sync(feed.last_id)
     db.write_sync(feed.prune, last)
     assert db.write_sync(relay.start, 1.0) == last
+
+
+def test_conversation_changes_reach_the_feed_from_every_write_path(db: Database) -> None:
+    """Created, closed, reopened, metadata changed, closed by the idle expiry: one ``c`` event
+    each, in commit order, with the conversation after the change; an activity's insert (which
+    updates the conversation's last_seq) and a status set to what it already is write none."""
+    def setup(conn):  # type: ignore[no-untyped-def]
+        t = make_tenant(conn)
+        ch = make_channel(conn, t.id)
+        return t, ch
+
+    t, ch = db.write_sync(setup)
+    start = db.read_sync(feed.last_id)
+
+    def changes(conn):  # type: ignore[no-untyped-def]
+        conv = conversations.create(conn, tenant_id=t.id, channel_id=ch.id, now=now(),
+                                    metadata={"topic": "billing"})
+        activities.insert(conn, tenant_id=t.id, conversation_id=conv.id, sender="u",
+                          now=now(), text="hi")
+        conversations.set_status(conn, conv.id, "closed", now())
+        conversations.set_status(conn, conv.id, "closed", now())  # unchanged: no event
+        conversations.set_status(conn, conv.id, "active", now())
+        conn.execute("UPDATE conversations SET metadata = ? WHERE id = ?",
+                     ('{"topic": "sales"}', conv.id))
+        maintenance.expire_conversations(conn, "9999-01-01T00:00:00Z", now())
+        return conv
+
+    conv = db.write_sync(changes)
+    events = db.read_sync(feed.after, start, 100)
+    assert [e.kind for e in events] == ["c", "a", "c", "c", "c", "c"]
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    c = [e.data for e in events if e.kind == "c"]
+    assert all(e.topic == conv.id for e in events)
+    assert [(d["change"], d["previous_status"], d["status"]) for d in c] == [
+        ("created", None, "active"), ("updated", "active", "closed"),
+        ("updated", "closed", "active"), ("updated", "active", "active"),
+        ("updated", "active", "closed")]
+    assert c[0]["metadata"] == {"topic": "billing"} and c[3]["metadata"] == {"topic": "sales"}
+    assert {(d["id"], d["tenant_id"], d["channel_id"]) for d in c} == {(conv.id, t.id, ch.id)}
+    assert all(d["inserted_at"] == conv.inserted_at and d["updated_at"] for d in c)
+
+
+def test_oversized_events_are_counted_for_readyz(db: Database) -> None:
+    db.write_sync(relay.start, 1.0)
+    db.write_sync(relay.oversized, "msg_a", True, 2.0)
+    db.write_sync(relay.oversized, "msg_b", False, 3.0)
+    row = db.read_sync(relay.position)
+    assert row is not None
+    assert (row["truncated"], row["skipped"], row["last_oversized"]) == (1, 1, "msg_b")
