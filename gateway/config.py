@@ -143,8 +143,12 @@ SETTINGS: tuple[Setting, ...] = (
             "and delivery attempts are traced (needs the `otel` extra; the binary has it)."),
     Setting("events_url", ("CONVERGER_EVENTS_URL",), str, "",
             "Activity event stream (docs/pipelines.md): `nats://host:4222` (JetStream) or "
-            "`amqp://user:password@host:5672/vhost` (RabbitMQ). When set, every committed activity "
-            "and delivery status change is published from the store by one relay; empty = off."),
+            "`amqp://user:password@host:5672/vhost` (RabbitMQ). When set, every committed activity, "
+            "delivery status change and conversation change is published from the store by one "
+            "relay; empty = off."),
+    Setting("events_poll", ("CONVERGER_EVENTS_POLL",), float, 2.0,
+            "Seconds between the event relay's safety looks at the store when no wake-up came "
+            "(commits of every process and node wake it at once; this only bounds a lost one)."),
     Setting("replica_url", ("CONVERGER_REPLICA_URL",), str, "",
             "Litestream replica (`file:///path` or `s3://bucket/path`). When set, `serve` restores a "
             "missing database from it and replicates continuously."),
@@ -326,6 +330,7 @@ class Settings(msgspec.Struct, kw_only=True):
     deprecated_routes: str = ""
     otel_endpoint: str = ""
     events_url: str = ""
+    events_poll: float = 2.0
     replica_url: str = ""
     replica_endpoint: str = ""
     replica_region: str = ""
@@ -505,6 +510,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         problem = events_url_problem(settings.events_url)
         if problem:
             raise ConfigError(f"CONVERGER_EVENTS_URL {problem}")
+    if not settings.events_poll > 0:
+        raise ConfigError("CONVERGER_EVENTS_POLL must be a number of seconds > 0")
     problem = pipeline_problem(settings.pipeline, settings.pipeline_url)
     if problem:
         raise ConfigError(problem)

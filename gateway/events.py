@@ -42,8 +42,10 @@ SCHEMA_VERSION = 1
 PREFIX = "converger"  # subjects / routing keys: converger.<tenant>.<channel>.<type>
 STREAM = "CONVERGER_EVENTS"  # the JetStream stream (subjects converger.>)
 EXCHANGE = "converger.events"  # the RabbitMQ topic exchange
-BATCH = 200  # feed events read per round
-POLL = 2.0  # a safety look when no wake-up came (commits of any process wake the relay)
+BATCH = 500  # feed events read per round (published pipelined)
+# A safety look when no wake-up came (CONVERGER_EVENTS_POLL, 2 s): commits of this process
+# (on_commit), of its sibling processes (their feed datagram) and of other nodes on PostgreSQL
+# (NOTIFY converger_feed, through the feed reader) wake the relay at once.
 BACKOFF = (0.2, 0.5, 1.0, 2.0)  # seconds between reconnection attempts (then the last)
 # A message larger than this goes out without its data (truncated: true): under NATS' default
 # max_payload (1 MiB) with room for the headers.
@@ -166,6 +168,11 @@ class Publisher(Protocol):
     async def publish(self, msg: Message) -> None:
         """Publish and wait for the broker's confirmation; :class:`TooLarge` when the broker
         refuses the message for its size (the publisher stays usable)."""
+
+    async def publish_many(self, msgs: list[Message]) -> None:
+        """Publish these in this order, pipelined (all sent, then every confirmation awaited);
+        :class:`TooLarge` when one was refused for its size (the caller then publishes them
+        one by one: those before it again, with the same ids)."""
     async def close(self) -> None: ...
 
 
@@ -224,6 +231,15 @@ class NatsPublisher:
         except MaxPayloadError:
             raise TooLarge(f"over the server's max_payload ({self.nc.max_payload})") from None
 
+    async def publish_many(self, msgs: list[Message]) -> None:
+        limit = self.nc.max_payload - HEADROOM
+        if any(len(m.body) + len(m.subject) + len(m.id) > limit for m in msgs):
+            raise TooLarge("a message over the server's max_payload")
+        # Written in order on the one connection; the stream's acks are awaited together.
+        acks = [await self.js.publish_async(m.subject, m.body, headers={"Nats-Msg-Id": m.id})
+                for m in msgs]
+        await asyncio.wait_for(asyncio.gather(*acks), TIMEOUT)
+
     async def close(self) -> None:
         try:
             await self.nc.close()
@@ -258,22 +274,41 @@ class AmqpPublisher:
         return await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC,
                                               durable=True)
 
-    async def publish(self, msg: Message) -> None:
+    async def _send(self, msg: Message) -> None:
         import aio_pika
+
+        await self.exchange.publish(
+            aio_pika.Message(msg.body, message_id=msg.id, content_type="application/json",
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=msg.subject, mandatory=False, timeout=TIMEOUT)
+
+    async def _too_large(self, errors: list[BaseException]) -> None:
+        """RabbitMQ closes the channel on a message over its max_message_size (it does not
+        tell the limit beforehand): then a new channel for what follows, and TooLarge."""
         from aiormq.exceptions import ChannelPreconditionFailed
 
+        for exc in errors:
+            if isinstance(exc, ChannelPreconditionFailed) and (
+                    "max size" in str(exc) or "larger than" in str(exc)):
+                self.exchange = await self._exchange(self.conn)
+                raise TooLarge(str(exc)) from None
+
+    async def publish(self, msg: Message) -> None:
         try:
-            await self.exchange.publish(
-                aio_pika.Message(msg.body, message_id=msg.id, content_type="application/json",
-                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                routing_key=msg.subject, mandatory=False, timeout=TIMEOUT)
-        except ChannelPreconditionFailed as exc:
-            # RabbitMQ closes the channel on a message over its max_message_size (it does not
-            # tell the limit beforehand): a new channel for what follows.
-            if "max size" not in str(exc) and "larger than" not in str(exc):
-                raise
-            self.exchange = await self._exchange(self.conn)
-            raise TooLarge(str(exc)) from None
+            await self._send(msg)
+        except Exception as exc:
+            await self._too_large([exc])
+            raise
+
+    async def publish_many(self, msgs: list[Message]) -> None:
+        # Each publish takes the channel's lock (FIFO) before any await that can suspend, so
+        # the tasks, started in order, write their frames in order; their confirmations are
+        # then awaited together.
+        results = await asyncio.gather(*(self._send(m) for m in msgs), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self._too_large(errors)
+            raise errors[0]
 
     async def close(self) -> None:
         try:
@@ -354,12 +389,20 @@ class Relay:
                 self._wake.clear()
                 events = await db.read(feed.after, last, BATCH, None)
                 if not events:
-                    await wait_event(self._wake, POLL)
+                    await wait_event(self._wake, self.ctx.settings.events_poll)
                     continue
                 topics = sorted({e.topic for e in events if e.kind in TYPES})
                 where = await db.read(relay.conversations, topics) if topics else {}
-                for msg in build(events, where, _now_iso()):
-                    await self._publish(self.publisher, msg)
+                msgs = build(events, where, _now_iso())
+                try:
+                    await self.publisher.publish_many(msgs)
+                except TooLarge:  # one by one: the oversized one goes out without its data
+                    for msg in msgs:
+                        await self._publish(self.publisher, msg)
+                else:
+                    for msg in msgs:
+                        if msg.truncated:  # over MAX_BYTES: built without its data
+                            await db.write(relay.oversized, msg.id, True, time.time())
                 count = sum(1 for e in events if e.kind in KINDS)
                 last = events[-1].id
                 await db.write(relay.advance, last, count, time.time())

@@ -35,11 +35,13 @@ def _wait(proc: subprocess.Popen[bytes], port: int, timeout: float, log: Path) -
 
 
 class Nats:
-    """``nats-server -js`` with its store in ``folder``."""
+    """``nats-server -js`` with its store in ``folder`` (``max_payload``: the server's limit
+    on a message, headers included; its default is 1 MiB)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, max_payload: int | None = None) -> None:
         self.folder = folder
         self.port = free_port()
+        self.max_payload = max_payload
         self.proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -53,10 +55,15 @@ class Nats:
     def start(self) -> Nats:
         self.folder.mkdir(parents=True, exist_ok=True)
         log = self.folder / "nats.log"
+        config: list[str] = []
+        if self.max_payload is not None:
+            conf = self.folder / "nats.conf"
+            conf.write_text(f"max_payload: {self.max_payload}\n")
+            config = ["-c", str(conf)]
         with open(log, "ab") as out:
             self.proc = track(subprocess.Popen(
-                ["nats-server", "-js", "-sd", str(self.folder / "js"), "-a", "127.0.0.1",
-                 "-p", str(self.port)], stdout=out, stderr=subprocess.STDOUT))
+                ["nats-server", *config, "-js", "-sd", str(self.folder / "js"),
+                 "-a", "127.0.0.1", "-p", str(self.port)], stdout=out, stderr=subprocess.STDOUT))
         _wait(self.proc, self.port, 20, log)
         return self
 
@@ -76,7 +83,8 @@ class Rabbit:
     folder is a fresh temp directory that the ``rabbitmq`` user can reach (Debian's wrapper runs
     the node as that user when started by root; pytest's tmp_path is private to root)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_message_size: int | None = None) -> None:
+        self.max_message_size = max_message_size  # rabbitmq.conf's (its default: 128 MiB)
         self.folder = Path(tempfile.mkdtemp(prefix="converger-rabbit-"))
         self.folder.chmod(0o755)
         self.port = free_port()
@@ -101,6 +109,9 @@ class Rabbit:
             cookie.write_text(uuid.uuid4().hex)
             cookie.chmod(0o400)
         (self.folder / "enabled_plugins").write_text("[].\n")
+        if self.max_message_size is not None:
+            (self.folder / "rabbitmq.conf").write_text(
+                f"max_message_size = {self.max_message_size}\n")
         return {**os.environ, "HOME": str(home), "RABBITMQ_NODENAME": self.node,
                 "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.port),
                 "RABBITMQ_DIST_PORT": str(self.dist_port), "ERL_EPMD_PORT": str(self.epmd_port),

@@ -2,11 +2,13 @@
 NATS JetStream (Debian's ``nats-server``) and RabbitMQ (Debian's ``rabbitmq-server``), each on a
 free loopback port in a temp directory.
 
-A two-process gateway takes activities across many conversations while the broker is stopped
-(the API keeps answering 201, ``/readyz`` says the relay is disconnected, the activities wait in
-the outbox), the broker comes back, and the whole gateway is SIGKILLed while the relay is
-publishing the backlog. The consumer then sees every accepted activity, per conversation in
-``seq`` order, and any duplicate carries the same id."""
+The full-size run (issue 16): a two-process gateway takes 10,000 activities posted concurrently
+across 50 conversations; in the middle the broker is stopped for 5 s (the API keeps answering
+201, ``/readyz`` says the relay is disconnected, the activities wait in the outbox), and later,
+while the relay publishes the backlog and posts keep coming, the whole gateway is SIGKILLed once
+and restarted. The consumer then sees every accepted activity, per conversation in ``seq``
+order, duplicates only with the same id, and each conversation's changes (created, closed,
+reopened) in commit order before its activities."""
 
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ from tests.support.api import Api
 from tests.support.brokers import Nats, Rabbit
 from tests.support.server import Server
 
-CONVERSATIONS = 12
-PER_PHASE = 80  # activities posted in each of the four phases
+CONVERSATIONS = 50
+TOTAL = 10_000
+OUTAGE = 5.0  # seconds the broker stays stopped
+CONCURRENCY = 16
 EXCHANGE = "converger.events"
 
 
@@ -39,122 +43,184 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float, what: str
 
 
 class Posting:
-    """Posts activities round-robin over the conversations and keeps what was accepted."""
+    """Posts activities round-robin over the conversations from ``CONCURRENCY`` clients and
+    keeps what was accepted (201). While the gateway is down (``up`` cleared) a client whose
+    request failed waits for it to come back; such an activity may or may not have committed,
+    so it is not counted as accepted (if it committed, the stream carries it all the same)."""
 
-    def __init__(self, session: aiohttp.ClientSession, key: str, convs: list[str]) -> None:
-        self.session, self.key, self.convs = session, key, convs
+    def __init__(self, url: str, key: str, convs: list[str]) -> None:
+        self.url, self.key, self.convs = url, key, convs
         self.accepted: dict[str, tuple[str, int]] = {}  # activity id -> (conversation, seq)
+        self.refused: list[str] = []
+        self.up = asyncio.Event()
+        self.up.set()
         self.n = 0
+        self.inflight = 0
 
-    async def phase(self, url: str, count: int) -> None:
-        sem = asyncio.Semaphore(8)
+    async def phase(self, session: aiohttp.ClientSession, count: int) -> None:
+        """Post until ``count`` more activities were accepted."""
+        goal = len(self.accepted) + count
 
-        async def one(i: int) -> None:
-            conv = self.convs[i % len(self.convs)]
-            async with sem, self.session.post(
-                    f"{url}/api/v1/conversations/{conv}/activities", json={"text": f"m{i}"},
-                    headers={"x-api-key": self.key}) as r:
-                body = await r.json()
-                assert r.status == 201, body
-                self.accepted[body["data"]["id"]] = (conv, body["data"]["seq"])
+        async def client() -> None:
+            while len(self.accepted) + self.inflight < goal:
+                i, self.n = self.n, self.n + 1
+                self.inflight += 1
+                conv = self.convs[i % len(self.convs)]
+                was_up = self.up.is_set()
+                try:
+                    async with session.post(
+                            f"{self.url}/api/v1/conversations/{conv}/activities",
+                            json={"text": f"m{i}"}, headers={"x-api-key": self.key}) as r:
+                        body = await r.json(content_type=None)
+                        if r.status == 201:
+                            self.accepted[body["data"]["id"]] = (conv, body["data"]["seq"])
+                        elif was_up and self.up.is_set():
+                            self.refused.append(f"{r.status}: {body}")
+                except (TimeoutError, aiohttp.ClientError):
+                    if was_up and self.up.is_set():
+                        await asyncio.sleep(0.05)  # the kill is being noticed: look again
+                    await self.up.wait()
+                finally:
+                    self.inflight -= 1
 
-        start, self.n = self.n, self.n + count
-        await asyncio.gather(*(one(i) for i in range(start, start + count)))
+        await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
 
 
 def _check(accepted: dict[str, tuple[str, int]], messages: list[dict[str, Any]],
-           tenant: str, channel: str) -> int:
-    """Every accepted activity is there; per conversation in seq order; duplicates only with
-    the same id. Returns the number of duplicates."""
-    activities = [m for m in messages if m["type"] == "activity.created"]
+           tenant: str, channel: str, convs: list[str]) -> int:
+    """Every accepted activity is there; per conversation in seq order without gaps;
+    duplicates only with the same id (and body); every conversation's creation came before
+    its activities, the first one's close and reopen between its creation and its first
+    activity. Returns the number of duplicates."""
     by_id: dict[str, dict[str, Any]] = {}
     duplicates = 0
     order: dict[str, list[int]] = {}
-    for m in activities:
+    changes: dict[str, list[str]] = {}
+    for m in messages:
         assert m["schema_version"] == 1 and m["tenant_id"] == tenant
         assert m["channel_id"] == channel
-        assert m["id"] == f"msg_{m['data']['id']}"
         if m["id"] in by_id:
             assert by_id[m["id"]] == m, "a duplicate differs from the first copy"
             duplicates += 1
             continue
         by_id[m["id"]] = m
-        order.setdefault(m["conversation_id"], []).append(m["seq"])
-    seen = {m["data"]["id"]: (m["conversation_id"], m["seq"]) for m in by_id.values()}
+        conv = m["conversation_id"]
+        if m["type"] == "activity.created":
+            assert m["id"] == f"msg_{m['data']['id']}"
+            assert conv in changes, f"conversation {conv}: an activity before its creation"
+            order.setdefault(conv, []).append(m["seq"])
+        else:
+            assert m["type"].startswith("conversation.") and m["id"].startswith("msg_c")
+            assert conv not in order, f"conversation {conv}: a change after its activities"
+            changes.setdefault(conv, []).append(m["type"])
+    assert changes[convs[0]] == ["conversation.created", "conversation.closed",
+                                 "conversation.reopened"]
+    assert all(changes[c] == ["conversation.created"] for c in convs[1:])
+    seen = {m["data"]["id"]: (m["conversation_id"], m["seq"]) for m in by_id.values()
+            if m["type"] == "activity.created"}
     missing = set(accepted) - set(seen)
-    assert not missing, f"{len(missing)} accepted activities never published"
+    assert not missing, (f"{len(missing)} of {len(accepted)} accepted activities never "
+                         f"published (seen {len(seen)}, e.g. {sorted(missing)[:3]})")
     for conv, seqs in order.items():
-        assert seqs == sorted(seqs), f"conversation {conv} out of seq order"
-        assert seqs == list(range(1, len(seqs) + 1)), f"conversation {conv} has a gap"
+        assert seqs == list(range(1, len(seqs) + 1)), f"conversation {conv}: out of order or a gap"
     for aid, where in accepted.items():
         assert seen[aid] == where
     return duplicates
 
 
-async def _scenario(tmp_path: Path, url: str, stop_broker: Callable[[], None],
-                    start_broker: Callable[[], None],
-                    consume: Callable[[int], Awaitable[list[dict[str, Any]]]]) -> None:
+async def _scenario(tmp_path: Path, url: str, stop_broker: Callable[[], object],
+                    start_broker: Callable[[], object],
+                    consume: Callable[[Callable[[str], bool]],
+                                      Awaitable[list[dict[str, Any]]]]) -> None:
     env = {"CONVERGER_WORKERS": "2", "CONVERGER_EVENTS_URL": url}
     srv = Server(tmp_path / "data", env=env).start(timeout=60)
+    began = time.monotonic()
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=CONCURRENCY * 2),
+                timeout=aiohttp.ClientTimeout(total=30)) as session:
             api = Api(session, srv.url)
             s = await api.setup("events")
             convs = [s["conversation"]["id"]] + [
                 (await api.conversation(s["channel_token"]))["id"]
                 for _ in range(CONVERSATIONS - 1)]
-            posting = Posting(session, s["api_key"], convs)
+            for action in ("close", "reopen"):  # conversation changes: published in order
+                await api.ok("POST", f"/api/admin/conversations/{convs[0]}/{action}",
+                             headers=api.admin)
+            posting = Posting(srv.url, s["api_key"], convs)
 
             async def relay() -> dict[str, Any]:
-                return dict(srv.readiness()["checks"].get("events", {}))
+                try:
+                    async with session.get(f"{srv.url}/readyz") as r:
+                        return dict((await r.json(content_type=None))["checks"]
+                                    .get("events", {}))
+                except (TimeoutError, aiohttp.ClientError):
+                    return {}
 
             async def connected() -> bool:
                 return (await relay()).get("state") == "connected"
 
             await _until(connected, 30, "the relay never connected")
-            await posting.phase(srv.url, PER_PHASE)
+            await posting.phase(session, TOTAL // 4)
+            rest = asyncio.create_task(posting.phase(session, TOTAL - TOTAL // 4))
 
-            # The broker goes away: the API still takes activities (they wait in the outbox).
-            stop_broker()
-            await posting.phase(srv.url, PER_PHASE)
+            # In the middle the broker goes away for OUTAGE seconds: the API still takes
+            # activities (they wait in the outbox) and /readyz says so.
+            await asyncio.to_thread(stop_broker)
+            down = time.monotonic()
 
-            async def disconnected() -> bool:
+            async def outage_seen() -> bool:
                 r = await relay()
-                return r.get("state") == "disconnected" and "warning" in r
+                return (r.get("state") == "disconnected" and "warning" in r
+                        and r.get("behind", 0) > 0 and time.monotonic() - down >= OUTAGE)
 
-            await _until(disconnected, 30, "/readyz never showed the relay disconnected")
-            ready = srv.readiness()
-            assert ready["status"] == "ok", ready  # an outage does not make the gateway unready
-            assert ready["checks"]["events"]["behind"] > 0
-            await posting.phase(srv.url, PER_PHASE)
-            start_broker()
+            await _until(outage_seen, 60, "/readyz never showed the relay disconnected")
+            async with session.get(f"{srv.url}/readyz") as r:
+                assert r.status == 200  # an outage does not make the gateway unready
+            accepted_in_outage = len(posting.accepted)
+            await asyncio.to_thread(start_broker)
 
-            # The whole gateway is SIGKILLed while the relay publishes the backlog.
+            # While the relay publishes the backlog (and posts go on), the whole gateway is
+            # SIGKILLed once, and started again.
+            before = (await relay()).get("published", 0)
+
             async def publishing() -> bool:
                 r = await relay()
-                return r.get("state") == "connected" and r.get("published", 0) > 0
+                return r.get("state") == "connected" and r.get("published", 0) > before
 
-            await _until(publishing, 30, "the relay never resumed")
-            pids = srv.pids()
-            for pid in pids:
+            await _until(publishing, 60, "the relay never resumed")
+            posting.up.clear()
+            for pid in srv.pids():
                 os.kill(pid, signal.SIGKILL)
             assert srv.proc is not None
             srv.proc.wait(10)
-        srv.start(timeout=60)
-        async with aiohttp.ClientSession() as session:
-            posting.session = session
-            await posting.phase(srv.url, PER_PHASE)
+            await asyncio.to_thread(srv.start, 60)
+            posting.up.set()
+            await rest
+            assert not posting.refused, posting.refused[:5]
 
             async def drained() -> bool:
                 r = await relay()
                 return r.get("state") == "connected" and r.get("behind") == 0
 
-            await _until(drained, 40, "the relay never caught up")
+            await _until(drained, 90, "the relay never caught up")
         assert srv.log().count("events: relay starting") == 2, "one relay per gateway start"
-        messages = await consume(len(posting.accepted))
-        duplicates = _check(posting.accepted, messages, s["tenant"]["id"], s["channel"]["id"])
-        print(f"{len(posting.accepted)} activities, {len(messages)} messages, "
-              f"{duplicates} duplicates")
+        posted = time.monotonic() - began
+        waiting = {f"msg_{aid}" for aid in posting.accepted}
+        changes: set[str] = set()
+
+        def complete(new: str) -> bool:  # every accepted activity and the 52 changes yet?
+            waiting.discard(new)
+            if new.startswith("msg_c"):
+                changes.add(new)
+            return not waiting and len(changes) >= CONVERSATIONS + 2
+
+        messages = await consume(complete)
+        duplicates = _check(posting.accepted, messages, s["tenant"]["id"], s["channel"]["id"],
+                            convs)
+        print(f"{len(posting.accepted)} activities ({accepted_in_outage} accepted before the "
+              f"broker came back), {len(messages)} messages, {duplicates} duplicates; "
+              f"posted and relayed in {posted:.1f}s")
     finally:
         srv.stop(timeout=40)
 
@@ -172,27 +238,28 @@ async def test_nats_jetstream_sees_every_activity_in_order_through_an_outage_and
         tmp_path: Path, nats_broker: Nats) -> None:
     import nats
 
-    async def consume(expected: int) -> list[dict[str, Any]]:
+    async def consume(complete: Callable[[str], bool]) -> list[dict[str, Any]]:
         nc = await nats.connect(nats_broker.url)
         try:
             js = nc.jetstream()
-            sub = await js.pull_subscribe("converger.*.*.activity.>", durable="test",
+            sub = await js.pull_subscribe("converger.>", durable="test",
                                           stream="CONVERGER_EVENTS")
             out: list[dict[str, Any]] = []
-            ids: set[str] = set()
-            deadline = time.monotonic() + 20
-            while len(ids) < expected and time.monotonic() < deadline:
+            done = False
+            deadline = time.monotonic() + 30
+            while not done and time.monotonic() < deadline:
                 try:
-                    batch = await sub.fetch(200, timeout=1)
-                except nats.errors.TimeoutError:
+                    batch = await sub.fetch(500, timeout=1)
+                except TimeoutError:  # nats-py raises both its own and asyncio's
                     continue
                 for msg in batch:
+                    await msg.ack()
                     body = json.loads(msg.data)
                     assert msg.headers and msg.headers["Nats-Msg-Id"] == body["id"]
-                    assert msg.subject.endswith(".activity.created")
-                    out.append(body)
-                    ids.add(body["id"])
-                    await msg.ack()
+                    assert msg.subject.endswith("." + body["type"])
+                    if body["type"] != "delivery.status":
+                        out.append(body)
+                        done = complete(body["id"])
             return out
         finally:
             await nc.close()
@@ -222,27 +289,31 @@ async def test_rabbitmq_sees_every_activity_in_order_through_an_outage_and_a_cra
             ex = await ch.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
             q = await ch.declare_queue("test-activities", durable=True)
             await q.bind(ex, routing_key="converger.*.*.activity.#")
+            await q.bind(ex, routing_key="converger.*.*.conversation.#")
 
     await bind()
 
-    async def consume(expected: int) -> list[dict[str, Any]]:
+    async def consume(complete: Callable[[str], bool]) -> list[dict[str, Any]]:
         conn = await aio_pika.connect(rabbit_broker.url)
         async with conn:
             ch = await conn.channel()
+            await ch.set_qos(prefetch_count=500)
             q = await ch.declare_queue("test-activities", durable=True)
             out: list[dict[str, Any]] = []
-            ids: set[str] = set()
-            async with asyncio.timeout(30), q.iterator() as messages:
-                async for msg in messages:
+            done = False
+            async with q.iterator() as messages:
+                while not done:
+                    try:  # until complete, or nothing more came for a while (then _check says)
+                        msg = await asyncio.wait_for(anext(messages), 15)
+                    except TimeoutError:
+                        break
+                    await msg.ack()
                     body = json.loads(msg.body)
                     assert msg.message_id == body["id"]
                     assert msg.routing_key is not None
-                    assert msg.routing_key.endswith(".activity.created")
+                    assert msg.routing_key.endswith("." + body["type"])
                     out.append(body)
-                    ids.add(body["id"])
-                    await msg.ack()
-                    if len(ids) >= expected:
-                        break
+                    done = complete(body["id"])
             return out
 
     await _scenario(tmp_path, rabbit_broker.url, rabbit_broker.stop, rabbit_broker.start,
@@ -262,8 +333,8 @@ async def test_a_broker_unreachable_at_start_up_delays_the_stream_but_not_the_ap
         async with aiohttp.ClientSession() as session:
             api = Api(session, srv.url)
             s = await api.setup("late")
-            posting = Posting(session, s["api_key"], [s["conversation"]["id"]])
-            await posting.phase(srv.url, 20)
+            posting = Posting(srv.url, s["api_key"], [s["conversation"]["id"]])
+            await posting.phase(session, 20)
 
             async def disconnected() -> bool:
                 r = srv.readiness()
@@ -287,6 +358,7 @@ async def test_a_broker_unreachable_at_start_up_delays_the_stream_but_not_the_ap
                         "converger.>", durable="late", stream="CONVERGER_EVENTS")
                     batch = await sub.fetch(50, timeout=5)
                     got = [json.loads(m.data) for m in batch]
+                    got = [m for m in got if m["type"] == "activity.created"]
                 finally:
                     await nc.close()
                 assert [m["seq"] for m in got] == list(range(1, 21))
