@@ -1,18 +1,22 @@
 """The activity event stream (``CONVERGER_EVENTS_URL``, docs/pipelines.md): an outbox relay.
 
-The feed (:mod:`store.feed`) is the outbox: a new activity's row is written by a trigger and a
-delivery status change by the transaction that makes it, so an event exists exactly when its
-change committed. One relay per gateway (a singleton role: the leader process with
-``--workers N``) reads the feed after its stored cursor (``event_relay.last_id``) in id order —
-commit order — publishes each event to the broker, waits for the broker's confirmation, and only
-then moves the cursor. So:
+The feed (:mod:`store.feed`) is the outbox: a new activity's row and a conversation's change are
+written by triggers and a delivery status change by the transaction that makes it, so an event
+exists exactly when its change committed. One relay per gateway (a singleton role: the leader
+process with ``--workers N``, the leader node on PostgreSQL) reads the feed after its cursor in
+id order — commit order — publishes a round of events to the broker in that order (pipelined:
+all written on one connection/channel, then every confirmation awaited), and only then moves
+its cursor; the cursor is stored (``event_relay.last_id``) at most every ``FLUSH_EVERY`` while
+busy and at once when idle. So:
 
 - nothing is published before it committed, nothing committed is skipped;
 - a relay that crashed or lost the broker resumes at the cursor: events published but not yet
   recorded are published again, with the same ``id`` (at least once; JetStream also drops them
   by ``Nats-Msg-Id`` within its duplicate window);
-- events go out one at a time in feed order, so a conversation's events reach the broker in
+- events are written to the broker in feed order, so a conversation's events reach it in
   ``seq`` order;
+- an event too large for the broker goes out without its data (``truncated``) or, if even that
+  is refused, is skipped: logged and counted in ``/readyz``, never a stall;
 - an unreachable broker never blocks the API: the relay retries with a backoff while the feed
   pruner keeps every event after the cursor.
 
@@ -43,6 +47,8 @@ PREFIX = "converger"  # subjects / routing keys: converger.<tenant>.<channel>.<t
 STREAM = "CONVERGER_EVENTS"  # the JetStream stream (subjects converger.>)
 EXCHANGE = "converger.events"  # the RabbitMQ topic exchange
 BATCH = 500  # feed events read per round (published pipelined)
+GATHER = 0.01  # seconds commits gather after a round that found events (fewer, fuller rounds)
+FLUSH_EVERY = 0.25  # seconds between cursor writes while busy (each is a write transaction)
 # A safety look when no wake-up came (CONVERGER_EVENTS_POLL, 2 s): commits of this process
 # (on_commit), of its sibling processes (their feed datagram) and of other nodes on PostgreSQL
 # (NOTIFY converger_feed, through the feed reader) wake the relay at once.
@@ -323,6 +329,13 @@ async def connect(url: str) -> Publisher:
     return await AmqpPublisher.connect(url)
 
 
+def _look(conn: Any, last: int) -> tuple[list[feed.Event], dict[str, tuple[str, str]]]:
+    """The feed after ``last`` and its conversations' tenant and channel, in one read."""
+    events = feed.after(conn, last, BATCH, None)
+    topics = sorted({e.topic for e in events if e.kind in TYPES})
+    return events, (relay.conversations(conn, topics) if topics else {})
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -337,6 +350,9 @@ class Relay:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poked = False
+        self._last = self._stored = 0  # the last feed id confirmed by the broker / stored
+        self._pending = 0  # events confirmed since the stored cursor
+        self._flushed_at = 0.0
 
     def committed(self) -> None:
         """Called on the writer thread after a commit of this process."""
@@ -367,7 +383,21 @@ class Relay:
         if self._task is not None:
             await cancel_and_wait([self._task], log, "event relay")
             self._task = None
+            try:
+                await self._flush()
+            except Exception as exc:  # the next start publishes again from the stored cursor
+                log.warning("events: could not store the relay's position at stop: %s", exc)
         await self._drop()
+
+    async def _flush(self) -> None:
+        """Store the cursor (what the broker confirmed): at most every ``FLUSH_EVERY`` seconds
+        while busy, at once when idle, on a broker failure and at stop. A crash in between
+        publishes those events again, with the same ids (at least once)."""
+        if self._last > self._stored:
+            last, count = self._last, self._pending
+            await self.ctx.db.write(relay.advance, last, count, time.time())
+            self._stored, self._pending = last, self._pending - count
+        self._flushed_at = time.monotonic()
 
     async def _drop(self) -> None:
         publisher, self.publisher = self.publisher, None
@@ -376,7 +406,7 @@ class Relay:
 
     async def _run(self) -> None:
         db = self.ctx.db
-        last = await db.write(relay.start, time.time())
+        last = self._last = self._stored = await db.write(relay.start, time.time())
         log.info("events: relay starting at feed position %d for %s", last, redact(self.url))
         failures = 0
         while True:
@@ -387,12 +417,11 @@ class Relay:
                     log.info("events: connected to %s", redact(self.url))
                     failures = 0
                 self._wake.clear()
-                events = await db.read(feed.after, last, BATCH, None)
+                events, where = await db.read(_look, last)
                 if not events:
+                    await self._flush()  # idle: the cursor is stored now
                     await wait_event(self._wake, self.ctx.settings.events_poll)
                     continue
-                topics = sorted({e.topic for e in events if e.kind in TYPES})
-                where = await db.read(relay.conversations, topics) if topics else {}
                 msgs = build(events, where, _now_iso())
                 try:
                     await self.publisher.publish_many(msgs)
@@ -403,9 +432,12 @@ class Relay:
                     for msg in msgs:
                         if msg.truncated:  # over MAX_BYTES: built without its data
                             await db.write(relay.oversized, msg.id, True, time.time())
-                count = sum(1 for e in events if e.kind in KINDS)
-                last = events[-1].id
-                await db.write(relay.advance, last, count, time.time())
+                self._pending += sum(1 for e in events if e.kind in KINDS)
+                last = self._last = events[-1].id
+                if time.monotonic() - self._flushed_at >= FLUSH_EVERY:
+                    await self._flush()
+                if len(events) < BATCH:  # let the next commits gather (a timer, not a wait)
+                    await asyncio.sleep(GATHER)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -416,6 +448,7 @@ class Relay:
                                 "from feed position %d: %s", redact(self.url), last, error)
                 await self._drop()
                 try:
+                    await self._flush()  # what the broker did confirm
                     await db.write(relay.set_state, "disconnected", error, time.time())
                 except Exception as db_exc:
                     log.error("events: could not record the relay state: %s", db_exc)

@@ -1,6 +1,7 @@
 """Activity write path vs. a bare Sanic JSON echo, in one run (not part of the test suite).
 
     python -m tests.bench.bench_activity [--duration 10] [--connections 50] [--rounds 3]
+                                         [--events nats|rabbitmq]
 
 Starts two servers, each in its own process with the same Sanic settings (single_process,
 uvloop, no access log): the JSON echo app of tests/bench/baseline.py, and the real converger
@@ -9,7 +10,13 @@ comes from a separate process: ``wrk`` (Debian's package) with a Lua script for 
 without wrk, an aiohttp client in its own process. Prints requests/s, p50/p99 and the server's
 CPU time per request for each, and the ratio activity / echo (target: ≥ 0.35). Only one server
 is under load at a time; rounds alternate echo and activity so both see the same noise.
-Figures: docs/performance.md.
+
+``--events nats|rabbitmq`` adds a third server in the same rounds, the same gateway with
+``CONVERGER_EVENTS_URL`` set to a real broker (tests/support/brokers.py): the publishing cost on
+the write path is its req/s and server CPU per request against the plain gateway's (issue 16:
+≤ 15%). Its CPU is counted until the relay has published everything the round wrote (``/readyz``
+``behind`` 0), so work the relay does after the load stops is not missed; the broker's own CPU
+per request is reported separately. Figures: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -147,6 +155,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def broker_cpu(broker: Any) -> float:
+    """CPU seconds of the broker's processes (nats-server; RabbitMQ's Erlang VM and epmd)."""
+    if broker is None:
+        return 0.0
+    pids = broker._ours() if hasattr(broker, "_ours") else [broker.proc.pid]
+    return sum(tree_cpu_seconds(p) for p in pids)
+
+
+def drained(base: str, timeout: float = 120.0) -> float:
+    """Wait until the relay has published everything (``/readyz`` ``behind`` 0); seconds it
+    took after the load stopped."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=5) as r:
+                ev = json.loads(r.read())["checks"]["events"]
+        except urllib.error.HTTPError as err:
+            ev = json.loads(err.read())["checks"]["events"]
+        if ev.get("state") == "connected" and ev.get("behind") == 0:
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise RuntimeError("the event relay did not catch up")
+
+
 # -- the run ----------------------------------------------------------------------------------
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -162,6 +194,9 @@ def main() -> int:
                    help="converger serve --workers N, and the echo app with N processes")
     p.add_argument("--receiver", action="store_true",
                    help="webhook channel: deliver to a live local receiver (else a closed port)")
+    p.add_argument("--events", choices=("nats", "rabbitmq"),
+                   help="also run the gateway with CONVERGER_EVENTS_URL on this real broker in "
+                        "the same rounds: the event publishing cost on the write path")
     p.add_argument("--before", metavar="TREE",
                    help="also run the gateway from this source tree (e.g. `git worktree add "
                         "/tmp/before <commit>`) in the same rounds: before/after in one run")
@@ -174,7 +209,18 @@ def main() -> int:
     results: dict[str, list[dict[str, Any]]] = {"echo": [], "activity": []}
     if args.before:
         results["before"] = []
+    if args.events:
+        results["events"] = []
     with tempfile.TemporaryDirectory(prefix="converger-bench-") as tmp:
+        broker: Any = None
+        events_srv = None
+        if args.events:
+            from tests.support.brokers import Nats, Rabbit
+
+            broker = (Nats(Path(tmp) / "nats") if args.events == "nats" else Rabbit()).start()
+            events_srv = Server(Path(tmp) / "events", env={
+                "CONVERGER_LOG_LEVEL": "WARNING", "CONVERGER_WORKERS": str(args.workers),
+                "CONVERGER_EVENTS_URL": broker.url}).start(60)
         server = Server(Path(tmp) / "data", env={
             "CONVERGER_LOG_LEVEL": "WARNING", "CONVERGER_WORKERS": str(args.workers)}).start(60)
         before = None
@@ -210,14 +256,26 @@ def main() -> int:
                 targets.append(("before", f"{before.url}/api/v1/conversations/"
                                 f"{old['conversation_id']}/activities", {"x-api-key": old["api_key"]}))
                 pids["before"] = [before.proc.pid]  # type: ignore[union-attr]
+            if events_srv is not None:
+                ev = converger_setup(events_srv.url, args.channel_type, hook)
+                targets.append(("events", f"{events_srv.url}/api/v1/conversations/"
+                                f"{ev['conversation_id']}/activities", {"x-api-key": ev["api_key"]}))
+                pids["events"] = [events_srv.proc.pid]  # type: ignore[union-attr]
             for _, url, headers in targets:
                 load(url, headers, args.warmup, args.connections)
             for r in range(args.rounds):
                 for name, url, headers in targets:
                     cpu0 = sum(tree_cpu_seconds(p) for p in pids[name])
+                    broker0 = broker_cpu(broker) if name == "events" else 0.0
                     res = load(url, headers, args.duration, args.connections)
+                    if name == "events":
+                        assert events_srv is not None
+                        res["relay_lag_s"] = drained(events_srv.url)
+                        res["broker_cpu_us_per_request"] = (broker_cpu(broker) - broker0) / max(
+                            1, res["requests"]) * 1e6
                     res["cpu_us_per_request"] = (sum(tree_cpu_seconds(p) for p in pids[name]) - cpu0) / max(
                         1, res["requests"]) * 1e6
+                    res["load_avg"] = os.getloadavg()[0]
                     results[name].append(res)
                     print(f"round {r + 1} {name:8} {res['rps']:9.0f} req/s  p50 {res['p50_ms']:7.2f} ms"
                           f"  p99 {res['p99_ms']:7.2f} ms  server CPU "
@@ -230,6 +288,10 @@ def main() -> int:
             server.stop(40)
             if before is not None:
                 before.stop(40)
+            if events_srv is not None:
+                events_srv.stop(40)
+            if broker is not None:
+                (broker.close if hasattr(broker, "close") else broker.stop)()
             if receiver is not None:
                 receiver.terminate()
                 receiver.wait(10)
@@ -262,6 +324,23 @@ def main() -> int:
               f"CPU per request before {med('before', 'cpu_us_per_request'):.0f} us, "
               f"now {med('activity', 'cpu_us_per_request'):.0f} us; req/s now/before (median of "
               f"rounds) {statistics.median(a['rps'] / b['rps'] for a, b in zip(results['activity'], results['before'], strict=True)):.2f}")
+    if args.events:
+        by_rps = [e["rps"] / a["rps"] for e, a in zip(results["events"], results["activity"],
+                                                      strict=True)]
+        by_cpu = [a["cpu_us_per_request"] / e["cpu_us_per_request"]
+                  for e, a in zip(results["events"], results["activity"], strict=True)]
+        rps_cost = 1 - statistics.median(by_rps)
+        cpu_cost = 1 / statistics.median(by_cpu) - 1
+        print(f"event publishing cost ({args.events}): by req/s {rps_cost:.0%} (events/plain per "
+              f"round: {', '.join(f'{r:.2f}' for r in by_rps)}); by server CPU per request "
+              f"{cpu_cost:.0%} ({med('activity', 'cpu_us_per_request'):.0f} -> "
+              f"{med('events', 'cpu_us_per_request'):.0f} us, the relay's tail included); "
+              f"broker CPU {med('events', 'broker_cpu_us_per_request'):.0f} us per activity; "
+              f"relay drained {max(x['relay_lag_s'] for x in results['events']):.2f}s after the "
+              f"load at most; target <= 15%  "
+              f"{'OK' if max(rps_cost, cpu_cost) <= 0.15 else 'OVER TARGET'}")
+    loads = ", ".join(f"{x['load_avg']:.1f}" for x in results["activity"])
+    print(f"load average (1 min) after each plain round: {loads}")
     print(f"activities in the database: {stored} (answered 201 in measured rounds: {answered}; "
           "the rest are the warm-up and requests in flight when wrk stopped)")
     if args.json:
