@@ -27,6 +27,7 @@ Publishers use the brokers' own clients: nats-py (JetStream) and aio-pika (Rabbi
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from datetime import UTC, datetime
@@ -47,7 +48,7 @@ PREFIX = "converger"  # subjects / routing keys: converger.<tenant>.<channel>.<t
 STREAM = "CONVERGER_EVENTS"  # the JetStream stream (subjects converger.>)
 EXCHANGE = "converger.events"  # the RabbitMQ topic exchange
 BATCH = 500  # feed events read per round (published pipelined)
-GATHER = 0.01  # seconds commits gather after a round that found events (fewer, fuller rounds)
+GATHER = 0.025  # seconds commits gather after a round that found events (fewer, fuller rounds)
 FLUSH_EVERY = 0.25  # seconds between cursor writes while busy (each is a write transaction)
 # A safety look when no wake-up came (CONVERGER_EVENTS_POLL, 2 s): commits of this process
 # (on_commit), of its sibling processes (their feed datagram) and of other nodes on PostgreSQL
@@ -79,6 +80,7 @@ def _token(value: str | None) -> str:
     return "".join("_" if c in ".*># \t\r\n" else c for c in value)
 
 
+@functools.lru_cache(maxsize=4096)
 def subject(tenant_id: str, channel_id: str | None, type_: str) -> str:
     return f"{PREFIX}.{_token(tenant_id)}.{_token(channel_id)}.{type_}"
 
@@ -134,7 +136,7 @@ def build(events: list[feed.Event], where: dict[str, tuple[str, str]],
             doc = {"id": f"msg_{act.id}", "type": kind_type, "schema_version": SCHEMA_VERSION,
                    "position": e.id, "tenant_id": tenant_id, "channel_id": channel_id,
                    "conversation_id": act.conversation_id, "seq": act.seq,
-                   "occurred_at": act.inserted_at, "data": msgspec.to_builtins(act)}
+                   "occurred_at": act.inserted_at, "data": act}
         else:
             data = e.data if isinstance(e.data, dict) else {}
             channel_id = data.get("channel_id") or channel_id
@@ -182,12 +184,40 @@ class Publisher(Protocol):
     async def close(self) -> None: ...
 
 
+class _Round:
+    """The acks awaited for one round of pipelined JetStream publishes."""
+
+    def __init__(self, n: int, done: asyncio.Future[None]) -> None:
+        self.n, self.acked, self.done = n, 0, done
+
+
 class NatsPublisher:
     """JetStream: the stream ``CONVERGER_EVENTS`` (subjects ``converger.>``, file storage) is
-    created when missing; each publish waits for the stream's ack."""
+    created when missing; each publish waits for the stream's ack.
+
+    A round is published pipelined with nats-py's core ``publish`` and a reply subject per round
+    on one inbox subscription; the stream's acks (its PubAck JSON, or an error) are counted
+    there. nats-py's ``publish_async`` does the same per message with a future and a semaphore
+    wait each, which cost more on the write path (docs/performance.md)."""
 
     def __init__(self, nc: Any, js: Any) -> None:
         self.nc, self.js = nc, js
+        self._inbox: str | None = None
+        self._rounds: dict[str, _Round] = {}
+        self._next = 0
+
+    async def _on_ack(self, msg: Any) -> None:
+        r = self._rounds.get(msg.subject.rsplit(".", 1)[-1])
+        if r is None or r.done.done():
+            return
+        status = msg.headers.get("Status") if msg.headers else None
+        if status or b'"error"' in msg.data:  # 503: no stream for the subject; an API error
+            r.done.set_exception(ConnectionError(
+                f"JetStream refused a publish: {status or msg.data[:300].decode(errors='replace')}"))
+            return
+        r.acked += 1
+        if r.acked == r.n:
+            r.done.set_result(None)
 
     @classmethod
     async def connect(cls, url: str) -> NatsPublisher:
@@ -241,10 +271,23 @@ class NatsPublisher:
         limit = self.nc.max_payload - HEADROOM
         if any(len(m.body) + len(m.subject) + len(m.id) > limit for m in msgs):
             raise TooLarge("a message over the server's max_payload")
-        # Written in order on the one connection; the stream's acks are awaited together.
-        acks = [await self.js.publish_async(m.subject, m.body, headers={"Nats-Msg-Id": m.id})
-                for m in msgs]
-        await asyncio.wait_for(asyncio.gather(*acks), TIMEOUT)
+        if not msgs:
+            return
+        if self._inbox is None:
+            self._inbox = self.nc.new_inbox()
+            await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+        self._next += 1
+        key = str(self._next)
+        reply = f"{self._inbox}.{key}"
+        r = self._rounds[key] = _Round(len(msgs), asyncio.get_running_loop().create_future())
+        try:
+            # Written in order on the one connection; the stream's acks are awaited together.
+            for m in msgs:
+                await self.nc.publish(m.subject, m.body, reply=reply,
+                                      headers={"Nats-Msg-Id": m.id})
+            await asyncio.wait_for(asyncio.shield(r.done), TIMEOUT)
+        finally:
+            del self._rounds[key]
 
     async def close(self) -> None:
         try:
@@ -350,6 +393,9 @@ class Relay:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poked = False
+        # Whether a commit must wake the relay: not while it is busy (it reads again after
+        # GATHER anyway), which spares the writer thread a call into the loop per commit.
+        self._listening = True
         self._last = self._stored = 0  # the last feed id confirmed by the broker / stored
         self._pending = 0  # events confirmed since the stored cursor
         self._flushed_at = 0.0
@@ -357,7 +403,7 @@ class Relay:
     def committed(self) -> None:
         """Called on the writer thread after a commit of this process."""
         loop = self._loop
-        if loop is None or self._poked:
+        if loop is None or self._poked or not self._listening:
             return
         self._poked = True
         try:
@@ -416,12 +462,14 @@ class Relay:
                     await db.write(relay.set_state, "connected", None, time.time())
                     log.info("events: connected to %s", redact(self.url))
                     failures = 0
+                self._listening = True
                 self._wake.clear()
                 events, where = await db.read(_look, last)
                 if not events:
                     await self._flush()  # idle: the cursor is stored now
                     await wait_event(self._wake, self.ctx.settings.events_poll)
                     continue
+                self._listening = False  # busy: this loop reads again after GATHER
                 msgs = build(events, where, _now_iso())
                 try:
                     await self.publisher.publish_many(msgs)
