@@ -15,7 +15,7 @@ from . import dialect
 from .activities import COLUMNS as ACTIVITY_COLUMNS
 from .models import Activity, from_row
 
-KINDS = ("a", "d", "h", "i", "m", "c")  # m: attachment_status (m0017); c: conversation (m0024)
+KINDS = ("a", "d", "h", "i", "m", "c")  # m: attachment_status (m0017); c: conversation (m0025)
 _encode = msgspec.json.Encoder().encode
 
 

@@ -46,7 +46,7 @@ def set_state(conn: sqlite3.Connection, state: str, error: str | None, now: floa
 def oversized(conn: sqlite3.Connection, event_id: str, was_truncated: bool, now: float,
               name: str = NAME) -> None:
     """Count an event too large for the broker: published without its data, or skipped
-    (migration m0024)."""
+    (migration m0025)."""
     column = "truncated" if was_truncated else "skipped"
     conn.execute(f"UPDATE event_relay SET {column} = {column} + 1, last_oversized = ?, "
                  "updated_at = ? WHERE name = ?", (event_id, now, name))

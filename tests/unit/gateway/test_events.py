@@ -95,7 +95,7 @@ def _conversation(change: str, previous: str | None, status: str,
 
 
 def test_conversation_changes_are_events_with_their_own_types_and_stable_ids() -> None:
-    """The feed's ``c`` rows (m0024) become conversation.created / closed / reopened / updated,
+    """The feed's ``c`` rows (m0025) become conversation.created / closed / reopened / updated,
     in feed order, with the conversation after the change; they carry their own tenant and
     channel, so they need no look-up (and go out even if the conversation was deleted since)."""
     feed_events = [Event(20, "c", "conv_1", data=_conversation("created", None, "active"),

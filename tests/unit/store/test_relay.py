@@ -1,7 +1,7 @@
 """The event relay's cursor in the store (migration m0022_event_relay): a first start begins with
 the oldest event still in the feed, the cursor only moves forward, and the look-ups the relay
 needs (a conversation's tenant and channel, how far behind it is); conversation changes reach the
-feed by triggers (m0024) and oversized events are counted. SQLite and PostgreSQL."""
+feed by triggers (m0025) and oversized events are counted. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_the_cursor_starts_at_the_oldest_event_and_only_moves_forward(db: Databa
     assert db.write_sync(relay.start, 200.0) == first - 1  # a restart resumes at the cursor
     row = db.read_sync(relay.position)
     assert row is not None and (row["state"], row["published"]) == ("starting", 0)
-    # The tenant's creation (i, not published), the conversation's (c, m0024) and its activities.
+    # The tenant's creation (i, not published), the conversation's (c, m0025) and its activities.
     assert [e.kind for e in events] == ["i", "c", "a", "a", "a"]
     assert db.read_sync(relay.backlog, first - 1) == 4
 
