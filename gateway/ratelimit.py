@@ -136,6 +136,59 @@ class DeliveryLimiter:
         return (delay if delay > 1e-9 else 0.0), new_tat
 
 
+class NodesLimiter:
+    """GCRA state of every node on PostgreSQL (store/ratelimits.py): one ``UPSERT … RETURNING``
+    per hit on a connection of its own, off the event loop, so that a tenant's limit holds for
+    the whole gateway, not per node. If PostgreSQL cannot be asked, the hit is counted by this
+    node's own limiter meanwhile (a limit is never a reason to refuse traffic on its own)."""
+
+    def __init__(self, url: str, local: Limiter) -> None:
+        import threading
+
+        self.url = url
+        self.local = local
+        self._conn: Any = None
+        self._lock = threading.Lock()
+        self._warned = 0.0
+        self._swept = time.monotonic()
+
+    def _hit(self, key: str, limit: int, window: float) -> tuple[float | None, float, float]:
+        import psycopg
+
+        from store import ratelimits
+
+        with self._lock:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=3,
+                                             application_name="converger limits")
+                ratelimits.create(self._conn)
+            if time.monotonic() - self._swept > _SWEEP_EVERY:  # keys whose time has passed
+                self._swept = time.monotonic()
+                ratelimits.sweep(self._conn)
+            return ratelimits.hit(self._conn, key, limit, window)
+
+    async def hit(self, key: str, limit: int, window: float) -> Decision:
+        import asyncio
+
+        try:
+            new, before, now = await asyncio.to_thread(self._hit, key, limit, window)
+        except Exception as exc:  # noqa: BLE001 - PostgreSQL away: this node's count meanwhile
+            if time.monotonic() - self._warned > 30:
+                self._warned = time.monotonic()
+                import logging
+
+                logging.getLogger("converger.ratelimit").warning(
+                    "rate limits counted per node while PostgreSQL cannot be asked: %s",
+                    " ".join(str(exc).split()))
+            return self.local.hit(key, limit, window)
+        interval = window / limit
+        if new is None:
+            allow_at = before + interval - window
+            return Decision(False, limit, 0, before - now, max(allow_at - now, 0.0), window)
+        remaining = int((window - (new - now)) / interval + 1e-9)
+        return Decision(True, limit, max(remaining, 0), new - now, 0.0, window)
+
+
 def policy_headers(scope: str, d: Decision) -> dict[str, str]:
     """``RateLimit-Policy`` and ``RateLimit`` in the draft's structured-field form."""
     return {
@@ -166,6 +219,9 @@ def install(app: Sanic) -> None:
         table = SharedTable(ctx.cluster.run_dir / "ratelimit")
     limiter = Limiter(table=table)
     ctx.rate_limiter = limiter
+    # Several nodes on PostgreSQL: the limits are counted there, for the whole gateway.
+    nodes = (NodesLimiter(ctx.settings.database_url, limiter)
+             if getattr(ctx, "node", None) is not None and table is None else None)
     # Every scope's 429 counter exists from the start (at 0): with worker processes, a series
     # no process has touched is not in /metrics at all (prometheus-client's multiprocess mode).
     for scope in SCOPES:
@@ -196,7 +252,9 @@ def install(app: Sanic) -> None:
         if key is None:
             key = client_ip(request, ctx.settings.trusted_proxies) if keyed == "ip" else "anonymous"
         # token_create and cg_token share nothing: the bucket is named by scope.
-        decision = limiter.hit(f"{scope}:{keyed}:{key}", limit, window)
+        name = f"{scope}:{keyed}:{key}"
+        decision = (await nodes.hit(name, limit, window) if nodes is not None
+                    else limiter.hit(name, limit, window))
         if not decision.allowed:
             metrics.rate_limited(scope)
             raise too_many(scope, decision, tier_name)

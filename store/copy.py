@@ -26,7 +26,8 @@ import msgspec
 
 from . import dialect, migrations
 
-SKIP = {"feed", "leases", "workers", "feed_counter", "schema_migrations", "_sqlite_migrations"}
+SKIP = {"feed", "leases", "workers", "feed_counter", "schema_migrations", "_sqlite_migrations",
+        "rate_limits"}
 BATCH = 2000
 
 

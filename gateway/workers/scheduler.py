@@ -4,6 +4,7 @@ from an injectable clock, and ``tick(now)`` runs whatever is due, so tests drive
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -119,11 +120,12 @@ def install(app: Any) -> None:
             sched.add("conversation_expiry", s.expiry_interval, lambda now: expiry.run(ctx, now))
             sched.add("prune", s.prune_interval, lambda now: expiry.prune(ctx, now))
             sched.add("analytics_rollup", s.analytics_interval, lambda now: rollup.run(ctx, now))
-            if cluster is not None:
-                # The scheduler moves between processes: each job keeps its period across
-                # owners (its last run is in the store), and every run is recorded there.
+            if cluster is not None or ctx.node is not None:
+                # The scheduler moves between processes (worker processes, or nodes on
+                # PostgreSQL): each job keeps its period across owners (its last run is in the
+                # store), and every run is recorded there.
                 await sched.resume(await ctx.db.read(leases.job_last_runs))
-                pid = cluster.pid
+                pid = cluster.pid if cluster is not None else os.getpid()
                 sched.on_run = lambda name, now: ctx.db.write(leases.job_ran, name, iso(now), pid)
             ctx.scheduler = sched
             ctx.readiness["jobs"] = sched.status

@@ -70,6 +70,10 @@ class Cluster:
             nobody = pwd.getpwnam("nobody")
             self._run_as = (nobody.pw_uid, nobody.pw_gid)
         self.started = False
+        # Where it listens (tests/support/netns.py adds the host ends of its veth pairs) and whom
+        # it lets in without a password besides loopback (pg_hba.conf lines).
+        self.listen = ["127.0.0.1"]
+        self.hba: list[str] = []
 
     def _cmd(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         def demote() -> None:
@@ -87,6 +91,9 @@ class Cluster:
             os.chown(self.root, *self._run_as)
         self._cmd(str(self.bin / "initdb"), "-D", str(self.data), "-U", self.USER,
                   "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        if self.hba:
+            with open(self.data / "pg_hba.conf", "a") as f:
+                f.write("".join(line + "\n" for line in self.hba))
         return self.start_again()
 
     def start_again(self) -> Cluster:
@@ -94,7 +101,7 @@ class Cluster:
         # fsync off: the machine does not crash under a test, only PostgreSQL may (stop -m
         # immediate), and then the OS still has what it wrote. synchronous_commit stays on: a
         # commit is in the WAL before the client hears of it, as in production.
-        opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+        opts = (f"-c listen_addresses='{','.join(self.listen)}' -c port={self.port} "
                 f"-c unix_socket_directories='{self.root}' -c fsync=off "
                 "-c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB")
         for attempt in (1, 2, 3):  # the free port may be taken meanwhile: another one
@@ -118,7 +125,9 @@ class Cluster:
 
     def restart(self) -> None:
         """``pg_ctl restart -m fast``: every connection is dropped (a failover, as clients see it)."""
-        self._cmd(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "restart")
+        # -l: the new server's output goes to the log, not to pipes this process would wait on.
+        self._cmd(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
+                  str(self.root / "postgres.log"), "-m", "fast", "-w", "restart")
 
     def destroy(self) -> None:
         self.stop()

@@ -97,14 +97,18 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir / "server.log"
         self.nofile: int | None = None  # RLIMIT_NOFILE (soft and hard) for the process, if set
+        # Where it listens, and what its command line starts with (tests/support/netns.py: a
+        # node in a network namespace of its own runs under `ip netns exec NAME`).
+        self.host = "127.0.0.1"
+        self.prefix: list[str] = []
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{self.host}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Server:
         """Spawn and wait for ``/livez`` (and, with worker processes, for every one of them:
@@ -164,8 +168,8 @@ class Server:
             env["CONVERGER_DATABASE_URL"] = postgres.database_for(self.data_dir)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [*COMMAND, "serve", "--data-dir", str(self.data_dir),
-             "--port", str(self.port), "--host", "127.0.0.1"],
+            [*self.prefix, *COMMAND, "serve", "--data-dir", str(self.data_dir),
+             "--port", str(self.port), "--host", self.host],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             preexec_fn=self._limits if self.nofile else None,
         )
