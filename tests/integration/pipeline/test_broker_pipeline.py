@@ -9,14 +9,15 @@
 
 from __future__ import annotations
 
-import asyncio
+import os
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from store.util import parse_iso
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.server import Server, database_env
 
 from .conftest import Broker, Counting, Deliver, pipeline_env, table, until
 
@@ -24,14 +25,27 @@ N = 5000
 CONCURRENCY = 8  # per deliver process; its prefetch (jobs it may hold unacked) is twice that
 
 
-async def _post(api: Api, conv: str, key: str, n: int) -> None:
-    sem = asyncio.Semaphore(32)
+def _queue(data: Path, tenant_id: str, conversation_id: str, n: int) -> None:
+    """N activities and their deliveries written with the gateway's own transaction code while
+    it is stopped (the API's ingest is not what this test measures), on its store (SQLite or
+    PostgreSQL)."""
+    from gateway import config
+    from gateway.app import open_database
+    from gateway.domain.activities import NewActivity, insert_tx
+    from store.util import iso, utcnow
 
-    async def one(i: int) -> None:
-        async with sem:
-            await api.post_activity(conv, key, text=f"m{i}")
+    settings = config.load({**os.environ, **database_env(data)}, data_dir=str(data))
+    db, _ = open_database(settings)
 
-    await asyncio.gather(*(one(i) for i in range(n)))
+    def batch(conn: Any, start: int, count: int) -> None:
+        for i in range(start, start + count):
+            insert_tx(conn, tenant_id, conversation_id, NewActivity(text=f"m{i}"), iso(utcnow()))
+
+    try:
+        for start in range(0, n, 500):
+            db.write_sync(batch, start, min(500, n - start))
+    finally:
+        db.close()
 
 
 async def test_5000_deliveries_through_two_deliver_workers_one_sigkilled(
@@ -46,11 +60,11 @@ async def test_5000_deliveries_through_two_deliver_workers_one_sigkilled(
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             api = Api(session, srv.url)
             s = await api.setup("pipe", type="webhook", config={"url": counting.url})
-            conv, key = s["conversation"]["id"], s["api_key"]
-            await until(lambda: srv.readiness()["checks"]["delivery"].get("state") == "connected",
-                        60, "serve never connected to the broker")
-            # Queued while no worker runs: the jobs wait in the broker.
-            await _post(api, conv, key, N)
+            conv = s["conversation"]["id"]
+            # Queued while no worker runs: serve publishes them at start, they wait in the broker.
+            srv.stop()
+            _queue(data, s["tenant"]["id"], conv, N)
+            srv.start(timeout=60)
             await until(lambda: srv.readiness()["checks"]["delivery"]["published"] >= N, 60,
                         "serve did not publish every job")
             assert counting.total == 0
