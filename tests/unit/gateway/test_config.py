@@ -51,3 +51,26 @@ def test_unusable_values_are_refused_with_the_variable_named(env: dict[str, str]
     with pytest.raises(config.ConfigError, match=var.removeprefix("CONVERGER_").lower()
                        if var.endswith("WHITELIST") else var):
         config.load(env=env)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"CONVERGER_PIPELINE": "kafka"}, "must be one of queue, inline, rabbitmq, nats"),
+    ({"CONVERGER_PIPELINE": "rabbitmq"}, "needs CONVERGER_PIPELINE_URL"),
+    ({"CONVERGER_PIPELINE": "nats", "CONVERGER_PIPELINE_URL": "nats://h:notaport"}, "malformed"),
+    ({"CONVERGER_PIPELINE": "nats", "CONVERGER_PIPELINE_URL": "amqp://h:5672/"},
+     "must start with nats:// or tls://"),
+    ({"CONVERGER_PIPELINE": "rabbitmq", "CONVERGER_PIPELINE_URL": "amqp://"}, "names no host"),
+])
+def test_a_broker_pipeline_needs_a_usable_url_of_its_broker(env: dict[str, str],
+                                                            message: str) -> None:
+    with pytest.raises(config.ConfigError, match=message):
+        config.load(env=env)
+
+
+def test_broker_pipelines_load() -> None:
+    s = config.load(env={"CONVERGER_PIPELINE": "nats", "CONVERGER_PIPELINE_URL": "nats://h:4222",
+                         "CONVERGER_PIPELINE_CONSUME": "0"})
+    assert (s.pipeline, s.pipeline_url, s.pipeline_consume) == ("nats", "nats://h:4222", False)
+    s = config.load(env={"CONVERGER_PIPELINE": "rabbitmq",
+                         "CONVERGER_PIPELINE_URL": "amqps://u:p@h/vhost"})
+    assert s.pipeline_consume is True
