@@ -176,9 +176,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds without activity after which an active conversation is closed."),
     Setting("prune_interval", ("CONVERGER_PRUNE_INTERVAL",), int, 3600,
             "Seconds between prunings of old health checks, finished alerts and (with a retention set) finished deliveries; 0 disables."),
-    Setting("analytics_interval", ("CONVERGER_ANALYTICS_INTERVAL",), int, 60,
-            "Seconds between runs of the analytics rollup job (minutes folded into hours and "
-            "days, docs/analytics.md); 0 disables (charts then lag behind beyond the last hour)."),
+    Setting("analytics_interval", ("CONVERGER_ANALYTICS_INTERVAL",), int, 10,
+            "Seconds between runs of the analytics rollup job (new activities counted from the "
+            "change feed, minutes folded into hours and days, docs/analytics.md); reports count "
+            "what it has not yet themselves, so a longer interval makes them dearer. 0 disables "
+            "(activities are then no longer counted, and charts lag behind beyond the last hour)."),
     Setting("health_retention_days", ("CONVERGER_HEALTH_RETENTION_DAYS",), int, 7,
             "Days of channel health history (and of sent or failed alerts) kept."),
     Setting("delivery_retention_days", ("CONVERGER_DELIVERY_RETENTION_DAYS",), int, 0,
@@ -343,7 +345,7 @@ class Settings(msgspec.Struct, kw_only=True):
     expiry_interval: int = 3600
     conversation_idle: int = 86400
     prune_interval: int = 3600
-    analytics_interval: int = 60
+    analytics_interval: int = 10
     health_retention_days: int = 7
     delivery_retention_days: int = 0
     max_connections: int = 0

@@ -171,6 +171,7 @@ class Gateway:
     # Open sockets per token for CONVERGER_MAX_SOCKETS_PER_TOKEN, set by gateway/realtime:
     # with worker processes, every process's (gateway/sharedlimit.py ``SharedCounts``).
     socket_cap: SocketCap = field(default_factory=LocalCounts)
+    tier_sockets: Any = None  # a tier's max_connections (gateway/tiersockets.py)
     # Connection caps and (header, body) deadlines, set by gateway/connlimit.py.
     conn_limits: Limits | None = None
     request_deadlines: tuple[float, float] = (0.0, 0.0)

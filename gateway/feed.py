@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from store import feed, relay
+from store import analytics, feed, relay
 from store.connect import connect
 
 from .tasks import cancel_and_wait, wait_event
@@ -237,6 +237,9 @@ class Pruner:
             # The event relay's outbox: keep every event it has not yet published.
             row = await db.read(relay.position)
             upto = min(upto, row["last_id"]) if row is not None else 0
+        if upto and self.ctx.settings.analytics_interval > 0:
+            # The analytics rollup job counts activities from the feed: keep what it has not.
+            upto = min(upto, await db.read(analytics.cursor))
         deleted = 0
         if upto:
             while (n := await db.write(feed.prune, upto)) > 0:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from . import analytics
 from .models import Activity, from_row
 from .util import dumps, new_id
 
@@ -59,12 +58,12 @@ def insert(
     row = conn.execute(
         """UPDATE conversations SET last_seq = last_seq + 1,
                   last_activity_at = max(coalesce(last_activity_at, ?), ?), updated_at = ?
-           WHERE id = ? RETURNING last_seq, last_activity_at, channel_id""",
+           WHERE id = ? RETURNING last_seq, last_activity_at""",
         (now, now, now, conversation_id),
     ).fetchone()
     if row is None:
         raise LookupError(conversation_id)
-    seq, now, conversation_channel = row[0], row[1], row[2]
+    seq, now = row[0], row[1]
     attachments = attachments if attachments is not None else []
     metadata = metadata if metadata is not None else {}
     extra = extra or {}
@@ -77,8 +76,6 @@ def insert(
             dumps(extra),
         ),
     )
-    analytics.activity(conn, tenant_id, conversation_id, conversation_channel, source_channel_id,
-                       now)
     return Activity(
         id=activity_id, tenant_id=tenant_id, conversation_id=conversation_id, seq=seq, type=type,
         sender=sender, text=text, attachments=attachments, metadata=metadata,

@@ -184,11 +184,7 @@ def tier_usage(conn: sqlite3.Connection, tenant_id: str, now: datetime) -> dict[
 
     t_now = int(now.timestamp())
     minute = t_now - t_now % analytics.MINUTE
-    rows = conn.execute(
-        """SELECT bucket, sum(n) FROM analytics_minute
-            WHERE tenant_id = ? AND bucket >= ? AND kind = 'count' AND key IN ('in', 'out')
-            GROUP BY bucket""", (tenant_id, minute - 3600)).fetchall()
-    per_minute = {int(r[0]): int(r[1]) for r in rows}
+    per_minute = analytics.activity_minutes(conn, tenant_id, minute - 3600)
     row = conn.execute(
         """SELECT channel_id, bucket, sum(n) AS total FROM analytics_minute
             WHERE tenant_id = ? AND bucket >= ? AND kind = 'count' AND key IN ('sent', 'failed')

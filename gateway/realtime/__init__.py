@@ -19,7 +19,7 @@ from sanic.response import HTTPResponse
 
 from store import channels
 
-from .. import errors
+from .. import errors, tiersockets
 from ..auth import channel_refusal
 from ..tokens import TokenError
 from . import directline_socket, phoenix
@@ -50,7 +50,9 @@ async def _authenticate(request: Request) -> HTTPResponse | None:
         if match is None:
             return None
         refused = await directline_socket.authenticate(request, match)
-        return refused or _capped(request, request.ctx.token, directline=True)
+        refused = refused or _capped(request, request.ctx.token, directline=True)
+        return refused or await tiersockets.admit(request, request.ctx.claims["tenant_id"],
+                                                  directline=True)
     vsn = request.args.get("vsn") or phoenix.V1
     if vsn not in phoenix.VERSIONS:
         return _refuse(400, "unsupported_vsn", f"vsn must be one of {', '.join(phoenix.VERSIONS)}")
@@ -68,7 +70,7 @@ async def _authenticate(request: Request) -> HTTPResponse | None:
                                                 claims["channel_id"])
         if (why := channel_refusal(channel, claims)) is not None:
             return _refuse(403, why[1], why[2])  # a socket refusal is 403, as the original
-    refused = _capped(request, token)
+    refused = _capped(request, token) or await tiersockets.admit(request, claims["tenant_id"])
     if refused is not None:
         return refused
     request.ctx.claims = claims
@@ -102,6 +104,8 @@ async def _unreserve(request: Request, response: HTTPResponse) -> None:
     if request.ctx.socket_reserved:
         request.ctx.socket_reserved = False
         request.app.ctx.socket_cap.add(request.ctx.socket_key, -1)
+    if request.ctx.tier_socket is not None:  # the same for the tier's max_connections
+        await tiersockets.release(request, tiersockets.take(request))
 
 
 def _socket_gauge() -> Callable[[int], None]:
@@ -124,10 +128,12 @@ async def _serve(request: Request, ws: Any, router: Router | None) -> None:
     counts[key] = counts.get(key, 0) + 1
     reserved = request.ctx.socket_reserved
     request.ctx.socket_reserved = False  # this socket holds the place now
+    tier_tenant = tiersockets.take(request)  # and its tenant's (gateway/tiersockets.py)
     _gauge(1)
     try:
         await conn.run()
     finally:
+        await tiersockets.release(request, tier_tenant)
         _gauge(-1)
         if reserved:
             request.app.ctx.socket_cap.add(key, -1)
@@ -208,5 +214,6 @@ def install(app: Sanic) -> None:
         from ..sharedlimit import SharedCounts
 
         app.ctx.socket_cap = SharedCounts(cluster.run_dir / "sockets", cluster.slot, cluster.size)
+    tiersockets.install(app)
     app.ctx.on_activity.append(app.ctx.hub.activity_hook)
     app.blueprint(bp)

@@ -5,12 +5,13 @@
 1. **Load**: ``--activities`` activities over ``--days`` simulated days (an injected clock),
    written directly into the store one simulated hour at a time: the activity rows, a delivery
    row for every outbound one (half) in its final state (sent 95 %, of which 70 % delivered and
-   28 % read; failed 5 %, one of a few reasons), and the rollup counters the write path keeps
-   for them (the same upserts into the same tables, summed per bucket: writing 7.5 million rows
-   one write-path call at a time takes hours on a loaded 2-core machine; phase 3 measures that
-   path itself). ``--tenants`` tenants of unequal size with ``--channels`` channels each,
-   conversations of 10–70 activities. The rollup job's fold runs after every simulated hour,
-   as the scheduler would.
+   28 % read; failed 5 %, one of a few reasons), and the delivery counters the delivery path
+   keeps for them (the same upserts into the same tables, summed per bucket: writing 7.5
+   million rows one call at a time takes hours on a loaded 2-core machine). The activities'
+   counters are the rollup job's (from the feed events the activity rows' trigger appends).
+   ``--tenants`` tenants of unequal size with ``--channels`` channels each, conversations of
+   10–70 activities. The rollup job's fold runs after every simulated hour, as the scheduler
+   would, and the feed is pruned up to what it counted, as the feed pruner would.
 2. **Queries**: at the end of the simulated period, every analytics query the API and pages make
    (``gateway.domain.analytics.read``: series, latency percentiles, failure reasons, busiest
    conversations, per-channel totals, health) for 1 h, 1 d and 30 d, for the whole gateway, the
@@ -19,7 +20,9 @@
 3. **Write-path cost**: the activity write path (one transaction: ``activities.insert`` +
    ``queue.enqueue``, as the API's) on the loaded database, in alternating blocks with the
    rollup counters on and off (``store.analytics.ENABLED``), same run: ``ratio`` = time on ÷
-   time off. Target: <= 1.10.
+   time off. Target: <= 1.10. Then the job's share, off the write path: one rollup run
+   counting the activities just written (CPU per activity), and a report's extra cost while
+   one job interval's activities (``--pending``) are still uncounted.
 
 Prints one JSON object; figures in docs/performance.md ("Analytics").
 """
@@ -39,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.domain import analytics as analytics_ops
-from store import activities, analytics, channels, conversations, migrations, queue, tenants
+from store import activities, analytics, channels, conversations, feed, migrations, queue, tenants
 from store.connect import connect
 from store.util import iso, new_id
 
@@ -102,8 +105,6 @@ def load(conn: Any, world: list[dict[str, Any]], n: int, start: datetime, days: 
             aid = new_id()
             acts.append((aid, t["id"], conv[0], seq[0], "message", "u", "hello", "[]", "{}",
                          None, ch if inbound else None, None, now, now, "{}"))
-            bump(analytics.MINUTE, t["id"], ch, epoch, "count", "in" if inbound else "out")
-            bump(analytics.DAY, t["id"], ch, epoch, "conversation", conv[0])
             if inbound:
                 continue
             deliveries += 1
@@ -160,6 +161,10 @@ def load(conn: Any, world: list[dict[str, Any]], n: int, start: datetime, days: 
         analytics.fold(conn, int((hour_start + timedelta(hours=1)).timestamp()))
         conn.execute("COMMIT")
         fold_s += time.perf_counter() - f0
+        conn.execute("BEGIN IMMEDIATE")
+        while feed.prune(conn, analytics.cursor(conn)) > 0:
+            pass
+        conn.execute("COMMIT")
         if h % 24 == 23:
             print(f"  day {h // 24 + 1}: {made:,} activities, {time.perf_counter() - began:.0f} s",
                   file=sys.stderr, flush=True)
@@ -240,6 +245,55 @@ def write_cost(conn: Any, world: list[dict[str, Any]], at: datetime, blocks: int
             "cpu_ratio": round(cpu[True] / cpu[False], 3)}
 
 
+def job_cost(conn: Any, path: Path, world: list[dict[str, Any]], at: datetime, pending: int
+             ) -> dict[str, Any]:
+    """The rollup job's share, off the write path: one run counting everything written since
+    the last (phase 3's activities), CPU per activity; then ``pending`` activities left
+    uncounted (one job interval's worth) and the tenant's 1 h and 30 d reports with them, against
+    the same reports with none pending."""
+    uncounted = conn.execute("SELECT count(*) FROM feed WHERE id > ? AND kind = 'a'",
+                             (analytics.cursor(conn),)).fetchone()[0]
+    t0, c0 = time.perf_counter(), time.thread_time()
+    conn.execute("BEGIN IMMEDIATE")
+    analytics.count_activities(conn)
+    conn.execute("COMMIT")
+    out: dict[str, Any] = {
+        "activities_counted": uncounted,
+        "us_per_activity": round((time.perf_counter() - t0) / max(uncounted, 1) * 1e6, 1),
+        "cpu_us_per_activity": round((time.thread_time() - c0) / max(uncounted, 1) * 1e6, 1)}
+    t = world[0]
+    ch = t["channels"][0]
+    conv = conversations.create(conn, tenant_id=t["id"], channel_id=ch, now=iso(at)).id
+    rconn = connect(path, readonly=True)
+    try:
+        def cpu_ms(rng: str, tenant_id: str | None) -> float:
+            w = analytics_ops.window({"range": rng}, at + timedelta(minutes=5))
+            spent = []
+            for _ in range(20):
+                c0 = time.thread_time()
+                analytics_ops.read(rconn, w, tenant_id=tenant_id, channel_id=None)
+                spent.append(time.thread_time() - c0)
+            return round(statistics.median(spent) * 1000, 1)
+        none = {f"{r} {s}": cpu_ms(r, tid) for r in ("1h", "30d")
+                for s, tid in (("tenant", t["id"]), ("gateway", None))}
+        conn.execute("BEGIN IMMEDIATE")
+        for i in range(pending):
+            activities.insert(conn, tenant_id=t["id"], conversation_id=conv, sender="u",
+                              now=iso(at + timedelta(milliseconds=i)), text="hello")
+        conn.execute("COMMIT")
+        some = {f"{r} {s}": cpu_ms(r, tid) for r in ("1h", "30d")
+                for s, tid in (("tenant", t["id"]), ("gateway", None))}
+    finally:
+        rconn.close()
+    out["pending_activities"] = pending
+    out["report_cpu_ms_none_pending"] = none
+    out["report_cpu_ms_with_pending"] = some
+    conn.execute("BEGIN IMMEDIATE")
+    analytics.count_activities(conn)
+    conn.execute("COMMIT")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--activities", type=int, default=5_000_000)
@@ -249,6 +303,8 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=50)
     p.add_argument("--write-blocks", type=int, default=40)
     p.add_argument("--write-per-block", type=int, default=1000)
+    p.add_argument("--pending", type=int, default=1000,
+                   help="activities left uncounted for the last measure (a job interval's)")
     p.add_argument("--db", help="database file (default: a temporary one, deleted after)")
     p.add_argument("--reuse", action="store_true",
                    help="--db already holds a load (of these options): only phases 2 and 3")
@@ -286,6 +342,7 @@ def main() -> None:
         result["queries"] = queries(path, world, end, args.queries)
         result["write_path"] = write_cost(conn, world, end, args.write_blocks,
                                           args.write_per_block)
+        result["job"] = job_cost(conn, path, world, end, args.pending)
         result["loadavg_end"] = os.getloadavg()[0]
     finally:
         conn.close()

@@ -134,3 +134,71 @@ async def test_sla_targets(api: Api) -> None:
         assert field in got["errors"], got
         problem(await api.call("PATCH", f"/api/admin/tiers/{made['id']}", headers=api.admin,
                                json=body), 422, "errors", "validation_failed")
+
+
+async def _upgrade(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientResponse:
+    """A WebSocket upgrade as a plain GET, to read a refusal's status, headers and body."""
+    return await session.get(url.replace("ws://", "http://"), headers={
+        "connection": "upgrade", "upgrade": "websocket", "sec-websocket-version": "13",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="})
+
+
+async def test_max_connections_for_the_whole_gateway(api: Api, server: Any) -> None:
+    """A tier's ``max_connections``: the tenant's sockets are counted in the store, so the cap
+    holds whichever worker process each upgrade lands on (`make test-workers`: two; every new
+    connection may go to either). Past it: 429 ``too_many_sockets`` with ``Retry-After`` and
+    the ``tenant_sockets`` RateLimit headers, the tier named; closing one makes room; a tenant
+    on no tier is not capped."""
+    # On the tier before anything of the tenant is looked up, so that no process holds it in
+    # its tier cache as on none.
+    tenant = await api.tenant("tier-sockets")
+    await _put(api, tenant["id"], await _tier(api, max_connections=2))
+    channel = await api.channel(tenant["id"])
+    token = await api.channel_token(channel["id"])
+    w = {"channel_token": token, "conversation": await api.conversation(token)}
+    other = await api.setup("tier-sockets-free")
+
+    async def url(world: dict[str, Any]) -> str:
+        token = (await api.ok("POST", "/api/v1/tokens", 201, json={
+            "conversation_id": world["conversation"]["id"], "user_id": f"u-{uuid.uuid4().hex}"},
+            headers={"x-channel-token": world["channel_token"]}))["token"]
+        return f"{server.ws_url}/socket/websocket?token={token}&vsn=2.0.0"
+
+    held: list[aiohttp.ClientWebSocketResponse] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+        try:
+            # Two sockets (each its own token and TCP connection), then the third is refused.
+            held += [await s.ws_connect(await url(w)) for _ in range(2)]
+            r = await _upgrade(s, await url(w))
+            assert r.status == 429, r.status
+            body = await r.json()
+            assert r.content_type == "application/problem+json"
+            assert body["code"] == "too_many_sockets" and body["max_connections"] == 2
+            assert body["tier"].startswith("tiny-") and "2 open sockets" in body["detail"]
+            assert r.headers["RateLimit-Policy"] == '"tenant_sockets";q=2'
+            assert r.headers["RateLimit"].startswith('"tenant_sockets";r=0')
+            assert int(r.headers["Retry-After"]) >= 1
+            # Several more, on whichever process: all refused while two are open.
+            for _ in range(4):
+                again = await _upgrade(s, await url(w))
+                assert again.status == 429
+                again.release()
+            # A tenant on no tier: not capped by it.
+            free = [await s.ws_connect(await url(other)) for _ in range(3)]
+            held += free
+            # One of the two closed: room for one more (counted down in the store on close).
+            await held.pop(0).close()
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    held.append(await s.ws_connect(await url(w)))
+                    break
+                except aiohttp.WSServerHandshakeError as exc:
+                    assert exc.status == 429 and time.monotonic() < deadline
+                    await asyncio.sleep(0.05)
+            refused = await _upgrade(s, await url(w))
+            assert refused.status == 429
+            refused.release()
+        finally:
+            for ws in held:
+                await ws.close()

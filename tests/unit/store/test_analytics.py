@@ -1,4 +1,4 @@
-"""Analytics rollups (store/analytics.py): what the write path counts, the rollup job's folds
+"""Analytics rollups (store/analytics.py): what the write path and the job count, the rollup job's folds
 (idempotent, and the same figures before and after), and the report over them. Real database
 files; every time is passed in."""
 
@@ -64,9 +64,19 @@ def _traffic(conn: sqlite3.Connection, w: dict[str, Any], minutes: int = 150) ->
 
 
 def test_the_write_path_counts_activities_and_outcomes(conn: sqlite3.Connection) -> None:
+    """Outcomes are counted on the delivery path; activities by the job from the feed — and,
+    until it ran, by the report itself from the same feed events: the figures are the same
+    before and after the job."""
     w = _world(conn)
     _traffic(conn, w, minutes=60)
+    assert conn.execute("SELECT count(*) FROM analytics_minute WHERE key IN ('in', 'out')"
+                        ).fetchone()[0] == 0  # nothing on the activity write path
+    uncounted = analytics.report(conn, E0, E0 + 3600, 60, tenant_id=w["tenant"])
+    read, complete = analytics.count_activities(conn)  # feed ids: the tenant's event too
+    assert read >= 120 and complete
+    assert analytics.count_activities(conn) == (0, True)  # counted once
     r = analytics.report(conn, E0, E0 + 3600, 60, tenant_id=w["tenant"])
+    assert r == uncounted
     assert r["activities"] == {"in": [1] * 60, "out": [1] * 60}
     assert sum(r["deliveries"]["sent"]) == 48 and sum(r["deliveries"]["failed"]) == 12
     assert sum(r["deliveries"]["delivered"]) == 48
@@ -90,7 +100,9 @@ def test_a_rolled_back_write_counts_nothing(conn: sqlite3.Connection) -> None:
     activities.insert(conn, tenant_id=w["tenant"], conversation_id=w["conv"], sender="u", now=T0)
     conn.execute("ROLLBACK TO s")
     conn.execute("RELEASE s")
+    analytics.fold(conn, E0 + 60)
     assert conn.execute("SELECT count(*) FROM analytics_minute").fetchone()[0] == 0
+    assert analytics.report(conn, E0, E0 + 3600, 60)["activities"]["out"] == [0] * 60
 
 
 def _rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
@@ -101,14 +113,28 @@ def _rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
 def test_fold_is_idempotent_and_changes_no_figure(conn: sqlite3.Connection) -> None:
     w = _world(conn)
     _traffic(conn, w, minutes=150)
+    other = _world(conn, "other")
+    _traffic(conn, other, minutes=30)
     now = E0 + 2 * 86400 + 600  # two days later: the first day is complete
-    before = [analytics.report(conn, E0, E0 + 86400, step, tenant_id=w["tenant"])
-              for step in (3600, 86400)]
+    scopes = [{"tenant_id": w["tenant"]}, {}, {"tenant_id": w["tenant"], "channel_id": w["hook"]},
+              {"channel_id": other["web"]}]
+    every = [analytics.report(conn, E0, E0 + 86400, step, **scope)  # type: ignore[arg-type]
+             for step in (3600, 86400) for scope in scopes]
+    before = every[::len(scopes)]
     first = analytics.fold(conn, now)
     assert first["hours_until"] == now - now % 3600 and first["days_until"] == E0 + 2 * 86400
+    assert first["counted"] >= 360
     rows = _rows(conn)
-    assert analytics.fold(conn, now) == first | {"dropped": 0}
+    assert analytics.fold(conn, now) == first | {"dropped": 0, "counted": 0}
     assert _rows(conn) == rows  # a second run changes nothing
+    # The gateway-wide and tenant-wide reports now read the folded levels (``*``): the same
+    # figures as the channels' rows gave.
+    assert conn.execute("SELECT count(*) FROM analytics_day WHERE tenant_id = '*'"
+                        ).fetchone()[0] > 0
+    assert [analytics.report(conn, E0, E0 + 86400, step, **scope)  # type: ignore[arg-type]
+            for step in (3600, 86400) for scope in scopes] == every
+    gateway = every[1]
+    assert sum(gateway["activities"]["out"]) == 180 and len(gateway["conversations"]) == 2
     after = [analytics.report(conn, E0, E0 + 86400, step, tenant_id=w["tenant"])
              for step in (3600, 86400)]
     assert after == before
@@ -163,8 +189,14 @@ def test_the_busiest_conversations_of_a_folded_day_are_its_top(conn: sqlite3.Con
     after = analytics.report(conn, E0, E0 + 86400, 86400, tenant_id=w["tenant"], top=5)
     assert after["conversations"] == before["conversations"]
     assert [c["activities"] for c in after["conversations"]] == [15, 14, 13, 12, 11]
-    kept = conn.execute("SELECT count(*) FROM analytics_day WHERE kind = 'top'").fetchone()[0]
+    kept = conn.execute("SELECT count(*) FROM analytics_day WHERE kind = 'top' "
+                        "AND tenant_id <> '*'").fetchone()[0]
     assert kept == analytics.TOP
+    # The gateway's own busiest of the day: the same ranking, from its ``top`` level.
+    everyone = analytics.report(conn, E0, E0 + 86400, 86400, top=5)
+    assert everyone["conversations"] == after["conversations"]
+    assert conn.execute("SELECT count(*) FROM analytics_day WHERE kind = 'top' "
+                        "AND tenant_id = '*'").fetchone()[0] == analytics.TOP
 
 
 def test_percentiles_of_a_histogram() -> None:
