@@ -135,6 +135,7 @@ class RequestState:
     dl: Any = None  # a Direct Line stream's (conversation id, watermark anchor)
     socket_key: str | None = None  # the token a socket counts against (sockets per token)
     socket_reserved: bool = False  # its place under that cap is taken (gateway/realtime)
+    tier_socket: str | None = None  # the tenant a socket counts against (tier max_connections)
     rule_channel: str | None = None  # a channel token's channel (routing rules it may read)
 
 

@@ -107,7 +107,7 @@ class TierSockets:
 
 async def admit(request: Request, tenant_id: str, directline: bool = False
                 ) -> HTTPResponse | None:
-    ts: TierSockets | None = getattr(request.app.ctx, "tier_sockets", None)
+    ts: TierSockets | None = request.app.ctx.tier_sockets
     if ts is None:
         return None
     refused, counted = await ts.admit(tenant_id, directline)
