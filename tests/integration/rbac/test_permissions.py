@@ -94,8 +94,11 @@ async def world(server: Server, session: Any) -> AsyncIterator[dict[str, Any]]:
         client = Client(server.url)
         assert await client.login(email, PASSWORD) == 302
         clients[case] = client
+    # A tier (the gateway's, not a tenant's) whose edit page the page matrix opens.
+    tier = (await api.ok("POST", "/api/admin/tiers", 201, headers=api.admin,
+                         json={"name": f"rbac-{tag}"}))["data"]
     yield {"api": api, "A": a, "B": b, "cases": cases, "tokens": tokens, "clients": clients,
-           "tag": tag, "server": server}
+           "tag": tag, "server": server, "tier_id": tier["id"]}
     for client in clients.values():
         await client.close()
 
@@ -215,7 +218,7 @@ async def test_page_matrix(case: str, world: dict[str, Any]) -> None:
             continue
         if path.endswith("/events"):
             continue  # an endless stream (test_health_live.py)
-        status, body, _ = await client.get(fill(path, world["A"]))
+        status, body, _ = await client.get(fill(path, {**world["A"], "tier_id": world["tier_id"]}))
         if not (allowed and page_ok):
             assert status == 403, f"{where}: {status}"
             continue
