@@ -16,7 +16,7 @@ STATEMENTS = [
         holder TEXT PRIMARY KEY,
         seen_at REAL NOT NULL)""",
     """CREATE TABLE tenant_sockets (
-        tenant_id TEXT NOT NULL,
+        tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
         holder TEXT NOT NULL,
         n INTEGER NOT NULL,
         PRIMARY KEY (tenant_id, holder))""",
