@@ -62,7 +62,7 @@ TOP = 10  # conversations kept per channel and day once the day is folded
 ENABLED = True
 
 ALL = "*"  # tenant_id / channel_id of the aggregate levels' rows
-CURSOR = "activities_cursor"  # the last feed id whose activity is counted (m0025)
+CURSOR = "activities_cursor"  # the last feed id whose activity is counted (m0026)
 BATCH = 20_000  # feed ids per counting statement
 RUN_MAX = 400_000  # feed ids one run of the job counts at most (it continues on the next)
 PENDING_MAX = 100_000  # feed ids a read counts itself at most (beyond: the job is behind)

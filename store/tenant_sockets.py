@@ -1,5 +1,5 @@
 """Open sockets per tenant, counted in the store so that a tier's ``max_connections`` holds for
-the whole gateway (every worker process, every node; migration m0026, gateway/tiersockets.py).
+the whole gateway (every worker process, every node; migration m0027, gateway/tiersockets.py).
 
 Each process is a *holder* (a random id) that keeps, per tenant, how many of its sockets are
 open, and refreshes its ``seen_at`` while it holds any; only holders seen within ``STALE``

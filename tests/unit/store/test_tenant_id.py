@@ -35,7 +35,7 @@ GLOBAL = {
     "_sqlite_migrations", "schema_migrations", "sqlite_sequence",
     # process state, not data: the change feed between processes/nodes and its counter,
     # leases of singletons, worker slots, scheduled jobs' last runs, the event relay's cursor,
-    # the analytics rollup's own cursor, the processes holding tier-counted sockets (m0026;
+    # the analytics rollup's own cursor, the processes holding tier-counted sockets (m0027;
     # their counts, tenant_sockets, carry the tenant)
     "feed", "feed_counter", "leases", "workers", "job_runs", "event_relay", "analytics_state",
     "socket_holders",
@@ -46,7 +46,7 @@ GLOBAL = {
 # tenant; every entry about a tenant's data carries its tenant.
 MIXED = {"audit_logs"}
 
-# The analytics rollups carry a tenant_id but '*' marks the gateway-wide level's rows (m0025).
+# The analytics rollups carry a tenant_id but '*' marks the gateway-wide level's rows (m0026).
 SHARED_ROLLUPS = {"analytics_minute", "analytics_hour", "analytics_day"}
 
 
