@@ -129,6 +129,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/unit/store/test_queue.py::test_backoff_is_pure_and_follows_the_schedule",),
     ),
     Mutant(
+        "broker-job-ignores-its-token",
+        "a broker job claims its row only while the row still holds the job's token",
+        "store/queue.py",
+        """        match = "claim_token = ?"\n""",
+        """        match = "(claim_token = ? OR 1 = 1)"  # MUTANT\n""",
+        ("tests/unit/store/test_take_handed.py::test_a_job_claims_its_row_only_under_its_own_token",),
+    ),
+    Mutant(
         "slow-subscriber-kept",
         "a socket whose send queue is full is dropped; the others keep receiving",
         "gateway/hub.py",
