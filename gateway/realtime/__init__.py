@@ -23,7 +23,7 @@ from .. import errors, tiersockets
 from ..auth import channel_refusal
 from ..tokens import TokenError
 from . import directline_socket, phoenix
-from .connection import Connection, Router
+from .connection import Connection, Router, compact
 from .converger_socket import ConvergerRouter
 from .legacy_socket import LegacyRouter
 
@@ -73,7 +73,7 @@ async def _authenticate(request: Request) -> HTTPResponse | None:
     refused = _capped(request, token) or await tiersockets.admit(request, claims["tenant_id"])
     if refused is not None:
         return refused
-    request.ctx.claims = claims
+    request.ctx.claims = compact(claims)  # kept as long as the socket: its strings shared
     request.ctx.vsn = vsn
     return None
 

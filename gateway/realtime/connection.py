@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -118,6 +119,14 @@ class Channel(Subscriber):
         self.conn.abort(CLOSE_SLOW, "too slow: send queue full")
 
 
+def compact(claims: dict[str, Any]) -> dict[str, Any]:
+    """The claims a socket keeps for its lifetime, with their names and short values interned:
+    the sockets of one tenant or conversation share the strings instead of each holding the
+    token's own decoded copies (memory per idle socket, docs/performance.md §6)."""
+    return {sys.intern(k): sys.intern(v) if type(v) is str and len(v) <= 64 else v
+            for k, v in claims.items()}
+
+
 class Connection:
     """A connected socket. ``claims`` are the verified token's claims."""
 
@@ -129,7 +138,7 @@ class Connection:
         self.request = request  # the upgrade request (for the rate-limit hook)
         self.ws = ws
         self.router = router
-        self.claims = claims
+        self.claims = claims  # compact(): the upgrade request's are
         self.vsn = vsn
         self.hub = ctx.hub
         self.queue_limit = ctx.settings.ws_send_queue

@@ -32,7 +32,7 @@ from ..http import public_base
 from ..hub import Encoder
 from ..shapes import decode_watermark, directline_activity, encode_watermark
 from ..tokens import TokenError, TokenExpired
-from .connection import CLOSE_NORMAL, Channel, Connection, Router
+from .connection import CLOSE_NORMAL, Channel, Connection, Router, compact
 from .replay import load
 
 PATH = re.compile(r"^/v3/directline/conversations/([^/]+)/stream$")
@@ -123,7 +123,7 @@ async def authenticate(request: Request, match: re.Match[str]) -> HTTPResponse |
     if why == "watermark":
         return _refuse(400, "invalid_watermark",
                        "watermark does not name an activity of this conversation")
-    request.ctx.claims = claims
+    request.ctx.claims = compact(claims)  # kept as long as the socket: its strings shared
     request.ctx.token = token
     request.ctx.dl = (conversation_id, anchor)
     return None
