@@ -55,6 +55,7 @@ class Counting:
         self.order: list[str] = []
         self.fail_first: dict[str, int] = {}
         self.failing = 0  # answer 500 to the next N requests (whatever their id)
+        self.delay = 0.0  # seconds each answer takes (a slow receiver: attempts in flight)
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -77,6 +78,8 @@ class Counting:
         did = request.headers.get("webhook-id", "")
         self.counts[did] += 1
         self.order.append(did)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.failing > 0:
             self.failing -= 1
             return web.Response(status=500, text="nope")

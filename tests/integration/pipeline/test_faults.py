@@ -18,7 +18,7 @@ from tests.support.api import Api
 from tests.support.brokers import Nats, Rabbit
 from tests.support.server import COMMAND, ROOT, Server, open_database
 
-from .conftest import Counting, pipeline_env, table, until
+from .conftest import Counting, Deliver, pipeline_env, table, until
 
 
 def _unstarted(kind: str, tmp_path: Path) -> Nats | Rabbit:
@@ -115,6 +115,45 @@ async def test_a_row_handed_over_but_never_published_is_published_again(
     finally:
         srv.stop()
         b.stop()
+
+
+async def test_sigterm_of_a_deliver_worker_gives_its_rows_back_and_another_finishes(
+        counting: Counting, tmp_path: Path) -> None:
+    """A clean stop mid-run: the worker gives back every row it holds (in flight or waiting in
+    its buffer), exits 0, and a worker started later sends the rest; nothing is lost, and only
+    attempts cut off in flight (at most its concurrency) reach the receiver twice."""
+    b = _unstarted("nats", tmp_path).start()
+    data = tmp_path / "data"
+    env = pipeline_env("nats", b.url)
+    srv = Server(data, env={**env, "CONVERGER_PIPELINE_CONSUME": "0"}).start()
+    first, second = Deliver(data, env, "first", 4), Deliver(data, env, "second", 4)
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, srv.url)
+            s = await api.setup("sigterm", type="webhook", config={"url": counting.url})
+            counting.delay = 0.05
+            for i in range(120):
+                await api.post_activity(s["conversation"]["id"], s["api_key"], text=f"m{i}")
+            first.start()
+            await until(lambda: counting.total >= 20, 60, "the first worker sent nothing")
+            assert first.stop() == 0, first.log()[-3000:]
+            assert "leases released" in first.log()
+            assert table(data, "SELECT count(*) FROM deliveries WHERE claim_token LIKE 'w%'") \
+                == [(0,)], "a stopped worker kept rows"
+            left = table(data, "SELECT count(*) FROM deliveries WHERE status = 'pending'")[0][0]
+            assert left > 0, "the run was over before the stop"
+            second.start()
+            await until(lambda: table(data, "SELECT count(*) FROM deliveries "
+                                            "WHERE status = 'sent'") == [(120,)], 60,
+                        "the second worker did not finish")
+    finally:
+        first.stop()
+        second.stop()
+        srv.stop()
+        b.stop()
+    assert len(counting.counts) == 120
+    assert sum(1 for c in counting.counts.values() if c > 1) <= 4, counting.counts
+    assert table(data, "SELECT DISTINCT attempts FROM deliveries") == [(1,)]
 
 
 async def test_jobs_that_are_not_ours_are_dropped_and_work_goes_on(
