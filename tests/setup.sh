@@ -29,6 +29,11 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         done
     fi
 fi
+# Multi-node tests (tests/support/netns.py): each node in a network namespace of its own, made
+# with `ip netns` and veth pairs from iproute2 (without it, or without root, they run on loopback).
+if ! command -v ip >/dev/null 2>&1; then
+    apt-get update -q && apt-get install -y -q iproute2
+fi
 # Activity event stream tests (tests/integration/events, tests/support/brokers.py): Debian's
 # nats-server (JetStream) and rabbitmq-server, each started by the tests on a free loopback port
 # in a temp directory. Debian may start a default RabbitMQ node under systemd: the tests don't use it.

@@ -334,6 +334,26 @@ async def test_a_key_rotated_and_a_tenant_disabled_on_node_1_are_refused_by_node
         assert took < 1.0, f"{what}: {took:.2f} s"
 
 
+async def test_a_channel_made_inactive_on_node_1_is_refused_by_node_3_within_1s(
+        nodes: list[Server], session: aiohttp.ClientSession) -> None:
+    """Channels are not cached: what node 1 changed, node 3 reads at the next request."""
+    one, three = Api(session, nodes[0].url), Api(session, nodes[2].url)
+    s = await one.setup("channel-across")
+    headers = {"x-channel-token": s["channel_token"]}
+    assert (await three.call("POST", "/api/v1/conversations", json={}, headers=headers))[0] == 201
+    await one.ok("PATCH", f"/api/admin/channels/{s['channel']['id']}",
+                 json={"status": "inactive"}, headers=one.admin)
+    changed = time.monotonic()
+
+    async def refused() -> bool:
+        status, body, _ = await three.call("POST", "/api/v1/conversations", json={},
+                                           headers=headers)
+        return status == 400 and body["error"] == "Channel is inactive"
+
+    await until(refused, 5, "node 3 still opens conversations on the inactive channel")
+    assert time.monotonic() - changed < 1.0
+
+
 def node_id(srv: Server) -> str:
     return str(srv.readiness()["checks"]["node"]["node"])
 
