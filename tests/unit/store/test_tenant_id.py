@@ -39,6 +39,9 @@ GLOBAL = {
     # their counts, tenant_sockets, carry the tenant)
     "feed", "feed_counter", "leases", "workers", "job_runs", "event_relay", "analytics_state",
     "socket_holders",
+    # the rate limits' GCRA rows on PostgreSQL (store/ratelimits.py, made at first use; keyed
+    # by scope and tenant, channel or client IP)
+    "rate_limits",
 }
 
 # Tables with a tenant_id that is NULL on purpose in some rows: the audit log records the
