@@ -35,8 +35,11 @@ async def readyz(request: Request) -> HTTPResponse:
     except Exception as exc:  # any failure to write means not ready
         checks["database"] = {"ok": False, "backend": backend, "error": str(exc)}
     for name, probe in list(ctx.readiness.items()):
-        result = probe()
-        checks[name] = await result if inspect.isawaitable(result) else result
+        try:
+            result = probe()
+            checks[name] = await result if inspect.isawaitable(result) else result
+        except Exception as exc:  # e.g. the workers' heartbeats are in the database, which is gone
+            checks[name] = {"ok": False, "error": str(exc)}
     ok = all(c.get("ok") for c in checks.values())
     body: dict[str, object] = {"status": "ok" if ok else "unavailable", "checks": checks}
     # Ready, but something needs a look (e.g. a certificate renewal failing while the current

@@ -187,7 +187,10 @@ class Server:
         assert self.proc is not None
         workers = self.extra_env.get("CONVERGER_WORKERS", os.environ.get("CONVERGER_WORKERS", "1"))
         if workers.isdigit() and int(workers) > 1:
-            timeout *= int(workers)
+            # Each worker imports everything at once, on the same cores as the suite's other
+            # servers: under CONVERGER_WORKERS=2 make test on a loaded 2-core machine, 2 × 20 s
+            # was not always enough (the suite's start-up errors of 2026-12-07, issue 14).
+            timeout *= int(workers) + 1
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -103,7 +103,9 @@ async def test_serve_dev_prints_working_credentials(tmp_path: Path,
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
+        # Worker processes start side by side (CONVERGER_WORKERS=2 make test): more time.
+        workers = os.environ.get("CONVERGER_WORKERS", "1")
+        deadline = time.monotonic() + 20 * (int(workers) if workers.isdigit() else 1)
         while True:
             assert proc.poll() is None, (tmp_path / "dev.log").read_text()
             assert time.monotonic() < deadline, (tmp_path / "dev.log").read_text()
