@@ -221,7 +221,7 @@ def install(app: Sanic) -> None:
     ctx.rate_limiter = limiter
     # Several nodes on PostgreSQL: the limits are counted there, for the whole gateway.
     nodes = (NodesLimiter(ctx.settings.database_url, limiter)
-             if getattr(ctx, "node", None) is not None and table is None else None)
+             if ctx.node is not None and table is None else None)
     # Every scope's 429 counter exists from the start (at 0): with worker processes, a series
     # no process has touched is not in /metrics at all (prometheus-client's multiprocess mode).
     for scope in SCOPES:
