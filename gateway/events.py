@@ -299,10 +299,13 @@ class NatsPublisher:
 
 class AmqpPublisher:
     """RabbitMQ: the durable topic exchange ``converger.events``; persistent messages on a
-    channel with publisher confirms (each publish waits for the broker's ack)."""
+    transactional channel. A round is written in order, then committed: the broker's
+    ``Tx.CommitOk`` comes once it has taken every message of the round (persistent ones routed to
+    durable queues are on disk). One round trip per round, no future per message — aio-pika's
+    per-message publisher confirms doubled the write path's CPU (docs/performance.md)."""
 
-    def __init__(self, conn: Any, exchange: Any) -> None:
-        self.conn, self.exchange = conn, exchange
+    def __init__(self, conn: Any, channel: Any, raw: Any) -> None:
+        self.conn, self.channel, self.raw = conn, channel, raw
 
     @classmethod
     async def connect(cls, url: str) -> AmqpPublisher:
@@ -310,55 +313,51 @@ class AmqpPublisher:
 
         conn = await aio_pika.connect(url, timeout=TIMEOUT)
         try:
-            exchange = await cls._exchange(conn)
+            channel, raw = await cls._channel(conn)
         except BaseException:
             await conn.close()
             raise
-        return cls(conn, exchange)
+        return cls(conn, channel, raw)
 
     @staticmethod
-    async def _exchange(conn: Any) -> Any:
+    async def _channel(conn: Any) -> tuple[Any, Any]:
         import aio_pika
 
-        channel = await conn.channel(publisher_confirms=True)
-        return await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC,
-                                              durable=True)
+        channel = await conn.channel(publisher_confirms=False)
+        await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        raw = await channel.get_underlay_channel()  # aiormq's: Tx.Select / Tx.Commit
+        await raw.tx_select(timeout=TIMEOUT)
+        return channel, raw
 
-    async def _send(self, msg: Message) -> None:
-        import aio_pika
-
-        await self.exchange.publish(
-            aio_pika.Message(msg.body, message_id=msg.id, content_type="application/json",
-                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-            routing_key=msg.subject, mandatory=False, timeout=TIMEOUT)
-
-    async def _too_large(self, errors: list[BaseException]) -> None:
+    async def _too_large(self, exc: BaseException) -> None:
         """RabbitMQ closes the channel on a message over its max_message_size (it does not
-        tell the limit beforehand): then a new channel for what follows, and TooLarge."""
+        tell the limit beforehand; the round is not committed): then a new channel for what
+        follows, and TooLarge."""
         from aiormq.exceptions import ChannelPreconditionFailed
 
-        for exc in errors:
-            if isinstance(exc, ChannelPreconditionFailed) and (
-                    "max size" in str(exc) or "larger than" in str(exc)):
-                self.exchange = await self._exchange(self.conn)
-                raise TooLarge(str(exc)) from None
+        if isinstance(exc, ChannelPreconditionFailed) and (
+                "max size" in str(exc) or "larger than" in str(exc)):
+            self.channel, self.raw = await self._channel(self.conn)
+            raise TooLarge(str(exc)) from None
 
     async def publish(self, msg: Message) -> None:
-        try:
-            await self._send(msg)
-        except Exception as exc:
-            await self._too_large([exc])
-            raise
+        await self.publish_many([msg])
 
     async def publish_many(self, msgs: list[Message]) -> None:
-        # Each publish takes the channel's lock (FIFO) before any await that can suspend, so
-        # the tasks, started in order, write their frames in order; their confirmations are
-        # then awaited together.
-        results = await asyncio.gather(*(self._send(m) for m in msgs), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            await self._too_large(errors)
-            raise errors[0]
+        from pamqp.commands import Basic
+
+        if not msgs:
+            return
+        try:
+            for m in msgs:  # written in order (no confirmation per message: wait=False)
+                await self.raw.basic_publish(
+                    m.body, exchange=EXCHANGE, routing_key=m.subject, wait=False,
+                    properties=Basic.Properties(message_id=m.id, delivery_mode=2,
+                                                content_type="application/json"))
+            await self.raw.tx_commit(timeout=TIMEOUT)
+        except Exception as exc:
+            await self._too_large(exc)
+            raise
 
     async def close(self) -> None:
         try:
