@@ -292,7 +292,7 @@ class NatsPublisher:
 
     async def close(self) -> None:
         try:
-            await self.nc.close()
+            await asyncio.wait_for(self.nc.close(), TIMEOUT)
         except Exception as exc:
             log.debug("events: nats close: %s", exc)
 
@@ -349,19 +349,22 @@ class AmqpPublisher:
         if not msgs:
             return
         try:
-            for m in msgs:  # written in order (no confirmation per message: wait=False)
-                await self.raw.basic_publish(
-                    m.body, exchange=EXCHANGE, routing_key=m.subject, wait=False,
-                    properties=Basic.Properties(message_id=m.id, delivery_mode=2,
-                                                content_type="application/json"))
-            await self.raw.tx_commit(timeout=TIMEOUT)
+            # A bound on the whole round: with the broker gone, a full write queue would wait
+            # for ever.
+            async with asyncio.timeout(TIMEOUT * 2):
+                for m in msgs:  # written in order (no confirmation per message: wait=False)
+                    await self.raw.basic_publish(
+                        m.body, exchange=EXCHANGE, routing_key=m.subject, wait=False,
+                        properties=Basic.Properties(message_id=m.id, delivery_mode=2,
+                                                    content_type="application/json"))
+                await self.raw.tx_commit(timeout=TIMEOUT)
         except Exception as exc:
             await self._too_large(exc)
             raise
 
     async def close(self) -> None:
         try:
-            await self.conn.close()
+            await asyncio.wait_for(self.conn.close(), TIMEOUT)
         except Exception as exc:
             log.debug("events: amqp close: %s", exc)
 
