@@ -193,6 +193,7 @@ def copy(source: str, target: str, *, progress: Any = None) -> list[TableReport]
                 _triggers(dst, names, "ENABLE")
                 dst.execute("DELETE FROM feed")  # what the triggers wrote: not events to replay
                 _after_copy(dst)
+                _feed_after_positions(dst, names)
                 dst.execute("COMMIT")
             except BaseException:
                 if dst.in_transaction:
@@ -216,7 +217,9 @@ def copy(source: str, target: str, *, progress: Any = None) -> list[TableReport]
 
 
 # Tables whose rows the migrations insert (m0015's SLA tiers): the source's rows replace them.
-_SEEDED = {"sla_tiers"}
+# Rows the migrations make (the default tiers; the analytics job's cursor, m0026): the
+# source's replace them.
+_SEEDED = {"sla_tiers", "analytics_state"}
 
 
 def _triggers(dst: Any, names: list[str], how: str) -> None:
@@ -239,6 +242,29 @@ def _after_copy(dst: Any) -> None:
             continue
         dst.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
                     f"coalesce((SELECT max({column}) FROM {table}), 0) + 1, false)")
+
+
+def _feed_after_positions(dst: Any, names: list[str]) -> None:
+    """The copied positions in the feed — the event relay's ``last_id``, the analytics job's
+    ``activities_cursor`` — are the source's feed ids. The target's feed must continue after
+    the highest of them: a new event given a lower id would be taken as already published or
+    already counted, and skipped."""
+    highest = 0
+    if "event_relay" in names:
+        highest = max(highest, dst.execute(
+            "SELECT coalesce(max(last_id), 0) FROM event_relay").fetchone()[0])
+    if "analytics_state" in names:
+        highest = max(highest, dst.execute(
+            "SELECT coalesce(max(value), 0) FROM analytics_state "
+            "WHERE name = 'activities_cursor'").fetchone()[0])
+    if not highest:
+        return
+    if dialect.of(dst) == dialect.POSTGRESQL:
+        dst.execute("UPDATE feed_counter SET n = ? WHERE n < ?", (highest, highest))
+    elif dst.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'feed' AND seq < ?",
+                     (highest, highest)).rowcount == 0 and dst.execute(
+            "SELECT 1 FROM sqlite_sequence WHERE name = 'feed'").fetchone() is None:
+        dst.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('feed', ?)", (highest,))
 
 
 def _show(where: str) -> str:
