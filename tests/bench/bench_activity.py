@@ -17,6 +17,14 @@ the write path is its req/s and server CPU per request against the plain gateway
 ≤ 15%). Its CPU is counted until the relay has published everything the round wrote (``/readyz``
 ``behind`` 0), so work the relay does after the load stops is not missed; the broker's own CPU
 per request is reported separately. Figures: docs/performance.md.
+
+``--database postgres`` adds, in the same rounds (so the SQLite figures are of the same run),
+the gateway on PostgreSQL (a throwaway cluster, tests/support/postgres.py): ``pg1``, one node;
+``pg2``, two nodes on one database, each loaded by a wrk of its own with half the connections
+(req/s summed, p50/p99 the worse of the two); and ``pgbench``, the ceiling: pgbench with the same
+client count running one transaction per activity that inserts an activity row and its delivery
+row into the same schema (tests/bench/pgbench_support.py; use ``--channel-type webhook`` for the
+gateway to write the same two rows). Server CPU on PostgreSQL counts the cluster's processes too.
 """
 
 from __future__ import annotations
@@ -179,6 +187,44 @@ def drained(base: str, timeout: float = 120.0) -> float:
     raise RuntimeError("the event relay did not catch up")
 
 
+# -- PostgreSQL (--database postgres) ---------------------------------------------------------
+def postgres_targets(nodes: list[Server], args: argparse.Namespace, load: Any, pgb: Any,
+                     cluster: Any) -> dict[str, tuple[Any, Any]]:
+    """name → (run for a duration, CPU seconds so far): pg1 (nodes[0]), pg2 (nodes[1:3], loaded
+    together) and the pgbench ceiling; the CPU of each is the gateway's processes plus the whole
+    PostgreSQL cluster's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.bench import pgbench_support
+
+    def pg_cpu(servers: list[Server]) -> Any:
+        return lambda: (sum(tree_cpu_seconds(s.proc.pid) for s in servers)  # type: ignore[union-attr]
+                        + pgbench_support.cluster_cpu_seconds(cluster))
+
+    one = converger_setup(nodes[0].url, args.channel_type)
+    two = converger_setup(nodes[1].url, args.channel_type)
+    half = max(1, args.connections // 2)
+
+    def single(duration: float) -> dict[str, Any]:
+        return dict(load(f"{nodes[0].url}/api/v1/conversations/{one['conversation_id']}"
+                         "/activities", {"x-api-key": one["api_key"]}, duration, args.connections))
+
+    def both(duration: float) -> dict[str, Any]:
+        with ThreadPoolExecutor(2) as pool:
+            outs = list(pool.map(lambda n: load(
+                f"{n.url}/api/v1/conversations/{two['conversation_id']}/activities",
+                {"x-api-key": two["api_key"]}, duration, half), nodes[1:3]))
+        return {"rps": sum(o["rps"] for o in outs), "p50_ms": max(o["p50_ms"] for o in outs),
+                "p99_ms": max(o["p99_ms"] for o in outs),
+                "requests": sum(o["requests"] for o in outs),
+                "non_2xx": sum(o["non_2xx"] for o in outs),
+                "socket_errors": " ".join(o["socket_errors"] for o in outs).strip()}
+
+    return {"pg1": (single, pg_cpu(nodes[:1])), "pg2": (both, pg_cpu(nodes[1:3])),
+            "pgbench": (lambda d: pgb.run(d, args.connections),
+                        lambda: pgbench_support.cluster_cpu_seconds(cluster))}
+
+
 # -- the run ----------------------------------------------------------------------------------
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,6 +243,8 @@ def main() -> int:
     p.add_argument("--events", choices=("nats", "rabbitmq"),
                    help="also run the gateway with CONVERGER_EVENTS_URL on this real broker in "
                         "the same rounds: the event publishing cost on the write path")
+    p.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
+                   help="postgres: also pg1, pg2 (two nodes) and the pgbench ceiling")
     p.add_argument("--before", metavar="TREE",
                    help="also run the gateway from this source tree (e.g. `git worktree add "
                         "/tmp/before <commit>`) in the same rounds: before/after in one run")
@@ -211,6 +259,9 @@ def main() -> int:
         results["before"] = []
     if args.events:
         results["events"] = []
+    cluster = None
+    if args.database == "postgres":
+        results.update({"pg1": [], "pg2": [], "pgbench": []})
     with tempfile.TemporaryDirectory(prefix="converger-bench-") as tmp:
         broker: Any = None
         events_srv = None
@@ -223,6 +274,14 @@ def main() -> int:
                 "CONVERGER_EVENTS_URL": broker.url}).start(60)
         server = Server(Path(tmp) / "data", env={
             "CONVERGER_LOG_LEVEL": "WARNING", "CONVERGER_WORKERS": str(args.workers)}).start(60)
+        pg_nodes: list[Server] = []
+        if args.database == "postgres":
+            from tests.bench import pgbench_support
+
+            cluster = pgbench_support.use_postgres()  # the servers started from here on
+            env = {"CONVERGER_LOG_LEVEL": "WARNING", "CONVERGER_WORKERS": str(args.workers)}
+            pg_nodes = (pgbench_support.start_nodes(Path(tmp), 1, env, "bench_pg1")
+                        + pgbench_support.start_nodes(Path(tmp), 2, env, "bench_pg2"))
         before = None
         if args.before:
             import tests.support.server as support
@@ -261,9 +320,26 @@ def main() -> int:
                 targets.append(("events", f"{events_srv.url}/api/v1/conversations/"
                                 f"{ev['conversation_id']}/activities", {"x-api-key": ev["api_key"]}))
                 pids["events"] = [events_srv.proc.pid]  # type: ignore[union-attr]
+            extra: dict[str, tuple[Any, Any]] = {}
+            if cluster is not None:
+                extra = postgres_targets(pg_nodes, args, load, pgbench_support.PgBench(cluster),
+                                         cluster)
             for _, url, headers in targets:
                 load(url, headers, args.warmup, args.connections)
+            for run, _ in extra.values():
+                run(args.warmup)
             for r in range(args.rounds):
+                for name, (run, cpu) in extra.items():
+                    cpu0 = cpu()
+                    res = run(args.duration)
+                    res["cpu_us_per_request"] = (cpu() - cpu0) / max(1, res["requests"]) * 1e6
+                    res["load_avg"] = os.getloadavg()[0]
+                    results[name].append(res)
+                    print(f"round {r + 1} {name:8} {res['rps']:9.0f} req/s  p50 {res['p50_ms']:7.2f} ms"
+                          f"  p99 {res['p99_ms']:7.2f} ms  server CPU "
+                          f"{res['cpu_us_per_request']:5.0f} us/req  non-2xx {res['non_2xx']}"
+                          f"{'  socket errors ' + res['socket_errors'] if res['socket_errors'] else ''}",
+                          flush=True)
                 for name, url, headers in targets:
                     cpu0 = sum(tree_cpu_seconds(p) for p in pids[name])
                     broker0 = broker_cpu(broker) if name == "events" else 0.0
@@ -286,6 +362,8 @@ def main() -> int:
             echo_proc.terminate()
             echo_proc.wait(10)
             server.stop(40)
+            for node in pg_nodes:
+                node.stop(40)
             if before is not None:
                 before.stop(40)
             if events_srv is not None:
@@ -339,6 +417,11 @@ def main() -> int:
               f"relay drained {max(x['relay_lag_s'] for x in results['events']):.2f}s after the "
               f"load at most; target <= 15%  "
               f"{'OK' if max(rps_cost, cpu_cost) <= 0.15 else 'OVER TARGET'}")
+    if cluster is not None:
+        sq, ceiling = med("activity", "rps"), med("pgbench", "rps")
+        print(f"PostgreSQL: pg1/SQLite {med('pg1', 'rps') / sq:.2f}, pg2/SQLite "
+              f"{med('pg2', 'rps') / sq:.2f}, pg1/pgbench {med('pg1', 'rps') / ceiling:.2f}, "
+              f"pg2/pgbench {med('pg2', 'rps') / ceiling:.2f} (medians of req/s)")
     loads = ", ".join(f"{x['load_avg']:.1f}" for x in results["activity"])
     print(f"load average (1 min) after each plain round: {loads}")
     print(f"activities in the database: {stored} (answered 201 in measured rounds: {answered}; "

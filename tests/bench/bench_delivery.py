@@ -23,6 +23,12 @@
    K ``converger deliver`` processes (20 workers each) make the attempts. Reported with a
    ``broker_`` prefix, and ``broker_vs_queue_e2e`` / ``broker_vs_queue_drain``.
 
+``--database postgres [--nodes N]`` runs 1–3 on PostgreSQL instead (a throwaway cluster,
+tests/support/postgres.py): N nodes (``converger serve`` processes, 20 delivery workers each) on
+one database, activities posted round-robin over them (a 503 sent again and counted), every node
+delivering; the gateway's CPU counts the cluster's processes too. Run it without and with the
+flag for the same run's SQLite figures (docs/performance.md §8 has both).
+
 Reported: the figures above, and ``ratio_e2e`` / ``ratio_drain`` = deliveries/s ÷ baseline
 posts/s. Target (issue 4): >= 1,000 deliveries/s sustained with 20 workers. Figures:
 docs/performance.md.
@@ -43,6 +49,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.support import postgres
 from tests.support.api import Api
 from tests.support.server import Server, free_port
 
@@ -155,7 +162,8 @@ def _own_cpu() -> float:
 
 async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1,
                      receiver_pid: int | None = None, env: dict[str, str] | None = None,
-                     delivers: int = 0, name: str = "e2e") -> dict[str, float]:
+                     delivers: int = 0, name: str = "e2e", nodes: int = 1,
+                     cluster: Any = None) -> dict[str, float]:
     """The CPU each party used during the end-to-end run is reported as cores (CPU seconds ÷
     wall seconds): the gateway (every process), the posting client (this process), the
     receiver, and the whole machine (everything else is the neighbours)."""
@@ -167,7 +175,20 @@ async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1,
     srv_env = {"CONVERGER_WORKERS": str(workers), **env}
     if delivers:
         srv_env["CONVERGER_PIPELINE_CONSUME"] = "0"
-    srv = Server(workdir / name, env=srv_env).start(timeout=60)
+    if cluster is not None:  # --database postgres: N nodes on one database
+        from tests.bench import pgbench_support
+
+        servers = pgbench_support.start_nodes(workdir, nodes, srv_env, f"bench_{name}")
+    else:
+        servers = [Server(workdir / name, env=srv_env).start(timeout=60)]
+    srv = servers[0]
+
+    def gateway_cpu() -> float:
+        total = sum(tree_cpu_seconds(x.proc.pid) for x in servers)  # type: ignore[union-attr]
+        if cluster is not None:
+            total += pgbench_support.cluster_cpu_seconds(cluster)
+        return total
+
     helpers = [Deliver(workdir / name, env, f"bench{i}", 20) for i in range(delivers)]
     for h in helpers:
         h.start()
@@ -181,9 +202,20 @@ async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1,
             await session.post(rurl + "/reset")
             sem = asyncio.Semaphore(32)
 
+            refused = 0
+
             async def post(i: int) -> None:
-                async with sem:
-                    await api.post_activity(conv, key, text=f"m{i}")
+                nonlocal refused
+                async with sem:  # round-robin over the nodes
+                    while True:  # a 503 committed nothing: the client sends it again
+                        r = await session.post(
+                            f"{servers[i % len(servers)].url}/api/v1/conversations/{conv}/activities",
+                            json={"text": f"m{i}"}, headers={"x-api-key": key})
+                        await r.read()
+                        if r.status != 503:
+                            assert r.status == 201, r.status
+                            return
+                        refused += 1
 
             assert srv.proc is not None
             if env.get("CONVERGER_PIPELINE"):  # connected to the broker before the clock starts
@@ -192,37 +224,41 @@ async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1,
                     if time.monotonic() > deadline:
                         raise RuntimeError("serve never connected to the broker")
                     await asyncio.sleep(0.05)
-            cpu0 = (tree_cpu_seconds(srv.proc.pid), _own_cpu(),
+            cpu0 = (gateway_cpu(), _own_cpu(),
                     tree_cpu_seconds(receiver_pid) if receiver_pid else 0.0, *_machine_busy())
             t0 = time.time()
             await asyncio.gather(*(post(i) for i in range(n)))
             posted = time.time()
             state = await _wait_count(session, rurl, n, 120)
             wall = time.time() - t0
-            cpu1 = (tree_cpu_seconds(srv.proc.pid), _own_cpu(),
+            cpu1 = (gateway_cpu(), _own_cpu(),
                     tree_cpu_seconds(receiver_pid) if receiver_pid else 0.0, *_machine_busy())
             out["e2e_cores_gateway"] = (cpu1[0] - cpu0[0]) / wall
             out["e2e_cores_client"] = (cpu1[1] - cpu0[1]) / wall
             out["e2e_cores_receiver"] = (cpu1[2] - cpu0[2]) / wall
             out["e2e_cores_machine_busy"] = (cpu1[3] - cpu0[3]) / wall
             out["e2e_gateway_cpu_us_per_delivery"] = (cpu1[0] - cpu0[0]) / n * 1e6
+            out["e2e_posts_refused_503"] = refused
             out["e2e_posts_per_s"] = n / (posted - t0)
             out["e2e_deliveries_per_s"] = n / (state["last"] - t0)
             out["e2e_lag_after_last_post_s"] = state["last"] - posted
             base1 = await baseline(n, rurl)
 
             # Drain: the same server stopped, N more deliveries queued, then started again.
-            srv.stop()
+            for x in servers:
+                x.stop()
             _queue_directly(srv, s["tenant"]["id"], conv, n)
             await session.post(rurl + "/reset")
-            srv.start()
+            for x in servers:
+                x.start()
             state = await _wait_count(session, rurl, n, 120)
             out["drain_deliveries_per_s"] = n / max(state["last"] - state["first"], 1e-9)
             base2 = await baseline(n, rurl)
     finally:
         for h in helpers:
             h.stop()
-        srv.stop()
+        for x in servers:
+            x.stop()
     out["baseline_posts_per_s_1"], out["baseline_posts_per_s_2"] = base1, base2
     out["baseline_posts_per_s"] = (base1 + base2) / 2
     out["ratio_e2e"] = out["e2e_deliveries_per_s"] / out["baseline_posts_per_s"]
@@ -237,7 +273,13 @@ def _queue_directly(srv: Server, tenant_id: str, conversation_id: str, n: int) -
     from store.db import Database
     from store.util import iso, utcnow
 
-    db = Database(srv.data_dir / "converger.db")
+    url = srv.extra_env.get("CONVERGER_DATABASE_URL")
+    if url:  # --database postgres: the nodes' database
+        from store.pg import PgDatabase
+
+        db: Database = PgDatabase(url)
+    else:
+        db = Database(srv.data_dir / "converger.db")
     db.start(prepare=migrations.apply)
 
     def batch(conn: Any, count: int) -> None:
@@ -281,10 +323,17 @@ def queue_overhead(n: int, workdir: Path, batch: int = 40) -> dict[str, float]:
     from store.connect import connect
     from store.util import iso, utcnow
 
-    conn = connect(workdir / "queue.db")
+    if postgres.enabled():
+        from store.pg import PgConnection
+
+        conn: Any = PgConnection.open(postgres.shared().create_database("bench_queue"))
+        begin = "BEGIN"
+    else:
+        conn = connect(workdir / "queue.db")
+        begin = "BEGIN IMMEDIATE"
     migrations.apply(conn)
     now = iso(utcnow())
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(begin)
     t = tenants.create(conn, name="t", api_key_hash="h", api_key_hint="x", now=now)
     ch = channels.create(conn, tenant_id=t.id, name="c", type="webhook", mode="duplex", config={},
                          transformations=[], secret_hash="s", secret_enc="e", now=now)
@@ -297,10 +346,10 @@ def queue_overhead(n: int, workdir: Path, batch: int = 40) -> dict[str, float]:
     t0 = time.perf_counter()
     while done < n:
         now = iso(utcnow())
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(begin)
         claimed = queue.claim(conn, now, 120, batch)
         conn.execute("COMMIT")
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(begin)
         for d in claimed:
             queue.complete(conn, d.id, d.claim_token, now)
         conn.execute("COMMIT")
@@ -320,7 +369,17 @@ async def main(argv: list[str]) -> None:
                         help="also run end to end and drain through this broker pipeline")
     parser.add_argument("--deliver", type=int, default=0,
                         help="with --pipeline: K converger deliver processes do the attempts")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="with --database postgres: N converger nodes on one database")
     args = parser.parse_args(argv)
+    cluster = None
+    if args.database == "postgres":
+        from tests.bench import pgbench_support
+
+        cluster = pgbench_support.use_postgres()
+    elif args.nodes != 1:
+        parser.error("--nodes needs --database postgres")
     port = free_port()
     rurl = f"http://127.0.0.1:{port}"
     receiver = subprocess.Popen([sys.executable, "-m", "tests.bench.bench_delivery", "receiver", str(port)])
@@ -337,10 +396,12 @@ async def main(argv: list[str]) -> None:
                     await asyncio.sleep(0.05)
         with tempfile.TemporaryDirectory() as tmp:
             results = {"n": float(args.n)}
-            results = {"n": float(args.n), "workers": float(args.workers)}
+            results = {"n": float(args.n), "workers": float(args.workers),
+                       "nodes": float(args.nodes)}
             if args.overhead_n:
                 results.update(queue_overhead(args.overhead_n, Path(tmp)))
-            results.update(await end_to_end(args.n, Path(tmp), rurl, args.workers, receiver.pid))
+            results.update(await end_to_end(args.n, Path(tmp), rurl, args.workers, receiver.pid,
+                                            nodes=args.nodes, cluster=cluster))
             if args.pipeline:
                 results.update(await broker_run(args, Path(tmp), rurl, receiver.pid, results))
     finally:
@@ -351,6 +412,7 @@ async def main(argv: list[str]) -> None:
                                else 1)
                       for k, v in results.items()},
                      indent=2))
+    print(f"database: {args.database}  nodes: {args.nodes}")
     print(f"machine: nproc={os.cpu_count()}  loadavg={Path('/proc/loadavg').read_text().strip()}")
     e2e = results["e2e_deliveries_per_s"]
     print(f"end to end {e2e:,.0f} deliveries/s = {results['ratio_e2e']:.2f} x baseline "
