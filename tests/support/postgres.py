@@ -74,6 +74,8 @@ class Cluster:
         # it lets in without a password besides loopback (pg_hba.conf lines).
         self.listen = ["127.0.0.1"]
         self.hba: list[str] = []
+        self._template_lock = threading.Lock()
+        self._template_ready = False
 
     def _cmd(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         def demote() -> None:
@@ -142,15 +144,36 @@ class Cluster:
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{self.USER}@127.0.0.1:{self.port}/{dbname}"
 
-    def create_database(self, name: str) -> str:
-        """``CREATE DATABASE name`` (when it does not exist yet); returns its URL."""
+    TEMPLATE = "converger_migrated"
+
+    def create_database(self, name: str, migrated: bool = False) -> str:
+        """``CREATE DATABASE name`` (when it does not exist yet); returns its URL. ``migrated``:
+        a copy of a database every migration has been applied to (``CREATE DATABASE … TEMPLATE``,
+        a file copy: a tenth of the time of running the migrations for each server), made once
+        per cluster."""
         import psycopg
 
+        with self._template_lock:
+            if migrated and not self._template_ready:
+                self._make_template()
         with psycopg.connect(self.url(), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
             if not exists:
-                conn.execute(f'CREATE DATABASE "{name}"')
+                template = f' TEMPLATE "{self.TEMPLATE}"' if migrated else ""
+                conn.execute(f'CREATE DATABASE "{name}"{template}')
         return self.url(name)
+
+    def _make_template(self) -> None:
+        from store import migrations
+        from store.pg import PgConnection
+
+        url = self.create_database(self.TEMPLATE)
+        conn = PgConnection.open(url)
+        try:
+            migrations.apply(conn)  # type: ignore[arg-type]
+        finally:
+            conn.close()  # a template must have no connection when it is copied
+        self._template_ready = True
 
 
 _cluster: Cluster | None = None
@@ -167,11 +190,13 @@ def shared() -> Cluster:
         return _cluster
 
 
-def database_for(data_dir: Path) -> str:
+def database_for(data_dir: Path, migrated: bool = True) -> str:
     """The URL of the database that belongs to a server's data directory (the same one each time
-    that server is restarted, a new one for each data directory)."""
+    that server is restarted, a new one for each data directory). ``migrated`` (a server's): made
+    with the schema of every migration already in it, as a server's first start would leave it;
+    else empty."""
     name = "c_" + hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:20]
-    return shared().create_database(name)
+    return shared().create_database(name, migrated=migrated)
 
 
 def store_database(directory: Path, name: str = "t.db") -> Any:
@@ -181,7 +206,7 @@ def store_database(directory: Path, name: str = "t.db") -> Any:
     if enabled():
         from store.pg import PgDatabase
 
-        return PgDatabase(database_for(Path(directory) / name))
+        return PgDatabase(database_for(Path(directory) / name, migrated=False))
     from store.db import Database
 
     return Database(Path(directory) / name)

@@ -6,14 +6,13 @@ recorded under that process's pid."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.server import Server, open_database
 
 from .conftest import cluster_env
 
@@ -27,7 +26,7 @@ def rollup_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 
 
 def _job_runs(srv: Server) -> list[tuple[int, int]]:
-    conn = sqlite3.connect(f"file:{srv.data_dir / 'converger.db'}?mode=ro", uri=True, timeout=10)
+    conn = open_database(srv.data_dir, readonly=True)
     try:
         return [tuple(r) for r in conn.execute(
             "SELECT pid, runs FROM job_runs WHERE name = 'analytics_rollup'")]

@@ -9,7 +9,6 @@ import asyncio
 import os
 import re
 import signal
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,7 +19,8 @@ import pytest
 
 from tests.integration.delivery.receiver import Receiver
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.postgres import sqlite_only
+from tests.support.server import Server, open_database
 
 from .conftest import WORKERS, cluster_env
 
@@ -151,9 +151,12 @@ async def test_a_tenant_rate_limit_holds_across_the_processes(
         srv.stop(timeout=40)
 
 
-def _job(db: Path, name: str) -> tuple[int, int] | None:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+def _job(data_dir: Path, name: str) -> tuple[int, int] | None:
+    conn = open_database(data_dir, readonly=True)
+    try:
         row = conn.execute("SELECT runs, pid FROM job_runs WHERE name = ?", (name,)).fetchone()
+    finally:
+        conn.close()
     return (row[0], row[1]) if row else None
 
 
@@ -161,7 +164,7 @@ async def test_the_scheduler_runs_each_job_once_per_period_and_moves_when_killed
     tmp_path: Path,
 ) -> None:
     srv = _start(tmp_path, CONVERGER_HEALTH_INTERVAL="1")
-    db = srv.data_dir / "converger.db"
+    db = srv.data_dir
     try:
         async def ran() -> bool:
             return _job(db, "channel_health") is not None
@@ -224,6 +227,8 @@ async def test_a_stuck_worker_is_killed_and_restarted_while_the_others_serve(
         srv.stop(timeout=40)
 
 
+@sqlite_only("the database file is made unopenable under the running workers; a PostgreSQL "
+             "that cannot be reached is tests/integration/postgres/test_postgres.py's")
 async def test_a_worker_that_cannot_open_the_database_is_retried_while_the_others_serve(
     tmp_path: Path, spread: aiohttp.ClientSession
 ) -> None:
@@ -281,6 +286,8 @@ async def test_a_worker_that_cannot_open_the_database_is_retried_while_the_other
         srv.stop(timeout=40)
 
 
+@sqlite_only("SQLite's page cap stands in for a full file system (PostgreSQL's own disk is "
+             "the operator's, docs/scaling.md)")
 async def test_a_full_disk_is_507_from_every_worker_and_writes_come_back(
     tmp_path: Path, spread: aiohttp.ClientSession
 ) -> None:

@@ -19,6 +19,7 @@ import aiohttp
 
 from store import migrations
 from tests.support.api import Api
+from tests.support.postgres import sqlite_only
 from tests.support.server import COMMAND, ROOT, Server
 
 FIXTURE = Path(__file__).parent / "fixtures" / "release-m0003"
@@ -62,6 +63,8 @@ def test_the_fixture_is_the_previous_release() -> None:
     assert len(known) > 2, "the fixture must be older than the code"
 
 
+@sqlite_only("the previous release's data directory holds its SQLite file, snapshotted beside "
+             "itself before the migrations")
 async def test_a_previous_release_data_directory_is_migrated_after_a_snapshot(tmp_path: Path) -> None:
     data = release_data_dir(tmp_path)
     srv = Server(data, env={"CONVERGER_SECRET_KEY": ""})  # empty: the fixture's key file is used
@@ -115,6 +118,8 @@ def test_a_future_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
         assert state() == before, args
 
 
+@sqlite_only("`converger backup` copies the SQLite file; with PostgreSQL it points to pg_dump "
+             "(docs/scaling.md)")
 async def test_backup_of_a_running_gateway_and_a_rollback_to_it(tmp_path: Path) -> None:
     srv = Server(tmp_path / "data").start()
     backup = tmp_path / "backups" / "converger-before.db"

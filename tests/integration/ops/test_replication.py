@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tests.support.api import Api
+from tests.support.postgres import sqlite_only
 from tests.support.server import ROOT
 
 
@@ -25,6 +26,7 @@ async def _post_many(api: Api, conv: str, key: str, n: int, concurrency: int = 1
     await asyncio.gather(*(one(i) for i in range(n)))
 
 
+@sqlite_only("Litestream replicates the SQLite file; with PostgreSQL /readyz reports the database's health instead (tests/integration/postgres/test_postgres.py) and backups are PostgreSQL's own")
 async def test_restore_after_losing_the_database(make_server, session, tmp_path: Path) -> None:
     replica = tmp_path / "replica"
     env = {"CONVERGER_REPLICA_URL": f"file://{replica}", "CONVERGER_RATE_LIMIT_ACTIVITIES": "0"}
@@ -65,6 +67,7 @@ async def test_restore_after_losing_the_database(make_server, session, tmp_path:
     assert again.returncode == 2 and "--force" in again.stderr
 
 
+@sqlite_only("Litestream replicates the SQLite file; with PostgreSQL /readyz reports the database's health instead (tests/integration/postgres/test_postgres.py) and backups are PostgreSQL's own")
 async def test_litestream_is_restarted_and_readyz_says_so(make_server, session, tmp_path) -> None:
     srv = make_server(env={"CONVERGER_REPLICA_URL": f"file://{tmp_path / 'replica'}"})
     api = Api(session, srv.url)

@@ -10,6 +10,7 @@ import moto.server as moto_server
 import pytest
 
 from tests.support.api import Api
+from tests.support.postgres import sqlite_only
 from tests.support.server import free_port
 
 
@@ -25,6 +26,7 @@ def s3() -> Iterator[str]:
     server.stop()
 
 
+@sqlite_only("Litestream replicates the SQLite file; with PostgreSQL /readyz reports the database's health instead (tests/integration/postgres/test_postgres.py) and backups are PostgreSQL's own")
 async def test_s3_replica_round_trip(make_server, session, s3: str, tmp_path: Path) -> None:
     env = {
         "CONVERGER_REPLICA_URL": "s3://backups/converger",

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.support import postgres
 from tests.support.api import Api
 
 
@@ -43,7 +44,11 @@ async def test_data_directory_and_files_are_private(make_server: Any, tmp_path: 
         api = Api(s, srv.url)
         await api.setup("modes")  # writes: WAL and SHM exist
     assert _mode(data) == 0o700
-    for name in ("converger.db", "converger.db-wal", "converger.db-shm", "secret_key"):
+    # The SQLite file and its WAL and shared memory (with PostgreSQL the database is not in the
+    # directory: its files are the PostgreSQL server's to protect).
+    files = ("secret_key",) if postgres.enabled() else (
+        "converger.db", "converger.db-wal", "converger.db-shm", "secret_key")
+    for name in files:
         path = data / name
         assert path.exists(), name
         assert _mode(path) & 0o077 == 0, (name, oct(_mode(path)))

@@ -19,13 +19,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from store import activities, analytics, queue
-from store.connect import connect
+from store import activities, analytics, dialect, queue
 from store.util import iso
 from tests.integration.web.conftest import Client, create_admin, needs_chromium, signed_in
 from tests.integration.web.test_browser import SHOTS
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.server import Server, open_database
 
 EMAIL, PASSWORD = "ops@analytics.example", "analytics admin pw"
 PORTAL_EMAIL, PORTAL_PASSWORD = "owner@northwind.example", "northwind owner pw"
@@ -34,17 +33,19 @@ ERRORS = ("webhook returned status 503: upstream unavailable",
           "webhook returned status 429: slow down", "connection refused")
 
 
-def _history(db: Path, world: dict[str, Any], now: datetime) -> None:
-    """Thirty days of traffic for Northwind (busier) and Acme, through the store."""
+def _history(data_dir: Path, world: dict[str, Any], now: datetime) -> None:
+    """Thirty days of traffic for Northwind (busier) and Acme, through the store (its SQLite
+    file, or its PostgreSQL database with CONVERGER_TEST_DATABASE=postgres)."""
     rnd = random.Random(21)
-    conn = connect(db)
+    conn = open_database(data_dir)
+    begin = "BEGIN" if dialect.of(conn) == dialect.POSTGRESQL else "BEGIN IMMEDIATE"
     try:
         for name, per_hour in (("northwind", 6), ("acme", 2)):
             w = world[name]
             for hours_ago in range(30 * 24, 0, -1):
                 base = now - timedelta(hours=hours_ago)
                 wave = 1 + (base.hour in range(8, 20))  # busier by day
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(begin)
                 for _ in range(per_hour * wave):
                     at = base + timedelta(minutes=rnd.randrange(60))
                     conv = w["conversations"][rnd.randrange(len(w["conversations"]))]
@@ -72,7 +73,7 @@ def _history(db: Path, world: dict[str, Any], now: datetime) -> None:
                         seen = done + timedelta(seconds=rnd.choice((20, 90, 400)))
                         queue.apply_receipt(conn, got, "read", iso(seen), None, iso(seen))
                 conn.execute("COMMIT")
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(begin)
         analytics.fold(conn, int(now.timestamp()))
         conn.execute("COMMIT")
     finally:
@@ -100,7 +101,7 @@ async def world(analytics_server: Server) -> AsyncIterator[dict[str, Any]]:
             convs = [w["conversation"]["id"]] + [
                 (await api.conversation(w["channel_token"]))["id"] for _ in range(5)]
             out[name] = {**w, "hook": hook, "conversations": convs}
-        _history(analytics_server.data_dir / "converger.db", out, datetime.now(UTC))
+        _history(analytics_server.data_dir, out, datetime.now(UTC))
         # And a little traffic now, through the API.
         for i in range(4):
             await api.post_activity(out["northwind"]["conversation"]["id"],
