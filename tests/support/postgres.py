@@ -153,9 +153,10 @@ class Cluster:
         per cluster."""
         import psycopg
 
-        with self._template_lock:
-            if migrated and not self._template_ready:
-                self._make_template()
+        if migrated:
+            with self._template_lock:
+                if not self._template_ready:
+                    self._make_template()
         with psycopg.connect(self.url(), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
             if not exists:
