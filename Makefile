@@ -43,15 +43,17 @@ test-workers: setup test-setup
 	CONVERGER_WORKERS=2 $(PYTEST) $(XDIST) --durations=10 \
 	    tests/integration/realtime tests/integration/delivery tests/integration/gateway
 
-## The store's unit tests and the gateway, delivery, real-time and Direct Line integration tests
-## again with PostgreSQL as the store: each server on a database of its own in a throwaway
-## cluster the tests start (initdb/pg_ctl in a temp directory, tests/support/postgres.py; one
-## cluster per pytest-xdist worker).
+## The store's and domain's unit tests and every integration test again with PostgreSQL as the
+## store: each server on a database of its own in a throwaway cluster the tests start
+## (initdb/pg_ctl in a temp directory, tests/support/postgres.py; one cluster per pytest-xdist
+## worker, each server's database a copy of a migrated template). Tests of what only the SQLite
+## file has are skipped there (tests.support.postgres.sqlite_only). tests/integration/postgres
+## is left out: it always runs on PostgreSQL, in `make test`.
 ## `CONVERGER_TEST_DATABASE=postgres make test` runs the whole suite that way.
 test-postgres: setup test-setup
 	CONVERGER_TEST_DATABASE=postgres $(PYTEST) $(XDIST) --durations=10 \
-	    tests/unit/store tests/unit/domain tests/integration/gateway tests/integration/delivery \
-	    tests/integration/realtime tests/integration/directline
+	    tests/unit/store tests/unit/domain tests/integration \
+	    --ignore=tests/integration/postgres
 
 ## Style (ruff), types (mypy) and the architecture's import rules (import-linter; all configured
 ## in pyproject.toml).

@@ -5,7 +5,10 @@ The binaries come from ``pg_config --bindir`` (Debian's ``postgresql`` package, 
 tests/setup.sh installs when missing), else the newest ``/usr/lib/postgresql/*/bin``.
 ``CONVERGER_TEST_DATABASE=postgres`` makes every :class:`tests.support.server.Server` of the run
 use a database of its own in one such cluster (started at first use, stopped when the test process
-ends) instead of its SQLite file.
+ends; one per pytest-xdist worker) instead of its SQLite file. A server's database is a copy of a
+template every migration was applied to once per cluster (``CREATE DATABASE … TEMPLATE``, a file
+copy: ~0.15 s where running the migrations took ~1 s per server); the store's unit tests get an
+empty one and run the migrations themselves.
 """
 
 from __future__ import annotations
