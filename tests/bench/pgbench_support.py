@@ -116,3 +116,39 @@ class PgBench:
                 "p99_ms": lat[int(len(lat) * 0.99)] if lat else float("nan"),
                 "requests": len(lat), "non_2xx": int(failed.group(1)) if failed else 0,
                 "socket_errors": ""}
+
+
+def feed_cost(duration: float = 6, clients: int = 50, rounds: int = 2) -> None:
+    """The pgbench ceiling with and without the feed's trigger on ``activities`` (m0023's
+    commit-ordered ids: every inserting transaction holds the one ``feed_counter`` row until it
+    commits), alternating, so the cost of the cross-node change feed's ordering shows on its own.
+
+        PYTHONPATH=. python -m tests.bench.pgbench_support [--duration 6] [--clients 50]
+    """
+    import psycopg
+
+    cluster = use_postgres()
+    bench = PgBench(cluster)
+    for _ in range(rounds):
+        for on in (True, False):
+            with psycopg.connect(bench.url, autocommit=True) as conn:
+                conn.execute(f"ALTER TABLE activities {'ENABLE' if on else 'DISABLE'} "
+                             "TRIGGER feed_activity")
+            cpu0 = cluster_cpu_seconds(cluster)
+            res = bench.run(duration, clients)
+            cpu = (cluster_cpu_seconds(cluster) - cpu0) / max(1, res["requests"]) * 1e6
+            print(f"{'with' if on else 'without':7} the feed trigger: {res['rps']:7.0f} tps  "
+                  f"p50 {res['p50_ms']:7.1f} ms  p99 {res['p99_ms']:7.1f} ms  "
+                  f"cluster CPU {cpu:5.0f} us/transaction", flush=True)
+    print(f"machine: nproc={os.cpu_count()}  loadavg {Path('/proc/loadavg').read_text().strip()}")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--duration", type=float, default=6)
+    p.add_argument("--clients", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=2)
+    a = p.parse_args()
+    feed_cost(a.duration, a.clients, a.rounds)

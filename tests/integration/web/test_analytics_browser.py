@@ -20,9 +20,11 @@ import aiohttp
 import pytest
 
 from store import activities, analytics, dialect, queue
+from store.connect import connect
 from store.util import iso
 from tests.integration.web.conftest import Client, create_admin, needs_chromium, signed_in
 from tests.integration.web.test_browser import SHOTS
+from tests.support import postgres
 from tests.support.api import Api
 from tests.support.server import Server, open_database
 
@@ -37,7 +39,7 @@ def _history(data_dir: Path, world: dict[str, Any], now: datetime) -> None:
     """Thirty days of traffic for Northwind (busier) and Acme, through the store (its SQLite
     file, or its PostgreSQL database with CONVERGER_TEST_DATABASE=postgres)."""
     rnd = random.Random(21)
-    conn = open_database(data_dir)
+    conn = open_database(data_dir) if postgres.enabled() else connect(data_dir / "converger.db")
     begin = "BEGIN" if dialect.of(conn) == dialect.POSTGRESQL else "BEGIN IMMEDIATE"
     try:
         for name, per_hour in (("northwind", 6), ("acme", 2)):
