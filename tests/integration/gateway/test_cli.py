@@ -45,6 +45,8 @@ def test_version() -> None:
 
 
 def test_migrate(tmp_path: Path) -> None:
+    if postgres.enabled():  # an empty database (a server's starts as a migrated template's copy)
+        postgres.database_for(tmp_path, migrated=False)
     first = cli("migrate", data_dir=tmp_path).stdout
     assert "m0001_initial" in first
     assert "nothing (up to date)" in cli("migrate", data_dir=tmp_path).stdout
