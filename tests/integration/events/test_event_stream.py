@@ -6,7 +6,8 @@ The full-size run (issue 16): a two-process gateway takes 10,000 activities post
 across 50 conversations; in the middle the broker is stopped for 5 s (the API keeps answering
 201, ``/readyz`` says the relay is disconnected, the activities wait in the outbox), and later,
 while the relay publishes the backlog and posts keep coming, the whole gateway is SIGKILLed once
-and restarted. The consumer then sees every accepted activity, per conversation in ``seq``
+and restarted (a quarter of the posts before, during the outage, across the kill, after). The
+consumer then sees every accepted activity, per conversation in ``seq``
 order, duplicates only with the same id, and each conversation's changes (created, closed,
 reopened) in commit order before its activities."""
 
@@ -161,13 +162,14 @@ async def _scenario(tmp_path: Path, url: str, stop_broker: Callable[[], object],
                 return (await relay()).get("state") == "connected"
 
             await _until(connected, 30, "the relay never connected")
-            await posting.phase(session, TOTAL // 4)
-            rest = asyncio.create_task(posting.phase(session, TOTAL - TOTAL // 4))
+            quarter = TOTAL // 4
+            await posting.phase(session, quarter)  # 1: with the broker up
 
-            # In the middle the broker goes away for OUTAGE seconds: the API still takes
-            # activities (they wait in the outbox) and /readyz says so.
+            # 2: in the middle the broker goes away for OUTAGE seconds while posts go on: the
+            # API still takes activities (they wait in the outbox) and /readyz says so.
             await asyncio.to_thread(stop_broker)
             down = time.monotonic()
+            during_outage = asyncio.create_task(posting.phase(session, quarter))
 
             async def outage_seen() -> bool:
                 r = await relay()
@@ -177,12 +179,14 @@ async def _scenario(tmp_path: Path, url: str, stop_broker: Callable[[], object],
             await _until(outage_seen, 60, "/readyz never showed the relay disconnected")
             async with session.get(f"{srv.url}/readyz") as r:
                 assert r.status == 200  # an outage does not make the gateway unready
+            await during_outage
             accepted_in_outage = len(posting.accepted)
             await asyncio.to_thread(start_broker)
 
-            # While the relay publishes the backlog (and posts go on), the whole gateway is
-            # SIGKILLed once, and started again.
+            # 3: while the relay publishes the backlog and posts go on, the whole gateway is
+            # SIGKILLed once, and started again; the posting clients wait for it and go on.
             before = (await relay()).get("published", 0)
+            during_kill = asyncio.create_task(posting.phase(session, quarter))
 
             async def publishing() -> bool:
                 r = await relay()
@@ -190,13 +194,16 @@ async def _scenario(tmp_path: Path, url: str, stop_broker: Callable[[], object],
 
             await _until(publishing, 60, "the relay never resumed")
             posting.up.clear()
+            killed_mid_posting = not during_kill.done()
             for pid in srv.pids():
                 os.kill(pid, signal.SIGKILL)
             assert srv.proc is not None
             srv.proc.wait(10)
             await asyncio.to_thread(srv.start, 60)
             posting.up.set()
-            await rest
+            await during_kill
+            await posting.phase(session, TOTAL - len(posting.accepted))  # 4: after the restart
+            assert len(posting.accepted) == TOTAL
             assert not posting.refused, posting.refused[:5]
 
             async def drained() -> bool:
@@ -219,8 +226,9 @@ async def _scenario(tmp_path: Path, url: str, stop_broker: Callable[[], object],
         duplicates = _check(posting.accepted, messages, s["tenant"]["id"], s["channel"]["id"],
                             convs)
         print(f"{len(posting.accepted)} activities ({accepted_in_outage} accepted before the "
-              f"broker came back), {len(messages)} messages, {duplicates} duplicates; "
-              f"posted and relayed in {posted:.1f}s")
+              f"broker came back; killed while posting: {killed_mid_posting}), "
+              f"{len(messages)} messages, {duplicates} duplicates; posted and relayed in "
+              f"{posted:.1f}s")
     finally:
         srv.stop(timeout=40)
 
