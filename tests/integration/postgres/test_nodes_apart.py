@@ -268,13 +268,17 @@ async def test_2000_webhook_deliveries_spread_over_the_nodes_each_sent_once(
         db: psycopg.Connection[Any]) -> None:
     rr = RoundRobin(session, nodes)
     w = await webhook_world(rr.apis[0], receiver, "two-thousand")
-    cid, key = w["conversation"]["id"], w["api_key"]
+    key = w["api_key"]
+    # Twenty conversations: posts to one conversation queue on its row lock (its last seq)
+    # across the nodes; a busy gateway's traffic is spread over many.
+    convs = [w["conversation"]["id"]] + [
+        (await rr.apis[0].conversation(w["channel_token"]))["id"] for _ in range(19)]
     sem = asyncio.Semaphore(24)
 
     async def post(i: int) -> str:
         async with sem:
             _, api = rr.next()
-            return str((await api.post_activity(cid, key, text=f"d{i}"))["id"])
+            return str((await api.post_activity(convs[i % len(convs)], key, text=f"d{i}"))["id"])
 
     started = time.monotonic()
     ids = set(await asyncio.gather(*(post(i) for i in range(DELIVERIES))))
