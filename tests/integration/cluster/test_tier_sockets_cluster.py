@@ -6,7 +6,6 @@ upgrade is refused whichever process takes it, and a socket closed in one makes 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 import uuid
 from typing import Any
@@ -14,13 +13,13 @@ from typing import Any
 import aiohttp
 
 from tests.support.api import Api
-from tests.support.server import Server
+from tests.support.server import Server, open_database
 
 CAP = 4
 
 
 def _held(srv: Server, tenant_id: str) -> dict[str, int]:
-    conn = sqlite3.connect(f"file:{srv.data_dir / 'converger.db'}?mode=ro", uri=True, timeout=10)
+    conn = open_database(srv.data_dir, readonly=True)  # SQLite file or PostgreSQL database
     try:
         return {r[0]: r[1] for r in conn.execute(
             "SELECT holder, n FROM tenant_sockets WHERE tenant_id = ? AND holder <> '' AND n > 0",
