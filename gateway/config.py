@@ -89,7 +89,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("activity_list_cap", ("CONVERGER_ACTIVITY_LIST_CAP",), int, 10_000,
             "Most activities returned by the compatible activity list."),
     Setting("ws_idle_timeout", ("CONVERGER_WS_IDLE_TIMEOUT",), int, 60,
-            "Seconds a socket may stay silent (no heartbeat, no message) before it is closed."),
+            "Seconds a socket may stay silent (no heartbeat, no message) before it is closed "
+            "(checked every sixth of it: closed within 7/6 of it)."),
     Setting("ws_max_frame_bytes", ("CONVERGER_WS_MAX_FRAME_BYTES",), int, 1_048_576,
             "Largest WebSocket message accepted from a client (bytes); larger closes with 1009."),
     Setting("ws_send_queue", ("CONVERGER_WS_SEND_QUEUE",), int, 1000,

@@ -13,6 +13,11 @@
   server, health checks and the admin panel from elsewhere still answer.
 * **before routing** — ``app.ctx.before_routing`` (gateway/forms.py: HEAD, method overrides)
   runs for a ``POST`` or ``HEAD`` before Sanic routes the request.
+* **WebSockets on the Sans-I/O layer** — a WebSocket route's upgrade is answered by
+  ``websocket_handshake`` (the hook Sanic calls on its protocol) with ``gateway/wire.py``'s
+  handshake; the socket then lives on this protocol's transport as a ``WireSocket`` (the
+  ``websockets`` library's protocol, no task or queue per socket) after Sanic's request and
+  connection task have ended.
 * **whole-request deadlines** — Sanic's request timeout restarts with every byte, so a client
   sending a header line every few seconds holds its connection forever. Here a request's
   headers must be complete ``CONVERGER_HEADER_TIMEOUT`` seconds after its first byte, and its
@@ -28,11 +33,12 @@ from collections import defaultdict
 from time import monotonic
 from typing import Any
 
-from sanic.exceptions import RequestTimeout
+from sanic.exceptions import RequestTimeout, SanicException
 from sanic.http import Stage
 from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 
 from . import ipallow
+from .wire import Handler, HandshakeRefused, WireSocket, handshake
 
 RESERVE_PER_IP = 4  # inside the reserve, an IP with fewer connections than this still gets one
 FD_MARGIN = 128  # files kept for the database, its WAL, logs, uploads and outbound connections
@@ -113,10 +119,11 @@ class GuardedProtocol(WebSocketProtocol):
     """Sanic's protocol, admitting connections through ``app.ctx.conn_limits`` and holding
     each request to its header and body deadlines (``app.ctx.request_deadlines``)."""
 
-    __slots__ = ("_admitted", "_ip", "_deadline", "_began")
+    __slots__ = ("_admitted", "_ip", "_deadline", "_began", "wire")
 
     def connection_made(self, transport: Any) -> None:
         self._admitted = False
+        self.wire: WireSocket | None = None
         self._deadline = None
         self._began = 0.0
         peer = transport.get_extra_info("peername")
@@ -150,9 +157,34 @@ class GuardedProtocol(WebSocketProtocol):
         if limits is not None:
             limits.release(self._ip)
         super().connection_lost(exc)
+        wire, self.wire = self.wire, None
+        if wire is not None:
+            wire.connection_lost()
+
+    # -- WebSockets (gateway/wire.py) ------------------------------------------------------
+    async def websocket_handshake(self, request: Any, subprotocols: Any = None) -> Upgraded:
+        """Sanic's WebSocket route asks for the upgrade: the library checks the handshake and
+        writes the 101; the socket is this connection's from now on (``self.wire``). The route
+        handler gets an :class:`Upgraded` and attaches its handler to it."""
+        try:
+            proto, response = handshake(request.path, request.headers,
+                                        self.websocket_max_size)
+        except HandshakeRefused as exc:
+            raise SanicException(str(exc) or "not a WebSocket handshake",
+                                 status_code=exc.status) from None
+        if self._deadline is not None:  # the request is complete: no header/body deadline
+            self._deadline.cancel()
+            self._deadline = None
+        await self.send(response)
+        assert self.transport is not None
+        self.wire = WireSocket(self.loop, self.transport, proto)
+        return Upgraded(self)
 
     def data_received(self, data: bytes) -> None:
         if not self._admitted:
+            return
+        if self.wire is not None:
+            self.wire.data_received(data)
             return
         if self.websocket is None:
             http = getattr(self, "_http", None)  # a slot, set when the connection task runs
@@ -163,7 +195,35 @@ class GuardedProtocol(WebSocketProtocol):
     def eof_received(self) -> bool | None:
         if not self._admitted:
             return False
+        if self.wire is not None:
+            self.wire.eof_received()
+            return False  # the transport closes; connection_lost tells the socket
         return super().eof_received()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.wire is not None:
+            self.wire.pause_writing()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.wire is not None:
+            self.wire.resume_writing()
+
+    def close(self, timeout: float | None = None) -> None:
+        # Sanic's connection task ends once the WebSocket route's handler has returned; the
+        # socket outlives it (it closes itself, and at shutdown through ``close_if_idle``).
+        if self.wire is not None:
+            return
+        super().close(timeout)
+
+    def close_if_idle(self) -> bool:
+        # The server is shutting down: a socket says goodbye (1001) and closes when its client
+        # answers; Sanic waits for that up to its graceful shutdown timeout, then aborts.
+        if self.wire is not None:
+            self.wire.close(1001, "server shutting down")
+            return False
+        return bool(super().close_if_idle())
 
     def _arm(self) -> None:
         header, _ = self.app.ctx.request_deadlines
@@ -173,7 +233,7 @@ class GuardedProtocol(WebSocketProtocol):
     def _check_deadline(self) -> None:
         self._deadline = None
         http = getattr(self, "_http", None)
-        if http is None or self.websocket is not None or self._task is None:
+        if http is None or self.wire is not None or self._task is None:
             return
         header, body = self.app.ctx.request_deadlines
         elapsed = monotonic() - self._began
@@ -193,6 +253,38 @@ class GuardedProtocol(WebSocketProtocol):
         http.exception = RequestTimeout("Request Timeout")
         if self._task is not None:
             self._task.cancel("request deadline")
+
+
+class Upgraded:
+    """What a WebSocket route's handler gets from Sanic: the upgraded connection, until the
+    handler attaches its own handler to the socket with :meth:`adopt` and returns. Sanic closes
+    this object when the handler returns: a socket nobody adopted is closed then (1011)."""
+
+    __slots__ = ("_proto",)
+
+    def __init__(self, proto: GuardedProtocol) -> None:
+        self._proto: GuardedProtocol | None = proto
+
+    def adopt(self, handler: Handler) -> WireSocket:
+        proto, self._proto = self._proto, None
+        assert proto is not None and proto.wire is not None, "adopted twice, or already closed"
+        # Bytes the client sent right behind its handshake request were read by the HTTP
+        # parser: they are the socket's first frames.
+        early = bytes(proto.recv_buffer)
+        del proto.recv_buffer[:]
+        proto.wire.adopt(handler, early)
+        return proto.wire
+
+    async def close(self, code: int = 1011, reason: str = "") -> None:
+        self.end_connection(code, reason)
+
+    def end_connection(self, code: int = 1011, reason: str = "") -> None:
+        proto, self._proto = self._proto, None
+        if proto is not None and proto.wire is not None:
+            proto.wire.fail_connection(code, reason or "no handler")
+
+    def fail_connection(self, code: int = 1011, reason: str = "") -> None:
+        self.end_connection(code, reason)
 
 
 def install(app: Any) -> None:

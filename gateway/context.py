@@ -12,17 +12,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from store.db import Database
 from store.models import Activity, Tenant
-from store.util import iso
+from store.util import iso, utcnow
 
 from .clock import Clock
 from .config import Settings
 from .crypto import Cipher, secret_key
-from .hooks import Hooks
 from .hub import Hub
 from .sharedlimit import LocalCounts
 from .tokens import Tokens
@@ -111,18 +109,8 @@ async def _no_rate_limit(request: Any, scope: str, key: str | None = None) -> No
     return None
 
 
-_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
-
-
 def _now_iso() -> str:
-    """``iso(utcnow())``, formatted by hand: the date and time of day once a second (this runs
-    on every write request)."""
-    global _second
-    sec, us = divmod(time.time_ns() // 1000, 1_000_000)
-    cached = _second  # one tuple, replaced whole: safe to read from any thread
-    if cached[0] != sec:
-        cached = _second = (sec, iso(datetime.fromtimestamp(sec, UTC))[:19])
-    return f"{cached[1]}.{us:06d}Z"
+    return iso(utcnow())
 
 
 @dataclass(eq=False)
@@ -145,7 +133,7 @@ class RequestState:
     vsn: str | None = None  # a socket's protocol version
     token: str | None = None  # a socket's token (Direct Line stream)
     dl: Any = None  # a Direct Line stream's (conversation id, watermark anchor)
-    socket_key: str | None = None  # the token a socket counts against (sockets per token)
+    socket_key: str | None = None  # a digest of the token a socket counts against (per token)
     socket_reserved: bool = False  # its place under that cap is taken (gateway/realtime)
     tier_socket: str | None = None  # the tenant a socket counts against (tier max_connections)
     rule_channel: str | None = None  # a channel token's channel (routing rules it may read)
@@ -197,8 +185,6 @@ class Gateway:
     node: Node | None = None
     # HTTPS served here (CONVERGER_DOMAINS or CONVERGER_TLS_CERT): the certificate manager.
     tls: Tls | None = None
-    # The app-wide request and response hooks, run by one Sanic middleware each (gateway/hooks.py).
-    hooks: Hooks = field(default_factory=Hooks)
     _db: Database | None = None
 
     @property

@@ -233,9 +233,10 @@ def install(app: Sanic) -> None:
               "rate_limit_inbound": s.rate_limit_inbound,
               "rate_limit_conversations": s.rate_limit_conversations}
 
-    async def rate_limit(request: Request, scope: str, key: str | None = None) -> None:
+    async def rate_limit(request: Request | None, scope: str, key: str | None = None) -> None:
         """Count this request in ``scope``; raise a 429 ApiError when over the limit.
-        ``key`` defaults to the client IP for IP scopes and must be given (tenant id) otherwise."""
+        ``key`` defaults to the client IP for IP scopes and must be given (tenant id) otherwise.
+        ``request`` is None for a socket's message (no HTTP answer to carry the headers)."""
         setting, window, keyed = SCOPES.get(scope, ("rate_limit_tokens", 60.0, "ip"))
         limit = int(limits[setting])
         tier_name = None
@@ -250,6 +251,7 @@ def install(app: Sanic) -> None:
         if limit <= 0:
             return
         if key is None:
+            assert request is not None, "an IP scope counts a request"
             key = client_ip(request, ctx.settings.trusted_proxies) if keyed == "ip" else "anonymous"
         # token_create and cg_token share nothing: the bucket is named by scope.
         name = f"{scope}:{keyed}:{key}"
@@ -258,12 +260,13 @@ def install(app: Sanic) -> None:
         if not decision.allowed:
             metrics.rate_limited(scope)
             raise too_many(scope, decision, tier_name)
-        request.ctx.rate_limit_headers = policy_headers(scope, decision)
+        if request is not None:
+            request.ctx.rate_limit_headers = policy_headers(scope, decision)
 
     ctx.rate_limit = rate_limit
 
-    @app.ctx.hooks.response(priority=50)
-    def _headers(request: Request, response: HTTPResponse) -> None:
+    @app.on_response(priority=50)
+    async def _headers(request: Request, response: HTTPResponse) -> None:
         extra: dict[str, str] | None = request.ctx.rate_limit_headers
         if extra and response.status < 400:
             for name, value in extra.items():

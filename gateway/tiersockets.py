@@ -131,6 +131,20 @@ async def release(request: Request, tenant_id: str | None) -> None:
         await ts.release(tenant_id)
 
 
+_releasing: set[asyncio.Task[None]] = set()
+
+
+def release_later(app: Sanic, tenant_id: str) -> None:
+    """:func:`release` for a socket that closed outside any request (its write in a task of
+    its own, held until done)."""
+    ts: TierSockets | None = app.ctx.tier_sockets
+    if ts is None:
+        return
+    task = asyncio.create_task(ts.release(tenant_id), name="tier-socket-release")
+    _releasing.add(task)
+    task.add_done_callback(_releasing.discard)
+
+
 def install(app: Sanic) -> None:
     app.ctx.tier_sockets = TierSockets(app.ctx)
 

@@ -67,9 +67,7 @@ def new_id() -> str:
 def iso(dt: datetime) -> str:
     """ISO-8601 UTC with 6 fractional digits and ``Z``: ``2026-02-28T12:34:56.123456Z``."""
     # isoformat is twice as fast as strftime, and this runs several times per request.
-    if dt.tzinfo is not UTC:
-        dt = dt.astimezone(UTC)
-    return dt.isoformat(timespec="microseconds")[:-6] + "Z"
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def utcnow() -> datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ async def _authenticate(request: Request) -> HTTPResponse | None:
     if refused is not None:
         return refused
     request.ctx.claims = compact(claims)  # kept as long as the socket: its strings shared
-    request.ctx.vsn = vsn
+    request.ctx.vsn = phoenix.VERSIONS[phoenix.VERSIONS.index(vsn)]  # the shared constant
     return None
 
 
@@ -86,9 +87,11 @@ def _capped(request: Request, token: str, directline: bool = False) -> HTTPRespo
     request ends without one (a failed handshake, a later refusal)."""
     ctx = request.app.ctx
     cap = ctx.settings.max_sockets_per_token
-    request.ctx.socket_key = token
+    # The socket holds this key while it is open: a digest of the token (interned, shared by
+    # the token's sockets), not the token itself (memory per idle socket, issue 14).
+    request.ctx.socket_key = sys.intern(hashlib.blake2b(token.encode(), digest_size=16).hexdigest())
     if cap:
-        if not ctx.socket_cap.reserve(token, cap):
+        if not ctx.socket_cap.reserve(request.ctx.socket_key, cap):
             detail = f"at most {cap} open sockets per token"
             if directline:
                 return errors.problem_response(
@@ -120,42 +123,55 @@ def _socket_gauge() -> Callable[[int], None]:
 _gauge = _socket_gauge()
 
 
-async def _serve(request: Request, ws: Any, router: Router | None) -> None:
-    conn = (Connection(request, ws, router, request.ctx.claims, request.ctx.vsn)
-            if router is not None else directline_socket.DirectLineStream(request, ws))
+def _serve(request: Request, upgraded: Any, router: Router | None) -> None:
+    """The upgrade is done: the socket's connection takes it over, and the handler returns.
+    From here on the socket costs no task while it idles; what it holds of the caps is given
+    back by ``_ended`` when it closes."""
+    if router is not None:
+        conn = Connection(request.app, router, request.ctx.claims, request.ctx.vsn,
+                          request.args.get("watermark"))
+    else:
+        conn = directline_socket.DirectLineStream(request)
     counts: dict[str, int] = request.app.ctx.socket_counts
     key = request.ctx.socket_key
     counts[key] = counts.get(key, 0) + 1
     reserved = request.ctx.socket_reserved
     request.ctx.socket_reserved = False  # this socket holds the place now
-    tier_tenant = tiersockets.take(request)  # and its tenant's (gateway/tiersockets.py)
+    # ... and its tenant's (gateway/tiersockets.py)
+    conn.seat = (key, reserved, tiersockets.take(request))
+    conn.on_end = _ended
     _gauge(1)
-    try:
-        await conn.run()
-    finally:
-        await tiersockets.release(request, tier_tenant)
-        _gauge(-1)
-        if reserved:
-            request.app.ctx.socket_cap.add(key, -1)
-        if (left := counts.get(key, 1) - 1) > 0:
-            counts[key] = left
-        else:
-            counts.pop(key, None)
+    conn.start(upgraded)
+
+
+def _ended(conn: Connection) -> None:
+    key, reserved, tier_tenant = conn.seat
+    ctx = conn.app.ctx
+    if tier_tenant is not None:
+        tiersockets.release_later(conn.app, tier_tenant)
+    _gauge(-1)
+    if reserved:
+        ctx.socket_cap.add(key, -1)
+    counts: dict[str, int] = ctx.socket_counts
+    if (left := counts.get(key, 1) - 1) > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 @bp.websocket("/socket/websocket")
 async def legacy_socket(request: Request, ws: Any) -> None:
-    await _serve(request, ws, LEGACY)
+    _serve(request, ws, LEGACY)
 
 
 @bp.websocket("/socket/converger/websocket")
 async def converger_socket(request: Request, ws: Any) -> None:
-    await _serve(request, ws, CONVERGER)
+    _serve(request, ws, CONVERGER)
 
 
 @bp.websocket("/v3/directline/conversations/<conversation_id>/stream")
 async def directline_stream(request: Request, ws: Any, conversation_id: str) -> None:
-    await _serve(request, ws, None)
+    _serve(request, ws, None)
 
 
 def _page_headers(body: bytes) -> dict[str, str]:
@@ -201,14 +217,14 @@ def install(app: Sanic) -> None:
     """Register the sockets, the static client and the broadcast of new activities."""
     settings = app.ctx.settings
     app.config.WEBSOCKET_MAX_SIZE = settings.ws_max_frame_bytes
-    # No protocol-level pings: Sanic's keep-alive is a task per socket (and 500 pings/s at
-    # 10,000 sockets) doing what our own liveness already does: a Phoenix socket closes when
-    # its client's heartbeats stop (CONVERGER_WS_IDLE_TIMEOUT), a Direct Line stream sends its
-    # keep-alive frames (gateway/realtime/directline_socket.py). Memory per idle socket:
-    # docs/performance.md §6.
+    # The sockets run on the websockets library's Sans-I/O protocol (gateway/wire.py), not on
+    # Sanic's WebSocket layer: no task, queue or timer per idle socket (docs/performance.md §6).
+    # No protocol-level pings: a Phoenix socket closes when its client's heartbeats stop
+    # (CONVERGER_WS_IDLE_TIMEOUT), a Direct Line stream sends its keep-alive frames; the setting
+    # stays off should a route ever use Sanic's layer.
     app.config.WEBSOCKET_PING_INTERVAL = None
     app.ctx.static_cache = {}
-    app.ctx.socket_counts = {}  # token -> open sockets (CONVERGER_MAX_SOCKETS_PER_TOKEN)
+    app.ctx.socket_counts = {}  # token digest -> open sockets (CONVERGER_MAX_SOCKETS_PER_TOKEN)
     cluster = app.ctx.cluster
     if cluster is not None:  # the cap holds for the whole gateway
         from ..sharedlimit import SharedCounts

@@ -1,9 +1,20 @@
-"""One Phoenix socket: the reader loop, a sender task draining a bounded queue, heartbeats,
-joins with replay, and the idle timeout. The two sockets (legacy and Converger) differ only in
-their :class:`Router` (topics, authorisation, frames, client events).
+"""One Phoenix socket: messages in, a bounded send queue out, heartbeats, joins with replay,
+and the idle timeout. The two sockets (legacy and Converger) differ only in their
+:class:`Router` (topics, authorisation, frames, client events).
 
-Why a queue per socket: the hub hands each frame to every subscriber without awaiting, so one
-socket that stops reading can never delay the others; when its queue is full it is dropped.
+The socket is driven by its WebSocket (``gateway/wire.py``): a message arrives as a call, not
+through a reader task. Idle, a socket holds no task, no queue, no timer and no asyncio
+primitive; one :class:`Sweep` per process keeps every socket's idle timeout (memory per idle
+socket, issue 14; docs/performance.md §6):
+
+* a heartbeat is answered at once; a message that needs the store (a join, a client event)
+  goes to a task that exists while such messages wait, and handles them in order;
+* frames to send are queued until the event loop's next turn and then written together, so
+  the hub's fan-out never writes inside the request that committed the activity;
+* while the transport's write buffer is full (a client that stops reading) frames wait in
+  the queue; when it holds ``CONVERGER_WS_SEND_QUEUE`` of them the socket is dropped (1013).
+  The hub hands each frame to every subscriber without awaiting, so one socket that stops
+  reading can never delay the others.
 """
 
 from __future__ import annotations
@@ -12,10 +23,12 @@ import asyncio
 import logging
 import sys
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextvars import Context
+from time import monotonic
 from typing import Any
 
-from sanic import Request
+from sanic import Sanic
 
 from ..context import Gateway
 from ..hub import Encoder, Subscriber
@@ -127,33 +140,141 @@ def compact(claims: dict[str, Any]) -> dict[str, Any]:
             for k, v in claims.items()}
 
 
-class Connection:
-    """A connected socket. ``claims`` are the verified token's claims."""
+INBOX_PAUSE = 16  # messages waiting for the dispatcher before the socket stops reading
 
-    def __init__(self, request: Request, ws: Any, router: Router, claims: dict[str, Any],
-                 vsn: str) -> None:
-        ctx = request.app.ctx
-        self.app = request.app
-        self.gw: Gateway = ctx  # type: ignore[assignment]  # app.ctx is the Gateway
-        self.request = request  # the upgrade request (for the rate-limit hook)
-        self.ws = ws
+
+class _TenantWatch(Subscriber):
+    """The connection's subscription to its tenant's topic: closed when the tenant goes."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def offer(self, event: str, payload: Any, frame: Any) -> bool:
+        return self.conn._tenant_gone(payload)
+
+    def dropped(self) -> None:
+        pass
+
+
+class Sweep:
+    """One timer per process for every socket's idle timeout (and Direct Line's keep-alive),
+    instead of a timer per socket: every ``SWEEP_FRACTION`` of ``CONVERGER_WS_IDLE_TIMEOUT`` it
+    lets each open socket look at its clock (:meth:`Connection.tick`), so a silent socket
+    closes between 1 and 7/6 of the timeout after its client's last frame. Measured against a
+    timer per socket: docs/performance.md §6."""
+
+    _current: Sweep | None = None
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.loop = asyncio.get_running_loop()
+        self.conns: dict[Connection, None] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def of(cls, idle_timeout: float) -> Sweep:
+        """This event loop's sweep (a server runs one loop; tests may start another)."""
+        sweep = cls._current
+        period = max(idle_timeout * SWEEP_FRACTION, 0.05)
+        if sweep is None or sweep.period != period or sweep.loop.is_closed():
+            sweep = cls._current = Sweep(period)
+        return sweep
+
+    def add(self, conn: Connection) -> None:
+        self.conns[conn] = None
+        if self._handle is None:
+            self._handle = self.loop.call_later(self.period, self._sweep, context=Context())
+
+    def discard(self, conn: Connection) -> None:
+        self.conns.pop(conn, None)
+
+    def _sweep(self) -> None:
+        self._handle = None
+        now = monotonic()
+        for conn in list(self.conns):
+            try:
+                conn.tick(now)
+            except Exception:  # one socket's failure must not stop the others' clocks
+                log.exception("idle sweep failed on a socket")
+        if self.conns:
+            # A fresh, empty context: not the one of the handler that added the first socket,
+            # which holds its request (Sanic's ``Request.get_current``).
+            self._handle = self.loop.call_later(self.period, self._sweep, context=Context())
+
+
+SWEEP_FRACTION = 1 / 6  # of the idle timeout: Direct Line's keep-alive is every other sweep
+
+
+class Connection:
+    """A connected socket. ``claims`` are the verified token's claims; ``ws`` is the socket's
+    ``gateway.wire.WireSocket`` once :meth:`start` has adopted it."""
+
+    __slots__ = ("app", "gw", "ws", "router", "claims", "vsn", "hub", "channels", "url_watermark",
+                 "_queue", "_flushing", "_closed", "_inbox", "_task", "_last",
+                 "_tenant_watch", "seat", "on_end")
+
+    def __init__(self, app: Sanic, router: Router, claims: dict[str, Any], vsn: str,
+                 url_watermark: str | None = None) -> None:
+        ctx = app.ctx
+        self.app = app
+        self.gw: Gateway = ctx  # app.ctx is the Gateway
+        self.ws: Any = None
         self.router = router
         self.claims = claims  # compact(): the upgrade request's are
         self.vsn = vsn
         self.hub = ctx.hub
-        self.queue_limit = ctx.settings.ws_send_queue
-        self.idle_timeout = float(ctx.settings.ws_idle_timeout)
         self.channels: dict[str, Channel] = {}
         # A Converger streamUrl may carry ``watermark``: the replay point when a join names none.
-        self.url_watermark: str | None = request.args.get("watermark")
-        # Frames waiting to be sent, and the task sending them: both exist only while there is
-        # something to send (an idle socket holds neither: memory per idle socket, issue 14).
-        self._queue: deque[str] | None = None
+        self.url_watermark = url_watermark
+        # Frames waiting for the next write, and messages waiting for the dispatcher task (and
+        # the task): each exists only while there is something in it.
+        self._queue: list[str] | None = None
+        self._flushing = False  # a write of the queue is scheduled
         self._closed = False
-        self._sender: asyncio.Task[None] | None = None
+        self._inbox: deque[Message] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last = monotonic()  # when the client last sent a frame (the idle sweep reads it)
         # Closed at once when its tenant is disabled or deleted (gateway/domain/tenants.py).
-        self._tenant_topic = f"tenant:{claims.get('tenant_id')}"
-        self._tenant_watch = Subscriber(lambda event, payload: self._tenant_gone(payload))
+        self._tenant_watch = _TenantWatch(self)
+        self.seat: Any = None  # what the socket holds of the caps (gateway/realtime/__init__.py)
+        self.on_end: Callable[[Connection], None] | None = None  # called once, when it ends
+
+    @property
+    def queue_limit(self) -> int:
+        return int(self.gw.settings.ws_send_queue)
+
+    @property
+    def idle_timeout(self) -> float:
+        return float(self.gw.settings.ws_idle_timeout)
+
+    @property
+    def _tenant_topic(self) -> str:
+        return f"tenant:{self.claims.get('tenant_id')}"
+
+    # -- life ------------------------------------------------------------------------------
+    def start(self, upgraded: Any) -> None:
+        """Take the socket over from the upgrade (``gateway.connlimit.Upgraded``)."""
+        self.watch_tenant()
+        Sweep.of(self.idle_timeout).add(self)
+        self.ws = upgraded.adopt(self)
+
+    def tick(self, now: float) -> None:
+        """The idle sweep's look at this socket: closed when its client has been silent for
+        the idle timeout."""
+        if now - self._last >= self.idle_timeout:
+            self.close(CLOSE_NORMAL, "heartbeat timeout")
+
+    def on_closed(self) -> None:
+        """The connection is gone (closed by either side, or lost)."""
+        self._closed = True
+        self._unsubscribe_all()
+        self._queue = None
+        Sweep.of(self.idle_timeout).discard(self)
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end(self)
 
     # -- sending ---------------------------------------------------------------------------
     def offer(self, frame: str, force: bool = False) -> bool:
@@ -162,14 +283,27 @@ class Connection:
             return True
         queue = self._queue
         if queue is None:
-            queue = self._queue = deque()
+            queue = self._queue = []
         elif not force and len(queue) >= self.queue_limit:
             self.abort(CLOSE_SLOW, "too slow: send queue full")
             return False
         queue.append(frame)
-        if self._sender is None:
-            self._sender = asyncio.create_task(self._send_loop(queue))
+        if not self._flushing and self.ws is not None and self.ws.writable:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush, context=Context())
         return True
+
+    def _flush(self) -> None:
+        self._flushing = False
+        queue = self._queue
+        if queue is None or self._closed or not self.ws.writable:
+            return  # on_writable sends the rest
+        self._queue = None
+        self.ws.send_texts(queue)
+
+    def on_writable(self) -> None:
+        if self._queue and not self._flushing:
+            self._flush()
 
     def reply(self, msg: Message, status: str, response: Any = None) -> None:
         self.offer(phoenix.reply(self.vsn, msg, status, response), force=True)
@@ -177,52 +311,27 @@ class Connection:
     def push(self, topic: str, event: str, payload: Any, join_ref: str | None = None) -> None:
         self.offer(phoenix.encode(self.vsn, join_ref, None, topic, event, payload), force=True)
 
-    async def _send_loop(self, queue: deque[str]) -> None:
-        """Send the queued frames in order; done when the queue is empty (``offer`` starts the
-        next one: one task per socket while it idles, the handler's)."""
-        ws = self.ws
-        try:
-            while queue:
-                await ws.send(queue.popleft())
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the peer went away; the reader loop notices and cleans up
-            self.abort(1006, "send failed")
-        finally:
-            if self._queue is queue:
-                self._queue = None
-                self._sender = None
-
     def abort(self, code: int, reason: str) -> None:
         """Drop the socket now, without waiting on a peer that may not be reading."""
         if self._closed:
             return
         self._closed = True
         self._unsubscribe_all()
-        if self._queue is not None:
-            self._queue.clear()
-        if self._sender is not None:
-            self._sender.cancel()
-        try:
+        self._queue = None
+        if self.ws is not None:
             self.ws.fail_connection(code, reason)
-        except Exception:  # already gone
-            pass
 
-    async def close(self, code: int, reason: str) -> None:
-        """Close after the queued frames are sent (a reply before the close is seen)."""
+    def close(self, code: int, reason: str) -> None:
+        """Close after the queued frames (a reply before the close is seen)."""
         if self._closed:
             return
         self._closed = True
         self._unsubscribe_all()
-        if self._sender is not None:
-            try:
-                await asyncio.wait_for(self._sender, timeout=5)
-            except (TimeoutError, asyncio.CancelledError, Exception):
-                pass
-        try:
-            await self.ws.close(code, reason)
-        except Exception:
-            pass
+        queue, self._queue = self._queue, None
+        if self.ws is not None:
+            if queue:
+                self.ws.send_texts(queue)
+            self.ws.close(code, reason)
 
     def _unsubscribe_all(self) -> None:
         for channel in self.channels.values():
@@ -243,31 +352,46 @@ class Connection:
         return True
 
     # -- receiving -------------------------------------------------------------------------
-    async def run(self) -> None:
-        """Serve the socket until the peer leaves, idles out or misbehaves."""
-        self.watch_tenant()
+    def on_message(self, raw: str | bytes) -> None:
+        """One message from the client (the socket's ``gateway.wire.WireSocket`` calls this)."""
+        self._last = monotonic()
+        if self._closed:
+            return
+        if not isinstance(raw, str):
+            self.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
+            return
         try:
-            while not self._closed:
-                raw = await self.ws.recv(timeout=self.idle_timeout)
-                if raw is None:
-                    if self._closed:
-                        return
-                    await self.close(CLOSE_NORMAL, "heartbeat timeout")
-                    return
-                if isinstance(raw, bytes | bytearray | memoryview):
-                    await self.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
-                    return
-                try:
-                    msg = phoenix.decode(raw, self.vsn)
-                except ProtocolError as exc:
-                    await self.close(CLOSE_INVALID, str(exc)[:120])
-                    return
-                await self.dispatch(msg)
+            msg = phoenix.decode(raw, self.vsn)
+        except ProtocolError as exc:
+            self.close(CLOSE_INVALID, str(exc)[:120])
+            return
+        if (self._task is None and msg.topic == phoenix.PHOENIX_TOPIC
+                and msg.event == phoenix.HEARTBEAT):
+            self.reply(msg, "ok")  # the common case, without a task
+            return
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = deque()
+        inbox.append(msg)
+        if self._task is None:
+            self._task = asyncio.create_task(self._dispatch_all(inbox))
+        elif len(inbox) >= INBOX_PAUSE:
+            self.ws.transport.pause_reading()  # the client outruns the store: it waits
+
+    async def _dispatch_all(self, inbox: deque[Message]) -> None:
+        """Handle the waiting messages in order; done when none is left."""
+        try:
+            while inbox and not self._closed:
+                paused = len(inbox) >= INBOX_PAUSE
+                await self.dispatch(inbox.popleft())
+                if paused and len(inbox) < INBOX_PAUSE and not self._closed:
+                    self.ws.transport.resume_reading()
+        except Exception:  # dispatch answers its own errors; this is a bug: drop the socket
+            log.exception("socket dispatcher failed")
+            self.abort(1011, "internal error")
         finally:
-            self._closed = True
-            self._unsubscribe_all()
-            if self._sender is not None and not self._sender.done():
-                self._sender.cancel()
+            self._task = None
+            self._inbox = None
 
     async def dispatch(self, msg: Message) -> None:
         if msg.topic == phoenix.PHOENIX_TOPIC:

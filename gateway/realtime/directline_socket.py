@@ -16,8 +16,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Callable, Sequence
+from functools import partial
+from time import monotonic
 from typing import Any
 
 import msgspec
@@ -32,9 +35,10 @@ from ..http import public_base
 from ..hub import Encoder
 from ..shapes import decode_watermark, directline_activity, encode_watermark
 from ..tokens import TokenError, TokenExpired
-from .connection import CLOSE_NORMAL, Channel, Connection, Router, compact
+from .connection import CLOSE_NORMAL, SWEEP_FRACTION, Channel, Connection, Router, compact
 from .replay import load
 
+log = logging.getLogger("converger.socket")
 PATH = re.compile(r"^/v3/directline/conversations/([^/]+)/stream$")
 REPLAY_CHUNK = 500
 _encode = msgspec.json.Encoder().encode
@@ -131,15 +135,25 @@ async def authenticate(request: Request, match: re.Match[str]) -> HTTPResponse |
 
 class DirectLineStream(Connection):
     """A :class:`Connection` (bounded send queue, drop when too slow) that speaks raw
-    ActivitySets instead of Phoenix frames, and has one subscription from the start."""
+    ActivitySets instead of Phoenix frames, and has one subscription from the start. The idle
+    sweep also sends its keep-alive frames."""
 
-    def __init__(self, request: Request, ws: Any) -> None:
-        super().__init__(request, ws, ROUTER, request.ctx.claims, "directline")
+    __slots__ = ("conversation_id", "anchor", "url", "encoder", "kept_alive")
+
+    def __init__(self, request: Request) -> None:
+        super().__init__(request.app, ROUTER, request.ctx.claims, "directline")
         self.conversation_id, self.anchor = request.ctx.dl
         tokens = request.app.ctx.tokens
         base = public_base(request)
-        self.url: Callable[[str], str] = lambda path: str(tokens.signed_upload_url(base, path))
+        self.url: Callable[[str], str] = partial(_signed_url, tokens, base)
         self.encoder = encoder_for(base, tokens)
+        self.kept_alive = monotonic()  # when the last keep-alive frame was sent
+
+    def start(self, upgraded: Any) -> None:
+        super().start(upgraded)
+        task = asyncio.create_task(self._start(), name="dl-replay")
+        _replays.add(task)  # held until done (the loop keeps only weak references)
+        task.add_done_callback(_replays.discard)
 
     async def _start(self) -> None:
         """Subscribe, then read the replay (nothing committed in between is lost), then go live
@@ -149,9 +163,16 @@ class DirectLineStream(Connection):
         self.channels[topic] = channel
         self.hub.subscribe(channel.hub_topic, channel)
         ctx = self.app.ctx
-        _, replay, after_seq = await ctx.db.read(
-            load, self.claims["tenant_id"], self.conversation_id, self.anchor, True,
-            ctx.settings.activity_list_cap)
+        try:
+            _, replay, after_seq = await ctx.db.read(
+                load, self.claims["tenant_id"], self.conversation_id, self.anchor, True,
+                ctx.settings.activity_list_cap)
+        except Exception:
+            log.exception("direct line replay failed")
+            self.abort(1011, "replay failed")
+            return
+        if self._closed:
+            return
         if replay:
             after_seq = max(after_seq, replay[-1].seq)
         shown = [a for a in replay if a.type != "typing"]  # stale indicators are not replayed
@@ -159,27 +180,23 @@ class DirectLineStream(Connection):
             self.offer(activity_set(shown[i:i + REPLAY_CHUNK], self.url), force=True)
         channel.release(after_seq)
 
-    async def _keepalive(self) -> None:
-        every = max(self.idle_timeout / 3, 0.1)
-        while not self._closed:
-            await asyncio.sleep(every)  # a period, not a wait for work: the keep-alive's clock
+    def tick(self, now: float) -> None:
+        """The idle sweep's look: the close when the client has been silent for the whole
+        timeout, else a keep-alive frame every third of it."""
+        if now - self._last >= self.idle_timeout:
+            self.close(CLOSE_NORMAL, "idle timeout")
+        elif now - self.kept_alive >= self.idle_timeout * (1 / 3 - SWEEP_FRACTION / 2):
+            # (every other sweep: a third of the timeout, give or take the timer's rounding)
+            self.kept_alive = now
             self.offer("")
 
-    async def run(self) -> None:
-        self.watch_tenant()
-        keepalive = asyncio.create_task(self._keepalive(), name="dl-keepalive")
-        try:
-            await self._start()
-            while not self._closed:
-                # Any frame is liveness; Direct Line clients send nothing else that matters.
-                raw = await self.ws.recv(timeout=self.idle_timeout)
-                if raw is None:
-                    if not self._closed:
-                        await self.close(CLOSE_NORMAL, "idle timeout")
-                    return
-        finally:
-            keepalive.cancel()
-            self._closed = True
-            self._unsubscribe_all()
-            if self._sender is not None and not self._sender.done():
-                self._sender.cancel()
+    def on_message(self, raw: str | bytes) -> None:
+        # Any frame is liveness; Direct Line clients send nothing else that matters.
+        self._last = monotonic()
+
+
+_replays: set[asyncio.Task[None]] = set()
+
+
+def _signed_url(tokens: Any, base: str, path: str) -> str:
+    return str(tokens.signed_upload_url(base, path))

@@ -127,7 +127,7 @@ class LegacyRouter(Router):
                           idempotency_key=key)
         tenant_id = conn.claims["tenant_id"]
         try:
-            await conn.app.ctx.rate_limit(conn.request, "activity_create", tenant_id)
+            await conn.app.ctx.rate_limit(None, "activity_create", tenant_id)
             result = await create(conn.gw, tenant_id, channel.conversation_id, new)
         except errors.ApiError as exc:
             conn.reply(msg, "error", {"reason": exc.code, "detail": exc.detail})

@@ -2,6 +2,7 @@
 
     python -m tests.bench.bench_realtime            # both cases, 10 s each, baseline then gateway
     python -m tests.bench.bench_realtime --case a --seconds 30 [--target gateway]
+    python -m tests.bench.bench_realtime --case c --workers 2 --before /tmp/before  # before/after
 
 (a) 1,000 sockets, each joined to its own conversation; activities posted over HTTP at 500/s
     spread across the conversations (one push per post).
@@ -179,6 +180,9 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
 
+BEFORE_TREE: str | None = None  # --before: the source tree whose gateway is the "before" target
+
+
 def _start(target: str, tmp: Path, conversations: int,
            workers: int = 1) -> tuple[str, str, dict[str, Any], Any, Any]:
     """The server under load: ``gateway`` (the real server, set up with a tenant, a websocket
@@ -198,9 +202,18 @@ def _start(target: str, tmp: Path, conversations: int,
         ids = [str(uuid.uuid4()) for _ in range(conversations)]
         world = {"api_key": "-", "conversations": ids, "tokens": ["-"] * conversations}
         return url, "ws" + url[len("http"):], world, stop, [proc.pid]
-    srv = Server(tmp, env={"CONVERGER_SECRET_KEY": SECRET, "CONVERGER_LOG_LEVEL": "WARNING",
-                           "CONVERGER_WS_IDLE_TIMEOUT": "600",
-                           "CONVERGER_WORKERS": str(workers)}).start(60)
+    import tests.support.server as support
+
+    here = support.ROOT
+    if target == "before":  # the server's cwd: that tree's gateway
+        assert BEFORE_TREE is not None
+        support.ROOT = Path(BEFORE_TREE).resolve()
+    try:
+        srv = Server(tmp, env={"CONVERGER_SECRET_KEY": SECRET, "CONVERGER_LOG_LEVEL": "WARNING",
+                               "CONVERGER_WS_IDLE_TIMEOUT": "600",
+                               "CONVERGER_WORKERS": str(workers)}).start(60)
+    finally:
+        support.ROOT = here
     try:
         world = asyncio.run(_setup(srv.url, conversations))
     except BaseException:
@@ -226,7 +239,7 @@ def run_case(name: str, target: str, sockets: int, conversations: int, rate: flo
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         url, ws_url, world, stop_server, pids = _start(target, Path(tmp), conversations,
-                                                       workers if target == "gateway" else 1)
+                                                       1 if target == "baseline" else workers)
         pid_list = pids() if callable(pids) else pids
         try:
             time.sleep(2.0)  # let start-up settle before the memory reading
@@ -264,7 +277,7 @@ def run_case(name: str, target: str, sockets: int, conversations: int, rate: flo
             stop_server()
     window = posted["elapsed"]
     return {
-        "case": name, "target": target, "workers": workers if target == "gateway" else 1,
+        "case": name, "target": target, "workers": 1 if target == "baseline" else workers,
         "rss_before_mib": round(rss_before / 1024, 1), "rss_after_mib": round(rss_after / 1024, 1),
         "kib_per_socket": round((rss_after - rss_before) / sockets, 1),
         "sockets": sockets, "conversations": conversations, "rate": rate,
@@ -296,9 +309,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--receivers", type=int, default=2)
     parser.add_argument("--target", choices=("both", "gateway", "baseline"), default="both",
                         help="both: the bare Sanic broadcast baseline, then the gateway")
+    parser.add_argument("--before", metavar="TREE",
+                        help="also run the gateway of this source tree (e.g. `git worktree add "
+                             "/tmp/before main`), between the baseline and this tree's: "
+                             "before/after in one run")
     args = parser.parse_args(argv)
     names = ["a", "b"] if args.case == "all" else [args.case]
     targets = ["baseline", "gateway"] if args.target == "both" else [args.target]
+    if args.before:
+        global BEFORE_TREE
+        BEFORE_TREE = args.before
+        targets.insert(targets.index("gateway") if "gateway" in targets else len(targets),
+                       "before")
     summary: list[str] = []
     failed = False
     for name in names:
@@ -313,10 +335,14 @@ def main(argv: list[str] | None = None) -> int:
         for target, r in runs.items():
             line += (f"  {target}: p50 {r['latency_p50_ms']} / p99 {r['latency_p99_ms']} ms,"
                      f" {r['pushes_per_s']:,.0f} pushes/s, {r['kib_per_socket']} KiB/socket")
-        if len(runs) == 2:
+        if "gateway" in runs and "baseline" in runs:
             g, b = runs["gateway"], runs["baseline"]
             line += (f"  ratio p99 gateway/baseline {g['latency_p99_ms'] / b['latency_p99_ms']:.2f},"
                      f" pushes/s gateway/baseline {g['pushes_per_s'] / b['pushes_per_s']:.2f}")
+        if "gateway" in runs and "before" in runs:
+            g, b = runs["gateway"], runs["before"]
+            line += (f"  this tree / before: p99 {g['latency_p99_ms']} / {b['latency_p99_ms']} ms,"
+                     f" KiB/socket {b['kib_per_socket']} -> {g['kib_per_socket']}")
         if "gateway" in runs:
             line += f"  target p99 < {TARGET_P99_MS} ms " + (
                 "OK" if runs["gateway"]["latency_p99_ms"] < TARGET_P99_MS else "MISSED")
