@@ -101,6 +101,9 @@ def create_app(settings: Settings, name: str | None = None, cluster: Cluster | N
     errors.register(app)
     _register_routes(app)
     _register_middleware(app)
+    from . import hooks
+
+    hooks.install(app)  # the app's request and response hooks: one Sanic middleware each
     from . import lifecycle
 
     lifecycle.watch_shutdown(app)  # last: its before_server_stop runs first
@@ -177,8 +180,10 @@ def _register_routes(app: Sanic) -> None:
 
 
 def _register_middleware(app: Sanic) -> None:
-    @app.on_request(priority=100)  # type: ignore[call-arg]  # Sanic's overloads
-    async def _start(request: Request) -> HTTPResponse | None:
+    hooks = app.ctx.hooks
+
+    @hooks.request(priority=100)
+    def _start(request: Request) -> HTTPResponse | None:
         rid = request.headers.get("x-request-id", "")
         if not (0 < len(rid) <= 128 and rid.isprintable()):
             rid = random_bytes(16).hex()  # buffered randomness: uuid4() costs a syscall each
@@ -192,8 +197,8 @@ def _register_middleware(app: Sanic) -> None:
                 )
         return None
 
-    @app.on_response(priority=100)
-    async def _finish(request: Request, response: HTTPResponse) -> None:
+    @hooks.response(priority=100)
+    def _finish(request: Request, response: HTTPResponse) -> None:
         rid = request.ctx.request_id
         if rid is not None:
             response.headers["x-request-id"] = rid

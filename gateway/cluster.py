@@ -333,8 +333,8 @@ def install(app: Any, cluster: Cluster | None) -> None:
     if ctx.settings.worker_header:
         pid = str(os.getpid())
 
-        @app.on_response(priority=5)
-        async def _worker_header(request: Any, response: Any) -> None:
+        @app.ctx.hooks.response(priority=5)
+        def _worker_header(request: Any, response: Any) -> None:
             response.headers["x-converger-worker"] = pid
 
     if cluster is None and ctx.node is not None:

@@ -16,6 +16,7 @@ or an ``Origin`` that is not the gateway's own.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from urllib.parse import urlsplit
 
 from sanic import Request, Sanic
@@ -39,8 +40,12 @@ PAGES = ("/admin", "/portal", "/ui/", "/metrics")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+_PAGE_PATHS = frozenset(p.rstrip("/") for p in PAGES)
+_PAGE_PREFIXES = tuple(p.rstrip("/") + "/" for p in PAGES)
+
+
 def is_page(path: str) -> bool:
-    return any(path == p.rstrip("/") or path.startswith(p.rstrip("/") + "/") for p in PAGES)
+    return path in _PAGE_PATHS or path.startswith(_PAGE_PREFIXES)
 
 
 def same_origin(request: Request, public_url: str) -> bool:
@@ -102,22 +107,25 @@ def install(app: Sanic) -> None:
     public_url = app.ctx.settings.public_url
 
     # Priority above the request-id middleware's 100: a preflight is answered before anything.
-    @app.on_request(priority=200)  # type: ignore[call-arg]  # Sanic's overloads
-    async def _preflight(request: Request) -> HTTPResponse | None:
+    async def _answer_preflight(request: Request) -> HTTPResponse:
+        # Read the (empty) body first: answering before it logged a Sanic error,
+        # "body not consumed", on every browser preflight.
+        await request.receive_body()
+        if is_page(request.path):
+            return preflight(None, origins)  # a bare 204: pages never answer cross-origin
+        return preflight(request.headers.get("origin"), origins)
+
+    @app.ctx.hooks.request(priority=200)
+    def _preflight(request: Request) -> HTTPResponse | Awaitable[HTTPResponse] | None:
         if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
-            # Read the (empty) body first: answering before it logged a Sanic error,
-            # "body not consumed", on every browser preflight.
-            await request.receive_body()
-            if is_page(request.path):
-                return preflight(None, origins)  # a bare 204: pages never answer cross-origin
-            return preflight(request.headers.get("origin"), origins)
+            return _answer_preflight(request)  # awaited by the hooks' runner
         if request.method not in SAFE_METHODS and is_page(request.path) and not same_origin(
                 request, public_url):
             return text("Forbidden: cross-origin request", status=403)
         return None
 
-    @app.on_response(priority=90)
-    async def _cors(request: Request, response: HTTPResponse) -> None:
+    @app.ctx.hooks.response(priority=90)
+    def _cors(request: Request, response: HTTPResponse) -> None:
         origin = request.headers.get("origin")
         if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
             return  # answered by _preflight, headers already set

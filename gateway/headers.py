@@ -24,8 +24,8 @@ def undecodable(value: str) -> bool:
 
 
 def install(app: Sanic) -> None:
-    @app.on_request(priority=95)  # type: ignore[call-arg]  # after the request id (100), before any guard or handler
-    async def _valid_headers(request: Request) -> HTTPResponse | None:
+    @app.ctx.hooks.request(priority=95)  # after the request id (100), before any guard or handler
+    def _valid_headers(request: Request) -> HTTPResponse | None:
         # The header block as received (the request line left out): its names and values are
         # all valid UTF-8 exactly when the block is. One C call, and no walk over the parsed
         # headers (iterating a multidict's names builds a cache of them that lives as long as

@@ -249,8 +249,8 @@ def install(app: Sanic) -> None:
         body, ctype = await exposition(request.app)
         return HTTPResponse(body, content_type=ctype)
 
-    @app.on_response(priority=10)
-    async def _observe(request: Request, response: HTTPResponse) -> None:
+    @app.ctx.hooks.response(priority=10)
+    def _observe(request: Request, response: HTTPResponse) -> None:
         started = request.ctx.started
         if started is None:
             return

@@ -265,8 +265,8 @@ def install(app: Sanic) -> None:
 
     ctx.rate_limit = rate_limit
 
-    @app.on_response(priority=50)
-    async def _headers(request: Request, response: HTTPResponse) -> None:
+    @app.ctx.hooks.response(priority=50)
+    def _headers(request: Request, response: HTTPResponse) -> None:
         extra: dict[str, str] | None = request.ctx.rate_limit_headers
         if extra and response.status < 400:
             for name, value in extra.items():

@@ -18,13 +18,14 @@ that died (and took its sockets with it) stop counting as soon as its replacemen
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import mmap
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +35,16 @@ SLOTS = 1 << 16  # 1 MiB
 PROBE = 16
 
 Step = Callable[[float | None, float], tuple[T, float | None]]
+
+
+@contextlib.contextmanager
+def _exclusive(fd: int) -> Iterator[None]:
+    """The file's exclusive ``flock`` for the block (the other processes wait in the kernel)."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _hash(key: str) -> int:
@@ -50,12 +61,9 @@ class SharedTable:
         self.clock = clock
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         size = slots * SLOT.size
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
+        with _exclusive(self._fd):
             if os.fstat(self._fd).st_size < size:
                 os.ftruncate(self._fd, size)
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._map = mmap.mmap(self._fd, size)
 
     def close(self) -> None:
@@ -65,8 +73,7 @@ class SharedTable:
     def update(self, key: str, step: Step[Any]) -> Any:
         h = _hash(key)
         first = h % self.slots
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
+        with _exclusive(self._fd):
             now = self.clock()
             spot, value = -1, None
             soonest, soonest_at = first, float("inf")
@@ -86,8 +93,6 @@ class SharedTable:
             if new is not None:
                 SLOT.pack_into(self._map, spot * SLOT.size, h, new)
             return result
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
 COUNT = struct.Struct("<Qq")
@@ -107,15 +112,12 @@ class SharedCounts:
         self._region = slots * COUNT.size
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         total = size * self._region
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
+        with _exclusive(self._fd):
             if os.fstat(self._fd).st_size < total:
                 os.ftruncate(self._fd, total)
             self._map = mmap.mmap(self._fd, total)
             start = slot * self._region  # a new process of this slot: its predecessor's are gone
             self._map[start:start + self._region] = bytes(self._region)
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         self._map.close()
@@ -136,31 +138,22 @@ class SharedCounts:
 
     def total(self, key: str) -> int:
         h = _hash(key)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
+        with _exclusive(self._fd):
             return self._total(h)
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def reserve(self, key: str, cap: int) -> bool:
         """Count one more for ``key`` here unless every region together already holds ``cap``."""
         h = _hash(key)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
+        with _exclusive(self._fd):
             if self._total(h) >= cap:
                 return False
             self._add(h, 1)
             return True
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def add(self, key: str, delta: int) -> None:
         h = _hash(key)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
+        with _exclusive(self._fd):
             self._add(h, delta)
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _total(self, h: int) -> int:
         return sum(c for r in range(self.size)

@@ -80,8 +80,8 @@ def install(app: Sanic) -> None:
     tracer = _tracer
     log.info("tracing: spans exported to %s", traces_url)
 
-    @app.on_request(priority=90)  # type: ignore[call-arg]  # after the request id is set
-    async def _start_span(request: Request) -> None:
+    @app.ctx.hooks.request(priority=90)  # after the request id is set
+    def _start_span(request: Request) -> None:
         if request.headers.get("upgrade", "").lower() == "websocket":
             return  # a socket lives for hours: its joins and pushes are not one request
         route = route_label(request)
@@ -91,8 +91,8 @@ def install(app: Sanic) -> None:
             attributes={"http.request.method": request.method, "http.route": route,
                         "converger.request_id": request.ctx.request_id or ""})
 
-    @app.on_response(priority=90)
-    async def _end_span(request: Request, response: HTTPResponse) -> None:
+    @app.ctx.hooks.response(priority=90)
+    def _end_span(request: Request, response: HTTPResponse) -> None:
         s = request.ctx.span
         if s is None:
             return

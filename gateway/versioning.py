@@ -113,8 +113,8 @@ def install(app: Sanic, marked: Iterable[Deprecation]) -> None:
     by_route = {route_key(d.method, d.path): d.headers() for d in marked}
     cache: dict[tuple[str, str], dict[str, str] | None] = {}
 
-    @app.on_response(priority=90)
-    async def _version(request: Request, response: HTTPResponse) -> None:
+    @app.ctx.hooks.response(priority=90)
+    def _version(request: Request, response: HTTPResponse) -> None:
         response.headers[HEADER] = version_of(request.path)
         if not by_route or request.route is None:
             return

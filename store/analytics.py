@@ -221,14 +221,43 @@ def _ms(later: str | None, earlier: str | None) -> float | None:
     return max(0.0, delta.total_seconds() * 1000)
 
 
-def outcome(conn: sqlite3.Connection, delivery: Any, status: str, now: str) -> None:
+class Tally:
+    """Outcome counts gathered over a batch of writes in one transaction (the delivery
+    workers' outcomes), added by :meth:`flush` with one statement per table instead of two per
+    outcome. Same rows, same transaction: a rolled-back batch counts nothing."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[int, str, str, int, str, str], int] = {}
+
+    def add(self, span: int, tenant_id: str, channel_id: str, at: int, kind: str,
+            key: str) -> None:
+        k = (span, tenant_id, channel_id, at - at % span, kind, key)
+        self.counts[k] = self.counts.get(k, 0) + 1
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        by_span: dict[int, list[tuple[str, str, int, str, str, int]]] = {}
+        for (span, tenant, channel, bucket, kind, key), n in self.counts.items():
+            by_span.setdefault(span, []).append((tenant, channel, bucket, kind, key, n))
+        for span, rows in by_span.items():
+            _bump_many(conn, span, rows)
+        self.counts.clear()
+
+
+def outcome(conn: sqlite3.Connection, delivery: Any, status: str, now: str,
+            tally: Tally | None = None) -> None:
     """A delivery reached ``status`` (``sent``, ``delivered``, ``read``, ``failed``,
-    ``skipped``); for the first three, how long the step took goes in the hour's histogram."""
+    ``skipped``); for the first three, how long the step took goes in the hour's histogram.
+    With ``tally`` the counts wait in it for its :meth:`Tally.flush` (same transaction)."""
     if not ENABLED:
         return
     at = epoch(now)
     tenant, channel = delivery.tenant_id, delivery.channel_id
-    _bump(conn, MINUTE, tenant, channel, at, "count", status)
+    if tally is None:
+        _bump(conn, MINUTE, tenant, channel, at, "count", status)
+    else:
+        tally.add(MINUTE, tenant, channel, at, "count", status)
     took = None
     if status == "sent":
         took = _ms(delivery.sent_at, delivery.inserted_at)
@@ -237,7 +266,11 @@ def outcome(conn: sqlite3.Connection, delivery: Any, status: str, now: str) -> N
     elif status == "read":
         took = _ms(delivery.read_at, delivery.delivered_at or delivery.sent_at)
     if took is not None:
-        _bump(conn, HOUR, tenant, channel, at, "latency", f"{status}:{latency_index(took)}")
+        key = f"{status}:{latency_index(took)}"
+        if tally is None:
+            _bump(conn, HOUR, tenant, channel, at, "latency", key)
+        else:
+            tally.add(HOUR, tenant, channel, at, "latency", key)
 
 
 _NOISE = re.compile(r"[0-9a-fA-F]{8}(?:-?[0-9a-fA-F]{4,}){1,4}|\b[0-9a-fA-F]{16,}\b")

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -54,6 +57,7 @@ class Database:
         self.readers = readers
         self._pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="db-read")
         self.commits = 0
+        self._wlock = _WriteLock(None)
         # Called on the writer thread between two transactions (never inside one); replication
         # sets it to yield the write lock to Litestream when the WAL runs away.
         self.between_batches: Callable[[], None] | None = None
@@ -76,6 +80,7 @@ class Database:
             self._write_conn.close()
             self._write_conn = None
             raise
+        self._wlock = _WriteLock(self.path)
         self._writer = threading.Thread(target=self._run_writer, name="db-writer", daemon=True)
         self._writer.start()
         self._open_readers()
@@ -109,6 +114,7 @@ class Database:
         if self._write_conn is not None:
             self._write_conn.close()
             self._write_conn = None
+        self._wlock.close()
 
     # -- public API ----------------------------------------------------------------------
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
@@ -183,6 +189,18 @@ class Database:
                 self.between_batches()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        # The write lock file is held from BEGIN to COMMIT: another process's writer sleeps in
+        # flock() and the kernel wakes it the moment this one is done (see _WriteLock).
+        with self._wlock:
+            changed, results = self._transact(conn, batch)
+        if changed and self.on_commit is not None:
+            self.on_commit()
+        self._resolve(results)
+
+    def _transact(
+        self, conn: sqlite3.Connection, batch: list[Any],
+    ) -> tuple[bool, list[tuple[Any, Any, BaseException | None, Any]]]:
+        """One transaction over ``batch``: (whether it committed changes, each job's outcome)."""
         results: list[tuple[Any, Any, BaseException | None, Any]] = []
         # A job alone in its transaction needs no savepoint to fail alone: two statements saved.
         single = len(batch) == 1
@@ -201,10 +219,8 @@ class Database:
                         if conn.in_transaction:
                             conn.execute("ROLLBACK")
                         if single:
-                            self._resolve([(loop, fut, exc, None)])
-                        else:
-                            self._resolve([(lp, f, exc, None) for _, _, lp, f in batch])
-                        return
+                            return False, [(loop, fut, exc, None)]
+                        return False, [(lp, f, exc, None) for _, _, lp, f in batch]
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     results.append((loop, fut, exc, None))
@@ -217,11 +233,8 @@ class Database:
         except BaseException as exc:  # commit failed (disk full, I/O): every job fails
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            results = [(loop, fut, exc, None) for fn, args, loop, fut in batch]
-        else:
-            if self.on_commit is not None and conn.total_changes != changes:
-                self.on_commit()
-        self._resolve(results)
+            return False, [(loop, fut, exc, None) for fn, args, loop, fut in batch]
+        return conn.total_changes != changes, results
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         _begin(conn)
@@ -246,6 +259,43 @@ class Database:
                 pass
 
 
+class _WriteLock:
+    """An exclusive ``flock`` on ``<database>-wlock``, held by a writer from BEGIN to COMMIT.
+
+    SQLite's own write lock is enough for correctness, but a process that finds it taken waits in
+    SQLite's busy handler, which *sleeps* (1, 2, 5, 10 … 100 ms) between retries: with two worker
+    processes writing all the time, each commit then waits milliseconds for a lock that was free
+    after microseconds, and the processes end up taking turns with the CPU idle. Waiting in
+    ``flock`` instead hands the lock over as soon as it is released (the kernel wakes the
+    waiter; the GIL is released while it waits). Writers that don't take it (the CLI, Litestream's
+    checkpoints) still meet SQLite's lock and its busy handler, so nothing depends on everyone
+    using it. Uncontended, it costs two system calls per transaction. Without a usable lock file
+    (a read-only directory), writers fall back to SQLite's lock alone."""
+
+    def __init__(self, db_path: Path | None) -> None:
+        self._fd = -1
+        if db_path is None:
+            return
+        try:
+            self._fd = os.open(f"{db_path}-wlock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            logging.getLogger("converger.db").warning(
+                "no write lock file next to %s (%s): writers wait in SQLite's busy handler", db_path, exc)
+
+    def __enter__(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 BUSY_PATIENCE = 120.0  # seconds the writer waits for another process's write lock
 
 
@@ -265,8 +315,6 @@ def _begin(conn: sqlite3.Connection) -> None:
                 raise
             waited += 5.0  # busy_timeout has just waited this long
             if waited == 5.0:
-                import logging
-
                 logging.getLogger("converger.db").warning(
                     "the database write lock has been busy for 5s (another process); waiting")
 

@@ -38,6 +38,15 @@ def append(conn: sqlite3.Connection, kind: str, topic: str, data: Any = None) ->
                  (kind, topic, None if data is None else _encode(data).decode()))
 
 
+def append_many(conn: sqlite3.Connection, kind: str, events: list[tuple[str, Any]]) -> None:
+    """:func:`append` for many ``(topic, data)``, in order, with one statement."""
+    assert kind in KINDS
+    if events:
+        conn.executemany("INSERT INTO feed (kind, topic, data) VALUES (?, ?, ?)",
+                         [(kind, topic, None if data is None else _encode(data).decode())
+                          for topic, data in events])
+
+
 def last_id(conn: sqlite3.Connection) -> int:
     """The newest event's id (0 when the feed is empty): where a new reader starts."""
     row = conn.execute(dialect.LAST_FEED_ID[dialect.of(conn)]).fetchone()

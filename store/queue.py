@@ -398,11 +398,12 @@ def complete(
     now: str,
     provider_message_id: str | None = None,
     metadata: dict[str, Any] | None = None,
+    tally: analytics.Tally | None = None,
 ) -> Delivery | None:
     """A successful attempt: ``sent``. None when the claim is no longer ours.
 
     A receipt may have arrived while the attempt was in flight (a fast provider), so a row
-    already past ``pending`` keeps its status.
+    already past ``pending`` keeps its status. ``tally``: see :class:`analytics.Tally`.
     """
     row = conn.execute(
         f"""UPDATE deliveries
@@ -419,7 +420,7 @@ def complete(
         return None
     delivery = from_row(Delivery, row)
     if delivery.sent_at == now:  # not already sent by a receipt that came first
-        analytics.outcome(conn, delivery, "sent", now)
+        analytics.outcome(conn, delivery, "sent", now, tally)
     return delivery
 
 
@@ -642,16 +643,27 @@ def reply_contexts(conn: sqlite3.Connection, deliveries: list[Delivery],
 
 
 # -- every attempt of a delivery (m0013), shown on the delivery's page -----------------------
+_RECORD_ATTEMPT = """INSERT INTO delivery_attempts (delivery_id, tenant_id, attempt, at, ok, status,
+                           error, duration_ms)
+       SELECT id, tenant_id, (SELECT count(*) FROM delivery_attempts WHERE delivery_id = ?) + 1,
+              ?, ?, ?, ?, ?
+         FROM deliveries WHERE id = ?"""
+
+
 def record_attempt(conn: sqlite3.Connection, delivery_id: str, at: str, ok: bool, status: str,
                    error: str | None, duration_ms: int | None) -> None:
     """One attempt's outcome: numbered from 1 across retries by hand, the error in full."""
-    conn.execute(
-        """INSERT INTO delivery_attempts (delivery_id, tenant_id, attempt, at, ok, status, error,
-               duration_ms)
-           SELECT id, tenant_id, (SELECT count(*) FROM delivery_attempts WHERE delivery_id = ?) + 1,
-                  ?, ?, ?, ?, ?
-             FROM deliveries WHERE id = ?""",
-        (delivery_id, at, int(ok), status, error, duration_ms, delivery_id))
+    conn.execute(_RECORD_ATTEMPT,
+                 (delivery_id, at, int(ok), status, error, duration_ms, delivery_id))
+
+
+def record_attempts(conn: sqlite3.Connection,
+                    attempts: list[tuple[str, str, bool, str, str | None, int | None]]) -> None:
+    """:func:`record_attempt` for many ``(delivery_id, at, ok, status, error, duration_ms)``,
+    in order, with one statement."""
+    if attempts:
+        conn.executemany(_RECORD_ATTEMPT, [(d, at, int(ok), st, err, ms, d)
+                                           for d, at, ok, st, err, ms in attempts])
 
 
 def attempts_of(conn: sqlite3.Connection, delivery_id: str) -> list[dict[str, Any]]:

@@ -102,9 +102,11 @@ def delivery_targets(
     *,
     outbound_types: frozenset[str],
     exclude_channel_id: str | None = None,
+    rules: bool = True,
 ) -> list[Channel]:
     """Channels that must receive an activity of a conversation on ``primary`` (docs/delivery.md):
-    the conversation's own channel and the targets of the enabled rules whose source it is.
+    the conversation's own channel and the targets of the enabled rules whose source it is
+    (``rules=False``: the caller has read, in the same transaction, that there are none).
 
     Fixed from the original: an inactive channel gets nothing, and the channel an inbound
     activity came from (``exclude_channel_id``) does not get it back. One hop only.
@@ -117,6 +119,8 @@ def delivery_targets(
         and primary.id != exclude_channel_id
     ):
         result[primary.id] = primary
+    if not rules:
+        return list(result.values())
     rows = conn.execute(
         "SELECT target_channel_ids FROM routing_rules WHERE source_channel_id = ? AND tenant_id = ? AND enabled = 1",
         (primary.id, primary.tenant_id),

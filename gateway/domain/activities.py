@@ -16,7 +16,7 @@ import msgspec
 import adapters
 from adapters.base import carries
 from adapters.echo import EchoAdapter
-from store import activities, channels, conversations, queue, routing, tenants
+from store import activities, conversations, queue, routing
 from store.models import Activity, Channel
 
 from ..context import Gateway
@@ -68,11 +68,11 @@ def insert_tx(
     """The write transaction: check, dedupe, insert, enqueue. A replay (same idempotency key,
     or same provider message id on the same channel) finds the first activity, even in a
     conversation closed since; a new activity in a closed conversation is refused."""
-    conv = conversations.get_for_tenant(conn, tenant_id, conversation_id)
-    if conv is None:
+    # The conversation, its tenant, its channel and whether rules fan out from it: one read.
+    found = conversations.for_write(conn, tenant_id, conversation_id)
+    if found is None:
         raise NotFound("conversation")
-    tenant = tenants.get(conn, tenant_id)
-    if tenant is None or not tenant.active:  # the entry points refuse first; this is the rule
+    if found.tenant_status != "active":  # the entry points refuse first; this is the rule
         raise Forbidden("tenant is not active", "tenant_inactive")
     if new.idempotency_key is not None:
         existing = activities.by_idempotency_key(conn, conversation_id, new.idempotency_key)
@@ -82,9 +82,9 @@ def insert_tx(
         existing = activities.by_external_id(conn, new.source_channel_id, new.external_id)
         if existing is not None:
             return Created(existing, False, 0)
-    if conv.status != "active":
+    if found.status != "active":
         raise closed(conversation_id)
-    primary = channels.get(conn, conv.channel_id)
+    primary = found.channel
     new.attachments = media.resolve_uploads_tx(conn, tenant_id, conversation_id, new.attachments)
     whatsapp.check_tx(conn, primary, conversation_id, new, now)
     activity = activities.insert(
@@ -93,7 +93,7 @@ def insert_tx(
         idempotency_key=new.idempotency_key, source_channel_id=new.source_channel_id,
         external_id=new.external_id, extra=new.extra,
     )
-    n = enqueue_tx(conn, primary, activity, now)
+    n = enqueue_tx(conn, primary, activity, now, found.rules)
     reply = None
     # A typing indicator is not a message: it gets no (empty) reply.
     if (primary is not None and primary.type == EchoAdapter.type and primary.active
@@ -101,18 +101,19 @@ def insert_tx(
         echo = activities.insert(conn, tenant_id=tenant_id, conversation_id=conversation_id,
                                  sender=EchoAdapter.BOT, now=now,
                                  text=EchoAdapter.reply_text(activity.sender, activity.text))
-        reply = Created(echo, True, enqueue_tx(conn, primary, echo, now))
+        reply = Created(echo, True, enqueue_tx(conn, primary, echo, now, found.rules))
     return Created(activity, True, n, reply)
 
 
-def enqueue_tx(conn: sqlite3.Connection, primary: Channel | None, activity: Activity, now: str) -> int:
+def enqueue_tx(conn: sqlite3.Connection, primary: Channel | None, activity: Activity, now: str,
+               rules: bool = True) -> int:
     """Enqueue an activity's deliveries: its conversation's channel (``primary``) and the
-    channels routing rules fan it out to."""
+    channels routing rules fan it out to (``rules=False``: none do, read in this transaction)."""
     if primary is None:
         return 0
     targets = routing.delivery_targets(
         conn, primary, outbound_types=adapters.DELIVERING_TYPES,
-        exclude_channel_id=activity.source_channel_id,
+        exclude_channel_id=activity.source_channel_id, rules=rules,
     )
     send: list[str] = []
     skipped: dict[str, str] = {}

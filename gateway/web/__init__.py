@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import Awaitable
 
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, raw, redirect, text
@@ -47,21 +48,21 @@ def install(app: Sanic) -> None:
     app.blueprint(ADMIN)
     app.blueprint(PORTAL)
 
-    @app.on_request(priority=90)  # type: ignore[call-arg]  # Sanic's overloads
-    async def _guard(request: Request) -> HTTPResponse | None:
+    @app.ctx.hooks.request(priority=90)
+    def _guard(request: Request) -> HTTPResponse | Awaitable[HTTPResponse | None] | None:
         path = request.path
         if path == "/admin" or path.startswith("/admin/"):
             web = app.ctx.web
             # The allowlist comes first: outside it nothing else runs, not even the session.
             if not security.within(security.client_ip(request, web.proxies), web.allow):
                 return text("Forbidden", status=403)
-            return await signin.admin_guard(request)
+            return signin.admin_guard(request)  # awaited by the hooks' runner
         if path == "/portal" or path.startswith("/portal/"):
-            return await signin.portal_guard(request)
+            return signin.portal_guard(request)
         return None
 
-    @app.on_response(priority=90)
-    async def _save(request: Request, response: HTTPResponse) -> None:
+    @app.ctx.hooks.response(priority=90)
+    def _save(request: Request, response: HTTPResponse) -> None:
         kit.write_session(request, response)
 
     @app.get("/ui/static/<name>", name="web_static")

@@ -27,7 +27,7 @@ import msgspec
 import adapters
 from adapters import middleware
 from adapters.base import ChannelInfo, DeliveryResult, OutboundActivity
-from store import channels, feed, queue, threads
+from store import analytics, channels, feed, queue, threads
 from store.models import Activity, Channel, Delivery
 from store.util import parse_iso
 
@@ -93,21 +93,30 @@ class Outcome(msgspec.Struct):
 
 def outcomes_tx(conn: sqlite3.Connection, batch: list[Outcome], scale: float,
                 retries: bool) -> list[Delivery | None]:
-    """Write attempts' outcomes; each row changes only if its claim token still holds."""
+    """Write attempts' outcomes; each row changes only if its claim token still holds.
+
+    The successes' feed events, attempt rows and analytics counts are written after their
+    updates, each kind with one statement for the batch (in the batch's order)."""
     out: list[Delivery | None] = []
+    tally = analytics.Tally()
+    events: list[tuple[str, Any]] = []
+    attempts: list[tuple[str, str, bool, str, str | None, int | None]] = []
     for o in batch:
         d, r = o.delivery, o.result
         if r.ok:
-            row = queue.complete(conn, d.id, o.token, o.at, r.provider_message_id, r.metadata)
-            if row is not None:  # what receipts.publish announces, read by every process
-                feed.append(conn, "d", row.conversation_id, delivery_status(row))
-            if row is not None and r.thread_key:
-                # The send opened the conversation's thread on this channel (adapters/base.py).
-                threads.link(conn, channel_id=d.channel_id, thread_key=r.thread_key,
-                             conversation_id=d.conversation_id, tenant_id=d.tenant_id, now=o.at)
+            row = queue.complete(conn, d.id, o.token, o.at, r.provider_message_id, r.metadata,
+                                 tally)
             if row is not None:
-                queue.record_attempt(conn, d.id, o.at, True, "sent", r.provider_message_id,
-                                     o.duration_ms)
+                # What receipts.publish announces, read by every process.
+                events.append((row.conversation_id, delivery_status(row)))
+                attempts.append((d.id, o.at, True, "sent", r.provider_message_id,
+                                 o.duration_ms))
+                if r.thread_key:
+                    # The send opened the conversation's thread on this channel
+                    # (adapters/base.py).
+                    threads.link(conn, channel_id=d.channel_id, thread_key=r.thread_key,
+                                 conversation_id=d.conversation_id, tenant_id=d.tenant_id,
+                                 now=o.at)
             out.append(row)
         else:
             row = queue.fail(conn, d.id, o.token, o.at, outbound.summary(r.error) or "failed",
@@ -117,6 +126,9 @@ def outcomes_tx(conn: sqlite3.Connection, batch: list[Outcome], scale: float,
                                      "failed" if row.status == "failed" else "will retry",
                                      r.error or "failed", o.duration_ms)
             out.append(row)
+    feed.append_many(conn, "d", events)
+    queue.record_attempts(conn, attempts)
+    tally.flush(conn)
     return out
 
 

@@ -79,6 +79,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/integration/gateway/test_compat.py::test_tenant_isolation_every_route",),
     ),
     Mutant(
+        "drop-tenant-filter-on-write",
+        "a tenant's credentials never reach another tenant's conversations",
+        "store/conversations.py",
+        'WHERE c.id = ? AND c.tenant_id = ?""",',
+        'WHERE c.id = ? AND (c.tenant_id = ? OR 1)""",',
+        ("tests/integration/gateway/test_compat.py::test_tenant_isolation_every_route",),
+    ),
+    Mutant(
         "skip-idempotency-check",
         "a replay with the same X-Idempotency-Key returns the stored activity",
         "gateway/domain/activities.py",

@@ -4,6 +4,8 @@ isolates each job's failure, and readers see only committed data."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import threading
 
@@ -11,6 +13,7 @@ import pytest
 
 from store import activities
 from store.db import Database
+from tests.support.postgres import sqlite_only
 
 from .conftest import make_channel, make_conversation, make_tenant, now
 
@@ -76,6 +79,27 @@ async def test_concurrent_raw_sqlite_writer_waits_instead_of_failing(db: Databas
         assert await asyncio.wait_for(pending, 10) == 1
     finally:
         other.close()
+
+
+@sqlite_only("the write lock file is SQLite's (PostgreSQL has row locks)")
+async def test_writers_of_two_processes_take_turns_on_the_write_lock_file(db: Database) -> None:
+    """Another process's writer holding ``<file>-wlock`` keeps ours waiting in ``flock`` (not in
+    SQLite's sleeping busy handler), and ours commits as soon as it is released."""
+    tenant_id, conv_id = _setup(db)
+    fd = os.open(f"{db.path}-wlock", os.O_RDWR)  # its own open file: another process's lock
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        pending = asyncio.ensure_future(db.write(_insert, tenant_id, conv_id, "waits"))
+        # While the lock is held the job cannot have begun, let alone committed: a read sees
+        # nothing new however long it looks.
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            assert not pending.done()
+        assert await db.read(lambda c: c.execute("SELECT count(*) FROM activities").fetchone()[0]) == 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        assert await asyncio.wait_for(pending, 10) == 1
+    finally:
+        os.close(fd)
 
 
 class Boom(Exception):
