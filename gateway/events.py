@@ -39,6 +39,7 @@ import msgspec
 from store import feed, relay
 from store.connect import connect as open_sqlite
 
+from . import jetstream
 from .config import EVENT_SCHEMES as SCHEMES
 from .tasks import cancel_and_wait, wait_event
 
@@ -107,53 +108,62 @@ def conversation_type(data: dict[str, Any]) -> str:
     return "conversation.updated"
 
 
-def build(events: list[feed.Event], where: dict[str, tuple[str, str]],
-          now: str) -> list[Message]:
-    """The broker messages for these feed events (docs/events.schema.json). Kinds other than
+class Envelope(msgspec.Struct):
+    """A message's JSON (docs/events.schema.json), in the schema's key order."""
+
+    id: str
+    type: str
+    schema_version: int
+    position: int
+    tenant_id: str
+    channel_id: str | None
+    conversation_id: str
+    seq: int | None
+    occurred_at: str
+    data: Any
+
+
+def build(rows: list[relay.Row], now: str) -> list[Message]:
+    """The broker messages for these feed rows (:func:`store.relay.read`). Kinds other than
     ``a``, ``d`` and ``c``, activities deleted since, and activities and delivery statuses of a
     deleted conversation have none. A conversation change carries its tenant and channel."""
     out: list[Message] = []
-    for e in events:
-        if e.kind == "c":
-            data = dict(e.data) if isinstance(e.data, dict) else {}
-            data.pop("change", None)
-            ctype = conversation_type(e.data if isinstance(e.data, dict) else {})
-            c_tenant, c_channel = str(data.get("tenant_id") or ""), data.get("channel_id")
-            doc: dict[str, Any] = {
-                "id": f"msg_c{e.id}", "type": ctype, "schema_version": SCHEMA_VERSION,
-                "position": e.id, "tenant_id": c_tenant, "channel_id": c_channel,
-                "conversation_id": e.topic, "seq": None,
-                "occurred_at": data.get("updated_at") or now, "data": data}
-            out.append(_message(doc, c_tenant, c_channel))
-            continue
-        kind_type = TYPES.get(e.kind)
-        if kind_type is None or e.topic not in where:
-            continue
-        tenant_id, channel_id = where[e.topic]
-        if e.kind == "a":
-            if e.activity is None:
-                continue
+    for e in rows:
+        kind = e.kind
+        if kind == "a":
             act = e.activity
-            doc = {"id": f"msg_{act.id}", "type": kind_type, "schema_version": SCHEMA_VERSION,
-                   "position": e.id, "tenant_id": tenant_id, "channel_id": channel_id,
-                   "conversation_id": act.conversation_id, "seq": act.seq,
-                   "occurred_at": act.inserted_at, "data": act}
+            if act is None or e.tenant_id is None:
+                continue
+            doc = Envelope(f"msg_{act.id}", "activity.created", SCHEMA_VERSION, e.id,
+                           e.tenant_id, e.channel_id, act.conversation_id, act.seq,
+                           act.inserted_at, act)
+        elif kind == "c":
+            change = msgspec.json.decode(e.data) if e.data is not None else None
+            data = dict(change) if isinstance(change, dict) else {}
+            data.pop("change", None)
+            ctype = conversation_type(change if isinstance(change, dict) else {})
+            doc = Envelope(f"msg_c{e.id}", ctype, SCHEMA_VERSION, e.id,
+                           str(data.get("tenant_id") or ""), data.get("channel_id"), e.topic,
+                           None, data.get("updated_at") or now, data)
+        elif kind == "d":
+            if e.tenant_id is None:
+                continue
+            status = msgspec.json.decode(e.data) if e.data is not None else None
+            data = status if isinstance(status, dict) else {}
+            doc = Envelope(f"msg_d{e.id}", "delivery.status", SCHEMA_VERSION, e.id, e.tenant_id,
+                           data.get("channel_id") or e.channel_id, e.topic, None, now, data)
         else:
-            data = e.data if isinstance(e.data, dict) else {}
-            channel_id = data.get("channel_id") or channel_id
-            doc = {"id": f"msg_d{e.id}", "type": kind_type, "schema_version": SCHEMA_VERSION,
-                   "position": e.id, "tenant_id": tenant_id, "channel_id": channel_id,
-                   "conversation_id": e.topic, "seq": None, "occurred_at": now, "data": data}
-        out.append(_message(doc, tenant_id, channel_id))
+            continue
+        out.append(_message(doc))
     return out
 
 
-def _message(doc: dict[str, Any], tenant_id: str, channel_id: str | None) -> Message:
+def _message(doc: Envelope) -> Message:
     body = _encode(doc)
-    msg = Message(subject(tenant_id, channel_id, doc["type"]), doc["id"], body)
+    msg = Message(subject(doc.tenant_id, doc.channel_id, doc.type), doc.id, body)
     if len(body) > MAX_BYTES:
         log.warning("events: %s (%s) is %d bytes, over %d: published without its data",
-                    doc["id"], doc["type"], len(body), MAX_BYTES)
+                    doc.id, doc.type, len(body), MAX_BYTES)
         msg.body, msg.truncated = truncated(msg), True
     return msg
 
@@ -185,27 +195,45 @@ class Publisher(Protocol):
     async def close(self) -> None: ...
 
 
+class PubAck(msgspec.Struct):
+    """JetStream's answer to a publish: the message's sequence number in the stream, and
+    whether it was a repeat of an id already stored (then ``seq`` is the stored one's)."""
+
+    seq: int = 0
+    duplicate: bool = False
+
+
+_decode_ack = msgspec.json.Decoder(PubAck).decode
+
+
 class _Round:
     """The acks awaited for one round of pipelined JetStream publishes."""
 
     def __init__(self, n: int, done: asyncio.Future[None]) -> None:
-        self.n, self.acked, self.done = n, 0, done
+        self.n, self.done = n, done
+        self.acks: list[PubAck] = []
 
 
 class NatsPublisher:
     """JetStream: the stream ``CONVERGER_EVENTS`` (subjects ``converger.>``, file storage) is
     created when missing; each publish waits for the stream's ack.
 
-    A round is published pipelined with nats-py's core ``publish`` and a reply subject per round
-    on one inbox subscription; the stream's acks (its PubAck JSON, or an error) are counted
-    there. nats-py's ``publish_async`` does the same per message with a future and a semaphore
-    wait each, which cost more on the write path (docs/performance.md)."""
+    A round is published pipelined with nats-py's core ``publish`` on one connection, and the
+    stream's acks (its PubAck JSON, or an error) come to one inbox subscription, a reply subject
+    per round. Only the round's **first and last** messages ask for an ack: JetStream stores one
+    connection's messages in the order they were sent, so when those two acks are new messages
+    ``n - 1`` sequence numbers apart, every message between them was stored, in order (one
+    lost, refused or a repeat of a stored id leaves a gap; another publisher's messages in
+    between leave too many). Otherwise the round is published again with an ack for each
+    message — the stream drops the repeats by ``Nats-Msg-Id``. An ack parsed per message in
+    Python was a third of the relay's cost (docs/performance.md)."""
 
     def __init__(self, nc: Any, js: Any) -> None:
         self.nc, self.js = nc, js
         self._inbox: str | None = None
         self._rounds: dict[str, _Round] = {}
         self._next = 0
+        self.resent = 0  # rounds published again with an ack per message
 
     async def _on_ack(self, msg: Any) -> None:
         r = self._rounds.get(msg.subject.rsplit(".", 1)[-1])
@@ -216,41 +244,18 @@ class NatsPublisher:
             r.done.set_exception(ConnectionError(
                 f"JetStream refused a publish: {status or msg.data[:300].decode(errors='replace')}"))
             return
-        r.acked += 1
-        if r.acked == r.n:
+        try:
+            r.acks.append(_decode_ack(msg.data))
+        except msgspec.DecodeError:
+            r.done.set_exception(ConnectionError(f"JetStream answered {msg.data[:300]!r}"))
+            return
+        if len(r.acks) == r.n:
             r.done.set_result(None)
 
     @classmethod
     async def connect(cls, url: str) -> NatsPublisher:
-        from nats.aio.client import Client
-        from nats.errors import NoServersError
-        from nats.js.api import StreamConfig
-        from nats.js.errors import NotFoundError
-
-        seen: list[Exception] = []
-
-        async def _quiet(exc: Exception) -> None:  # the relay logs what matters itself
-            seen.append(exc)
-            log.debug("events: nats: %s", exc)
-
-        nc = Client()
-        try:
-            # One attempt (nats-py retries a failed first connection max_reconnect_attempts
-            # times; the relay has its own backoff).
-            await nc.connect(servers=[url], connect_timeout=int(TIMEOUT), allow_reconnect=False,
-                             max_reconnect_attempts=1, reconnect_time_wait=0,
-                             error_cb=_quiet, name="converger-events")
-        except NoServersError:
-            raise ConnectionError(f"cannot connect: {seen[-1] if seen else 'no server'}") from None
-        try:
-            js = nc.jetstream(timeout=TIMEOUT)
-            try:
-                await js.stream_info(STREAM)
-            except NotFoundError:
-                await js.add_stream(StreamConfig(name=STREAM, subjects=[f"{PREFIX}.>"]))
-        except BaseException:
-            await nc.close()
-            raise
+        nc, js = await jetstream.connect(url, name="events", stream=STREAM,
+                                         subjects=[f"{PREFIX}.>"], timeout=TIMEOUT, log=log)
         return cls(nc, js)
 
     async def publish(self, msg: Message) -> None:
@@ -274,21 +279,38 @@ class NatsPublisher:
             raise TooLarge("a message over the server's max_payload")
         if not msgs:
             return
+        if len(msgs) > 2:
+            acks = await self._round(msgs, every=False)
+            first, last = acks if acks[0].seq <= acks[1].seq else acks[::-1]
+            if (not first.duplicate and not last.duplicate
+                    and last.seq - first.seq == len(msgs) - 1):
+                return
+            self.resent += 1
+            log.debug("events: JetStream acks %s and %s for a round of %d: publishing it "
+                      "again with an ack per message", first, last, len(msgs))
+        await self._round(msgs, every=True)
+
+    async def _round(self, msgs: list[Message], every: bool) -> list[PubAck]:
+        """Publish ``msgs`` in order, an ack asked for each (``every``) or for the first and the
+        last only; their acks, in arrival order."""
         if self._inbox is None:
             self._inbox = self.nc.new_inbox()
             await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
         self._next += 1
         key = str(self._next)
         reply = f"{self._inbox}.{key}"
-        r = self._rounds[key] = _Round(len(msgs), asyncio.get_running_loop().create_future())
+        n = len(msgs) if every else 2
+        r = self._rounds[key] = _Round(n, asyncio.get_running_loop().create_future())
+        publish, end = self.nc.publish, len(msgs) - 1
         try:
             # Written in order on the one connection; the stream's acks are awaited together.
-            for m in msgs:
-                await self.nc.publish(m.subject, m.body, reply=reply,
-                                      headers={"Nats-Msg-Id": m.id})
+            for i, m in enumerate(msgs):
+                await publish(m.subject, m.body, reply=reply if every or i in (0, end) else "",
+                              headers={"Nats-Msg-Id": m.id})
             await asyncio.wait_for(asyncio.shield(r.done), TIMEOUT)
         finally:
             del self._rounds[key]
+        return r.acks
 
     async def close(self) -> None:
         try:
@@ -302,10 +324,18 @@ class AmqpPublisher:
     transactional channel. A round is written in order, then committed: the broker's
     ``Tx.CommitOk`` comes once it has taken every message of the round (persistent ones routed to
     durable queues are on disk). One round trip per round, no future per message — aio-pika's
-    per-message publisher confirms doubled the write path's CPU (docs/performance.md)."""
+    per-message publisher confirms doubled the write path's CPU (docs/performance.md).
+
+    The round's publishes (each a ``Basic.Publish`` method frame, its content header and body
+    frames, marshalled by pamqp) go to aiormq's connection writer as one write: aiormq's
+    ``basic_publish`` costs a lock, a timeout scope, a queue hand-off and a socket write per
+    message — four times the CPU, and the broker spends half as much on one large write as on
+    thousands of small ones (docs/performance.md). The method frame depends only on the
+    routing key and is marshalled once per key."""
 
     def __init__(self, conn: Any, channel: Any, raw: Any) -> None:
         self.conn, self.channel, self.raw = conn, channel, raw
+        self._methods: dict[tuple[int, str], bytes] = {}  # (channel, routing key) -> frame
 
     @classmethod
     async def connect(cls, url: str) -> AmqpPublisher:
@@ -344,23 +374,50 @@ class AmqpPublisher:
         await self.publish_many([msg])
 
     async def publish_many(self, msgs: list[Message]) -> None:
-        from pamqp.commands import Basic
-
         if not msgs:
             return
         try:
             # A bound on the whole round: with the broker gone, a full write queue would wait
             # for ever.
             async with asyncio.timeout(TIMEOUT * 2):
-                for m in msgs:  # written in order (no confirmation per message: wait=False)
-                    await self.raw.basic_publish(
-                        m.body, exchange=EXCHANGE, routing_key=m.subject, wait=False,
-                        properties=Basic.Properties(message_id=m.id, delivery_mode=2,
-                                                    content_type="application/json"))
+                await self._write(msgs)
                 await self.raw.tx_commit(timeout=TIMEOUT)
         except Exception as exc:
             await self._too_large(exc)
             raise
+
+    async def _write(self, msgs: list[Message]) -> None:
+        """The round's publishes, in order, as one write (no confirmation per message: the
+        round's ``Tx.Commit`` answers for them all)."""
+        from aiormq.abc import ChannelFrame
+        from pamqp.body import ContentBody
+        from pamqp.commands import Basic
+        from pamqp.frame import marshal
+        from pamqp.header import ContentHeader
+
+        raw = self.raw
+        if raw.is_closed:  # frames on a channel the broker closed would close the connection
+            raise ConnectionError("the AMQP channel is closed")
+        number, size, methods = raw.number, raw.max_content_size, self._methods
+        parts: list[bytes] = []
+        for m in msgs:
+            method = methods.get((number, m.subject))
+            if method is None:
+                if len(methods) > 4096:
+                    methods.clear()
+                method = methods[(number, m.subject)] = marshal(
+                    Basic.Publish(exchange=EXCHANGE, routing_key=m.subject), number)
+            parts.append(method)
+            parts.append(marshal(ContentHeader(
+                body_size=len(m.body),
+                properties=Basic.Properties(message_id=m.id, delivery_mode=2,
+                                            content_type="application/json")), number))
+            for start in range(0, len(m.body), size):  # frame_max bounds a body frame
+                parts.append(marshal(ContentBody(m.body[start:start + size]), number))
+        drained = asyncio.get_running_loop().create_future()
+        await raw.write_queue.put(ChannelFrame(payload=b"".join(parts), should_close=False,
+                                               drain_future=drained))
+        await drained  # written to the socket (the transport's buffer drained): back-pressure
 
     async def close(self) -> None:
         try:
@@ -382,14 +439,8 @@ def _open_reader(db: Any) -> Any:
         return PgConnection.open(db.url, application_name="converger events")
     conn = open_sqlite(db.path, readonly=True)
     conn.execute("PRAGMA busy_timeout = 200")  # on the event loop: never wait long for a lock
+    conn.row_factory = None  # plain tuples: store.relay.read takes its columns by position
     return conn
-
-
-def _look(conn: Any, last: int) -> tuple[list[feed.Event], dict[str, tuple[str, str]]]:
-    """The feed after ``last`` and its conversations' tenant and channel, in one read."""
-    events = feed.after(conn, last, BATCH, None)
-    topics = sorted({e.topic for e in events if e.kind in TYPES})
-    return events, (relay.conversations(conn, topics) if topics else {})
 
 
 def _now_iso() -> str:
@@ -452,20 +503,16 @@ class Relay:
             self._conn = None
         await self._drop()
 
-    def _read(self, last: int) -> tuple[list[feed.Event], dict[str, tuple[str, str]]]:
-        """The next round, read on the event loop's thread with a connection of the relay's own
-        (a few indexed rows: cheaper than the hop to the read pool and back, as the feed reader
-        does); on PostgreSQL reopened when it broke."""
+    def _read(self, last: int) -> list[relay.Row]:
+        """The next round: one query (:func:`store.relay.read`), on the event loop's thread with
+        a connection of the relay's own (a few indexed rows: cheaper than the hop to the read
+        pool and back, as the feed reader does); on PostgreSQL reopened when it broke."""
         conn = self._conn
         if conn is None or getattr(conn, "broken", False):
             if conn is not None:
                 conn.close()
             conn = self._conn = _open_reader(self.ctx.db)
-        conn.execute("BEGIN")
-        try:
-            return _look(conn, last)
-        finally:
-            conn.execute("COMMIT")
+        return relay.read(conn, last, BATCH)
 
     async def _flush(self) -> None:
         """Store the cursor (what the broker confirmed): at most every ``FLUSH_EVERY`` seconds
@@ -496,13 +543,13 @@ class Relay:
                     failures = 0
                 self._listening = True
                 self._wake.clear()
-                events, where = self._read(last)
+                events = self._read(last)
                 if not events:
                     await self._flush()  # idle: the cursor is stored now
                     await wait_event(self._wake, self.ctx.settings.events_poll)
                     continue
                 self._listening = False  # busy: this loop reads again after GATHER
-                msgs = build(events, where, _now_iso())
+                msgs = build(events, _now_iso())
                 try:
                     await self.publisher.publish_many(msgs)
                 except TooLarge:  # one by one: the oversized one goes out without its data

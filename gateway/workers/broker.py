@@ -37,6 +37,7 @@ from store import queue
 from store.models import Delivery
 from store.util import parse_iso
 
+from .. import jetstream
 from ..context import Gateway
 from ..tasks import wait_event
 from .delivery import MAX_SLEEP, Outcome, QueueDelivery, Work, _log_failure, load_work
@@ -175,41 +176,16 @@ class NatsBroker:
 
     @classmethod
     async def connect(cls, url: str, ack_wait: float) -> NatsBroker:
-        from nats.aio.client import Client
-        from nats.errors import NoServersError
-        from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-        from nats.js.errors import NotFoundError
-
-        seen: list[Exception] = []
         holder: list[NatsBroker] = []
-
-        async def _quiet(exc: Exception) -> None:
-            seen.append(exc)
-            log.debug("pipeline: nats: %s", exc)
 
         async def _gone() -> None:
             if holder:
                 holder[0].reason = holder[0].reason or "connection closed"
                 holder[0].lost.set()
 
-        nc = Client()
-        try:
-            await nc.connect(servers=[url], connect_timeout=int(TIMEOUT), allow_reconnect=False,
-                             max_reconnect_attempts=1, reconnect_time_wait=0, error_cb=_quiet,
-                             disconnected_cb=_gone, closed_cb=_gone, name="converger-pipeline")
-        except NoServersError:
-            raise ConnectionError(f"cannot connect: {seen[-1] if seen else 'no server'}") from None
-        try:
-            js = nc.jetstream(timeout=TIMEOUT)
-            try:
-                await js.stream_info(STREAM)
-            except NotFoundError:
-                await js.add_stream(StreamConfig(
-                    name=STREAM, subjects=[SUBJECT], retention=RetentionPolicy.WORK_QUEUE,
-                    storage=StorageType.FILE))
-        except BaseException:
-            await nc.close()
-            raise
+        nc, js = await jetstream.connect(url, name="pipeline", stream=STREAM, subjects=[SUBJECT],
+                                         timeout=TIMEOUT, log=log, work_queue=True,
+                                         on_lost=_gone)
         broker = cls(nc, js, ack_wait)
         holder.append(broker)
         return broker

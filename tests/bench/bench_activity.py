@@ -14,7 +14,8 @@ is under load at a time; rounds alternate echo and activity so both see the same
 ``--events nats|rabbitmq`` adds a third server in the same rounds, the same gateway with
 ``CONVERGER_EVENTS_URL`` set to a real broker (tests/support/brokers.py): the publishing cost on
 the write path is its req/s and server CPU per request against the plain gateway's (issue 16:
-≤ 15%). Its CPU is counted until the relay has published everything the round wrote (``/readyz``
+≤ 15%); with ``--before TREE`` also the ``--before`` tree's gateway with the stream on, against
+the same plain gateway (the stream's cost before and after, in one run). Its CPU is counted until the relay has published everything the round wrote (``/readyz``
 ``behind`` 0), so work the relay does after the load stops is not missed; the broker's own CPU
 per request is reported separately. Figures: docs/performance.md.
 
@@ -259,6 +260,8 @@ def main() -> int:
         results["before"] = []
     if args.events:
         results["events"] = []
+        if args.before:
+            results["events_before"] = []
     cluster = None
     if args.database == "postgres":
         results.update({"pg1": [], "pg2": [], "pgbench": []})
@@ -282,7 +285,7 @@ def main() -> int:
             env = {"CONVERGER_LOG_LEVEL": "WARNING", "CONVERGER_WORKERS": str(args.workers)}
             pg_nodes = (pgbench_support.start_nodes(Path(tmp), 1, env, "bench_pg1")
                         + pgbench_support.start_nodes(Path(tmp), 2, env, "bench_pg2"))
-        before = None
+        before = events_before = None
         if args.before:
             import tests.support.server as support
 
@@ -290,6 +293,10 @@ def main() -> int:
             try:
                 before = Server(Path(tmp) / "before", env={
                     "CONVERGER_LOG_LEVEL": "WARNING", "CONVERGER_WORKERS": str(args.workers)}).start(60)
+                if broker is not None:  # the stream's cost before and after, in the same rounds
+                    events_before = Server(Path(tmp) / "events-before", env={
+                        "CONVERGER_LOG_LEVEL": "WARNING", "CONVERGER_WORKERS": str(args.workers),
+                        "CONVERGER_EVENTS_URL": broker.url}).start(60)
             finally:
                 support.ROOT = here
         echo_proc, echo_url = start_echo(args.workers)
@@ -315,11 +322,14 @@ def main() -> int:
                 targets.append(("before", f"{before.url}/api/v1/conversations/"
                                 f"{old['conversation_id']}/activities", {"x-api-key": old["api_key"]}))
                 pids["before"] = [before.proc.pid]  # type: ignore[union-attr]
-            if events_srv is not None:
-                ev = converger_setup(events_srv.url, args.channel_type, hook)
-                targets.append(("events", f"{events_srv.url}/api/v1/conversations/"
-                                f"{ev['conversation_id']}/activities", {"x-api-key": ev["api_key"]}))
-                pids["events"] = [events_srv.proc.pid]  # type: ignore[union-attr]
+            stream_servers = {"events": events_srv, "events_before": events_before}
+            for name, srv in stream_servers.items():
+                if srv is not None:
+                    ev = converger_setup(srv.url, args.channel_type, hook)
+                    targets.append((name, f"{srv.url}/api/v1/conversations/"
+                                    f"{ev['conversation_id']}/activities",
+                                    {"x-api-key": ev["api_key"]}))
+                    pids[name] = [srv.proc.pid]  # type: ignore[union-attr]
             extra: dict[str, tuple[Any, Any]] = {}
             if cluster is not None:
                 extra = postgres_targets(pg_nodes, args, load, pgbench_support.PgBench(cluster),
@@ -342,11 +352,10 @@ def main() -> int:
                           flush=True)
                 for name, url, headers in targets:
                     cpu0 = sum(tree_cpu_seconds(p) for p in pids[name])
-                    broker0 = broker_cpu(broker) if name == "events" else 0.0
+                    broker0 = broker_cpu(broker) if name in stream_servers else 0.0
                     res = load(url, headers, args.duration, args.connections)
-                    if name == "events":
-                        assert events_srv is not None
-                        res["relay_lag_s"] = drained(events_srv.url)
+                    if name in stream_servers:
+                        res["relay_lag_s"] = drained(stream_servers[name].url)  # type: ignore[union-attr]
                         res["broker_cpu_us_per_request"] = (broker_cpu(broker) - broker0) / max(
                             1, res["requests"]) * 1e6
                     res["cpu_us_per_request"] = (sum(tree_cpu_seconds(p) for p in pids[name]) - cpu0) / max(
@@ -366,8 +375,9 @@ def main() -> int:
                 node.stop(40)
             if before is not None:
                 before.stop(40)
-            if events_srv is not None:
-                events_srv.stop(40)
+            for srv in (events_srv, events_before):
+                if srv is not None:
+                    srv.stop(40)
             if broker is not None:
                 (broker.close if hasattr(broker, "close") else broker.stop)()
             if receiver is not None:
@@ -402,19 +412,23 @@ def main() -> int:
               f"CPU per request before {med('before', 'cpu_us_per_request'):.0f} us, "
               f"now {med('activity', 'cpu_us_per_request'):.0f} us; req/s now/before (median of "
               f"rounds) {statistics.median(a['rps'] / b['rps'] for a, b in zip(results['activity'], results['before'], strict=True)):.2f}")
-    if args.events:
-        by_rps = [e["rps"] / a["rps"] for e, a in zip(results["events"], results["activity"],
+    for stream in ("events", "events_before") if args.events else ():
+        if stream not in results:
+            continue
+        by_rps = [e["rps"] / a["rps"] for e, a in zip(results[stream], results["activity"],
                                                       strict=True)]
         by_cpu = [a["cpu_us_per_request"] / e["cpu_us_per_request"]
-                  for e, a in zip(results["events"], results["activity"], strict=True)]
+                  for e, a in zip(results[stream], results["activity"], strict=True)]
         rps_cost = 1 - statistics.median(by_rps)
         cpu_cost = 1 / statistics.median(by_cpu) - 1
-        print(f"event publishing cost ({args.events}): by req/s {rps_cost:.0%} (events/plain per "
+        label = f" from {args.before}" if stream == "events_before" else ""
+        print(f"event publishing cost ({args.events}{label}): by req/s {rps_cost:.0%} (events/plain per "
               f"round: {', '.join(f'{r:.2f}' for r in by_rps)}); by server CPU per request "
               f"{cpu_cost:.0%} ({med('activity', 'cpu_us_per_request'):.0f} -> "
-              f"{med('events', 'cpu_us_per_request'):.0f} us, the relay's tail included); "
-              f"broker CPU {med('events', 'broker_cpu_us_per_request'):.0f} us per activity; "
-              f"relay drained {max(x['relay_lag_s'] for x in results['events']):.2f}s after the "
+              f"{med(stream, 'cpu_us_per_request'):.0f} us, the relay's tail included; per round "
+              f"{', '.join(f'{1 / r - 1:.0%}' for r in by_cpu)}); "
+              f"broker CPU {med(stream, 'broker_cpu_us_per_request'):.0f} us per activity; "
+              f"relay drained {max(x['relay_lag_s'] for x in results[stream]):.2f}s after the "
               f"load at most; target <= 15%  "
               f"{'OK' if max(rps_cost, cpu_cost) <= 0.15 else 'OVER TARGET'}")
     if cluster is not None:

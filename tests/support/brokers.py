@@ -83,8 +83,9 @@ class Rabbit:
     folder is a fresh temp directory that the ``rabbitmq`` user can reach (Debian's wrapper runs
     the node as that user when started by root; pytest's tmp_path is private to root)."""
 
-    def __init__(self, max_message_size: int | None = None) -> None:
+    def __init__(self, max_message_size: int | None = None, frame_max: int | None = None) -> None:
         self.max_message_size = max_message_size  # rabbitmq.conf's (its default: 128 MiB)
+        self.frame_max = frame_max  # the largest frame (default 128 KiB): bodies split above it
         self.folder = Path(tempfile.mkdtemp(prefix="converger-rabbit-"))
         self.folder.chmod(0o755)
         self.port = free_port()
@@ -109,9 +110,10 @@ class Rabbit:
             cookie.write_text(uuid.uuid4().hex)
             cookie.chmod(0o400)
         (self.folder / "enabled_plugins").write_text("[].\n")
-        if self.max_message_size is not None:
+        conf = {"max_message_size": self.max_message_size, "frame_max": self.frame_max}
+        if any(v is not None for v in conf.values()):
             (self.folder / "rabbitmq.conf").write_text(
-                f"max_message_size = {self.max_message_size}\n")
+                "".join(f"{k} = {v}\n" for k, v in conf.items() if v is not None))
         return {**os.environ, "HOME": str(home), "RABBITMQ_NODENAME": self.node,
                 "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.port),
                 "RABBITMQ_DIST_PORT": str(self.dist_port), "ERL_EPMD_PORT": str(self.epmd_port),

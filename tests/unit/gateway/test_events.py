@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from gateway import config, events
-from store.feed import Event
 from store.models import Activity
+from store.relay import RawActivity, Row
 from tests.support.server import ROOT
 
 SCHEMA = json.loads((ROOT / "docs" / "events.schema.json").read_text())
@@ -25,17 +25,35 @@ def _activity(text: str = "hi", seq: int = 1) -> Activity:
                     inserted_at="2026-01-01T00:00:00Z", updated_at="2026-01-01T00:00:00Z")
 
 
+def _raw(act: Activity) -> RawActivity:
+    """The activity as store.relay.read gives it: the JSON columns as their stored text."""
+    values = msgspec.structs.asdict(act)
+    for name in ("attachments", "metadata", "extra"):
+        values[name] = msgspec.Raw(msgspec.json.encode(values[name]))
+    return RawActivity(**values)
+
+
+def _a(position: int, act: Activity | None, where: tuple[str, str] | None = ("ten_1", "ch_1"),
+       topic: str = "conv_1") -> Row:
+    """A feed row of a new activity (None: deleted since) in a conversation (None: gone)."""
+    tenant, channel = where or (None, None)
+    return Row(position, "a", topic, None, tenant, channel, _raw(act) if act else None)
+
+
+def _c(position: int, data: dict[str, object]) -> Row:
+    return Row(position, "c", "conv_1", msgspec.json.encode(data).decode())
+
+
 def test_messages_follow_the_schema_with_subjects_and_stable_ids() -> None:
     status = {"delivery_id": "del_1", "activity_id": "act_1", "channel_id": "ch.2",
               "status": "sent", "sent_at": "2026-01-01T00:00:01Z", "delivered_at": None,
               "read_at": None}
-    feed_events = [Event(7, "a", "conv_1", activity=_activity(), ref="act_1"),
-                   Event(8, "d", "conv_1", data=status),
-                   Event(9, "a", "conv_1", activity=None, ref="act_deleted"),  # deleted since
-                   Event(10, "h", "channel_health", data={}),  # not an event-stream kind
-                   Event(11, "a", "conv_gone", activity=_activity(), ref="act_1")]
-    where = {"conv_1": ("ten_1", "ch_1")}
-    out = events.build(feed_events, where, "2026-01-01T00:00:02Z")
+    feed_rows = [_a(7, _activity()),
+                 Row(8, "d", "conv_1", msgspec.json.encode(status).decode(), "ten_1", "ch_1"),
+                 _a(9, None),  # deleted since
+                 Row(10, "h", "channel_health", "{}"),  # not an event-stream kind
+                 _a(11, _activity(), None, "conv_gone")]  # its conversation was deleted
+    out = events.build(feed_rows, "2026-01-01T00:00:02Z")
     assert [m.subject for m in out] == ["converger.ten_1.ch_1.activity.created",
                                         "converger.ten_1.ch_2.delivery.status"]
     assert [m.id for m in out] == ["msg_act_1", "msg_d8"]
@@ -45,7 +63,7 @@ def test_messages_follow_the_schema_with_subjects_and_stable_ids() -> None:
     assert docs[0]["seq"] == 1 and docs[0]["data"]["text"] == "hi"
     assert docs[1]["channel_id"] == "ch.2" and docs[1]["data"] == status
     # The same feed events build the same messages (what a re-publication after a crash sends).
-    again = events.build(feed_events[:1], where, "2026-02-02T00:00:00Z")
+    again = events.build(feed_rows[:1], "2026-02-02T00:00:00Z")
     assert again[0] == out[0]
     # A wrong message fails the schema (the test can fail).
     with pytest.raises(jsonschema.ValidationError):
@@ -60,8 +78,7 @@ def test_subject_tokens_never_carry_wildcards_or_dots() -> None:
 
 def test_an_oversized_event_goes_out_without_its_data(caplog: pytest.LogCaptureFixture) -> None:
     big = _activity(text="x" * (events.MAX_BYTES + 10))
-    out = events.build([Event(3, "a", "conv_1", activity=big, ref="act_1")],
-                       {"conv_1": ("ten_1", "ch_1")}, "2026-01-01T00:00:00Z")
+    out = events.build([_a(3, big)], "2026-01-01T00:00:00Z")
     doc = msgspec.json.decode(out[0].body)
     assert doc["truncated"] is True and doc["data"] is None and doc["seq"] == 1
     assert len(out[0].body) < 2000
@@ -98,17 +115,12 @@ def test_conversation_changes_are_events_with_their_own_types_and_stable_ids() -
     """The feed's ``c`` rows (m0025) become conversation.created / closed / reopened / updated,
     in feed order, with the conversation after the change; they carry their own tenant and
     channel, so they need no look-up (and go out even if the conversation was deleted since)."""
-    feed_events = [Event(20, "c", "conv_1", data=_conversation("created", None, "active"),
-                         ref="conv_1"),
-                   Event(21, "a", "conv_1", activity=_activity(), ref="act_1"),
-                   Event(22, "c", "conv_1", data=_conversation("updated", "active", "closed"),
-                         ref="conv_1"),
-                   Event(23, "c", "conv_1", data=_conversation("updated", "closed", "active"),
-                         ref="conv_1"),
-                   Event(24, "c", "conv_1", data=_conversation("updated", "active", "active",
-                                                               {"topic": "sales"}),
-                         ref="conv_1")]
-    out = events.build(feed_events, {"conv_1": ("ten_1", "ch_1")}, "2026-02-02T00:00:00Z")
+    feed_rows = [_c(20, _conversation("created", None, "active")),
+                 _a(21, _activity()),
+                 _c(22, _conversation("updated", "active", "closed")),
+                 _c(23, _conversation("updated", "closed", "active")),
+                 _c(24, _conversation("updated", "active", "active", {"topic": "sales"}))]
+    out = events.build(feed_rows, "2026-02-02T00:00:00Z")
     docs = [json.loads(m.body) for m in out]
     assert [d["type"] for d in docs] == ["conversation.created", "activity.created",
                                          "conversation.closed", "conversation.reopened",
@@ -123,7 +135,7 @@ def test_conversation_changes_are_events_with_their_own_types_and_stable_ids() -
     assert "change" not in closed["data"] and closed["data"]["previous_status"] == "active"
     assert docs[4]["data"]["metadata"] == {"topic": "sales"}
     # Without the conversation in the look-up (deleted since) the change still goes out.
-    alone = events.build(feed_events[:1], {}, "2026-03-03T00:00:00Z")
+    alone = events.build(feed_rows[:1], "2026-03-03T00:00:00Z")
     assert alone == out[:1]
     with pytest.raises(jsonschema.ValidationError):  # a conversation event with a seq fails
         jsonschema.validate({**closed, "seq": 3}, SCHEMA)

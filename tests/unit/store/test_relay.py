@@ -5,6 +5,8 @@ feed by triggers (m0025) and oversized events are counted. SQLite and PostgreSQL
 
 from __future__ import annotations
 
+import msgspec
+
 from store import activities, conversations, feed, maintenance, relay
 from store.db import Database
 
@@ -21,7 +23,7 @@ def test_the_cursor_starts_at_the_oldest_event_and_only_moves_forward(db: Databa
                               now=now(), text=f"m{i}")
         return t, ch, conv
 
-    t, ch, conv = db.write_sync(tx)
+    db.write_sync(tx)
     events = db.read_sync(feed.after, 0, 100)
     first = events[0].id
     assert db.write_sync(relay.start, 100.0) == first - 1  # nothing already in the feed is skipped
@@ -43,7 +45,46 @@ def test_the_cursor_starts_at_the_oldest_event_and_only_moves_forward(db: Databa
     row = db.read_sync(relay.position)
     assert row is not None and (row["state"], row["error"]) == ("disconnected",
                                                                 "ConnectionRefusedError: x")
-    assert db.read_sync(relay.conversations, [conv.id, "missing"]) == {conv.id: (t.id, ch.id)}
+
+
+def test_a_round_is_read_in_one_query_with_what_each_message_needs(db: Database) -> None:
+    """relay.read: every kind in feed order (the cursor passes the unpublished ones), an
+    activity encoded exactly as the API's Activity (its JSON columns kept as stored text), the
+    conversation's tenant and channel for activities and delivery statuses, None for an activity
+    deleted since or a conversation that is gone."""
+    def tx(conn):  # type: ignore[no-untyped-def]
+        t = make_tenant(conn)
+        ch = make_channel(conn, t.id)
+        conv, gone = make_conversation(conn, t.id, ch.id), make_conversation(conn, t.id, ch.id)
+        start = feed.last_id(conn)
+        kept = activities.insert(conn, tenant_id=t.id, conversation_id=conv.id, sender="u",
+                                 now=now(), text="héllo", attachments=[{"url": "https://x/a"}],
+                                 metadata={"n": 1.5, "s": "é\n"})
+        deleted = activities.insert(conn, tenant_id=t.id, conversation_id=conv.id, sender="u",
+                                    now=now(), text="gone")
+        activities.insert(conn, tenant_id=t.id, conversation_id=gone.id, sender="u", now=now())
+        feed.append(conn, "d", conv.id, {"delivery_id": "d1", "channel_id": ch.id})
+        feed.append(conn, "h", "channel_health", {"n": 1})
+        conn.execute("DELETE FROM activities WHERE id = ?", (deleted.id,))
+        conn.execute("DELETE FROM conversations WHERE id = ?", (gone.id,))
+        return t, ch, conv, start, kept
+
+    t, ch, conv, start, kept = db.write_sync(tx)
+    rows = db.read_sync(relay.read, start, 100)
+    assert [r.kind for r in rows] == ["a", "a", "a", "d", "h"]
+    assert [r.id for r in rows] == sorted(r.id for r in rows) and rows[0].id > start
+    a, deleted, orphan, d, h = rows
+    assert a.activity is not None
+    assert msgspec.json.encode(a.activity) == msgspec.json.encode(kept)
+    assert msgspec.json.decode(msgspec.json.encode(a.activity))["metadata"] == {"n": 1.5,
+                                                                                "s": "é\n"}
+    assert (a.tenant_id, a.channel_id, a.topic) == (t.id, ch.id, conv.id)
+    assert deleted.activity is None and deleted.tenant_id == t.id
+    assert orphan.tenant_id is None  # its conversation is gone: no message
+    assert (d.tenant_id, d.channel_id) == (t.id, ch.id)
+    assert d.data is not None and msgspec.json.decode(d.data)["delivery_id"] == "d1"
+    assert h.tenant_id is None and h.activity is None
+    assert db.read_sync(relay.read, rows[1].id, 2) == rows[2:4]  # the cursor and the limit
 
 
 def test_a_first_start_on_an_empty_feed_starts_after_its_last_id(db: Database) -> None:
