@@ -87,7 +87,9 @@ def subject(tenant_id: str, channel_id: str | None, type_: str) -> str:
     return f"{PREFIX}.{_token(tenant_id)}.{_token(channel_id)}.{type_}"
 
 
-class Message(msgspec.Struct):
+class Message(msgspec.Struct, gc=False):
+    """One broker message (``gc=False`` like store.relay.Row: bytes and strings, no cycles)."""
+
     subject: str
     id: str
     body: bytes
@@ -108,8 +110,9 @@ def conversation_type(data: dict[str, Any]) -> str:
     return "conversation.updated"
 
 
-class Envelope(msgspec.Struct):
-    """A message's JSON (docs/events.schema.json), in the schema's key order."""
+class Envelope(msgspec.Struct, gc=False):
+    """A message's JSON (docs/events.schema.json), in the schema's key order (built, encoded
+    and dropped at once: never part of a cycle)."""
 
     id: str
     type: str

@@ -61,10 +61,12 @@ def backlog(conn: sqlite3.Connection, last_id: int) -> int:
     return int(row[0])
 
 
-class RawActivity(msgspec.Struct):
+class RawActivity(msgspec.Struct, gc=False):
     """An activity as the relay publishes it: the fields of :class:`store.models.Activity`, in
     its order (it encodes to the same JSON), with the JSON columns kept as the stored text
-    (``msgspec.Raw``: embedded as they are, never decoded and encoded again)."""
+    (``msgspec.Raw``: embedded as they are, never decoded and encoded again). ``gc=False``, as
+    :class:`Row`: strings only, no cycles, and thousands a second must not drive the garbage
+    collector (whose full passes over the whole process would be charged to the write path)."""
 
     id: str
     tenant_id: str
@@ -91,11 +93,11 @@ if (_FIELDS != Activity.__struct_fields__
     raise ImportError("store.relay.RawActivity no longer mirrors store.models.Activity")
 
 
-class Row(msgspec.Struct):
+class Row(msgspec.Struct, gc=False):
     """One feed row for the relay: ``data`` is the feed's JSON text (delivery statuses,
     conversation changes), ``tenant_id``/``channel_id`` its conversation's (activities and
     delivery statuses; None when the conversation is gone), ``activity`` the new activity (None
-    when it was deleted since)."""
+    when it was deleted since). Untracked by the garbage collector, as :class:`RawActivity`."""
 
     id: int
     kind: str
