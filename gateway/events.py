@@ -50,7 +50,8 @@ PREFIX = "converger"  # subjects / routing keys: converger.<tenant>.<channel>.<t
 STREAM = "CONVERGER_EVENTS"  # the JetStream stream (subjects converger.>)
 EXCHANGE = "converger.events"  # the RabbitMQ topic exchange
 BATCH = 500  # feed events read per round (published pipelined)
-GATHER = 0.05  # seconds commits gather after a round that found events (fewer, fuller rounds)
+GATHER = 0.1  # seconds commits gather after a round that found events (fewer, fuller rounds:
+# each round costs a query, a confirmation and on RabbitMQ a transaction, docs/performance.md)
 FLUSH_EVERY = 0.25  # seconds between cursor writes while busy (each is a write transaction)
 # A safety look when no wake-up came (CONVERGER_EVENTS_POLL, 2 s): commits of this process
 # (on_commit), of its sibling processes (their feed datagram) and of other nodes on PostgreSQL
