@@ -85,10 +85,22 @@ def _tree_files() -> list[str]:
 
 
 def _copy_tree(dest: Path, files: list[str]) -> None:
+    """Copy ``files`` with their times, and the bytecode Python and pytest cached for them
+    (``__pycache__``): each copy's test run and servers then import the unchanged modules from
+    it instead of compiling every module again (the copy runs with PYTHONDONTWRITEBYTECODE,
+    so each process would). A cached file is only used while its source's time and size match
+    what it records: the mutated file, rewritten with a new time, is compiled from its source
+    (and its cached bytecode is removed from the copy anyway: run_one)."""
+    caches: set[Path] = set()
     for f in files:
         target = dest / f
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, target)
+        if f.endswith(".py"):
+            caches.add(Path(f).parent / "__pycache__")
+    for cache in caches:
+        if (ROOT / cache).is_dir():
+            shutil.copytree(ROOT / cache, dest / cache, dirs_exist_ok=True)
 
 
 def run_one(m: Mutant, files: list[str], keep: bool = False) -> Outcome:
@@ -100,10 +112,13 @@ def run_one(m: Mutant, files: list[str], keep: bool = False) -> Outcome:
         text = target.read_text()
         assert text.count(m.original) == 1, f"{m.name}: snippet not found once in the copy"
         target.write_text(text.replace(m.original, m.replacement))
+        for cached in (target.parent / "__pycache__").glob(target.stem + ".*"):
+            cached.unlink()  # the original's bytecode: never imported instead of the mutant
         env = {**os.environ, "PYTHONPATH": str(work), "PYTHONDONTWRITEBYTECODE": "1"}
         env.pop("CONVERGER_TEST_BINARY", None)  # the copy's source is what runs, not a binary
+        # Hypothesis's plugin imports hypothesis (~0.5 s per run); no cited test uses it.
         cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider",
-               "--timeout", "120", *m.tests]
+               "-p", "no:hypothesispytest", "--timeout", "120", *m.tests]
         # A session of its own: on a timeout the whole group goes, servers the tests started too.
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
