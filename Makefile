@@ -47,8 +47,10 @@ test-workers: setup test-setup
 ## store: each server on a database of its own in a throwaway cluster the tests start
 ## (initdb/pg_ctl in a temp directory, tests/support/postgres.py; one cluster per pytest-xdist
 ## worker, each server's database a copy of a migrated template). Tests of what only the SQLite
-## file has are skipped there (tests.support.postgres.sqlite_only). tests/integration/postgres
-## is left out: it always runs on PostgreSQL, in `make test`.
+## file has are skipped there (tests.support.postgres.sqlite_only), and so are tests whose subject
+## does not touch the store, which `make test` already ran (tests.support.postgres.store_independent:
+## the phone layout of the pages, TLS and service files); the fuzz test sends a quarter of its
+## cases. tests/integration/postgres is left out: it always runs on PostgreSQL, in `make test`.
 ## `CONVERGER_TEST_DATABASE=postgres make test` runs the whole suite that way.
 test-postgres: setup test-setup
 	CONVERGER_TEST_DATABASE=postgres $(PYTEST) $(XDIST) --durations=10 \

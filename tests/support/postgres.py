@@ -222,3 +222,14 @@ def sqlite_only(reason: str) -> Any:
     import pytest
 
     return pytest.mark.skipif(enabled(), reason=f"SQLite only: {reason}")
+
+
+def store_independent(reason: str) -> Any:
+    """Marks a test whose subject does not touch the store (a page's layout and accessibility
+    in a browser, the binary, a second fuzz run of the same API): it proves the same on either
+    store, so `make test` runs it on SQLite and the PostgreSQL run (`make test-postgres`, where
+    every server's database is PostgreSQL) skips it rather than pay for it twice. Tests of store
+    behaviour — what a page, a route or a worker reads or writes — keep running on both."""
+    import pytest
+
+    return pytest.mark.skipif(enabled(), reason=f"store-independent (runs in make test): {reason}")

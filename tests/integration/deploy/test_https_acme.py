@@ -21,11 +21,14 @@ from tests.integration.realtime.phx import Phx
 from tests.support import pebble as pebble_support
 from tests.support.api import Api
 from tests.support.pebble import Pebble
+from tests.support.postgres import store_independent
 from tests.support.server import free_port
 from tests.support.tls import TlsServer, served_cert, session
 
-pytestmark = pytest.mark.skipif(not pebble_support.available(),
-                                reason="Debian's pebble package is not installed (tests/setup.sh)")
+pytestmark = [pytest.mark.skipif(not pebble_support.available(),
+                                 reason="Debian's pebble package is not installed (tests/setup.sh)"),
+              store_independent("TLS and ACME: certificates, keys and the ACME account are "
+                                "files in the data directory, not in the store")]
 
 DOMAIN = "chat.converger.test"
 OTHER = "www.converger.test"

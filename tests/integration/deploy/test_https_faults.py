@@ -18,8 +18,12 @@ from aiohttp import web
 
 from tests.support import pebble as pebble_support
 from tests.support.pebble import Pebble, make_ca_and_leaf
+from tests.support.postgres import store_independent
 from tests.support.server import ADMIN_TOKEN, COMMAND, ROOT, free_port
 from tests.support.tls import TlsServer, https_get, served_cert
+
+pytestmark = store_independent("TLS and ACME: certificates, keys and the ACME account are files in "
+                               "the data directory, not in the store")
 
 DOMAIN = "chat.converger.test"
 

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import store_independent
 from tests.support.server import COMMAND, ROOT
 
-pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                reason="systemd-analyze missing (tests/setup.sh installs systemd)")
+pytestmark = [pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                                 reason="systemd-analyze missing (tests/setup.sh installs systemd)"),
+              store_independent("the unit file `service install` writes; no server runs")]
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
 

@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.pebble import make_ca_and_leaf
+from tests.support.postgres import store_independent
 from tests.support.server import COMMAND, ROOT, free_port
 from tests.support.tls import TlsServer, served_cert
+
+pytestmark = store_independent("TLS: the certificate and key are files the gateway reads, not in the store")
 
 DOMAIN = "files.converger.test"
 
