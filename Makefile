@@ -49,8 +49,8 @@ test-workers: setup test-setup
 ## worker, each server's database a copy of a migrated template). Tests of what only the SQLite
 ## file has are skipped there (tests.support.postgres.sqlite_only), and so are tests whose subject
 ## does not touch the store, which `make test` already ran (tests.support.postgres.store_independent:
-## the phone layout of the pages, TLS and service files); the fuzz test sends a quarter of its
-## cases. tests/integration/postgres is left out: it always runs on PostgreSQL, in `make test`.
+## the phone layout of the pages, TLS and service files, CORS, connection limits); the fuzz test
+## sends a quarter of its cases. tests/integration/postgres is left out: it always runs on PostgreSQL, in `make test`.
 ## `CONVERGER_TEST_DATABASE=postgres make test` runs the whole suite that way.
 test-postgres: setup test-setup
 	CONVERGER_TEST_DATABASE=postgres $(PYTEST) $(XDIST) --durations=10 \

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from tests.support.api import Api
+from tests.support.postgres import store_independent
+
+pytestmark = store_independent("CORS headers and preflights, answered before routing")
 
 ORIGIN = "https://app.example.com"
 

@@ -14,9 +14,12 @@ import pytest
 from aiohttp import web
 
 from tests.integration.web.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Client
+from tests.support.postgres import store_independent
 from tests.support.serving import serving
 
 CHROMIUM = os.environ.get("CONVERGER_CHROMIUM", "/usr/bin/chromium")
+pytestmark = store_independent("cross-origin requests are refused before any page reads the store")
+
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 

@@ -16,7 +16,10 @@ from typing import Any
 import aiohttp
 
 from tests.support.api import Api
+from tests.support.postgres import store_independent
 from tests.support.server import Server
+
+pytestmark = store_independent("connection limits and header deadlines, enforced before any route runs")
 
 SLOW = 5000
 SLOW_IP = "127.0.0.2"  # all of 127.0.0.0/8 is loopback
