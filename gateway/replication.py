@@ -372,6 +372,41 @@ class Supervisor:
         }
 
 
+REPORT = "replication.json"  # the leader's Supervisor.status, in the workers' run directory
+REPORT_EVERY = 1.0
+REPORT_STALE = 10.0
+
+
+async def _report(supervisor: Supervisor, path: Path, slot: int) -> None:
+    """With several worker processes Litestream runs in the leader only, and /readyz is
+    answered by whichever worker the connection reached: the leader writes its status where
+    the others read it (:func:`leader_report`), every ``REPORT_EVERY`` seconds."""
+    tmp = path.with_name(path.name + f".{slot}.tmp")
+    while True:
+        data = {**supervisor.status(), "leader": slot, "at": time.time()}
+        try:
+            tmp.write_bytes(json.dumps(data).encode())
+            os.replace(tmp, path)  # whole reports only
+        except OSError:
+            pass  # the next round tries again; the readers see the report age meanwhile
+        await asyncio.sleep(REPORT_EVERY)
+
+
+def leader_report(path: Path) -> dict[str, Any]:
+    """The replication check of a worker that does not run Litestream: the leader's last
+    report, not ok when there is none or it is older than ``REPORT_STALE`` seconds."""
+    try:
+        data = json.loads(path.read_bytes())
+        age = max(0.0, time.time() - float(data.pop("at")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"ok": False, "state": "starting", "error": "no report from the leader process yet"}
+    data["reported_ago"] = round(age, 1)
+    if age > REPORT_STALE:
+        return {**data, "ok": False,
+                "error": f"the leader process has not reported for {age:.0f}s"}
+    return data
+
+
 def install(app: Any) -> None:
     """Restore before the database opens; start after the server starts; stop last."""
     settings: Settings = app.ctx.settings
@@ -388,17 +423,35 @@ def install(app: Any) -> None:
 
     @app.after_server_start
     async def _start(app: Any) -> None:
+        cluster = app.ctx.cluster
+        report = cluster.run_dir / REPORT if cluster is not None else None
+        reporter: asyncio.Task[None] | None = None
+        if report is not None:  # until this process leads: the leader's report
+            app.ctx.readiness["replication"] = lambda: leader_report(report)
+
         async def start() -> None:
+            nonlocal reporter
             supervisor = Supervisor(settings, app.ctx.log)
             app.ctx.replication = supervisor
             if app.ctx.db_open:
                 app.ctx.db.between_batches = guard_for(settings)
             app.ctx.readiness["replication"] = supervisor.status
             supervisor.start()
+            if report is not None:
+                reporter = asyncio.create_task(_report(supervisor, report, cluster.slot),
+                                               name="replication-report")
 
         async def stop() -> None:  # the leader moved to another worker process
+            nonlocal reporter
             supervisor = app.ctx.replication
-            app.ctx.readiness.pop("replication", None)
+            if reporter is not None:
+                reporter.cancel()
+                await asyncio.gather(reporter, return_exceptions=True)
+                reporter = None
+            if report is not None:
+                app.ctx.readiness["replication"] = lambda: leader_report(report)
+            else:
+                app.ctx.readiness.pop("replication", None)
             if supervisor is not None:
                 app.ctx.replication = None
                 await supervisor.stop()

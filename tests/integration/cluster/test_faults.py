@@ -339,3 +339,43 @@ async def test_a_full_disk_is_507_from_every_worker_and_writes_come_back(
         assert "is stuck" not in log and "died" not in log
     finally:
         srv.stop(timeout=40)
+
+
+@sqlite_only("Litestream replicates the SQLite file")
+async def test_every_worker_reports_the_leaders_litestream_and_the_report_moves_with_it(
+    tmp_path: Path, spread: aiohttp.ClientSession
+) -> None:
+    """Litestream runs in the leader process only; /readyz, answered by whichever process the
+    connection reaches, shows its state from every one of them — and after the leader is
+    killed, the new leader's Litestream."""
+    srv = _start(tmp_path, CONVERGER_REPLICA_URL=f"file://{tmp_path / 'replica'}")
+    try:
+        async def every_worker_reports(than: int | None) -> dict[int, dict[str, Any]]:
+            seen: dict[int, dict[str, Any]] = {}
+
+            async def all_running() -> bool:
+                async with spread.get(f"{srv.url}/readyz") as r:
+                    body = await r.json()
+                    check = body["checks"]["replication"]
+                    if check["state"] == "running" and check["pid"] != than:
+                        seen[int(r.headers["x-converger-worker"])] = check
+                    else:
+                        seen.pop(int(r.headers["x-converger-worker"]), None)
+                return len(seen) == WORKERS
+
+            await _until(all_running, 30, f"not every process reports a running Litestream: {seen}")
+            return seen
+
+        seen = await every_worker_reports(None)
+        litestream = {c["pid"] for c in seen.values()}
+        assert len(litestream) == 1, f"one Litestream for the gateway, reported by all: {seen}"
+        leader = srv.readiness()["checks"]["workers"]["leader"]
+        assert leader in seen
+        assert all(c.get("ok") for c in seen.values())
+
+        os.kill(leader, signal.SIGKILL)
+        moved = await every_worker_reports(litestream.pop())
+        assert len({c["pid"] for c in moved.values()}) == 1
+        assert leader not in moved
+    finally:
+        srv.stop(timeout=40)
