@@ -403,6 +403,9 @@ class AmqpPublisher:
         if raw.is_closed:  # frames on a channel the broker closed would close the connection
             raise ConnectionError("the AMQP channel is closed")
         number, size, methods = raw.number, raw.max_content_size, self._methods
+        # One properties object for the round: only the id changes, each header is marshalled
+        # before the next one sets it.
+        props = Basic.Properties(delivery_mode=2, content_type="application/json")
         parts: list[bytes] = []
         for m in msgs:
             method = methods.get((number, m.subject))
@@ -412,10 +415,8 @@ class AmqpPublisher:
                 method = methods[(number, m.subject)] = marshal(
                     Basic.Publish(exchange=EXCHANGE, routing_key=m.subject), number)
             parts.append(method)
-            parts.append(marshal(ContentHeader(
-                body_size=len(m.body),
-                properties=Basic.Properties(message_id=m.id, delivery_mode=2,
-                                            content_type="application/json")), number))
+            props.message_id = m.id
+            parts.append(marshal(ContentHeader(body_size=len(m.body), properties=props), number))
             for start in range(0, len(m.body), size):  # frame_max bounds a body frame
                 parts.append(marshal(ContentBody(m.body[start:start + size]), number))
         drained = asyncio.get_running_loop().create_future()
