@@ -14,6 +14,10 @@
     every push crosses the change feed). The baseline is one process whatever ``--workers``
     says: a bare app cannot fan a POST out to another process's sockets.
 
+Every run also reports the server's CPU time (all its processes) from the first POST until
+the pushes were collected, per push received: on a loaded machine, where latencies say more
+about the neighbours than about the server, that figure still compares two servers.
+
 The server, the poster and the socket clients are separate processes (clients split over
 ``--receivers`` processes), so the load generator does not share the server's event loop.
 Each activity's text carries the wall-clock time its POST started; a receiver's latency is its
@@ -49,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.bench.baseline import start_broadcast  # noqa: E402
+from tests.bench.baseline import start_broadcast, tree_cpu_seconds  # noqa: E402
 from tests.support.server import ADMIN_TOKEN, Server  # noqa: E402
 
 TARGET_P99_MS = 100  # issue 3, both cases
@@ -257,6 +261,7 @@ def run_case(name: str, target: str, sockets: int, conversations: int, rate: flo
                     raise RuntimeError("receivers did not get ready")
             time.sleep(2.0)  # every join answered: let the server settle, then read its memory
             rss_after = _rss_kib(pid_list)
+            cpu_before = tree_cpu_seconds(pid_list[0])  # the server's whole process tree
             post_q = ctx.Queue()
             post_proc = ctx.Process(target=poster, args=(url, world["api_key"],
                                                          world["conversations"], rate, seconds,
@@ -273,6 +278,7 @@ def run_case(name: str, target: str, sockets: int, conversations: int, rate: flo
                 latencies.extend(results.get(timeout=120))
             for p in procs:
                 p.join(30)
+            server_cpu = tree_cpu_seconds(pid_list[0]) - cpu_before
         finally:
             stop_server()
     window = posted["elapsed"]
@@ -290,6 +296,11 @@ def run_case(name: str, target: str, sockets: int, conversations: int, rate: flo
         "post_p50_ms": round(_pct(posted["post_latencies"], 50) * 1000, 1),
         "post_p99_ms": round(_pct(posted["post_latencies"], 99) * 1000, 1),
         "latency_mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+        # Server CPU (every process) from the first POST until the pushes were collected, per
+        # push received: the figure that moves least with the machine's load.
+        "server_cpu_s": round(server_cpu, 2),
+        "server_cpu_us_per_push": (round(server_cpu / len(latencies) * 1e6, 1)
+                                   if latencies else None),
     }
 
 
@@ -334,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         line = f"case ({name})"
         for target, r in runs.items():
             line += (f"  {target}: p50 {r['latency_p50_ms']} / p99 {r['latency_p99_ms']} ms,"
-                     f" {r['pushes_per_s']:,.0f} pushes/s, {r['kib_per_socket']} KiB/socket")
+                     f" {r['pushes_per_s']:,.0f} pushes/s, {r['kib_per_socket']} KiB/socket,"
+                     f" {r['server_cpu_us_per_push']} us server CPU/push")
         if "gateway" in runs and "baseline" in runs:
             g, b = runs["gateway"], runs["baseline"]
             line += (f"  ratio p99 gateway/baseline {g['latency_p99_ms'] / b['latency_p99_ms']:.2f},"
