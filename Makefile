@@ -19,7 +19,8 @@ run: setup
 
 # The suite runs on TEST_WORKERS pytest-xdist worker processes (`-n`): by default one per CPU,
 # at most 4 (CI's machine has 2; each worker's tests start servers, browsers and node processes
-# of their own, so more workers than cores only adds load); `TEST_WORKERS=0 make test` runs it
+# of their own, so more workers than cores only adds load: the suite is CPU-bound, ~10 min of
+# CPU for `make test`, docs/performance.md §9); `TEST_WORKERS=0 make test` runs it
 # in one process. `--dist loadfile`: a test module runs whole, in order, in one worker, so its
 # module-scoped servers and browsers start once and scenario modules (one server, tests in
 # order) hold; tests/conftest.py refuses the modes that split modules. Each worker has its own
