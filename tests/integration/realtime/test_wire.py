@@ -13,6 +13,8 @@ import struct
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from websockets.frames import Frame, Opcode
+
 from tests.support.server import Server
 
 PATH = "/socket/websocket"
@@ -20,17 +22,8 @@ CONT, TEXT, CLOSE, PING, PONG = 0x0, 0x1, 0x8, 0x9, 0xA
 
 
 def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    """One client frame (masked, as a client must)."""
-    n = len(payload)
-    if n < 126:
-        size = bytes([0x80 | n])
-    elif n < 1 << 16:
-        size = bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        size = bytes([0x80 | 127]) + struct.pack("!Q", n)
-    mask = os.urandom(4)
-    return (bytes([(0x80 if fin else 0) | opcode]) + size + mask
-            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    """One client frame (masked, as a client must), serialised by the websockets library."""
+    return Frame(Opcode(opcode), payload, fin=fin).serialize(mask=True)
 
 
 def heartbeat(ref: str) -> bytes:
