@@ -380,11 +380,19 @@ async def test_node_2_killed_mid_burst_every_201_stored_its_leases_finished_by_t
     async def post(i: int) -> None:
         async with sem:
             k, api = rr.next()
-            if i == 150:  # mid-burst: SIGKILL node 2, see what it held
+            if i == 150:  # mid-burst: SIGKILL node 2 while it holds deliveries, see which
+                receiver.delay = 1.0  # its sends stay in flight until the kill lands
+
+                async def holding() -> bool:
+                    return bool(db.execute("SELECT 1 FROM deliveries WHERE claim_token LIKE %s",
+                                           (two_id + "%",)).fetchone())
+
+                await until(holding, 30, "node 2 never claimed a delivery")
                 two.kill()
                 killed_at.append(time.monotonic())
                 held.extend(r[0] for r in db.execute(
                     "SELECT id FROM deliveries WHERE claim_token LIKE %s", (two_id + "%",)))
+                receiver.delay = 0.05
             try:
                 status, body, _ = await api.call(
                     "POST", f"/api/v1/conversations/{cid}/activities", json={"text": f"b{i}"},
