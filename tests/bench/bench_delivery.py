@@ -114,9 +114,13 @@ async def _wait_count(session: aiohttp.ClientSession, url: str, n: int, timeout:
 # -- 0: the baseline ------------------------------------------------------------------------
 
 
-async def baseline(n: int, rurl: str, concurrency: int = 20) -> float:
+async def baseline(n: int, rurl: str, concurrency: int = 20, receiver_pid: int | None = None,
+                   cpu: dict[str, list[float]] | None = None) -> float:
     """Posts/s of a bare aiohttp client sending a captured delivery to the receiver, ``n`` posts
-    over ``concurrency`` connections (as the workers: one session, 20 in flight)."""
+    over ``concurrency`` connections (as the workers: one session, 20 in flight). With ``cpu``,
+    the CPU µs per post of this client and of the receiver are appended to its lists."""
+    from tests.bench.baseline import tree_cpu_seconds
+
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
         async with session.get(rurl + "/sample") as r:
             sample = await r.json()
@@ -133,9 +137,15 @@ async def baseline(n: int, rurl: str, concurrency: int = 20) -> float:
                     if resp.status != 200:
                         raise RuntimeError(f"receiver answered {resp.status}")
 
+        cpu0 = (_own_cpu(), tree_cpu_seconds(receiver_pid) if receiver_pid else 0.0)
         t0 = time.time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.time() - t0
+        if cpu is not None:
+            cpu.setdefault("client", []).append((_own_cpu() - cpu0[0]) / n * 1e6)
+            if receiver_pid:
+                cpu.setdefault("receiver", []).append(
+                    (tree_cpu_seconds(receiver_pid) - cpu0[1]) / n * 1e6)
         state = await _receiver_state(session, rurl)
         if state["n"] < n:
             raise RuntimeError(f"receiver saw {state['n']} of {n} baseline posts")
@@ -172,6 +182,7 @@ async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1,
     from tests.support.deliver import Deliver
 
     out: dict[str, float] = {}
+    bare: dict[str, list[float]] = {}
     env = env or {}
     srv_env = {"CONVERGER_WORKERS": str(workers), **env}
     if delivers:
@@ -243,7 +254,7 @@ async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1,
             out["e2e_posts_per_s"] = n / (posted - t0)
             out["e2e_deliveries_per_s"] = n / (state["last"] - t0)
             out["e2e_lag_after_last_post_s"] = state["last"] - posted
-            base1 = await baseline(n, rurl)
+            base1 = await baseline(n, rurl, receiver_pid=receiver_pid, cpu=bare)
 
             # Drain: the same server stopped, N more deliveries queued, then started again.
             for x in servers:
@@ -254,7 +265,7 @@ async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1,
                 x.start()
             state = await _wait_count(session, rurl, n, 120)
             out["drain_deliveries_per_s"] = n / max(state["last"] - state["first"], 1e-9)
-            base2 = await baseline(n, rurl)
+            base2 = await baseline(n, rurl, receiver_pid=receiver_pid, cpu=bare)
     finally:
         for h in helpers:
             h.stop()
@@ -262,6 +273,21 @@ async def end_to_end(n: int, workdir: Path, rurl: str, workers: int = 1,
             x.stop()
     out["baseline_posts_per_s_1"], out["baseline_posts_per_s_2"] = base1, base2
     out["baseline_posts_per_s"] = (base1 + base2) / 2
+    # What the ceiling costs: CPU µs per post of the bare client and of the receiver. At half
+    # the ceiling's rate the receiver and the posting client (about a bare client's cost per
+    # activity) take their share of the machine's cores; what is left, divided by that rate, is
+    # the gateway's CPU budget per delivery for ratio_e2e = 0.5 (printed next to its real cost).
+    for who in ("client", "receiver"):
+        if bare.get(who):
+            out[f"baseline_cpu_us_per_post_{who}"] = sum(bare[who]) / len(bare[who])
+    if "baseline_cpu_us_per_post_receiver" in out:
+        rate = out["baseline_posts_per_s"] / 2
+        others = (out["baseline_cpu_us_per_post_client"]
+                  + out["baseline_cpu_us_per_post_receiver"]) * rate / 1e6
+        out["budget_cpu_us_per_delivery_at_half"] = max(os.cpu_count() or 1, 1) \
+            * 1e6 / rate - (out["baseline_cpu_us_per_post_client"]
+                            + out["baseline_cpu_us_per_post_receiver"])
+        out["budget_cores_left_at_half"] = (os.cpu_count() or 1) - others
     out["ratio_e2e"] = out["e2e_deliveries_per_s"] / out["baseline_posts_per_s"]
     out["ratio_drain"] = out["drain_deliveries_per_s"] / out["baseline_posts_per_s"]
     return out
@@ -422,6 +448,14 @@ async def main(argv: list[str]) -> None:
           f"{results['baseline_posts_per_s']:,.0f} posts/s; drain {results['drain_deliveries_per_s']:,.0f}"
           f"/s = {results['ratio_drain']:.2f} x; target >= 1,000 deliveries/s "
           f"{'OK' if e2e >= 1000 else 'BELOW TARGET'}")
+    if "budget_cpu_us_per_delivery_at_half" in results:
+        print(f"the ceiling's cost per post: bare client "
+              f"{results['baseline_cpu_us_per_post_client']:.0f} us + receiver "
+              f"{results['baseline_cpu_us_per_post_receiver']:.0f} us of CPU; at 0.5 x the ceiling "
+              f"({results['baseline_posts_per_s'] / 2:,.0f}/s) the gateway would have "
+              f"{results['budget_cores_left_at_half']:.2f} cores = "
+              f"{results['budget_cpu_us_per_delivery_at_half']:.0f} us of CPU per delivery "
+              f"(it spends {results['e2e_gateway_cpu_us_per_delivery']:.0f} us)")
     if args.pipeline:
         print(f"{args.pipeline} pipeline ({args.deliver or 'no'} deliver processes): end to end "
               f"{results['broker_e2e_deliveries_per_s']:,.0f} deliveries/s "
