@@ -40,6 +40,7 @@ def nats_url(tmp_path: Path) -> str:
 async def test_a_round_is_confirmed_by_its_first_and_last_acks(nats_url: str) -> None:
     pub = await events.NatsPublisher.connect(nats_url)
     try:
+        assert pub.fast  # the round written to nats-py's buffer, not through publish()
         await pub.publish_many([_msg(i) for i in range(50)])
         await pub.publish_many([_msg(i) for i in range(50, 53)])
         assert pub.resent == 0
@@ -71,5 +72,21 @@ async def test_a_message_the_stream_did_not_take_fails_the_round(nats_url: str) 
         with pytest.raises(ConnectionError, match="JetStream refused a publish"):
             await pub.publish_many([_msg(0), _msg(1, "elsewhere.x"), _msg(2)])
         assert pub.resent == 1
+    finally:
+        await pub.close()
+
+
+async def test_a_round_larger_than_the_clients_pending_buffer_is_stored_whole(
+        nats_url: str) -> None:
+    pub = await events.NatsPublisher.connect(nats_url)
+    try:
+        # 600 messages of 5 KB: over nats-py's 2 MiB pending buffer, so the round is flushed
+        # part way (as publish() does) before its last message is queued.
+        body = b"x" * 5000
+        assert 600 * len(body) > pub.nc._max_pending_size
+        await pub.publish_many([events.Message("converger.t.c.activity.created", f"msg_{i}",
+                                               body) for i in range(600)])
+        assert pub.resent == 0
+        assert [i for _, i in await _stored(pub)] == [f"msg_{i}" for i in range(600)]
     finally:
         await pub.close()

@@ -139,3 +139,40 @@ def test_conversation_changes_are_events_with_their_own_types_and_stable_ids() -
     assert alone == out[:1]
     with pytest.raises(jsonschema.ValidationError):  # a conversation event with a seq fails
         jsonschema.validate({**closed, "seq": 3}, SCHEMA)
+
+
+IDS = ["msg_01a25244-6bb6-77e8-a2c7-199c7393b29c", "msg_d7", "msg_c123456789", "msg_x" * 40]
+
+
+async def test_a_nats_round_is_the_bytes_nats_py_publish_writes() -> None:
+    """NatsPublisher writes a round's HPUB commands itself (hpub_cmd and the client's pending
+    buffer): they must be what nats-py's own publish queues for the same message, the reply
+    subject on the first and last messages only (or on all, for a round acked one by one)."""
+    from nats.aio.client import Client
+
+    msgs = [events.Message(f"converger.ten_1.ch_{i}.activity.created", id_, b'{"n": %d}' % i)
+            for i, id_ in enumerate(IDS)]
+    for every in (False, True):
+        client = Client()  # not connected: publish's internals only queue the command
+        for i, m in enumerate(msgs):
+            reply = "_INBOX.x.1" if every or i in (0, len(msgs) - 1) else ""
+            await client._send_publish(m.subject, reply, m.body, len(m.body),
+                                       {"Nats-Msg-Id": m.id})
+        assert events.NatsPublisher.commands(msgs, "_INBOX.x.1", every) == client._pending
+    assert events.NatsPublisher(Client(), None).fast  # the internals it uses are there
+
+
+def test_amqp_properties_are_the_bytes_pamqp_marshals() -> None:
+    """AmqpPublisher marshals a message's properties from a prefix pamqp made once and the id:
+    the content header frames must be pamqp's own, byte for byte."""
+    from pamqp.commands import Basic
+    from pamqp.frame import marshal
+    from pamqp.header import ContentHeader
+
+    props = events._Properties()
+    for size, id_ in enumerate(IDS):
+        props.message_id = id_
+        ours = marshal(ContentHeader(body_size=size * 1000, properties=props), 3)  # type: ignore[arg-type]
+        theirs = marshal(ContentHeader(body_size=size * 1000, properties=Basic.Properties(
+            content_type="application/json", delivery_mode=2, message_id=id_)), 3)
+        assert ours == theirs
