@@ -23,12 +23,16 @@ class Call:
 
 
 class Receiver:
-    """``url(name)`` is an endpoint; ``plan(name, ...)`` scripts its answers (then 200)."""
+    """``url(name)`` is an endpoint; ``plan(name, ...)`` scripts its answers (then 200);
+    ``hold(name, after=n)`` leaves every request after the n-th unanswered until ``release``
+    (requests in flight that a test can count on, whatever the machine's speed)."""
 
     def __init__(self) -> None:
         self.calls: dict[str, list[Call]] = defaultdict(list)
         self.plans: dict[str, list[tuple[int, dict[str, str], float]]] = defaultdict(list)
         self.delay: dict[str, float] = {}
+        self._holds: dict[str, tuple[int, asyncio.Event]] = {}
+        self.held: dict[str, int] = defaultdict(int)  # requests waiting on a hold now
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -52,10 +56,27 @@ class Receiver:
     def plan(self, name: str, *answers: tuple[int, dict[str, str], float]) -> None:
         self.plans[name] = list(answers)
 
+    def hold(self, name: str, after: int) -> None:
+        """Requests to ``name`` after the ``after``-th are recorded but not answered until
+        ``release(name)`` (or until their sender goes away)."""
+        self._holds[name] = (after, asyncio.Event())
+
+    def release(self, name: str) -> None:
+        hold = self._holds.pop(name, None)
+        if hold is not None:
+            hold[1].set()
+
     async def _handle(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         body = await request.read()
         self.calls[name].append(Call(dict(request.headers), body, time.monotonic()))
+        hold = self._holds.get(name)
+        if hold is not None and len(self.calls[name]) > hold[0]:
+            self.held[name] += 1
+            try:
+                await hold[1].wait()
+            finally:
+                self.held[name] -= 1
         plan = self.plans.get(name)
         status, headers, delay = plan.pop(0) if plan else (200, {}, self.delay.get(name, 0.0))
         if delay:

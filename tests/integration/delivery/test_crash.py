@@ -1,6 +1,8 @@
-"""Crash safety: SIGKILL the server in the middle of delivering 1,000 activities to a slow
-receiver, start it again, and every activity is delivered at least once; every delivery row
-ends ``sent``; a duplicate carries the same ``webhook-id`` (the receiver's dedupe key)."""
+"""Crash safety: SIGKILL the server in the middle of delivering 1,000 activities (the receiver
+has answered 150 and holds the next ones unanswered, so some are in flight and most pending at
+the kill on any machine), start it again, and every activity is delivered at least once; every
+delivery row ends ``sent``; a duplicate carries the same ``webhook-id`` (the receiver's dedupe
+key)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,9 @@ async def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[n
 async def test_sigkill_mid_delivery_loses_nothing(
     fresh_server: Server, session: aiohttp.ClientSession, receiver: Receiver
 ) -> None:
-    receiver.delay["crash"] = 0.1  # 20 workers → ~200 deliveries/s: the kill lands mid-way
+    # The kill lands mid-way whatever the machine's speed: after the 150th call the receiver
+    # answers nothing until the kill (those calls are in flight then, the rest still pending).
+    receiver.hold("crash", after=150)
     srv = fresh_server.start()
     api = Api(session, srv.url)
     s = await webhook_setup(api, receiver, "crash")
@@ -42,12 +46,15 @@ async def test_sigkill_mid_delivery_loses_nothing(
     ids = set(await asyncio.gather(*(post(i) for i in range(N))))
     assert len(ids) == N
 
-    async def some_delivered() -> bool:
-        return len(receiver.calls["crash"]) >= 150
+    async def some_in_flight() -> bool:  # 150 answered, and more sent that wait for answers
+        return receiver.held["crash"] > 0
 
-    await _wait(some_delivered, 30, "no deliveries before the kill")
-    srv.kill()
-    at_kill = len(receiver.calls["crash"])
+    try:
+        await _wait(some_in_flight, 30, "no deliveries in flight before the kill")
+        srv.kill()
+        at_kill = len(receiver.calls["crash"])
+    finally:
+        receiver.release("crash")
     assert at_kill < N, "the kill came too late to test anything"
     print(f"killed after {at_kill} calls")
 
@@ -83,7 +90,9 @@ async def test_sigkill_mid_delivery_loses_nothing(
 async def test_sigterm_releases_every_lease(
     fresh_server: Server, session: aiohttp.ClientSession, receiver: Receiver
 ) -> None:
-    receiver.delay["term"] = 0.5
+    # Deliveries after the 20th stay unanswered until the stop: in flight when SIGTERM comes,
+    # and the rest still pending, however fast the machine sends them.
+    receiver.hold("term", after=20)
     srv = fresh_server.start()
     api = Api(session, srv.url)
     s = await webhook_setup(api, receiver, "term")
@@ -91,10 +100,13 @@ async def test_sigterm_releases_every_lease(
         await api.post_activity(s["conversation"]["id"], s["api_key"], text=f"t{i}")
 
     async def in_flight() -> bool:
-        return len(receiver.calls["term"]) >= 20
+        return receiver.held["term"] > 0
 
-    await _wait(in_flight, 20, "workers never started")
-    assert srv.stop() == 0
+    try:
+        await _wait(in_flight, 20, "workers never started")
+        assert srv.stop() == 0
+    finally:
+        receiver.release("term")
     db = open_database(srv.data_dir)
     held = db.execute("SELECT count(*) FROM deliveries WHERE claim_token IS NOT NULL").fetchone()[0]
     pending = db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]

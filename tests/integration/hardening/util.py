@@ -41,14 +41,23 @@ def open_fds(pid: int) -> int:
 
 class Recorder:
     """A real aiohttp webhook receiver on loopback that records every request (headers and JSON
-    body) per path, answering 200 after ``delay`` seconds. Kept here so these tests depend on
-    no other suite's helpers."""
+    body) per path, answering 200 after ``delay`` seconds. ``hold_after=n``: every request
+    after the n-th is recorded but left unanswered until ``release()`` (``held`` counts them),
+    so a test can count on requests in flight whatever the machine's speed. Kept here so these
+    tests depend on no other suite's helpers."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, hold_after: int | None = None) -> None:
         self.delay = delay
         self.calls: dict[str, list[tuple[dict[str, str], Any]]] = {}
         self.port = 0
         self._runner: Any = None
+        self.hold_after = hold_after
+        self.held = 0
+        self._released = asyncio.Event()
+
+    def release(self) -> None:
+        """Answer the held requests (and every later one)."""
+        self._released.set()
 
     async def start(self) -> Recorder:
         from aiohttp import web
@@ -57,6 +66,13 @@ class Recorder:
             body = await request.json()
             self.calls.setdefault(request.match_info["name"], []).append(
                 (dict(request.headers), body))
+            if self.hold_after is not None and not self._released.is_set() \
+                    and sum(map(len, self.calls.values())) > self.hold_after:
+                self.held += 1
+                try:
+                    await self._released.wait()
+                finally:
+                    self.held -= 1
             if self.delay:
                 await asyncio.sleep(self.delay)
             return web.Response(text="ok")

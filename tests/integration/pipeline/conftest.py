@@ -56,6 +56,11 @@ class Counting:
         self.fail_first: dict[str, int] = {}
         self.failing = 0  # answer 500 to the next N requests (whatever their id)
         self.delay = 0.0  # seconds each answer takes (a slow receiver: attempts in flight)
+        # Requests after the hold_after-th are left unanswered until release() (attempts in
+        # flight a test can count on, whatever the machine's speed); `held` counts them.
+        self.hold_after: int | None = None
+        self.held = 0
+        self._released = asyncio.Event()
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -78,6 +83,13 @@ class Counting:
         did = request.headers.get("webhook-id", "")
         self.counts[did] += 1
         self.order.append(did)
+        if self.hold_after is not None and self.total > self.hold_after \
+                and not self._released.is_set():
+            self.held += 1
+            try:
+                await self._released.wait()
+            finally:
+                self.held -= 1
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.failing > 0:
@@ -85,7 +97,11 @@ class Counting:
             return web.Response(status=500, text="nope")
         return web.Response(text="ok")
 
+    def release(self) -> None:
+        self._released.set()
+
     async def stop(self) -> None:
+        self.release()
         if self._runner is not None:
             await self._runner.cleanup()
 

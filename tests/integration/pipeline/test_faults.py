@@ -131,12 +131,15 @@ async def test_sigterm_of_a_deliver_worker_gives_its_rows_back_and_another_finis
         async with aiohttp.ClientSession() as session:
             api = Api(session, srv.url)
             s = await api.setup("sigterm", type="webhook", config={"url": counting.url})
-            counting.delay = 0.05
+            # After 20 answers the receiver holds the next attempts unanswered: in flight when
+            # SIGTERM comes and the rest still waiting, however fast the worker sends.
+            counting.hold_after = 20
             for i in range(120):
                 await api.post_activity(s["conversation"]["id"], s["api_key"], text=f"m{i}")
             first.start()
-            await until(lambda: counting.total >= 20, 60, "the first worker sent nothing")
+            await until(lambda: counting.held > 0, 60, "the first worker sent nothing")
             assert first.stop() == 0, first.log()[-3000:]
+            counting.release()
             assert "leases released" in first.log()
             assert table(data, "SELECT count(*) FROM deliveries WHERE claim_token LIKE 'w%'") \
                 == [(0,)], "a stopped worker kept rows"
