@@ -51,6 +51,8 @@ PREFIX = "converger"  # subjects / routing keys: converger.<tenant>.<channel>.<t
 STREAM = "CONVERGER_EVENTS"  # the JetStream stream (subjects converger.>)
 EXCHANGE = "converger.events"  # the RabbitMQ topic exchange
 BATCH = 1000  # feed events read per round at most (published pipelined)
+PAGE = 200  # feed events read and built (and AMQP frames marshalled) between two turns of the
+# event loop: a round never holds the loop for long (docs/performance.md)
 GATHER = 0.1  # seconds commits gather after a round that found events (fewer, fuller rounds:
 # each round costs a query, a confirmation and on RabbitMQ a transaction, docs/performance.md)
 FLUSH_EVERY = 0.25  # seconds between cursor writes while busy (each is a write transaction)
@@ -495,7 +497,9 @@ class AmqpPublisher:
         number, size, methods = raw.number, raw.max_content_size, self._methods
         props = _Properties()  # one for the round: each header is marshalled before the next id
         parts: list[bytes] = []
-        for m in msgs:
+        for i, m in enumerate(msgs, 1):
+            if i % PAGE == 0:  # let requests through (nothing is written before the end)
+                await asyncio.sleep(0)
             method = methods.get((number, m.subject))
             if method is None:
                 if len(methods) > 4096:
@@ -509,6 +513,8 @@ class AmqpPublisher:
                                  number))
             for start in range(0, len(m.body), size):  # frame_max bounds a body frame
                 parts.append(marshal(ContentBody(m.body[start:start + size]), number))
+        if raw.is_closed:  # closed while the frames were marshalled
+            raise ConnectionError("the AMQP channel is closed")
         drained = asyncio.get_running_loop().create_future()
         await raw.write_queue.put(ChannelFrame(payload=b"".join(parts), should_close=False,
                                                drain_future=drained))
@@ -598,16 +604,37 @@ class Relay:
             self._conn = None
         await self._drop()
 
-    def _read(self, last: int) -> list[relay.Row]:
-        """The next round: one query (:func:`store.relay.read`), on the event loop's thread with
-        a connection of the relay's own (a few indexed rows: cheaper than the hop to the read
-        pool and back, as the feed reader does); on PostgreSQL reopened when it broke."""
+    def _read(self, last: int, limit: int) -> list[relay.Row]:
+        """Feed rows after ``last``: one query (:func:`store.relay.read`), on the event loop's
+        thread with a connection of the relay's own (a page of indexed rows: cheaper than the
+        hop to the read pool and back, as the feed reader does); on PostgreSQL reopened when it
+        broke."""
         conn = self._conn
         if conn is None or getattr(conn, "broken", False):
             if conn is not None:
                 conn.close()
             conn = self._conn = _open_reader(self.ctx.db)
-        return relay.read(conn, last, BATCH)
+        return relay.read(conn, last, limit)
+
+    async def _next(self, last: int) -> tuple[list[relay.Row], list[Message]]:
+        """The next round: up to ``BATCH`` feed rows after ``last`` and their messages, read and
+        built a ``PAGE`` at a time with a turn of the event loop between pages, so that requests
+        keep flowing to the writer while a round is prepared (a round of 1,000 in one go held
+        the loop for ~5-10 ms). The first page is read before any ``await``: a commit after it
+        sets the wake-up that the caller cleared before."""
+        now = _now_iso()
+        rows = self._read(last, PAGE)
+        if rows:
+            self._listening = False  # busy: the caller reads again after GATHER
+        msgs = build(rows, now)
+        while len(rows) < BATCH and len(rows) % PAGE == 0 and rows:
+            await asyncio.sleep(0)
+            page = self._read(rows[-1].id, PAGE)
+            if not page:
+                break
+            rows += page
+            msgs += build(page, now)
+        return rows, msgs
 
     async def _flush(self) -> None:
         """Store the cursor (what the broker confirmed): at most every ``FLUSH_EVERY`` seconds
@@ -638,13 +665,11 @@ class Relay:
                     failures = 0
                 self._listening = True
                 self._wake.clear()
-                events = self._read(last)
+                events, msgs = await self._next(last)
                 if not events:
                     await self._flush()  # idle: the cursor is stored now
                     await wait_event(self._wake, self.ctx.settings.events_poll)
                     continue
-                self._listening = False  # busy: this loop reads again after GATHER
-                msgs = build(events, _now_iso())
                 try:
                     await self.publisher.publish_many(msgs)
                 except TooLarge:  # one by one: the oversized one goes out without its data
