@@ -51,7 +51,12 @@ test-workers: setup test-setup
 ## file has are skipped there (tests.support.postgres.sqlite_only), and so are tests whose subject
 ## does not touch the store, which `make test` already ran (tests.support.postgres.store_independent:
 ## the phone layout of the pages, TLS and service files, CORS, connection limits); the fuzz test
-## sends a quarter of its cases. tests/integration/postgres is left out: it always runs on PostgreSQL, in `make test`.
+## sends a quarter of its cases, the event stream's full run a quarter of its 10,000 activities,
+## the broker pipeline's a fifth of its 5,000 deliveries (the same faults, on PostgreSQL, where an
+## activity costs several times the CPU). tests/integration/postgres is left out: it always runs
+## on PostgreSQL, in `make test`.
+## CONVERGER_TEST_CPU_LOG=FILE (any test target): where the CPU went, per test module
+## (tests/support/cpulog.py; `.venv/bin/python -m tests.support.cpulog FILE` sums it up).
 ## `CONVERGER_TEST_DATABASE=postgres make test` runs the whole suite that way.
 test-postgres: setup test-setup
 	CONVERGER_TEST_DATABASE=postgres $(PYTEST) $(XDIST) --durations=10 \

@@ -3,8 +3,10 @@ do not see each other), plus a fresh server for tests that need one to themselve
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -30,6 +32,25 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("numprocesses", None) and dist not in ("loadfile", "loadscope", "no"):
         raise pytest.UsageError(f"--dist {dist} splits test modules between workers: use "
                                 f"--dist loadfile (the Makefile's `make test` does)")
+
+
+_cpu: Any = None
+
+
+def pytest_sessionstart() -> None:
+    global _cpu
+    if os.environ.get("CONVERGER_TEST_CPU_LOG"):  # per-module CPU (tests/support/cpulog.py)
+        from tests.support.cpulog import Recorder
+
+        _cpu = Recorder(os.environ["CONVERGER_TEST_CPU_LOG"])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    if _cpu is not None:
+        _cpu.item_done(item.nodeid.split("::")[0],
+                       nextitem.nodeid.split("::")[0] if nextitem is not None else None)
 
 
 def pytest_sessionfinish() -> None:

@@ -184,6 +184,16 @@ _cluster: Cluster | None = None
 _lock = threading.Lock()
 
 
+def cpu() -> float:
+    """Seconds of CPU this process's cluster has used so far (0 without one):
+    tests/support/cpulog.py."""
+    if _cluster is None or not _cluster.started:
+        return 0.0
+    from tests.support.cpulog import cluster_cpu
+
+    return cluster_cpu(_cluster.data / "postmaster.pid")
+
+
 def shared() -> Cluster:
     """The test process's cluster, started at first use and destroyed when the process ends."""
     global _cluster

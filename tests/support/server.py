@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.support import postgres
+from tests.support import cpulog, postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "cva_test_admin_token_0123456789abcdef"
@@ -174,6 +174,7 @@ class Server:
             preexec_fn=self._limits if self.nofile else None,
         )
         log.close()  # the child holds its own copy
+        cpulog.starts += 1
         track(self.proc)
         return self.proc
 
