@@ -14,6 +14,14 @@
     every push crosses the change feed). The baseline is one process whatever ``--workers``
     says: a bare app cannot fan a POST out to another process's sockets.
 
+``--trace DIR`` (tests/bench/trace): every process of the run — the server's, the poster, the
+socket clients — records its garbage collections, event-loop lags and CPU waits, the gateway's
+workers the age of each activity when their hub publishes it, the clients each push's receive
+time; a report then says where the slow pushes fall (``python -m tests.bench.trace.report DIR``
+reads it again). The socket clients and the poster freeze their heap once set up
+(``--client-gc default`` does not): with 5,000 aiohttp sockets, a client's own full collection
+took 0.3 s of CPU, and the pushes it was timing waited meanwhile.
+
 Every run also reports the server's CPU time (all its processes) from the first POST until
 the pushes were collected, per push received: on a loaded machine, where latencies say more
 about the neighbours than about the server, that figure still compares two servers.
@@ -85,6 +93,22 @@ async def _setup(base: str, conversations: int) -> dict[str, Any]:
             "tokens": [tokens.user_token(cid, tenant["id"], f"u{i}") for i, cid in enumerate(ids)]}
 
 
+# -- the load generator's own pauses --------------------------------------------------------
+CLIENT_GC_ENV = "BENCH_CLIENT_GC"  # --client-gc default: leave the clients' collector alone
+
+
+def _settle_heap() -> None:
+    """Collect once, then move everything alive into the collector's permanent generation
+    (``gc.freeze``): a client process holding 5,000 sockets (aiohttp: hundreds of objects
+    each) otherwise stops for a full collection of all of them — 0.3 s of CPU, measured with
+    ``--trace`` — while the pushes it should be timing wait in its socket buffers. The
+    clients measure the server; their own pauses must not be in the figures."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 # -- socket clients (receiver processes) ----------------------------------------------------
 async def _receive(ws_base: str, joins: list[tuple[str, str]], ready: Any, stop: Any,
                    out: Any) -> None:
@@ -108,14 +132,22 @@ async def _receive(ws_base: str, joins: list[tuple[str, str]], ready: Any, stop:
                 if frame[3] == "phx_reply":
                     break
 
+        # --trace: each push's receive time (floats: nothing more for the collector to track)
+        received: list[float] | None = [] if TRACE_ENV in os.environ else None
+
         async def read(ws: aiohttp.ClientWebSocketResponse) -> None:
             async for msg in ws:
                 now = time.time()
                 frame = json.loads(msg.data)
                 if frame[3] == "new_activity":
-                    latencies.append(now - float(frame[4]["text"]))
+                    latency = now - float(frame[4]["text"])
+                    latencies.append(latency)
+                    if received is not None:
+                        received.append(now)
 
         readers = [asyncio.create_task(read(ws)) for ws in sockets]
+        if os.environ.get(CLIENT_GC_ENV) != "default":
+            _settle_heap()
         ready.set()
         while not stop.is_set():
             await asyncio.sleep(0.05)
@@ -123,11 +155,17 @@ async def _receive(ws_base: str, joins: list[tuple[str, str]], ready: Any, stop:
             t.cancel()
         for ws in sockets:
             await ws.close()
+    if received is not None:
+        _write_trace("pushes", [{"k": "push", "t": t, "d": d}
+                                for t, d in zip(received, latencies, strict=True)])
     out.put(latencies)
 
 
-def receiver(ws_base: str, joins: list[tuple[str, str]], ready: Any, stop: Any, out: Any) -> None:
+def receiver(ws_base: str, joins: list[tuple[str, str]], ready: Any, stop: Any, out: Any,
+             role: str = "receiver") -> None:
     import resource
+
+    os.environ["BENCH_ROLE"] = role  # --trace: the trace file's name
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # thousands of sockets (case c)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -138,11 +176,14 @@ def receiver(ws_base: str, joins: list[tuple[str, str]], ready: Any, stop: Any, 
 async def _post(base: str, api_key: str, conversations: list[str], rate: float, seconds: float,
                 out: Any) -> None:
     posted, failed, post_lat = 0, 0, []
+    trace: list[tuple[float, float]] | None = [] if TRACE_ENV in os.environ else None
     headers = {"x-api-key": api_key, "content-type": "application/json"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128)) as s:
-        async def one(cid: str) -> None:
+        async def one(cid: str, due: float) -> None:
             nonlocal posted, failed
             t = time.time()
+            if trace is not None:  # how late the poster started this POST
+                trace.append((t, time.monotonic() - due))
             body = json.dumps({"text": repr(t), "sender": "bench"})
             try:
                 async with s.post(f"{base}/api/v1/conversations/{cid}/activities", data=body,
@@ -159,20 +200,29 @@ async def _post(base: str, api_key: str, conversations: list[str], rate: float, 
 
         n = int(rate * seconds)
         start = time.monotonic()
-        tasks = []
+        # The POSTs in flight (a finished one is forgotten: 10,000 finished tasks kept to the
+        # end made the poster's full collections ever longer).
+        tasks: set[asyncio.Task[None]] = set()
+        if os.environ.get(CLIENT_GC_ENV) != "default":
+            _settle_heap()
         for i in range(n):
             due = start + i / rate
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(conversations[i % len(conversations)])))
+            task = asyncio.create_task(one(conversations[i % len(conversations)], due))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - start
+    if trace is not None:
+        _write_trace("posts", [{"k": "post", "t": t, "late": late} for t, late in trace])
     out.put({"posted": posted, "failed": failed, "elapsed": elapsed, "post_latencies": post_lat})
 
 
 def poster(base: str, api_key: str, conversations: list[str], rate: float, seconds: float,
            out: Any) -> None:
+    os.environ["BENCH_ROLE"] = "poster"
     asyncio.run(_post(base, api_key, conversations, rate, seconds, out))
 
 
@@ -184,6 +234,17 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
 
+TRACE_ENV = "CONVERGER_BENCH_TRACE"  # --trace: the run's trace directory (tests/bench/trace)
+
+
+def _write_trace(kind: str, records: list[dict[str, Any]]) -> None:
+    path = Path(os.environ[TRACE_ENV]) / f"{kind}-{os.getpid()}.jsonl"
+    with path.open("a") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+
+
+TRACE_DIR: str | None = None  # --trace
 BEFORE_TREE: str | None = None  # --before: the source tree whose gateway is the "before" target
 
 
@@ -241,6 +302,14 @@ def _rss_kib(pids: list[int]) -> int:
 def run_case(name: str, target: str, sockets: int, conversations: int, rate: float,
              seconds: float, receivers: int, workers: int = 1) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
+    if TRACE_DIR is not None:  # every process of this run traces into a directory of its own
+        tdir = Path(TRACE_DIR) / f"{name}-{target}-{time.strftime('%H%M%S')}"
+        tdir.mkdir(parents=True)
+        os.environ[TRACE_ENV] = str(tdir)
+        here = str(Path(__file__).resolve().parent / "trace")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [here, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                     if p and p != here]])
     with tempfile.TemporaryDirectory() as tmp:
         url, ws_url, world, stop_server, pids = _start(target, Path(tmp), conversations,
                                                        1 if target == "baseline" else workers)
@@ -253,7 +322,8 @@ def run_case(name: str, target: str, sockets: int, conversations: int, rate: flo
             ready = [ctx.Event() for _ in range(receivers)]
             stop, results = ctx.Event(), ctx.Queue()
             procs = [ctx.Process(target=receiver, args=(ws_url, joins[k::receivers], ready[k],
-                                                        stop, results)) for k in range(receivers)]
+                                                        stop, results, f"receiver{k}"))
+                     for k in range(receivers)]
             for p in procs:
                 p.start()
             for e in ready:
@@ -279,9 +349,22 @@ def run_case(name: str, target: str, sockets: int, conversations: int, rate: flo
             for p in procs:
                 p.join(30)
             server_cpu = tree_cpu_seconds(pid_list[0]) - cpu_before
+            if TRACE_DIR is not None and target != "baseline" and workers > 1:
+                # The workers' census of what their collector has not freed (cyclic garbage,
+                # frozen or not): tests/bench/trace/sitecustomize.py, SIGUSR2.
+                import signal
+
+                for pid in pid_list[1:]:
+                    os.kill(pid, signal.SIGUSR2)
+                time.sleep(2.0)
         finally:
             stop_server()
     window = posted["elapsed"]
+    if TRACE_DIR is not None:
+        from tests.bench.trace.report import report
+
+        del os.environ[TRACE_ENV]
+        report(tdir)
     return {
         "case": name, "target": target, "workers": 1 if target == "baseline" else workers,
         "rss_before_mib": round(rss_before / 1024, 1), "rss_after_mib": round(rss_after / 1024, 1),
@@ -324,7 +407,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run the gateway of this source tree (e.g. `git worktree add "
                              "/tmp/before main`), between the baseline and this tree's: "
                              "before/after in one run")
+    parser.add_argument("--client-gc", choices=("freeze", "default"), default="freeze",
+                        help="freeze: the socket clients and the poster freeze their heap "
+                             "(gc.freeze) once set up, so their own full collections do not "
+                             "pause the measurement; default: leave their collector alone")
+    parser.add_argument("--trace", metavar="DIR",
+                        help="trace every process (tests/bench/trace: garbage collections, "
+                             "event-loop lags, publish ages, each push's receive time) into "
+                             "DIR and print where the slow pushes fall")
     args = parser.parse_args(argv)
+    os.environ[CLIENT_GC_ENV] = args.client_gc  # read by the spawned client processes
+    if args.trace:
+        global TRACE_DIR
+        TRACE_DIR = args.trace
     names = ["a", "b"] if args.case == "all" else [args.case]
     targets = ["baseline", "gateway"] if args.target == "both" else [args.target]
     if args.before:
