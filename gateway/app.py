@@ -145,6 +145,17 @@ def create_app(settings: Settings, name: str | None = None, cluster: Cluster | N
     from . import cluster as cluster_mod
 
     cluster_mod.install(app, cluster)  # after the database opens: its hooks need it
+    from .heap import Heap
+
+    gw.heap = Heap(settings.gc_full_every)
+
+    @app.after_server_start
+    async def _settle_heap(app: Sanic) -> None:  # last: freeze what start-up made
+        gw.heap.start()
+
+    @app.before_server_stop
+    async def _unsettle_heap(app: Sanic) -> None:
+        gw.heap.stop()
 
     @app.after_server_stop
     async def _close(app: Sanic) -> None:

@@ -95,6 +95,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest WebSocket message accepted from a client (bytes); larger closes with 1009."),
     Setting("ws_send_queue", ("CONVERGER_WS_SEND_QUEUE",), int, 1000,
             "Frames queued for one socket before it counts as too slow and is dropped."),
+    Setting("gc_full_every", ("CONVERGER_GC_FULL_EVERY",), float, 600.0,
+            "Seconds between full collections of Python's cyclic garbage collector. Between "
+            "them, what lives long (the app after start-up, open sockets) is kept out of its "
+            "collections (`gc.freeze`), which would otherwise stop the event loop for tens to "
+            "hundreds of milliseconds with thousands of sockets open; cyclic garbage among "
+            "those objects waits for the next full collection. 0: Python's own schedule."),
     Setting("workers", ("CONVERGER_WORKERS",), str, "auto",
             "Processes serving the one port (`converger serve --workers N`): `auto` = the "
             "machine's cores, at most 8; `1` = one process, no supervisor. They share the "
@@ -314,6 +320,7 @@ class Settings(msgspec.Struct, kw_only=True):
     ws_idle_timeout: int = 60
     ws_max_frame_bytes: int = 1_048_576
     ws_send_queue: int = 1000
+    gc_full_every: float = 600.0
     workers: str = "auto"
     worker_stuck_after: float = 20.0
     worker_header: bool = False

@@ -22,6 +22,7 @@ from store.util import iso
 from .clock import Clock
 from .config import Settings
 from .crypto import Cipher, secret_key
+from .heap import Heap
 from .hooks import Hooks
 from .hub import Hub
 from .sharedlimit import LocalCounts
@@ -199,6 +200,8 @@ class Gateway:
     tls: Tls | None = None
     # The app-wide request and response hooks, run by one Sanic middleware each (gateway/hooks.py).
     hooks: Hooks = field(default_factory=Hooks)
+    # The garbage collector's schedule for long-lived objects (gateway/heap.py).
+    heap: Heap = field(default_factory=lambda: Heap(0.0))
     _db: Database | None = None
 
     @property

@@ -152,6 +152,10 @@ class WireSocket:
             self._closer = None
         if self.proto.state is not State.CLOSED:
             self.proto.state = State.CLOSED
+        # The library's parser is a generator holding its protocol: ended here, the two form
+        # no cycle, so a socket frozen out of the collector's walks (gateway/heap.py) is
+        # freed by reference counting.
+        self.proto.parser.close()
         handler, self.handler = self.handler, None
         if handler is not None:
             handler.on_closed()

@@ -149,10 +149,11 @@ class _TenantWatch(Subscriber):
     __slots__ = ("conn",)
 
     def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+        self.conn: Connection | None = conn  # None once the socket is closed
 
     def offer(self, event: str, payload: Any, frame: Any) -> bool:
-        return self.conn._tenant_gone(payload)
+        conn = self.conn
+        return conn._tenant_gone(payload) if conn is not None else True
 
     def dropped(self) -> None:
         pass
@@ -258,6 +259,7 @@ class Connection:
         """Take the socket over from the upgrade (``gateway.connlimit.Upgraded``)."""
         self.watch_tenant()
         Sweep.of(self.idle_timeout).add(self)
+        self.gw.heap.socket_opened()  # long-lived: frozen out of the collector's walks
         self.ws = upgraded.adopt(self)
 
     def tick(self, now: float) -> None:
@@ -271,6 +273,9 @@ class Connection:
         self._closed = True
         self._unsubscribe_all()
         self._queue = None
+        # No cycle left (the watch points back here): a socket frozen out of the collector's
+        # walks (gateway/heap.py) is freed by reference counting once it is gone.
+        self._tenant_watch.conn = None
         Sweep.of(self.idle_timeout).discard(self)
         on_end, self.on_end = self.on_end, None
         if on_end is not None:
