@@ -105,6 +105,12 @@ def report(d: Path, slow_ms: float = 100.0, out: Any = sys.stdout) -> None:
         if pubs:
             line += f" | publish age p50 {_pct(pubs, 50):.1f} p99 {_pct(pubs, 99):.1f} max " \
                     f"{max(pubs):.1f} ms"
+        locks = [r for r in rs if r["k"] == "lock" and t0 <= r["t"] <= t1]
+        if locks:
+            lw = [r["wait"] * 1000 for r in locks]
+            lh = [r["hold"] * 1000 for r in locks]
+            line += f" | write lock {len(locks)}x: waited p99 {_pct(lw, 99):.1f} max " \
+                    f"{max(lw):.1f}, held p99 {_pct(lh, 99):.1f} max {max(lh):.1f} ms"
         if feeds:
             fd = [r["d"] * 1000 for r in feeds]
             line += f" | feed reads {len(feeds)} ({sum(r['n'] for r in feeds) / len(feeds):.1f}" \
@@ -148,6 +154,9 @@ def report(d: Path, slow_ms: float = 100.0, out: Any = sys.stdout) -> None:
             if r["k"] == "gc" and r.get("cpu", r["d"]) >= 0.005:
                 events[int((r["t"] - t0) * 10)].append(
                     f"{short}:gen{r['g']} {r['d'] * 1000:.0f}/{r.get('cpu', 0) * 1000:.0f}")
+            elif r["k"] == "lock" and r["hold"] + r["wait"] >= 0.02:
+                events[int((r["t"] - t0) * 10)].append(
+                    f"{short}:lock wait {r['wait'] * 1000:.0f} held {r['hold'] * 1000:.0f}")
             elif r["k"] == "lag" and r["d"] >= 0.02:
                 events[int((r["t"] - t0) * 10)].append(f"{short}:lag {r['d'] * 1000:.0f}")
     worst = sorted(win, key=lambda w: max(win[w]), reverse=True)[:8]

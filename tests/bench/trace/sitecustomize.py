@@ -22,7 +22,7 @@ if _DIR:
     # first collection: the trace must not itself make the collections it records.
     _records: list[tuple] = []
     _KEYS = {"gc": ("t", "d", "g", "c", "cpu"), "lag": ("t", "d"), "pub": ("t", "d"),
-             "feed": ("t", "d", "n")}
+             "feed": ("t", "d", "n"), "lock": ("t", "wait", "hold")}
     _gc_totals = {0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}
     _gc_start = [0.0, 0.0, 0.0]
     _cpu = time.thread_time  # a collection's CPU time: what it costs on an idle machine
@@ -183,6 +183,26 @@ if _DIR:
 
             hub.Hub.publish = publish
             hub.Hub._traced = True
+        dbmod = sys.modules.get("store.db")
+        if dbmod is not None and not getattr(dbmod._WriteLock, "_traced", False):
+            # The writers' lock file (from BEGIN to COMMIT, WAL checkpoints included): how long
+            # each writer waited for it and held it.
+            enter, leave = dbmod._WriteLock.__enter__, dbmod._WriteLock.__exit__
+            held = [0.0, 0.0, 0.0]
+
+            def __enter__(self):  # type: ignore[no-untyped-def]
+                w0, t0 = _wall(), _perf()
+                enter(self)
+                held[0], held[1], held[2] = w0, t0, _perf()
+
+            def __exit__(self, *exc):  # type: ignore[no-untyped-def]
+                leave(self, *exc)
+                now = _perf()
+                _records.append(("lock", held[0], held[2] - held[1], now - held[2]))
+
+            dbmod._WriteLock.__enter__ = __enter__
+            dbmod._WriteLock.__exit__ = __exit__
+            dbmod._WriteLock._traced = True
         feedmod = sys.modules.get("gateway.feed")
         if feedmod is not None and not getattr(feedmod.FeedReader, "_traced", False):
             orig_cu = feedmod.FeedReader.catch_up
