@@ -1,8 +1,8 @@
 """One writer thread and a pool of readers, bridged to asyncio.
 
 All writes go through :meth:`Database.write`: a single thread owns the write connection and runs
-each job inside ``BEGIN IMMEDIATE … COMMIT``. Jobs that arrive together are group-committed: each
-runs in its own SAVEPOINT inside one transaction, so one failing job rolls back alone and a
+each job inside ``BEGIN IMMEDIATE … COMMIT``. Jobs that arrive together are group-committed: one
+transaction for all, in which one failing job rolls back alone (see ``_transact``), and a
 burst of requests pays for one fsync. Callers see "database is locked" never, because nobody
 else writes. Reads run on a small thread pool of read-only connections.
 """
@@ -57,6 +57,7 @@ class Database:
         self.readers = readers
         self._pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="db-read")
         self.commits = 0
+        self.replays = 0  # batches run again with a savepoint per job (see _transact)
         self._wlock = _WriteLock(None)
         # Called on the writer thread between two transactions (never inside one); replication
         # sets it to yield the write lock to Litestream when the WAL runs away.
@@ -198,18 +199,28 @@ class Database:
         self._resolve(results)
 
     def _transact(
-        self, conn: sqlite3.Connection, batch: list[Any],
+        self, conn: sqlite3.Connection, batch: list[Any], isolate: bool = False,
     ) -> tuple[bool, list[tuple[Any, Any, BaseException | None, Any]]]:
-        """One transaction over ``batch``: (whether it committed changes, each job's outcome)."""
+        """One transaction over ``batch``: (whether it committed changes, each job's outcome).
+
+        The jobs run without a savepoint each (two statements per job saved): a job that fails
+        without having changed a row leaves the transaction as it found it (SQLite undoes a
+        failed statement itself), so the others go on. One that fails after changing rows cannot
+        be undone alone: the transaction is rolled back and the batch runs again with a
+        savepoint per job (``isolate``). A job may therefore run twice, the first time in a
+        transaction that never commits — as on PostgreSQL, whose writer runs a rolled-back
+        batch again (store/pg.py)."""
         results: list[tuple[Any, Any, BaseException | None, Any]] = []
-        # A job alone in its transaction needs no savepoint to fail alone: two statements saved.
+        # A job alone in its transaction needs no savepoint to fail alone.
         single = len(batch) == 1
+        savepoints = isolate and not single
         changes = conn.total_changes
         try:
             self._begin(conn)
             for fn, args, loop, fut in batch:
-                if not single:
+                if savepoints:
                     conn.execute("SAVEPOINT job")
+                before = conn.total_changes
                 try:
                     value = fn(conn, *args)
                 except BaseException as exc:  # the job's own failure: roll back only it
@@ -221,11 +232,16 @@ class Database:
                         if single:
                             return False, [(loop, fut, exc, None)]
                         return False, [(lp, f, exc, None) for _, _, lp, f in batch]
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
+                    if savepoints:
+                        conn.execute("ROLLBACK TO job")
+                        conn.execute("RELEASE job")
+                    elif conn.total_changes != before:  # its rows cannot be undone alone
+                        conn.execute("ROLLBACK")
+                        self.replays += 1
+                        return self._transact(conn, batch, isolate=True)
                     results.append((loop, fut, exc, None))
                 else:
-                    if not single:
+                    if savepoints:
                         conn.execute("RELEASE job")
                     results.append((loop, fut, None, value))
             conn.execute("COMMIT")

@@ -126,7 +126,7 @@ async def test_group_commit_isolates_a_failing_job(db: Database) -> None:
 
     blocker = asyncio.ensure_future(db.write(block))
     await asyncio.to_thread(entered.wait, 5)
-    commits_before = db.commits
+    commits_before, replays_before = db.commits, getattr(db, "replays", 0)
     jobs = [
         db.write(_insert, tenant_id, conv_id, "a"),
         db.write(failing),
@@ -145,9 +145,55 @@ async def test_group_commit_isolates_a_failing_job(db: Database) -> None:
     # The blocker's commit, then ONE for all five queued jobs (a batch); the failures left
     # nothing behind.
     assert db.commits - commits_before == 2
+    # The job that failed after writing could not be undone alone: the batch ran again with a
+    # savepoint per job (its first run's rows — "a" included — rolled back, none twice).
+    if db.dialect == "sqlite":
+        assert db.replays - replays_before == 1
     texts = await db.read(lambda c: [r[0] for r in c.execute(
         "SELECT text FROM activities ORDER BY seq")])
     assert texts == ["a", "b", "c"]
+    assert await db.read(lambda c: c.execute("SELECT count(*) FROM audit_logs").fetchone()[0]) == 0
+
+
+@sqlite_only("PostgreSQL's writer keeps a savepoint per job")
+async def test_a_job_failing_before_it_writes_costs_its_batch_nothing(db: Database) -> None:
+    """No savepoint per job: a job that fails without having changed a row (a refusal, a
+    constraint) leaves the transaction as it was, and the batch goes on without running again."""
+    tenant_id, conv_id = _setup(db)
+    gate, entered = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    def block(conn: sqlite3.Connection) -> None:
+        entered.set()
+        gate.wait(5)
+
+    def counted(conn: sqlite3.Connection, text: str) -> int:
+        runs.append(text)
+        return _insert(conn, tenant_id, conv_id, text)
+
+    def refused(conn: sqlite3.Connection) -> None:
+        conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+        raise Boom("refused before writing")
+
+    def duplicate(conn: sqlite3.Connection) -> None:  # a two-row INSERT whose second row fails
+        conn.execute("INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, "
+                     "resource_id, inserted_at) VALUES ('d1','system','t','x','y','z','n'), "
+                     "('d1','system','t','x','y','z','n')")
+
+    blocker = asyncio.ensure_future(db.write(block))
+    await asyncio.to_thread(entered.wait, 5)
+    replays_before = db.replays
+    futs = [asyncio.ensure_future(j) for j in (
+        db.write(counted, "a"), db.write(refused), db.write(counted, "b"), db.write(duplicate),
+        db.write(counted, "c"))]
+    await asyncio.sleep(0)
+    gate.set()
+    await blocker
+    results = await asyncio.gather(*futs, return_exceptions=True)
+    assert isinstance(results[1], Boom)
+    assert isinstance(results[3], sqlite3.IntegrityError)
+    assert [results[0], results[2], results[4]] == [1, 2, 3]
+    assert db.replays == replays_before and runs == ["a", "b", "c"]  # each job ran once
     assert await db.read(lambda c: c.execute("SELECT count(*) FROM audit_logs").fetchone()[0]) == 0
 
 
