@@ -14,6 +14,18 @@ COLUMNS = (
     "idempotency_key, source_channel_id, external_id, inserted_at, updated_at, extra"
 )
 
+# The statements of :func:`insert`, made once (a new string per call is hashed again by the
+# statement cache).
+_NEXT_SEQ = """UPDATE conversations SET last_seq = last_seq + 1,
+                  last_activity_at = max(coalesce(last_activity_at, ?), ?), updated_at = ?
+           WHERE id = ? RETURNING last_seq, last_activity_at"""
+_INSERT = f"INSERT INTO activities ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _json(value: Any) -> str:
+    """``dumps(value)``, with the empty list and map (most activities' columns) spelt out."""
+    return "[]" if value == [] else "{}" if value == {} else dumps(value)
+
 
 def by_idempotency_key(conn: sqlite3.Connection, conversation_id: str, key: str) -> Activity | None:
     row = conn.execute(
@@ -55,12 +67,7 @@ def insert(
     # ``inserted_at`` never goes back within a conversation, so it sorts like ``seq``: with
     # several worker processes a request's ``now`` is read before it waits for the write lock,
     # and another process's later ``now`` may commit first (or the wall clock may step back).
-    row = conn.execute(
-        """UPDATE conversations SET last_seq = last_seq + 1,
-                  last_activity_at = max(coalesce(last_activity_at, ?), ?), updated_at = ?
-           WHERE id = ? RETURNING last_seq, last_activity_at""",
-        (now, now, now, conversation_id),
-    ).fetchone()
+    row = conn.execute(_NEXT_SEQ, (now, now, now, conversation_id)).fetchone()
     if row is None:
         raise LookupError(conversation_id)
     seq, now = row[0], row[1]
@@ -68,14 +75,11 @@ def insert(
     metadata = metadata if metadata is not None else {}
     extra = extra or {}
     activity_id = new_id()
-    conn.execute(
-        f"""INSERT INTO activities ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (
-            activity_id, tenant_id, conversation_id, seq, type, sender, text, dumps(attachments),
-            dumps(metadata), idempotency_key, source_channel_id, external_id, now, now,
-            dumps(extra),
-        ),
-    )
+    conn.execute(_INSERT, (
+        activity_id, tenant_id, conversation_id, seq, type, sender, text,
+        _json(attachments), _json(metadata), idempotency_key, source_channel_id, external_id,
+        now, now, _json(extra),
+    ))
     return Activity(
         id=activity_id, tenant_id=tenant_id, conversation_id=conversation_id, seq=seq, type=type,
         sender=sender, text=text, attachments=attachments, metadata=metadata,

@@ -85,7 +85,8 @@ def insert_tx(
     if found.status != "active":
         raise closed(conversation_id)
     primary = found.channel
-    new.attachments = media.resolve_uploads_tx(conn, tenant_id, conversation_id, new.attachments)
+    if new.attachments:
+        new.attachments = media.resolve_uploads_tx(conn, tenant_id, conversation_id, new.attachments)
     whatsapp.check_tx(conn, primary, conversation_id, new, now)
     activity = activities.insert(
         conn, tenant_id=tenant_id, conversation_id=conversation_id, sender=new.sender, now=now,
@@ -115,6 +116,8 @@ def enqueue_tx(conn: sqlite3.Connection, primary: Channel | None, activity: Acti
         conn, primary, outbound_types=adapters.DELIVERING_TYPES,
         exclude_channel_id=activity.source_channel_id, rules=rules,
     )
+    if not targets:  # a websocket channel's conversation, no rule: nothing to queue
+        return 0
     send: list[str] = []
     skipped: dict[str, str] = {}
     for channel in targets:
