@@ -20,16 +20,6 @@ from .domain import Actor, DomainError, Forbidden, NotFound, ValidationFailed, a
 from .tokens import TokenError, secret_version
 
 
-async def _tenant_by_key(request: Request, api_key: str) -> Tenant | None:
-    ctx = request.app.ctx
-    key_hash = sha256_hex(api_key)
-    hit, tenant = ctx.tenant_cache.get(key_hash)
-    if not hit:
-        tenant = await ctx.db.read(tenants.by_key_hash, key_hash)
-        ctx.tenant_cache.put(key_hash, tenant)
-    return tenant
-
-
 async def tenant_auth(request: Request) -> tuple[Tenant, dict[str, Any] | None]:
     """TenantAuth: ``x-api-key`` first (no fallback), else ``x-channel-token``.
 
@@ -38,7 +28,11 @@ async def tenant_auth(request: Request) -> tuple[Tenant, dict[str, Any] | None]:
     ctx = request.app.ctx
     headers = request.headers
     if "x-api-key" in headers:
-        tenant = await _tenant_by_key(request, headers.get("x-api-key", ""))
+        key_hash = sha256_hex(headers.get("x-api-key", ""))
+        hit, tenant = ctx.tenant_cache.get(key_hash)  # the hot path: no read, no coroutine
+        if not hit:
+            tenant = await ctx.db.read(tenants.by_key_hash, key_hash)
+            ctx.tenant_cache.put(key_hash, tenant)
         if tenant is None or not tenant.active:
             raise errors.unauthorized("Invalid or inactive API Key", "invalid_api_key", style="tenant")
         return tenant, None

@@ -241,7 +241,9 @@ def install(app: Sanic) -> None:
         limit = int(limits[setting])
         tier_name = None
         if scope == "activity_create" and key is not None:  # the tenant's SLA tier's limit
-            tier = await tierlimits.of(ctx, key)
+            hit, tier = tierlimits.CACHE.fresh(key)
+            if not hit:
+                tier = await tierlimits.of(ctx, key)
             if tier is not None and tier.activities_per_min is not None:
                 limit, tier_name = tier.activities_per_min, tier.name
                 if limit <= 0:  # the tier allows none

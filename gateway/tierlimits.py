@@ -28,6 +28,18 @@ class TierCache:
         hit = self._items.get(tenant_id)
         if hit is not None and hit[0] > now:
             return hit[1]
+        return await self.load(db, tenant_id, now)
+
+    def fresh(self, tenant_id: str) -> tuple[bool, Tier | None]:
+        """(True, the tier) when the cache holds it, fresh; else (False, None): no await for
+        the hot path's usual case."""
+        hit = self._items.get(tenant_id)
+        if hit is not None and hit[0] > self.clock():
+            return True, hit[1]
+        return False, None
+
+    async def load(self, db: Any, tenant_id: str, now: float | None = None) -> Tier | None:
+        now = self.clock() if now is None else now
         tier: Tier | None = await db.read(tiers.of_tenant, tenant_id)
         if len(self._items) >= MAX_ITEMS:
             self._items.clear()

@@ -137,19 +137,35 @@ async def create(gw: Gateway, tenant_id: str, conversation_id: str, new: NewActi
     (``conversation_closed``) or ``TooLarge`` (``activity_too_large``)."""
     check_size(gw.settings.max_activity_bytes, new)
     result: Created = await gw.db.write(insert_tx, tenant_id, conversation_id, new, gw.now_iso())
-    await after_commit(gw, result)
+    if announce(gw, result):
+        await enqueued(gw, result)
     return result
 
 
 async def after_commit(gw: Gateway, result: Created) -> None:
     """The effects of a committed new activity, once: broadcast it (then the echo reply: seq
     order), then hand their deliveries to the delivery backend. Nothing for a replay."""
+    if announce(gw, result):
+        await enqueued(gw, result)
+
+
+def announce(gw: Gateway, result: Created) -> bool:
+    """:func:`after_commit`'s broadcast, which needs no await (the hot path's case: a socket
+    channel's conversation queues no delivery); True when deliveries are to be handed over."""
     if not result.created:
-        return
-    done = [result] if result.reply is None else [result, result.reply]
-    for r in done:
+        return False
+    reply = result.reply
+    for hook in gw.on_activity:
+        hook(result.activity)
+    if reply is not None:
         for hook in gw.on_activity:
-            hook(r.activity)
-    for r in done:
-        if r.deliveries:
+            hook(reply.activity)
+        return bool(result.deliveries or reply.deliveries)
+    return bool(result.deliveries)
+
+
+async def enqueued(gw: Gateway, result: Created) -> None:
+    """The deliveries of a committed activity (and of its echo reply) to the delivery backend."""
+    for r in (result, result.reply):
+        if r is not None and r.deliveries:
             await gw.delivery.enqueued(r.activity, r.deliveries)
