@@ -36,6 +36,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/unit/store/test_db.py::test_a_failed_commit_is_an_error_for_every_caller_never_a_success",),
     ),
     Mutant(
+        "keep-a-failed-jobs-rows",
+        "a job of a group commit that fails after writing leaves nothing behind (the others commit)",
+        "store/db.py",
+        """                    elif conn.total_changes != before:  # its rows cannot be undone alone""",
+        """                    elif False:  # MUTANT: a failed job's rows are committed with the batch""",
+        ("tests/unit/store/test_db.py::test_group_commit_isolates_a_failing_job",),
+    ),
+    Mutant(
         "skip-lease-rescue",
         "a lease that runs out on a running server is sent again",
         "gateway/workers/delivery.py",
@@ -82,8 +90,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "drop-tenant-filter-on-write",
         "a tenant's credentials never reach another tenant's conversations",
         "store/conversations.py",
-        'WHERE c.id = ? AND c.tenant_id = ?""",',
-        'WHERE c.id = ? AND (c.tenant_id = ? OR 1)""",',
+        'WHERE c.id = ? AND c.tenant_id = ?"""\n',
+        'WHERE c.id = ? AND (c.tenant_id = ? OR 1)"""\n',
         ("tests/integration/gateway/test_compat.py::test_tenant_isolation_every_route",),
     ),
     Mutant(
