@@ -5,8 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, NamedTuple
 
-from .channels import COLUMNS as CHANNEL_COLUMNS
-from .models import Channel, Conversation, _builder, from_row
+from .models import ChannelRef, Conversation, from_row
 from .util import dumps, new_id, page, within
 
 COLUMNS = (
@@ -57,33 +56,30 @@ class WriteContext(NamedTuple):
 
     status: str  # the conversation's
     tenant_status: str | None  # None: no such tenant
-    channel: Channel | None  # the conversation's channel
+    channel: ChannelRef | None  # the conversation's channel
     rules: bool  # the channel is the source of an enabled routing rule
 
 
-_CHANNEL_COLUMNS = ", ".join(f"ch.{c.strip()}" for c in CHANNEL_COLUMNS.split(","))
-
-
-_FOR_WRITE = f"""SELECT {_CHANNEL_COLUMNS}, c.status AS conversation_status, t.status AS tenant_status,
+_FOR_WRITE = """SELECT ch.id, ch.tenant_id, ch.status, ch.type, ch.mode,
+               c.status AS conversation_status, t.status AS tenant_status,
                EXISTS (SELECT 1 FROM routing_rules r WHERE r.source_channel_id = c.channel_id
                        AND r.tenant_id = c.tenant_id AND r.enabled = 1) AS has_rules
         FROM conversations c
         LEFT JOIN tenants t ON t.id = c.tenant_id
         LEFT JOIN channels ch ON ch.id = c.channel_id
         WHERE c.id = ? AND c.tenant_id = ?"""
-# The Channel of a for_write row, built by position (its first columns are the channel's).
-_channel_of = _builder(Channel, tuple(c.strip() for c in CHANNEL_COLUMNS.split(",")))
 
 
 def for_write(conn: sqlite3.Connection, tenant_id: str, conversation_id: str) -> WriteContext | None:
     """The tenant's conversation (None: not the tenant's, or no such conversation), with its
-    tenant's status, its channel and whether routing rules fan out from that channel — one
-    statement instead of four on the activity write path (each is a hand-off of the GIL)."""
+    tenant's status, its channel (the columns the write needs: each column read costs) and
+    whether routing rules fan out from that channel — one statement instead of four on the
+    activity write path (each is a hand-off of the GIL)."""
     row = conn.execute(_FOR_WRITE, (conversation_id, tenant_id)).fetchone()
     if row is None:
         return None
-    channel = _channel_of(row) if row[0] is not None else None
-    return WriteContext(row[-3], row[-2], channel, bool(row[-1]))
+    channel = ChannelRef(row[0], row[1], row[2], row[3], row[4]) if row[0] is not None else None
+    return WriteContext(row[5], row[6], channel, bool(row[7]))
 
 
 def open_thread(conn: sqlite3.Connection, channel_id: str, sender_key: str) -> Conversation | None:

@@ -41,6 +41,21 @@ class Channel(msgspec.Struct, kw_only=True):
         return self.status == "active"
 
 
+class ChannelRef(msgspec.Struct):
+    """What an activity's write transaction reads of its conversation's channel (its config,
+    secret and names are not needed there): where its deliveries go and whether it is active."""
+
+    id: str
+    tenant_id: str
+    status: str
+    type: str
+    mode: str
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
 class Conversation(msgspec.Struct, kw_only=True):
     id: str
     tenant_id: str

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from .models import Channel, RoutingRule, from_row
+from .models import Channel, ChannelRef, RoutingRule, from_row
 from .util import dumps, new_id, within
 
 COLUMNS = "id, tenant_id, name, source_channel_id, target_channel_ids, enabled, inserted_at, updated_at"
@@ -98,12 +98,12 @@ def channel_modes(conn: sqlite3.Connection, tenant_id: str,
 
 def delivery_targets(
     conn: sqlite3.Connection,
-    primary: Channel,
+    primary: Channel | ChannelRef,
     *,
     outbound_types: frozenset[str],
     exclude_channel_id: str | None = None,
     rules: bool = True,
-) -> list[Channel]:
+) -> list[Channel | ChannelRef]:
     """Channels that must receive an activity of a conversation on ``primary`` (docs/delivery.md):
     the conversation's own channel and the targets of the enabled rules whose source it is
     (``rules=False``: the caller has read, in the same transaction, that there are none).
@@ -111,7 +111,7 @@ def delivery_targets(
     Fixed from the original: an inactive channel gets nothing, and the channel an inbound
     activity came from (``exclude_channel_id``) does not get it back. One hop only.
     """
-    result: dict[str, Channel] = {}
+    result: dict[str, Channel | ChannelRef] = {}
     if (
         primary.type in outbound_types
         and primary.mode in ("outbound", "duplex")

@@ -17,7 +17,7 @@ import adapters
 from adapters.base import carries
 from adapters.echo import EchoAdapter
 from store import activities, conversations, queue, routing
-from store.models import Activity, Channel
+from store.models import Activity, Channel, ChannelRef
 
 from ..context import Gateway
 from . import media, whatsapp
@@ -106,7 +106,7 @@ def insert_tx(
     return Created(activity, True, n, reply)
 
 
-def enqueue_tx(conn: sqlite3.Connection, primary: Channel | None, activity: Activity, now: str,
+def enqueue_tx(conn: sqlite3.Connection, primary: Channel | ChannelRef | None, activity: Activity, now: str,
                rules: bool = True) -> int:
     """Enqueue an activity's deliveries: its conversation's channel (``primary``) and the
     channels routing rules fan it out to (``rules=False``: none do, read in this transaction)."""

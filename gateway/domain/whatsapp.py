@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from adapters import templates as tpl
 from store import templates
-from store.models import Channel
+from store.models import Channel, ChannelRef
 from store.util import parse_iso
 
 from .errors import Conflict, Unprocessable
@@ -29,7 +29,7 @@ WHATSAPP_TYPES = frozenset({"whatsapp_meta", "whatsapp_infobip"})
 WINDOW = timedelta(hours=24)
 
 
-def check_tx(conn: sqlite3.Connection, primary: Channel | None, conversation_id: str,
+def check_tx(conn: sqlite3.Connection, primary: Channel | ChannelRef | None, conversation_id: str,
              new: NewActivity, now: str) -> None:
     """Raise when ``new`` may not be queued to the conversation's WhatsApp channel."""
     if primary is None or primary.type not in WHATSAPP_TYPES or new.source_channel_id is not None:
