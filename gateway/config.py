@@ -100,7 +100,8 @@ SETTINGS: tuple[Setting, ...] = (
             "them, what lives long (the app after start-up, open sockets) is kept out of its "
             "collections (`gc.freeze`), which would otherwise stop the event loop for tens to "
             "hundreds of milliseconds with thousands of sockets open; cyclic garbage among "
-            "those objects waits for the next full collection. 0: Python's own schedule."),
+            "those objects waits for the next full collection, which also comes early once as "
+            "many sockets have closed as are open. 0: Python's own schedule."),
     Setting("workers", ("CONVERGER_WORKERS",), str, "auto",
             "Processes serving the one port (`converger serve --workers N`): `auto` = the "
             "machine's cores, at most 8; `1` = one process, no supervisor. They share the "

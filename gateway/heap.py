@@ -3,8 +3,8 @@
 A full (generation 2) collection walks every tracked object of the process, and the event loop
 stands still meanwhile. A worker holding 5,000 sockets tracks ~200,000 objects (~90,000 of them
 the app itself: modules, functions, types; ~20 per socket): measured with
-``tests/bench/bench_realtime.py --trace``, a full collection then took 170–185 ms of CPU, and
-Python ran one about every ten seconds under 1,000 posts/s — during which ~900 pushes waited.
+``tests/bench/bench_realtime.py --trace``, a full collection then took 160–210 ms of CPU, and
+Python ran one about every ten seconds under 1,000 posts/s — during which ~1,000 pushes waited.
 
 So, with ``CONVERGER_GC_FULL_EVERY`` (seconds, default 600; 0 leaves Python's schedule alone):
 
@@ -12,16 +12,19 @@ So, with ``CONVERGER_GC_FULL_EVERY`` (seconds, default 600; 0 leaves Python's sc
   collector's permanent generation, which its collections skip;
 - every ``SETTLE_EVERY`` seconds, when ``SETTLE_AFTER`` sockets or more opened since the last
   freeze: the young generations are collected (a few ms) and the survivors frozen — the
-  sockets' objects among them. Python's own collections then only walk what is younger: a few milliseconds;
+  sockets' objects among them. Python's own collections then only walk what is younger: a
+  few milliseconds;
 - every ``CONVERGER_GC_FULL_EVERY`` seconds: ``gc.unfreeze()``, one full collection, freeze
-  again. That is the one long pause left, at a known rate.
+  again. That is the one long pause left, at a known rate — or sooner, once as many sockets
+  have closed since the last one as are open (and ``FULL_AFTER_CLOSED`` at least), which bounds
+  what closed sockets leave frozen (below) by the size of the live ones.
 
 Frozen objects are still freed by reference counting when they die; only *cyclic* garbage
-among them waits for the next full collection: memory, bounded by what such garbage a process
-makes in ``CONVERGER_GC_FULL_EVERY`` seconds. A socket's objects form no cycle once it is closed
-(``gateway/wire.py`` ends the protocol's parser, ``gateway/realtime/connection.py`` lets go of
-its tenant watch), so a frozen socket that closes is freed at once; what remains is e.g. an HTTP
-request that was in flight when a freeze happened. docs/architecture.md ("Real-time sockets")
+among them waits for the next full collection: memory. Our part of a socket forms no cycle once
+it is closed (``gateway/wire.py`` ends the protocol's parser, ``gateway/realtime/connection.py``
+lets go of its tenant watch), so it is freed at once; Sanic's part of a closed connection (its
+protocol, ``Http`` and request objects hold bound methods of themselves: ~13 objects) waits,
+as do HTTP requests that were in flight at a freeze. docs/architecture.md ("Real-time sockets")
 describes the trade-off, docs/performance.md §6 the measurements.
 """
 
@@ -37,6 +40,7 @@ log = logging.getLogger("converger.heap")
 
 SETTLE_EVERY = 5.0  # seconds between looks for new long-lived objects (sockets)
 SETTLE_AFTER = 100  # sockets opened since the last freeze before the next one
+FULL_AFTER_CLOSED = 1000  # closed sockets (at least as many as are open) for an early full one
 
 
 class Heap:
@@ -45,6 +49,8 @@ class Heap:
     def __init__(self, full_every: float) -> None:
         self.full_every = full_every
         self.opened = 0  # sockets opened since the last freeze
+        self.open = 0  # sockets open now
+        self.closed = 0  # sockets closed since the last full collection
         self.freezes = 0
         self.full_collections = 0
         self._last_full = 0.0
@@ -72,6 +78,11 @@ class Heap:
 
     def socket_opened(self) -> None:
         self.opened += 1
+        self.open += 1
+
+    def socket_closed(self) -> None:
+        self.open -= 1
+        self.closed += 1
 
     def _full(self) -> None:
         started = time.perf_counter()
@@ -80,14 +91,15 @@ class Heap:
         gc.freeze()
         self.full_collections += 1
         self._last_full = time.monotonic()
-        self.opened = 0
+        self.opened = self.closed = 0
         log.debug("full collection in %.1f ms; %d objects frozen",
                   (time.perf_counter() - started) * 1000, gc.get_freeze_count())
 
     def _tick(self) -> None:
         assert self._loop is not None
         try:
-            if time.monotonic() - self._last_full >= self.full_every:
+            if (time.monotonic() - self._last_full >= self.full_every
+                    or self.closed >= max(FULL_AFTER_CLOSED, self.open)):
                 self._full()
             elif self.opened >= SETTLE_AFTER:
                 self.opened = 0

@@ -276,6 +276,7 @@ class Connection:
         # No cycle left (the watch points back here): a socket frozen out of the collector's
         # walks (gateway/heap.py) is freed by reference counting once it is gone.
         self._tenant_watch.conn = None
+        self.gw.heap.socket_closed()
         Sweep.of(self.idle_timeout).discard(self)
         on_end, self.on_end = self.on_end, None
         if on_end is not None:
