@@ -9,6 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.hold import Hold
+
 
 class Call:
     def __init__(self, headers: dict[str, str], body: bytes, at: float) -> None:
@@ -31,8 +33,7 @@ class Receiver:
         self.calls: dict[str, list[Call]] = defaultdict(list)
         self.plans: dict[str, list[tuple[int, dict[str, str], float]]] = defaultdict(list)
         self.delay: dict[str, float] = {}
-        self._holds: dict[str, tuple[int, asyncio.Event]] = {}
-        self.held: dict[str, int] = defaultdict(int)  # requests waiting on a hold now
+        self._holds: dict[str, Hold] = {}
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -59,24 +60,25 @@ class Receiver:
     def hold(self, name: str, after: int) -> None:
         """Requests to ``name`` after the ``after``-th are recorded but not answered until
         ``release(name)`` (or until their sender goes away)."""
-        self._holds[name] = (after, asyncio.Event())
+        self._holds[name] = Hold(after)
+
+    @property
+    def held(self) -> defaultdict[str, int]:
+        """Requests waiting on a hold now, by endpoint."""
+        return defaultdict(int, {name: h.held for name, h in self._holds.items()})
 
     def release(self, name: str) -> None:
         hold = self._holds.pop(name, None)
         if hold is not None:
-            hold[1].set()
+            hold.release()
 
     async def _handle(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         body = await request.read()
         self.calls[name].append(Call(dict(request.headers), body, time.monotonic()))
         hold = self._holds.get(name)
-        if hold is not None and len(self.calls[name]) > hold[0]:
-            self.held[name] += 1
-            try:
-                await hold[1].wait()
-            finally:
-                self.held[name] -= 1
+        if hold is not None:
+            await hold.gate(len(self.calls[name]))
         plan = self.plans.get(name)
         status, headers, delay = plan.pop(0) if plan else (200, {}, self.delay.get(name, 0.0))
         if delay:

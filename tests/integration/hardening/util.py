@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tests.support.api import Api
+from tests.support.hold import Hold
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
@@ -51,13 +52,15 @@ class Recorder:
         self.calls: dict[str, list[tuple[dict[str, str], Any]]] = {}
         self.port = 0
         self._runner: Any = None
-        self.hold_after = hold_after
-        self.held = 0
-        self._released = asyncio.Event()
+        self.hold = Hold(hold_after)
+
+    @property
+    def held(self) -> int:
+        return self.hold.held
 
     def release(self) -> None:
         """Answer the held requests (and every later one)."""
-        self._released.set()
+        self.hold.release()
 
     async def start(self) -> Recorder:
         from aiohttp import web
@@ -66,13 +69,7 @@ class Recorder:
             body = await request.json()
             self.calls.setdefault(request.match_info["name"], []).append(
                 (dict(request.headers), body))
-            if self.hold_after is not None and not self._released.is_set() \
-                    and sum(map(len, self.calls.values())) > self.hold_after:
-                self.held += 1
-                try:
-                    await self._released.wait()
-                finally:
-                    self.held -= 1
+            await self.hold.gate(sum(map(len, self.calls.values())))
             if self.delay:
                 await asyncio.sleep(self.delay)
             return web.Response(text="ok")

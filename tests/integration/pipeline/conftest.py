@@ -16,6 +16,7 @@ from aiohttp import web
 
 from tests.support.brokers import Nats, Rabbit
 from tests.support.deliver import Deliver
+from tests.support.hold import Hold
 from tests.support.server import open_database
 
 Broker = Nats | Rabbit
@@ -56,11 +57,9 @@ class Counting:
         self.fail_first: dict[str, int] = {}
         self.failing = 0  # answer 500 to the next N requests (whatever their id)
         self.delay = 0.0  # seconds each answer takes (a slow receiver: attempts in flight)
-        # Requests after the hold_after-th are left unanswered until release() (attempts in
+        # Requests after the hold.after-th are left unanswered until release() (attempts in
         # flight a test can count on, whatever the machine's speed); `held` counts them.
-        self.hold_after: int | None = None
-        self.held = 0
-        self._released = asyncio.Event()
+        self.hold = Hold()
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -83,13 +82,7 @@ class Counting:
         did = request.headers.get("webhook-id", "")
         self.counts[did] += 1
         self.order.append(did)
-        if self.hold_after is not None and self.total > self.hold_after \
-                and not self._released.is_set():
-            self.held += 1
-            try:
-                await self._released.wait()
-            finally:
-                self.held -= 1
+        await self.hold.gate(self.total)
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.failing > 0:
@@ -97,8 +90,12 @@ class Counting:
             return web.Response(status=500, text="nope")
         return web.Response(text="ok")
 
+    @property
+    def held(self) -> int:
+        return self.hold.held
+
     def release(self) -> None:
-        self._released.set()
+        self.hold.release()
 
     async def stop(self) -> None:
         self.release()

@@ -133,7 +133,7 @@ async def test_sigterm_of_a_deliver_worker_gives_its_rows_back_and_another_finis
             s = await api.setup("sigterm", type="webhook", config={"url": counting.url})
             # After 20 answers the receiver holds the next attempts unanswered: in flight when
             # SIGTERM comes and the rest still waiting, however fast the worker sends.
-            counting.hold_after = 20
+            counting.hold.after = 20
             for i in range(120):
                 await api.post_activity(s["conversation"]["id"], s["api_key"], text=f"m{i}")
             first.start()
