@@ -59,5 +59,8 @@ def test_smoke_binary() -> None:
     binary = os.environ["CONVERGER_BINARY"]
     out = subprocess.run(["bash", str(ROOT / "build" / "smoke.sh"), binary],
                          capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # The failure's own line first: the server log's tail that follows it on stderr would
+    # otherwise push it out of the message.
+    failed = [line for line in out.stderr.splitlines() if line.startswith("SMOKE FAIL")]
+    assert out.returncode == 0, "\n".join(failed) + "\n" + out.stdout[-3000:] + out.stderr[-3000:]
     assert "SMOKE PASS" in out.stdout
