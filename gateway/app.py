@@ -151,7 +151,13 @@ def create_app(settings: Settings, name: str | None = None, cluster: Cluster | N
 
     @app.after_server_start
     async def _settle_heap(app: Sanic) -> None:  # last: freeze what start-up made
-        gw.heap.start()
+        # Once the server serves, not inside this hook: Sanic's SIGTERM handler stops the loop,
+        # which during the after_server_start hooks ends only that step and the worker serves
+        # on (a stop lost); the first collection here would widen that window.
+        import asyncio
+        from contextvars import Context
+
+        asyncio.get_running_loop().call_soon(gw.heap.start, context=Context())
 
     @app.before_server_stop
     async def _unsettle_heap(app: Sanic) -> None:
